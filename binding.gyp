@@ -1,0 +1,22 @@
+{
+  "targets": [
+    {
+      "target_name": "moat",
+      "sources": [
+        "native/frame.cc",
+        "native/tun.cc",
+        "native/classifier.cc",
+        "native/router.cc",
+        "native/device.cc",
+        "native/addon.cc",
+        "native/router_binding.cc",
+        "native/device_binding.cc",
+        "native/classifier_binding.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2"],
+      "cflags_cc!": ["-fno-exceptions"]
+    }
+  ]
+}

@@ -1,0 +1,33 @@
+// classifier.h: a compiled firewall chain.
+//
+// Contract: match(k) returns the index of the first rule in the chain that
+// matches k (rule_matches in rule.h is the reference), or -1 when none does
+// (uWSGI's default policy: allow). A Classifier is immutable once built, so
+// the router thread can use it while another thread builds its successor.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "rule.h"
+
+namespace moat {
+
+class Classifier {
+ public:
+  explicit Classifier(std::vector<Rule> rules);
+  ~Classifier();
+  Classifier(const Classifier&) = delete;
+  Classifier& operator=(const Classifier&) = delete;
+
+  int32_t match(const PacketKey& k) const;
+  size_t size() const { return rules_.size(); }
+  const Rule& rule(size_t i) const { return rules_[i]; }
+
+ private:
+  std::vector<Rule> rules_;
+  struct Compiled;
+  Compiled* compiled_ = nullptr;
+};
+
+}  // namespace moat

@@ -1,0 +1,1 @@
+// tun.cc: placeholder.

@@ -1,0 +1,128 @@
+// native.ts: loads the addon and types what it exports. Policy lives in TS:
+// arguments are checked by the callers (src/router, src/device, src/rules)
+// before they reach C++. MOAT_ADDON overrides the path (sanitizer builds).
+import path from 'node:path';
+
+/** A firewall rule as native code takes it (src/rules compiles text to this). */
+export interface NativeRule {
+  action: 0 | 1;            // 0 allow, 1 deny
+  src: number;              // network address, uint32 host order, already masked
+  srcBits: number;          // 0..32; 0 or src == 0 matches any (uWSGI)
+  dst: number;
+  dstBits: number;
+  proto: number;            // -1 any, else 0..255
+  sport: Array<[number, number]>;  // inclusive ranges; empty = any
+  dport: Array<[number, number]>;
+  icmpType: number;         // -1 any
+}
+
+/** Packets for Classifier.match: 7 uint32 per packet, in this order. */
+export const KEY_FIELDS = ['src', 'dst', 'proto', 'hasL4', 'sport', 'dport', 'icmpType'] as const;
+
+export interface NativeClassifier {
+  /** First matching rule index per packet (-1: none matched, default allow). */
+  match(keys: Uint32Array): Int32Array;
+  readonly size: number;
+}
+
+export interface RouterOptions {
+  tunName: string;          // created if missing, attached if it exists (IFF_TUN|IFF_NO_PI)
+  socketPath: string;       // unix stream socket; stale file replaced, live one refused
+  socketMode: number;       // chmod of the socket file
+  socketUid: number;        // chown; -1 keeps
+  socketGid: number;
+  maxFrame: number;         // largest payload accepted from a peer; above: protocol error, peer closed
+  queueBytes: number;       // bound of each peer's outbound queue
+  acceptRuleBlocks: boolean;// modifier2 = 1 from peers: refused and counted unless true
+  bindings: Array<{ uid: number; addr: number }>;  // SO_PEERCRED uid -> the one address it may use
+}
+
+export type RouterEvent =
+  | { type: 'peer_up'; id: number; uid: number; gid: number; pid: number }
+  | { type: 'peer_addr'; id: number; addr: number }
+  | { type: 'peer_down'; id: number; addr: number; reason: string }
+  | { type: 'refused'; id: number; reason: string; addr: number; count: number }  // spoof, collision, gateway, bad_source, unbound (rate-limited, count = drops since last event)
+  | { type: 'protocol_error'; id: number; reason: string }
+  | { type: 'error'; message: string };
+
+export interface DropCounts { [reason: string]: number }
+
+export interface PeerStats {
+  id: number;
+  addr: number;             // 0 until learned
+  uid: number; gid: number; pid: number;
+  tx: number; rx: number;   // packets as uWSGI counts them (tx: router -> peer, rx: peer -> router)
+  txBytes: number; rxBytes: number;
+  dropped: number;          // sum of drops
+  drops: DropCounts;
+  queued: number;           // bytes waiting in the outbound queue
+}
+
+export interface RouterStats {
+  rxPackets: number; rxBytes: number;   // read from the tun device
+  txPackets: number; txBytes: number;   // written to the tun device
+  drops: DropCounts;
+  peers: PeerStats[];
+  hits: { in: number[]; out: number[] }; // per-rule hit counters of the current rule set
+}
+
+export interface NativeRouter {
+  start(onEvents: (events: RouterEvent[]) => void): void;
+  stop(): void;
+  /** Swaps both chains atomically between two batches. carry[i] = index in the
+   *  old chain whose hit counter rule i inherits, or -1. */
+  setRules(inRules: NativeRule[], outRules: NativeRule[], carryIn?: Int32Array, carryOut?: Int32Array): void;
+  setBindings(bindings: Array<{ uid: number; addr: number }>): void;
+  stats(): RouterStats;
+}
+
+export interface DeviceOptions {
+  name: string;             // tun device to create in the current netns
+  socketPath: string;       // router socket; resolved relative to dirFd when given
+  dirFd: number;            // -1, or a directory fd kept open to reconnect after pivot_root
+  maxFrame: number;
+  queueBytes: number;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+}
+
+export type DeviceEvent =
+  | { type: 'connected' }
+  | { type: 'disconnected'; reason: string }
+  | { type: 'connect_failed'; attempt: number; error: string; retryMs: number }
+  | { type: 'error'; message: string };
+
+export interface DeviceStats {
+  connected: boolean;
+  reconnects: number;
+  toRouterPackets: number; toRouterBytes: number;
+  fromRouterPackets: number; fromRouterBytes: number;
+  drops: DropCounts;
+}
+
+export interface NativeDevice {
+  start(onEvents: (events: DeviceEvent[]) => void): void;
+  stop(): void;
+  stats(): DeviceStats;
+}
+
+export interface Addon {
+  Router: new (opts: RouterOptions) => NativeRouter;
+  Device: new (opts: DeviceOptions) => NativeDevice;
+  Classifier: new (rules: NativeRule[]) => NativeClassifier;
+  /** The frame reassembler, exposed for tests: frames found at the front of buf. */
+  parseFrames(buf: Buffer, maxPayload: number): { frames: Array<{ mod1: number; mod2: number; payload: Buffer }>; consumed: number; status: 'ok' | 'need_more' | 'oversize' };
+  /** The IPv4 check a peer's packet goes through: null if fine, else the drop reason. */
+  checkIpv4(pkt: Buffer): string | null;
+}
+
+let cached: Addon | undefined;
+
+export function addon(): Addon {
+  if (!cached) {
+    const file = process.env.MOAT_ADDON ?? path.join(__dirname, '..', '..', 'build', 'Release', 'moat.node');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    cached = require(file) as Addon;
+  }
+  return cached;
+}

@@ -1,0 +1,89 @@
+// netns.ts: network namespaces and processes for integration tests. Names are
+// unique per run; everything made here is removed by cleanup(), also when a
+// test fails (call it from t.after / after).
+import { execFileSync, spawn, ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+
+export function sh(cmd: string, args: string[], opts: { ns?: string; input?: string; timeoutMs?: number } = {}): string {
+  const argv = opts.ns ? ['netns', 'exec', opts.ns, cmd, ...args] : args;
+  const bin = opts.ns ? 'ip' : cmd;
+  return execFileSync(bin, argv, { encoding: 'utf8', input: opts.input, timeout: opts.timeoutMs ?? 20000, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** True when this process may create namespaces and tun devices. Under CI a
+ *  missing privilege is a failure, never a silent skip. */
+export function canRunIntegration(): boolean {
+  return process.getuid?.() === 0;
+}
+
+export function requireRoot(): void {
+  if (!canRunIntegration()) throw new Error('integration tests need root and CAP_NET_ADMIN');
+}
+
+export function uniqueName(prefix: string): string {
+  // ip link names are at most 15 characters
+  return (prefix + crypto.randomBytes(3).toString('hex')).slice(0, 15);
+}
+
+export class Lab {
+  readonly namespaces: string[] = [];
+  readonly children: ChildProcess[] = [];
+  readonly cleanups: Array<() => void> = [];
+
+  netns(prefix = 'mt'): string {
+    const name = uniqueName(prefix);
+    sh('ip', ['netns', 'add', name]);
+    this.namespaces.push(name);
+    sh('ip', ['link', 'set', 'lo', 'up'], { ns: name });
+    return name;
+  }
+
+  /** Starts a process inside ns (or the current one) and remembers it. */
+  spawn(cmd: string, args: string[], opts: { ns?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+    const argv = opts.ns ? ['netns', 'exec', opts.ns, cmd, ...args] : args;
+    const child = spawn(opts.ns ? 'ip' : cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    this.children.push(child);
+    return child;
+  }
+
+  onCleanup(fn: () => void): void {
+    this.cleanups.push(fn);
+  }
+
+  async cleanup(): Promise<void> {
+    for (const c of this.children) {
+      if (c.exitCode === null && c.signalCode === null) {
+        c.kill('SIGINT');
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    for (const c of this.children) {
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    }
+    for (const fn of this.cleanups.splice(0).reverse()) {
+      try { fn(); } catch { /* best effort */ }
+    }
+    for (const ns of this.namespaces.splice(0)) {
+      // Kill whatever is left inside the namespace (processes we started there), then remove it.
+      try {
+        const pids = sh('ip', ['netns', 'pids', ns]).split('\n').filter(Boolean);
+        for (const p of pids) { try { process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ } }
+      } catch { /* no pids */ }
+      try { sh('ip', ['netns', 'del', ns]); } catch { /* already gone */ }
+    }
+  }
+}
+
+export function waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const start = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      let ok = false;
+      try { ok = pred(); } catch { ok = false; }
+      if (ok) return resolve();
+      if (Date.now() - start > timeoutMs) return reject(new Error(`timed out waiting for ${what}`));
+      setTimeout(tick, 50);
+    };
+    tick();
+  });
+}
