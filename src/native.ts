@@ -27,6 +27,7 @@ export interface NativeClassifier {
 
 export interface RouterOptions {
   tunName: string;          // created if missing, attached if it exists (IFF_TUN|IFF_NO_PI)
+  netns: string;            // '' or a netns file (/run/netns/NAME) the router thread enters before creating the tun
   socketPath: string;       // unix stream socket; stale file replaced, live one refused
   socketMode: number;       // chmod of the socket file
   socketUid: number;        // chown; -1 keeps
@@ -77,7 +78,8 @@ export interface NativeRouter {
 }
 
 export interface DeviceOptions {
-  name: string;             // tun device to create in the current netns
+  name: string;             // tun device to create
+  netns: string;            // '' (current) or a netns file the device thread enters first
   socketPath: string;       // router socket; resolved relative to dirFd when given
   dirFd: number;            // -1, or a directory fd kept open to reconnect after pivot_root
   maxFrame: number;
