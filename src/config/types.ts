@@ -1,0 +1,59 @@
+// types.ts: what every config source (ini, json, yaml, xml, flags) becomes,
+// and the typed configs the router and device read from it.
+
+/** Where a value came from, for error messages: file:line, or a flag. */
+export interface Source {
+  file: string;       // path, or '<flags>' for the command line
+  line?: number;      // 1-based, where the format gives one
+}
+
+/** One option occurrence. Order is file order; repeated keys all count. */
+export interface Option {
+  key: string;        // uWSGI spelling, lower case, '_' read as '-'
+  value: string;      // verbatim ('true' for a bare flag)
+  source: Source;
+}
+
+export type OptionList = Option[];
+
+export class ConfigError extends Error {
+  constructor(message: string, readonly source?: Source) {
+    super(source ? `${source.file}${source.line ? ':' + source.line : ''}: ${message}` : message);
+  }
+}
+
+/** A firewall rule written as a config option (tuntap-router-firewall-in/out). */
+export interface OptionRule {
+  chain: 'in' | 'out';
+  text: string;       // the value, verbatim
+  index: number;      // 1-based among firewall options (trace prints option:N)
+  source: Source;
+}
+
+export interface RouterConfig {
+  device: string;               // tun device name (tuntap-router field 1)
+  socket: string;               // unix socket path (field 2)
+  stats?: string;               // stats address: ':' means TCP host:port, else a unix path (field 3 or tuntap-router-stats)
+  gateway?: string;             // field 4, accepted for compatibility
+  socketMode: number;           // moat: tuntap-router-socket-mode (octal, default 0660)
+  socketOwner?: { uid: number; gid: number };  // moat: tuntap-router-socket-owner = user[:group]
+  maxFrame: number;             // moat: tuntap-router-max-frame (default 8188)
+  queueBytes: number;           // moat: tuntap-router-queue-bytes (default 262144)
+  rules: OptionRule[];          // firewall options, in file order
+  ruleFiles: string[];          // tuntap-router-firewall-file (file or directory of *.rules), in order
+  bindings: Array<{ uid: number; addr: string }>; // moat: tuntap-router-bind = uid|user addr
+  useCredentials: boolean;      // tuntap-use-credentials (accepted; SO_PEERCRED is always read)
+  metrics?: string;             // moat: metrics = host:port
+  netns?: string;               // moat: tuntap-router-netns = /run/netns/NAME (create the device there)
+  warnings: string[];           // ignored uWSGI options etc., each naming the option and its source
+}
+
+export interface DeviceConfig {
+  device: string;               // tuntap-device field 1
+  socket: string;               // field 2 (uWSGI's default when absent: /tmp/tuntap.socket)
+  maxFrame: number;
+  queueBytes: number;
+  reconnectMinMs: number;       // moat: tuntap-device-reconnect-min (default 100)
+  reconnectMaxMs: number;       // moat: tuntap-device-reconnect-max (default 5000)
+  netns?: string;
+}
