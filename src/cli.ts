@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// cli.ts: argv -> a command. uWSGI-style option flags (`--tuntap-router ...`,
+// `--ini FILE`) run the router and/or device; words name moat's own commands.
+// Exit codes: 0 done, 1 failed while running, 2 bad usage or configuration.
+import { runOptions } from './commands/run';
+import { rulesCommand } from './commands/rules';
+import { demoCommand } from './commands/demo';
+
+const USAGE = `usage:
+  moat [--ini FILE | --yaml FILE | --json FILE | --xml FILE] [--OPTION VALUE ...]
+      runs what the options name: --tuntap-router "DEV SOCKET [STATS]" runs the
+      router, --tuntap-device "DEV SOCKET" a vassal's device (uWSGI option names;
+      see the README's option table). SIGTERM/SIGINT stop, SIGHUP reloads rules.
+  moat rules check FILE...          validate rule files (exit 1 on error)
+  moat rules trace FILE... --dir in|out --src A --dst B [--proto P] [--sport N] [--dport N] [--icmp-type N]
+  moat rules trace FILE... --packets LIST
+  moat rules stats [--stats ADDR]   per-rule hit counters of a running router
+  moat demo [--keep]                router demo in namespaces it creates (root)
+  moat --help | --version
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(USAGE);
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === '--version' || cmd === '-V') {
+    process.stdout.write('moat 0.1.0\n');
+    return 0;
+  }
+  if (cmd === 'rules') return rulesCommand(rest);
+  if (cmd === 'demo') return demoCommand(rest);
+  if (!cmd.startsWith('-')) {
+    process.stderr.write(`moat: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+    return 2;
+  }
+  return runOptions(argv);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: Error) => {
+    process.stderr.write(`moat: ${err.message}\n`);
+    process.exitCode = 1;
+  },
+);

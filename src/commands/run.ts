@@ -1,0 +1,74 @@
+// run.ts: `moat --OPTION VALUE ...`: runs the router and/or the device the
+// options name, until SIGTERM or SIGINT; SIGHUP reloads the router's rules.
+import { loadArgv } from '../config/load';
+import { routerConfig, deviceConfig } from '../config/router-config';
+import { ConfigError, OptionList } from '../config/types';
+import { Router } from '../router/router';
+import { hooksPlugin } from '../router/hooks';
+import { Device } from '../device/device';
+import { logger, setLogLevel } from '../log';
+
+export async function runOptions(argv: string[]): Promise<number> {
+  let options: OptionList;
+  try {
+    options = loadArgv(argv);
+  } catch (err) {
+    process.stderr.write(`moat: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const has = (k: string) => options.some((o) => o.key === k);
+  const level = options.filter((o) => o.key === 'log-level').pop();
+  if (level) setLogLevel(level.value);
+  const log = logger();
+
+  let router: Router | undefined;
+  let device: Device | undefined;
+  try {
+    if (has('tuntap-router')) {
+      const cfg = routerConfig(options);
+      router = new Router(cfg);
+      const hooks = options.filter((o) => o.key === 'exec-as-root').map((o) => o.value);
+      if (hooks.length) router.use(hooksPlugin(hooks, cfg.netns));
+    }
+    if (has('tuntap-device')) device = new Device(deviceConfig(options));
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof Error) {
+      process.stderr.write(`moat: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (!router && !device) {
+    process.stderr.write('moat: nothing to run: give --tuntap-router or --tuntap-device (see moat --help)\n');
+    return 2;
+  }
+
+  const stopAll = async () => {
+    await device?.stop();
+    await router?.stop();
+  };
+  try {
+    await router?.start();
+    device?.start();
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'start failed');
+    await stopAll();
+    return 1;
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig }, 'stopping');
+      stopAll().then(() => resolve(0), (err: Error) => {
+        log.error({ err: err.message }, 'stop failed');
+        resolve(1);
+      });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => router?.reloadRules('SIGHUP'));
+  });
+}

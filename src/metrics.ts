@@ -1,0 +1,113 @@
+// metrics.ts: Prometheus metrics. Values are read from the router's native
+// counters when scraped (never per packet): each collect() copies a snapshot.
+import http from 'node:http';
+import client from 'prom-client';
+import type { RouterStats } from './native';
+import { intToIpv4 } from './addr';
+
+export interface MetricsSource {
+  stats(): RouterStats;
+  ruleOrigins(): { in: string[]; out: string[] };
+  reloads(): { ok: number; error: number };
+}
+
+/** Sets a counter to an absolute value taken from a native snapshot. */
+function setCounter(c: client.Counter<string>, labels: client.LabelValues<string>, v: number): void {
+  if (v > 0) c.inc(labels, v);
+}
+
+export function createRegistry(src: MetricsSource): client.Registry {
+  const reg = new client.Registry();
+  let snap: RouterStats | undefined;
+  // One snapshot per scrape, shared by every metric's collect().
+  const snapshot = (): RouterStats => (snap ??= src.stats());
+  const peerLabel = (addr: number, id: number) => (addr ? intToIpv4(addr) : `unlearned-${id}`);
+
+  new client.Counter({
+    name: 'moat_tun_packets_total', help: 'Packets read from (rx) and written to (tx) the router tun device', labelNames: ['direction'], registers: [reg],
+    collect() { snap = undefined; const s = snapshot(); this.reset(); setCounter(this, { direction: 'rx' }, s.rxPackets); setCounter(this, { direction: 'tx' }, s.txPackets); },
+  });
+  new client.Counter({
+    name: 'moat_tun_bytes_total', help: 'Bytes read from (rx) and written to (tx) the router tun device', labelNames: ['direction'], registers: [reg],
+    collect() { const s = snapshot(); this.reset(); setCounter(this, { direction: 'rx' }, s.rxBytes); setCounter(this, { direction: 'tx' }, s.txBytes); },
+  });
+  new client.Counter({
+    name: 'moat_drops_total', help: 'Packets dropped by the router, by reason', labelNames: ['reason'], registers: [reg],
+    collect() { const s = snapshot(); this.reset(); for (const [r, v] of Object.entries(s.drops)) setCounter(this, { reason: r }, v); },
+  });
+  new client.Gauge({
+    name: 'moat_peers', help: 'Connected peers (vassal devices)', registers: [reg],
+    collect() { this.set(snapshot().peers.length); },
+  });
+  new client.Counter({
+    name: 'moat_peer_packets_total', help: 'Packets per peer: tx = router to peer, rx = peer to router', labelNames: ['peer', 'direction'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const p of snapshot().peers) {
+        const peer = peerLabel(p.addr, p.id);
+        setCounter(this, { peer, direction: 'tx' }, p.tx);
+        setCounter(this, { peer, direction: 'rx' }, p.rx);
+      }
+    },
+  });
+  new client.Counter({
+    name: 'moat_peer_bytes_total', help: 'Bytes per peer: tx = router to peer, rx = peer to router', labelNames: ['peer', 'direction'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const p of snapshot().peers) {
+        const peer = peerLabel(p.addr, p.id);
+        setCounter(this, { peer, direction: 'tx' }, p.txBytes);
+        setCounter(this, { peer, direction: 'rx' }, p.rxBytes);
+      }
+    },
+  });
+  new client.Counter({
+    name: 'moat_peer_drops_total', help: 'Packets dropped per peer, by reason', labelNames: ['peer', 'reason'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const p of snapshot().peers) {
+        for (const [r, v] of Object.entries(p.drops)) setCounter(this, { peer: peerLabel(p.addr, p.id), reason: r }, v);
+      }
+    },
+  });
+  new client.Counter({
+    name: 'moat_rule_hits_total', help: 'Packets judged by each firewall rule (rule = file:line or option:N)', labelNames: ['chain', 'rule'], registers: [reg],
+    collect() {
+      const s = snapshot();
+      const o = src.ruleOrigins();
+      this.reset();
+      for (const chain of ['in', 'out'] as const) {
+        s.hits[chain].forEach((v, i) => setCounter(this, { chain, rule: o[chain][i] ?? String(i) }, v));
+      }
+    },
+  });
+  new client.Counter({
+    name: 'moat_rule_reloads_total', help: 'Rule set reloads, by result', labelNames: ['result'], registers: [reg],
+    collect() { const r = src.reloads(); this.reset(); setCounter(this, { result: 'ok' }, r.ok); setCounter(this, { result: 'error' }, r.error); },
+  });
+  return reg;
+}
+
+/** Serves /metrics on host:port; resolves once listening. */
+export function serveMetrics(reg: client.Registry, hostPort: string): Promise<http.Server> {
+  const i = hostPort.lastIndexOf(':');
+  const host = hostPort.slice(0, i) || '127.0.0.1';
+  const port = Number(hostPort.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    return Promise.reject(new Error(`metrics address must be HOST:PORT, got ${JSON.stringify(hostPort)}`));
+  }
+  const server = http.createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('see /metrics\n');
+      return;
+    }
+    reg.metrics().then(
+      (body) => res.writeHead(200, { 'Content-Type': reg.contentType }).end(body),
+      (err: Error) => res.writeHead(500).end(String(err.message)),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host.replace(/^\[|\]$/g, ''), () => resolve(server));
+  });
+}

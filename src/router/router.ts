@@ -1,0 +1,248 @@
+// router.ts: the Router: one native data path (tun <-> vassal sockets) plus
+// what TypeScript owns around it: rules (load, compile, hot reload), events
+// and logs, stats socket, metrics, and the plugins hung off its lifecycle.
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Server } from 'node:http';
+import { addon, NativeRouter, RouterEvent, RouterStats } from '../native';
+import type { RouterConfig } from '../config/types';
+import type { RuleSet, CompiledRule } from '../rules/types';
+import { loadRuleSet } from '../rules/load';
+import { carryMap } from '../rules/compile';
+import { ipv4ToInt, intToIpv4, uwsgiAddr32 } from '../addr';
+import { logger, Logger } from '../log';
+import { createRegistry, serveMetrics } from '../metrics';
+import { StatsServer } from './stats-server';
+import type { RouterPlugin } from './plugin';
+
+const VERSION = '0.1.0';
+
+export class Router extends EventEmitter {
+  private native?: NativeRouter;
+  private rules: RuleSet = { in: [], out: [], warnings: [] };
+  private readonly plugins: RouterPlugin[] = [];
+  private readonly started: RouterPlugin[] = [];
+  private statsServer?: StatsServer;
+  private metricsServer?: Server;
+  private watchers: fs.FSWatcher[] = [];
+  private reloadTimer?: NodeJS.Timeout;
+  private reloadCounts = { ok: 0, error: 0 };
+  private readonly peerAddr = new Map<number, number>();
+  readonly log: Logger;
+
+  constructor(readonly config: RouterConfig, log?: Logger) {
+    super();
+    this.log = log ?? logger().child({ component: 'router', device: config.device });
+  }
+
+  use(plugin: RouterPlugin): this {
+    if (this.native) throw new Error('plugins must be added before start()');
+    this.plugins.push(plugin);
+    return this;
+  }
+
+  /** Loads the rules (an error stops the start), opens the device and socket,
+   *  starts the data path, then the stats and metrics servers and the plugins. */
+  async start(): Promise<void> {
+    const c = this.config;
+    for (const w of c.warnings) this.log.warn(w);
+    this.rules = this.loadRules();
+    // /run/moat may not exist yet on a fresh host.
+    fs.mkdirSync(path.dirname(path.resolve(c.socket)), { recursive: true });
+    if (c.stats && !c.stats.includes(':')) fs.mkdirSync(path.dirname(path.resolve(c.stats)), { recursive: true });
+    const native = new (addon().Router)({
+      tunName: c.device,
+      netns: c.netns ?? '',
+      socketPath: c.socket,
+      socketMode: c.socketMode,
+      socketUid: c.socketOwner?.uid ?? -1,
+      socketGid: c.socketOwner?.gid ?? -1,
+      maxFrame: c.maxFrame,
+      queueBytes: c.queueBytes,
+      acceptRuleBlocks: false,
+      bindings: c.bindings.map((b) => ({ uid: b.uid, addr: ipv4ToInt(b.addr) })),
+    });
+    native.setRules(this.rules.in.map((r) => r.native), this.rules.out.map((r) => r.native));
+    native.start((events) => this.onEvents(events));
+    this.native = native;
+    this.log.info({ socket: c.socket, rulesIn: this.rules.in.length, rulesOut: this.rules.out.length }, 'router started');
+    try {
+      if (c.stats) {
+        this.statsServer = new StatsServer(c.stats, () => this.statsDocument());
+        await this.statsServer.start();
+        this.log.info({ stats: c.stats }, 'stats socket listening');
+      }
+      if (c.metrics) {
+        this.metricsServer = await serveMetrics(createRegistry({
+          stats: () => this.stats(),
+          ruleOrigins: () => ({ in: this.rules.in.map((r) => r.origin), out: this.rules.out.map((r) => r.origin) }),
+          reloads: () => this.reloadCounts,
+        }), c.metrics);
+        this.log.info({ metrics: c.metrics }, 'metrics listening');
+      }
+      this.watchRuleFiles();
+      for (const p of this.plugins) {
+        await p.start?.(this);
+        this.started.push(p);
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Plugins stop first (reverse order), then the servers, then the data path;
+   *  the socket file is removed. Safe to call twice. */
+  async stop(): Promise<void> {
+    while (this.started.length) {
+      const p = this.started.pop()!;
+      try {
+        await p.stop?.(this);
+      } catch (err) {
+        this.log.error({ plugin: p.name, err: String(err) }, 'plugin failed to stop');
+      }
+    }
+    clearTimeout(this.reloadTimer);
+    for (const w of this.watchers.splice(0)) w.close();
+    await this.statsServer?.stop();
+    this.statsServer = undefined;
+    const m = this.metricsServer;
+    this.metricsServer = undefined;
+    if (m) await new Promise<void>((r) => m.close(() => r()));
+    if (this.native) {
+      this.native.stop();
+      this.native = undefined;
+      this.log.info('router stopped');
+    }
+  }
+
+  get running(): boolean {
+    return this.native !== undefined;
+  }
+
+  /** Recompiles every rule source and swaps both chains at once. A bad rule
+   *  keeps the old rules running; the error names file:line:column. */
+  reloadRules(why = 'reload'): boolean {
+    if (!this.native) return false;
+    let next: RuleSet;
+    try {
+      next = this.loadRules();
+    } catch (err) {
+      this.reloadCounts.error++;
+      this.log.error({ why, err: (err as Error).message }, 'rules not reloaded, the old rules stay in force');
+      this.emit('rules-error', err);
+      return false;
+    }
+    this.native.setRules(
+      next.in.map((r) => r.native), next.out.map((r) => r.native),
+      carryMap(this.rules.in, next.in), carryMap(this.rules.out, next.out),
+    );
+    this.rules = next;
+    this.reloadCounts.ok++;
+    this.log.info({ why, rulesIn: next.in.length, rulesOut: next.out.length }, 'rules reloaded');
+    this.emit('rules-reloaded', next);
+    return true;
+  }
+
+  stats(): RouterStats {
+    if (!this.native) throw new Error('router is not running');
+    return this.native.stats();
+  }
+
+  ruleSet(): RuleSet {
+    return this.rules;
+  }
+
+  /** uWSGI's stats document (same keys), with moat's additions under "moat". */
+  statsDocument(): unknown {
+    const s = this.stats();
+    const hits = (rules: CompiledRule[], counts: number[]) => rules.map((r, i) => ({ rule: r.origin, text: r.text, hits: counts[i] ?? 0 }));
+    return {
+      version: VERSION,
+      pid: process.pid,
+      uid: process.getuid?.() ?? 0,
+      gid: process.getgid?.() ?? 0,
+      cwd: process.cwd(),
+      peers: s.peers.map((p) => ({
+        addr: p.addr ? intToIpv4(p.addr) : '',
+        addr_32: uwsgiAddr32(p.addr),
+        uid: p.uid, gid: p.gid, pid: p.pid,
+        tx: p.tx, rx: p.rx, dropped: p.dropped,
+        tx_bytes: p.txBytes, rx_bytes: p.rxBytes, drops: p.drops, queued: p.queued,
+      })),
+      moat: {
+        device: this.config.device,
+        socket: this.config.socket,
+        tun: { rx_packets: s.rxPackets, rx_bytes: s.rxBytes, tx_packets: s.txPackets, tx_bytes: s.txBytes },
+        drops: s.drops,
+        rules: { in: hits(this.rules.in, s.hits.in), out: hits(this.rules.out, s.hits.out) },
+        reloads: this.reloadCounts,
+      },
+    };
+  }
+
+  private loadRules(): RuleSet {
+    const set = loadRuleSet(this.config.rules, this.config.ruleFiles);
+    for (const w of set.warnings) this.log.warn(w);
+    return set;
+  }
+
+  private watchRuleFiles(): void {
+    const dirs = new Map<string, Set<string> | null>();  // dir -> names to watch (null: all *.rules)
+    for (const f of this.config.ruleFiles) {
+      const abs = path.resolve(f);
+      if (fs.statSync(abs).isDirectory()) dirs.set(abs, null);
+      else {
+        const d = path.dirname(abs);
+        const names = dirs.get(d);
+        if (names !== null) dirs.set(d, (names ?? new Set()).add(path.basename(abs)));
+      }
+    }
+    for (const [dir, names] of dirs) {
+      // Watch directories, not files: editors replace a file by renaming over it.
+      const w = fs.watch(dir, (_ev, name) => {
+        if (!name) return;
+        const n = name.toString();
+        if (names ? !names.has(n) : !n.endsWith('.rules')) return;
+        clearTimeout(this.reloadTimer);
+        this.reloadTimer = setTimeout(() => this.reloadRules(`${path.join(dir, n)} changed`), 200);
+      });
+      w.on('error', (err) => this.log.warn({ dir, err: String(err) }, 'cannot watch rule directory'));
+      this.watchers.push(w);
+    }
+  }
+
+  private onEvents(events: RouterEvent[]): void {
+    for (const e of events) {
+      switch (e.type) {
+        case 'peer_up':
+          this.log.info({ peer: e.id, uid: e.uid, gid: e.gid, pid: e.pid }, 'peer connected');
+          this.emit('peer-up', e);
+          break;
+        case 'peer_addr':
+          this.peerAddr.set(e.id, e.addr);
+          this.log.info({ peer: e.id, addr: intToIpv4(e.addr) }, 'peer address learned');
+          this.emit('peer-address', { ...e, address: intToIpv4(e.addr) });
+          break;
+        case 'peer_down':
+          this.peerAddr.delete(e.id);
+          this.log.info({ peer: e.id, addr: e.addr ? intToIpv4(e.addr) : undefined, reason: e.reason }, 'peer disconnected');
+          this.emit('peer-down', e);
+          break;
+        case 'refused':
+          this.log.warn({ peer: e.id, reason: e.reason, claimed: intToIpv4(e.addr), count: e.count }, 'packets refused');
+          this.emit('refused', { ...e, address: intToIpv4(e.addr) });
+          break;
+        case 'protocol_error':
+          this.log.warn({ peer: e.id, reason: e.reason }, 'protocol error, peer closed');
+          this.emit('protocol-error', e);
+          break;
+        case 'error':
+          this.log.error({ err: e.message }, 'data path error');
+          this.emit('data-path-error', e);
+          break;
+      }
+    }
+  }
+}

@@ -1,0 +1,166 @@
+// router-cli.test.ts: the moat program as an admin runs it: a router in a
+// gateway namespace, devices in vassal namespaces, the seed policy, stats,
+// metrics, reload, restart, and a flood that must not block another vassal.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { startMoat, tempDir, waitForSocket, readStats, REPO, MoatProcess } from '../helpers/moat';
+
+const lab = new Lab();
+let dir = '';
+let sock = '';
+let stats = '';
+let gw = '';
+let v1 = '';
+let v2 = '';
+let router: MoatProcess;
+let metricsPort = 0;
+const GW = '192.168.0.1';
+const A1 = '192.168.0.2';
+const A2 = '192.168.0.3';
+const TUN = 'emperor0';
+
+function ping(ns: string, dst: string, count = 2): boolean {
+  try {
+    sh('ping', ['-c', String(count), '-W', '1', '-i', '0.2', '-q', dst], { ns });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function startRouter(extra: string[] = []): Promise<MoatProcess> {
+  const p = startMoat(lab, [
+    '--tuntap-router', `${TUN} ${sock} ${stats}`,
+    '--tuntap-router-firewall-file', path.join(dir, 'policy.rules'),
+    '--exec-as-root', `ip addr add ${GW}/24 dev ${TUN}`,
+    '--exec-as-root', 'sysctl -qw net.ipv4.ip_forward=1',
+    '--metrics', `127.0.0.1:${metricsPort}`,
+    ...extra,
+  ], gw);
+  await waitForSocket(sock, p);
+  await waitForSocket(stats, p);
+  return p;
+}
+
+async function startDevice(ns: string, addr: string): Promise<MoatProcess> {
+  const p = startMoat(lab, ['--tuntap-device', `uwsgi0 ${sock}`], ns);
+  await waitFor(() => {
+    if (p.child.exitCode !== null) throw new Error(p.output());
+    return sh('ip', ['-n', ns, 'link', 'show']).includes('uwsgi0');
+  }, 10000, 'device uwsgi0');
+  sh('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'uwsgi0']);
+  sh('ip', ['-n', ns, 'route', 'add', 'default', 'via', GW]);
+  return p;
+}
+
+before(async () => {
+  requireRoot();
+  dir = tempDir(lab);
+  sock = path.join(dir, 'tuntap.sock');
+  stats = path.join(dir, 'stats.sock');
+  fs.copyFileSync(path.join(REPO, 'rules', 'isolation.rules'), path.join(dir, 'policy.rules'));
+  gw = lab.netns('mgw');
+  v1 = lab.netns('mv1');
+  v2 = lab.netns('mv2');
+  metricsPort = 20000 + Math.floor(Math.random() * 20000);
+  router = await startRouter();
+  await startDevice(v1, A1);
+  await startDevice(v2, A2);
+});
+
+after(() => lab.cleanup());
+
+test('vassals reach the gateway, and the gateway reaches them (both chains allow)', () => {
+  assert.ok(ping(v1, GW), 'vassal 1 -> gateway');
+  assert.ok(ping(v2, GW), 'vassal 2 -> gateway');
+  assert.ok(ping(gw, A1), 'gateway -> vassal 1');
+});
+
+test('the seed policy keeps vassals apart', () => {
+  assert.equal(ping(v1, A2), false, 'vassal 1 -> vassal 2 must be blocked');
+  assert.equal(ping(v2, A1), false, 'vassal 2 -> vassal 1 must be blocked');
+});
+
+test('the stats socket speaks uWSGI\'s JSON shape', async () => {
+  const doc = await readStats(stats);
+  for (const k of ['version', 'pid', 'uid', 'gid', 'cwd', 'peers']) assert.ok(k in doc, `key ${k}`);
+  const addrs = doc.peers.map((p: { addr: string }) => p.addr).sort();
+  assert.deepEqual(addrs, [A1, A2]);
+  for (const p of doc.peers) {
+    for (const k of ['addr', 'addr_32', 'uid', 'gid', 'pid', 'tx', 'rx', 'dropped']) assert.ok(k in p, `peer key ${k}`);
+    assert.ok(p.rx > 0 && p.tx > 0, 'traffic counted');
+  }
+  assert.ok(doc.moat.drops.firewall_out > 0, 'vassal-to-vassal packets counted as firewall_out drops');
+});
+
+test('Prometheus metrics are served', async () => {
+  const body = await new Promise<string>((resolve, reject) => {
+    http.get(`http://127.0.0.1:${metricsPort}/metrics`, (res) => {
+      let b = '';
+      res.on('data', (d) => { b += d; });
+      res.on('end', () => resolve(b));
+    }).on('error', reject);
+  });
+  assert.match(body, /moat_tun_packets_total\{direction="rx"\} \d+/);
+  assert.match(body, /moat_drops_total\{reason="firewall_out"\} [1-9]/);
+  assert.match(body, new RegExp(`moat_peer_packets_total\\{peer="${A1.replace(/\./g, '\\.')}",direction="tx"\\} [1-9]`));
+  assert.match(body, /moat_rule_hits_total\{chain="out",rule="[^"]+policy\.rules:\d+"\} [1-9]/);
+});
+
+test('SIGHUP reloads rules; a bad rule file keeps the old rules', async () => {
+  const policy = path.join(dir, 'policy.rules');
+  const original = fs.readFileSync(policy, 'utf8');
+  try {
+    fs.writeFileSync(policy, 'in dney all\n');
+    router.child.kill('SIGHUP');
+    await waitFor(() => /rules not reloaded/.test(router.output()), 5000, 'reload error logged');
+    assert.match(router.output(), /policy\.rules:1:\d+/);
+    assert.equal(ping(v1, A2), false, 'old rules still in force');
+    // Vassal isolation lifted: everything allowed.
+    fs.writeFileSync(policy, 'out allow\nin allow\n');
+    router.child.kill('SIGHUP');
+    await waitFor(() => ping(v1, A2, 1), 5000, 'vassal 1 reaches vassal 2 after reload');
+  } finally {
+    fs.writeFileSync(policy, original);
+    router.child.kill('SIGHUP');
+  }
+  await waitFor(() => !ping(v1, A2, 1), 5000, 'isolation restored');
+});
+
+test('a flood from one vassal does not block another vassal', async () => {
+  // vassal 1 floods the gateway with small UDP packets for ~3 s (bounded);
+  // vassal 2's pings must keep answering meanwhile.
+  const flood = lab.spawn('ip', ['netns', 'exec', v1, process.execPath, '-e', `
+    const s = require('dgram').createSocket('udp4'); const buf = Buffer.alloc(36);
+    const end = Date.now() + 3000; let n = 0;
+    (function burst() { for (let i = 0; i < 2000 && n < 3000000; i++, n++) s.send(buf, 9, '${GW}');
+      if (Date.now() < end) setImmediate(burst); else setTimeout(() => process.exit(0), 100); })();`]);
+  await new Promise((r) => setTimeout(r, 500));
+  const ok = ping(v2, GW, 5);
+  await new Promise((r) => flood.on('exit', r));
+  assert.ok(ok, 'vassal 2 pings the gateway during the flood');
+  const doc = await readStats(stats);
+  const p1 = doc.peers.find((p: { addr: string }) => p.addr === A1);
+  assert.ok(p1 && p1.rx > 1000, 'the flood went through the router');
+});
+
+test('the router restarts: devices reconnect and traffic resumes', async () => {
+  router.child.kill('SIGTERM');
+  assert.equal(await router.exited, 0, 'graceful exit');
+  assert.equal(fs.existsSync(sock), false, 'socket file removed on SIGTERM');
+  router = await startRouter();
+  await waitFor(() => ping(v1, GW, 1), 15000, 'vassal 1 reaches the gateway again');
+  assert.ok(ping(v2, GW));
+});
+
+test('a second router on the same live socket is refused', async () => {
+  const other = startMoat(lab, ['--tuntap-router', `${uniqueName('mt')} ${sock}`], gw);
+  const code = await other.exited;
+  assert.notEqual(code, 0);
+  assert.match(other.output(), /in use/);
+  assert.ok(ping(v1, GW, 1), 'the running router is unaffected');
+});
