@@ -2,11 +2,12 @@
 // same chain matches every packet they match (first match wins).
 //
 // Only single-rule shadowing is found (a rule covered by the union of several
-// earlier rules is not reported). Earlier rules are bucketed by their source
-// and destination prefixes, so a rule is compared only with the earlier rules
-// whose prefixes contain its own (at most one bucket per prefix length in use),
-// not with the whole chain. Within a bucket the walk is linear; a total budget
-// of comparisons bounds pathological chains, and the check then says it stopped.
+// earlier rules is not reported). Earlier rules are bucketed (see
+// findShadowed), so a rule is compared only with the few earlier rules that
+// could cover it, not with the whole chain. Within a bucket the walk is
+// linear; a total budget of comparisons bounds pathological chains (e.g.
+// thousands of multi-port rules on the same addresses), and the check then
+// says where it stopped.
 import type { NativeRule } from '../native';
 import type { CompiledRule } from './types';
 import { maskOf } from './parse';
@@ -62,12 +63,23 @@ export interface ShadowResult {
 
 const bitsOf = (addr: number, bits: number): number => (addr === 0 ? 0 : bits);
 const prefixKey = (addr: number, bits: number): number => addr * 64 + bits;
+/** The port a rule's dport set is, when it is exactly one port; else -1. */
+const singleDport = (r: NativeRule): number => (r.dport.length === 1 && r.dport[0][0] === r.dport[0][1] ? r.dport[0][0] : -1);
+/** Innermost bucket: protocol (-1 any) and single destination port (-1: none or several). */
+const matchKey = (proto: number, dport: number): number => (proto + 1) * 65537 + (dport + 1);
 
-/** Shadowed rules of one chain, in chain order. */
+/** Shadowed rules of one chain, in chain order.
+ *
+ *  Earlier rules sit in buckets keyed by (source prefix, destination prefix,
+ *  protocol, single destination port). A rule A can cover B only if A's
+ *  prefixes contain B's, A's protocol is any or B's, and A's destination
+ *  port, when it is a single port, is B's single port. So B looks only into
+ *  the buckets of its own prefixes' ancestors (one per prefix length in use)
+ *  and, in each, at most four protocol/port buckets. */
 export function findShadowed(chain: readonly CompiledRule[], budget = COMPARISON_BUDGET): ShadowResult {
   const shadowedBy = new Int32Array(chain.length).fill(-1);
   const warnings: string[] = [];
-  const index = new Map<number, Map<number, number[]>>();  // src prefix -> dst prefix -> rule indices (ascending)
+  const index = new Map<number, Map<number, Map<number, number[]>>>();
   const srcLens: number[] = [];   // prefix lengths in use, ascending
   const dstLens: number[] = [];
   const addLen = (lens: number[], n: number): void => {
@@ -80,6 +92,10 @@ export function findShadowed(chain: readonly CompiledRule[], budget = COMPARISON
     const b = chain[j].native;
     const bSrcBits = bitsOf(b.src, b.srcBits);
     const bDstBits = bitsOf(b.dst, b.dstBits);
+    const bPort = singleDport(b);
+    const keys = [matchKey(-1, -1)];
+    if (b.proto >= 0) keys.push(matchKey(b.proto, -1));
+    if (b.proto >= 0 && bPort >= 0) keys.push(matchKey(b.proto, bPort));
     let best = -1;
     if (complete) {
       for (const sl of srcLens) {
@@ -88,12 +104,17 @@ export function findShadowed(chain: readonly CompiledRule[], budget = COMPARISON
         if (!byDst) continue;
         for (const dl of dstLens) {
           if (dl > bDstBits) break;
-          const list = byDst.get(prefixKey((b.dst & maskOf(dl)) >>> 0, dl));
-          if (!list) continue;
-          for (const i of list) {
-            if (best >= 0 && i > best) break;
-            comparisons++;
-            if (coversBeyondAddresses(chain[i].native, b)) { best = i; break; }
+          const byMatch = byDst.get(prefixKey((b.dst & maskOf(dl)) >>> 0, dl));
+          if (!byMatch) continue;
+          for (const key of keys) {
+            const list = byMatch.get(key);
+            if (!list) continue;
+            for (let n = 0; n < list.length; n++) {
+              const i = list[n];
+              if (best >= 0 && i > best) break;
+              comparisons++;
+              if (coversBeyondAddresses(chain[i].native, b)) { best = i; break; }
+            }
           }
         }
       }
@@ -110,9 +131,12 @@ export function findShadowed(chain: readonly CompiledRule[], budget = COMPARISON
     let byDst = index.get(sKey);
     if (!byDst) index.set(sKey, (byDst = new Map()));
     const dKey = prefixKey(b.dst, bDstBits);
-    const list = byDst.get(dKey);
+    let byMatch = byDst.get(dKey);
+    if (!byMatch) byDst.set(dKey, (byMatch = new Map()));
+    const mKey = matchKey(b.proto, bPort);
+    const list = byMatch.get(mKey);
     if (list) list.push(j);
-    else byDst.set(dKey, [j]);
+    else byMatch.set(mKey, [j]);
     addLen(srcLens, bSrcBits);
     addLen(dstLens, bDstBits);
   }
