@@ -1,0 +1,150 @@
+// trace.ts: which rule judges a packet. Uses the same compiled native
+// classifier as the router (addon().Classifier, keys in KEY_FIELDS order), one
+// match() call per chain for a whole batch of packets, so a trace can never
+// disagree with the data path.
+import { addon, KEY_FIELDS, type NativeClassifier } from '../native';
+import type { Chain, Origin, RuleSet } from './types';
+import { RuleError } from './types';
+import { parseIpv4, parseProto, tokenize } from './parse';
+
+/** A packet as a rule sees it. */
+export interface TracePacket {
+  chain: Chain;
+  src: number;        // uint32 host order
+  dst: number;
+  proto: number;      // 0..255
+  hasL4: boolean;     // false for a non-first fragment
+  sport: number;
+  dport: number;
+  icmpType: number;
+}
+
+export interface Verdict {
+  verdict: 'allow' | 'deny';
+  index: number;              // rule index in its chain, -1 for the default policy
+  origin: Origin | 'default';
+}
+
+export function formatVerdict(v: Verdict): string {
+  return `${v.verdict} ${v.origin}`;
+}
+
+/** Fills the 7-uint32-per-packet key array the native classifier takes. */
+export function packetKeys(packets: readonly TracePacket[]): Uint32Array {
+  const n = KEY_FIELDS.length;
+  const keys = new Uint32Array(packets.length * n);
+  packets.forEach((p, i) => {
+    const fields: Record<(typeof KEY_FIELDS)[number], number> = {
+      src: p.src, dst: p.dst, proto: p.proto, hasL4: p.hasL4 ? 1 : 0,
+      sport: p.sport, dport: p.dport, icmpType: p.icmpType,
+    };
+    KEY_FIELDS.forEach((f, j) => { keys[i * n + j] = fields[f]; });
+  });
+  return keys;
+}
+
+export class Tracer {
+  private readonly classifiers: Record<Chain, NativeClassifier>;
+
+  constructor(private readonly set: RuleSet) {
+    const { Classifier } = addon();
+    this.classifiers = {
+      in: new Classifier(set.in.map((r) => r.native)),
+      out: new Classifier(set.out.map((r) => r.native)),
+    };
+  }
+
+  /** Verdicts in input order; one native match() call per chain. */
+  trace(packets: readonly TracePacket[]): Verdict[] {
+    const out: Verdict[] = new Array(packets.length);
+    for (const chain of ['in', 'out'] as const) {
+      const positions: number[] = [];
+      packets.forEach((p, i) => { if (p.chain === chain) positions.push(i); });
+      if (positions.length === 0) continue;
+      const hits = this.classifiers[chain].match(packetKeys(positions.map((i) => packets[i])));
+      positions.forEach((pos, j) => {
+        const idx = hits[j];
+        const rule = idx >= 0 ? this.set[chain][idx] : undefined;
+        out[pos] = rule
+          ? { verdict: rule.native.action === 1 ? 'deny' : 'allow', index: idx, origin: rule.origin }
+          : { verdict: 'allow', index: -1, origin: 'default' };
+      });
+    }
+    return out;
+  }
+}
+
+export interface PacketSpec {
+  chain: string;
+  src: string;
+  dst: string;
+  proto?: string;
+  sport?: string;
+  dport?: string;
+  icmpType?: string;
+  fragment?: boolean;
+}
+
+/** Checks a packet description; `fail(field, reason)` reports a bad field. */
+export function buildPacket(spec: PacketSpec, fail: (field: keyof PacketSpec, reason: string) => never): TracePacket {
+  if (spec.chain !== 'in' && spec.chain !== 'out') fail('chain', `direction '${spec.chain}' is not in or out`);
+  const src = parseIpv4(spec.src);
+  if (src === null) fail('src', `bad source address '${spec.src}'`);
+  const dst = parseIpv4(spec.dst);
+  if (dst === null) fail('dst', `bad destination address '${spec.dst}'`);
+  let proto = 0;
+  if (spec.proto !== undefined) {
+    const p = parseProto(spec.proto);
+    if (p === null) fail('proto', `bad protocol '${spec.proto}' (expected tcp, udp, icmp or 0-255)`);
+    proto = p;
+  }
+  const num = (field: 'sport' | 'dport' | 'icmpType', max: number): number => {
+    const t = spec[field];
+    if (t === undefined) return 0;
+    if (!/^\d{1,5}$/.test(t) || Number(t) > max) fail(field, `${field === 'icmpType' ? 'icmp type' : field} '${t}' is outside 0-${max}`);
+    return Number(t);
+  };
+  if ((spec.sport !== undefined || spec.dport !== undefined) && proto !== 6 && proto !== 17)
+    fail(spec.sport !== undefined ? 'sport' : 'dport', 'ports need protocol tcp or udp');
+  if (spec.icmpType !== undefined && proto !== 1) fail('icmpType', 'an icmp type needs protocol icmp');
+  return {
+    chain: spec.chain as Chain, src, dst, proto,
+    hasL4: !spec.fragment && (proto === 1 || proto === 6 || proto === 17),
+    sport: num('sport', 65535), dport: num('dport', 65535), icmpType: num('icmpType', 255),
+  };
+}
+
+/** Packets file: `in|out SRC DST [PROTO [SPORT DPORT]] [fragment]`, for icmp
+ *  `in|out SRC DST icmp [TYPE] [fragment]`; '#' comments, blank lines. */
+export function parsePackets(text: string, file: string): TracePacket[] {
+  const packets: TracePacket[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    const toks = tokenize(line);
+    if (toks.length === 0) return;
+    const at = (col: number, reason: string): never => {
+      throw new RuleError(`${file}:${i + 1}:${col}: ${reason}`);
+    };
+    let end = toks.length;
+    const fragment = toks[end - 1].text === 'fragment';
+    if (fragment) end--;
+    if (end < 3) at(toks[end - 1]?.col ?? 1, 'expected in|out SRC DST [PROTO [SPORT DPORT]]');
+    const spec: PacketSpec = { chain: toks[0].text, src: toks[1].text, dst: toks[2].text, fragment };
+    const col: Partial<Record<keyof PacketSpec, number>> = { chain: toks[0].col, src: toks[1].col, dst: toks[2].col };
+    if (end > 3) { spec.proto = toks[3].text; col.proto = toks[3].col; }
+    const p = spec.proto === undefined ? null : parseProto(spec.proto);
+    if (end > 4) {
+      if (p === 1) {
+        if (end > 5) at(toks[5].col, `unexpected '${toks[5].text}' after the icmp type`);
+        spec.icmpType = toks[4].text; col.icmpType = toks[4].col;
+      } else if (p === 6 || p === 17) {
+        if (end !== 6) at(end === 5 ? toks[4].col : toks[6].col, 'expected SPORT DPORT after tcp or udp');
+        spec.sport = toks[4].text; col.sport = toks[4].col;
+        spec.dport = toks[5].text; col.dport = toks[5].col;
+      } else if (p !== null) {
+        at(toks[4].col, `unexpected '${toks[4].text}': only tcp, udp and icmp packets have more fields`);
+      }
+    }
+    packets.push(buildPacket(spec, (field, reason) => at(col[field] ?? 1, reason)));
+  });
+  return packets;
+}
