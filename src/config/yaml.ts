@@ -14,7 +14,7 @@ export function parseYaml(text: string, file: string, section = 'uwsgi'): Option
   const doc = parseDocument(text, { schema: 'failsafe', uniqueKeys: false, lineCounter, prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
-    throw new ConfigError(e.message.split('\n')[0], { file, line: e.linePos?.[0].line });
+    throw new ConfigError(e.message.split('\n')[0], { file, line: lineCounter.linePos(e.pos[0]).line });
   }
   const lineOf = (node: unknown): number | undefined => {
     const range = (node as { range?: [number, number, number] } | null)?.range;
