@@ -29,7 +29,7 @@ export function parseFlags(argv: readonly string[], load: FileLoader): OptionLis
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (!arg.startsWith('-')) {
-      if (!/\.(ini|json|ya?ml|xml)(:[^/]*)?$/.test(arg)) {
+      if (!/\.(ini|json|js|ya?ml|xml)(:[^/]*)?$/.test(arg)) {
         throw new ConfigError(`'${arg}' is neither an option nor a config file (.ini, .json, .yaml, .yml, .xml)`, FLAGS);
       }
       out.push(...load(arg, undefined, FLAGS));
