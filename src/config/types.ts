@@ -50,10 +50,11 @@ export interface RouterConfig {
 
 export interface DeviceConfig {
   device: string;               // tuntap-device field 1
-  socket: string;               // field 2 (uWSGI's default when absent: /tmp/tuntap.socket)
-  maxFrame: number;
-  queueBytes: number;
+  socket: string;               // field 2; absent: moat connects to /tmp/tuntap.socket (uWSGI would only create the device)
+  maxFrame: number;             // moat: tuntap-device-max-frame (default 8188)
+  queueBytes: number;           // moat: tuntap-device-queue-bytes (default 262144)
   reconnectMinMs: number;       // moat: tuntap-device-reconnect-min (default 100)
   reconnectMaxMs: number;       // moat: tuntap-device-reconnect-max (default 5000)
-  netns?: string;
+  netns?: string;               // moat: tuntap-device-netns
+  warnings: string[];           // as RouterConfig.warnings (added by h-config)
 }

@@ -1,0 +1,227 @@
+// schema.ts: the one table of every option moat knows, and the checks every
+// option list goes through (aliases, unknown names, refused options, values
+// of bool and int options).
+//
+// status, for an option that comes from uWSGI, says what moat does with it:
+//   implemented  moat does what uWSGI does (or better, see the note)
+//   accepted     read and has no effect (no warning: nothing is lost)
+//   ignored      read, has no effect, and a warning says why
+//   refused      a config that sets it is an error (the note says why)
+//   planned      known, not implemented yet (a warning says so)
+// Options that are moat's own have origin 'moat' and status 'implemented'.
+import { formatSource } from './option';
+import { ConfigError, Option, OptionList } from './types';
+
+export type OptionKind = 'string' | 'bool' | 'int' | 'repeatable';
+export type OptionStatus = 'implemented' | 'accepted' | 'ignored' | 'refused' | 'planned';
+
+export interface OptionSpec {
+  name: string;
+  aliases?: readonly string[];
+  kind: OptionKind;
+  default?: string;
+  description: string;
+  origin: 'uwsgi' | 'moat';
+  status: OptionStatus;
+  note?: string;          // why ignored/refused, or what moat does differently
+}
+
+const u = (name: string, kind: OptionKind, status: OptionStatus, description: string, more: Partial<OptionSpec> = {}): OptionSpec =>
+  ({ name, kind, status, description, origin: 'uwsgi', ...more });
+const m = (name: string, kind: OptionKind, description: string, more: Partial<OptionSpec> = {}): OptionSpec =>
+  ({ name, kind, status: 'implemented', description, origin: 'moat', ...more });
+
+export const OPTIONS: readonly OptionSpec[] = [
+  // tuntap router (uWSGI's tuntap plugin)
+  u('tuntap-router', 'string', 'implemented', 'run the router: `<device> <socket> [stats] [gateway]`',
+    { note: 'one router per moat process; the gateway field is accepted and has no effect (see tuntap-router-route)' }),
+  u('tuntap-router-firewall-in', 'repeatable', 'implemented', 'a rule for packets from the tun device toward a peer: `<allow|deny> [<src>[/<bits>] <dst>[/<bits>]]`',
+    { note: 'a malformed rule is an error (uWSGI skips it, or reads a typo as allow)' }),
+  u('tuntap-router-firewall-out', 'repeatable', 'implemented', 'a rule for packets from a peer toward the tun device (same syntax as -in)',
+    { note: 'as tuntap-router-firewall-in' }),
+  u('tuntap-router-stats', 'string', 'implemented', 'stats server: `host:port` (TCP) or a unix socket path; one JSON document per connection'),
+  u('tuntap-use-credentials', 'bool', 'accepted', 'check peer credentials',
+    { note: 'moat always reads SO_PEERCRED; a symbol name (uWSGI\'s address-by-credentials hook) is ignored with a warning' }),
+  u('tuntap-router-route', 'repeatable', 'refused', 'forward matching peer packets as UDP datagrams to a gateway: `<src/mask> <dst/mask> <addr:port>`',
+    { note: 'it would send peer packets past the firewall to a remote address; routing is the host kernel\'s job behind the tun device' }),
+  u('tuntap-device-rule', 'repeatable', 'refused', 'a rule a device sends to its router (`<in|out> <src/mask> <dst/mask> <action> [target]`)',
+    { note: 'a peer may not set its own firewall rules; moat routers drop such blocks' }),
+  // tuntap device (the vassal side)
+  u('tuntap-device', 'string', 'implemented', 'a tun device in the vassal, pumped to the router: `<device>[ <socket>]`',
+    { default: 'socket /tmp/tuntap.socket', note: 'one per vassal; reconnects when the router goes away; without a socket uWSGI only creates the device, moat connects to /tmp/tuntap.socket' }),
+  // moat's own router and device options
+  m('tuntap-router-firewall-file', 'repeatable', 'a rule file, or a directory whose *.rules files are read in name order'),
+  m('tuntap-router-socket-mode', 'string', 'permissions of the router socket (octal)', { default: '0660' }),
+  m('tuntap-router-socket-owner', 'string', 'owner of the router socket: `user[:group]` (names or numbers)'),
+  m('tuntap-router-max-frame', 'int', 'largest frame payload accepted from a peer (576..65535; above 8188 uWSGI peers cannot follow)', { default: '8188' }),
+  m('tuntap-router-queue-bytes', 'int', 'bytes queued toward one peer before its packets are dropped', { default: '262144' }),
+  m('tuntap-router-bind', 'repeatable', 'bind a peer uid to the one address it may use: `<uid|user> <ipv4>`'),
+  m('tuntap-router-netns', 'string', 'create the router\'s tun device in this network namespace (/run/netns/NAME)'),
+  m('tuntap-device-reconnect-min', 'int', 'first delay before a device reconnects to its router (ms)', { default: '100' }),
+  m('tuntap-device-reconnect-max', 'int', 'longest delay between reconnect attempts (ms)', { default: '5000' }),
+  m('tuntap-device-max-frame', 'int', 'largest frame payload a device accepts from its router (576..65535)', { default: '8188' }),
+  m('tuntap-device-queue-bytes', 'int', 'bytes a device queues toward its router', { default: '262144' }),
+  m('tuntap-device-netns', 'string', 'create the device\'s tun device in this network namespace (/run/netns/NAME)'),
+  m('metrics', 'string', 'serve Prometheus metrics on `host:port`'),
+  m('log-format', 'string', 'log lines as `json` or `pretty`', { default: 'json', note: 'uWSGI\'s request-log format string does not apply' }),
+  // config files
+  u('ini', 'repeatable', 'implemented', 'read options from an ini file (`FILE[:section]`) at this point'),
+  u('yaml', 'repeatable', 'implemented', 'read options from a YAML file (`FILE[:section]`) at this point', { aliases: ['yml'] }),
+  u('json', 'repeatable', 'implemented', 'read options from a JSON file (`FILE[:section]`) at this point'),
+  u('xml', 'repeatable', 'implemented', 'read options from an XML file (`FILE[:id]`) at this point'),
+  // process
+  u('master', 'bool', 'accepted', 'uWSGI\'s master process', { note: 'moat always supervises its vassals' }),
+  u('plugin', 'repeatable', 'accepted', 'load uWSGI plugins', { aliases: ['plugins'], note: 'moat\'s plugins are built in' }),
+  u('vacuum', 'bool', 'accepted', 'remove sockets at exit', { note: 'moat always removes its sockets' }),
+  u('die-on-term', 'bool', 'accepted', 'exit on SIGTERM', { note: 'moat exits on SIGTERM and SIGINT' }),
+  u('exec-as-root', 'repeatable', 'implemented', 'run a command in the vassal before privileges are dropped, after its tun device exists (in file order)'),
+  u('socket', 'repeatable', 'ignored', 'uWSGI application socket', { note: 'moat runs no application server' }),
+  u('http', 'repeatable', 'ignored', 'uWSGI HTTP router', { note: 'moat runs no application server' }),
+  u('processes', 'int', 'ignored', 'uWSGI worker processes', { aliases: ['workers'], note: 'moat runs no application server' }),
+  u('logto', 'string', 'ignored', 'log to a file', { note: 'moat logs to stdout' }),
+  u('daemonize', 'string', 'ignored', 'detach and log to a file', { note: 'run moat under a service manager' }),
+  // later: the emperor and its vassals, cron, pty
+  u('emperor', 'string', 'planned', 'watch a directory of vassal files (.ini, .xml, .yaml/.yml, .json)'),
+  u('emperor-use-clone', 'string', 'planned', 'spawn vassals in new namespaces: fs,ipc,uts,net,pid', { aliases: ['emperor-user-clone'] }),
+  u('pivot-root', 'string', 'planned', '`<new_root> <put_old>`: pivot the vassal into its own root'),
+  u('chroot', 'string', 'planned', 'chroot the vassal'),
+  u('uid', 'string', 'planned', 'drop the vassal to this user'),
+  u('gid', 'string', 'planned', 'drop the vassal to this group'),
+  u('exec-post-jail', 'repeatable', 'planned', 'run a command right after the new namespaces exist'),
+  u('exec-as-user', 'repeatable', 'planned', 'run a command after privileges are dropped'),
+  u('hook-as-root', 'repeatable', 'planned', 'a uWSGI hook (e.g. `hostname:NAME`) before privileges are dropped'),
+  u('hook-as-user', 'repeatable', 'planned', 'a uWSGI hook after privileges are dropped'),
+  u('attach-daemon', 'repeatable', 'planned', 'run and supervise a command in the vassal'),
+  u('cron', 'repeatable', 'planned', '`<minute> <hour> <day> <month> <weekday> <command>` (-1 any, -N every N)'),
+  u('cron2', 'repeatable', 'planned', '`key=value,... <command>` (minute, hour, day, month, week, unique, harakiri)'),
+  u('unique-cron', 'repeatable', 'planned', 'cron that never overlaps its previous run'),
+  u('forkpty-router', 'string', 'planned', 'raw pty server: a new pty per connection', { aliases: ['forkptyrouter'] }),
+  u('forkpty-urouter', 'string', 'planned', 'uwsgi-framed pty server (signals and window size in modifier2)', { aliases: ['forkptyurouter'] }),
+  u('forkpty-router-command', 'string', 'planned', 'command run in each pty', { default: '/bin/sh', aliases: ['forkptyrouter-command', 'forkptyrouter-cmd', 'forkpty-router-cmd'] }),
+  u('forkptyrouter-rows', 'int', 'planned', 'initial pty rows', { default: '24' }),
+  u('forkptyrouter-cols', 'int', 'planned', 'initial pty columns', { default: '80' }),
+  u('pty-socket', 'string', 'planned', 'share one pty attached to the instance on this address'),
+  u('pty-connect', 'string', 'planned', 'raw pty client'),
+  u('pty-uconnect', 'string', 'planned', 'framed pty client (raw terminal, window size on start and SIGWINCH)'),
+];
+
+const byName = new Map<string, OptionSpec>();
+for (const s of OPTIONS) {
+  for (const n of [s.name, ...(s.aliases ?? [])]) {
+    if (byName.has(n)) throw new Error(`schema: ${n} listed twice`);
+    byName.set(n, s);
+  }
+}
+
+/** The spec of an option by name or alias ('_' read as '-'), or undefined. */
+export function findOption(key: string): OptionSpec | undefined {
+  return byName.get(key.toLowerCase().replace(/_/g, '-'));
+}
+
+/** The canonical name of an option, or the key itself when unknown. */
+export function canonicalKey(key: string): string {
+  return findOption(key)?.name ?? key;
+}
+
+/** Options given as flags without a value (`--master`). */
+export function takesNoValue(key: string): boolean {
+  return findOption(key)?.kind === 'bool';
+}
+
+export function parseBool(value: string): boolean | undefined {
+  switch (value.trim().toLowerCase()) {
+    case '': case 'true': case '1': case 'yes': case 'on': return true;
+    case 'false': case '0': case 'no': case 'off': return false;
+    default: return undefined;
+  }
+}
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
+}
+
+/** The known option name nearest to key, if it is near enough to be a typo. */
+export function didYouMean(key: string): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const name of byName.keys()) {
+    const d = distance(key, name);
+    if (d < bestD) { best = name; bestD = d; }
+  }
+  const limit = key.length <= 5 ? 1 : key.length <= 12 ? 2 : 3;
+  return bestD <= limit ? best : undefined;
+}
+
+export interface CheckedOptions {
+  options: OptionList;   // same order, keys canonical (aliases resolved)
+  warnings: string[];    // each 'file:line: ...' naming the option
+}
+
+/**
+ * Checks a raw option list against the table: resolves aliases, warns about
+ * unknown options (uWSGI ignores options of plugins it has not loaded; a near
+ * miss gets a hint), ignored and planned ones and single options set twice;
+ * throws ConfigError for a refused option or a bad bool/int value.
+ */
+export function checkOptions(options: OptionList): CheckedOptions {
+  const warnings: string[] = [];
+  const seen = new Map<string, Option>();
+  const out: OptionList = [];
+  for (const o of options) {
+    const spec = findOption(o.key);
+    const where = formatSource(o.source);
+    if (!spec) {
+      const hint = didYouMean(o.key);
+      warnings.push(`${where}: unknown option '${o.key}' ignored${hint ? ` (did you mean '${hint}'?)` : ''}`);
+      out.push(o);
+      continue;
+    }
+    const opt = spec.name === o.key ? o : { ...o, key: spec.name };
+    if (spec.status === 'refused') throw new ConfigError(`${o.key} is refused: ${spec.note}`, o.source);
+    if (spec.status === 'ignored') warnings.push(`${where}: ${o.key} ignored: ${spec.note}`);
+    if (spec.status === 'planned') warnings.push(`${where}: ${o.key} is not implemented yet, ignored`);
+    if (spec.kind === 'bool' && parseBool(o.value) === undefined && spec.name !== 'tuntap-use-credentials') {
+      throw new ConfigError(`${o.key}: '${o.value}' is not a boolean (true/false, 1/0, yes/no, on/off)`, o.source);
+    }
+    if (spec.kind === 'int' && !/^-?[0-9]+$/.test(o.value.trim())) {
+      throw new ConfigError(`${o.key}: '${o.value}' is not an integer`, o.source);
+    }
+    if (spec.kind !== 'repeatable') {
+      const before = seen.get(spec.name);
+      if (before && before.value !== o.value) {
+        warnings.push(`${where}: ${o.key} set again (first at ${formatSource(before.source)}); the last one counts`);
+      }
+      seen.set(spec.name, opt);
+    }
+    out.push(opt);
+  }
+  return { options: out, warnings };
+}
+
+const STATUS_TEXT: Record<OptionStatus, string> = {
+  implemented: 'implemented', accepted: 'accepted, no effect', ignored: 'ignored (warning)',
+  refused: 'refused', planned: 'planned',
+};
+
+const cell = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+
+/** The README option table: name (and aliases), default, description, uWSGI status. */
+export function optionTableMarkdown(): string {
+  const rows = OPTIONS.map((s) => {
+    const name = '`' + s.name + '`' + (s.aliases?.length ? ' (' + s.aliases.map((a) => '`' + a + '`').join(', ') + ')' : '');
+    const status = s.origin === 'moat' ? 'moat only' : STATUS_TEXT[s.status] + (s.note ? ': ' + s.note : '');
+    const desc = s.description + (s.origin === 'moat' && s.note ? ` (${s.note})` : '');
+    return `| ${cell(name)} | ${s.default ? cell('`' + s.default + '`') : ''} | ${cell(desc)} | ${cell(status)} |`;
+  });
+  return ['| Option | Default | Description | uWSGI |', '|---|---|---|---|', ...rows].join('\n') + '\n';
+}
