@@ -12,12 +12,11 @@ const RULES_USAGE = `usage:
 
 export async function rulesCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const out = (s: string) => process.stdout.write(s);
   switch (sub) {
     case 'check':
-      return rulesCheck(rest, out);
+      return rulesCheck(rest);
     case 'trace':
-      return rulesTrace(rest, out);
+      return rulesTrace(rest);
     case 'stats':
       return rulesStats(rest);
     default:

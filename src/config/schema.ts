@@ -63,7 +63,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   m('tuntap-device-queue-bytes', 'int', 'bytes a device queues toward its router', { default: '262144' }),
   m('tuntap-device-netns', 'string', 'create the device\'s tun device in this network namespace (/run/netns/NAME)'),
   m('metrics', 'string', 'serve Prometheus metrics on `host:port`'),
-  m('log-format', 'string', 'log lines as `json` or `pretty`', { default: 'json', note: 'uWSGI\'s request-log format string does not apply' }),
+  m('log-level', 'string', 'log level: `trace`, `debug`, `info`, `warn`, `error` (also MOAT_LOG_LEVEL)', { default: 'info' }),
+  m('log-format', 'string', 'log lines as `json` (JSON lines on stderr; pipe through pino-pretty to read them)', { default: 'json', note: 'uWSGI\'s request-log format string does not apply' }),
   // config files
   u('ini', 'repeatable', 'implemented', 'read options from an ini file (`FILE[:section]`) at this point'),
   u('yaml', 'repeatable', 'implemented', 'read options from a YAML file (`FILE[:section]`) at this point', { aliases: ['yml'] }),
