@@ -289,10 +289,13 @@ struct Router::Loop {
         return;
       }
       now = now_ns();
+      // Control first: a rule change made before a packet was sent judges it.
+      for (int i = 0; i < n; i++)
+        if (evs[i].data.u64 == kTagControl) stopping = on_control();
       for (int i = 0; i < n; i++) {
         const uint64_t tag = evs[i].data.u64;
         if (tag == kTagControl) {
-          stopping = on_control() || stopping;
+          continue;
         } else if (tag == kTagTun) {
           on_tun(evs[i].events);
         } else if (tag == kTagListen) {
