@@ -46,10 +46,11 @@ struct Peer {
   size_t out_head = 0;
   size_t out_len = 0;
 
-  // Rate limiting of 'refused' events: per reason, the time of the last event
-  // and the drops since.
+  // Rate limiting of 'refused' events: per reason, the time of the last event,
+  // the drops since, and the last address refused.
   uint64_t refused_at[kDropCount] = {};
   uint64_t refused_count[kDropCount] = {};
+  uint32_t refused_addr[kDropCount] = {};
 
   Counter tx, rx, tx_bytes, rx_bytes, queued;
   Counter drops[kDropCount];

@@ -604,6 +604,7 @@ struct Router::Loop {
     drop(p, why);
     const int w = int(why);
     p->refused_count[w]++;
+    p->refused_addr[w] = addr;
     if (now - p->refused_at[w] >= kSecond) {
       refused_event(p, why, addr);
     } else {
@@ -632,7 +633,7 @@ struct Router::Loop {
       for (int w = 0; w < kDropCount; w++) {
         if (p->refused_count[w] == 0) continue;
         if (now - p->refused_at[w] >= kSecond) {
-          refused_event(p.get(), Drop(w), p->addr);
+          refused_event(p.get(), Drop(w), p->refused_addr[w]);
         } else {
           refused_pending = true;
         }
