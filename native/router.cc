@@ -1,1 +1,867 @@
-// router.cc: placeholder.
+// router.cc: the router's loop thread (see router.h for its job, limits and
+// syscalls). Read top-down: setup (netns, tun, socket), the loop, the two
+// directions (route_up: peer -> tun, route_down: tun -> peer), address
+// learning, then the control side (rules, bindings, events, stats, stop).
+#include "router.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
+
+#include "classifier.h"
+#include "frame.h"
+#include "peer.h"
+#include "tun.h"
+
+namespace moat {
+namespace {
+
+constexpr size_t kTunBatch = 64;            // packets read from the tun per wakeup
+constexpr size_t kTunBufSize = 65536;       // one IPv4 packet at most
+constexpr size_t kPeerInMin = 65536;        // a peer's input buffer, at least
+constexpr int kEpollEvents = 64;
+constexpr int kAcceptBatch = 16;
+constexpr size_t kMaxPendingEvents = 65536; // beyond: events are dropped (JS not draining)
+constexpr uint64_t kSecond = 1000000000ull;
+
+// epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
+constexpr uint64_t kTagTun = 1, kTagListen = 2, kTagControl = 3;
+
+uint64_t now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * kSecond + uint64_t(ts.tv_nsec);
+}
+
+std::string errno_text(const std::string& what, int e = errno) {
+  return what + ": " + strerror(e);
+}
+
+bool bad_source(uint32_t a) {
+  return a == 0 || a == 0xffffffffu || (a >> 28) == 0xe;  // 0.0.0.0, broadcast, 224/4
+}
+
+}  // namespace
+
+// One compiled chain with its per-rule hit counters.
+struct Chain {
+  std::unique_ptr<Classifier> cls;
+  std::unique_ptr<Counter[]> hits;
+  std::vector<uint8_t> deny;  // per rule: the action is deny
+  size_t size = 0;
+
+  explicit Chain(std::vector<Rule> rules) {
+    size = rules.size();
+    deny.resize(size);
+    for (size_t i = 0; i < size; i++) deny[i] = rules[i].action == Action::Deny;
+    hits.reset(new Counter[size ? size : 1]);
+    cls.reset(new Classifier(std::move(rules)));
+  }
+
+  // true if the packet may pass; counts the hit of the rule that judged it.
+  bool pass(const uint8_t* pkt, size_t len) const {
+    if (size == 0) return true;
+    const int32_t r = cls->match(ipv4_key(pkt, len));
+    if (r < 0 || size_t(r) >= size) return true;
+    hits[r].add(1);
+    return !deny[r];
+  }
+
+  // Rule i inherits old's counter carry[i] (out of range or -1: starts at 0).
+  void inherit(const Chain& old, const std::vector<int32_t>& carry) {
+    for (size_t i = 0; i < size && i < carry.size(); i++) {
+      const int32_t c = carry[i];
+      if (c >= 0 && size_t(c) < old.size) hits[i].set(old.hits[c].get());
+    }
+  }
+};
+
+struct RuleSet {
+  Chain in, out;
+  std::vector<int32_t> carry_in, carry_out;  // against the rule set current when it was made
+  RuleSet(std::vector<Rule> i, std::vector<Rule> o) : in(std::move(i)), out(std::move(o)) {}
+};
+
+// What controlling threads hand to the loop (taken when the eventfd fires).
+struct Router::Pending {
+  std::mutex mu;
+  std::unique_ptr<RuleSet> rules;
+  bool have_bindings = false;
+  std::vector<Binding> bindings;
+  std::atomic<bool> stop{false};
+};
+
+struct Router::Loop {
+  const RouterOptions& opts;
+  std::function<void()> wake;
+  Pending* pending = nullptr;
+  int control = -1;
+
+  int tun = -1, listen_fd = -1, epfd = -1;
+  bool socket_ours = false;
+  dev_t sock_dev = 0;
+  ino_t sock_ino = 0;
+
+  // Shared with stats(): the structure (peer list, rule set) changes under
+  // stats_mu; counters are single-writer relaxed atomics.
+  mutable std::mutex stats_mu;
+  std::vector<std::unique_ptr<Peer>> peers;
+  std::unique_ptr<RuleSet> rules;
+  Counter tun_rx, tun_rx_bytes, tun_tx, tun_tx_bytes;
+  Counter drops[kDropCount];
+
+  // Events for JS.
+  std::mutex ev_mu;
+  std::vector<RouterEvent> events;
+  std::atomic<bool> wake_pending{false};
+  bool new_events = false;
+
+  // Loop thread only.
+  std::unordered_map<uint32_t, Peer*> by_addr;
+  std::unordered_map<uint32_t, uint32_t> addr_of_uid;  // static bindings
+  std::unordered_map<uint32_t, uint32_t> uid_of_addr;
+  std::vector<Peer*> dirty;
+  std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
+  std::unique_ptr<uint8_t[]> tunbuf{new uint8_t[kTunBufSize]};
+  std::vector<uint32_t> gateway;  // the tun's own addresses, cached
+  uint64_t gateway_at = 0;
+  uint64_t now = 0;
+  uint64_t last_sweep = 0;
+  uint64_t last_accept_error = 0;
+  bool refused_pending = false;
+  uint32_t next_id = 1;
+
+  explicit Loop(const RouterOptions& o) : opts(o), rules(new RuleSet({}, {})) {
+    set_bindings(o.bindings);
+    dirty.reserve(256);
+  }
+
+  // ---- setup and teardown -------------------------------------------------
+
+  bool init(std::string* err) {
+    if (!enter_netns(opts.netns, err)) return false;
+    tun = tun_open(opts.tun_name, err);
+    if (tun < 0) return false;
+    if (!open_socket(err)) return false;
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) {
+      *err = errno_text("epoll_create1");
+      return false;
+    }
+    if (!watch(tun, kTagTun, EPOLLIN) || !watch(listen_fd, kTagListen, EPOLLIN) ||
+        !watch(control, kTagControl, EPOLLIN)) {
+      *err = errno_text("epoll_ctl");
+      return false;
+    }
+    return true;
+  }
+
+  bool watch(int fd, uint64_t tag, uint32_t ev) {
+    struct epoll_event e;
+    memset(&e, 0, sizeof e);
+    e.events = ev;
+    e.data.u64 = tag;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) == 0;
+  }
+
+  // The listening socket: a stale file (a socket nobody listens on) is
+  // replaced; a live socket or any other file is refused.
+  bool open_socket(std::string* err) {
+    const std::string& path = opts.socket_path;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof sa.sun_path) {
+      *err = "socket path must be 1-" + std::to_string(sizeof sa.sun_path - 1) + " bytes: " + path;
+      return false;
+    }
+    memcpy(sa.sun_path, path.data(), path.size());
+    const socklen_t salen = socklen_t(offsetof(struct sockaddr_un, sun_path) + path.size() + 1);
+
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode)) {
+        *err = "socket path " + path + " exists and is not a socket";
+        return false;
+      }
+      int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (probe < 0) {
+        *err = errno_text("socket");
+        return false;
+      }
+      const int r = connect(probe, reinterpret_cast<struct sockaddr*>(&sa), salen);
+      const int e = errno;
+      close(probe);
+      if (r == 0 || e == EAGAIN) {
+        *err = "socket " + path + " is in use by another process";
+        return false;
+      }
+      if (e != ECONNREFUSED) {
+        *err = errno_text("probing socket " + path, e);
+        return false;
+      }
+      if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+        *err = errno_text("removing stale socket " + path);
+        return false;
+      }
+    }
+
+    listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listen_fd < 0) {
+      *err = errno_text("socket");
+      return false;
+    }
+    if (bind(listen_fd, reinterpret_cast<struct sockaddr*>(&sa), salen) != 0) {
+      *err = errno_text("bind " + path);
+      return false;
+    }
+    if (stat(path.c_str(), &st) != 0) {
+      *err = errno_text("stat " + path);
+      return false;
+    }
+    socket_ours = true;
+    sock_dev = st.st_dev;
+    sock_ino = st.st_ino;
+    if (chmod(path.c_str(), opts.socket_mode & 07777) != 0) {
+      *err = errno_text("chmod " + path);
+      return false;
+    }
+    if (opts.socket_uid >= 0 || opts.socket_gid >= 0) {
+      if (chown(path.c_str(), opts.socket_uid >= 0 ? uid_t(opts.socket_uid) : uid_t(-1),
+                opts.socket_gid >= 0 ? gid_t(opts.socket_gid) : gid_t(-1)) != 0) {
+        *err = errno_text("chown " + path);
+        return false;
+      }
+    }
+    if (listen(listen_fd, SOMAXCONN) != 0) {
+      *err = errno_text("listen " + path);
+      return false;
+    }
+    return true;
+  }
+
+  // Closes everything; the socket file goes only if it is still the one we made.
+  void teardown() {
+    {
+      std::lock_guard<std::mutex> g(stats_mu);
+      for (auto& p : peers)
+        if (p->fd >= 0) close(p->fd);
+      peers.clear();
+    }
+    by_addr.clear();
+    dirty.clear();
+    graveyard.clear();
+    if (listen_fd >= 0) close(listen_fd);
+    listen_fd = -1;
+    if (socket_ours) {
+      struct stat st;
+      if (lstat(opts.socket_path.c_str(), &st) == 0 && st.st_dev == sock_dev && st.st_ino == sock_ino)
+        unlink(opts.socket_path.c_str());
+      socket_ours = false;
+    }
+    if (tun >= 0) close(tun);
+    tun = -1;
+    if (epfd >= 0) close(epfd);
+    epfd = -1;
+  }
+
+  // ---- the loop -----------------------------------------------------------
+
+  void run() {
+    struct epoll_event evs[kEpollEvents];
+    bool stopping = false;
+    while (!stopping) {
+      const int n = epoll_wait(epfd, evs, kEpollEvents, 1000);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        emit_error(errno_text("epoll_wait"));
+        publish();
+        return;
+      }
+      now = now_ns();
+      // Control first: a rule change made before a packet was sent judges it.
+      for (int i = 0; i < n; i++)
+        if (evs[i].data.u64 == kTagControl) stopping = on_control();
+      for (int i = 0; i < n; i++) {
+        const uint64_t tag = evs[i].data.u64;
+        if (tag == kTagControl) {
+          continue;
+        } else if (tag == kTagTun) {
+          on_tun(evs[i].events);
+        } else if (tag == kTagListen) {
+          on_accept();
+        } else {
+          Peer* p = static_cast<Peer*>(evs[i].data.ptr);
+          if (!p->dead && (evs[i].events & EPOLLOUT)) flush(p);
+          if (!p->dead && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_peer_readable(p);
+        }
+      }
+      if (now - last_sweep >= kSecond) sweep_refused();
+      graveyard.clear();
+      publish();
+    }
+  }
+
+  // ---- down: tun -> peers -------------------------------------------------
+
+  void on_tun(uint32_t ev) {
+    if (ev & (EPOLLERR | EPOLLHUP)) {
+      // The device went away: report once and stop watching it.
+      emit_error("tun device " + opts.tun_name + " reported an error; no longer reading it");
+      epoll_ctl(epfd, EPOLL_CTL_DEL, tun, nullptr);
+      return;
+    }
+    uint8_t* buf = tunbuf.get();
+    for (size_t k = 0; k < kTunBatch; k++) {
+      const ssize_t n = read(tun, buf, kTunBufSize);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        if (errno == EINTR) continue;
+        emit_error(errno_text("read from tun " + opts.tun_name));
+        epoll_ctl(epfd, EPOLL_CTL_DEL, tun, nullptr);
+        break;
+      }
+      if (n == 0) break;
+      tun_rx.add(1);
+      tun_rx_bytes.add(uint64_t(n));
+      route_down(buf, size_t(n));
+    }
+    for (Peer* p : dirty) {
+      p->dirty = false;
+      if (!p->dead) flush(p);
+    }
+    dirty.clear();
+  }
+
+  void route_down(const uint8_t* pkt, size_t len) {
+    Drop why;
+    if (!ipv4_check(pkt, len, &why)) return drop(nullptr, why);
+    auto it = by_addr.find(ipv4_dst(pkt));
+    Peer* p = it == by_addr.end() ? nullptr : it->second;
+    if (!rules->in.pass(pkt, len)) return drop(p, Drop::FirewallIn);
+    if (!p) return drop(nullptr, Drop::NoPeer);
+    if (len > kMaxFramePayload) return drop(p, Drop::TooBig);
+    if (!p->enqueue(pkt, len)) return drop(p, Drop::QueueFull);
+    p->tx.add(1);
+    if (!p->dirty) {
+      p->dirty = true;
+      dirty.push_back(p);
+    }
+  }
+
+  // One send() of everything queued; a partial write keeps the rest and waits
+  // for EPOLLOUT.
+  void flush(Peer* p) {
+    if (p->out_len > 0) {
+      const ssize_t n = send(p->fd, p->out.get() + p->out_head, p->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+          return close_peer(p, errno_text("write"));
+      } else {
+        p->tx_bytes.add(uint64_t(n));
+        p->consumed(size_t(n));
+      }
+      p->queued.set(p->out_len);
+    }
+    want_out(p, p->out_len > 0);
+  }
+
+  void want_out(Peer* p, bool on) {
+    if (p->want_out == on) return;
+    struct epoll_event e;
+    memset(&e, 0, sizeof e);
+    e.events = on ? uint32_t(EPOLLIN | EPOLLOUT) : uint32_t(EPOLLIN);
+    e.data.ptr = p;
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, p->fd, &e) == 0) p->want_out = on;
+  }
+
+  // ---- up: peer -> tun ----------------------------------------------------
+
+  // At most one read (one buffer-full) per peer per wakeup: a flooding peer
+  // cannot starve the others.
+  void on_peer_readable(Peer* p) {
+    const ssize_t n = read(p->fd, p->in.get() + p->in_len, p->in_cap - p->in_len);
+    if (n == 0) return close_peer(p, "closed");
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      return close_peer(p, errno_text("read"));
+    }
+    p->rx_bytes.add(uint64_t(n));
+    p->in_len += size_t(n);
+    const uint8_t* buf = p->in.get();
+    size_t off = 0;
+    for (;;) {
+      FrameHeader h;
+      const FrameStatus s = next_frame(buf + off, p->in_len - off, opts.max_frame, &h);
+      if (s == FrameStatus::NeedMore) break;
+      if (s == FrameStatus::Oversize) {
+        RouterEvent e(RouterEvent::Type::ProtocolError);
+        e.id = p->id;
+        e.reason = "oversize";
+        emit(std::move(e));
+        return close_peer(p, "protocol_error");
+      }
+      p->rx.add(1);
+      route_up(p, h, buf + off + kFrameHeaderSize);
+      off += kFrameHeaderSize + h.size;
+    }
+    // Keep a partial frame at the front. in_cap >= max_frame + 4, so a frame
+    // that passed the size check always fits.
+    if (off > 0) {
+      memmove(p->in.get(), buf + off, p->in_len - off);
+      p->in_len -= off;
+    }
+  }
+
+  void route_up(Peer* p, const FrameHeader& h, const uint8_t* pkt) {
+    if (h.mod1 != 0 || h.mod2 > kModRuleBlock) return drop(p, Drop::BadModifier);
+    // A peer's rule block would let a vassal set its own rules (a uWSGI
+    // misbehaviour): refused. opts.accept_rule_blocks is reserved.
+    if (h.mod2 == kModRuleBlock) return refuse(p, Drop::RuleBlock, p->addr);
+    Drop why;
+    if (!ipv4_check(pkt, h.size, &why)) return drop(p, why);
+    const uint32_t src = ipv4_src(pkt);
+    if (p->addr == 0) {
+      if (!learn(p, src, &why)) return refuse(p, why, src);
+    } else if (src != p->addr) {
+      return refuse(p, Drop::Spoof, src);
+    }
+    if (!rules->out.pass(pkt, h.size)) return drop(p, Drop::FirewallOut);
+    if (write(tun, pkt, h.size) != ssize_t(h.size)) return drop(p, Drop::TunWrite);
+    tun_tx.add(1);
+    tun_tx_bytes.add(h.size);
+  }
+
+  // ---- addresses ------------------------------------------------------------
+
+  // Takes src as p's address, or says why not. The holder of an address keeps
+  // it (uWSGI let any peer take over another's address).
+  bool learn(Peer* p, uint32_t src, Drop* why) {
+    *why = refusal(p, src);
+    if (*why != Drop::Count) return false;
+    assign(p, src);
+    return true;
+  }
+
+  // Drop::Count if p may take src. The tun's addresses are asked for only
+  // when everything else agrees, so refusals cost no syscall (a refused
+  // gateway address is answered from a cache at most a second old).
+  Drop refusal(Peer* p, uint32_t src) {
+    if (bad_source(src)) return Drop::BadSource;
+    if (now - gateway_at < kSecond && is_gateway_cached(src)) return Drop::Gateway;
+    if (by_addr.count(src)) return Drop::Collision;
+    if (!may_use(p->uid, src)) return Drop::Unbound;
+    if (is_gateway(src)) return Drop::Gateway;
+    return Drop::Count;
+  }
+
+  bool may_use(uint32_t uid, uint32_t a) const {
+    auto b = addr_of_uid.find(uid);
+    if (b != addr_of_uid.end() && b->second != a) return false;
+    auto u = uid_of_addr.find(a);
+    return u == uid_of_addr.end() || u->second == uid;
+  }
+
+  bool is_gateway_cached(uint32_t a) const {
+    return std::find(gateway.begin(), gateway.end(), a) != gateway.end();
+  }
+
+  // Asks the kernel (a learn is rare; refusals hit the cache above).
+  bool is_gateway(uint32_t a) {
+    gateway = interface_addresses(opts.tun_name);
+    gateway_at = now_ns();
+    return is_gateway_cached(a);
+  }
+
+  void assign(Peer* p, uint32_t a) {
+    {
+      std::lock_guard<std::mutex> g(stats_mu);  // stats() reads addr
+      p->addr = a;
+    }
+    by_addr[a] = p;
+    RouterEvent e(RouterEvent::Type::PeerAddr);
+    e.id = p->id;
+    e.addr = a;
+    emit(std::move(e));
+  }
+
+  // A static binding gives the peer its address at once, if it is free.
+  void try_bound_address(Peer* p) {
+    auto b = addr_of_uid.find(p->uid);
+    if (p->addr != 0 || b == addr_of_uid.end()) return;
+    const uint32_t a = b->second;
+    if (bad_source(a) || by_addr.count(a) || is_gateway(a)) return;
+    assign(p, a);
+  }
+
+  void set_bindings(const std::vector<Binding>& list) {
+    addr_of_uid.clear();
+    uid_of_addr.clear();
+    for (const Binding& b : list) {
+      addr_of_uid[b.uid] = b.addr;
+      uid_of_addr[b.addr] = b.uid;
+    }
+  }
+
+  // ---- peers ----------------------------------------------------------------
+
+  void on_accept() {
+    for (int k = 0; k < kAcceptBatch; k++) {
+      const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
+        if (now - last_accept_error >= kSecond) {
+          last_accept_error = now;
+          emit_error(errno_text("accept on " + opts.socket_path));
+        }
+        return;
+      }
+      struct ucred cred;
+      socklen_t clen = sizeof cred;
+      if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0) {
+        emit_error(errno_text("SO_PEERCRED"));
+        close(fd);
+        continue;
+      }
+      std::unique_ptr<Peer> p(new Peer());
+      p->id = next_id++;
+      p->fd = fd;
+      p->uid = cred.uid;
+      p->gid = cred.gid;
+      p->pid = uint32_t(cred.pid);
+      p->in_cap = std::max<size_t>(size_t(opts.max_frame) + kFrameHeaderSize, kPeerInMin);
+      p->in.reset(new uint8_t[p->in_cap]);
+      p->out_cap = opts.queue_bytes;
+      p->out.reset(new uint8_t[p->out_cap ? p->out_cap : 1]);
+      struct epoll_event e;
+      memset(&e, 0, sizeof e);
+      e.events = EPOLLIN;
+      e.data.ptr = p.get();
+      if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
+        emit_error(errno_text("epoll_ctl (peer)"));
+        close(fd);
+        continue;
+      }
+      Peer* raw = p.get();
+      {
+        std::lock_guard<std::mutex> g(stats_mu);
+        peers.push_back(std::move(p));
+      }
+      RouterEvent up(RouterEvent::Type::PeerUp);
+      up.id = raw->id;
+      up.uid = raw->uid;
+      up.gid = raw->gid;
+      up.pid = raw->pid;
+      emit(std::move(up));
+      try_bound_address(raw);
+    }
+  }
+
+  void close_peer(Peer* p, const std::string& reason) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, p->fd, nullptr);
+    close(p->fd);
+    p->fd = -1;
+    p->dead = true;
+    if (p->addr != 0) {
+      auto it = by_addr.find(p->addr);
+      if (it != by_addr.end() && it->second == p) by_addr.erase(it);
+    }
+    RouterEvent e(RouterEvent::Type::PeerDown);
+    e.id = p->id;
+    e.addr = p->addr;
+    e.reason = reason;
+    emit(std::move(e));
+    std::lock_guard<std::mutex> g(stats_mu);
+    for (size_t i = 0; i < peers.size(); i++) {
+      if (peers[i].get() != p) continue;
+      graveyard.push_back(std::move(peers[i]));
+      peers[i] = std::move(peers.back());
+      peers.pop_back();
+      break;
+    }
+  }
+
+  // ---- drops and events -------------------------------------------------------
+
+  void drop(Peer* p, Drop why) {
+    drops[int(why)].add(1);
+    if (p) p->drops[int(why)].add(1);
+  }
+
+  // A drop that is reported: at most one event per peer per reason per second,
+  // carrying the number of drops since the previous one.
+  void refuse(Peer* p, Drop why, uint32_t addr) {
+    drop(p, why);
+    const int w = int(why);
+    p->refused_count[w]++;
+    p->refused_addr[w] = addr;
+    if (now - p->refused_at[w] >= kSecond) {
+      refused_event(p, why, addr);
+    } else {
+      refused_pending = true;
+    }
+  }
+
+  void refused_event(Peer* p, Drop why, uint32_t addr) {
+    const int w = int(why);
+    RouterEvent e(RouterEvent::Type::Refused);
+    e.id = p->id;
+    e.reason = drop_name(why);
+    e.addr = addr;
+    e.count = p->refused_count[w];
+    emit(std::move(e));
+    p->refused_count[w] = 0;
+    p->refused_at[w] = now;
+  }
+
+  // Reports refusals held back by the rate limit once their second is over.
+  void sweep_refused() {
+    last_sweep = now;
+    if (!refused_pending) return;
+    refused_pending = false;
+    for (auto& p : peers) {
+      for (int w = 0; w < kDropCount; w++) {
+        if (p->refused_count[w] == 0) continue;
+        if (now - p->refused_at[w] >= kSecond) {
+          refused_event(p.get(), Drop(w), p->refused_addr[w]);
+        } else {
+          refused_pending = true;
+        }
+      }
+    }
+  }
+
+  void emit(RouterEvent&& e) {
+    std::lock_guard<std::mutex> g(ev_mu);
+    if (events.size() >= kMaxPendingEvents) return;
+    events.push_back(std::move(e));
+    new_events = true;
+  }
+
+  void emit_error(const std::string& message) {
+    RouterEvent e(RouterEvent::Type::Error);
+    e.message = message;
+    emit(std::move(e));
+  }
+
+  // Once per wakeup: tell the binding there are events (once until taken).
+  void publish() {
+    if (!new_events) return;
+    new_events = false;
+    if (wake && !wake_pending.exchange(true)) wake();
+  }
+
+  // ---- control ----------------------------------------------------------------
+
+  // Returns true when asked to stop. Rules and bindings change here, between
+  // two batches, so no packet is judged by a mix of old and new.
+  bool on_control() {
+    uint64_t v;
+    if (read(control, &v, sizeof v) < 0 && errno != EAGAIN) emit_error(errno_text("eventfd read"));
+    if (pending->stop.load()) return true;
+    std::unique_ptr<RuleSet> rs;
+    bool have_bindings = false;
+    std::vector<Binding> b;
+    {
+      std::lock_guard<std::mutex> g(pending->mu);
+      rs = std::move(pending->rules);
+      have_bindings = pending->have_bindings;
+      pending->have_bindings = false;
+      b.swap(pending->bindings);
+    }
+    if (rs) install_rules(std::move(rs));
+    if (have_bindings) {
+      // New bindings govern learning from now on; peers keep addresses they
+      // hold. Unlearned peers whose uid is now bound get their address.
+      set_bindings(b);
+      for (auto& p : peers) try_bound_address(p.get());
+    }
+    return false;
+  }
+
+  void install_rules(std::unique_ptr<RuleSet> rs) {
+    rs->in.inherit(rules->in, rs->carry_in);
+    rs->out.inherit(rules->out, rs->carry_out);
+    {
+      std::lock_guard<std::mutex> g(stats_mu);
+      rules.swap(rs);
+    }
+    // rs (the old set) is freed here, outside the lock.
+  }
+};
+
+// ---- Router: the controlling side -----------------------------------------------
+
+Router::Router(RouterOptions opts)
+    : opts_(std::move(opts)), loop_(new Loop(opts_)), pending_(new Pending()) {
+  loop_->pending = pending_.get();
+}
+
+Router::~Router() { stop(); }
+
+bool Router::start(std::function<void()> wake, std::string* err) {
+  if (running_) {
+    *err = "router already running";
+    return false;
+  }
+  control_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (control_fd_ < 0) {
+    *err = errno_text("eventfd");
+    return false;
+  }
+  pending_->stop.store(false);
+  loop_->control = control_fd_;
+  loop_->wake = std::move(wake);
+
+  struct Init {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    bool ok = false;
+    std::string err;
+  } init;
+  Loop* loop = loop_.get();
+  thread_ = std::thread([loop, &init] {
+    std::string e;
+    const bool ok = loop->init(&e);
+    if (!ok) loop->teardown();
+    {
+      // Notify under the lock: start() may return (and destroy init) as soon
+      // as it sees done.
+      std::lock_guard<std::mutex> g(init.mu);
+      init.done = true;
+      init.ok = ok;
+      init.err = e;
+      init.cv.notify_one();
+    }
+    if (!ok) return;
+    loop->run();
+    loop->teardown();
+  });
+  bool ok;
+  {
+    std::unique_lock<std::mutex> g(init.mu);
+    init.cv.wait(g, [&] { return init.done; });
+    ok = init.ok;
+    if (!ok) *err = init.err;
+  }
+  if (!ok) {
+    thread_.join();
+    close(control_fd_);
+    control_fd_ = -1;
+    loop_->wake = nullptr;
+    return false;
+  }
+  running_ = true;
+  return true;
+}
+
+void Router::notify() {
+  const uint64_t one = 1;
+  if (control_fd_ >= 0) (void)!write(control_fd_, &one, sizeof one);
+}
+
+void Router::stop() {
+  if (!running_) return;
+  pending_->stop.store(true);
+  notify();
+  thread_.join();
+  close(control_fd_);
+  control_fd_ = -1;
+  loop_->wake = nullptr;
+  running_ = false;
+}
+
+void Router::set_rules(std::vector<Rule> in, std::vector<Rule> out,
+                       std::vector<int32_t> carry_in, std::vector<int32_t> carry_out) {
+  // Compiled here, in the caller's thread; the loop only swaps pointers.
+  std::unique_ptr<RuleSet> rs(new RuleSet(std::move(in), std::move(out)));
+  rs->carry_in = std::move(carry_in);
+  rs->carry_out = std::move(carry_out);
+  if (!running_) {
+    loop_->install_rules(std::move(rs));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> g(pending_->mu);
+    if (pending_->rules) {
+      // The loop has not taken the previous set yet: the caller's carry
+      // indices refer to that set, so route them through its own carry.
+      auto compose = [](std::vector<int32_t>& c, const std::vector<int32_t>& prev) {
+        for (int32_t& x : c) x = (x >= 0 && size_t(x) < prev.size()) ? prev[x] : -1;
+      };
+      compose(rs->carry_in, pending_->rules->carry_in);
+      compose(rs->carry_out, pending_->rules->carry_out);
+    }
+    pending_->rules = std::move(rs);
+  }
+  notify();
+}
+
+void Router::set_bindings(std::vector<Binding> bindings) {
+  if (!running_) {
+    loop_->set_bindings(bindings);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> g(pending_->mu);
+    pending_->bindings = std::move(bindings);
+    pending_->have_bindings = true;
+  }
+  notify();
+}
+
+std::vector<RouterEvent> Router::take_events() {
+  loop_->wake_pending.store(false);
+  std::vector<RouterEvent> out;
+  std::lock_guard<std::mutex> g(loop_->ev_mu);
+  out.swap(loop_->events);
+  return out;
+}
+
+RouterStats Router::stats() const {
+  const Loop& l = *loop_;
+  RouterStats s;
+  std::lock_guard<std::mutex> g(l.stats_mu);
+  s.rx_packets = l.tun_rx.get();
+  s.rx_bytes = l.tun_rx_bytes.get();
+  s.tx_packets = l.tun_tx.get();
+  s.tx_bytes = l.tun_tx_bytes.get();
+  for (int i = 0; i < kDropCount; i++) s.drops[i] = l.drops[i].get();
+  s.peers.reserve(l.peers.size());
+  for (const auto& p : l.peers) {
+    PeerStats ps;
+    ps.id = p->id;
+    ps.addr = p->addr;  // written under stats_mu (assign)
+    ps.uid = p->uid;
+    ps.gid = p->gid;
+    ps.pid = p->pid;
+    ps.tx = p->tx.get();
+    ps.rx = p->rx.get();
+    ps.tx_bytes = p->tx_bytes.get();
+    ps.rx_bytes = p->rx_bytes.get();
+    ps.dropped = 0;
+    for (int i = 0; i < kDropCount; i++) {
+      ps.drops[i] = p->drops[i].get();
+      ps.dropped += ps.drops[i];
+    }
+    ps.queued = p->queued.get();
+    s.peers.push_back(ps);
+  }
+  const RuleSet& r = *l.rules;
+  for (size_t i = 0; i < r.in.size; i++) s.hits_in.push_back(r.in.hits[i].get());
+  for (size_t i = 0; i < r.out.size; i++) s.hits_out.push_back(r.out.hits[i].get());
+  return s;
+}
+
+}  // namespace moat

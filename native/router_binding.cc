@@ -1,5 +1,358 @@
-// router_binding.cc: placeholder until the router binding lands.
+// router_binding.cc: the Router class as JavaScript sees it (src/native.ts),
+// plus parseFrames and checkIpv4 for tests. Arguments are type-checked here
+// (TypeError); policy is TS's. Events cross from the loop thread through one
+// ThreadSafeFunction call per batch; it is released on stop so the process
+// can exit.
 #include <napi.h>
+
+#include <memory>
+
+#include "frame.h"
+#include "router.h"
+
 namespace moat {
-void InitRouterBinding(Napi::Env, Napi::Object) {}
+namespace {
+
+Napi::Value Get(const Napi::Object& o, const char* key) { return o.Get(key); }
+
+[[noreturn]] void TypeError(Napi::Env env, const std::string& msg) {
+  throw Napi::TypeError::New(env, msg);
+}
+
+std::string GetString(Napi::Env env, const Napi::Object& o, const char* key) {
+  Napi::Value v = Get(o, key);
+  if (!v.IsString()) TypeError(env, std::string(key) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+double GetNumber(Napi::Env env, const Napi::Object& o, const char* key, double lo, double hi,
+                 const std::string& where = "") {
+  Napi::Value v = Get(o, key);
+  const std::string name = where + key;
+  if (!v.IsNumber()) TypeError(env, name + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d)))
+    TypeError(env, name + " must be an integer in " + std::to_string(int64_t(lo)) + ".." + std::to_string(int64_t(hi)));
+  return d;
+}
+
+bool GetBool(Napi::Env env, const Napi::Object& o, const char* key) {
+  Napi::Value v = Get(o, key);
+  if (!v.IsBoolean()) TypeError(env, std::string(key) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::vector<Binding> ToBindings(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsArray()) TypeError(env, "bindings must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<Binding> out;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject()) TypeError(env, "bindings[" + std::to_string(i) + "] must be an object");
+    Napi::Object o = e.As<Napi::Object>();
+    const std::string at = "bindings[" + std::to_string(i) + "].";
+    Binding b;
+    b.uid = uint32_t(GetNumber(env, o, "uid", 0, 4294967295.0, at));
+    b.addr = uint32_t(GetNumber(env, o, "addr", 0, 4294967295.0, at));
+    out.push_back(b);
+  }
+  return out;
+}
+
+std::vector<PortRange> ToRanges(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  if (!v.IsArray()) TypeError(env, name + " must be an array of [lo, hi]");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<PortRange> out;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) TypeError(env, name + " entries must be [lo, hi]");
+    Napi::Array pair = e.As<Napi::Array>();
+    Napi::Value lo = pair.Get(0u), hi = pair.Get(1u);
+    if (!lo.IsNumber() || !hi.IsNumber()) TypeError(env, name + " entries must be numbers");
+    const double l = lo.As<Napi::Number>().DoubleValue(), h = hi.As<Napi::Number>().DoubleValue();
+    if (!(l >= 0 && h <= 65535 && l <= h) || l != double(int(l)) || h != double(int(h)))
+      TypeError(env, name + " entries must be integers 0 <= lo <= hi <= 65535");
+    out.push_back(PortRange{uint16_t(l), uint16_t(h)});
+  }
+  return out;
+}
+
+std::vector<Rule> ToRules(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!v.IsArray()) TypeError(env, std::string(what) + " must be an array of rules");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<Rule> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    const std::string at = std::string(what) + "[" + std::to_string(i) + "].";
+    if (!e.IsObject()) TypeError(env, at + " must be an object");
+    Napi::Object o = e.As<Napi::Object>();
+    Rule r;
+    r.action = GetNumber(env, o, "action", 0, 1, at) == 1 ? Action::Deny : Action::Allow;
+    r.src = uint32_t(GetNumber(env, o, "src", 0, 4294967295.0, at));
+    r.src_bits = uint8_t(GetNumber(env, o, "srcBits", 0, 32, at));
+    r.dst = uint32_t(GetNumber(env, o, "dst", 0, 4294967295.0, at));
+    r.dst_bits = uint8_t(GetNumber(env, o, "dstBits", 0, 32, at));
+    r.proto = int16_t(GetNumber(env, o, "proto", -1, 255, at));
+    r.sport = ToRanges(env, Get(o, "sport"), at + "sport");
+    r.dport = ToRanges(env, Get(o, "dport"), at + "dport");
+    r.icmp_type = int16_t(GetNumber(env, o, "icmpType", -1, 255, at));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<int32_t> ToCarry(Napi::Env env, const Napi::Value& v, const char* what) {
+  std::vector<int32_t> out;
+  if (v.IsUndefined() || v.IsNull()) return out;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    TypeError(env, std::string(what) + " must be an Int32Array");
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  out.assign(a.Data(), a.Data() + a.ElementLength());
+  return out;
+}
+
+Napi::Object DropsObject(Napi::Env env, const uint64_t* drops) {
+  Napi::Object o = Napi::Object::New(env);
+  for (int i = 0; i < kDropCount; i++) o.Set(drop_name(Drop(i)), Napi::Number::New(env, double(drops[i])));
+  return o;
+}
+
+Napi::Value EventToJs(Napi::Env env, const RouterEvent& e) {
+  Napi::Object o = Napi::Object::New(env);
+  auto num = [&](const char* k, double v) { o.Set(k, Napi::Number::New(env, v)); };
+  switch (e.type) {
+    case RouterEvent::Type::PeerUp:
+      o.Set("type", "peer_up");
+      num("id", e.id);
+      num("uid", e.uid);
+      num("gid", e.gid);
+      num("pid", e.pid);
+      break;
+    case RouterEvent::Type::PeerAddr:
+      o.Set("type", "peer_addr");
+      num("id", e.id);
+      num("addr", e.addr);
+      break;
+    case RouterEvent::Type::PeerDown:
+      o.Set("type", "peer_down");
+      num("id", e.id);
+      num("addr", e.addr);
+      o.Set("reason", e.reason);
+      break;
+    case RouterEvent::Type::Refused:
+      o.Set("type", "refused");
+      num("id", e.id);
+      o.Set("reason", e.reason);
+      num("addr", e.addr);
+      num("count", double(e.count));
+      break;
+    case RouterEvent::Type::ProtocolError:
+      o.Set("type", "protocol_error");
+      num("id", e.id);
+      o.Set("reason", e.reason);
+      break;
+    case RouterEvent::Type::Error:
+      o.Set("type", "error");
+      o.Set("message", e.message);
+      break;
+  }
+  return o;
+}
+
+class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Router",
+                       {InstanceMethod("start", &RouterWrap::Start), InstanceMethod("stop", &RouterWrap::Stop),
+                        InstanceMethod("setRules", &RouterWrap::SetRules),
+                        InstanceMethod("setBindings", &RouterWrap::SetBindings),
+                        InstanceMethod("stats", &RouterWrap::Stats)});
+  }
+
+  explicit RouterWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RouterWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) TypeError(env, "Router options must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    RouterOptions opts;
+    opts.tun_name = GetString(env, o, "tunName");
+    opts.netns = GetString(env, o, "netns");
+    opts.socket_path = GetString(env, o, "socketPath");
+    opts.socket_mode = uint32_t(GetNumber(env, o, "socketMode", 0, 07777));
+    opts.socket_uid = int64_t(GetNumber(env, o, "socketUid", -1, 4294967294.0));
+    opts.socket_gid = int64_t(GetNumber(env, o, "socketGid", -1, 4294967294.0));
+    opts.max_frame = uint32_t(GetNumber(env, o, "maxFrame", 20, double(kMaxFramePayload)));
+    opts.queue_bytes = uint32_t(GetNumber(env, o, "queueBytes", double(kFrameHeaderSize + 20), 1u << 30));
+    opts.accept_rule_blocks = GetBool(env, o, "acceptRuleBlocks");
+    opts.bindings = ToBindings(env, Get(o, "bindings"));
+    core_ = std::make_shared<Router>(std::move(opts));
+  }
+
+  // Only reached when the loop is not running (start() holds a reference),
+  // or at environment teardown: stop the thread, leave the TSFN to Node.
+  ~RouterWrap() override {
+    if (core_ && core_->running()) core_->stop();
+  }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) TypeError(env, "start(onEvents) needs a function");
+    if (core_->running()) throw Napi::Error::New(env, "router already running");
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "moat.Router.events", 0, 1);
+    std::weak_ptr<Router> weak = core_;
+    Napi::ThreadSafeFunction tsfn = tsfn_;
+    // Called on the loop thread, at most once until the events are taken.
+    auto wake = [weak, tsfn]() mutable {
+      std::shared_ptr<Router> core = weak.lock();
+      if (!core) return;
+      tsfn.NonBlockingCall([core](Napi::Env env, Napi::Function cb) {
+        std::vector<RouterEvent> events = core->take_events();
+        if (events.empty()) return;
+        Napi::Array a = Napi::Array::New(env, events.size());
+        for (size_t i = 0; i < events.size(); i++) a.Set(uint32_t(i), EventToJs(env, events[i]));
+        cb.Call({a});
+      });
+    };
+    std::string err;
+    if (!core_->start(wake, &err)) {
+      tsfn_.Release();
+      tsfn_ = Napi::ThreadSafeFunction();
+      throw Napi::Error::New(env, err);
+    }
+    Ref();  // not collected while the loop runs
+    return env.Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  void Shutdown() {
+    if (!core_ || !core_->running()) return;
+    core_->stop();
+    tsfn_.Release();
+    tsfn_ = Napi::ThreadSafeFunction();
+    Unref();
+  }
+
+  Napi::Value SetRules(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<Rule> in = ToRules(env, info[0], "inRules");
+    std::vector<Rule> out = ToRules(env, info[1], "outRules");
+    std::vector<int32_t> carry_in = ToCarry(env, info[2], "carryIn");
+    std::vector<int32_t> carry_out = ToCarry(env, info[3], "carryOut");
+    core_->set_rules(std::move(in), std::move(out), std::move(carry_in), std::move(carry_out));
+    return env.Undefined();
+  }
+
+  Napi::Value SetBindings(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    core_->set_bindings(ToBindings(env, info[0]));
+    return env.Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RouterStats s = core_->stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("rxPackets", double(s.rx_packets));
+    o.Set("rxBytes", double(s.rx_bytes));
+    o.Set("txPackets", double(s.tx_packets));
+    o.Set("txBytes", double(s.tx_bytes));
+    o.Set("drops", DropsObject(env, s.drops));
+    Napi::Array peers = Napi::Array::New(env, s.peers.size());
+    for (size_t i = 0; i < s.peers.size(); i++) {
+      const PeerStats& p = s.peers[i];
+      Napi::Object po = Napi::Object::New(env);
+      po.Set("id", double(p.id));
+      po.Set("addr", double(p.addr));
+      po.Set("uid", double(p.uid));
+      po.Set("gid", double(p.gid));
+      po.Set("pid", double(p.pid));
+      po.Set("tx", double(p.tx));
+      po.Set("rx", double(p.rx));
+      po.Set("txBytes", double(p.tx_bytes));
+      po.Set("rxBytes", double(p.rx_bytes));
+      po.Set("dropped", double(p.dropped));
+      po.Set("drops", DropsObject(env, p.drops));
+      po.Set("queued", double(p.queued));
+      peers.Set(uint32_t(i), po);
+    }
+    o.Set("peers", peers);
+    Napi::Object hits = Napi::Object::New(env);
+    auto arr = [&](const std::vector<uint64_t>& v) {
+      Napi::Array a = Napi::Array::New(env, v.size());
+      for (size_t i = 0; i < v.size(); i++) a.Set(uint32_t(i), double(v[i]));
+      return a;
+    };
+    hits.Set("in", arr(s.hits_in));
+    hits.Set("out", arr(s.hits_out));
+    o.Set("hits", hits);
+    return o;
+  }
+
+  std::shared_ptr<Router> core_;
+  Napi::ThreadSafeFunction tsfn_;
+};
+
+// parseFrames(buf, maxPayload): the frames at the front of buf, as the router
+// reassembles them.
+Napi::Value ParseFrames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsBuffer() || !info[1].IsNumber())
+    TypeError(env, "parseFrames(buf: Buffer, maxPayload: number)");
+  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  const double mp = info[1].As<Napi::Number>().DoubleValue();
+  if (!(mp >= 0 && mp <= double(kMaxFramePayload))) TypeError(env, "maxPayload must be 0..65535");
+  const uint8_t* p = buf.Data();
+  const size_t len = buf.Length();
+  Napi::Array frames = Napi::Array::New(env);
+  size_t off = 0;
+  const char* status = "ok";
+  for (;;) {
+    if (off == len) break;
+    FrameHeader h;
+    const FrameStatus s = next_frame(p + off, len - off, size_t(mp), &h);
+    if (s == FrameStatus::NeedMore) {
+      status = "need_more";
+      break;
+    }
+    if (s == FrameStatus::Oversize) {
+      status = "oversize";
+      break;
+    }
+    Napi::Object f = Napi::Object::New(env);
+    f.Set("mod1", double(h.mod1));
+    f.Set("mod2", double(h.mod2));
+    f.Set("payload", Napi::Buffer<uint8_t>::Copy(env, p + off + kFrameHeaderSize, h.size));
+    frames.Set(frames.Length(), f);
+    off += kFrameHeaderSize + h.size;
+  }
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("frames", frames);
+  r.Set("consumed", double(off));
+  r.Set("status", status);
+  return r;
+}
+
+// checkIpv4(pkt): null if the router would pass it on, else the drop reason.
+Napi::Value CheckIpv4(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBuffer()) TypeError(env, "checkIpv4(pkt: Buffer)");
+  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  Drop why;
+  if (ipv4_check(buf.Data(), buf.Length(), &why)) return env.Null();
+  return Napi::String::New(env, drop_name(why));
+}
+
+}  // namespace
+
+void InitRouterBinding(Napi::Env env, Napi::Object exports) {
+  exports.Set("Router", RouterWrap::Define(env));
+  exports.Set("parseFrames", Napi::Function::New(env, ParseFrames, "parseFrames"));
+  exports.Set("checkIpv4", Napi::Function::New(env, CheckIpv4, "checkIpv4"));
+}
+
 }  // namespace moat

@@ -42,7 +42,7 @@ export type RouterEvent =
   | { type: 'peer_up'; id: number; uid: number; gid: number; pid: number }
   | { type: 'peer_addr'; id: number; addr: number }
   | { type: 'peer_down'; id: number; addr: number; reason: string }
-  | { type: 'refused'; id: number; reason: string; addr: number; count: number }  // spoof, collision, gateway, bad_source, unbound (rate-limited, count = drops since last event)
+  | { type: 'refused'; id: number; reason: string; addr: number; count: number }  // spoof, collision, gateway, bad_source, unbound, rule_block (rate-limited, count = drops since last event)
   | { type: 'protocol_error'; id: number; reason: string }
   | { type: 'error'; message: string };
 
@@ -52,7 +52,9 @@ export interface PeerStats {
   id: number;
   addr: number;             // 0 until learned
   uid: number; gid: number; pid: number;
-  tx: number; rx: number;   // packets as uWSGI counts them (tx: router -> peer, rx: peer -> router)
+  tx: number; rx: number;   // packets (tx: router -> peer, queued for it; rx: peer -> router, whole frames)
+  // Bytes written to / read from the peer's socket, 4-byte frame headers
+  // included: what uWSGI's tuntap stats call "tx"/"rx" (plugins/tuntap/common.c).
   txBytes: number; rxBytes: number;
   dropped: number;          // sum of drops
   drops: DropCounts;

@@ -1,0 +1,82 @@
+// peer.h: one vassal connection as the router's loop sees it: its socket, its
+// credentials, its address, an input buffer that reassembles frames, a bounded
+// outbound byte queue, and its counters.
+//
+// Ownership: only the loop thread mutates a Peer. Counters are relaxed atomics
+// written by that one thread (a plain load + store, no locked instruction), so
+// stats() may read them from another thread while the peer is listed.
+// Limits: the input buffer holds max(max_frame + 4, 64 KiB) bytes; the outbound
+// queue holds at most queue_bytes; both are allocated once, at accept.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+#include "drops.h"
+#include "frame.h"
+
+namespace moat {
+
+// A counter with one writer (the loop thread) and any number of readers.
+struct Counter {
+  std::atomic<uint64_t> v{0};
+  void add(uint64_t n) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void set(uint64_t n) { v.store(n, std::memory_order_relaxed); }
+  uint64_t get() const { return v.load(std::memory_order_relaxed); }
+};
+
+struct Peer {
+  uint32_t id = 0;
+  int fd = -1;
+  uint32_t uid = 0, gid = 0, pid = 0;
+  uint32_t addr = 0;       // 0 until learned (0.0.0.0 is never a peer address)
+  bool dead = false;       // closed, waiting to be freed at the end of the wakeup
+  bool dirty = false;      // has queued bytes to flush after this batch
+  bool want_out = false;   // EPOLLOUT registered (a write was partial)
+
+  // Input: bytes read from the socket, not yet a whole frame at the front.
+  std::unique_ptr<uint8_t[]> in;
+  size_t in_cap = 0;
+  size_t in_len = 0;
+
+  // Output: queued frames are out[out_head, out_head + out_len).
+  std::unique_ptr<uint8_t[]> out;
+  size_t out_cap = 0;
+  size_t out_head = 0;
+  size_t out_len = 0;
+
+  // Rate limiting of 'refused' events: per reason, the time of the last event,
+  // the drops since, and the last address refused.
+  uint64_t refused_at[kDropCount] = {};
+  uint64_t refused_count[kDropCount] = {};
+  uint32_t refused_addr[kDropCount] = {};
+
+  Counter tx, rx, tx_bytes, rx_bytes, queued;
+  Counter drops[kDropCount];
+
+  // Appends one frame (header + packet) to the outbound queue; false if the
+  // queue cannot take it. Compacts the queue when the tail has no room.
+  bool enqueue(const uint8_t* pkt, size_t len) {
+    const size_t need = kFrameHeaderSize + len;
+    if (out_len + need > out_cap) return false;
+    if (out_head + out_len + need > out_cap) {
+      memmove(out.get(), out.get() + out_head, out_len);
+      out_head = 0;
+    }
+    uint8_t* p = out.get() + out_head + out_len;
+    encode_frame_header(p, static_cast<uint16_t>(len), kModPacket);
+    memcpy(p + kFrameHeaderSize, pkt, len);
+    out_len += need;
+    return true;
+  }
+
+  // Removes n flushed bytes from the front of the queue.
+  void consumed(size_t n) {
+    out_head += n;
+    out_len -= n;
+    if (out_len == 0) out_head = 0;
+  }
+};
+
+}  // namespace moat

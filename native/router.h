@@ -1,0 +1,136 @@
+// router.h: the router's data path. One thread moves IPv4 packets between a
+// tun device and many peers (vassal devices) connected to a unix stream
+// socket, speaking uWSGI 2.0's tuntap framing (frame.h).
+//
+//   up   (peer -> tun, chain "out"): read many frames per read(), check the
+//        frame and the IPv4 header, learn/check the peer's source address,
+//        classify, write the packet to the tun device.
+//   down (tun -> peer, chain "in"): read up to 64 packets per wakeup, check,
+//        classify, find the peer by destination (hash map), append to its
+//        bounded outbound queue; after the batch one write() per dirty peer.
+//
+// Limits: IPv4 only (other frames are dropped and counted, the peer stays);
+// a peer's frames are at most Options::max_frame bytes of payload (more is a
+// protocol error that closes that peer only); a peer's outbound queue holds at
+// most Options::queue_bytes (more is dropped as queue_full for that peer only;
+// the loop never blocks on a peer). No allocation per packet once running.
+//
+// Threads: start/stop/set_rules/set_bindings/stats/take_events may be called
+// from any one controlling thread; the data path runs on the router's own
+// thread, which enters Options::netns before opening anything.
+//
+// Syscalls (loop thread): setns, open/ioctl (tun), socket/bind/listen/chmod/
+// chown/lstat/unlink/connect (socket file), epoll_create1/epoll_ctl/
+// epoll_wait, eventfd read/write, accept4, getsockopt(SO_PEERCRED), read/
+// send(MSG_NOSIGNAL), write (tun), getifaddrs (netlink), clock_gettime, close.
+// This file includes no napi.h (router_binding.cc does).
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "drops.h"
+#include "rule.h"
+
+namespace moat {
+
+struct Binding {
+  uint32_t uid;
+  uint32_t addr;  // IPv4, host order
+};
+
+struct RouterOptions {
+  std::string tun_name;
+  std::string netns;          // "" or a netns file the loop thread enters first
+  std::string socket_path;
+  uint32_t socket_mode = 0660;
+  int64_t socket_uid = -1;    // -1 keeps
+  int64_t socket_gid = -1;
+  uint32_t max_frame = 8188;  // largest payload accepted from a peer (<= 65535)
+  uint32_t queue_bytes = 1u << 20;
+  bool accept_rule_blocks = false;  // reserved: rule blocks are always refused for now
+  std::vector<Binding> bindings;
+};
+
+struct RouterEvent {
+  enum class Type { PeerUp, PeerAddr, PeerDown, Refused, ProtocolError, Error };
+  explicit RouterEvent(Type t) : type(t) {}
+  Type type;
+  uint32_t id = 0;
+  uint32_t uid = 0, gid = 0, pid = 0;  // PeerUp
+  uint32_t addr = 0;                   // PeerAddr, PeerDown, Refused
+  uint64_t count = 0;                  // Refused: drops since the previous event
+  std::string reason;                  // PeerDown, Refused, ProtocolError
+  std::string message;                 // Error
+};
+
+struct PeerStats {
+  uint32_t id, addr, uid, gid, pid;
+  // uWSGI's tuntap peer stats call "tx"/"rx" the bytes the router wrote to /
+  // read from the peer's socket, 4-byte headers included (plugins/tuntap/
+  // common.c: uttp->rx += rlen after read(), uttp->tx += rlen after write()).
+  // Here tx/rx count packets (tx: router -> peer, queued for the peer;
+  // rx: peer -> router, every whole frame received) and tx_bytes/rx_bytes
+  // count socket bytes exactly as uWSGI's tx/rx do.
+  uint64_t tx, rx, tx_bytes, rx_bytes;
+  uint64_t dropped;
+  uint64_t drops[kDropCount];
+  uint64_t queued;
+};
+
+struct RouterStats {
+  uint64_t rx_packets, rx_bytes;  // read from the tun device
+  uint64_t tx_packets, tx_bytes;  // written to the tun device
+  uint64_t drops[kDropCount];
+  std::vector<PeerStats> peers;
+  std::vector<uint64_t> hits_in, hits_out;
+};
+
+class Router {
+ public:
+  explicit Router(RouterOptions opts);
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  // Starts the loop thread and waits for its setup (netns, tun, socket).
+  // `wake` is called on the loop thread when events are waiting (at most once
+  // until take_events() is called). Returns false with *err; nothing is left
+  // behind then.
+  bool start(std::function<void()> wake, std::string* err);
+  // Stops the loop, closes everything, unlinks the socket file if it is still
+  // ours. Idempotent.
+  void stop();
+  bool running() const { return running_; }
+
+  // Builds both chains here, hands them to the loop, which swaps them between
+  // two batches. carry[i]: index of the old rule whose hit counter rule i
+  // inherits, or -1 (missing entries count as -1).
+  void set_rules(std::vector<Rule> in, std::vector<Rule> out,
+                 std::vector<int32_t> carry_in, std::vector<int32_t> carry_out);
+  void set_bindings(std::vector<Binding> bindings);
+
+  std::vector<RouterEvent> take_events();
+  RouterStats stats() const;
+
+  struct Loop;  // the loop thread's state (router.cc)
+  struct Pending;
+
+ private:
+  void notify();
+
+  RouterOptions opts_;
+  std::thread thread_;
+  bool running_ = false;
+  int control_fd_ = -1;  // eventfd
+  std::unique_ptr<Loop> loop_;
+  std::unique_ptr<Pending> pending_;
+};
+
+}  // namespace moat
