@@ -168,8 +168,9 @@ export class Router extends EventEmitter {
         addr: p.addr ? intToIpv4(p.addr) : '',
         addr_32: uwsgiAddr32(p.addr),
         uid: p.uid, gid: p.gid, pid: p.pid,
-        tx: p.tx, rx: p.rx, dropped: p.dropped,
-        tx_bytes: p.txBytes, rx_bytes: p.rxBytes, drops: p.drops, queued: p.queued,
+        // uWSGI counts bytes on the socket (headers included) as tx/rx.
+        tx: p.txBytes, rx: p.rxBytes, dropped: p.dropped,
+        tx_packets: p.tx, rx_packets: p.rx, drops: p.drops, queued: p.queued,
       })),
       moat: {
         device: this.config.device,
