@@ -86,15 +86,29 @@ async function measureKind(kind: Kind, o: Options): Promise<KindResult> {
 type Row = { label: string; get: (r: DirFigures) => number | string | undefined; unit: string; higherBetter: boolean };
 
 const ROWS: Row[] = [
-  { label: 'flood rx pps (64 B)', get: (r) => r.flood?.rxPps, unit: 'pps', higherBetter: true },
+  { label: 'flood rx pps (64 B)', get: (r) => (r.flood ? fmt(r.flood.rxPps) + (r.flood.loss < 0.01 ? '^' : '') : undefined), unit: 'pps', higherBetter: true },
   { label: 'flood offered pps', get: (r) => r.flood?.txPps, unit: 'pps', higherBetter: true },
   { label: 'flood delivered %', get: (r) => (r.flood ? 100 * (1 - r.flood.loss) : undefined), unit: '%', higherBetter: true },
   { label: 'vassal alive after flood', get: (r) => (r.flood ? (r.flood.aliveAfter ? 'yes' : 'NO') : undefined), unit: '', higherBetter: true },
-  { label: 'paced max pps <1% loss', get: (r) => r.paced?.maxPps, unit: 'pps', higherBetter: true },
+  { label: 'paced max pps <1% loss', get: (r) => (r.paced ? fmt(r.paced.maxPps) + (senderBound(r.paced) ? '^' : '') : undefined), unit: 'pps', higherBetter: true },
   { label: 'tcp Mbit/s', get: (r) => r.tcp?.mbps, unit: 'Mbit/s', higherBetter: true },
   { label: 'rtt p50 ms', get: (r) => r.rtt?.p50, unit: 'ms', higherBetter: false },
   { label: 'rtt p99 ms', get: (r) => r.rtt?.p99, unit: 'ms', higherBetter: false },
 ];
+
+/** The search stopped because the generator could not offer more, not because of loss. */
+function senderBound(p: PacedResult): boolean {
+  const failed = p.steps.filter((s) => !s.pass);
+  return failed.length > 0 && failed.every((s) => s.note !== undefined && s.loss < 0.01);
+}
+
+/** Numbers in a cell may carry a mark ('^'); ratios read the number. */
+function num(v: number | string | undefined): number | undefined {
+  if (typeof v === 'number') return v;
+  if (typeof v !== 'string') return undefined;
+  const n = Number(v.replace(/[,^]/g, ''));
+  return /\d/.test(v) && Number.isFinite(n) ? n : undefined;
+}
 
 function fmt(v: number | string | undefined): string {
   if (v === undefined) return '-';
@@ -105,7 +119,9 @@ function fmt(v: number | string | undefined): string {
   return v.toFixed(3);
 }
 
-function ratio(a: number | string | undefined, b: number | string | undefined): string {
+function ratio(a0: number | string | undefined, b0: number | string | undefined): string {
+  const a = num(a0);
+  const b = num(b0);
   if (typeof a !== 'number' || typeof b !== 'number' || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return '-';
   return (a / b).toFixed(2);
 }
@@ -128,6 +144,7 @@ export function table(results: Partial<Record<Kind, KindResult>>): string {
     if (r && r.restarts) out.push(`${k}: path rebuilt ${r.restarts} time(s) after a lost vassal`);
   }
   out.push('ratios: for rtt lower is better; flood rx pps is what arrived at the receiver under an unpaced sender.');
+  out.push('^ = bound by the generator (no loss at the most it could offer), not by the path: the path can do more.');
   return out.join('\n');
 }
 
@@ -157,14 +174,16 @@ async function main(): Promise<void> {
   requireRoot();
   buildFlood();
   const started = new Date().toISOString();
+  const loadBefore = os.loadavg();
+  if (loadBefore[0] > 0.5) process.stderr.write(`bench: load average ${loadBefore[0].toFixed(2)} before start: other work on this box will lower the figures\n`);
   const results: Partial<Record<Kind, KindResult>> = {};
   for (const k of o.only) {
     process.stderr.write(`bench: ${k}\n`);
     results[k] = await measureKind(k, o);
   }
   const t = table(results);
-  process.stdout.write('\n' + t + '\n');
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip] }, host: hostInfo(), packetBytes: 64, results, table: t });
+  process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip] }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error');
   process.exitCode = failed ? 1 : 0;
