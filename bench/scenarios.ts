@@ -139,7 +139,7 @@ export class TuntapScenario extends Scenario {
     const routerDied = () => this.router!.exitCode !== null || this.router!.signalCode !== null;
     const tunExists = (ns: string, dev: string) => { try { sh('ip', ['-n', ns, 'link', 'show', dev]); return true; } catch { return false; } };
     try {
-      await until(() => { if (routerDied()) throw new Error('router exited'); return fs.existsSync(sock) && tunExists(this.gw, gtun); }, 15000, `${this.kind} router socket and ${gtun}`);
+      await until(() => { if (routerDied()) throw new Error('router exited'); return fs.existsSync(sock) && tunExists(this.gw, gtun); }, 30000, `${this.kind} router socket and ${gtun}`);
     } catch (e) {
       await sleep(200);
       this.log.push(`router: ${routerArgs.join(' ')}`, rout.err().slice(-3000), rout.out().slice(-1000));
