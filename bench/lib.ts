@@ -1,0 +1,122 @@
+// lib.ts: the bench's plumbing: the C generator (built at bench time), running
+// bounded commands inside namespaces, and cleanup of everything the bench made,
+// also on Ctrl-C. All traffic stays between namespaces the bench creates.
+import { execFileSync, ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Lab } from '../test/helpers/netns';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const FLOOD = path.join(ROOT, 'bench', 'bin', 'flood');
+export const MOAT_CLI = path.join(ROOT, 'dist', 'src', 'cli.js');
+
+/** Compiles bench/gen/flood.c with the system cc into bench/bin/flood. */
+export function buildFlood(): void {
+  fs.mkdirSync(path.dirname(FLOOD), { recursive: true });
+  const src = path.join(ROOT, 'bench', 'gen', 'flood.c');
+  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', FLOOD, src], { stdio: 'inherit', timeout: 60000 });
+}
+
+// ---- cleanup of everything alive, also on SIGINT/SIGTERM ----
+
+const liveLabs = new Set<Lab>();
+const liveDirs = new Set<string>();
+let handlersInstalled = false;
+
+export function trackLab(lab: Lab): Lab {
+  liveLabs.add(lab);
+  installHandlers();
+  return lab;
+}
+
+export async function releaseLab(lab: Lab): Promise<void> {
+  try { await lab.cleanup(); } finally { liveLabs.delete(lab); }
+}
+
+export function trackDir(dir: string): string {
+  liveDirs.add(dir);
+  installHandlers();
+  return dir;
+}
+
+export function releaseDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+  liveDirs.delete(dir);
+}
+
+export async function cleanupAll(): Promise<void> {
+  for (const lab of [...liveLabs]) await releaseLab(lab).catch(() => undefined);
+  for (const d of [...liveDirs]) releaseDir(d);
+}
+
+function installHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  const onSignal = (sig: NodeJS.Signals) => {
+    process.stderr.write(`\nbench: ${sig}, removing namespaces and processes...\n`);
+    cleanupAll().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}
+
+// ---- running things ----
+
+export interface Ran { code: number | null; signal: string | null; stdout: string; stderr: string; timedOut: boolean }
+
+/** Collects a child's output (last 64 KiB of each stream). */
+export function collect(child: ChildProcess): { out: () => string; err: () => string; done: Promise<Ran> } {
+  let out = '';
+  let err = '';
+  const cap = (s: string) => (s.length > 65536 ? s.slice(-65536) : s);
+  child.stdout?.on('data', (d: Buffer) => { out = cap(out + d.toString()); });
+  child.stderr?.on('data', (d: Buffer) => { err = cap(err + d.toString()); });
+  const done = new Promise<Ran>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal, stdout: out, stderr: err, timedOut: false }));
+    child.on('error', (e) => resolve({ code: -1, signal: null, stdout: out, stderr: err + String(e), timedOut: false }));
+  });
+  return { out: () => out, err: () => err, done };
+}
+
+/** Runs cmd in ns to completion, killing it (by its pid) after timeoutMs. */
+export async function run(lab: Lab, ns: string | undefined, cmd: string, args: string[], timeoutMs: number): Promise<Ran> {
+  const child = lab.spawn(cmd, args, ns ? { ns } : {});
+  child.stdin?.end();
+  const c = collect(child);
+  let timedOut = false;
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+  const r = await c.done;
+  clearTimeout(timer);
+  return { ...r, timedOut };
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Waits until pred() is true, polling every 50 ms, at most timeoutMs. */
+export async function until(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    let ok = false;
+    try { ok = pred(); } catch { ok = false; }
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+export function lastJson(text: string): Record<string, unknown> | null {
+  const lines = text.trim().split('\n').reverse();
+  for (const l of lines) {
+    const s = l.trim();
+    if (s.startsWith('{')) {
+      try { return JSON.parse(s) as Record<string, unknown>; } catch { /* next */ }
+    }
+  }
+  return null;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}

@@ -1,0 +1,198 @@
+// run.ts: `npm run bench`: moat beside a veth pair (the kernel's own path) and
+// beside uWSGI's tuntap router, in one run, in namespaces made for the run.
+//
+//   node dist/bench/run.js [--quick] [--only veth,uwsgi,moat]
+//                          [--skip-flood] [--skip-paced] [--skip-tcp] [--skip-rtt]
+//                          [--rules-sweep ...]   (runs bench/rules-sweep instead)
+//
+// Prints a table (each figure for veth / uWSGI / moat, and moat/uWSGI, moat/veth)
+// and writes bench/results/bench-<timestamp>.json.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { requireRoot } from '../test/helpers/netns';
+import { buildFlood, cleanupAll, ROOT } from './lib';
+import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, rtt, RttResult, tcp, TcpResult } from './measure';
+import { Kind, KINDS, makeScenario, moatBuilt } from './scenarios';
+
+export interface Options {
+  quick: boolean;
+  only: Kind[];
+  skip: Set<string>;
+}
+
+export function parseArgs(argv: string[]): Options {
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set() };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') o.quick = true;
+    else if (a === '--only') {
+      const list = (argv[++i] ?? '').split(',').filter(Boolean);
+      for (const k of list) if (!KINDS.includes(k as Kind)) throw new Error(`--only: unknown scenario ${k} (veth, uwsgi, moat)`);
+      o.only = list as Kind[];
+    } else if (/^--skip-(flood|paced|tcp|rtt)$/.test(a)) o.skip.add(a.slice(7));
+    else throw new Error(`unknown option ${a}`);
+  }
+  return o;
+}
+
+interface DirFigures { flood?: FloodResult; paced?: PacedResult; tcp?: TcpResult; rtt?: RttResult }
+interface KindResult { status: 'ok' | 'skipped' | 'error'; reason?: string; restarts?: number; dirs: Partial<Record<Dir, DirFigures>> }
+
+async function measureKind(kind: Kind, o: Options): Promise<KindResult> {
+  if (kind === 'moat' && !moatBuilt()) return { status: 'skipped', reason: 'not built (dist/src/cli.js missing)', dirs: {} };
+  const sc = makeScenario(kind);
+  const res: KindResult = { status: 'ok', dirs: { v2g: {}, g2v: {} } };
+  const q = o.quick;
+  const step = (what: string) => process.stderr.write(`  ${kind}: ${what}\n`);
+  try {
+    step('setting up');
+    await sc.setup();
+    for (const dir of DIRS) {
+      const d = res.dirs[dir]!;
+      if (!o.skip.has('rtt')) { step(`rtt ${dir}`); d.rtt = await rtt(sc, dir, q ? 50 : 200); }
+      if (!o.skip.has('tcp')) { step(`tcp ${dir}`); d.tcp = await tcp(sc, dir, q ? 1 : 3); }
+      if (!o.skip.has('paced')) {
+        step(`paced search ${dir}`);
+        d.paced = await pacedMax(sc, dir, q ? { start: 25000, cap: 1600000, seconds: 0.4, maxSteps: 6 }
+          : { start: 25000, cap: 3200000, seconds: 1.5, maxSteps: 11 });
+        step(`  -> ${d.paced.maxPps} pps`);
+      }
+    }
+    // Floods last: under one, uWSGI may lose its vassal; the path is rebuilt if so.
+    if (!o.skip.has('flood')) {
+      for (const dir of DIRS) {
+        step(`flood ${dir}`);
+        const f = await flood(sc, dir, q ? 1 : 3);
+        res.dirs[dir]!.flood = f;
+        step(`  -> ${Math.round(f.rxPps)} pps received, vassal ${f.aliveAfter ? 'still connected' : 'LOST'}`);
+        if (!f.aliveAfter && dir !== DIRS[DIRS.length - 1]) await sc.restart();
+      }
+    }
+  } catch (e) {
+    res.status = 'error';
+    res.reason = (e as Error).message;
+    process.stderr.write(`  ${kind}: ERROR ${res.reason}\n`);
+  } finally {
+    res.restarts = sc.restarts;
+    await sc.teardown().catch(() => undefined);
+  }
+  return res;
+}
+
+// ---- table ----
+
+type Row = { label: string; get: (r: DirFigures) => number | string | undefined; unit: string; higherBetter: boolean };
+
+const ROWS: Row[] = [
+  { label: 'flood rx pps (64 B)', get: (r) => (r.flood ? fmt(r.flood.rxPps) + (r.flood.loss < 0.01 ? '^' : '') : undefined), unit: 'pps', higherBetter: true },
+  { label: 'flood offered pps', get: (r) => r.flood?.txPps, unit: 'pps', higherBetter: true },
+  { label: 'flood delivered %', get: (r) => (r.flood ? 100 * (1 - r.flood.loss) : undefined), unit: '%', higherBetter: true },
+  { label: 'vassal alive after flood', get: (r) => (r.flood ? (r.flood.aliveAfter ? 'yes' : 'NO') : undefined), unit: '', higherBetter: true },
+  { label: 'paced max pps <1% loss', get: (r) => (r.paced ? fmt(r.paced.maxPps) + (senderBound(r.paced) ? '^' : '') : undefined), unit: 'pps', higherBetter: true },
+  { label: 'tcp Mbit/s', get: (r) => r.tcp?.mbps, unit: 'Mbit/s', higherBetter: true },
+  { label: 'rtt p50 ms', get: (r) => r.rtt?.p50, unit: 'ms', higherBetter: false },
+  { label: 'rtt p99 ms', get: (r) => r.rtt?.p99, unit: 'ms', higherBetter: false },
+];
+
+/** The search stopped because the generator could not offer more, not because of loss. */
+function senderBound(p: PacedResult): boolean {
+  const failed = p.steps.filter((s) => !s.pass);
+  return failed.length > 0 && failed.every((s) => s.note !== undefined && s.loss < 0.01);
+}
+
+/** Numbers in a cell may carry a mark ('^'); ratios read the number. */
+function num(v: number | string | undefined): number | undefined {
+  if (typeof v === 'number') return v;
+  if (typeof v !== 'string') return undefined;
+  const n = Number(v.replace(/[,^]/g, ''));
+  return /\d/.test(v) && Number.isFinite(n) ? n : undefined;
+}
+
+function fmt(v: number | string | undefined): string {
+  if (v === undefined) return '-';
+  if (typeof v === 'string') return v;
+  if (!Number.isFinite(v)) return 'n/a';
+  if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString('en-US');
+  if (Math.abs(v) >= 10) return v.toFixed(1);
+  return v.toFixed(3);
+}
+
+function ratio(a0: number | string | undefined, b0: number | string | undefined): string {
+  const a = num(a0);
+  const b = num(b0);
+  if (typeof a !== 'number' || typeof b !== 'number' || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return '-';
+  return (a / b).toFixed(2);
+}
+
+export function table(results: Partial<Record<Kind, KindResult>>): string {
+  const head = ['figure', 'direction', 'veth', 'uWSGI', 'moat', 'moat/uWSGI', 'moat/veth'];
+  const rows: string[][] = [head];
+  for (const row of ROWS) {
+    for (const dir of DIRS) {
+      const v = (k: Kind) => { const r = results[k]; return r && r.dirs[dir] ? row.get(r.dirs[dir]!) : undefined; };
+      rows.push([row.label, DIR_LABEL[dir], fmt(v('veth')), fmt(v('uwsgi')), fmt(v('moat')), ratio(v('moat'), v('uwsgi')), ratio(v('moat'), v('veth'))]);
+    }
+  }
+  const w = head.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
+  const out = [line(rows[0]), w.map((n) => '-'.repeat(n)).join('  '), ...rows.slice(1).map(line)];
+  for (const k of KINDS) {
+    const r = results[k];
+    if (r && r.status !== 'ok') out.push(`${k}: ${r.status}${r.reason ? ': ' + r.reason.split('\n')[0] : ''}`);
+    if (r && r.restarts) out.push(`${k}: path rebuilt ${r.restarts} time(s) after a lost vassal`);
+  }
+  out.push('ratios: for rtt lower is better; flood rx pps is what arrived at the receiver under an unpaced sender.');
+  out.push('^ = bound by the generator (no loss at the most it could offer), not by the path: the path can do more.');
+  return out.join('\n');
+}
+
+export function hostInfo(): Record<string, unknown> {
+  const v = (cmd: string, args: string[]) => { try { return execFileSync(cmd, args, { encoding: 'utf8', timeout: 5000 }).trim().split('\n')[0]; } catch { return null; } };
+  return {
+    node: process.version, kernel: os.release(), cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model,
+    uwsgi: v('uwsgi', ['--version']), iperf3: v('iperf3', ['--version']), cc: v('cc', ['--version']),
+  };
+}
+
+export function writeResults(prefix: string, data: unknown): string {
+  const dir = path.join(ROOT, 'bench', 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${prefix}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  fs.writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
+  return file;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--rules-sweep')) {
+    const { main: sweep } = await import('./rules-sweep');
+    return sweep(argv.filter((a) => a !== '--rules-sweep'));
+  }
+  const o = parseArgs(argv);
+  requireRoot();
+  buildFlood();
+  const started = new Date().toISOString();
+  const loadBefore = os.loadavg();
+  if (loadBefore[0] > 0.5) process.stderr.write(`bench: load average ${loadBefore[0].toFixed(2)} before start: other work on this box will lower the figures\n`);
+  const results: Partial<Record<Kind, KindResult>> = {};
+  for (const k of o.only) {
+    process.stderr.write(`bench: ${k}\n`);
+    results[k] = await measureKind(k, o);
+  }
+  const t = table(results);
+  process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip] }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, table: t });
+  process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
+  const failed = Object.values(results).some((r) => r?.status === 'error');
+  process.exitCode = failed ? 1 : 0;
+}
+
+if (require.main === module) {
+  main().catch(async (e) => {
+    process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`);
+    await cleanupAll();
+    process.exit(1);
+  });
+}
