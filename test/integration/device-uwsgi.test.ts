@@ -10,7 +10,7 @@ import test from 'node:test';
 import type { DeviceConfig } from '../../src/config/types';
 import { Device } from '../../src/device/device';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
-import { startUwsgiRouter } from '../helpers/uwsgi';
+import { jailSocketDir, startUwsgiDevice, startUwsgiRouter } from '../helpers/uwsgi';
 
 const GW = '192.168.0.1';
 const VASSAL = '192.168.0.2';
@@ -129,4 +129,26 @@ test('our device talks to uWSGI tuntap router, and reconnects after the router r
   t.diagnostic(`connect_failed while the router was down: ${failures.length} (last: ${failures[failures.length - 1].error})`);
   assert.ok(!router.exited(), 'uWSGI router still running (it did not drop us)');
   await router.stop();
+});
+
+// The helpers the router's interop tests use: uWSGI's device against uWSGI's
+// router. It also shows the behaviour our device fixes: uWSGI's device exits
+// when the router goes away.
+test('helpers: uWSGI device <-> uWSGI router; uWSGI\'s device exits when its router stops', async (t) => {
+  requireRoot();
+  const lab = new Lab();
+  t.after(() => lab.cleanup());
+  const gwNs = lab.netns('mgw');
+  const vNs = lab.netns('mvs');
+  const dir = jailSocketDir(lab);
+  const socket = path.join(dir, 'router.sock');
+  const router = await startUwsgiRouter(lab, { ns: gwNs, tun: uniqueName('ugw'), socket, addr: `${GW}/24` });
+  const dev = await startUwsgiDevice(lab, {
+    ns: vNs, tun: uniqueName('udv'), router: socket, socket: path.join(dir, 'vassal.sock'), addr: `${VASSAL}/24`,
+  });
+  assert.match(ping(vNs, GW), /3 packets transmitted, 3 received/);
+  assert.equal(await udpEcho(lab, vNs, VASSAL, gwNs, 'hi'), 'echo:hi');
+  await router.stop();
+  await waitFor(() => dev.exited(), 5000, "uWSGI's device to exit");
+  assert.match(dev.log(), /tuntap server disconnected/);
 });
