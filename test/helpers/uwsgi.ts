@@ -15,11 +15,15 @@
 // - A device run as root sets its tun up twice (EBUSY): run it --jailed with
 //   --uid/--gid 65534 and a --socket of its own, in a directory that uid may
 //   write to (else "bind(): Permission denied" and uWSGI exits).
+// - uWSGI takes an inherited fd 0 that is a socket for one of its own uwsgi
+//   sockets ("uwsgi socket 0 inherited UNIX address @ fd 0"): with node's
+//   default stdio (socketpairs) it spawns a worker serving stdin and runs in
+//   another mode. The helpers give it /dev/null as stdin.
 // - uWSGI's device leaves its link down too, and the IPv6 router solicitation
 //   the kernel sends when the link comes up makes uWSGI's ROUTER drop the
 //   peer; its device then exits ("tuntap server disconnected"). The device
 //   helper disables IPv6 in the device's namespace unless told otherwise.
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -58,6 +62,13 @@ function track(child: ChildProcess): UwsgiProcess {
       clearTimeout(timer);
     },
   };
+}
+
+/** Runs uWSGI in ns with stdin on /dev/null (see above); the Lab kills it at cleanup. */
+function spawnUwsgi(lab: Lab, ns: string, args: string[]): ChildProcess {
+  const child = spawn('ip', ['netns', 'exec', ns, UWSGI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  lab.children.push(child);
+  return child;
 }
 
 function linkExists(ns: string, dev: string): boolean {
@@ -99,7 +110,7 @@ export async function startUwsgiRouter(lab: Lab, opts: RouterOpts): Promise<Uwsg
   fs.rmSync(opts.socket, { force: true });
   const spec = [opts.tun, opts.socket, ...(opts.stats ? [opts.stats] : [])].join(' ');
   const args = ['--plugin', 'tuntap', '--tuntap-router', spec, '--master', ...(opts.extra ?? [])];
-  const p = track(lab.spawn(UWSGI, args, { ns: opts.ns }));
+  const p = track(spawnUwsgi(lab, opts.ns, args));
   const timeoutMs = opts.timeoutMs ?? 10000;
   await waitStarted(p, () => fs.existsSync(opts.socket) && fs.statSync(opts.socket).isSocket() && linkExists(opts.ns, opts.tun),
     timeoutMs, `uWSGI router socket ${opts.socket} and tun ${opts.tun}`);
@@ -137,7 +148,7 @@ export async function startUwsgiDevice(lab: Lab, opts: DeviceOpts): Promise<Uwsg
   fs.rmSync(opts.socket, { force: true });
   const args = ['--plugin', 'tuntap', '--tuntap-device', `${opts.tun} ${opts.router}`,
     '--jailed', '--uid', '65534', '--gid', '65534', '--socket', opts.socket, '--master', ...(opts.extra ?? [])];
-  const p = track(lab.spawn(UWSGI, args, { ns: opts.ns }));
+  const p = track(spawnUwsgi(lab, opts.ns, args));
   await waitStarted(p, () => linkExists(opts.ns, opts.tun) && fs.existsSync(opts.socket) && /spawned uWSGI worker/.test(p.log()),
     opts.timeoutMs ?? 10000, `uWSGI device ${opts.tun}`);
   if (opts.addr) sh('ip', ['-n', opts.ns, 'addr', 'add', opts.addr, 'dev', opts.tun]);
