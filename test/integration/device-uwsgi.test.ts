@@ -120,7 +120,8 @@ test('our device talks to uWSGI tuntap router, and reconnects after the router r
 
   // Start it again: the device reconnects by itself and traffic flows again.
   router = await startUwsgiRouter(lab, { ns: gwNs, tun: gwTun, socket, addr: `${GW}/24` });
-  await waitFor(() => d.stats().connected, 5000, 'device reconnected');
+  // stats() is read from the device thread's counters; events arrive through the event loop: wait for both.
+  await waitFor(() => d.stats().connected && seen.length > seenDown, 5000, 'device reconnected');
   assert.equal(d.stats().reconnects, reconnectsDown + 1);
   assert.deepEqual(seen.slice(seenDown), ['connected']);
   const p2 = ping(vNs, GW);

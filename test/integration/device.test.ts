@@ -152,7 +152,7 @@ test('an oversize frame header is a protocol error: the device closes and reconn
   dev.start();
   await waitFor(() => router.conns.length === 1, 3000, 'connection');
   router.conns[0].write(Buffer.from([0, 0xdd, 0x05, 0]));   // announces 1501 bytes
-  await waitFor(() => router.conns.length === 2 && dev.stats().connected, 3000, 'reconnection');
+  await waitFor(() => router.conns.length === 2 && dev.stats().connected && events.length === 3, 3000, 'reconnection');
   assert.deepEqual(events, ['connected', 'disconnected: protocol error: frame of 1501 bytes above the limit of 1500', 'connected']);
   assert.equal(dev.stats().reconnects, 1);
   sh('ip', ['-n', ns, 'link', 'show', 'dev', name]);
