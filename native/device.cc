@@ -1,1 +1,467 @@
-// device.cc: placeholder.
+// device.cc: the vassal's device loop (see device.h for the contract).
+//
+// One thread, one epoll set over four fds:
+//   tun     read up to 64 packets per wakeup -> outbound queue (header+packet)
+//           -> one send() of everything queued (partial sends kept, EPOLLOUT)
+//   socket  read many frames per read() -> reassemble (next_frame, partial
+//           frames kept) -> one write() per packet to the tun
+//   timer   a one-shot timerfd: the next connection attempt (backoff)
+//   stop    an eventfd written by stop()
+// Every length from the router is untrusted: next_frame refuses a header
+// above max_frame before any payload is buffered, and the inbound buffer
+// always has room for one whole frame.
+#include "device.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+
+#include "frame.h"
+#include "tun.h"
+
+namespace moat {
+
+namespace {
+
+constexpr int kTunBatch = 64;        // packets read from the tun per wakeup
+constexpr int kSocketReads = 4;      // reads from the socket per wakeup
+constexpr size_t kTunReadSize = 65536;
+
+enum Tag : uint64_t { kTagStop = 0, kTagTun = 1, kTagSocket = 2, kTagTimer = 3 };
+
+std::string errno_text(const char* what, int e) {
+  return std::string(what) + ": " + strerror(e);
+}
+
+}  // namespace
+
+bool Device::connect_path(const DeviceOptions& o, std::string* path, std::string* err) {
+  if (o.socket_path.empty()) {
+    *err = "socket path is empty";
+    return false;
+  }
+  std::string p = o.socket_path;
+  if (o.dir_fd >= 0) {
+    std::string name = p;
+    if (p[0] == '/') {
+      size_t slash = p.find_last_of('/');
+      name = p.substr(slash + 1);
+      if (name.empty()) {
+        *err = "socket path " + p + " has no file name";
+        return false;
+      }
+    }
+    p = "/proc/self/fd/" + std::to_string(o.dir_fd) + "/" + name;
+  }
+  if (p.size() >= sizeof(sockaddr_un::sun_path)) {
+    *err = "socket path " + p + " is " + std::to_string(p.size()) +
+           " bytes, a unix socket path holds at most " +
+           std::to_string(sizeof(sockaddr_un::sun_path) - 1);
+    return false;
+  }
+  *path = p;
+  return true;
+}
+
+struct Device::Loop {
+  Device& d;
+  const DeviceOptions& o;
+  EventSink sink;
+  std::string addr;
+
+  int tun = -1, sock = -1, ep = -1, timer = -1;
+  uint64_t sock_gen = 0;          // tells a stale socket event from the current socket's
+  bool want_out = false;          // EPOLLOUT armed on the socket
+  bool ever_connected = false;
+  uint32_t failures = 0;          // connection attempts failed in a row
+  uint32_t next_delay_ms;         // backoff before the next attempt
+  std::chrono::steady_clock::time_point connected_at;
+
+  std::vector<uint8_t> out;       // outbound queue: [out_head, out_tail) pending
+  size_t out_head = 0, out_tail = 0;
+  std::vector<uint8_t> in;        // inbound bytes: [0, in_len) not yet parsed
+  size_t in_len = 0;
+  std::vector<uint8_t> scratch;   // one packet read from the tun
+  std::vector<DeviceEvent> events;
+  bool running = true;
+
+  Loop(Device& dev, EventSink s, std::string a)
+      : d(dev), o(dev.opts_), sink(std::move(s)), addr(std::move(a)),
+        next_delay_ms(dev.opts_.reconnect_min_ms) {}
+
+  ~Loop() {
+    if (sock >= 0) close(sock);
+    if (tun >= 0) close(tun);
+    if (timer >= 0) close(timer);
+    if (ep >= 0) close(ep);
+    d.connected_.store(false);
+  }
+
+  bool init(std::string* err) {
+    if (!enter_netns(o.netns, err)) return false;
+    tun = tun_open(o.name, err);
+    if (tun < 0) return false;
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (ep < 0 || timer < 0) {
+      *err = errno_text(ep < 0 ? "epoll_create1" : "timerfd_create", errno);
+      return false;
+    }
+    if (!add(d.stop_fd_, EPOLLIN, kTagStop) || !add(tun, EPOLLIN, kTagTun) ||
+        !add(timer, EPOLLIN, kTagTimer)) {
+      *err = errno_text("epoll_ctl", errno);
+      return false;
+    }
+    out.resize(o.queue_bytes);
+    in.resize(std::max<size_t>(65536, 2 * (kFrameHeaderSize + o.max_frame)));
+    scratch.resize(kTunReadSize);
+    return true;
+  }
+
+  bool add(int fd, uint32_t what, uint64_t tag) {
+    epoll_event ev{};
+    ev.events = what;
+    ev.data.u64 = tag;
+    return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0;
+  }
+
+  void event(DeviceEvent::Type t, std::string text = {}, uint32_t attempt = 0, uint32_t retry = 0) {
+    events.push_back(DeviceEvent{t, std::move(text), attempt, retry});
+  }
+
+  void arm_timer(uint32_t ms) {
+    itimerspec its{};
+    its.it_value.tv_sec = ms / 1000;
+    its.it_value.tv_nsec = long(ms % 1000) * 1000000L;
+    if (ms == 0) its.it_value.tv_nsec = 1;  // zero would disarm
+    timerfd_settime(timer, 0, &its, nullptr);
+  }
+
+  // Schedules the next attempt and doubles the backoff up to the maximum.
+  uint32_t schedule() {
+    uint32_t ms = next_delay_ms;
+    arm_timer(ms);
+    next_delay_ms = uint32_t(std::min<uint64_t>(uint64_t(ms) * 2, o.reconnect_max_ms));
+    return ms;
+  }
+
+  void try_connect() {
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int e = 0;
+    if (s < 0) {
+      e = errno;
+    } else {
+      sockaddr_un sa{};
+      sa.sun_family = AF_UNIX;
+      memcpy(sa.sun_path, addr.data(), addr.size());  // length checked by connect_path
+      // A unix stream connect completes at once or fails; EAGAIN means the
+      // router's backlog is full, which is retried like a refusal.
+      if (connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) e = errno;
+    }
+    if (e != 0) {
+      if (s >= 0) close(s);
+      failures++;
+      uint32_t retry = schedule();
+      event(DeviceEvent::Type::ConnectFailed, errno_text(("connect " + addr).c_str(), e), failures, retry);
+      return;
+    }
+    sock = s;
+    sock_gen++;
+    want_out = false;
+    if (!add(sock, EPOLLIN, kTagSocket | (sock_gen << 8))) {
+      int ee = errno;
+      close(sock);
+      sock = -1;
+      failures++;
+      uint32_t retry = schedule();
+      event(DeviceEvent::Type::ConnectFailed, errno_text("epoll_ctl", ee), failures, retry);
+      return;
+    }
+    failures = 0;
+    connected_at = std::chrono::steady_clock::now();
+    if (ever_connected) d.reconnects_.fetch_add(1, std::memory_order_relaxed);
+    ever_connected = true;
+    d.connected_.store(true);
+    event(DeviceEvent::Type::Connected);
+  }
+
+  void disconnect(const std::string& reason) {
+    if (sock < 0) return;
+    epoll_ctl(ep, EPOLL_CTL_DEL, sock, nullptr);
+    close(sock);
+    sock = -1;
+    want_out = false;
+    // Queued bytes may end in a partial frame: they must not start the next
+    // connection. Unparsed inbound bytes belong to the old stream too.
+    out_head = out_tail = 0;
+    in_len = 0;
+    d.connected_.store(false);
+    event(DeviceEvent::Type::Disconnected, reason);
+    // A connection that lived a while earns a fast retry; one that broke at
+    // once keeps backing off (a router that accepts and closes in a loop).
+    auto lived = std::chrono::steady_clock::now() - connected_at;
+    if (lived >= std::chrono::milliseconds(o.reconnect_max_ms)) next_delay_ms = o.reconnect_min_ms;
+    schedule();
+  }
+
+  void set_want_out(bool on) {
+    if (on == want_out || sock < 0) return;
+    epoll_event ev{};
+    ev.events = on ? uint32_t(EPOLLIN | EPOLLOUT) : uint32_t(EPOLLIN);
+    ev.data.u64 = kTagSocket | (sock_gen << 8);
+    epoll_ctl(ep, EPOLL_CTL_MOD, sock, &ev);
+    want_out = on;
+  }
+
+  // Sends everything queued in as few send() calls as the socket allows.
+  void flush() {
+    while (sock >= 0 && out_tail > out_head) {
+      ssize_t n = send(sock, out.data() + out_head, out_tail - out_head, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        out_head += size_t(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        set_want_out(true);
+        return;
+      }
+      disconnect(n == 0 ? std::string("write: nothing written") : errno_text("write", errno));
+      return;
+    }
+    out_head = out_tail = 0;
+    set_want_out(false);
+  }
+
+  void on_tun() {
+    for (int i = 0; i < kTunBatch; i++) {
+      ssize_t n = read(tun, scratch.data(), scratch.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        event(DeviceEvent::Type::Error, errno_text("tun read", errno) + "; device loop stopped");
+        running = false;
+        return;
+      }
+      const size_t len = size_t(n);
+      if (sock < 0) {
+        d.disconnected_drops_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      Drop why;
+      if (!ipv4_check(scratch.data(), len, &why)) {
+        d.count_drop(why);
+        continue;
+      }
+      if (len > o.max_frame) {
+        d.count_drop(Drop::TooBig);
+        continue;
+      }
+      const size_t need = kFrameHeaderSize + len;
+      if (out_tail - out_head + need > o.queue_bytes) {
+        d.count_drop(Drop::QueueFull);
+        continue;
+      }
+      if (out_tail + need > out.size()) {  // slide the pending bytes to the front
+        memmove(out.data(), out.data() + out_head, out_tail - out_head);
+        out_tail -= out_head;
+        out_head = 0;
+      }
+      encode_frame_header(out.data() + out_tail, uint16_t(len), kModPacket);
+      memcpy(out.data() + out_tail + kFrameHeaderSize, scratch.data(), len);
+      out_tail += need;
+      d.to_router_packets_.fetch_add(1, std::memory_order_relaxed);
+      d.to_router_bytes_.fetch_add(len, std::memory_order_relaxed);
+    }
+    if (!want_out) flush();  // with EPOLLOUT armed, the socket's turn will flush
+  }
+
+  void on_frame(const FrameHeader& h, const uint8_t* payload) {
+    if (h.mod1 != 0 || h.mod2 != kModPacket) {
+      d.count_drop(Drop::BadModifier);
+      return;
+    }
+    Drop why;
+    if (!ipv4_check(payload, h.size, &why)) {
+      d.count_drop(why);
+      return;
+    }
+    ssize_t n;
+    do {
+      n = write(tun, payload, h.size);
+    } while (n < 0 && errno == EINTR);
+    if (n != ssize_t(h.size)) {
+      d.count_drop(Drop::TunWrite);
+      return;
+    }
+    d.from_router_packets_.fetch_add(1, std::memory_order_relaxed);
+    d.from_router_bytes_.fetch_add(h.size, std::memory_order_relaxed);
+  }
+
+  void on_socket_in() {
+    for (int r = 0; r < kSocketReads && sock >= 0; r++) {
+      ssize_t n = read(sock, in.data() + in_len, in.size() - in_len);
+      if (n == 0) {
+        disconnect("router closed the connection");
+        return;
+      }
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        disconnect(errno_text("read", errno));
+        return;
+      }
+      in_len += size_t(n);
+      size_t pos = 0;
+      FrameHeader h;
+      for (;;) {
+        FrameStatus st = next_frame(in.data() + pos, in_len - pos, o.max_frame, &h);
+        if (st == FrameStatus::NeedMore) break;
+        if (st == FrameStatus::Oversize) {
+          const FrameHeader bad = decode_frame_header(in.data() + pos);
+          disconnect("protocol error: frame of " + std::to_string(bad.size) +
+                     " bytes above the limit of " + std::to_string(o.max_frame));
+          return;
+        }
+        on_frame(h, in.data() + pos + kFrameHeaderSize);
+        pos += kFrameHeaderSize + h.size;
+      }
+      // Keep the partial frame; the buffer has room for a whole one after it.
+      if (pos > 0) {
+        memmove(in.data(), in.data() + pos, in_len - pos);
+        in_len -= pos;
+      }
+      if (size_t(n) < in.size() / 2) return;  // drained, most likely
+    }
+  }
+
+  void on_timer() {
+    uint64_t expirations;
+    if (read(timer, &expirations, sizeof expirations) != sizeof expirations) return;  // not due
+    if (sock < 0) try_connect();
+  }
+
+  void run() {
+    try_connect();
+    epoll_event evs[8];
+    while (running) {
+      if (!events.empty()) {
+        sink(std::move(events));
+        events.clear();
+      }
+      int n = epoll_wait(ep, evs, 8, -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        event(DeviceEvent::Type::Error, errno_text("epoll_wait", errno) + "; device loop stopped");
+        break;
+      }
+      for (int i = 0; i < n && running; i++) {
+        const uint64_t tag = evs[i].data.u64 & 0xff;
+        switch (tag) {
+          case kTagStop:
+            running = false;
+            break;
+          case kTagTun:
+            on_tun();
+            break;
+          case kTagSocket:
+            if ((evs[i].data.u64 >> 8) != sock_gen || sock < 0) break;  // an earlier connection's
+            if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_socket_in();
+            if (sock >= 0 && (evs[i].events & EPOLLOUT)) flush();
+            break;
+          case kTagTimer:
+            on_timer();
+            break;
+        }
+      }
+    }
+    if (!events.empty()) sink(std::move(events));
+  }
+};
+
+Device::Device(DeviceOptions opts) : opts_(std::move(opts)) {}
+
+Device::~Device() { stop(); }
+
+bool Device::start(EventSink sink, std::string* err) {
+  if (started_) {
+    *err = "device already started";
+    return false;
+  }
+  if (opts_.max_frame == 0 || opts_.max_frame > kMaxFramePayload) {
+    *err = "maxFrame must be 1-" + std::to_string(kMaxFramePayload);
+    return false;
+  }
+  if (opts_.queue_bytes < kFrameHeaderSize + opts_.max_frame) {
+    *err = "queueBytes must hold at least one frame (" + std::to_string(kFrameHeaderSize + opts_.max_frame) + " bytes)";
+    return false;
+  }
+  if (opts_.reconnect_min_ms == 0 || opts_.reconnect_max_ms < opts_.reconnect_min_ms) {
+    *err = "reconnect delays must satisfy 0 < reconnectMinMs <= reconnectMaxMs";
+    return false;
+  }
+  std::string addr;
+  if (!connect_path(opts_, &addr, err)) return false;
+  stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (stop_fd_ < 0) {
+    *err = errno_text("eventfd", errno);
+    return false;
+  }
+  std::promise<std::string> ready;
+  std::future<std::string> result = ready.get_future();
+  thread_ = std::thread([this, &ready, sink = std::move(sink), addr]() mutable {
+    Loop loop(*this, std::move(sink), std::move(addr));
+    std::string e;
+    if (!loop.init(&e)) {
+      ready.set_value(e.empty() ? std::string("device setup failed") : e);
+      return;
+    }
+    ready.set_value(std::string());
+    loop.run();
+  });
+  std::string e = result.get();
+  if (!e.empty()) {
+    thread_.join();
+    close(stop_fd_);
+    stop_fd_ = -1;
+    *err = e;
+    return false;
+  }
+  started_ = true;
+  return true;
+}
+
+void Device::stop() {
+  if (!started_) return;
+  started_ = false;
+  uint64_t one = 1;
+  ssize_t w = write(stop_fd_, &one, sizeof one);
+  (void)w;  // an eventfd write only fails on overflow, and one is pending then
+  if (thread_.joinable()) thread_.join();
+  close(stop_fd_);
+  stop_fd_ = -1;
+}
+
+DeviceStatsSnapshot Device::stats() const {
+  DeviceStatsSnapshot s;
+  s.connected = connected_.load();
+  s.reconnects = reconnects_.load(std::memory_order_relaxed);
+  s.to_router_packets = to_router_packets_.load(std::memory_order_relaxed);
+  s.to_router_bytes = to_router_bytes_.load(std::memory_order_relaxed);
+  s.from_router_packets = from_router_packets_.load(std::memory_order_relaxed);
+  s.from_router_bytes = from_router_bytes_.load(std::memory_order_relaxed);
+  for (int i = 0; i < kDropCount; i++) s.drops[i] = drops_[i].load(std::memory_order_relaxed);
+  s.disconnected_drops = disconnected_drops_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace moat
