@@ -75,7 +75,7 @@ test('our device talks to uWSGI tuntap router, and reconnects after the router r
   let router = await startUwsgiRouter(lab, { ns: gwNs, tun: gwTun, socket, addr: `${GW}/24` });
 
   const config: DeviceConfig = {
-    device: devName, socket, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 50, reconnectMaxMs: 800,
+    device: devName, socket, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 50, reconnectMaxMs: 800, warnings: [],
   };
   device = new Device(config, { netns: `/run/netns/${vNs}` });
   const seen: string[] = [];

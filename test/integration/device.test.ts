@@ -79,7 +79,7 @@ class FakeRouter {
 }
 
 function baseConfig(device: string, socket: string): DeviceConfig {
-  return { device, socket, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200 };
+  return { device, socket, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, warnings: [] };
 }
 
 async function setup(t: test.TestContext) {
