@@ -13,6 +13,7 @@ import { Router } from '../router/router';
 import { hooksPlugin } from '../router/hooks';
 import { Device } from '../device/device';
 import { intToIpv4 } from '../addr';
+import { setLogLevel } from '../log';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PROBE = path.join(__dirname, '..', 'demo', 'udp-probe.js');
@@ -29,6 +30,8 @@ function say(s: string): void {
 
 export async function demoCommand(args: string[]): Promise<number> {
   const keep = args.includes('--keep');
+  // The demo prints its own story; the router's JSON log lines only when asked.
+  if (!process.env.MOAT_LOG_LEVEL) setLogLevel('warn');
   if (process.getuid?.() !== 0) {
     process.stderr.write('moat demo: needs root (it creates network namespaces and tun devices)\n');
     return 2;
@@ -61,7 +64,6 @@ export async function demoCommand(args: string[]): Promise<number> {
       ip('-n', ns, 'link', 'set', 'lo', 'up');
     }
     // The example config as shipped, placed in the demo's namespace and temp dir.
-    const prevCwd = process.cwd();
     process.chdir(ROOT);  // the example names rules/isolation.rules relative to the repo
     const options = loadFile(path.join(ROOT, 'examples', 'moat.ini'));
     const cfg = routerConfig(options);
@@ -70,8 +72,6 @@ export async function demoCommand(args: string[]): Promise<number> {
     cfg.socket = socket;
     cfg.stats = stats;
     cfg.netns = `/run/netns/${gwNs}`;
-    cfg.ruleFiles = cfg.ruleFiles.map((f) => path.resolve(f));
-    process.chdir(prevCwd);
     router = new Router(cfg);
     router.use(hooksPlugin(options.filter((o) => o.key === 'exec-as-root').map((o) => o.value), cfg.netns));
     await router.start();
@@ -112,7 +112,10 @@ export async function demoCommand(args: string[]): Promise<number> {
 
     const s = router.stats();
     say('peers:');
-    for (const p of s.peers) say(`  ${intToIpv4(p.addr)}  tx ${p.tx}  rx ${p.rx}  dropped ${p.dropped}`);
+    for (const p of s.peers) {
+      const why = Object.entries(p.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r} ${n}`).join(', ');
+      say(`  ${intToIpv4(p.addr)}  packets to it ${p.tx}, from it ${p.rx}, dropped ${p.dropped}${why ? ` (${why})` : ''}`);
+    }
     say('rule hits:');
     const set = router.ruleSet();
     for (const chain of ['in', 'out'] as const) {
