@@ -39,8 +39,11 @@ async function startRouter(extra: string[] = []): Promise<MoatProcess> {
     '--exec-as-root', `ip addr add ${GW}/24 dev ${TUN}`,
     '--exec-as-root', 'sysctl -qw net.ipv4.ip_forward=1',
     '--metrics', `127.0.0.1:${metricsPort}`,
+    // The process stays in the host namespace (metrics on its loopback); the
+    // device and the hooks live in the gateway namespace.
+    '--tuntap-router-netns', `/run/netns/${gw}`,
     ...extra,
-  ], gw);
+  ]);
   await waitForSocket(sock, p);
   await waitForSocket(stats, p);
   return p;
