@@ -1,4 +1,5 @@
 // The option table: aliases, unknown options, refusals, value kinds, docs.
+import { readmeWithTable } from '../../src/config/gen-docs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -78,5 +79,7 @@ test('docs/options.md is the current optionTableMarkdown()', () => {
   assert.equal(table.trim().split('\n').length, OPTIONS.length + 2);
   assert.match(table, /\| `emperor-use-clone` \(`emperor-user-clone`\) \|/);
   const doc = fs.readFileSync(path.join(__dirname, '../../../docs/options.md'), 'utf8');
-  assert.ok(doc.endsWith(table), 'regenerate docs/options.md from optionTableMarkdown()');
+  assert.ok(doc.endsWith(table), 'regenerate docs/options.md from optionTableMarkdown() (npm run docs)');
+  const readme = fs.readFileSync(path.join(__dirname, '../../../README.md'), 'utf8');
+  assert.equal(readme, readmeWithTable(readme, table), 'regenerate the README option table (npm run docs)');
 });
