@@ -35,7 +35,6 @@
 #include "classifier.h"
 
 #include <algorithm>
-#include <array>
 
 namespace moat {
 
@@ -342,8 +341,12 @@ Split Classifier::Compiled::Builder::choose(const std::vector<uint32_t>& all, co
       const CRule& r = c_.rules[p];
       uint32_t n_iv;
       const Interval* iv = c_.list(p, d, n_iv);
-      Interval one{r.lo[d], r.hi[d]};
-      if (!iv) iv = &one;
+      if (!iv) {
+        a_.push_back(std::max(r.lo[d], L));
+        b_.push_back(std::min(r.hi[d], H));
+        continue;
+      }
+      // A port list: its inner edges are cuts too (its outer ones come from a_/b_).
       uint32_t amin = UINT32_MAX, bmax = 0;
       for (uint32_t i = 0; i < n_iv; i++) {
         if (iv[i].hi < L || iv[i].lo > H) continue;
@@ -356,13 +359,22 @@ Split Classifier::Compiled::Builder::choose(const std::vector<uint32_t>& all, co
       a_.push_back(amin);
       b_.push_back(bmax);
     }
-    if (cut_.empty()) continue;
     std::sort(a_.begin(), a_.end());
     std::sort(b_.begin(), b_.end());
     std::sort(cut_.begin(), cut_.end());
-    cut_.erase(std::unique(cut_.begin(), cut_.end()), cut_.end());
-    size_t ia = 0, ib = 0;
-    for (uint32_t x : cut_) {
+    // Walk every candidate cut x in increasing order: a - 1 (a > L), b (b < H)
+    // and the inner list edges, counting rules on each side as we go.
+    size_t ca = 0, cb = 0, ce = 0, ia = 0, ib = 0;
+    for (;;) {
+      while (ca < a_.size() && a_[ca] <= L) ca++;
+      uint64_t x = UINT64_MAX;
+      if (ca < a_.size()) x = a_[ca] - 1;
+      if (cb < b_.size() && b_[cb] < H) x = std::min<uint64_t>(x, b_[cb]);
+      if (ce < cut_.size()) x = std::min<uint64_t>(x, cut_[ce]);
+      if (x == UINT64_MAX) break;
+      while (ca < a_.size() && a_[ca] - 1 == x) ca++;
+      while (cb < b_.size() && b_[cb] == x) cb++;
+      while (ce < cut_.size() && cut_[ce] == x) ce++;
       while (ia < a_.size() && a_[ia] <= x) ia++;
       while (ib < b_.size() && b_[ib] <= x) ib++;
       const uint64_t left = ia, right = n - ib;
@@ -372,7 +384,7 @@ Split Classifier::Compiled::Builder::choose(const std::vector<uint32_t>& all, co
       if (cost < best.cost) {
         best.cost = cost;
         best.dim = d;
-        best.point = x;
+        best.point = static_cast<uint32_t>(x);
       }
     }
   }
