@@ -27,8 +27,8 @@
 // words per packet (157 words per field at 10k rules); a tree is O(log n) on
 // the rule sets a router sees, and its leaves keep the answer exact.
 //
-// Limits: a depth cap and budgets on nodes and leaf entries bound build time
-// and memory for adversarial chains; where a budget stops splitting, the node
+// Limits: a depth cap and budgets on nodes, leaf entries and build work (rule
+// visits) bound build time and memory for adversarial chains; where a budget stops splitting, the node
 // becomes a leaf holding all its candidate rules, scanned linearly: slower,
 // never wrong. Immutable after construction; match() reads only.
 // Syscalls: none (heap allocation only).
@@ -291,6 +291,7 @@ class Classifier::Compiled::Builder {
     const size_t n = c.rules.size();
     node_budget_ = std::max<size_t>(1 << 16, n * 16);
     entry_budget_ = std::max<size_t>(1 << 18, n * 64);
+    work_budget_ = std::max<size_t>(1 << 21, n * 400);
   }
 
   int32_t build(std::vector<uint32_t>& set, const Box& box, size_t depth);
@@ -300,7 +301,7 @@ class Classifier::Compiled::Builder {
   Split choose(const std::vector<uint32_t>& set, const Box& box);
 
   Compiled& c_;
-  size_t node_budget_, entry_budget_;
+  size_t node_budget_, entry_budget_, work_budget_;
   // Scratch for choose(), reused across nodes.
   std::vector<uint32_t> a_, b_, cut_, sample_;
 };
@@ -378,9 +379,11 @@ Split Classifier::Compiled::Builder::choose(const std::vector<uint32_t>& all, co
       while (ia < a_.size() && a_[ia] <= x) ia++;
       while (ib < b_.size() && b_[ib] <= x) ib++;
       const uint64_t left = ia, right = n - ib;
-      // Larger half first, then replication (left + right - n): the weights
-      // were tuned on random 10k-rule chains (depth vs. leaf entries).
-      const uint64_t cost = std::max(left, right) * 4 + (left + right - n) * 3;
+      // Larger half first, then replication (left + right - n). Tuned on
+      // random 10k-rule chains and on crossing src-any/dst-any stripes: a
+      // heavier replication weight prefers peeling one rule at a time, which
+      // runs into the depth cap on the stripes.
+      const uint64_t cost = std::max(left, right) * 3 + (left + right - n);
       if (cost < best.cost) {
         best.cost = cost;
         best.dim = d;
@@ -406,10 +409,11 @@ int32_t Classifier::Compiled::Builder::build(std::vector<uint32_t>& set, const B
   if (set.empty()) return leaf(set, -1);
   if (set.size() <= kLeafSize) return leaf(set, -1);
   if (depth >= static_cast<size_t>(kMaxDepth) || c_.nodes.size() >= node_budget_ ||
-      c_.cand.size() >= entry_budget_) {
+      c_.cand.size() >= entry_budget_ || c_.stats.work >= work_budget_) {
     c_.stats.capped = true;
     return leaf(set, -1);
   }
+  c_.stats.work += set.size();
   const Split s = choose(set, box);
   if (s.dim < 0) return leaf(set, -1);  // no rule edge inside the box
 

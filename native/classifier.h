@@ -32,6 +32,7 @@ class Classifier {
     size_t max_depth = 0;
     size_t max_leaf = 0;     // longest list a lookup may scan
     size_t bytes = 0;        // heap held by the compiled form
+    size_t work = 0;         // rules visited while building (bounded by a budget)
     bool capped = false;     // a budget stopped splitting somewhere
   };
   Stats stats() const;
