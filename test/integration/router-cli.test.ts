@@ -83,6 +83,47 @@ test('vassals reach the gateway, and the gateway reaches them (both chains allow
   assert.ok(ping(gw, A1), 'gateway -> vassal 1');
 });
 
+const PROBE = path.join(REPO, 'dist', 'src', 'demo', 'udp-probe.js');
+
+/** A UDP echo server in `serverNs` on addr:7777, asked once from `clientNs`. */
+async function udpEcho(serverNs: string, clientNs: string, addr: string): Promise<boolean> {
+  const server = lab.spawn('ip', ['netns', 'exec', serverNs, process.execPath, PROBE, 'serve', addr, '7777']);
+  let ready = '';
+  server.stdout!.on('data', (d) => { ready += d; });
+  try {
+    await waitFor(() => ready.includes('ready'), 5000, 'udp echo server');
+    try {
+      sh('ip', ['netns', 'exec', clientNs, process.execPath, PROBE, 'ask', addr, '7777', '1500']);
+      return true;
+    } catch {
+      return false;
+    }
+  } finally {
+    server.kill('SIGKILL');
+  }
+}
+
+test('UDP crosses the router both ways', async () => {
+  assert.ok(await udpEcho(gw, v1, GW), 'vassal 1 -> gateway UDP echo');
+  assert.ok(await udpEcho(v2, gw, A2), 'gateway -> vassal 2 UDP echo');
+});
+
+test('the in chain judges what the tun device sends toward vassals', async () => {
+  // A second gateway-side address inside the vassal network: the in chain's
+  // `deny 192.168.0.0/24 192.168.0.0/24` stops its packets before any vassal.
+  const before = (await readStats(stats)).moat.drops.firewall_in ?? 0;
+  sh('ip', ['-n', gw, 'addr', 'add', '192.168.0.99/32', 'dev', TUN]);
+  try {
+    let ok = true;
+    try { sh('ping', ['-c', '2', '-W', '1', '-i', '0.2', '-q', '-I', '192.168.0.99', A1], { ns: gw }); } catch { ok = false; }
+    assert.equal(ok, false, 'from 192.168.0.99 the vassal is unreachable');
+    const after = (await readStats(stats)).moat.drops.firewall_in ?? 0;
+    assert.ok(after >= before + 2, `firewall_in drops grew (${before} -> ${after})`);
+  } finally {
+    sh('ip', ['-n', gw, 'addr', 'del', '192.168.0.99/32', 'dev', TUN]);
+  }
+});
+
 test('the seed policy keeps vassals apart', () => {
   assert.equal(ping(v1, A2), false, 'vassal 1 -> vassal 2 must be blocked');
   assert.equal(ping(v2, A1), false, 'vassal 2 -> vassal 1 must be blocked');
