@@ -141,6 +141,14 @@ test('the stats socket speaks uWSGI\'s JSON shape', async () => {
   assert.ok(doc.moat.drops.firewall_out > 0, 'vassal-to-vassal packets counted as firewall_out drops');
 });
 
+test('moat rules stats prints each rule with its hit counter', () => {
+  const out = sh(process.execPath, [path.join(REPO, 'dist', 'src', 'cli.js'), 'rules', 'stats', '--stats', stats]);
+  assert.match(out, /^chain in \(4 rules, default allow\)/m);
+  assert.match(out, /^chain out \(4 rules, default allow\)/m);
+  // The vassal-to-vassal deny (line 6 of isolation.rules) has judged packets.
+  assert.match(out, /^\s+[1-9]\d*\s+\S+policy\.rules:6\s+deny 192\.168\.0\.0\/24 192\.168\.0\.0\/24$/m);
+});
+
 test('Prometheus metrics are served', async () => {
   const body = await new Promise<string>((resolve, reject) => {
     http.get(`http://127.0.0.1:${metricsPort}/metrics`, (res) => {
