@@ -257,6 +257,13 @@ test('jobs: start/exit with status and duration, job-kill, duplicate IDs refused
   await v.waitEvent('error', (x) => x.includes('above 65536 bytes'));
   v.send('job d true');
   assert.match((await v.waitEvent('job-exit', (x) => x.startsWith('d '))).value, /^d 0 /, 'still answering after a too long line');
+  // orphans (a job's background child outliving the job) are reaped by pid 1: no zombie stays
+  v.send('job e sleep 0.3 & sleep 0.3 & exit 0');
+  await v.waitEvent('job-exit', (x) => x.startsWith('e '));
+  const pidNs = fs.readlinkSync(`/proc/${v.hostPid}/ns/pid`);
+  await waitFor(() => pidsInPidNs(pidNs).length === 1, 3000, 'only the runtime left');
+  const zombies = pidsInPidNs(pidNs).filter((p) => / Z /.test(fs.readFileSync(`/proc/${p}/stat`, 'utf8')));
+  assert.deepEqual(zombies, []);
   await stopAndCheckGone(v);
 });
 
