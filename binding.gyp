@@ -17,6 +17,22 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2"],
       "cflags_cc!": ["-fno-exceptions"]
+    },
+    {
+      "target_name": "moat-vassal",
+      "type": "executable",
+      "sources": [
+        "native/frame.cc",
+        "native/tun.cc",
+        "native/device.cc",
+        "native/runtime/main.cc",
+        "native/runtime/channel.cc",
+        "native/runtime/jail.cc",
+        "native/runtime/runtime.cc"
+      ],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["-lpthread"]
     }
   ]
 }

@@ -1,0 +1,87 @@
+// channel.h: the vassal runtime's control channel (docs/runtime-protocol.md)
+// and the vassal's configuration read from it before "start".
+//
+// Job: split the bytes of fd 3 into lines of at most kMaxLine bytes (a longer
+// line is reported and skipped, never buffered whole), parse the set-up
+// keywords into a Config, and write event lines back. Every length and number
+// read from the channel is checked here; nothing past this file trusts them.
+//
+// Limits: at most kMaxConfigLines set-up lines; a VALUE may not contain a
+// newline (the framing forbids it) and event lines have newlines replaced.
+// Event lines are written whole with one write() each under a mutex, so the
+// device thread and the main thread never interleave inside a line.
+//
+// Syscalls: read, write (both on fd 3), inet_pton (no syscall).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace moat {
+namespace vassal {
+
+constexpr size_t kMaxLine = 65536;          // bytes, newline excluded
+constexpr size_t kMaxConfigLines = 4096;    // set-up lines before "start"
+constexpr int kChannelFd = 3;
+
+class LineReader {
+ public:
+  enum class Result { Line, NeedMore, TooLong, Eof, Error };
+  explicit LineReader(int fd) : fd_(fd) {}
+
+  // The next complete line from what is buffered (without reading).
+  // TooLong: a line exceeded kMaxLine; its bytes up to the next newline are
+  // discarded and the reader goes on with the line after it.
+  Result next(std::string* line);
+  // One read() into the buffer: NeedMore when bytes arrived (or EAGAIN/EINTR),
+  // Eof, or Error (errno kept).
+  Result fill();
+  bool eof() const { return eof_; }
+
+ private:
+  int fd_;
+  std::string buf_;
+  bool discarding_ = false;  // inside an over-long line: drop until newline
+  bool eof_ = false;
+};
+
+// Splits "KEYWORD VALUE" at the first space (VALUE may be empty).
+void split_line(const std::string& line, std::string* keyword, std::string* value);
+
+struct Config {
+  std::string name = "vassal";
+  int clone_flags = 0;                 // CLONE_NEW* bits
+  bool has_device = false;
+  std::string device_name, device_socket;
+  bool has_address = false;
+  uint32_t address = 0;                // network byte order
+  int prefix_bits = 32;
+  bool has_route = false;
+  uint32_t gateway = 0;                // network byte order
+  std::string vassal_host_dir, vassal_mountpoint;
+  std::string new_root, put_old;
+  std::vector<std::string> post_jail, as_root, as_user, daemons, env;
+  long uid = -1, gid = -1;
+
+  // Applies one set-up line. Returns false with *err for an unknown keyword,
+  // a malformed value or a repeated single-valued keyword.
+  bool apply(const std::string& keyword, const std::string& value, std::string* err);
+  // Checks the combination once "start" came (e.g. pivot-root needs fs).
+  bool check(std::string* err) const;
+
+ private:
+  std::vector<std::string> seen_;      // single-valued keywords already set
+  bool once(const std::string& keyword, std::string* err);
+};
+
+// Event lines to the emperor. Thread-safe; a failed write is dropped (the
+// emperor is gone: the runtime notices through EOF on the read side).
+void emit(const char* keyword, const std::string& value = std::string());
+
+// "signal N" or the exit code, from a wait status.
+std::string status_text(int wstatus);
+
+}  // namespace vassal
+}  // namespace moat

@@ -1,0 +1,50 @@
+// jail.h: the set-up steps of a vassal that change the kernel's view of it:
+// addresses and routes in its network namespace, its mounts and pivot-root,
+// and the privilege drop. Each returns false with *err naming the step, the
+// path or device and the errno text.
+//
+// Limits: IPv4 only, one default route; the new root must already hold the
+// directories /proc, /tmp, the put_old directory and the vassal-dir mount
+// point (the root is mounted read-only, nothing is created in it).
+//
+// Syscalls: socket(AF_INET, SOCK_DGRAM) + ioctl(SIOCSIFADDR, SIOCSIFNETMASK,
+// SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCADDRT); mount, umount2, pivot_root, chdir,
+// realpath (lstat/readlink); setgroups, setgid, setuid, getuid, geteuid,
+// getgid, getegid, prctl(PR_SET_NO_NEW_PRIVS).
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace moat {
+namespace vassal {
+
+// Sets `dev`'s IPv4 address (network byte order) and netmask.
+bool set_address(const std::string& dev, uint32_t addr, int prefix_bits, std::string* err);
+// Sets the link up (IFF_UP), e.g. "lo".
+bool set_link_up(const std::string& dev, std::string* err);
+// Adds a default route via `gateway` (network byte order) on `dev`.
+bool add_default_route(const std::string& dev, uint32_t gateway, std::string* err);
+
+// Makes every mount of this (new) mount namespace private, so nothing the
+// vassal mounts reaches the host and nothing of the host's reaches it.
+bool make_mounts_private(std::string* err);
+
+// Bind-mounts host_dir (read-write, nosuid, nodev) at `target`.
+bool bind_dir(const std::string& host_dir, const std::string& target, std::string* err);
+
+// uWSGI's pivot-root with moat's jail around it: bind new_root onto itself,
+// bind the vassal dir inside it (if host_dir is not empty), remount the root
+// read-only and nosuid, mount a fresh proc (for this pid namespace) on /proc
+// and a tmpfs on /tmp, pivot_root into it, chdir / and detach the old root.
+// put_old is absolute under new_root or relative to it, as pivot_root(2)
+// takes it with new_root as the working directory.
+bool pivot_into(const std::string& new_root, const std::string& put_old, const std::string& host_dir,
+                const std::string& mountpoint, std::string* err);
+
+// setgroups(0, NULL), setgid, setuid (uid or gid < 0: that step skipped),
+// then no_new_privs; verifies that setuid(0)/setgid(0) now fail and that no
+// id is 0 any more. No way back.
+bool drop_privileges(long uid, long gid, std::string* err);
+
+}  // namespace vassal
+}  // namespace moat
