@@ -23,7 +23,7 @@ import { ipv4ToInt, intToIpv4 } from '../addr';
 import { logger, Logger } from '../log';
 import type { Router } from '../router/router';
 import type { PeerBinding } from '../native';
-import { vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
+import { VASSAL_DIR_MOUNTPOINT, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
 import { DEFAULT_SUPERVISOR, SupervisorOptions, Vassal, VassalState } from '../vassal/vassal';
 import type { EmperorConfig } from './config';
 
@@ -67,7 +67,7 @@ export class Emperor extends EventEmitter {
   private debounceTimer?: NodeJS.Timeout;
   private busy: Promise<void> = Promise.resolve();
   private stopped = false;
-  private createdRoot = false;
+  private readonly created: string[] = [];   // directories the emperor made (removed at stop if empty)
   private readonly peerPid = new Map<number, number>();
   private readonly onPeerUp = (e: { id: number; pid: number }) => this.peerPid.set(e.id, e.pid);
   private readonly onPeerDown = (e: { id: number }) => this.peerPid.delete(e.id);
@@ -88,10 +88,10 @@ export class Emperor extends EventEmitter {
     if (!fs.statSync(this.config.dir, { throwIfNoEntry: false })?.isDirectory()) {
       throw new Error(`emperor: ${this.config.dir} is not a directory`);
     }
-    if (!fs.existsSync(this.config.vassalsDirRoot)) {
-      fs.mkdirSync(this.config.vassalsDirRoot, { recursive: true, mode: 0o755 });
-      this.createdRoot = true;
-    }
+    this.makeDir(this.config.vassalsDirRoot);
+    // A vassal without pivot-root gets its directory bound over the host's
+    // mountpoint inside its own mount namespace: the mountpoint must exist.
+    if (this.config.clone.includes('fs')) this.makeDir(VASSAL_DIR_MOUNTPOINT);
     if (router) {
       router.on('peer-up', this.onPeerUp);
       router.on('peer-down', this.onPeerDown);
@@ -122,10 +122,17 @@ export class Emperor extends EventEmitter {
       this.router.off('peer-address', this.onPeerAddress);
       this.router.removeStatsSection('emperor');
     }
-    if (this.createdRoot) {
-      try { fs.rmdirSync(this.config.vassalsDirRoot); } catch { /* not empty: not only ours */ }
+    for (const d of this.created.splice(0).reverse()) {
+      try { fs.rmdirSync(d); } catch { /* not empty: not only ours */ }
     }
     this.log.info('emperor stopped');
+  }
+
+  private makeDir(dir: string): void {
+    const first = fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    if (!first) return;
+    // Every level mkdir made, outermost first.
+    for (let d = dir; d.length >= first.length; d = path.dirname(d)) this.created.unshift(d);
   }
 
   private scheduleScan(delay = this.debounceMs): void {
