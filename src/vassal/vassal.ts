@@ -125,7 +125,7 @@ export class Vassal extends EventEmitter {
       }
     });
     channel.on('error', (err) => this.log.debug({ err: err.message }, 'control channel error'));
-    for (const [stream, level] of [[child.stdout, 'info'], [child.stderr, 'warn']] as const) {
+    for (const [stream, level] of [[child.stdout, 'info'], [child.stderr, 'info']] as const) {
       const r = new LineReader();
       stream?.setEncoding('utf8');
       stream?.on('data', (d: string) => {
