@@ -128,8 +128,10 @@ struct Router::Loop {
 
   // Loop thread only.
   std::unordered_map<uint32_t, Peer*> by_addr;
-  std::unordered_map<uint32_t, uint32_t> addr_of_uid;  // static bindings
-  std::unordered_map<uint32_t, uint32_t> uid_of_addr;
+  // Bindings (router.h): by pid, by uid (pid -1), and every binding by address.
+  std::unordered_map<uint32_t, Binding> bind_of_pid;
+  std::unordered_map<uint32_t, uint32_t> addr_of_uid;
+  std::unordered_map<uint32_t, std::vector<Binding>> bindings_of_addr;
   std::vector<Peer*> dirty;
   std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
   std::unique_ptr<uint8_t[]> tunbuf{new uint8_t[kTunBufSize]};
@@ -460,16 +462,37 @@ struct Router::Loop {
     if (bad_source(src)) return Drop::BadSource;
     if (now - gateway_at < kSecond && is_gateway_cached(src)) return Drop::Gateway;
     if (by_addr.count(src)) return Drop::Collision;
-    if (!may_use(p->uid, src)) return Drop::Unbound;
+    if (!may_use(p, src)) return Drop::Unbound;
     if (is_gateway(src)) return Drop::Gateway;
     return Drop::Count;
   }
 
-  bool may_use(uint32_t uid, uint32_t a) const {
-    auto b = addr_of_uid.find(uid);
-    if (b != addr_of_uid.end() && b->second != a) return false;
-    auto u = uid_of_addr.find(a);
-    return u == uid_of_addr.end() || u->second == uid;
+  static bool matches(const Binding& b, const Peer* p) {
+    if (b.uid < 0 && b.pid < 0) return false;  // a pure reservation
+    return (b.uid < 0 || uint32_t(b.uid) == p->uid) && (b.pid < 0 || uint32_t(b.pid) == p->pid);
+  }
+
+  // The one address p is bound to, if any (a pid binding first, then its uid's).
+  bool bound_address(const Peer* p, uint32_t* a) const {
+    auto bp = bind_of_pid.find(p->pid);
+    if (bp != bind_of_pid.end() && matches(bp->second, p)) {
+      *a = bp->second.addr;
+      return true;
+    }
+    auto bu = addr_of_uid.find(p->uid);
+    if (bu == addr_of_uid.end()) return false;
+    *a = bu->second;
+    return true;
+  }
+
+  bool may_use(const Peer* p, uint32_t a) const {
+    uint32_t bound;
+    if (bound_address(p, &bound) && bound != a) return false;
+    auto r = bindings_of_addr.find(a);
+    if (r == bindings_of_addr.end()) return true;
+    for (const Binding& b : r->second)
+      if (matches(b, p)) return true;
+    return false;
   }
 
   bool is_gateway_cached(uint32_t a) const {
@@ -497,19 +520,20 @@ struct Router::Loop {
 
   // A static binding gives the peer its address at once, if it is free.
   void try_bound_address(Peer* p) {
-    auto b = addr_of_uid.find(p->uid);
-    if (p->addr != 0 || b == addr_of_uid.end()) return;
-    const uint32_t a = b->second;
-    if (bad_source(a) || by_addr.count(a) || is_gateway(a)) return;
+    uint32_t a;
+    if (p->addr != 0 || !bound_address(p, &a)) return;
+    if (bad_source(a) || by_addr.count(a) || !may_use(p, a) || is_gateway(a)) return;
     assign(p, a);
   }
 
   void set_bindings(const std::vector<Binding>& list) {
+    bind_of_pid.clear();
     addr_of_uid.clear();
-    uid_of_addr.clear();
+    bindings_of_addr.clear();
     for (const Binding& b : list) {
-      addr_of_uid[b.uid] = b.addr;
-      uid_of_addr[b.addr] = b.uid;
+      if (b.pid >= 0) bind_of_pid[uint32_t(b.pid)] = b;
+      else if (b.uid >= 0) addr_of_uid[uint32_t(b.uid)] = b.addr;
+      bindings_of_addr[b.addr].push_back(b);
     }
   }
 
@@ -682,7 +706,7 @@ struct Router::Loop {
     if (rs) install_rules(std::move(rs));
     if (have_bindings) {
       // New bindings govern learning from now on; peers keep addresses they
-      // hold. Unlearned peers whose uid is now bound get their address.
+      // hold. Unlearned peers whose uid or pid is now bound get their address.
       set_bindings(b);
       for (auto& p : peers) try_bound_address(p.get());
     }

@@ -40,9 +40,16 @@
 
 namespace moat {
 
+// A peer matches a binding when its SO_PEERCRED uid and pid equal the
+// binding's (-1: any). A matching peer may use only the binding's address (a
+// pid binding before a uid binding), and an address named by any binding may
+// be used only by a peer matching one of its bindings: a binding with uid -1
+// and pid -1 matches nobody, so it is a pure reservation (the emperor keeps a
+// restarting vassal's address this way).
 struct Binding {
-  uint32_t uid;
-  uint32_t addr;  // IPv4, host order
+  int64_t uid = -1;
+  int64_t pid = -1;
+  uint32_t addr = 0;  // IPv4, host order
 };
 
 struct RouterOptions {

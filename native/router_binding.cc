@@ -52,8 +52,10 @@ std::vector<Binding> ToBindings(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = e.As<Napi::Object>();
     const std::string at = "bindings[" + std::to_string(i) + "].";
     Binding b;
-    b.uid = uint32_t(GetNumber(env, o, "uid", 0, 4294967295.0, at));
-    b.addr = uint32_t(GetNumber(env, o, "addr", 0, 4294967295.0, at));
+    // uid and pid: -1 means any; both -1 is a pure reservation (router.h).
+    b.uid = int64_t(GetNumber(env, o, "uid", -1, 4294967294.0, at));
+    b.pid = o.Get("pid").IsUndefined() ? -1 : int64_t(GetNumber(env, o, "pid", -1, 2147483647.0, at));
+    b.addr = uint32_t(GetNumber(env, o, "addr", 1, 4294967295.0, at));
     out.push_back(b);
   }
   return out;

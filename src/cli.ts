@@ -5,17 +5,24 @@
 import { runOptions } from './commands/run';
 import { rulesCommand } from './commands/rules';
 import { demoCommand } from './commands/demo';
+import { emperorCommand } from './commands/emperor';
 
 const USAGE = `usage:
   moat [--ini FILE | --yaml FILE | --json FILE | --xml FILE] [--OPTION VALUE ...]
       runs what the options name: --tuntap-router "DEV SOCKET [STATS]" runs the
       router, --tuntap-device "DEV SOCKET" a vassal's device (uWSGI option names;
       see the README's option table). SIGTERM/SIGINT stop, SIGHUP reloads rules.
+  moat emperor [--ini FILE | --emperor DIR ...]
+      the emperor: deploys the vassal files in DIR (each in its own namespaces,
+      run by the native moat-vassal runtime), with the router when the config
+      sets tuntap-router (\`moat --ini FILE\` whose file sets emperor does the same)
+  moat emperor --status [--stats ADDR | --ini FILE]
+      lists vassals: state, pid, restarts, address, traffic (add --json for JSON)
   moat rules check FILE...          validate rule files (exit 1 on error)
   moat rules trace FILE... --dir in|out --src A --dst B [--proto P] [--sport N] [--dport N] [--icmp-type N]
   moat rules trace FILE... --packets LIST
   moat rules stats [--stats ADDR]   per-rule hit counters of a running router
-  moat demo [--keep]                router demo in namespaces it creates (root)
+  moat demo [--keep]                emperor demo in namespaces it creates (root)
   moat --help | --version
 `;
 
@@ -31,6 +38,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (cmd === 'rules') return rulesCommand(rest);
   if (cmd === 'demo') return demoCommand(rest);
+  if (cmd === 'emperor') return emperorCommand(rest);
   if (!cmd.startsWith('-')) {
     process.stderr.write(`moat: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
     return 2;

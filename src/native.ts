@@ -35,7 +35,18 @@ export interface RouterOptions {
   maxFrame: number;         // largest payload accepted from a peer; above: protocol error, peer closed
   queueBytes: number;       // bound of each peer's outbound queue
   acceptRuleBlocks: boolean;// modifier2 = 1 from peers: refused and counted unless true
-  bindings: Array<{ uid: number; addr: number }>;  // SO_PEERCRED uid -> the one address it may use
+  bindings: PeerBinding[];
+}
+
+/** A peer matches a binding when its SO_PEERCRED uid and pid equal the
+ *  binding's (-1 or absent: any). A matching peer may use only `addr` (a pid
+ *  binding wins over a uid binding); an address named by any binding may be
+ *  used only by a peer matching one of its bindings, so `{uid: -1, pid: -1}`
+ *  is a pure reservation (nobody may use the address). */
+export interface PeerBinding {
+  uid: number;              // -1 any, else 0..4294967294
+  pid?: number;             // -1 or absent: any
+  addr: number;             // IPv4, uint32 host order (not 0)
 }
 
 export type RouterEvent =
@@ -75,7 +86,7 @@ export interface NativeRouter {
   /** Swaps both chains atomically between two batches. carry[i] = index in the
    *  old chain whose hit counter rule i inherits, or -1. */
   setRules(inRules: NativeRule[], outRules: NativeRule[], carryIn?: Int32Array, carryOut?: Int32Array): void;
-  setBindings(bindings: Array<{ uid: number; addr: number }>): void;
+  setBindings(bindings: PeerBinding[]): void;
   stats(): RouterStats;
 }
 

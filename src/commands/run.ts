@@ -1,5 +1,8 @@
-// run.ts: `moat --OPTION VALUE ...`: runs the router and/or the device the
-// options name, until SIGTERM or SIGINT; SIGHUP reloads the router's rules.
+// run.ts: `moat --OPTION VALUE ...`: runs the router, the emperor and/or the
+// device the options name, until SIGTERM or SIGINT; SIGHUP reloads the
+// router's rules. With `emperor` (as `moat emperor` does) the emperor runs as
+// a plugin of the router when tuntap-router is set (after the router's own
+// exec-as-root hooks; its vassals stop before the router), else on its own.
 import { loadArgv } from '../config/load';
 import { routerConfig, deviceConfig } from '../config/router-config';
 import { ConfigError, OptionList } from '../config/types';
@@ -7,8 +10,11 @@ import { Router } from '../router/router';
 import { hooksPlugin } from '../router/hooks';
 import { Device } from '../device/device';
 import { logger, setLogLevel } from '../log';
+import { Emperor } from '../emperor/emperor';
+import { emperorConfig } from '../emperor/config';
+import { emperorPlugin } from '../emperor/plugin';
 
-export async function runOptions(argv: string[]): Promise<number> {
+export async function runOptions(argv: string[], opts: { emperor?: boolean } = {}): Promise<number> {
   let options: OptionList;
   try {
     options = loadArgv(argv);
@@ -23,12 +29,18 @@ export async function runOptions(argv: string[]): Promise<number> {
 
   let router: Router | undefined;
   let device: Device | undefined;
+  let emperor: Emperor | undefined;
+  const hooks = options.filter((o) => o.key === 'exec-as-root').map((o) => o.value);
   try {
+    if (opts.emperor && !has('emperor')) throw new Error('moat emperor: no emperor option (emperor = DIR, or --emperor DIR)');
+    if (has('emperor')) emperor = new Emperor(emperorConfig(options));
     if (has('tuntap-router')) {
       const cfg = routerConfig(options);
       router = new Router(cfg);
-      const hooks = options.filter((o) => o.key === 'exec-as-root').map((o) => o.value);
       if (hooks.length) router.use(hooksPlugin(hooks, cfg.netns));
+      if (emperor) router.use(emperorPlugin(emperor));
+    } else if (emperor && hooks.length) {
+      throw new Error('exec-as-root in the emperor\'s config needs tuntap-router (the hooks run once its device exists)');
     }
     if (has('tuntap-device')) device = new Device(deviceConfig(options));
   } catch (err) {
@@ -38,17 +50,19 @@ export async function runOptions(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  if (!router && !device) {
-    process.stderr.write('moat: nothing to run: give --tuntap-router or --tuntap-device (see moat --help)\n');
+  if (!router && !device && !emperor) {
+    process.stderr.write('moat: nothing to run: give --tuntap-router, --emperor or --tuntap-device (see moat --help)\n');
     return 2;
   }
 
   const stopAll = async () => {
     await device?.stop();
-    await router?.stop();
+    if (emperor && !router) await emperor.stop();
+    await router?.stop();   // stops the emperor plugin first
   };
   try {
     await router?.start();
+    if (emperor && !router) await emperor.start();
     device?.start();
   } catch (err) {
     log.error({ err: (err as Error).message }, 'start failed');

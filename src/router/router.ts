@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Server } from 'node:http';
-import { addon, NativeRouter, RouterEvent, RouterStats } from '../native';
+import { addon, NativeRouter, PeerBinding, RouterEvent, RouterStats } from '../native';
 import type { RouterConfig } from '../config/types';
 import type { RuleSet, CompiledRule } from '../rules/types';
 import { loadRuleSet } from '../rules/load';
@@ -29,6 +29,8 @@ export class Router extends EventEmitter {
   private reloadTimer?: NodeJS.Timeout;
   private reloadCounts = { ok: 0, error: 0 };
   private readonly peerAddr = new Map<number, number>();
+  private readonly pluginBindings = new Map<string, PeerBinding[]>();
+  private readonly statsSections = new Map<string, () => unknown>();
   readonly log: Logger;
 
   constructor(readonly config: RouterConfig, log?: Logger) {
@@ -61,7 +63,7 @@ export class Router extends EventEmitter {
       maxFrame: c.maxFrame,
       queueBytes: c.queueBytes,
       acceptRuleBlocks: false,
-      bindings: c.bindings.map((b) => ({ uid: b.uid, addr: ipv4ToInt(b.addr) })),
+      bindings: this.allBindings(),
     });
     native.setRules(this.rules.in.map((r) => r.native), this.rules.out.map((r) => r.native));
     native.start((events) => this.onEvents(events));
@@ -145,6 +147,30 @@ export class Router extends EventEmitter {
     return true;
   }
 
+  /** A plugin's own peer bindings (the emperor's: each vassal's address,
+   *  bound to its runtime's pid or reserved while it restarts), kept under
+   *  owner and applied with the config's tuntap-router-bind ones. */
+  setPluginBindings(owner: string, list: PeerBinding[]): void {
+    if (list.length) this.pluginBindings.set(owner, list);
+    else this.pluginBindings.delete(owner);
+    this.native?.setBindings(this.allBindings());
+  }
+
+  private allBindings(): PeerBinding[] {
+    const out: PeerBinding[] = this.config.bindings.map((b) => ({ uid: b.uid, pid: -1, addr: ipv4ToInt(b.addr) }));
+    for (const list of this.pluginBindings.values()) out.push(...list);
+    return out;
+  }
+
+  /** A plugin's section of the stats document (statsDocument()[key]). */
+  addStatsSection(key: string, section: () => unknown): void {
+    this.statsSections.set(key, section);
+  }
+
+  removeStatsSection(key: string): void {
+    this.statsSections.delete(key);
+  }
+
   stats(): RouterStats {
     if (!this.native) throw new Error('router is not running');
     return this.native.stats();
@@ -180,6 +206,7 @@ export class Router extends EventEmitter {
         rules: { in: hits(this.rules.in, s.hits.in), out: hits(this.rules.out, s.hits.out) },
         reloads: this.reloadCounts,
       },
+      ...Object.fromEntries([...this.statsSections].map(([k, f]) => [k, f()])),
     };
   }
 

@@ -73,10 +73,9 @@ test('stats from the option or the third field; quoted fields; owner group defau
   assert.deepEqual(routerConfig(ini('tuntap-router = e0 /tmp/t.sock\ntuntap-router-socket-owner = root\n')).socketOwner, { uid: 0, gid: 0 });
 });
 
-test('warnings: unknown and planned options, a big frame, a credentials symbol', () => {
+test('warnings: unknown options, a big frame, a credentials symbol (emperor is not the router\'s)', () => {
   const c = router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-max-frame = 9000\ntuntap-use-credentials = addr_of\nemperor = /etc/vassals\nbogus-opt = 1\n');
   assert.deepEqual(c.warnings, [
-    'r.ini:5: emperor is not implemented yet, ignored',
     "r.ini:6: unknown option 'bogus-opt' ignored",
     'r.ini:3: tuntap-router-max-frame 9000 is above 8188: uWSGI peers cannot send or take such frames',
     "r.ini:4: tuntap-use-credentials 'addr_of' (a uWSGI symbol hook) ignored; moat reads SO_PEERCRED",

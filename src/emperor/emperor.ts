@@ -1,0 +1,345 @@
+// emperor.ts: the vassal directory watcher and supervisor. One Emperor per
+// moat process watches `emperor = DIR` (fs.watch, debounced, plus a rescan
+// every emperor-freq seconds as a safety net): a new vassal file is deployed,
+// a changed one (content hash) reloaded (stop, then start), a removed one
+// stopped. A bad file is reported (file:line, reason) and touches no other
+// vassal; a file that turns bad keeps its running vassal.
+//
+// Addresses: a vassal's address is its file's tuntap-device-address, or the
+// one its first packet carries (learned from the router's peer events). The
+// emperor binds it to the vassal's runtime pid (SO_PEERCRED) in the router,
+// so that vassal can use no other address and no one else can use it, and
+// keeps it reserved (a binding nobody matches) while the vassal restarts.
+//
+// Each vassal gets a host directory, vassals-dir-root/NAME, created before
+// its first start and removed when it stops for good.
+import crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { formatOf, loadFile } from '../config/load';
+import { ConfigError } from '../config/types';
+import { ipv4ToInt, intToIpv4 } from '../addr';
+import { logger, Logger } from '../log';
+import type { Router } from '../router/router';
+import type { PeerBinding } from '../native';
+import { VASSAL_DIR_MOUNTPOINT, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
+import { DEFAULT_SUPERVISOR, SupervisorOptions, Vassal, VassalState } from '../vassal/vassal';
+import type { EmperorConfig } from './config';
+
+interface Entry {
+  name: string;
+  file: string;
+  hash: string;
+  spec?: VassalSpec;
+  vassal?: Vassal;
+  error?: string;              // the file's current problem, if any
+  learned?: string;            // address learned from the vassal's first packet
+  hostDir?: string;
+}
+
+export interface VassalStatus {
+  name: string;
+  file: string;
+  state: VassalState | 'invalid';
+  pid: number | null;
+  restarts: number;
+  address: string | null;
+  addressFrom: 'file' | 'first packet' | null;
+  lastExit: string | null;
+  error: string | null;
+  traffic: { tx_packets: number; rx_packets: number; tx_bytes: number; rx_bytes: number; dropped: number } | null;
+}
+
+export interface EmperorOptions {
+  supervisor?: Partial<SupervisorOptions>;
+  debounceMs?: number;
+  log?: Logger;
+}
+
+export class Emperor extends EventEmitter {
+  readonly log: Logger;
+  private readonly entries = new Map<string, Entry>();   // by name
+  private readonly supervisor: SupervisorOptions;
+  private router?: Router;
+  private watcher?: fs.FSWatcher;
+  private rescanTimer?: NodeJS.Timeout;
+  private debounceTimer?: NodeJS.Timeout;
+  private busy: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private readonly created: string[] = [];   // directories the emperor made (removed at stop if empty)
+  private readonly peerPid = new Map<number, number>();
+  private readonly onPeerUp = (e: { id: number; pid: number }) => this.peerPid.set(e.id, e.pid);
+  private readonly onPeerDown = (e: { id: number }) => this.peerPid.delete(e.id);
+  private readonly onPeerAddress = (e: { id: number; address: string }) => this.learnAddress(e.id, e.address);
+
+  constructor(readonly config: EmperorConfig, opts: EmperorOptions = {}) {
+    super();
+    this.log = opts.log ?? logger().child({ component: 'emperor', dir: config.dir });
+    this.supervisor = { ...DEFAULT_SUPERVISOR, ...opts.supervisor };
+    this.debounceMs = opts.debounceMs ?? 200;
+  }
+  private readonly debounceMs: number;
+
+  /** Starts watching and deploys what the directory holds. With a router, vassal
+   *  addresses are bound in it and vassals appear in its stats document. */
+  async start(router?: Router): Promise<void> {
+    this.router = router;
+    if (!fs.statSync(this.config.dir, { throwIfNoEntry: false })?.isDirectory()) {
+      throw new Error(`emperor: ${this.config.dir} is not a directory`);
+    }
+    this.makeDir(this.config.vassalsDirRoot);
+    // A vassal without pivot-root gets its directory bound over the host's
+    // mountpoint inside its own mount namespace: the mountpoint must exist.
+    if (this.config.clone.includes('fs')) this.makeDir(VASSAL_DIR_MOUNTPOINT);
+    if (router) {
+      router.on('peer-up', this.onPeerUp);
+      router.on('peer-down', this.onPeerDown);
+      router.on('peer-address', this.onPeerAddress);
+      router.addStatsSection('emperor', () => ({ dir: this.config.dir, vassals: this.status() }));
+    }
+    this.log.info({ clone: this.config.clone.join(',') || 'none', vassalsDirRoot: this.config.vassalsDirRoot }, 'emperor started');
+    this.watcher = fs.watch(this.config.dir, () => this.scheduleScan());
+    this.watcher.on('error', (err) => this.log.warn({ err: String(err) }, 'cannot watch the emperor directory; rescans continue'));
+    this.rescanTimer = setInterval(() => this.scheduleScan(0), this.config.freqMs);
+    await this.scan();
+  }
+
+  /** Stops every vassal (gracefully, then SIGKILL), removes their directories. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.watcher?.close();
+    clearInterval(this.rescanTimer);
+    clearTimeout(this.debounceTimer);
+    await this.busy;
+    await Promise.all([...this.entries.values()].map((e) => this.retire(e)));
+    this.entries.clear();
+    this.pushBindings();
+    if (this.router) {
+      this.router.off('peer-up', this.onPeerUp);
+      this.router.off('peer-down', this.onPeerDown);
+      this.router.off('peer-address', this.onPeerAddress);
+      this.router.removeStatsSection('emperor');
+    }
+    for (const d of this.created.splice(0).reverse()) {
+      try { fs.rmdirSync(d); } catch { /* not empty: not only ours */ }
+    }
+    this.log.info('emperor stopped');
+  }
+
+  private makeDir(dir: string): void {
+    const first = fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    if (!first) return;
+    // Every level mkdir made, outermost first.
+    for (let d = dir; d.length >= first.length; d = path.dirname(d)) this.created.unshift(d);
+  }
+
+  private scheduleScan(delay = this.debounceMs): void {
+    if (this.stopped) return;
+    if (delay === 0 && this.debounceTimer) return;   // a debounced scan is coming anyway
+    clearTimeout(this.debounceTimer);
+    this.debounceTimer = setTimeout(() => {
+      this.debounceTimer = undefined;
+      void this.scan();
+    }, delay);
+  }
+
+  /** One pass over the directory; passes never overlap. Resolves when done. */
+  scan(): Promise<void> {
+    this.busy = this.busy.then(() => this.scanOnce()).catch((err) => {
+      this.log.error({ err: (err as Error).message }, 'scan failed');
+    });
+    return this.busy;
+  }
+
+  private async scanOnce(): Promise<void> {
+    if (this.stopped) return;
+    const seen = new Map<string, { file: string; hash: string; text: string }>();
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.config.dir);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot read the emperor directory');
+      return;
+    }
+    for (const n of names.sort()) {
+      if (n.startsWith('.') || !formatOf(n) || n.endsWith('.js')) continue;
+      const file = path.join(this.config.dir, n);
+      let text: string;
+      try {
+        if (!fs.statSync(file).isFile()) continue;
+        text = fs.readFileSync(file, 'utf8');
+      } catch { continue; }  // vanished between readdir and read
+      seen.set(vassalName(file), { file, text, hash: crypto.createHash('sha256').update(text).digest('hex') });
+    }
+    // Removed first (frees addresses), then changed, then new.
+    for (const [name, e] of [...this.entries]) {
+      if (seen.has(name)) continue;
+      this.log.info({ vassal: name }, 'vassal file removed');
+      await this.retire(e);
+      this.entries.delete(name);
+      this.pushBindings();
+    }
+    for (const [name, f] of seen) {
+      const e = this.entries.get(name);
+      if (e && e.hash !== f.hash) await this.reload(e, f.hash);
+    }
+    for (const [name, f] of seen) {
+      if (this.entries.has(name)) continue;
+      const e: Entry = { name, file: f.file, hash: f.hash };
+      this.entries.set(name, e);
+      this.deploy(e);
+    }
+    this.emit('scanned');
+  }
+
+  /** Parses and checks a vassal file; on error sets e.error, reports it, returns undefined. */
+  private parse(e: Entry, current?: Entry): VassalSpec | undefined {
+    try {
+      const spec = vassalSpec(e.file, loadFile(e.file), {
+        clone: this.config.clone,
+        routerSocket: this.router?.config.socket,
+        hostDir: path.join(this.config.vassalsDirRoot, e.name),
+      });
+      if (spec.address) {
+        for (const other of this.entries.values()) {
+          if (other === e || other === current) continue;
+          const a = other.spec?.address ?? other.learned;
+          if (a === spec.address && (other.vassal || other.learned)) {
+            throw new ConfigError(`tuntap-device-address: ${spec.address} is already ${other.spec?.address ? 'named by' : 'used by'} vassal ${other.name}`);
+          }
+        }
+        const gw = this.router?.config.gateway;
+        if (gw && gw.split('/')[0] === spec.address) throw new ConfigError(`tuntap-device-address: ${spec.address} is the gateway's`);
+      }
+      for (const w of spec.warnings) this.log.warn({ vassal: e.name }, w);
+      e.error = undefined;
+      return spec;
+    } catch (err) {
+      const msg = err instanceof ConfigError && !err.message.startsWith(e.file) ? `${e.file}: ${err.message}` : (err as Error).message;
+      e.error = msg;
+      this.log.error({ vassal: e.name, file: e.file, err: msg }, 'bad vassal file: not deployed');
+      this.emit('invalid', e.name, msg);
+      return undefined;
+    }
+  }
+
+  private deploy(e: Entry): void {
+    const spec = this.parse(e);
+    if (!spec) return;
+    this.launch(e, spec);
+  }
+
+  private launch(e: Entry, spec: VassalSpec): void {
+    e.spec = spec;
+    if (spec.address) e.learned = undefined;
+    const log = this.log.child({ vassal: e.name });
+    try {
+      e.hostDir = path.join(this.config.vassalsDirRoot, e.name);
+      fs.mkdirSync(e.hostDir, { recursive: true, mode: 0o750 });
+      if (spec.uid !== undefined || spec.gid !== undefined) fs.chownSync(e.hostDir, spec.uid ?? 0, spec.gid ?? 0);
+    } catch (err) {
+      e.error = `cannot create ${e.hostDir}: ${(err as Error).message}`;
+      log.error(e.error);
+      return;
+    }
+    const v = new Vassal(e.name, spec.lines, log, this.supervisor);
+    e.vassal = v;
+    v.on('pid', () => this.pushBindings());
+    v.on('exit', () => this.pushBindings());
+    v.on('state', (s: VassalState) => this.emit('vassal-state', e.name, s));
+    log.info({ file: e.file, address: spec.address ?? 'from its first packet' }, 'deploying vassal');
+    this.pushBindings();
+    v.start();
+    this.emit('deployed', e.name);
+  }
+
+  private async reload(e: Entry, hash: string): Promise<void> {
+    e.hash = hash;
+    const next: Entry = { name: e.name, file: e.file, hash };
+    const spec = this.parse(next, e);
+    if (!spec) {
+      e.error = next.error;
+      if (e.vassal) this.log.warn({ vassal: e.name }, 'the running vassal keeps its previous config');
+      return;
+    }
+    this.log.info({ vassal: e.name }, 'vassal file changed: reloading');
+    if (e.vassal) await e.vassal.stop();
+    e.vassal = undefined;
+    e.learned = undefined;     // the new file may use another address
+    e.error = undefined;
+    this.pushBindings();
+    this.launch(e, spec);
+    this.emit('reloaded', e.name);
+  }
+
+  /** Stops a vassal for good and removes its host directory. */
+  private async retire(e: Entry): Promise<void> {
+    const v = e.vassal;
+    e.vassal = undefined;
+    if (v) await v.stop();
+    if (e.hostDir) {
+      try { fs.rmSync(e.hostDir, { recursive: true, force: true }); } catch (err) {
+        this.log.warn({ vassal: e.name, err: (err as Error).message }, 'cannot remove the vassal directory');
+      }
+    }
+    this.emit('retired', e.name);
+  }
+
+  private learnAddress(peerId: number, address: string): void {
+    const pid = this.peerPid.get(peerId);
+    if (pid === undefined) return;
+    for (const e of this.entries.values()) {
+      if (!e.vassal || e.vassal.pid !== pid) continue;
+      if (e.spec?.address || e.learned === address) return;
+      e.learned = address;
+      e.vassal.log.info({ address }, 'vassal address learned from its first packet: bound and reserved');
+      this.pushBindings();
+      return;
+    }
+  }
+
+  /** Every live vassal's address: bound to its runtime's pid, or reserved for it. */
+  bindings(): PeerBinding[] {
+    const out: PeerBinding[] = [];
+    for (const e of this.entries.values()) {
+      const a = e.spec?.address ?? e.learned;
+      if (!a || !e.vassal) continue;
+      out.push({ uid: -1, pid: e.vassal.pid ?? -1, addr: ipv4ToInt(a) });
+    }
+    return out;
+  }
+
+  private pushBindings(): void {
+    this.router?.setPluginBindings('emperor', this.bindings());
+  }
+
+  /** One row per vassal file (the stats document's emperor.vassals). */
+  status(): VassalStatus[] {
+    let peers: ReturnType<Router['stats']>['peers'] = [];
+    try { if (this.router?.running) peers = this.router.stats().peers; } catch { /* stopping */ }
+    return [...this.entries.values()].sort((a, b) => a.name.localeCompare(b.name)).map((e) => {
+      const v = e.vassal;
+      const address = e.spec?.address ?? e.learned ?? null;
+      const p = v?.pid ? peers.find((x) => x.pid === v.pid) ?? (address ? peers.find((x) => x.addr === ipv4ToInt(address)) : undefined) : undefined;
+      return {
+        name: e.name,
+        file: e.file,
+        state: v ? v.state : 'invalid',
+        pid: v?.pid ?? null,
+        restarts: v?.restarts ?? 0,
+        address: address ?? (p?.addr ? intToIpv4(p.addr) : null),
+        addressFrom: e.spec?.address ? 'file' : e.learned ? 'first packet' : null,
+        lastExit: v?.lastExit ?? null,
+        error: e.error ?? null,
+        traffic: p ? { tx_packets: p.tx, rx_packets: p.rx, tx_bytes: p.txBytes, rx_bytes: p.rxBytes, dropped: p.dropped } : null,
+      };
+    });
+  }
+
+  /** The Vassal object of a deployed vassal (tests, plugins). */
+  vassal(name: string): Vassal | undefined {
+    return this.entries.get(name)?.vassal;
+  }
+}

@@ -1,0 +1,36 @@
+// status.ts: `moat emperor --status`: one stats document from the router's
+// stats socket, its emperor section printed as a table (or as JSON).
+import net from 'node:net';
+import type { VassalStatus } from './emperor';
+
+export function fetchStats(addr: string, timeoutMs = 5000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const colon = addr.lastIndexOf(':');
+    const s = colon >= 0 ? net.connect(Number(addr.slice(colon + 1)), addr.slice(0, colon) || '127.0.0.1') : net.connect(addr);
+    s.setTimeout(timeoutMs, () => s.destroy(new Error(`no answer from ${addr} within ${timeoutMs} ms`)));
+    s.on('data', (d) => chunks.push(d));
+    s.on('end', () => {
+      try { resolve(JSON.parse(Buffer.concat(chunks).toString('utf8'))); } catch (e) { reject(e); }
+    });
+    s.on('error', reject);
+  });
+}
+
+const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
+
+export function formatStatus(vassals: VassalStatus[]): string {
+  const head = ['NAME', 'STATE', 'PID', 'RESTARTS', 'ADDRESS', 'TX PKTS', 'RX PKTS', 'DROPPED', 'NOTE'];
+  const rows = vassals.map((v) => [
+    v.name, v.state, v.pid === null ? '-' : String(v.pid), String(v.restarts),
+    v.address ? v.address + (v.addressFrom === 'first packet' ? '*' : '') : '-',
+    v.traffic ? String(v.traffic.tx_packets) : '-', v.traffic ? String(v.traffic.rx_packets) : '-',
+    v.traffic ? String(v.traffic.dropped) : '-',
+    v.error ?? (v.state !== 'running' && v.lastExit ? `last exit: ${v.lastExit}` : ''),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : pad(c, widths[i]))).join('  ').trimEnd();
+  const out = [line(head), ...rows.map(line)];
+  if (vassals.some((v) => v.addressFrom === 'first packet')) out.push('* address learned from the vassal\'s first packet');
+  return out.join('\n') + '\n';
+}

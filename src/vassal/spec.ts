@@ -1,0 +1,165 @@
+// spec.ts: a vassal file's options (uWSGI names) -> the config lines its
+// native runtime takes over the control channel (docs/runtime-protocol.md).
+// Order does not matter to the runtime (it sets up in uWSGI's order); hooks
+// keep their file order. Every bad value is a ConfigError with file:line.
+import path from 'node:path';
+import { lookupGroup, lookupUser } from '../config/accounts';
+import { formatSource } from '../config/option';
+import { checkOptions } from '../config/schema';
+import { deviceConfig } from '../config/router-config';
+import { ConfigError, Option, OptionList } from '../config/types';
+import { ipv4ToInt } from '../addr';
+
+/** Where each vassal's host directory is bind-mounted inside the vassal. */
+export const VASSAL_DIR_MOUNTPOINT = '/run/moat';
+
+export const CLONE_NAMES = ['fs', 'ipc', 'uts', 'net', 'pid'] as const;
+export type CloneName = typeof CLONE_NAMES[number];
+
+/** What the emperor gives every vassal (from its own config). */
+export interface VassalContext {
+  clone: CloneName[];          // emperor-use-clone
+  routerSocket?: string;       // the emperor's router socket: a vassal's tuntap-device without a socket uses it
+  hostDir: string;             // vassals-dir-root/NAME
+}
+
+export interface VassalSpec {
+  name: string;
+  lines: string[];             // config lines for the runtime, without 'start'
+  address?: string;            // tuntap-device-address's address (no /BITS)
+  addressSource?: string;      // file:line of it
+  device?: { name: string; socket: string };
+  uid?: number;
+  gid?: number;
+  warnings: string[];
+}
+
+const fail = (o: Option, message: string): never => { throw new ConfigError(`${o.key}: ${message}`, o.source); };
+
+/** emperor-use-clone's value ('mount' is 'fs'); a bad word is an error. */
+export function parseClone(o: Option): CloneName[] {
+  const out: CloneName[] = [];
+  for (const raw of o.value.split(',').map((w) => w.trim()).filter(Boolean)) {
+    const w = raw === 'mount' ? 'fs' : raw;
+    if (!(CLONE_NAMES as readonly string[]).includes(w)) fail(o, `'${raw}' is not a namespace (fs, ipc, uts, net, pid)`);
+    if (!out.includes(w as CloneName)) out.push(w as CloneName);
+  }
+  return out;
+}
+
+function oneLine(o: Option): string {
+  if (/[\r\n]/.test(o.value)) fail(o, 'a value cannot span lines');
+  if (Buffer.byteLength(o.value) > 60000) fail(o, 'value too long');
+  return o.value;
+}
+
+function cidr(o: Option): { addr: string; bits: number } {
+  const m = /^\s*(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})\s*$/.exec(o.value);
+  if (!m) fail(o, `expected A.B.C.D/BITS, got '${o.value}'`);
+  const parts = m![1].split('.').map(Number);
+  const bits = Number(m![2]);
+  if (parts.some((p) => p > 255) || bits < 1 || bits > 32) fail(o, `'${o.value}' is not an IPv4 address with a prefix length 1..32`);
+  if (parts[0] === 0 || parts[0] >= 224 || parts[0] === 127) fail(o, `'${m![1]}' cannot be a vassal's address`);
+  return { addr: m![1], bits };
+}
+
+function ipv4(o: Option): string {
+  const v = o.value.trim();
+  const parts = v.split('.');
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) fail(o, `'${v}' is not an IPv4 address`);
+  return v;
+}
+
+function id(o: Option, kind: 'uid' | 'gid'): number {
+  const v = o.value.trim();
+  const n = kind === 'uid' ? lookupUser(v)?.uid : lookupGroup(v);
+  if (n === undefined) fail(o, `unknown ${kind === 'uid' ? 'user' : 'group'} '${v}'`);
+  if (n! > 4294967294 || n! < 0) fail(o, `${v} is out of range`);
+  return n!;
+}
+
+/** The vassal's name: its file name, as in uWSGI (unique within the directory). */
+export function vassalName(file: string): string {
+  return path.basename(file);
+}
+
+export function vassalSpec(file: string, options: OptionList, ctx: VassalContext): VassalSpec {
+  const checked = checkOptions(options);
+  const warnings = [...checked.warnings];
+  const opts = checked.options;
+  const all = (k: string) => opts.filter((o) => o.key === k);
+  const last = (k: string) => all(k).pop();
+  const name = vassalName(file);
+  const lines: string[] = [`name ${name}`];
+  if (ctx.clone.length) lines.push(`clone ${ctx.clone.join(',')}`);
+
+  let device: VassalSpec['device'];
+  const dev = last('tuntap-device');
+  if (dev) {
+    const hasSocket = /\S\s+\S/.test(dev.value.trim());
+    let socket: string;
+    let devName: string;
+    if (!hasSocket && ctx.routerSocket) {
+      // moat: a device without a socket connects to the emperor's own router.
+      devName = deviceConfig([{ ...dev, value: `${dev.value.trim()} ${ctx.routerSocket}` }]).device;
+      socket = ctx.routerSocket;
+    } else {
+      const d = deviceConfig([dev]);
+      devName = d.device;
+      socket = d.socket;
+      warnings.push(...d.warnings);
+    }
+    if (/\s/.test(socket)) fail(dev, 'the socket path cannot contain blanks');
+    device = { name: devName, socket };
+    lines.push(`device ${devName} ${socket}`);
+  }
+  let address: string | undefined;
+  let addressSource: string | undefined;
+  const addrOpt = last('tuntap-device-address');
+  if (addrOpt) {
+    if (!device) fail(addrOpt, 'needs a tuntap-device');
+    const c = cidr(addrOpt);
+    address = c.addr;
+    addressSource = formatSource(addrOpt.source);
+    ipv4ToInt(address);
+    lines.push(`device-address ${c.addr}/${c.bits}`);
+  }
+  const route = last('tuntap-device-route');
+  if (route) {
+    if (!device) fail(route, 'needs a tuntap-device');
+    lines.push(`device-route ${ipv4(route)}`);
+  }
+  if (ctx.clone.includes('fs')) {
+    // Only with a mount namespace of its own: in the host's it would cover the host's /run/moat.
+    lines.push(`vassal-dir ${ctx.hostDir} ${VASSAL_DIR_MOUNTPOINT}`);
+  }
+  const pivot = last('pivot-root');
+  if (pivot) {
+    const f = pivot.value.trim().split(/\s+/);
+    if (f.length !== 2 || !f.every((p) => p.startsWith('/'))) fail(pivot, `expected <new_root> <put_old> (absolute paths), got '${pivot.value}'`);
+    if (!ctx.clone.includes('fs')) fail(pivot, 'needs emperor-use-clone with fs (a mount namespace of its own)');
+    lines.push(`pivot-root ${f[0]} ${f[1]}`);
+  }
+  let uid: number | undefined;
+  let gid: number | undefined;
+  const uidOpt = last('uid');
+  const gidOpt = last('gid');
+  if (gidOpt) { gid = id(gidOpt, 'gid'); lines.push(`gid ${gid}`); }
+  if (uidOpt) { uid = id(uidOpt, 'uid'); lines.push(`uid ${uid}`); }
+  for (const o of opts) {
+    switch (o.key) {
+      case 'exec-post-jail': case 'exec-as-root': case 'exec-as-user': case 'attach-daemon':
+        if (o.value.trim() === '') fail(o, 'empty command');
+        lines.push(`${o.key} ${oneLine(o)}`);
+        break;
+      case 'env':
+        if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(o.value)) fail(o, `expected KEY=VALUE, got '${o.value}'`);
+        lines.push(`env ${oneLine(o)}`);
+        break;
+      case 'emperor': case 'tuntap-router':
+        warnings.push(`${formatSource(o.source)}: ${o.key} in a vassal file is ignored (one emperor and one router per moat process)`);
+        break;
+    }
+  }
+  return { name, lines, address, addressSource, device, uid, gid, warnings };
+}
