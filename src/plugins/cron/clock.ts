@@ -57,9 +57,15 @@ export class FakeClock implements Clock {
     return this.timers.size;
   }
 
-  /** Sets the time without firing anything (a wall clock set back or jumping ahead). */
+  /**
+   * Steps the wall clock (NTP, an admin) without firing anything. Timers are
+   * monotonic, as node's are: each still fires after the time it was set for,
+   * so its due time moves with the step.
+   */
   set(to: Date | number): void {
-    this.t = typeof to === 'number' ? to : to.getTime();
+    const t = typeof to === 'number' ? to : to.getTime();
+    for (const timer of this.timers.values()) timer.at += t - this.t;
+    this.t = t;
   }
 
   advance(ms: number): void {
