@@ -154,6 +154,12 @@ test('what uWSGI silently ignores is an error naming file:line', () => {
   bad('cron-harakiri = soon', /cron-harakiri must be a number of seconds/);
 });
 
+test('a command with a line break (possible in YAML/JSON) is refused: the runtime channel is line-based', () => {
+  throwsConfig(() => parseCronOptions([{ key: 'cron', value: '-1 -1 -1 -1 -1 a\nb', source: { file: 'v.yaml', line: 4 } }]),
+    /^v\.yaml:4: cron: the command may not contain a line break/, 4);
+  throwsConfig(() => parseCronOptions([{ key: 'cron-tab', value: '* * * * * a\rb', source: { file: 'v.json' } }]), /^v\.json: cron-tab: .*line break/);
+});
+
 test('only cron options are read, in file order, keeping their lines', () => {
   const e = parseCronOptions(ini('cron = 0 0 -1 -1 -1 a\nexec-as-root = true\ncron-tab = @hourly b\ncron2 = hour=1 c\n'));
   assert.deepEqual(e.map((x) => [x.key, x.command, x.source.line]), [['cron', 'a', 2], ['cron-tab', 'b', 4], ['cron2', 'c', 5]]);

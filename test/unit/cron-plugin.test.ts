@@ -10,7 +10,7 @@ import client from 'prom-client';
 import { parseCronOptions } from '../../src/plugins/cron/parse';
 import { CronPlugin, CronExitEvent, CronSkipEvent } from '../../src/plugins/cron/plugin';
 import { CronMetrics } from '../../src/plugins/cron/metrics';
-import { FakeClock } from '../../src/plugins/cron/clock';
+import { FakeClock, systemClock } from '../../src/plugins/cron/clock';
 import { LocalJobRunner, parseJobStatus, formatJobStatus } from '../../src/plugins/cron/runner';
 import { captureLog, ini, RecordingRunner } from './cron-helpers';
 
@@ -236,4 +236,15 @@ test('LocalJobRunner: exit codes, signals, the environment given, a missing cwd 
   const bad = new LocalJobRunner({ cwd: '/nonexistent-moat-dir' });
   const err = await new Promise<unknown>((resolve) => { bad.attach({ onStart: () => {}, onExit: (_id, s) => resolve(s) }); bad.run('d', 'true'); });
   assert.ok(err && typeof err === 'object' && 'error' in err, JSON.stringify(err));
+});
+
+test('systemClock: a timer fires after its time, a cleared one never', async () => {
+  const start = Date.now();
+  const fired: string[] = [];
+  systemClock.setTimer(() => fired.push('a'), 30);
+  const b = systemClock.setTimer(() => fired.push('b'), 10);
+  systemClock.clearTimer(b);
+  await new Promise((r) => setTimeout(r, 80));
+  assert.deepEqual(fired, ['a']);
+  assert.ok(systemClock.now() - start >= 30);
 });

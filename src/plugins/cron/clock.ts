@@ -12,15 +12,20 @@ export interface Clock {
   clearTimer(h: TimerHandle): void;
 }
 
-/** Date.now and setTimeout. */
+const systemTimers = new Map<number, NodeJS.Timeout>();
+let systemSeq = 0;
+
+/** Date.now and setTimeout (monotonic: a stepped wall clock does not move a timer). */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(fn, ms) {
-    const t = setTimeout(fn, Math.max(0, Math.min(ms, 2 ** 31 - 1)));
-    return { id: 0, t } as TimerHandle & { t: NodeJS.Timeout };
+    const id = ++systemSeq;
+    systemTimers.set(id, setTimeout(() => { systemTimers.delete(id); fn(); }, Math.max(0, Math.min(ms, 2 ** 31 - 1))));
+    return { id };
   },
   clearTimer(h) {
-    clearTimeout((h as TimerHandle & { t: NodeJS.Timeout }).t);
+    clearTimeout(systemTimers.get(h.id));
+    systemTimers.delete(h.id);
   },
 };
 

@@ -130,6 +130,8 @@ function fromUwsgi(c: Common, t: UwsgiTime): CronEntry {
 function requireCommand(command: string, key: string, source: Source): string {
   const cmd = command.trim();
   if (cmd === '') throw new ConfigError(`${key}: missing command`, source);
+  // The runtime's control channel is one line per command (a YAML or JSON value could hold a newline).
+  if (/[\r\n\0]/.test(cmd)) throw new ConfigError(`${key}: the command may not contain a line break or NUL`, source);
   return cmd;
 }
 
