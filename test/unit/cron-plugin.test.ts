@@ -11,7 +11,7 @@ import { parseCronOptions } from '../../src/plugins/cron/parse';
 import { CronPlugin, CronExitEvent, CronSkipEvent } from '../../src/plugins/cron/plugin';
 import { CronMetrics } from '../../src/plugins/cron/metrics';
 import { FakeClock, systemClock } from '../../src/plugins/cron/clock';
-import { LocalJobRunner, parseJobStatus, formatJobStatus } from '../../src/plugins/cron/runner';
+import { LocalJobRunner, parseJobExit, parseJobStatus, formatJobStatus } from '../../src/plugins/cron/runner';
 import { captureLog, ini, RecordingRunner } from './cron-helpers';
 
 const T0 = Date.parse('2024-05-01T12:00:30Z');
@@ -146,10 +146,12 @@ test('harakiri on a fake runner: kill(id) at exactly N s; a run that ends first 
   assert.deepEqual(runner.kills, ['c2.3', 'c2.4', 'c1.2']);
   runner.finish('c1.2', { signal: 9 }, 90_000);
   assert.deepEqual(exits.map((e) => [e.id, e.result]), [['c2.1', 'failed'], ['c2.3', 'harakiri'], ['c2.4', 'harakiri'], ['c1.2', 'harakiri']]);
-  cron.stop();
-  // Runs still going (c2.x of the last minutes) are killed by their harakiri; nothing else is left.
-  for (const id of [...runner.live]) runner.finish(id, { code: 0 }, 1);
-  assert.equal(clock.pending, 0);
+  clock.advanceTo(at('12:04:00'));                   // c1.5, c2.6 still going
+  cron.close('vassal died');                         // their exits will never come
+  assert.deepEqual(exits.slice(-2).map((e) => [e.id, e.result, e.status]),
+    [['c1.5', 'error', { error: 'vassal died' }], ['c2.6', 'error', { error: 'vassal died' }]]);
+  assert.equal(cron.running.length, 0);
+  assert.equal(clock.pending, 0, 'no schedule or harakiri timer left');
 });
 
 test('uWSGI\'s 60 s rule: a clock set back does not start an entry again within a minute', () => {
@@ -219,6 +221,9 @@ test('a runner that fails to start a job: result error; unknown exits are ignore
   assert.deepEqual(parseJobStatus('signal 9'), { signal: 9 });
   assert.deepEqual(parseJobStatus('exec failed: ENOENT'), { error: 'exec failed: ENOENT' });
   assert.equal(formatJobStatus({ signal: 15 }), 'signal 15');
+  assert.deepEqual(parseJobExit('c1.2 signal 9 1234'), { id: 'c1.2', status: { signal: 9 }, ms: 1234 });
+  assert.deepEqual(parseJobExit('c3.1 0 17'), { id: 'c3.1', status: { code: 0 }, ms: 17 });
+  assert.equal(parseJobExit('c3.1 0'), undefined);
 });
 
 test('LocalJobRunner: exit codes, signals, the environment given, a missing cwd is an error', async () => {

@@ -5,7 +5,7 @@
 //   const cron = new CronPlugin({ vassal, entries, runner, metrics });
 //   // runner.run(id, cmd)  -> send `job ID CMD`;  runner.kill(id) -> `job-kill ID`
 //   // on `job-start ID PID`        -> cron.onStart(id, pid)
-//   // on `job-exit ID STATUS MS`   -> cron.onExit(id, parseJobStatus(STATUS), ms)
+//   // on `job-exit VALUE`          -> const x = parseJobExit(VALUE); cron.onExit(x.id, x.status, x.ms)
 //   cron.start() after `ready`; cron.stop() before `stop`.
 export { parseCronOptions, parseCronOption, CRON_KEYS } from './parse';
 export type { CronEntry, CronKey, UwsgiTime } from './parse';
@@ -13,7 +13,7 @@ export { CronPlugin } from './plugin';
 export type { CronPluginOptions, CronStartEvent, CronSkipEvent, CronExitEvent } from './plugin';
 export { CronMetrics } from './metrics';
 export type { CronResult, SkipReason } from './metrics';
-export { LocalJobRunner, parseJobStatus, formatJobStatus } from './runner';
+export { LocalJobRunner, parseJobStatus, parseJobExit, formatJobStatus } from './runner';
 export type { JobRunner, JobEvents, JobStatus, LocalJobRunnerOptions } from './runner';
 export { FakeClock, systemClock } from './clock';
 export type { Clock, TimerHandle } from './clock';

@@ -94,6 +94,15 @@ export class CronPlugin extends EventEmitter implements JobEvents {
     this.timer = undefined;
   }
 
+  /**
+   * stop(), and ends the runs still going as `{ error: reason }` (their
+   * exits will never come: the vassal is gone). Leaves no timer behind.
+   */
+  close(reason = 'vassal stopped'): void {
+    this.stop();
+    for (const id of [...this.runs.keys()]) this.onExit(id, { error: reason }, this.clock.now() - (this.runs.get(id)?.started ?? 0));
+  }
+
   /** IDs of the runs still going. */
   get running(): string[] {
     return [...this.runs.keys()];

@@ -34,6 +34,16 @@ export function parseJobStatus(text: string): JobStatus {
   return { error: t };
 }
 
+/**
+ * The value of the runtime's `job-exit ID STATUS MILLISECONDS` event; STATUS
+ * may hold a blank ('signal 9'), so ID is the first word and MILLISECONDS the
+ * last. Undefined when the value has not that shape.
+ */
+export function parseJobExit(value: string): { id: string; status: JobStatus; ms: number } | undefined {
+  const m = /^(\S+) (.+) ([0-9]+)$/.exec(value.trim());
+  return m ? { id: m[1], status: parseJobStatus(m[2]), ms: Number(m[3]) } : undefined;
+}
+
 export function formatJobStatus(s: JobStatus): string {
   if ('code' in s) return `exit ${s.code}`;
   if ('signal' in s) return `signal ${s.signal}`;
