@@ -31,9 +31,10 @@ test('every option the brief names for now and for later is in the table', () =>
     'tuntap-router-queue-bytes', 'tuntap-router-bind', 'tuntap-router-netns', 'tuntap-device-reconnect-min',
     'tuntap-device-reconnect-max', 'metrics', 'log-format', 'ini', 'yaml', 'json', 'xml', 'master', 'exec-as-root',
     'emperor', 'emperor-use-clone', 'pivot-root', 'uid', 'gid', 'exec-as-user', 'attach-daemon', 'exec-post-jail',
-    'vassals-dir-root', 'tuntap-device-address', 'tuntap-device-route'];
+    'vassals-dir-root', 'tuntap-device-address', 'tuntap-device-route',
+    'cron', 'cron2', 'unique-cron', 'cron-tab', 'cron-harakiri'];
   const later = ['hook-as-root',
-    'cron', 'cron2', 'unique-cron', 'forkpty-router', 'forkpty-urouter', 'forkpty-router-command', 'forkptyrouter-rows',
+    'forkpty-router', 'forkpty-urouter', 'forkpty-router-command', 'forkptyrouter-rows',
     'forkptyrouter-cols', 'pty-socket', 'pty-connect', 'pty-uconnect'];
   for (const n of now) assert.notEqual(findOption(n)?.status, undefined, n);
   for (const n of now) assert.notEqual(findOption(n)?.status, 'planned', n);
@@ -62,10 +63,10 @@ test('refused options are errors naming option, source and reason', () => {
 });
 
 test('ignored and planned options warn; single options set twice warn; bad bool and int values are errors', () => {
-  const { warnings } = checkOptions(ini('socket = :3031\ncron = -1 -1 -1 -1 -1 true\nmetrics = :1\nmetrics = :2\nmaster = yes\nmaster = on\n'));
+  const { warnings } = checkOptions(ini('socket = :3031\nhook-as-user = x\nmetrics = :1\nmetrics = :2\nmaster = yes\nmaster = on\n'));
   assert.deepEqual(warnings, [
     'v.ini:2: socket ignored: moat runs no application server',
-    'v.ini:3: cron is not implemented yet, ignored',
+    'v.ini:3: hook-as-user is not implemented yet, ignored',
     'v.ini:5: metrics set again (first at v.ini:4); the last one counts',
     'v.ini:7: master set again (first at v.ini:6); the last one counts',
   ]);
