@@ -16,8 +16,8 @@ function setCounter(c: client.Counter<string>, labels: client.LabelValues<string
   if (v > 0) c.inc(labels, v);
 }
 
-export function createRegistry(src: MetricsSource): client.Registry {
-  const reg = new client.Registry();
+/** Registers the router's metrics in reg (plugins register theirs beside them). */
+export function registerRouterMetrics(reg: client.Registry, src: MetricsSource): client.Registry {
   let snap: RouterStats | undefined;
   // One snapshot per scrape, shared by every metric's collect().
   const snapshot = (): RouterStats => (snap ??= src.stats());

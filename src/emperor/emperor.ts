@@ -26,6 +26,7 @@ import type { PeerBinding } from '../native';
 import { VASSAL_DIR_MOUNTPOINT, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
 import { DEFAULT_SUPERVISOR, SupervisorOptions, Vassal, VassalState } from '../vassal/vassal';
 import type { EmperorConfig } from './config';
+import { Clock, CronMetrics, CronPlugin, parseJobExit } from '../plugins/cron';
 
 interface Entry {
   name: string;
@@ -33,6 +34,7 @@ interface Entry {
   hash: string;
   spec?: VassalSpec;
   vassal?: Vassal;
+  cron?: CronPlugin;
   error?: string;              // the file's current problem, if any
   learned?: string;            // address learned from the vassal's first packet
   hostDir?: string;
@@ -55,6 +57,7 @@ export interface EmperorOptions {
   supervisor?: Partial<SupervisorOptions>;
   debounceMs?: number;
   log?: Logger;
+  cronClock?: Clock;           // the clock cron schedules by (tests replace it)
 }
 
 export class Emperor extends EventEmitter {
@@ -78,7 +81,9 @@ export class Emperor extends EventEmitter {
     this.log = opts.log ?? logger().child({ component: 'emperor', dir: config.dir });
     this.supervisor = { ...DEFAULT_SUPERVISOR, ...opts.supervisor };
     this.debounceMs = opts.debounceMs ?? 200;
+    this.cronClock = opts.cronClock;
   }
+  private readonly cronClock?: Clock;
   private readonly debounceMs: number;
 
   /** Starts watching and deploys what the directory holds. With a router, vassal
@@ -246,6 +251,7 @@ export class Emperor extends EventEmitter {
     }
     const v = new Vassal(e.name, spec.lines, log, this.supervisor);
     e.vassal = v;
+    if (spec.cron.length) e.cron = this.attachCron(e.name, v, spec, log);
     v.on('pid', () => this.pushBindings());
     v.on('exit', () => this.pushBindings());
     v.on('state', (s: VassalState) => this.emit('vassal-state', e.name, s));
@@ -254,6 +260,43 @@ export class Emperor extends EventEmitter {
     v.start();
     this.emit('deployed', e.name);
   }
+
+  /** The vassal's cron entries: scheduled here, each run started inside the
+   *  vassal by its runtime (`job`), reported back by `job-start`/`job-exit`.
+   *  Scheduling follows the vassal: it starts at each `ready` and stops when
+   *  the runtime exits (its unfinished runs are then counted as errors). */
+  private attachCron(name: string, v: Vassal, spec: VassalSpec, log: Logger): CronPlugin {
+    const cron = new CronPlugin({
+      vassal: name,
+      entries: spec.cron,
+      metrics: this.cronMetrics(),
+      clock: this.cronClock,
+      log,
+      runner: {
+        run: (id, cmd) => { if (!v.send(`job ${id} ${cmd}`)) throw new Error('the vassal is not running'); },
+        kill: (id) => { v.send(`job-kill ${id}`); },
+      },
+    });
+    v.on('ready', () => cron.start());
+    v.on('job-start', (value: string) => {
+      const [id, pid] = value.split(' ');
+      cron.onStart(id, Number(pid));
+    });
+    v.on('job-exit', (value: string) => {
+      const x = parseJobExit(value);
+      if (x) cron.onExit(x.id, x.status, x.ms);
+    });
+    v.on('exit', () => cron.close('vassal exited'));
+    return cron;
+  }
+
+  private cronMetrics(): CronMetrics | undefined {
+    const reg = this.router?.registry;
+    if (!reg) return undefined;
+    this.cronMetricsFor ??= new CronMetrics(reg);
+    return this.cronMetricsFor;
+  }
+  private cronMetricsFor?: CronMetrics;
 
   private async reload(e: Entry, hash: string): Promise<void> {
     e.hash = hash;
@@ -265,7 +308,10 @@ export class Emperor extends EventEmitter {
       return;
     }
     this.log.info({ vassal: e.name }, 'vassal file changed: reloading');
+    e.cron?.stop();
     if (e.vassal) await e.vassal.stop();
+    e.cron?.close('vassal reloaded');
+    e.cron = undefined;
     e.vassal = undefined;
     e.learned = undefined;     // the new file may use another address
     e.error = undefined;
@@ -278,7 +324,10 @@ export class Emperor extends EventEmitter {
   private async retire(e: Entry): Promise<void> {
     const v = e.vassal;
     e.vassal = undefined;
+    e.cron?.stop();
     if (v) await v.stop();
+    e.cron?.close('vassal stopped');
+    e.cron = undefined;
     if (e.hostDir) {
       try { fs.rmSync(e.hostDir, { recursive: true, force: true }); } catch (err) {
         this.log.warn({ vassal: e.name, err: (err as Error).message }, 'cannot remove the vassal directory');

@@ -12,7 +12,8 @@ import { loadRuleSet } from '../rules/load';
 import { carryMap } from '../rules/compile';
 import { ipv4ToInt, intToIpv4, uwsgiAddr32 } from '../addr';
 import { logger, Logger } from '../log';
-import { createRegistry, serveMetrics } from '../metrics';
+import client from 'prom-client';
+import { registerRouterMetrics, serveMetrics } from '../metrics';
 import { StatsServer } from './stats-server';
 import type { RouterPlugin } from './plugin';
 
@@ -32,10 +33,17 @@ export class Router extends EventEmitter {
   private readonly pluginBindings = new Map<string, PeerBinding[]>();
   private readonly statsSections = new Map<string, () => unknown>();
   readonly log: Logger;
+  /** The Prometheus registry the router serves on `metrics`; plugins add theirs here. */
+  readonly registry: client.Registry;
 
   constructor(readonly config: RouterConfig, log?: Logger) {
     super();
     this.log = log ?? logger().child({ component: 'router', device: config.device });
+    this.registry = registerRouterMetrics(new client.Registry(), {
+      stats: () => this.stats(),
+      ruleOrigins: () => ({ in: this.rules.in.map((r) => r.origin), out: this.rules.out.map((r) => r.origin) }),
+      reloads: () => this.reloadCounts,
+    });
   }
 
   use(plugin: RouterPlugin): this {
@@ -76,11 +84,7 @@ export class Router extends EventEmitter {
         this.log.info({ stats: c.stats }, 'stats socket listening');
       }
       if (c.metrics) {
-        this.metricsServer = await serveMetrics(createRegistry({
-          stats: () => this.stats(),
-          ruleOrigins: () => ({ in: this.rules.in.map((r) => r.origin), out: this.rules.out.map((r) => r.origin) }),
-          reloads: () => this.reloadCounts,
-        }), c.metrics);
+        this.metricsServer = await serveMetrics(this.registry, c.metrics);
         this.log.info({ metrics: c.metrics }, 'metrics listening');
       }
       this.watchRuleFiles();

@@ -2,6 +2,7 @@
 // native runtime takes over the control channel (docs/runtime-protocol.md).
 // Order does not matter to the runtime (it sets up in uWSGI's order); hooks
 // keep their file order. Every bad value is a ConfigError with file:line.
+import { parseCronOptions, CronEntry } from '../plugins/cron';
 import path from 'node:path';
 import { lookupGroup, lookupUser } from '../config/accounts';
 import { formatSource } from '../config/option';
@@ -31,6 +32,7 @@ export interface VassalSpec {
   device?: { name: string; socket: string };
   uid?: number;
   gid?: number;
+  cron: CronEntry[];           // cron, cron2, unique-cron, cron-tab: scheduled by the emperor, run by the runtime
   warnings: string[];
 }
 
@@ -161,5 +163,5 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
         break;
     }
   }
-  return { name, lines, address, addressSource, device, uid, gid, warnings };
+  return { name, lines, address, addressSource, device, uid, gid, cron: parseCronOptions(opts), warnings };
 }
