@@ -4,7 +4,8 @@
 // a plugin of the router when tuntap-router is set (after the router's own
 // exec-as-root hooks; its vassals stop before the router), else on its own.
 import { loadArgv } from '../config/load';
-import { routerConfig, deviceConfig } from '../config/router-config';
+import { routerConfig, deviceConfig, instanceUser } from '../config/router-config';
+import { dropPrivileges, handOver } from '../privileges';
 import { ConfigError, OptionList } from '../config/types';
 import { Router } from '../router/router';
 import { hooksPlugin } from '../router/hooks';
@@ -60,10 +61,24 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
     if (emperor && !router) await emperor.stop();
     await router?.stop();   // stops the emperor plugin first
   };
+  let dropTo: ReturnType<typeof instanceUser>;
+  try {
+    dropTo = instanceUser(options);
+    // The emperor spawns vassals in new namespaces: that needs root, so an
+    // emperor keeps it (the vassals drop their own, per vassal file).
+    if (dropTo && emperor) throw new Error('uid/gid in the emperor\'s own config: the emperor needs root to spawn vassals (set uid/gid in vassal files)');
+  } catch (err) {
+    process.stderr.write(`moat: ${(err as Error).message}\n`);
+    return 2;
+  }
   try {
     await router?.start();
     if (emperor && !router) await emperor.start();
     device?.start();
+    if (dropTo) {
+      handOver([...(router?.createdDirs ?? [])], dropTo);
+      dropPrivileges(dropTo, log);
+    }
   } catch (err) {
     log.error({ err: (err as Error).message }, 'start failed');
     await stopAll();

@@ -207,3 +207,23 @@ export function deviceConfig(options: OptionList): DeviceConfig {
   }
   return { device, socket, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, netns: netnsPath(opts.last('tuntap-device-netns')), warnings };
 }
+
+/** The instance's own `uid`/`gid` (names or numbers): who a standalone router
+ *  or device becomes once its device and sockets exist. A uid without gid
+ *  takes the user's primary group. */
+export function instanceUser(options: OptionList, accounts: AccountFiles = {}): { uid: number; gid: number } | undefined {
+  const last = (k: string) => options.filter((o) => o.key === k).pop();
+  const u = last('uid');
+  const g = last('gid');
+  if (!u && !g) return undefined;
+  if (!u) fail(g!, 'gid without uid: name the user to become too');
+  const user = userId(u!, u!.value.trim(), accounts);
+  let gid = user.gid;
+  if (g) {
+    const name = g.value.trim();
+    gid = /^\d+$/.test(name) ? Number(name) : lookupGroup(name, accounts);
+    if (gid === undefined) fail(g, `unknown group '${name}'`);
+  }
+  if (gid === undefined) fail(u!, `uid ${u!.value.trim()} has no passwd entry: set gid too`);
+  return { uid: user.uid, gid: gid! };
+}

@@ -33,6 +33,8 @@ export class Router extends EventEmitter {
   private readonly pluginBindings = new Map<string, PeerBinding[]>();
   private readonly statsSections = new Map<string, () => unknown>();
   readonly log: Logger;
+  /** Directories start() made for its sockets (handed over on a privilege drop). */
+  readonly createdDirs: string[] = [];
   /** The Prometheus registry the router serves on `metrics`; plugins add theirs here. */
   readonly registry: client.Registry;
 
@@ -59,8 +61,10 @@ export class Router extends EventEmitter {
     for (const w of c.warnings) this.log.warn(w);
     this.rules = this.loadRules();
     // /run/moat may not exist yet on a fresh host.
-    fs.mkdirSync(path.dirname(path.resolve(c.socket)), { recursive: true });
-    if (c.stats && !c.stats.includes(':')) fs.mkdirSync(path.dirname(path.resolve(c.stats)), { recursive: true });
+    for (const file of [c.socket, ...(c.stats && !c.stats.includes(':') ? [c.stats] : [])]) {
+      const made = fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      if (made) this.createdDirs.push(path.dirname(path.resolve(file)));
+    }
     const native = new (addon().Router)({
       tunName: c.device,
       netns: c.netns ?? '',

@@ -1,0 +1,33 @@
+// privileges.ts: a standalone router or device gives up root once its tun
+// device, sockets and hooks exist (uWSGI's `uid`/`gid` for the instance). The
+// data path needs no privilege after that: the tun fd and the listening socket
+// stay open. Dropping from root to another uid clears every capability
+// (no keep-caps), for all threads (glibc applies set*id to the whole process).
+import fs from 'node:fs';
+import type { Logger } from './log';
+
+export interface DropTo { uid: number; gid: number }
+
+/** setgroups([]), setgid, setuid, then proves root cannot come back. */
+export function dropPrivileges(to: DropTo, log: Logger): void {
+  const { setgroups, setgid, setuid } = process;
+  if (!setgroups || !setgid || !setuid) throw new Error('this platform cannot change user');
+  setgroups([]);
+  setgid(to.gid);
+  setuid(to.uid);
+  let regained = false;
+  try {
+    setuid(0);
+    regained = true;
+  } catch { /* expected: EPERM */ }
+  if (regained || process.getuid?.() !== to.uid || process.getegid?.() !== to.gid) {
+    throw new Error(`privilege drop to ${to.uid}:${to.gid} did not hold`);
+  }
+  const capEff = /CapEff:\s*([0-9a-f]+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1];
+  log.info({ uid: to.uid, gid: to.gid, capEff }, 'privileges dropped');
+}
+
+/** Lets `to` remove the files moat made in dir on exit (the router's socket). */
+export function handOver(paths: string[], to: DropTo): void {
+  for (const p of paths) fs.chownSync(p, to.uid, to.gid);
+}

@@ -1,0 +1,65 @@
+// privileges.test.ts: a standalone router with uid/gid gives up root once its
+// device, sockets and hooks exist: no capability left, traffic still flows,
+// rules still reload, and its socket is still removed on SIGTERM.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Lab, requireRoot, sh, waitFor } from '../helpers/netns';
+import { startMoat, tempDir, waitForSocket, REPO } from '../helpers/moat';
+
+const lab = new Lab();
+after(() => lab.cleanup());
+
+function status(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
+    const i = l.indexOf(':');
+    if (i > 0) out[l.slice(0, i)] = l.slice(i + 1).trim();
+  }
+  return out;
+}
+
+test('uid/gid: the router runs without root or capabilities after start', async () => {
+  requireRoot();
+  const dir = tempDir(lab);
+  fs.chmodSync(dir, 0o755);
+  const runDir = path.join(dir, 'run', 'moat');      // made by moat, handed to the new user
+  const sock = path.join(runDir, 'tuntap.sock');
+  const rules = path.join(dir, 'policy.rules');
+  fs.copyFileSync(path.join(REPO, 'rules', 'isolation.rules'), rules);
+  fs.chmodSync(rules, 0o644);
+  const gw = lab.netns('mpg');
+  const v1 = lab.netns('mpv');
+  const router = startMoat(lab, [
+    '--tuntap-router', `emperor0 ${sock}`, '--tuntap-router-netns', `/run/netns/${gw}`,
+    '--tuntap-router-firewall-file', rules,
+    '--exec-as-root', 'ip addr add 192.168.0.1/24 dev emperor0',
+    '--uid', '65534', '--gid', '65534',
+  ]);
+  await waitForSocket(sock, router);
+  await waitFor(() => /privileges dropped/.test(router.output()), 10000, 'privilege drop');
+  const st = status(router.child.pid!);
+  assert.match(st.Uid, /^65534\s+65534\s+65534\s+65534$/, 'every uid is 65534');
+  assert.match(st.Gid, /^65534\s+65534\s+65534\s+65534$/);
+  assert.equal(st.CapEff, '0000000000000000', 'no effective capability');
+  assert.equal(st.CapPrm, '0000000000000000', 'no permitted capability');
+  assert.equal(st.Groups, '', 'no supplementary group');
+
+  const dev = startMoat(lab, ['--tuntap-device', `uwsgi0 ${sock}`], v1);
+  await waitFor(() => sh('ip', ['-n', v1, 'link', 'show']).includes('uwsgi0'), 10000, 'device');
+  sh('ip', ['-n', v1, 'addr', 'add', '192.168.0.2/24', 'dev', 'uwsgi0']);
+  await waitFor(() => {
+    try { sh('ping', ['-c', '1', '-W', '1', '-q', '192.168.0.1'], { ns: v1 }); return true; } catch { return false; }
+  }, 10000, 'ping through the unprivileged router');
+
+  fs.writeFileSync(rules, 'out deny\nin deny\n');
+  router.child.kill('SIGHUP');
+  await waitFor(() => /rules reloaded/.test(router.output()), 5000, 'reload as 65534');
+
+  router.child.kill('SIGTERM');
+  assert.equal(await router.exited, 0, router.output().slice(-2000));
+  assert.equal(fs.existsSync(sock), false, 'socket removed by the unprivileged router');
+  dev.child.kill('SIGTERM');
+  await dev.exited;
+});
