@@ -7,6 +7,10 @@ import { Router } from '../router/router';
 import { hooksPlugin } from '../router/hooks';
 import { Device } from '../device/device';
 import { logger, setLogLevel } from '../log';
+import { checkOptions } from '../config/schema';
+import { ptyClientConfig, ptyRouterConfigs, sharedPtyConfig } from '../pty/config';
+import { PtyRouter, SharedPtyServer } from '../pty/server';
+import { ptyClient } from './pty';
 
 export async function runOptions(argv: string[]): Promise<number> {
   let options: OptionList;
@@ -23,7 +27,20 @@ export async function runOptions(argv: string[]): Promise<number> {
 
   let router: Router | undefined;
   let device: Device | undefined;
+  let ptys: PtyRouter[] = [];
+  let shared: SharedPtyServer | undefined;
+  let sharedExit: ((status: number) => void) | undefined;
   try {
+    // pty options (aliases resolved): a client runs alone; servers run beside the rest.
+    const checked = checkOptions(options);
+    const client = ptyClientConfig(checked.options);
+    if (client) return ptyClient(client.path, client.framed);
+    ptys = ptyRouterConfigs(checked.options).map((c) => new PtyRouter(c));
+    const sharedCfg = sharedPtyConfig(checked.options);
+    if (sharedCfg) shared = new SharedPtyServer(sharedCfg, (status) => sharedExit?.(status));
+    if ((ptys.length || shared) && !has('tuntap-router') && !has('tuntap-device')) {
+      for (const w of checked.warnings) log.warn(w);
+    }
     if (has('tuntap-router')) {
       const cfg = routerConfig(options);
       router = new Router(cfg);
@@ -38,18 +55,22 @@ export async function runOptions(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  if (!router && !device) {
-    process.stderr.write('moat: nothing to run: give --tuntap-router or --tuntap-device (see moat --help)\n');
+  if (!router && !device && !ptys.length && !shared) {
+    process.stderr.write('moat: nothing to run: give --tuntap-router, --tuntap-device, --forkpty-urouter or --pty-socket (see moat --help)\n');
     return 2;
   }
 
   const stopAll = async () => {
+    for (const p of ptys) p.stop();
+    shared?.stop();
     await device?.stop();
     await router?.stop();
   };
   try {
     await router?.start();
     device?.start();
+    for (const p of ptys) p.start();
+    shared?.start();
   } catch (err) {
     log.error({ err: (err as Error).message }, 'start failed');
     await stopAll();
@@ -66,6 +87,14 @@ export async function runOptions(argv: string[]): Promise<number> {
         log.error({ err: err.message }, 'stop failed');
         resolve(1);
       });
+    };
+    // pty-exec ended: moat exits as uWSGI does, with the command's status.
+    sharedExit = (status) => {
+      if (stopping) return;
+      stopping = true;
+      log.info('pty-exec command ended: stopping');
+      const code = status < 0 ? 1 : (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
+      stopAll().then(() => resolve(code), () => resolve(1));
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
