@@ -136,32 +136,47 @@ int listen_unix(const PtySocketOptions& o, dev_t* dev, ino_t* ino, std::string* 
     if (probe >= 0) ::close(probe);
     ::unlink(o.path.c_str());  // stale
   }
+  // Bound under a temporary name and renamed into place once it listens with
+  // its final mode and owner: whoever sees the path can connect, and nobody
+  // ever saw it with other permissions. (Paths too long for the temporary
+  // name are bound in place; connections before listen() are refused.)
+  std::string tmp = o.path + ".new";
+  bool renamed = tmp.size() < sizeof(sa.sun_path);
+  const std::string& bind_path = renamed ? tmp : o.path;
+  sockaddr_un ba{};
+  ba.sun_family = AF_UNIX;
+  std::memcpy(ba.sun_path, bind_path.c_str(), bind_path.size() + 1);
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     *err = errtext("socket");
     return -1;
   }
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-    *err = errtext("bind " + o.path);
+  if (renamed) ::unlink(tmp.c_str());  // a leftover of a crash; ours by name
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ba), sizeof(ba)) != 0) {
+    *err = errtext("bind " + bind_path);
     ::close(fd);
     return -1;
   }
-  bool ok = ::chmod(o.path.c_str(), o.mode & 07777) == 0;
-  if (!ok) *err = errtext("chmod " + o.path);
+  bool ok = ::chmod(bind_path.c_str(), o.mode & 07777) == 0;
+  if (!ok) *err = errtext("chmod " + bind_path);
   if (ok && (o.uid >= 0 || o.gid >= 0)) {
-    ok = ::chown(o.path.c_str(), o.uid >= 0 ? uid_t(o.uid) : uid_t(-1), o.gid >= 0 ? gid_t(o.gid) : gid_t(-1)) == 0;
-    if (!ok) *err = errtext("chown " + o.path);
+    ok = ::chown(bind_path.c_str(), o.uid >= 0 ? uid_t(o.uid) : uid_t(-1), o.gid >= 0 ? gid_t(o.gid) : gid_t(-1)) == 0;
+    if (!ok) *err = errtext("chown " + bind_path);
+  }
+  if (ok && ::listen(fd, 64) != 0) {
+    ok = false;
+    *err = errtext("listen " + bind_path);
+  }
+  if (ok && renamed && ::rename(tmp.c_str(), o.path.c_str()) != 0) {
+    ok = false;
+    *err = errtext("rename " + tmp + " to " + o.path);
   }
   if (ok && ::lstat(o.path.c_str(), &st) == 0) {
     *dev = st.st_dev;
     *ino = st.st_ino;
   }
-  if (ok && ::listen(fd, 64) != 0) {
-    ok = false;
-    *err = errtext("listen " + o.path);
-  }
   if (!ok) {
-    ::unlink(o.path.c_str());
+    ::unlink(bind_path.c_str());
     ::close(fd);
     return -1;
   }
