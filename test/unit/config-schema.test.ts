@@ -20,7 +20,7 @@ test('aliases resolve to one canonical name', () => {
   const { options, warnings } = checkOptions(ini('emperor-user-clone = fs,net\nforkptyurouter = /tmp/p.sock\n'));
   assert.deepEqual(options.map((o) => o.key), ['emperor-use-clone', 'forkpty-urouter']);
   assert.equal(options[0].source.line, 2);
-  assert.equal(warnings.length, 2); // both planned
+  assert.equal(warnings.length, 1); // emperor-user-clone is planned; forkpty-urouter is implemented
 });
 
 test('every option the brief names for now and for later is in the table', () => {
@@ -30,8 +30,10 @@ test('every option the brief names for now and for later is in the table', () =>
     'tuntap-router-queue-bytes', 'tuntap-router-bind', 'tuntap-router-netns', 'tuntap-device-reconnect-min',
     'tuntap-device-reconnect-max', 'metrics', 'log-format', 'ini', 'yaml', 'json', 'xml', 'master', 'exec-as-root'];
   const later = ['emperor', 'emperor-use-clone', 'pivot-root', 'uid', 'gid', 'hook-as-root', 'exec-as-user', 'attach-daemon',
-    'cron', 'cron2', 'unique-cron', 'forkpty-router', 'forkpty-urouter', 'forkpty-router-command', 'forkptyrouter-rows',
-    'forkptyrouter-cols', 'pty-socket', 'pty-connect', 'pty-uconnect'];
+    'cron', 'cron2', 'unique-cron'];
+  const pty = ['forkpty-router', 'forkpty-urouter', 'forkpty-router-command', 'forkptyrouter-rows',
+    'forkptyrouter-cols', 'pty-socket', 'pty-exec', 'pty-connect', 'pty-uconnect'];
+  for (const n of pty) assert.equal(findOption(n)?.status, 'implemented', n);
   for (const n of now) assert.notEqual(findOption(n)?.status, undefined, n);
   for (const n of now) assert.notEqual(findOption(n)?.status, 'planned', n);
   for (const n of later) assert.equal(findOption(n)?.status, 'planned', n);
