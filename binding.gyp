@@ -8,10 +8,12 @@
         "native/classifier.cc",
         "native/router.cc",
         "native/device.cc",
+        "native/pty.cc",
         "native/addon.cc",
         "native/router_binding.cc",
         "native/device_binding.cc",
-        "native/classifier_binding.cc"
+        "native/classifier_binding.cc",
+        "native/pty_binding.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

@@ -6,6 +6,7 @@ import { runOptions } from './commands/run';
 import { rulesCommand } from './commands/rules';
 import { demoCommand } from './commands/demo';
 import { emperorCommand } from './commands/emperor';
+import { ptyCommand } from './commands/pty';
 
 const USAGE = `usage:
   moat [--ini FILE | --yaml FILE | --json FILE | --xml FILE] [--OPTION VALUE ...]
@@ -23,6 +24,8 @@ const USAGE = `usage:
   moat rules trace FILE... --packets LIST
   moat rules stats [--stats ADDR]   per-rule hit counters of a running router
   moat demo [--keep]                emperor demo in namespaces it creates (root)
+  moat pty-connect ADDR             this terminal on a forkpty-router or pty-socket (raw)
+  moat pty-uconnect ADDR            this terminal on a forkpty-urouter (framed; sshd ForceCommand)
   moat --help | --version
 `;
 
@@ -39,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'rules') return rulesCommand(rest);
   if (cmd === 'demo') return demoCommand(rest);
   if (cmd === 'emperor') return emperorCommand(rest);
+  if (cmd === 'pty-connect' || cmd === 'pty-uconnect') return ptyCommand(cmd, rest);
   if (!cmd.startsWith('-')) {
     process.stderr.write(`moat: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
     return 2;

@@ -121,6 +121,59 @@ export interface NativeDevice {
   stats(): DeviceStats;
 }
 
+/** Where a pty server listens and what its sessions run (pty.h). */
+export interface PtyCommonOptions {
+  path: string;             // unix socket; stale file replaced, live one refused
+  mode: number;             // chmod before listen()
+  uid: number;              // chown of the socket; -1 keeps
+  gid: number;
+  command: string;          // '' = /bin/sh; with a space: /bin/sh -c COMMAND
+  env: string[];            // the session's environment; [] = the server's
+  cwd: string;              // '' = keep
+  sessionUid: number;       // -1 keeps
+  sessionGid: number;
+  rows: number;             // initial window size
+  cols: number;
+}
+
+export interface PtyServerOptions extends PtyCommonOptions {
+  framed: boolean;          // forkpty-urouter (true) or forkpty-router (false)
+  maxSessions: number;
+  queueBytes: number;       // per direction per session
+  hangupGraceMs: number;    // SIGHUP -> SIGKILL
+}
+
+export interface SharedPtyOptions extends PtyCommonOptions {
+  maxViewers: number;
+  queueBytes: number;       // a viewer this far behind is disconnected
+  scrollbackBytes: number;  // recent output replayed to a new viewer
+}
+
+/** status: a wait status (exit code << 8, or the signal number), -1 unknown. */
+export type PtyEvent =
+  | { type: 'session_start'; session: number; pid: number; peerUid: number; peerPid: number }
+  | { type: 'session_end'; session: number; pid: number; status: number; reason: string }
+  | { type: 'refused'; peerUid: number; peerPid: number; reason: string }
+  | { type: 'error'; message: string };
+
+export interface PtyServerStats {
+  sessionsStarted: number; sessionsEnded: number; refused: number; active: number;
+  bytesIn: number; bytesOut: number; signals: number; resizes: number; ignoredFrames: number;
+}
+
+export interface NativePtyServer {
+  start(onEvents: (events: PtyEvent[]) => void): void;
+  /** Hangs up every session (waits up to hangupGraceMs), removes the socket. */
+  stop(): void;
+  stats(): PtyServerStats;
+}
+
+export interface NativeSharedPty {
+  start(onEvents: (events: PtyEvent[]) => void): void;
+  stop(): void;
+  stats(): { commandPid: number };
+}
+
 export interface Addon {
   Router: new (opts: RouterOptions) => NativeRouter;
   Device: new (opts: DeviceOptions) => NativeDevice;
@@ -129,6 +182,10 @@ export interface Addon {
   parseFrames(buf: Buffer, maxPayload: number): { frames: Array<{ mod1: number; mod2: number; payload: Buffer }>; consumed: number; status: 'ok' | 'need_more' | 'oversize' };
   /** The IPv4 check a peer's packet goes through: null if fine, else the drop reason. */
   checkIpv4(pkt: Buffer): string | null;
+  PtyServer: new (opts: PtyServerOptions) => NativePtyServer;
+  SharedPty: new (opts: SharedPtyOptions) => NativeSharedPty;
+  /** The terminal client; blocks until the session ends. code: 0 ended, 1 error, 128+N signal N. */
+  ptyClient(opts: { path: string; framed: boolean }): { code: number; error: string };
 }
 
 let cached: Addon | undefined;

@@ -14,6 +14,10 @@ import { logger, setLogLevel } from '../log';
 import { Emperor } from '../emperor/emperor';
 import { emperorConfig } from '../emperor/config';
 import { emperorPlugin } from '../emperor/plugin';
+import { checkOptions } from '../config/schema';
+import { ptyClientConfig, ptyRouterConfigs, sharedPtyConfig } from '../pty/config';
+import { PtyRouter, SharedPtyServer } from '../pty/server';
+import { ptyClient } from './pty';
 
 export async function runOptions(argv: string[], opts: { emperor?: boolean } = {}): Promise<number> {
   let options: OptionList;
@@ -30,9 +34,22 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
 
   let router: Router | undefined;
   let device: Device | undefined;
+  let ptys: PtyRouter[] = [];
+  let shared: SharedPtyServer | undefined;
+  let sharedExit: ((status: number) => void) | undefined;
   let emperor: Emperor | undefined;
   const hooks = options.filter((o) => o.key === 'exec-as-root').map((o) => o.value);
   try {
+    // pty options (aliases resolved): a client runs alone; servers run beside the rest.
+    const checked = checkOptions(options);
+    const client = ptyClientConfig(checked.options);
+    if (client) return ptyClient(client.path, client.framed);
+    ptys = ptyRouterConfigs(checked.options).map((c) => new PtyRouter(c));
+    const sharedCfg = sharedPtyConfig(checked.options);
+    if (sharedCfg) shared = new SharedPtyServer(sharedCfg, (status) => sharedExit?.(status));
+    if ((ptys.length || shared) && !has('tuntap-router') && !has('tuntap-device')) {
+      for (const w of checked.warnings) log.warn(w);
+    }
     if (opts.emperor && !has('emperor')) throw new Error('moat emperor: no emperor option (emperor = DIR, or --emperor DIR)');
     if (has('emperor')) emperor = new Emperor(emperorConfig(options));
     if (has('tuntap-router')) {
@@ -51,12 +68,14 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
     }
     throw err;
   }
-  if (!router && !device && !emperor) {
-    process.stderr.write('moat: nothing to run: give --tuntap-router, --emperor or --tuntap-device (see moat --help)\n');
+  if (!router && !device && !emperor && !ptys.length && !shared) {
+    process.stderr.write('moat: nothing to run: give --tuntap-router, --emperor, --tuntap-device, --forkpty-urouter or --pty-socket (see moat --help)\n');
     return 2;
   }
 
   const stopAll = async () => {
+    for (const p of ptys) p.stop();
+    shared?.stop();
     await device?.stop();
     if (emperor && !router) await emperor.stop();
     await router?.stop();   // stops the emperor plugin first
@@ -75,6 +94,8 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
     await router?.start();
     if (emperor && !router) await emperor.start();
     device?.start();
+    for (const p of ptys) p.start();
+    shared?.start();
     if (dropTo) {
       handOver([...(router?.createdDirs ?? [])], dropTo);
       dropPrivileges(dropTo, log);
@@ -95,6 +116,14 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
         log.error({ err: err.message }, 'stop failed');
         resolve(1);
       });
+    };
+    // pty-exec ended: moat exits as uWSGI does, with the command's status.
+    sharedExit = (status) => {
+      if (stopping) return;
+      stopping = true;
+      log.info('pty-exec command ended: stopping');
+      const code = status < 0 ? 1 : (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
+      stopAll().then(() => resolve(code), () => resolve(1));
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

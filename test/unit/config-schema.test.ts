@@ -21,7 +21,7 @@ test('aliases resolve to one canonical name', () => {
   const { options, warnings } = checkOptions(ini('emperor-user-clone = fs,net\nforkptyurouter = /tmp/p.sock\n'));
   assert.deepEqual(options.map((o) => o.key), ['emperor-use-clone', 'forkpty-urouter']);
   assert.equal(options[0].source.line, 2);
-  assert.equal(warnings.length, 1); // forkpty-urouter is planned
+  assert.deepEqual(warnings, []); // both are implemented
 });
 
 test('every option the brief names for now and for later is in the table', () => {
@@ -33,9 +33,10 @@ test('every option the brief names for now and for later is in the table', () =>
     'emperor', 'emperor-use-clone', 'pivot-root', 'uid', 'gid', 'exec-as-user', 'attach-daemon', 'exec-post-jail',
     'vassals-dir-root', 'tuntap-device-address', 'tuntap-device-route',
     'cron', 'cron2', 'unique-cron', 'cron-tab', 'cron-harakiri'];
-  const later = ['hook-as-root',
-    'forkpty-router', 'forkpty-urouter', 'forkpty-router-command', 'forkptyrouter-rows',
-    'forkptyrouter-cols', 'pty-socket', 'pty-connect', 'pty-uconnect'];
+  const later = ['hook-as-root'];
+  const pty = ['forkpty-router', 'forkpty-urouter', 'forkpty-router-command', 'forkptyrouter-rows',
+    'forkptyrouter-cols', 'pty-socket', 'pty-exec', 'pty-connect', 'pty-uconnect'];
+  for (const n of pty) assert.equal(findOption(n)?.status, 'implemented', n);
   for (const n of now) assert.notEqual(findOption(n)?.status, undefined, n);
   for (const n of now) assert.notEqual(findOption(n)?.status, 'planned', n);
   for (const n of later) assert.equal(findOption(n)?.status, 'planned', n);

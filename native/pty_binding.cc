@@ -1,0 +1,250 @@
+// pty_binding.cc: the addon's PtyServer and SharedPty classes and the
+// blocking ptyClient() function (typed in src/native.ts) over pty.h. Plain
+// arguments in, checked with TypeErrors; events cross from the server thread
+// to JS through a thread-safe function. Policy lives in src/pty/.
+#include <napi.h>
+
+#include <cmath>
+#include <memory>
+
+#include "pty.h"
+
+namespace moat {
+
+namespace {
+
+std::string str(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), std::string("pty option ") + key + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+int64_t num(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
+  Napi::Value v = o.Get(key);
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+  if (!std::isfinite(d) || std::floor(d) != d || d < double(lo) || d > double(hi)) {
+    throw Napi::TypeError::New(o.Env(), std::string("pty option ") + key + " must be an integer in " +
+                                            std::to_string(lo) + ".." + std::to_string(hi));
+  }
+  return int64_t(d);
+}
+
+void read_socket(const Napi::Object& o, PtySocketOptions* s) {
+  s->path = str(o, "path");
+  s->mode = uint32_t(num(o, "mode", 0, 07777));
+  s->uid = num(o, "uid", -1, 4294967294LL);
+  s->gid = num(o, "gid", -1, 4294967294LL);
+}
+
+void read_command(const Napi::Object& o, PtyCommandOptions* c) {
+  c->command = str(o, "command");
+  c->cwd = str(o, "cwd");
+  c->uid = num(o, "sessionUid", -1, 4294967294LL);
+  c->gid = num(o, "sessionGid", -1, 4294967294LL);
+  c->rows = uint16_t(num(o, "rows", 0, 65535));
+  c->cols = uint16_t(num(o, "cols", 0, 65535));
+  Napi::Value env = o.Get("env");
+  if (!env.IsArray()) throw Napi::TypeError::New(o.Env(), "pty option env must be an array of strings");
+  Napi::Array a = env.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(o.Env(), "pty option env must be an array of strings");
+    c->env.push_back(v.As<Napi::String>().Utf8Value());
+  }
+}
+
+Napi::Object event_object(Napi::Env env, const PtyEvent& e) {
+  Napi::Object o = Napi::Object::New(env);
+  switch (e.type) {
+    case PtyEvent::Type::SessionStart:
+      o.Set("type", "session_start");
+      o.Set("session", Napi::Number::New(env, double(e.session)));
+      o.Set("pid", Napi::Number::New(env, e.pid));
+      o.Set("peerUid", Napi::Number::New(env, double(e.peer_uid)));
+      o.Set("peerPid", Napi::Number::New(env, double(e.peer_pid)));
+      break;
+    case PtyEvent::Type::SessionEnd:
+      o.Set("type", "session_end");
+      o.Set("session", Napi::Number::New(env, double(e.session)));
+      o.Set("pid", Napi::Number::New(env, e.pid));
+      o.Set("status", Napi::Number::New(env, e.status));
+      o.Set("reason", e.text);
+      break;
+    case PtyEvent::Type::Refused:
+      o.Set("type", "refused");
+      o.Set("peerUid", Napi::Number::New(env, double(e.peer_uid)));
+      o.Set("peerPid", Napi::Number::New(env, double(e.peer_pid)));
+      o.Set("reason", e.text);
+      break;
+    case PtyEvent::Type::Error:
+      o.Set("type", "error");
+      o.Set("message", e.text);
+      break;
+  }
+  return o;
+}
+
+}  // namespace
+
+// One wrapper for both servers: they share open/start/stop and the events.
+template <class Server, class Options>
+class PtyWrap : public Napi::ObjectWrap<PtyWrap<Server, Options>> {
+ public:
+  using Base = Napi::ObjectWrap<PtyWrap<Server, Options>>;
+  static Napi::Function Define(Napi::Env env, const char* name) {
+    return Base::DefineClass(env, name,
+                             {Base::InstanceMethod("start", &PtyWrap::Start), Base::InstanceMethod("stop", &PtyWrap::Stop),
+                              Base::InstanceMethod("stats", &PtyWrap::Stats)});
+  }
+
+  explicit PtyWrap(const Napi::CallbackInfo& info) : Base(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "pty server needs an options object");
+    server_ = std::make_unique<Server>(ReadOptions(info[0].As<Napi::Object>()));
+    napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
+  }
+
+  ~PtyWrap() override {
+    if (!env_gone_) napi_remove_env_cleanup_hook(this->Env(), OnEnvCleanup, this);
+    Shutdown();
+  }
+
+ private:
+  std::unique_ptr<Server> server_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool running_ = false;
+  bool env_gone_ = false;
+
+  static Options ReadOptions(const Napi::Object& o);
+
+  static void OnEnvCleanup(void* arg) {
+    auto* self = static_cast<PtyWrap*>(arg);
+    self->env_gone_ = true;
+    self->Shutdown();
+  }
+
+  void Shutdown() {
+    if (server_) server_->stop();  // joins; its last events are queued before Release
+    if (running_) {
+      running_ = false;
+      tsfn_.Release();
+    }
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "start needs an event callback");
+    if (running_) throw Napi::Error::New(env, "pty server already started");
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "moat.Pty", 0, 1);
+    Napi::ThreadSafeFunction tsfn = tsfn_;
+    std::string err;
+    bool ok = server_->start(
+        [tsfn](std::vector<PtyEvent>&& events) mutable {
+          auto* batch = new std::vector<PtyEvent>(std::move(events));
+          napi_status st = tsfn.NonBlockingCall(batch, [](Napi::Env env, Napi::Function cb, std::vector<PtyEvent>* b) {
+            std::unique_ptr<std::vector<PtyEvent>> owned(b);
+            if (env == nullptr || cb.IsEmpty()) return;
+            Napi::Array arr = Napi::Array::New(env, owned->size());
+            for (size_t i = 0; i < owned->size(); i++) arr.Set(uint32_t(i), event_object(env, (*owned)[i]));
+            cb.Call({arr});
+          });
+          if (st != napi_ok) delete batch;
+        },
+        &err);
+    if (!ok) {
+      tsfn_.Release();
+      throw Napi::Error::New(env, err);
+    }
+    running_ = true;
+    return env.Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info);
+};
+
+template <>
+PtyServerOptions PtyWrap<PtyServer, PtyServerOptions>::ReadOptions(const Napi::Object& o) {
+  PtyServerOptions opts;
+  read_socket(o, &opts.socket);
+  read_command(o, &opts.session);
+  Napi::Value f = o.Get("framed");
+  if (!f.IsBoolean()) throw Napi::TypeError::New(o.Env(), "pty option framed must be a boolean");
+  opts.framed = f.As<Napi::Boolean>().Value();
+  opts.max_sessions = uint32_t(num(o, "maxSessions", 1, 65536));
+  opts.queue_bytes = size_t(num(o, "queueBytes", 8192, int64_t(1) << 30));
+  opts.hangup_grace_ms = uint32_t(num(o, "hangupGraceMs", 1, 600000));
+  return opts;
+}
+
+template <>
+SharedPtyOptions PtyWrap<SharedPty, SharedPtyOptions>::ReadOptions(const Napi::Object& o) {
+  SharedPtyOptions opts;
+  read_socket(o, &opts.socket);
+  read_command(o, &opts.command);
+  opts.max_viewers = uint32_t(num(o, "maxViewers", 1, 4096));
+  opts.queue_bytes = size_t(num(o, "queueBytes", 8192, int64_t(1) << 30));
+  opts.scrollback_bytes = size_t(num(o, "scrollbackBytes", 0, 1 << 24));
+  return opts;
+}
+
+template <>
+Napi::Value PtyWrap<PtyServer, PtyServerOptions>::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PtyServerStats s = server_->stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("sessionsStarted", Napi::Number::New(env, double(s.sessions_started)));
+  o.Set("sessionsEnded", Napi::Number::New(env, double(s.sessions_ended)));
+  o.Set("refused", Napi::Number::New(env, double(s.refused)));
+  o.Set("active", Napi::Number::New(env, double(s.active)));
+  o.Set("bytesIn", Napi::Number::New(env, double(s.bytes_in)));
+  o.Set("bytesOut", Napi::Number::New(env, double(s.bytes_out)));
+  o.Set("signals", Napi::Number::New(env, double(s.signals)));
+  o.Set("resizes", Napi::Number::New(env, double(s.resizes)));
+  o.Set("ignoredFrames", Napi::Number::New(env, double(s.ignored_frames)));
+  return o;
+}
+
+template <>
+Napi::Value PtyWrap<SharedPty, SharedPtyOptions>::Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("commandPid", Napi::Number::New(env, server_->command_pid()));
+  return o;
+}
+
+namespace {
+
+// ptyClient({path, framed}): blocks the calling (main) thread until the
+// session ends; returns the exit code. Nothing else runs meanwhile: it is
+// meant for `moat pty-connect`, a process that does nothing else.
+Napi::Value PtyClient(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "ptyClient needs an options object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  PtyClientOptions opts;
+  opts.path = str(o, "path");
+  Napi::Value f = o.Get("framed");
+  if (!f.IsBoolean()) throw Napi::TypeError::New(env, "ptyClient option framed must be a boolean");
+  opts.framed = f.As<Napi::Boolean>().Value();
+  std::string err;
+  int rc = pty_client(opts, &err);
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("code", Napi::Number::New(env, rc));
+  r.Set("error", err);
+  return r;
+}
+
+}  // namespace
+
+void InitPtyBinding(Napi::Env env, Napi::Object exports) {
+  exports.Set("PtyServer", PtyWrap<PtyServer, PtyServerOptions>::Define(env, "PtyServer"));
+  exports.Set("SharedPty", PtyWrap<SharedPty, SharedPtyOptions>::Define(env, "SharedPty"));
+  exports.Set("ptyClient", Napi::Function::New(env, PtyClient, "ptyClient"));
+}
+
+}  // namespace moat

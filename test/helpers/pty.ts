@@ -1,0 +1,103 @@
+// pty.ts: driving terminal programs like a person would, for the pty tests: a
+// tmux server of the test's own (its own -L socket, no config file) whose one
+// pane runs the program; keys go in with send-keys, the screen comes back
+// with capture-pane. Everything is removed at the Lab's cleanup.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import { Lab, uniqueName } from './netns';
+
+export class Tmux {
+  private constructor(readonly server: string, readonly session: string) {}
+
+  /** A detached tmux session of cols x rows running `command` (a shell line). */
+  static start(lab: Lab, command: string, cols = 80, rows = 24): Tmux {
+    const t = new Tmux(uniqueName('moatpty'), 'main');
+    lab.onCleanup(() => t.kill());
+    t.tmux('new-session', '-d', '-s', t.session, '-x', String(cols), '-y', String(rows), command);
+    t.tmux('set-option', '-t', t.session, 'history-limit', '5000');
+    return t;
+  }
+
+  tmux(...args: string[]): string {
+    return execFileSync('tmux', ['-L', this.server, '-f', '/dev/null', ...args], { encoding: 'utf8', timeout: 10000 });
+  }
+
+  /** Types text literally, then Enter. */
+  line(text: string): void {
+    this.tmux('send-keys', '-t', this.session, '-l', text);
+    this.tmux('send-keys', '-t', this.session, 'Enter');
+  }
+
+  /** Named keys (C-c, Enter, ...). */
+  keys(...keys: string[]): void {
+    this.tmux('send-keys', '-t', this.session, ...keys);
+  }
+
+  /** The pane's text, history included, wrapped lines joined. */
+  screen(): string {
+    return this.tmux('capture-pane', '-p', '-J', '-S', '-5000', '-t', this.session);
+  }
+
+  resize(cols: number, rows: number): void {
+    this.tmux('resize-window', '-t', this.session, '-x', String(cols), '-y', String(rows));
+  }
+
+  /** Waits until the screen matches re; the error shows the screen. */
+  async waitScreen(re: RegExp, timeoutMs = 8000): Promise<RegExpMatchArray> {
+    const end = Date.now() + timeoutMs;
+    let s = '';
+    for (;;) {
+      s = this.screen();
+      const m = s.match(re);
+      if (m) return m;
+      if (Date.now() > end) throw new Error(`timed out waiting for ${re} on the screen:\n${s.replace(/\n+$/, '')}`);
+      await sleep(50);
+    }
+  }
+
+  /** Ends the tmux server (its panes' processes get SIGHUP). Idempotent. */
+  kill(): void {
+    try { this.tmux('kill-server'); } catch { /* already gone */ }
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A process that exists and is not a zombie (a zombie has exited already). */
+export function running(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The parent pid of pid (from /proc), or -1. */
+export function parentOf(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return -1;
+  }
+}
+
+export async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (pids.some(running)) {
+    if (Date.now() > end) throw new Error(`still running after ${timeoutMs} ms: ${pids.filter(running).join(', ')}`);
+    await sleep(50);
+  }
+}
+
+/** A uwsgi frame header: modifier1 0, 16-bit little-endian size, modifier2. */
+export function frame(mod2: number, size: number, payload?: Buffer): Buffer {
+  const h = Buffer.from([0, size & 0xff, (size >> 8) & 0xff, mod2]);
+  return payload ? Buffer.concat([h, payload]) : h;
+}
+
+export function stdinFrame(text: string): Buffer {
+  const b = Buffer.from(text);
+  return frame(0, b.length, b);
+}
