@@ -11,6 +11,7 @@ packages=(
   clang libclang-rt-14-dev        # fuzzers and sanitizer builds
   busybox-static                  # small roots for pivot-root tests
   util-linux procps               # nsenter, unshare, ps
+  tmux openssh-server openssh-client  # pty tests: a real terminal, an ssh login
 )
 missing=()
 for p in "${packages[@]}"; do
