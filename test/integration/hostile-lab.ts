@@ -196,6 +196,10 @@ export function memText(): string {
   return `RSS ${mib(rssKiB() * 1024)} MiB (V8 heap ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB)`;
 }
 
+/** Under AddressSanitizer freed memory is held in its quarantine by design,
+ *  so RSS bounds say nothing there (fd bounds still hold). */
+export const UNDER_ASAN = /libasan/.test(process.env.LD_PRELOAD ?? '');
+
 /** Resident set size in KiB. */
 export function rssKiB(): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
