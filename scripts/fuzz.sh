@@ -34,7 +34,7 @@ declare -A SOURCES=(
 )
 declare -A MAXLEN=(
   [fuzz_frame]=70000
-  [fuzz_classifier]=8192
+  [fuzz_classifier]=4096
 )
 HARNESSES=("$@")
 [ ${#HARNESSES[@]} -eq 0 ] && HARNESSES=(fuzz_frame fuzz_classifier)
