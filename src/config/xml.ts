@@ -55,7 +55,15 @@ export function parseXml(text: string, file: string, id?: string): OptionList {
     preserveOrder: true, ignoreAttributes: false, attributeNamePrefix: '',
     parseTagValue: false, parseAttributeValue: false, trimValues: true,
   });
-  const doc = parser.parse(text) as Node[];
+  // The validator passes some markup the parser then refuses (an unclosed
+  // comment or CDATA after the root): that is a ConfigError at its line.
+  let doc: Node[];
+  try {
+    doc = parser.parse(text) as Node[];
+  } catch (e) {
+    const at = text.lastIndexOf('<!');
+    throw new ConfigError((e as Error).message, { file, line: lineAt(text, at < 0 ? 0 : at) });
+  }
   const elements = (list: Node[]): Node[] => list.filter((n) => { const t = tagOf(n); return t !== undefined && !t.startsWith('?') && t !== '#text'; });
   const tags = scanTags(text);
   const roots = elements(doc);
@@ -88,7 +96,8 @@ export function parseXml(text: string, file: string, id?: string): OptionList {
   const out: OptionList = [];
   children.forEach((n, k) => {
     const key = tagOf(n)!;
-    const source = { file, line: lines[k] };
+    const source = { file, line: lines[k] ?? lineAt(text, tags[chosenTag]?.offset ?? 0) };
+    if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(key)) throw new ConfigError(`<${key}>: not an option name`, source);
     const nid = n[':@']?.id;
     if (id !== undefined && nid !== undefined && nid !== id) return;
     const content = n[key] as Node[];
