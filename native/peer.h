@@ -34,6 +34,11 @@ struct Peer {
   bool dead = false;       // closed, waiting to be freed at the end of the wakeup
   bool dirty = false;      // has queued bytes to flush after this batch
   bool want_out = false;   // EPOLLOUT registered (a write was partial)
+  // Largest packet this peer can read in one frame. uWSGI's device reads into
+  // 8192-byte buffers (8188 of payload); set from the router's max_frame at
+  // accept (configuration; a later negotiation may raise it per peer). Bigger
+  // packets get ICMP fragmentation-needed (DF) or are fragmented.
+  uint32_t send_max = 8188;
 
   // Input: bytes read from the socket, not yet a whole frame at the front.
   std::unique_ptr<uint8_t[]> in;

@@ -33,6 +33,7 @@ constexpr int kEpollEvents = 64;
 constexpr int kAcceptBatch = 16;
 constexpr size_t kMaxPendingEvents = 65536; // beyond: events are dropped (JS not draining)
 constexpr uint64_t kSecond = 1000000000ull;
+constexpr uint32_t kIcmpPerSecond = 100;    // fragmentation-needed answers
 
 // epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
 constexpr uint64_t kTagTun = 1, kTagListen = 2, kTagControl = 3;
@@ -118,6 +119,7 @@ struct Router::Loop {
   std::vector<std::unique_ptr<Peer>> peers;
   std::unique_ptr<RuleSet> rules;
   Counter tun_rx, tun_rx_bytes, tun_tx, tun_tx_bytes;
+  Counter fragmented, frag_needed;  // packets split for a peer; ICMP answers sent
   Counter drops[kDropCount];
 
   // Events for JS.
@@ -133,6 +135,9 @@ struct Router::Loop {
   std::vector<Peer*> dirty;
   std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
   std::unique_ptr<uint8_t[]> tunbuf{new uint8_t[kTunBufSize]};
+  std::unique_ptr<uint8_t[]> fragbuf{new uint8_t[kMaxFramePayload]};
+  uint64_t icmp_window = 0;
+  uint32_t icmp_budget = 0;
   std::vector<uint32_t> gateway;  // the tun's own addresses, cached
   uint64_t gateway_at = 0;
   uint64_t now = 0;
@@ -350,13 +355,46 @@ struct Router::Loop {
     Peer* p = it == by_addr.end() ? nullptr : it->second;
     if (!rules->in.pass(pkt, len)) return drop(p, Drop::FirewallIn);
     if (!p) return drop(nullptr, Drop::NoPeer);
-    if (len > kMaxFramePayload) return drop(p, Drop::TooBig);
+    if (len > p->send_max) return too_big(p, pkt, len);
+    deliver(p, pkt, len);
+  }
+
+  void deliver(Peer* p, const uint8_t* pkt, size_t len) {
     if (!p->enqueue(pkt, len)) return drop(p, Drop::QueueFull);
     p->tx.add(1);
     if (!p->dirty) {
       p->dirty = true;
       dirty.push_back(p);
     }
+  }
+
+  // A packet bigger than the peer can read, as a router answers it: DF set ->
+  // dropped (too_big) and ICMP fragmentation-needed with the peer's limit as
+  // next-hop MTU goes back through the tun to the sender (from the peer's
+  // address: the gateway's own address would be a martian source to a sender
+  // on the gateway host); DF clear -> fragmented to fit. ICMP answers are
+  // limited to kIcmpPerSecond (beyond: only counted).
+  void too_big(Peer* p, const uint8_t* pkt, size_t len) {
+    if (!ipv4_df(pkt)) {
+      const size_t n = ipv4_fragment(pkt, len, p->send_max, fragbuf.get(),
+                                     [&](const uint8_t* f, size_t flen) { deliver(p, f, flen); });
+      if (n > 0) {
+        fragmented.add(1);
+        return;
+      }
+      return drop(p, Drop::TooBig);  // IP options: not fragmented here
+    }
+    drop(p, Drop::TooBig);
+    if (now - icmp_window >= kSecond) {
+      icmp_window = now;
+      icmp_budget = kIcmpPerSecond;
+    }
+    if (icmp_budget == 0) return;
+    uint8_t icmp[128];
+    const size_t n = icmp_frag_needed(pkt, len, uint16_t(p->send_max), ipv4_dst(pkt), icmp, sizeof icmp);
+    if (n == 0) return;
+    icmp_budget--;
+    if (write(tun, icmp, n) == ssize_t(n)) frag_needed.add(1);
   }
 
   // One send() of everything queued; a partial write keeps the rest and waits
@@ -541,6 +579,7 @@ struct Router::Loop {
       p->pid = uint32_t(cred.pid);
       p->in_cap = std::max<size_t>(size_t(opts.max_frame) + kFrameHeaderSize, kPeerInMin);
       p->in.reset(new uint8_t[p->in_cap]);
+      p->send_max = std::min<uint32_t>(opts.max_frame, uint32_t(kMaxFramePayload));
       p->out_cap = opts.queue_bytes;
       p->out.reset(new uint8_t[p->out_cap ? p->out_cap : 1]);
       struct epoll_event e;
@@ -837,6 +876,8 @@ RouterStats Router::stats() const {
   s.rx_bytes = l.tun_rx_bytes.get();
   s.tx_packets = l.tun_tx.get();
   s.tx_bytes = l.tun_tx_bytes.get();
+  s.fragmented = l.fragmented.get();
+  s.frag_needed = l.frag_needed.get();
   for (int i = 0; i < kDropCount; i++) s.drops[i] = l.drops[i].get();
   s.peers.reserve(l.peers.size());
   for (const auto& p : l.peers) {
