@@ -158,7 +158,7 @@ run_strace() {
 
 run_callgrind() {
   for dir in v2g g2v; do
-    start_path "valgrind -q --tool=callgrind --collect-atstart=no --callgrind-out-file=$DIR/cg.%p"
+    start_path "valgrind -q --tool=callgrind --instr-atstart=no --callgrind-out-file=$DIR/cg.%p"
     callgrind_control -i on "$RPID" >/dev/null; callgrind_control -i on "$DPID" >/dev/null
     read -r sent recv < <(flood "$dir")
     callgrind_control -i off "$RPID" >/dev/null; callgrind_control -i off "$DPID" >/dev/null
@@ -167,14 +167,36 @@ run_callgrind() {
     for who in router device; do
       local pid=$RPID; [ "$who" = device ] && pid=$DPID
       local ir
-      ir=$(grep -h '^summary:\|^totals:' "$DIR/cg.$pid"* | head -1 | awk '{print $2}')
+      ir=$(cat "$DIR/cg.$pid"* | awk '/^(summary|totals):/ { t += $2 } END { print t + 0 }')
       echo "  $who instructions/pkt=$(per "$ir" "$recv")"
-      callgrind_annotate --threshold=90 "$DIR/cg.$pid"* 2>/dev/null | grep -E '^ *[0-9,]+ +\(' | head -8 | sed 's/^/      /'
+      callgrind_annotate --inclusive=no "$DIR/cg.$pid"* 2>/dev/null | grep -E "^ *[0-9,]+ \(" | head -8 | sed "s/^/      /" || true
     done
   done
 }
 
+# Where the time goes: kernel + user call graphs of router and device
+# (software clock sampling; works without hardware counters).
+run_record() {
+  start_path ""
+  for dir in v2g g2v; do
+    perf record -q -e cpu-clock -F 2000 -g -p "$RPID" -o "$DIR/rec-router" 2>/dev/null &
+    local pr=$!
+    perf record -q -e cpu-clock -F 2000 -g -p "$DPID" -o "$DIR/rec-device" 2>/dev/null &
+    local pd=$!
+    sleep 0.5
+    read -r sent recv < <(flood "$dir")
+    kill -INT "$pr" "$pd"; wait "$pr" "$pd" 2>/dev/null || true
+    echo "== record $dir: sent $sent received $recv"
+    for who in router device; do
+      echo "  $who, self time by symbol:"
+      perf report -i "$DIR/rec-$who" --no-children --sort sym --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -14 | sed 's/^/    /'
+    done
+  done
+  stop_path
+}
+
 case "$MODE" in
+  record) run_record ;;
   perf) run_perf ;;
   strace) run_strace ;;
   callgrind) run_callgrind ;;

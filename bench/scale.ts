@@ -45,6 +45,15 @@ async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: n
   await until(() => { if (peers.exitCode !== null) throw new Error(`peers exited: ${pc.err()}`); return pc.err().includes('"ready"'); }, 60000, 'peers connected');
   await sleep(1500);  // the router learns every address from the first frames
   const rssIdleKiB = rssKiB(routerPid);
+  // With MOAT_SCALE_PERF=1: syscalls and CPU time of the router (all its threads) during the flood.
+  // MOAT_SCALE_PERF=record: a call-graph profile of the router per round, in /tmp/moat-scale-<n>.perf.
+  if (process.env.MOAT_SCALE_PERF === 'record') {
+    lab.spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', '-p', String(routerPid), '-o', `/tmp/moat-scale-${n}.perf`, '--', 'sleep', String(seconds)]);
+  }
+  const perf = process.env.MOAT_SCALE_PERF === '1'
+    ? lab.spawn('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,task-clock,syscalls:sys_enter_read,syscalls:sys_enter_sendto', '-p', String(routerPid)])
+    : undefined;
+  const perfOut = perf ? collect(perf) : undefined;
   const s = await run(lab, gw, FLOOD, ['send', '--dst', BASE, '--dst-count', String(n), '--port', String(PORT), '--size', '64',
     '--duration', String(seconds), '--tag', tag], (seconds + 15) * 1000);
   const sj = lastJson(s.stdout);
@@ -52,6 +61,14 @@ async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: n
   const r = await pc.done;
   const rj = lastJson(r.stdout);
   if (!rj) throw new Error(`peers failed: ${r.stderr}`);
+  if (perf && perfOut) {
+    perf.kill('SIGINT');
+    await perfOut.done;
+    const got = Number(rj.received) || 1;
+    const per = perfOut.err().split('\n').map((l) => l.split(',')).filter((f) => f.length > 2 && /^\d/.test(f[0]))
+      .map((f) => `${f[2]}=${(f[2] === 'task-clock' ? Number(f[0]) * 1000 / got : Number(f[0]) / got).toFixed(3)}`);
+    process.stderr.write(`  router per received packet (${n} peers): ${per.join(' ')} (task-clock in us)\n`);
+  }
   await sleep(500);  // the router closes the peers
   return { peers: n, received: Number(rj.received), pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
     offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB };
