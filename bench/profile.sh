@@ -150,7 +150,8 @@ run_strace() {
     echo "== strace $dir: sent $sent received $recv (strace slows every syscall: batches grow)"
     for who in router device; do
       echo "  $who (calls per received packet):"
-      awk -v n="$recv" '$1 ~ /^[0-9.]+$/ && NF >= 5 { c = $4; name = $NF; if (name != "total" && c > 0) printf "    %-14s %8.3f\n", name, c / n } $NF == "total" { printf "    %-14s %8.3f\n", "total", $3 / n }' "$DIR/strace-$who"
+      # strace -c rows: % time, seconds, usecs/call, calls, [errors,] syscall
+      awk -v n="$recv" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { c = $4; t += c; printf "    %-14s %8.3f\n", $NF, c / n } END { printf "    %-14s %8.3f\n", "total", t / n }' "$DIR/strace-$who"
     done
   done
   stop_path

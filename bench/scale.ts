@@ -95,7 +95,12 @@ async function main(): Promise<void> {
     sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns: gw });
     const tun = uniqueName('mst');
     const sock = path.join(dir, 'router.sock');
-    const router = lab.spawn(process.execPath, [MOAT_CLI, '--tuntap-router', `${tun} ${sock}`], { ns: gw });
+    // MOAT_SCALE_PATHD=FILE: the router is that bench/bin/pathd build (the
+    // native core without Node), e.g. to compare two builds of the data path.
+    const pathd = process.env.MOAT_SCALE_PATHD;
+    const router = pathd
+      ? lab.spawn(pathd, ['router', tun, sock], { ns: gw })
+      : lab.spawn(process.execPath, [MOAT_CLI, '--tuntap-router', `${tun} ${sock}`], { ns: gw });
     const rc = collect(router);
     await until(() => { if (router.exitCode !== null) throw new Error(`router exited: ${rc.err()}`); return fs.existsSync(sock); }, 30000, 'router socket');
     sh('ip', ['-n', gw, 'addr', 'add', `${GW}/16`, 'dev', tun]);
