@@ -6,6 +6,7 @@
 //   - DF set (ping -M do): ICMP fragmentation-needed with mtu 8188 goes back
 //     to the sender; the kernel learns the path MTU (ip route get shows it),
 //     the sender sees "message too long", and a packet that fits passes.
+// The device does the same toward its router (its tun has MTU 9000 here).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -15,6 +16,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { addon, NativeRouter } from '../../src/native';
+import { Device } from '../../src/device/device';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { encodeFrame, FrameReader, icmpEcho, parseIpv4, PROTO_ICMP } from '../helpers/packets';
 
@@ -92,4 +94,49 @@ test('DF set: ICMP fragmentation-needed (mtu 8188) reaches the sender, the path 
   assert.match(again.out, /8188/, `the sender is told the mtu: ${again.out}`);
   ping(['-M', 'do', '-s', '8000']);  // 8028 bytes: fits
   await waitFor(() => received.some((p) => p.length === 8028), 3000, 'the smaller packet at the peer');
+});
+
+test('the device does the same for its router: fragments (DF clear), ICMP fragmentation-needed (DF set)', async () => {
+  const vns = lab.netns('mpv');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moat-pmtud-'));
+  lab.onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // A scripted router: collects the device's frames.
+  const frames: Buffer[] = [];
+  const conns: net.Socket[] = [];
+  const server = net.createServer((c) => {
+    conns.push(c);
+    const r = new FrameReader();
+    c.on('data', (d: Buffer) => { for (const f of r.push(d)) if (f.mod2 === 0) frames.push(f.payload); });
+    c.on('error', () => undefined);
+  });
+  const sockPath = path.join(dir, 'r.sock');
+  await new Promise<void>((r) => server.listen(sockPath, () => r()));
+  lab.onCleanup(() => { for (const c of conns) c.destroy(); server.close(); });
+  const name = uniqueName('mpd');
+  const dev = new Device({ device: name, socket: sockPath, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, warnings: [] },
+    { netns: `/run/netns/${vns}` });
+  dev.start();
+  lab.onCleanup(() => dev.stop());
+  await waitFor(() => conns.length === 1 && dev.stats().connected, 5000, 'device connected');
+  sh('ip', ['-n', vns, 'addr', 'add', '192.168.0.2/24', 'dev', name]);
+  sh('ip', ['-n', vns, 'link', 'set', name, 'mtu', '9000', 'up']);
+  const vping = (args: string[]) => spawnSync('ip', ['netns', 'exec', vns, 'ping', '-n', '-c', '1', '-W', '1', ...args, '192.168.0.1'],
+    { encoding: 'utf8', timeout: 10000 });
+
+  vping(['-M', 'dont', '-s', '8500']);
+  await waitFor(() => frames.filter((p) => p[9] === 1).length >= 2, 5000, 'fragments at the router');
+  const frags = frames.filter((p) => p[9] === 1);
+  assert.ok(frags.every((p) => p.length <= 8188 && parseIpv4(p).headerOk), 'fragments fit and are well formed');
+  assert.equal(frags.reduce((n, p) => n + p.length - 20, 0), 8508, 'together they carry the whole packet');
+
+  frames.length = 0;
+  const before = dev.stats().drops.too_big;
+  const r = vping(['-M', 'do', '-s', '8500']);
+  assert.notEqual(r.status, 0);
+  assert.ok(dev.stats().drops.too_big > before, 'counted as too_big');
+  const route = sh('ip', ['-n', vns, 'route', 'get', '192.168.0.1']);
+  assert.match(route, /mtu 8188/, route);
+  assert.equal(frames.filter((p) => p.length > 8188).length, 0);
+  vping(['-M', 'do', '-s', '8000']);
+  await waitFor(() => frames.some((p) => p.length === 8028), 3000, 'the smaller packet at the router');
 });
