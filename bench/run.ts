@@ -3,6 +3,7 @@
 //
 //   node dist/bench/run.js [--quick] [--only veth,uwsgi,moat]
 //                          [--skip-flood] [--skip-paced] [--skip-tcp] [--skip-rtt]
+//                          [--mtu N]   (links at MTU N; uWSGI's at most 8188)
 //                          [--rules-sweep ...]   (runs bench/rules-sweep instead)
 //
 // Prints a table (each figure for veth / uWSGI / moat, and moat/uWSGI, moat/veth)
@@ -20,6 +21,7 @@ export interface Options {
   quick: boolean;
   only: Kind[];
   skip: Set<string>;
+  mtu?: number;
 }
 
 export function parseArgs(argv: string[]): Options {
@@ -32,6 +34,10 @@ export function parseArgs(argv: string[]): Options {
       for (const k of list) if (!KINDS.includes(k as Kind)) throw new Error(`--only: unknown scenario ${k} (veth, uwsgi, moat)`);
       o.only = list as Kind[];
     } else if (/^--skip-(flood|paced|tcp|rtt)$/.test(a)) o.skip.add(a.slice(7));
+    else if (a === '--mtu') {
+      o.mtu = Number(argv[++i]);
+      if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535) throw new Error('--mtu must be 576..65535');
+    }
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -42,7 +48,7 @@ interface KindResult { status: 'ok' | 'skipped' | 'error'; reason?: string; rest
 
 async function measureKind(kind: Kind, o: Options): Promise<KindResult> {
   if (kind === 'moat' && !moatBuilt()) return { status: 'skipped', reason: 'not built (dist/src/cli.js missing)', dirs: {} };
-  const sc = makeScenario(kind);
+  const sc = makeScenario(kind, { mtu: o.mtu });
   const res: KindResult = { status: 'ok', dirs: { v2g: {}, g2v: {} } };
   const q = o.quick;
   const step = (what: string) => process.stderr.write(`  ${kind}: ${what}\n`);
@@ -181,9 +187,10 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: ${k}\n`);
     results[k] = await measureKind(k, o);
   }
-  const t = table(results);
+  let t = table(results);
+  if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip] }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error');
   process.exitCode = failed ? 1 : 0;

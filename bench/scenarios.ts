@@ -25,7 +25,15 @@ export interface ScenarioOptions {
   uwsgiFirewallOut?: string[];
   /** false: do not wait for a ping through the path (its rules may deny ping). */
   waitPing?: boolean;
+  /**
+   * Link MTU on both ends. uWSGI's frames hold at most 8188 bytes, so its
+   * links get min(mtu, 8188); moat's router and device get a frame limit of
+   * the MTU (--tuntap-router-max-frame / --tuntap-device-max-frame).
+   */
+  mtu?: number;
 }
+
+export const UWSGI_MAX_MTU = 8188;
 
 export interface PeerStats { addr: string; tx: number; rx: number; dropped: number }
 
@@ -84,7 +92,7 @@ export abstract class Scenario {
 }
 
 export class VethScenario extends Scenario {
-  constructor() { super('veth'); }
+  constructor(opts: ScenarioOptions = {}) { super('veth', opts); }
 
   protected async build(): Promise<void> {
     const a = uniqueName('mba');
@@ -92,6 +100,10 @@ export class VethScenario extends Scenario {
     sh('ip', ['link', 'add', a, 'netns', this.gw, 'type', 'veth', 'peer', 'name', b, 'netns', this.vns]);
     sh('ip', ['-n', this.gw, 'addr', 'add', `${GW_ADDR}/24`, 'dev', a]);
     sh('ip', ['-n', this.vns, 'addr', 'add', `${V_ADDR}/24`, 'dev', b]);
+    if (this.opts.mtu) {
+      sh('ip', ['-n', this.gw, 'link', 'set', a, 'mtu', String(this.opts.mtu)]);
+      sh('ip', ['-n', this.vns, 'link', 'set', b, 'mtu', String(this.opts.mtu)]);
+    }
     sh('ip', ['-n', this.gw, 'link', 'set', a, 'up']);
     sh('ip', ['-n', this.vns, 'link', 'set', b, 'up']);
   }
@@ -131,7 +143,12 @@ export class TuntapScenario extends Scenario {
       routerArgs = [process.execPath, MOAT_CLI, '--tuntap-router', `${gtun} ${sock}`, '--tuntap-router-stats', this.statsPath];
       if (this.opts.moatFirewallFile) routerArgs.push('--tuntap-router-firewall-file', this.opts.moatFirewallFile);
       deviceArgs = [process.execPath, MOAT_CLI, '--tuntap-device', `${vtun} ${sock}`];
+      if (this.opts.mtu && this.opts.mtu > UWSGI_MAX_MTU) {
+        routerArgs.push('--tuntap-router-max-frame', String(this.opts.mtu));
+        deviceArgs.push('--tuntap-device-max-frame', String(this.opts.mtu));
+      }
     }
+    const mtu = this.opts.mtu ? String(this.kind === 'uwsgi' ? Math.min(this.opts.mtu, UWSGI_MAX_MTU) : this.opts.mtu) : undefined;
 
     this.router = this.lab.spawn(routerArgs[0], routerArgs.slice(1), { ns: this.gw });
     const rout = collect(this.router);
@@ -146,6 +163,7 @@ export class TuntapScenario extends Scenario {
       throw new Error(`${this.kind} router did not come up: ${(e as Error).message}\n${this.diagnostics()}`);
     }
     this.addAddr(this.gw, gtun, `${GW_ADDR}/24`);
+    if (mtu) sh('ip', ['-n', this.gw, 'link', 'set', gtun, 'mtu', mtu]);
     sh('ip', ['-n', this.gw, 'link', 'set', gtun, 'up']);
 
     this.device = this.lab.spawn(deviceArgs[0], deviceArgs.slice(1), { ns: this.vns });
@@ -159,6 +177,7 @@ export class TuntapScenario extends Scenario {
       throw new Error(`${this.kind} device did not come up: ${(e as Error).message}\n${this.diagnostics()}`);
     }
     this.addAddr(this.vns, vtun, `${V_ADDR}/24`);
+    if (mtu) sh('ip', ['-n', this.vns, 'link', 'set', vtun, 'mtu', mtu]);
     sh('ip', ['-n', this.vns, 'link', 'set', vtun, 'up']);
     sh('ip', ['-n', this.vns, 'route', 'replace', 'default', 'via', GW_ADDR, 'dev', vtun]);
   }
@@ -202,7 +221,7 @@ export class TuntapScenario extends Scenario {
 }
 
 export function makeScenario(kind: Kind, opts: ScenarioOptions = {}): Scenario {
-  return kind === 'veth' ? new VethScenario() : new TuntapScenario(kind, opts);
+  return kind === 'veth' ? new VethScenario(opts) : new TuntapScenario(kind, opts);
 }
 
 export function moatBuilt(): boolean {

@@ -1,7 +1,9 @@
 // device.cc: the vassal's device loop (see device.h for the contract).
 //
 // One thread, one epoll set over four fds:
-//   tun     read up to 64 packets per wakeup -> outbound queue (header+packet)
+//   tun     read up to 64 packets per wakeup -> outbound queue (header+packet);
+//           a packet above max_frame is fragmented (DF clear) or answered
+//           with ICMP fragmentation-needed on the tun (DF set)
 //           -> one send() of everything queued (partial sends kept, EPOLLOUT)
 //   socket  read many frames per read() -> reassemble (next_frame, partial
 //           frames kept) -> one write() per packet to the tun
@@ -35,6 +37,7 @@ namespace {
 constexpr int kTunBatch = 64;        // packets read from the tun per wakeup
 constexpr int kSocketReads = 4;      // reads from the socket per wakeup
 constexpr size_t kTunReadSize = 65536;
+constexpr uint32_t kIcmpPerSecond = 100;  // fragmentation-needed answers
 
 enum Tag : uint64_t { kTagStop = 0, kTagTun = 1, kTagSocket = 2, kTagTimer = 3 };
 
@@ -91,6 +94,9 @@ struct Device::Loop {
   std::vector<uint8_t> in;        // inbound bytes: [0, in_len) not yet parsed
   size_t in_len = 0;
   std::vector<uint8_t> scratch;   // one packet read from the tun
+  std::vector<uint8_t> frag;      // one fragment being built (too_big)
+  std::chrono::steady_clock::time_point icmp_window{};
+  uint32_t icmp_budget = 0;
   std::vector<DeviceEvent> events;
   bool running = true;
 
@@ -124,6 +130,7 @@ struct Device::Loop {
     out.resize(o.queue_bytes);
     in.resize(std::max<size_t>(65536, 2 * (kFrameHeaderSize + o.max_frame)));
     scratch.resize(kTunReadSize);
+    frag.resize(o.max_frame);
     return true;
   }
 
@@ -263,26 +270,54 @@ struct Device::Loop {
         continue;
       }
       if (len > o.max_frame) {
-        d.count_drop(Drop::TooBig);
+        too_big(scratch.data(), len);
         continue;
       }
-      const size_t need = kFrameHeaderSize + len;
-      if (out_tail - out_head + need > o.queue_bytes) {
-        d.count_drop(Drop::QueueFull);
-        continue;
-      }
-      if (out_tail + need > out.size()) {  // slide the pending bytes to the front
-        memmove(out.data(), out.data() + out_head, out_tail - out_head);
-        out_tail -= out_head;
-        out_head = 0;
-      }
-      encode_frame_header(out.data() + out_tail, uint16_t(len), kModPacket);
-      memcpy(out.data() + out_tail + kFrameHeaderSize, scratch.data(), len);
-      out_tail += need;
-      d.to_router_packets_.fetch_add(1, std::memory_order_relaxed);
-      d.to_router_bytes_.fetch_add(len, std::memory_order_relaxed);
+      queue(scratch.data(), len);
     }
     if (!want_out) flush();  // with EPOLLOUT armed, the socket's turn will flush
+  }
+
+  // Appends one frame to the outbound queue (or drops and counts it).
+  void queue(const uint8_t* pkt, size_t len) {
+    const size_t need = kFrameHeaderSize + len;
+    if (out_tail - out_head + need > o.queue_bytes) {
+      d.count_drop(Drop::QueueFull);
+      return;
+    }
+    if (out_tail + need > out.size()) {  // slide the pending bytes to the front
+      memmove(out.data(), out.data() + out_head, out_tail - out_head);
+      out_tail -= out_head;
+      out_head = 0;
+    }
+    encode_frame_header(out.data() + out_tail, uint16_t(len), kModPacket);
+    memcpy(out.data() + out_tail + kFrameHeaderSize, pkt, len);
+    out_tail += need;
+    d.to_router_packets_.fetch_add(1, std::memory_order_relaxed);
+    d.to_router_bytes_.fetch_add(len, std::memory_order_relaxed);
+  }
+
+  // A packet above the frame limit, as the router treats one (router.cc
+  // too_big): DF clear -> fragmented to fit; DF set -> dropped (too_big) and
+  // ICMP fragmentation-needed written back to the local tun, from the
+  // packet's destination, at most kIcmpPerSecond a second.
+  void too_big(const uint8_t* pkt, size_t len) {
+    if (!ipv4_df(pkt) && ipv4_fragment(pkt, len, o.max_frame, frag.data(),
+                                       [&](const uint8_t* f, size_t flen) { queue(f, flen); }) > 0)
+      return;
+    d.count_drop(Drop::TooBig);
+    if (!ipv4_df(pkt)) return;
+    const auto t = std::chrono::steady_clock::now();
+    if (t - icmp_window >= std::chrono::seconds(1)) {
+      icmp_window = t;
+      icmp_budget = kIcmpPerSecond;
+    }
+    if (icmp_budget == 0) return;
+    uint8_t icmp[128];
+    const size_t n = icmp_frag_needed(pkt, len, uint16_t(o.max_frame), ipv4_dst(pkt), icmp, sizeof icmp);
+    if (n == 0) return;
+    icmp_budget--;
+    (void)!write(tun, icmp, n);
   }
 
   void on_frame(const FrameHeader& h, const uint8_t* payload) {

@@ -66,4 +66,54 @@ PacketKey ipv4_key(const uint8_t* pkt, size_t len) {
   return k;
 }
 
+uint16_t ip_checksum(const uint8_t* hdr, size_t n) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < n; i += 2) sum += (uint32_t(hdr[i]) << 8) | hdr[i + 1];
+  if (n & 1) sum += uint32_t(hdr[n - 1]) << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return uint16_t(~sum);
+}
+
+size_t icmp_frag_needed(const uint8_t* pkt, size_t len, uint16_t mtu, uint32_t src,
+                        uint8_t* out, size_t cap) {
+  if (len < 20) return 0;
+  const size_t ihl = size_t(pkt[0] & 0x0f) * 4;
+  if (ihl < 20 || ihl > len) return 0;
+  const uint32_t from = ipv4_src(pkt);
+  if (from == 0 || from == 0xffffffffu || (from >> 28) == 0xe) return 0;
+  if (((unsigned(pkt[6]) & 0x1f) << 8 | pkt[7]) != 0) return 0;  // not a first fragment
+  if (pkt[9] == 1 && len >= ihl + 1) {
+    const uint8_t t = pkt[ihl];
+    if (t != 0 && t != 8 && t != 13 && t != 14 && t != 15 && t != 16) return 0;  // an ICMP error
+  }
+  const size_t quoted = ihl + (len - ihl < 8 ? len - ihl : 8);
+  const size_t total = 20 + 8 + quoted;
+  if (total > cap) return 0;
+  uint8_t* ip = out;
+  memset(ip, 0, 28);
+  ip[0] = 0x45;
+  ip[2] = uint8_t(total >> 8);
+  ip[3] = uint8_t(total);
+  ip[8] = 64;  // TTL
+  ip[9] = 1;   // ICMP
+  ip[12] = uint8_t(src >> 24);
+  ip[13] = uint8_t(src >> 16);
+  ip[14] = uint8_t(src >> 8);
+  ip[15] = uint8_t(src);
+  memcpy(ip + 16, pkt + 12, 4);  // to the packet's source
+  uint8_t* icmp = ip + 20;
+  icmp[0] = 3;  // destination unreachable
+  icmp[1] = 4;  // fragmentation needed and DF set
+  icmp[6] = uint8_t(mtu >> 8);
+  icmp[7] = uint8_t(mtu);
+  memcpy(icmp + 8, pkt, quoted);
+  uint16_t c = ip_checksum(icmp, 8 + quoted);
+  icmp[2] = uint8_t(c >> 8);
+  icmp[3] = uint8_t(c);
+  c = ip_checksum(ip, 20);
+  ip[10] = uint8_t(c >> 8);
+  ip[11] = uint8_t(c);
+  return total;
+}
+
 }  // namespace moat

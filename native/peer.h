@@ -34,6 +34,14 @@ struct Peer {
   bool dead = false;       // closed, waiting to be freed at the end of the wakeup
   bool dirty = false;      // has queued bytes to flush after this batch
   bool want_out = false;   // EPOLLOUT registered (a write was partial)
+  // Largest packet this peer can read in one frame. uWSGI's device reads into
+  // 8192-byte buffers (8188 of payload); set from the router's max_frame at
+  // accept (configuration; a later negotiation may raise it per peer). Bigger
+  // packets get ICMP fragmentation-needed (DF) or are fragmented.
+  uint32_t send_max = 8188;
+  // This tun batch's frames for the peer, in the router's batch arena (slot
+  // indexes; -1: none). Only the loop's down path uses them.
+  int32_t batch_head = -1, batch_tail = -1;
 
   // Input: bytes read from the socket, not yet a whole frame at the front.
   std::unique_ptr<uint8_t[]> in;
@@ -69,6 +77,17 @@ struct Peer {
     memcpy(p + kFrameHeaderSize, pkt, len);
     out_len += need;
     return true;
+  }
+
+  // Appends raw bytes (the unsent rest of a batch) to the queue; the caller
+  // checked that they fit.
+  void append(const uint8_t* p, size_t n) {
+    if (out_head + out_len + n > out_cap) {
+      memmove(out.get(), out.get() + out_head, out_len);
+      out_head = 0;
+    }
+    memcpy(out.get() + out_head + out_len, p, n);
+    out_len += n;
   }
 
   // Removes n flushed bytes from the front of the queue.

@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,11 +29,14 @@ namespace {
 
 constexpr size_t kTunBatch = 64;            // packets read from the tun per wakeup
 constexpr size_t kTunBufSize = 65536;       // one IPv4 packet at most
+constexpr size_t kArenaSize = 512 * 1024;   // one batch of frames read from the tun
+constexpr int kMaxIov = 64;                 // iovecs per sendmsg (adjacent frames merge)
 constexpr size_t kPeerInMin = 65536;        // a peer's input buffer, at least
 constexpr int kEpollEvents = 64;
 constexpr int kAcceptBatch = 16;
 constexpr size_t kMaxPendingEvents = 65536; // beyond: events are dropped (JS not draining)
 constexpr uint64_t kSecond = 1000000000ull;
+constexpr uint32_t kIcmpPerSecond = 100;    // fragmentation-needed answers
 
 // epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
 constexpr uint64_t kTagTun = 1, kTagListen = 2, kTagControl = 3;
@@ -118,6 +122,7 @@ struct Router::Loop {
   std::vector<std::unique_ptr<Peer>> peers;
   std::unique_ptr<RuleSet> rules;
   Counter tun_rx, tun_rx_bytes, tun_tx, tun_tx_bytes;
+  Counter fragmented, frag_needed;  // packets split for a peer; ICMP answers sent
   Counter drops[kDropCount];
 
   // Events for JS.
@@ -134,7 +139,20 @@ struct Router::Loop {
   std::unordered_map<uint32_t, std::vector<Binding>> bindings_of_addr;
   std::vector<Peer*> dirty;
   std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
-  std::unique_ptr<uint8_t[]> tunbuf{new uint8_t[kTunBufSize]};
+  // The down batch: frames built in place in the arena; slots chain each
+  // peer's frames in order (Peer::batch_head/tail index them).
+  struct Slot {
+    uint8_t* ptr;
+    uint32_t len;
+    int32_t next;
+  };
+  std::unique_ptr<uint8_t[]> arena{new uint8_t[kArenaSize]};
+  size_t arena_len = 0;
+  std::vector<Slot> slots;
+  std::unique_ptr<uint8_t[]> fragbuf{new uint8_t[kMaxFramePayload]};
+  std::unique_ptr<uint8_t[]> fragsrc{new uint8_t[kTunBufSize]};
+  uint64_t icmp_window = 0;
+  uint32_t icmp_budget = 0;
   std::vector<uint32_t> gateway;  // the tun's own addresses, cached
   uint64_t gateway_at = 0;
   uint64_t now = 0;
@@ -146,6 +164,7 @@ struct Router::Loop {
   explicit Loop(const RouterOptions& o) : opts(o), rules(new RuleSet({}, {})) {
     set_bindings(o.bindings);
     dirty.reserve(256);
+    slots.reserve(1024);
   }
 
   // ---- setup and teardown -------------------------------------------------
@@ -323,8 +342,12 @@ struct Router::Loop {
       epoll_ctl(epfd, EPOLL_CTL_DEL, tun, nullptr);
       return;
     }
-    uint8_t* buf = tunbuf.get();
-    for (size_t k = 0; k < kTunBatch; k++) {
+    // Packets are read straight into the batch arena, 4 bytes after the
+    // write position, so each frame (header + packet) is built in place and
+    // sent from there: no copy into a peer's queue unless a send falls short.
+    arena_len = 0;
+    for (size_t k = 0; k < kTunBatch && arena_len + kFrameHeaderSize + kTunBufSize <= kArenaSize; k++) {
+      uint8_t* buf = arena.get() + arena_len + kFrameHeaderSize;
       const ssize_t n = read(tun, buf, kTunBufSize);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -338,11 +361,7 @@ struct Router::Loop {
       tun_rx_bytes.add(uint64_t(n));
       route_down(buf, size_t(n));
     }
-    for (Peer* p : dirty) {
-      p->dirty = false;
-      if (!p->dead) flush(p);
-    }
-    dirty.clear();
+    flush_batch();
   }
 
   void route_down(const uint8_t* pkt, size_t len) {
@@ -352,18 +371,139 @@ struct Router::Loop {
     Peer* p = it == by_addr.end() ? nullptr : it->second;
     if (!rules->in.pass(pkt, len)) return drop(p, Drop::FirewallIn);
     if (!p) return drop(nullptr, Drop::NoPeer);
-    if (len > kMaxFramePayload) return drop(p, Drop::TooBig);
-    if (!p->enqueue(pkt, len)) return drop(p, Drop::QueueFull);
-    p->tx.add(1);
+    if (len > p->send_max) return too_big(p, pkt, len);
+    deliver(p, pkt, len);
+  }
+
+  // Hands one packet to p: with nothing queued for p, as a frame in the batch
+  // arena (pkt is either already there, 4 bytes after arena_len, or copied
+  // there); else appended to p's queue, behind what waits. A frame that
+  // could never fit p's queue is dropped as queue_full, as before.
+  void deliver(Peer* p, const uint8_t* pkt, size_t len) {
+    const size_t need = kFrameHeaderSize + len;
+    if (p->out_len > 0 || need > p->out_cap) {
+      if (!p->enqueue(pkt, len)) return drop(p, Drop::QueueFull);
+      p->tx.add(1);
+    } else {
+      if (pkt != arena.get() + arena_len + kFrameHeaderSize) {
+        // A fragment (built elsewhere): copied in; a full arena is flushed first.
+        if (arena_len + need > kArenaSize) flush_batch();
+        memcpy(arena.get() + arena_len + kFrameHeaderSize, pkt, len);
+      }
+      uint8_t* f = arena.get() + arena_len;
+      encode_frame_header(f, static_cast<uint16_t>(len), kModPacket);
+      arena_len += need;
+      const int32_t slot = int32_t(slots.size());
+      slots.push_back(Slot{f, uint32_t(need), -1});
+      if (p->batch_tail >= 0) slots[p->batch_tail].next = slot; else p->batch_head = slot;
+      p->batch_tail = slot;
+    }
     if (!p->dirty) {
       p->dirty = true;
       dirty.push_back(p);
     }
   }
 
+  // Flushes every dirty peer and empties the arena: at the end of a tun
+  // batch, or mid-batch when fragments fill the arena.
+  void flush_batch() {
+    for (Peer* p : dirty) {
+      p->dirty = false;
+      if (!p->dead) flush(p);
+      p->batch_head = p->batch_tail = -1;
+    }
+    dirty.clear();
+    slots.clear();
+    arena_len = 0;
+  }
+
+  // Sends p's frames of this batch with one sendmsg() (adjacent frames merged
+  // into one iovec, so one peer's whole batch is usually one). What the
+  // socket does not take is copied into p's queue: the rest of a frame cut in
+  // the middle always (it fits: the queue is empty and a frame never exceeds
+  // out_cap), then whole frames while they fit, the others dropped as
+  // queue_full. tx counts the frames sent or queued.
+  void send_batch(Peer* p) {
+    struct iovec iov[kMaxIov];
+    int n = 0;
+    for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
+      const Slot& sl = slots[s];
+      if (n > 0 && static_cast<uint8_t*>(iov[n - 1].iov_base) + iov[n - 1].iov_len == sl.ptr) {
+        iov[n - 1].iov_len += sl.len;
+      } else if (n < kMaxIov) {
+        iov[n].iov_base = sl.ptr;
+        iov[n].iov_len = sl.len;
+        n++;
+      } else {
+        break;  // the rest goes to the queue below
+      }
+    }
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = iov;
+    mh.msg_iovlen = size_t(n);
+    ssize_t sent = sendmsg(p->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return close_peer(p, errno_text("write"));
+      sent = 0;
+    }
+    p->tx_bytes.add(uint64_t(sent));
+    size_t skip = size_t(sent);
+    uint64_t kept = 0;
+    for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
+      const Slot& sl = slots[s];
+      if (skip >= sl.len) {
+        skip -= sl.len;
+        kept++;
+        continue;
+      }
+      if (skip > 0 || p->out_len + sl.len <= p->out_cap) {
+        p->append(sl.ptr + skip, sl.len - skip);
+        kept++;
+      } else {
+        drop(p, Drop::QueueFull);
+      }
+      skip = 0;
+    }
+    p->tx.add(kept);
+  }
+
+  // A packet bigger than the peer can read, as a router answers it: DF set ->
+  // dropped (too_big) and ICMP fragmentation-needed with the peer's limit as
+  // next-hop MTU goes back through the tun to the sender (from the peer's
+  // address: the gateway's own address would be a martian source to a sender
+  // on the gateway host); DF clear -> fragmented to fit. ICMP answers are
+  // limited to kIcmpPerSecond (beyond: only counted).
+  void too_big(Peer* p, const uint8_t* pkt, size_t len) {
+    if (!ipv4_df(pkt)) {
+      // pkt sits where deliver() builds the next frame: fragment a copy.
+      memcpy(fragsrc.get(), pkt, len);
+      const size_t n = ipv4_fragment(fragsrc.get(), len, p->send_max, fragbuf.get(),
+                                     [&](const uint8_t* f, size_t flen) { deliver(p, f, flen); });
+      if (n > 0) {
+        fragmented.add(1);
+        return;
+      }
+      return drop(p, Drop::TooBig);  // IP options: not fragmented here
+    }
+    drop(p, Drop::TooBig);
+    if (now - icmp_window >= kSecond) {
+      icmp_window = now;
+      icmp_budget = kIcmpPerSecond;
+    }
+    if (icmp_budget == 0) return;
+    uint8_t icmp[128];
+    const size_t n = icmp_frag_needed(pkt, len, uint16_t(p->send_max), ipv4_dst(pkt), icmp, sizeof icmp);
+    if (n == 0) return;
+    icmp_budget--;
+    if (write(tun, icmp, n) == ssize_t(n)) frag_needed.add(1);
+  }
+
   // One send() of everything queued; a partial write keeps the rest and waits
   // for EPOLLOUT.
   void flush(Peer* p) {
+    if (p->batch_head >= 0) send_batch(p);
+    if (p->dead) return;
     if (p->out_len > 0) {
       const ssize_t n = send(p->fd, p->out.get() + p->out_head, p->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0) {
@@ -565,6 +705,7 @@ struct Router::Loop {
       p->pid = uint32_t(cred.pid);
       p->in_cap = std::max<size_t>(size_t(opts.max_frame) + kFrameHeaderSize, kPeerInMin);
       p->in.reset(new uint8_t[p->in_cap]);
+      p->send_max = std::min<uint32_t>(opts.max_frame, uint32_t(kMaxFramePayload));
       p->out_cap = opts.queue_bytes;
       p->out.reset(new uint8_t[p->out_cap ? p->out_cap : 1]);
       struct epoll_event e;
@@ -861,6 +1002,8 @@ RouterStats Router::stats() const {
   s.rx_bytes = l.tun_rx_bytes.get();
   s.tx_packets = l.tun_tx.get();
   s.tx_bytes = l.tun_tx_bytes.get();
+  s.fragmented = l.fragmented.get();
+  s.frag_needed = l.frag_needed.get();
   for (int i = 0; i < kDropCount; i++) s.drops[i] = l.drops[i].get();
   s.peers.reserve(l.peers.size());
   for (const auto& p : l.peers) {

@@ -8,6 +8,9 @@
 //   down (tun -> peer, chain "in"): read up to 64 packets per wakeup, check,
 //        classify, find the peer by destination (hash map), append to its
 //        bounded outbound queue; after the batch one write() per dirty peer.
+//        A packet above the peer's frame limit (Peer::send_max, from
+//        Options::max_frame) is fragmented (DF clear) or answered with ICMP
+//        fragmentation-needed carrying that limit (DF set): no PMTU black hole.
 //
 // Limits: IPv4 only (other frames are dropped and counted, the peer stays);
 // a peer's frames are at most Options::max_frame bytes of payload (more is a
@@ -94,6 +97,8 @@ struct PeerStats {
 struct RouterStats {
   uint64_t rx_packets, rx_bytes;  // read from the tun device
   uint64_t tx_packets, tx_bytes;  // written to the tun device
+  uint64_t fragmented;            // packets (DF clear) split to fit a peer's frame limit
+  uint64_t frag_needed;           // ICMP fragmentation-needed answers written to the tun
   uint64_t drops[kDropCount];
   std::vector<PeerStats> peers;
   std::vector<uint64_t> hits_in, hits_out;

@@ -263,6 +263,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     o.Set("rxBytes", double(s.rx_bytes));
     o.Set("txPackets", double(s.tx_packets));
     o.Set("txBytes", double(s.tx_bytes));
+    o.Set("fragmented", double(s.fragmented));
+    o.Set("fragNeeded", double(s.frag_needed));
     o.Set("drops", DropsObject(env, s.drops));
     Napi::Array peers = Napi::Array::New(env, s.peers.size());
     for (size_t i = 0; i < s.peers.size(); i++) {

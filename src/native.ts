@@ -75,6 +75,8 @@ export interface PeerStats {
 export interface RouterStats {
   rxPackets: number; rxBytes: number;   // read from the tun device
   txPackets: number; txBytes: number;   // written to the tun device
+  fragmented: number;                    // packets (DF clear) split to fit a peer's frame limit
+  fragNeeded: number;                    // ICMP fragmentation-needed answers sent (DF set, too big)
   drops: DropCounts;
   peers: PeerStats[];
   hits: { in: number[]; out: number[] }; // per-rule hit counters of the current rule set

@@ -10,7 +10,9 @@
  *     late batch does not lower the average); without it, as fast as the
  *     socket takes them. Stops at --count packets or --duration seconds,
  *     whichever comes first (both bounded: the defaults are 10 s and 100M).
- *     Prints {"sent":..,"errors":..,"elapsed":..,"pps":..}.
+ *     Prints {"sent":..,"errors":..,"elapsed":..,"pps":..}. With
+ *     --dst-count N the socket is not connected and the datagrams go to
+ *     --dst, --dst + 1, ... --dst + N - 1 in turn (the 1,000-peer bench).
  *
  *   flood recv --bind IP --port P [--duration S] [--idle S] [--tag T]
  *     Counts datagrams with recvmmsg() whose first 4 payload bytes equal the
@@ -62,7 +64,7 @@ static void die(const char *what) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: flood send --dst IP --port P [--src IP] [--size B] [--batch N] [--rate PPS] [--count N] [--duration S] [--tag T]\n"
+          "usage: flood send --dst IP [--dst-count N] --port P [--src IP] [--size B] [--batch N] [--rate PPS] [--count N] [--duration S] [--tag T]\n"
           "       flood recv --bind IP --port P [--duration S] [--idle S] [--tag T]\n");
   exit(1);
 }
@@ -73,6 +75,7 @@ struct opts {
   double rate, duration, idle;
   unsigned long long count;
   uint32_t tag;
+  int dst_count;
 };
 
 static void parse(int argc, char **argv, struct opts *o) {
@@ -91,6 +94,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(k, "--duration")) o->duration = atof(v);
     else if (!strcmp(k, "--idle")) o->idle = atof(v);
     else if (!strcmp(k, "--tag")) o->tag = (uint32_t)strtoul(v, NULL, 10);
+    else if (!strcmp(k, "--dst-count")) o->dst_count = atoi(v);
     else usage();
   }
   if (o->port <= 0 || o->port > 65535) usage();
@@ -99,6 +103,7 @@ static void parse(int argc, char **argv, struct opts *o) {
   if (o->batch > MAX_BATCH) o->batch = MAX_BATCH;
   if (o->duration <= 0 || o->duration > 600) o->duration = 10;
   if (o->count == 0 || o->count > 100000000ULL) o->count = 100000000ULL;
+  if (o->dst_count < 0 || o->dst_count > 65536) usage();
 }
 
 static void set_addr(struct sockaddr_in *sa, const char *ip, int port) {
@@ -122,7 +127,19 @@ static int do_send(struct opts *o) {
   }
   struct sockaddr_in dst;
   set_addr(&dst, o->dst, o->port);
-  if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) die("connect");
+  /* --dst-count N: unconnected, destinations dst, dst+1, ... dst+N-1 in turn. */
+  struct sockaddr_in *dsts = NULL;
+  if (o->dst_count > 0) {
+    dsts = calloc((size_t)o->dst_count, sizeof *dsts);
+    if (!dsts) die("calloc");
+    for (int i = 0; i < o->dst_count; i++) {
+      dsts[i] = dst;
+      dsts[i].sin_addr.s_addr = htonl(ntohl(dst.sin_addr.s_addr) + (uint32_t)i);
+    }
+  } else if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) {
+    die("connect");
+  }
+  unsigned long long next_dst = 0;
 
   static unsigned char payload[MAX_SIZE];
   size_t plen = (size_t)(o->size - 28);
@@ -154,6 +171,12 @@ static int do_send(struct opts *o) {
       double due = start + (double)attempts / o->rate;
       if (due > t) { sleep_until(due); if (due >= end) break; }
     }
+    if (dsts) {
+      for (int i = 0; i < n; i++) {
+        msgs[i].msg_hdr.msg_name = &dsts[(next_dst + (unsigned long long)i) % (unsigned)o->dst_count];
+        msgs[i].msg_hdr.msg_namelen = sizeof *dsts;
+      }
+    }
     int r = sendmmsg(fd, msgs, (unsigned)n, 0);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -163,6 +186,7 @@ static int do_send(struct opts *o) {
       continue;
     }
     sent += (unsigned long long)r;
+    next_dst += (unsigned long long)(r > 0 ? r : n);
     attempts += (unsigned long long)(r > 0 ? r : n);
   }
   double el = now_s() - start;
@@ -170,6 +194,7 @@ static int do_send(struct opts *o) {
          el > 0 ? (double)sent / el : 0.0);
   fflush(stdout);
   close(fd);
+  free(dsts);
   return 0;
 }
 

@@ -1,0 +1,182 @@
+/*
+ * peers.c: many vassals in one process, for the router's scale bench. Opens
+ * --count unix stream connections to a router's socket; connection i sends
+ * one framed ICMP echo request from --base + i to --gw, so the router learns
+ * that address; then all connections are read through one epoll set and the
+ * frames that carry a UDP datagram to --port with the 4-byte --tag payload
+ * are counted (what bench/gen/flood.c sends).
+ *
+ *   peers --socket PATH --count N --base IP --gw IP --port P --tag T
+ *         [--duration S] [--idle S]
+ *
+ * Prints {"ready":true,"peers":N} on stderr once every connection has sent
+ * its first frame, then, after --duration seconds (or --idle seconds without
+ * a counted frame once one arrived), {"received":..,"elapsed":..,"pps":..,
+ * "peers_hit":..} on stdout (elapsed: first to last counted frame).
+ *
+ * Limits: N <= 20000 (RLIMIT_NOFILE is raised to fit); frames up to 65535 +
+ * 4 bytes, reassembled per connection; a malformed stream closes that
+ * connection. Syscalls: setrlimit, socket, connect, write, epoll_create1,
+ * epoll_ctl, epoll_wait, read, clock_gettime, close.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PEERS 20000
+#define BUF 131072
+
+struct conn {
+  int fd;
+  size_t len;
+  uint64_t hits;
+  unsigned char *buf;
+};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "{\"error\":\"%s: %s\"}\n", what, strerror(errno));
+  exit(2);
+}
+
+static uint16_t csum(const unsigned char *p, size_t n) {
+  uint32_t s = 0;
+  for (size_t i = 0; i + 1 < n; i += 2) s += (uint32_t)(p[i] << 8 | p[i + 1]);
+  if (n & 1) s += (uint32_t)p[n - 1] << 8;
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return (uint16_t)~s;
+}
+
+/* A framed ICMP echo request src -> dst (4-byte header + 28-byte packet). */
+static size_t echo_frame(unsigned char *f, uint32_t src, uint32_t dst, uint16_t id) {
+  unsigned char *ip = f + 4, *ic = ip + 20;
+  memset(f, 0, 32);
+  f[1] = 28;
+  ip[0] = 0x45; ip[3] = 28; ip[8] = 64; ip[9] = 1;
+  uint32_t s = htonl(src), d = htonl(dst);
+  memcpy(ip + 12, &s, 4); memcpy(ip + 16, &d, 4);
+  uint16_t c = csum(ip, 20); ip[10] = (unsigned char)(c >> 8); ip[11] = (unsigned char)c;
+  ic[0] = 8; ic[4] = (unsigned char)(id >> 8); ic[5] = (unsigned char)id;
+  c = csum(ic, 8); ic[2] = (unsigned char)(c >> 8); ic[3] = (unsigned char)c;
+  return 32;
+}
+
+int main(int argc, char **argv) {
+  const char *sock = NULL, *base_s = NULL, *gw_s = NULL;
+  int count = 0, port = 0;
+  uint32_t tag = 0;
+  double duration = 10, idle = 0.5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const char *k = argv[i], *v = argv[i + 1];
+    if (!strcmp(k, "--socket")) sock = v;
+    else if (!strcmp(k, "--count")) count = atoi(v);
+    else if (!strcmp(k, "--base")) base_s = v;
+    else if (!strcmp(k, "--gw")) gw_s = v;
+    else if (!strcmp(k, "--port")) port = atoi(v);
+    else if (!strcmp(k, "--tag")) tag = (uint32_t)strtoul(v, NULL, 10);
+    else if (!strcmp(k, "--duration")) duration = atof(v);
+    else if (!strcmp(k, "--idle")) idle = atof(v);
+    else { fprintf(stderr, "unknown option %s\n", k); return 1; }
+  }
+  struct in_addr b, g;
+  if (!sock || !base_s || !gw_s || count < 1 || count > MAX_PEERS || port < 1 || port > 65535 ||
+      inet_pton(AF_INET, base_s, &b) != 1 || inet_pton(AF_INET, gw_s, &g) != 1 || duration <= 0 || duration > 600) {
+    fprintf(stderr, "usage: peers --socket PATH --count N --base IP --gw IP --port P --tag T [--duration S] [--idle S]\n");
+    return 1;
+  }
+  struct rlimit rl = {(rlim_t)count + 64, (rlim_t)count + 64};
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) die("setrlimit");
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (strlen(sock) >= sizeof sa.sun_path) { fprintf(stderr, "socket path too long\n"); return 1; }
+  strcpy(sa.sun_path, sock);
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) die("epoll_create1");
+  struct conn *c = calloc((size_t)count, sizeof *c);
+  if (!c) die("calloc");
+  for (int i = 0; i < count; i++) {
+    c[i].fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c[i].fd < 0) die("socket");
+    int tries = 0;
+    while (connect(c[i].fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+      if (errno != EAGAIN || ++tries > 1000) die("connect");
+      usleep(1000);  /* the router's backlog is full: let it accept */
+    }
+    unsigned char f[32];
+    size_t n = echo_frame(f, ntohl(b.s_addr) + (uint32_t)i, ntohl(g.s_addr), (uint16_t)i);
+    if (write(c[i].fd, f, n) != (ssize_t)n) die("write");
+    c[i].buf = malloc(BUF);
+    if (!c[i].buf) die("malloc");
+    struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c[i].fd, &e) != 0) die("epoll_ctl");
+  }
+  fprintf(stderr, "{\"ready\":true,\"peers\":%d}\n", count);
+  uint64_t received = 0;
+  double start = now_s(), first = 0, last = 0;
+  struct epoll_event evs[256];
+  for (;;) {
+    double t = now_s();
+    if (t - start >= duration) break;
+    if (received > 0 && idle > 0 && t - last >= idle) break;
+    const uint64_t before = received;
+    int n = epoll_wait(ep, evs, 256, 50);
+    if (n < 0) { if (errno == EINTR) continue; die("epoll_wait"); }
+    for (int k = 0; k < n; k++) {
+      struct conn *p = &c[evs[k].data.u32];
+      if (p->fd < 0) continue;
+      ssize_t r = read(p->fd, p->buf + p->len, BUF - p->len);
+      if (r <= 0) {
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        epoll_ctl(ep, EPOLL_CTL_DEL, p->fd, NULL);
+        close(p->fd);
+        p->fd = -1;
+        continue;
+      }
+      p->len += (size_t)r;
+      size_t off = 0;
+      while (p->len - off >= 4) {
+        const unsigned char *f = p->buf + off;
+        size_t size = (size_t)f[1] | (size_t)f[2] << 8;
+        if (p->len - off - 4 < size) break;
+        const unsigned char *ip = f + 4;
+        if (size >= 32 && ip[9] == 17) {
+          size_t ihl = (size_t)(ip[0] & 15) * 4;
+          uint32_t tg;
+          if (size >= ihl + 12 && (ip[ihl + 2] << 8 | ip[ihl + 3]) == port) {
+            memcpy(&tg, ip + ihl + 8, 4);
+            if (tg == tag) {
+              if (received == 0) first = now_s();
+              received++;
+              p->hits++;
+            }
+          }
+        }
+        off += 4 + size;
+      }
+      if (off > 0) { memmove(p->buf, p->buf + off, p->len - off); p->len -= off; }
+    }
+    if (received > before) last = now_s();
+  }
+  int hit = 0;
+  for (int i = 0; i < count; i++) hit += c[i].hits > 0;
+  double el = last - first;
+  printf("{\"received\":%llu,\"elapsed\":%.6f,\"pps\":%.1f,\"peers_hit\":%d}\n", (unsigned long long)received, el,
+         el > 0 ? (double)received / el : 0.0, hit);
+  return 0;
+}

@@ -1,0 +1,142 @@
+// scale.ts: moat's router with many connected peers.
+//
+//   node dist/bench/scale.js [--peers 1000] [--seconds 2] [--rounds 1]
+//
+// One gateway netns with moat's router (the CLI, as in run.ts) on a tun with
+// 10.77.0.1/16. bench/gen/peers.c connects N peers in one process (peer i
+// learns 10.77.1.0 + i from its first frame) and counts what reaches them;
+// bench/gen/flood.c in the gateway sends an unpaced 64-byte UDP flood spread
+// round-robin over the N addresses. Printed, for 1 peer and for N peers:
+// received packets/s (at the peers), and the router's RSS growth per idle
+// connected peer (RSS with N peers connected and their addresses learned,
+// minus RSS before they connected, divided by N). Results also go to
+// bench/results/scale-<timestamp>.json.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Lab, requireRoot, sh, uniqueName } from '../test/helpers/netns';
+import { buildFlood, cleanupAll, collect, FLOOD, lastJson, MOAT_CLI, ROOT, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until } from './lib';
+import { writeResults } from './run';
+
+const PEERS = path.join(ROOT, 'bench', 'bin', 'peers');
+const GW = '10.77.0.1';
+const BASE = '10.77.1.0';
+const PORT = 9000;
+
+function buildPeers(): void {
+  fs.mkdirSync(path.dirname(PEERS), { recursive: true });
+  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', PEERS, path.join(ROOT, 'bench', 'gen', 'peers.c')], { stdio: 'inherit', timeout: 60000 });
+}
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+interface Round { peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number }
+
+async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number): Promise<Round> {
+  const tag = String(Math.floor(Math.random() * 1e9));
+  const rssBeforeKiB = rssKiB(routerPid);
+  const peers = lab.spawn(PEERS, ['--socket', sock, '--count', String(n), '--base', BASE, '--gw', GW, '--port', String(PORT),
+    '--tag', tag, '--duration', String(seconds + 20), '--idle', '1']);
+  const pc = collect(peers);
+  await until(() => { if (peers.exitCode !== null) throw new Error(`peers exited: ${pc.err()}`); return pc.err().includes('"ready"'); }, 60000, 'peers connected');
+  await sleep(1500);  // the router learns every address from the first frames
+  const rssIdleKiB = rssKiB(routerPid);
+  // With MOAT_SCALE_PERF=1: syscalls and CPU time of the router (all its threads) during the flood.
+  // MOAT_SCALE_PERF=record: a call-graph profile of the router per round, in /tmp/moat-scale-<n>.perf.
+  if (process.env.MOAT_SCALE_PERF === 'record') {
+    lab.spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', '-p', String(routerPid), '-o', `/tmp/moat-scale-${n}.perf`, '--', 'sleep', String(seconds)]);
+  }
+  const perf = process.env.MOAT_SCALE_PERF === '1'
+    ? lab.spawn('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,task-clock,syscalls:sys_enter_read,syscalls:sys_enter_sendto', '-p', String(routerPid)])
+    : undefined;
+  const perfOut = perf ? collect(perf) : undefined;
+  const s = await run(lab, gw, FLOOD, ['send', '--dst', BASE, '--dst-count', String(n), '--port', String(PORT), '--size', '64',
+    '--duration', String(seconds), '--tag', tag], (seconds + 15) * 1000);
+  const sj = lastJson(s.stdout);
+  if (!sj) throw new Error(`flood send failed: ${s.stderr}`);
+  const r = await pc.done;
+  const rj = lastJson(r.stdout);
+  if (!rj) throw new Error(`peers failed: ${r.stderr}`);
+  if (perf && perfOut) {
+    perf.kill('SIGINT');
+    await perfOut.done;
+    const got = Number(rj.received) || 1;
+    const per = perfOut.err().split('\n').map((l) => l.split(',')).filter((f) => f.length > 2 && /^\d/.test(f[0]))
+      .map((f) => `${f[2]}=${(f[2] === 'task-clock' ? Number(f[0]) * 1000 / got : Number(f[0]) / got).toFixed(3)}`);
+    process.stderr.write(`  router per received packet (${n} peers): ${per.join(' ')} (task-clock in us)\n`);
+  }
+  await sleep(500);  // the router closes the peers
+  return { peers: n, received: Number(rj.received), pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
+    offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  let n = 1000, seconds = 2, rounds = 1;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--peers') n = Number(argv[++i]);
+    else if (argv[i] === '--seconds') seconds = Number(argv[++i]);
+    else if (argv[i] === '--rounds') rounds = Number(argv[++i]);
+    else throw new Error(`unknown option ${argv[i]}`);
+  }
+  if (!(n >= 1 && n <= 20000) || !(seconds > 0 && seconds <= 30) || !(rounds >= 1 && rounds <= 5)) throw new Error('--peers 1..20000, --seconds 0..30, --rounds 1..5');
+  requireRoot();
+  buildFlood();
+  buildPeers();
+  const lab = trackLab(new Lab());
+  const dir = trackDir(fs.mkdtempSync(path.join(os.tmpdir(), 'moat-scale-')));
+  const results: Round[] = [];
+  try {
+    const gw = lab.netns('msg');
+    sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns: gw });
+    const tun = uniqueName('mst');
+    const sock = path.join(dir, 'router.sock');
+    // MOAT_SCALE_PATHD=FILE: the router is that bench/bin/pathd build (the
+    // native core without Node), e.g. to compare two builds of the data path.
+    const pathd = process.env.MOAT_SCALE_PATHD;
+    const router = pathd
+      ? lab.spawn(pathd, ['router', tun, sock], { ns: gw })
+      : lab.spawn(process.execPath, [MOAT_CLI, '--tuntap-router', `${tun} ${sock}`], { ns: gw });
+    const rc = collect(router);
+    await until(() => { if (router.exitCode !== null) throw new Error(`router exited: ${rc.err()}`); return fs.existsSync(sock); }, 30000, 'router socket');
+    sh('ip', ['-n', gw, 'addr', 'add', `${GW}/16`, 'dev', tun]);
+    sh('ip', ['-n', gw, 'link', 'set', tun, 'up']);
+    for (let k = 0; k < rounds; k++) {
+      for (const count of [1, n]) {
+        process.stderr.write(`scale: ${count} peer(s)\n`);
+        const r = await round(lab, gw, sock, router.pid!, count, seconds);
+        process.stderr.write(`  -> ${Math.round(r.pps)} pps received (offered ${Math.round(r.offeredPps)}), ${r.peersHit} peers reached\n`);
+        results.push(r);
+      }
+    }
+  } finally {
+    await releaseLab(lab);
+    releaseDir(dir);
+  }
+  const one = results.filter((r) => r.peers === 1);
+  const many = results.filter((r) => r.peers === n);
+  const best = (rs: Round[]) => Math.max(...rs.map((r) => r.pps));
+  const perPeer = many.map((r) => (r.rssIdleKiB - r.rssBeforeKiB) / n);
+  const lines = [
+    `peers  received pps  offered pps  peers reached`,
+    ...results.map((r) => `${String(r.peers).padStart(5)}  ${Math.round(r.pps).toLocaleString('en-US').padStart(12)}  ${Math.round(r.offeredPps).toLocaleString('en-US').padStart(11)}  ${String(r.peersHit).padStart(13)}`),
+    `${n} peers / 1 peer (best of each): ${(best(many) / best(one)).toFixed(2)}`,
+    `router RSS per idle peer: ${perPeer.map((k) => k.toFixed(1)).join(', ')} KiB (RSS with ${n} peers connected and learned minus before, / ${n})`,
+    `load average: ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+  const file = writeResults('scale', { peers: n, seconds, results, ratio: best(many) / best(one), rssPerIdlePeerKiB: perPeer, loadavg: os.loadavg() });
+  process.stdout.write(`results: ${path.relative(process.cwd(), file)}\n`);
+}
+
+if (require.main === module) {
+  main().catch(async (e) => {
+    process.stderr.write(`scale: ${(e as Error).stack ?? e}\n`);
+    await cleanupAll();
+    process.exit(1);
+  });
+}
