@@ -8,26 +8,17 @@
 #include <cmath>
 #include <memory>
 
+#include "binding_args.h"
 #include "device.h"
 
 namespace moat {
 
 namespace {
 
-std::string need_string(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), std::string("DeviceOptions.") + key + " must be a string");
-  return v.As<Napi::String>().Utf8Value();
-}
+std::string need_string(const Napi::Object& o, const char* key) { return arg_string(o, "DeviceOptions.", key); }
 
 int64_t need_int(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
-  Napi::Value v = o.Get(key);
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(d) || std::floor(d) != d || d < double(lo) || d > double(hi)) {
-    throw Napi::TypeError::New(o.Env(), std::string("DeviceOptions.") + key + " must be an integer in " +
-                                            std::to_string(lo) + ".." + std::to_string(hi));
-  }
-  return int64_t(d);
+  return arg_int(o, "DeviceOptions.", key, lo, hi);
 }
 
 Napi::Object event_object(Napi::Env env, const DeviceEvent& e) {

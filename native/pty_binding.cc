@@ -7,27 +7,16 @@
 #include <cmath>
 #include <memory>
 
+#include "binding_args.h"
 #include "pty.h"
 
 namespace moat {
 
 namespace {
 
-std::string str(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), std::string("pty option ") + key + " must be a string");
-  return v.As<Napi::String>().Utf8Value();
-}
+std::string str(const Napi::Object& o, const char* key) { return arg_string(o, "pty option ", key); }
 
-int64_t num(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
-  Napi::Value v = o.Get(key);
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(d) || std::floor(d) != d || d < double(lo) || d > double(hi)) {
-    throw Napi::TypeError::New(o.Env(), std::string("pty option ") + key + " must be an integer in " +
-                                            std::to_string(lo) + ".." + std::to_string(hi));
-  }
-  return int64_t(d);
-}
+int64_t num(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) { return arg_int(o, "pty option ", key, lo, hi); }
 
 void read_socket(const Napi::Object& o, PtySocketOptions* s) {
   s->path = str(o, "path");

@@ -146,10 +146,7 @@ async function routerDemo(keep: boolean): Promise<number> {
 
     if (keep) {
       say(`running until Ctrl-C; stats: nc -U ${stats}`);
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', () => resolve());
-        process.once('SIGTERM', () => resolve());
-      });
+      await untilStopped();
     }
   } catch (err) {
     process.stderr.write(`moat demo: ${(err as Error).message}\n`);
@@ -260,10 +257,7 @@ async function emperorDemo(keep: boolean): Promise<number> {
 
     if (keep) {
       say(`running until Ctrl-C; try: moat emperor --status --stats ${stats}; edit a file in ${vdir} to reload that vassal`);
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', () => resolve());
-        process.once('SIGTERM', () => resolve());
-      });
+      await untilStopped();
     }
   } catch (err) {
     process.stderr.write(`moat demo: ${(err as Error).message}\n`);
@@ -302,5 +296,13 @@ function ask(ns: string, addr: string): Promise<boolean> {
   return new Promise((resolve) => {
     const c = spawn('ip', ['netns', 'exec', ns, process.execPath, PROBE, 'ask', addr, '7777', '1500'], { stdio: 'ignore' });
     c.on('exit', (code) => resolve(code === 0));
+  });
+}
+
+/** Resolves on Ctrl-C (SIGINT) or SIGTERM: `--keep` runs until then. */
+function untilStopped(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
   });
 }
