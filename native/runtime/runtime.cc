@@ -489,6 +489,9 @@ void Runtime::command(const std::string& line) {
     auto it = std::find_if(jobs_.begin(), jobs_.end(), [&](const Job& j) { return j.id == v; });
     if (it == jobs_.end()) emit("error", "job-kill: no running job '" + v.substr(0, kMaxJobId) + "'");
     else kill(-it->pid, SIGKILL);
+  } else if (k.compare(0, 4, "pty-") == 0) {
+    // The pty servers are opened as root before the privilege drop: set-up only.
+    emit("error", k.substr(0, 64) + ": a set-up line (before 'start'), not a command (ignored)");
   } else {
     emit("error", "unknown command '" + k.substr(0, 64) + "' (ignored)");
   }
