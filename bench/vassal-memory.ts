@@ -6,7 +6,10 @@
 // and addressed, privileges dropped; then sums Pss from
 // /proc/PID/smaps_rollup over each vassal's launcher and runtime.
 //
-//   node dist/bench/vassal-memory.js [--counts 1,10,100] [--idle-ms 1000]
+//   node dist/bench/vassal-memory.js [--counts 1,10,100] [--idle-ms 1000] [--pty]
+//
+// --pty: each vassal also serves a forkpty router and a shared pty (its
+// daemon, a `sleep`, is a process of the vassal's and not counted).
 //
 // Kernel memory of the tun device and namespaces is not in PSS (it is not
 // any process's); the table lists userland PSS, which is what uWSGI's 3.5 MB
@@ -32,16 +35,22 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   let counts = [1, 10, 100];
   let idleMs = 1000;
+  let pty = false;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--counts') counts = (args[++i] ?? '').split(',').map(Number).filter((n) => n > 0 && n <= 250);
     else if (args[i] === '--idle-ms') idleMs = Number(args[++i]);
-    else throw new Error(`unknown option ${args[i]} (--counts 1,10,100 --idle-ms 1000)`);
+    else if (args[i] === '--pty') pty = true;
+    else throw new Error(`unknown option ${args[i]} (--counts 1,10,100 --idle-ms 1000 --pty)`);
   }
   const lab = new Lab();
   const vassals: VassalRuntime[] = [];
   let router: NativeRouter | undefined;
   const root = makeRootFs();
   lab.onCleanup(() => root.remove());
+  if (pty) {
+    fs.mkdirSync(path.join(root.dir, 'dev', 'pts'));
+    fs.symlinkSync('pts/ptmx', path.join(root.dir, 'dev', 'ptmx'));
+  }
   try {
     const ns = lab.netns('vmg');
     const tun = uniqueName('vmt');
@@ -65,6 +74,7 @@ async function main(): Promise<void> {
           `name mem${i}`, 'clone fs,ipc,uts,net,pid', `device vm${i} ${sock}`,
           `device-address ${net16}${n >> 8}.${n & 255}/16`, `device-route ${net16}0.1`,
           `pivot-root ${root.dir} ${root.putOld}`, 'gid 65534', 'uid 65534',
+          ...(pty ? ['pty-router framed /tmp/pty.sock', 'pty-socket /tmp/shared.sock', 'pty-daemon exec sleep 100000'] : []),
         ]);
         vassals.push(v);
         batch.push(v);
@@ -88,7 +98,7 @@ async function main(): Promise<void> {
       await Promise.all(batch.map((v) => v.waitExit(15000)));
     }
     const mb = (kb: number): string => (kb / 1024).toFixed(2);
-    console.log('Idle vassals (moat-vassal: launcher + runtime as pid 1, tun device connected, pivot-rooted, uid 65534)');
+    console.log(`Idle vassals (moat-vassal: launcher + runtime as pid 1, tun device connected, pivot-rooted, uid 65534${pty ? ', forkpty router and shared pty' : ''})`);
     console.log('vassals | PSS total MB | PSS per vassal MB | launcher MB | runtime MB | RSS per vassal MB (not shared-adjusted)');
     console.log('------: | -----------: | ----------------: | ----------: | ---------: | ---------:');
     for (const r of rows) {

@@ -217,7 +217,9 @@ bool open_pty(uint16_t rows, uint16_t cols, int* master, int* slave, std::string
   return true;
 }
 
-// Reads "pid (comm) state ppid pgrp session ..." and returns the session, or -1.
+// Reads "pid (comm) state ppid pgrp session ..." and returns the session, or
+// -1 (also for a zombie: it has exited, only its parent can reap it, and an
+// embedding pid 1 may not have done so yet).
 pid_t session_of(const char* pid_dir) {
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/%s/stat", pid_dir);
@@ -233,6 +235,7 @@ pid_t session_of(const char* pid_dir) {
   char state;
   long ppid, pgrp, sid;
   if (std::sscanf(p + 1, " %c %ld %ld %ld", &state, &ppid, &pgrp, &sid) != 4) return -1;
+  if (state == 'Z') return -1;
   return pid_t(sid);
 }
 

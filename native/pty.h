@@ -195,8 +195,9 @@ class SharedPty {
 // Returns the pid, or -1 with *err. Exposed for the vassal runtime.
 pid_t pty_spawn(int slave, const PtyCommandOptions& o, std::string* err);
 
-// Signals every process whose session id is `sid` (scans /proc). Returns how
-// many were signalled.
+// Signals every live process whose session id is `sid` (scans /proc; zombies
+// are skipped: they have exited). Returns how many were signalled. /proc must
+// be the one of the caller's pid namespace.
 int pty_signal_session(pid_t sid, int sig);
 
 struct PtyClientOptions {

@@ -108,6 +108,51 @@ bool split_pair(const std::string& v, std::string* a, std::string* b) {
   return true;
 }
 
+// "PATH [MODE UID GID]": PATH absolute and short enough for sun_path, MODE
+// octal (3-4 digits), UID and GID numbers or -1.
+bool parse_pty_socket(const std::string& v, PtySocketConfig* out, std::string* why) {
+  std::vector<std::string> f;
+  size_t pos = 0;
+  while (pos < v.size() && f.size() < 5) {
+    size_t sp = v.find(' ', pos);
+    if (sp == std::string::npos) sp = v.size();
+    if (sp > pos) f.push_back(v.substr(pos, sp - pos));
+    pos = sp + 1;
+  }
+  if (f.size() != 1 && f.size() != 4) {
+    *why = "expected 'PATH [MODE UID GID]'";
+    return false;
+  }
+  const std::string& p = f[0];
+  if (p[0] != '/' || p.size() > 107) {
+    *why = "the path must be absolute and at most 107 bytes";
+    return false;
+  }
+  for (char c : p) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      *why = "the path has a control character";
+      return false;
+    }
+  }
+  out->path = p;
+  if (f.size() == 1) return true;
+  const std::string& m = f[1];
+  if (m.size() < 3 || m.size() > 4 || m.find_first_not_of("01234567") != std::string::npos) {
+    *why = "MODE is 3-4 octal digits";
+    return false;
+  }
+  out->mode = uint32_t(std::stoul(m, nullptr, 8));
+  for (int i = 0; i < 2; i++) {
+    long n = -1;
+    if (f[2 + i] != "-1" && !parse_number(f[2 + i], 4294967294L, &n)) {
+      *why = "UID and GID are numbers (or -1: keep)";
+      return false;
+    }
+    (i == 0 ? out->uid : out->gid) = n;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool Config::once(const std::string& keyword, std::string* err) {
@@ -203,6 +248,49 @@ bool Config::apply(const std::string& k, const std::string& v, std::string* err)
     (k == "uid" ? uid : gid) = n;
     return true;
   }
+  if (k == "pty-router") {
+    PtyRouterConfig r;
+    std::string mode, rest, why;
+    if (!split_pair(v, &mode, &rest) || (mode != "raw" && mode != "framed"))
+      return bad("expected 'raw|framed PATH [MODE UID GID]'");
+    r.framed = mode == "framed";
+    if (!parse_pty_socket(rest, &r.socket, &why)) return bad(why.c_str());
+    for (const PtyRouterConfig& o : pty_routers) {
+      if (o.framed == r.framed) return bad("one raw and one framed router at most");
+      if (o.socket.path == r.socket.path) return bad("both routers on the same path");
+    }
+    pty_routers.push_back(r);
+    return true;
+  }
+  if (k == "pty-socket") {
+    if (!once(k, err)) return false;
+    std::string why;
+    if (!parse_pty_socket(v, &pty_socket, &why)) return bad(why.c_str());
+    has_pty_socket = true;
+    return true;
+  }
+  if (k == "pty-command" || k == "pty-daemon") {
+    if (!once(k, err)) return false;
+    if (v.empty()) return bad("empty command");
+    (k == "pty-command" ? pty_command : pty_daemon) = v;
+    return true;
+  }
+  if (k == "pty-rows" || k == "pty-cols" || k == "pty-grace" || k == "pty-max-sessions") {
+    if (!once(k, err)) return false;
+    long n;
+    long max = k == "pty-grace" ? 600000 : 65535;
+    if (!parse_number(v, max, &n) || n < 1) return bad(("expected a number 1.." + std::to_string(max)).c_str());
+    (k == "pty-rows" ? pty_rows : k == "pty-cols" ? pty_cols : k == "pty-grace" ? pty_grace_ms : pty_max_sessions) = n;
+    return true;
+  }
+  if (k == "pty-user") {
+    if (!once(k, err)) return false;
+    std::string a, b;
+    if (!split_pair(v, &a, &b) || !parse_number(a, 4294967294L, &pty_user_uid) ||
+        !parse_number(b, 4294967294L, &pty_user_gid))
+      return bad("expected 'UID GID'");
+    return true;
+  }
   *err = "unknown keyword '" + k.substr(0, 64) + "'";
   return false;
 }
@@ -218,6 +306,19 @@ bool Config::check(std::string* err) const {
   }
   if ((has_address || has_route) && !has_device) {
     *err = "device-address and device-route need a device";
+    return false;
+  }
+  bool pty = !pty_routers.empty() || has_pty_socket;
+  if (pty && (clone_flags & CLONE_NEWPID) && !(clone_flags & CLONE_NEWNS)) {
+    *err = "a pty server in a pid namespace needs the fs namespace too (a /proc of the vassal's own)";
+    return false;
+  }
+  if (has_pty_socket != !pty_daemon.empty()) {
+    *err = "pty-socket and pty-daemon go together";
+    return false;
+  }
+  if (pty_user_uid >= 0 && uid >= 0 && (pty_user_uid != uid || pty_user_gid != gid)) {
+    *err = "pty-user differs from uid/gid: the runtime runs as uid/gid once set up and cannot start sessions as another user";
     return false;
   }
   if (uid >= 0 && gid < 0) {

@@ -50,6 +50,18 @@ class LineReader {
 // Splits "KEYWORD VALUE" at the first space (VALUE may be empty).
 void split_line(const std::string& line, std::string* keyword, std::string* value);
 
+// Where a pty server listens inside the vassal, and who may connect.
+struct PtySocketConfig {
+  std::string path;                    // absolute, at most 107 bytes
+  uint32_t mode = 0600;
+  long uid = -1, gid = -1;             // owner of the socket file; -1 keeps the runtime's
+};
+
+struct PtyRouterConfig {
+  bool framed = false;                 // forkpty-urouter (framed) or forkpty-router (raw)
+  PtySocketConfig socket;
+};
+
 struct Config {
   std::string name = "vassal";
   int clone_flags = 0;                 // CLONE_NEW* bits
@@ -64,6 +76,16 @@ struct Config {
   std::string new_root, put_old;
   std::vector<std::string> post_jail, as_root, as_user, daemons, env;
   long uid = -1, gid = -1;
+  // The pty servers (forkpty-router, pty-socket), opened after the
+  // exec-as-root hooks, before the privilege drop.
+  std::vector<PtyRouterConfig> pty_routers;  // at most one raw and one framed
+  std::string pty_command;             // empty: /bin/sh
+  long pty_rows = 24, pty_cols = 80;
+  long pty_grace_ms = 1000, pty_max_sessions = 64;
+  long pty_user_uid = -1, pty_user_gid = -1;  // sessions' user when the runtime keeps root
+  bool has_pty_socket = false;
+  PtySocketConfig pty_socket;
+  std::string pty_daemon;              // the daemon whose stdio is the shared pty's slave
 
   // Applies one set-up line. Returns false with *err for an unknown keyword,
   // a malformed value or a repeated single-valued keyword.

@@ -110,8 +110,16 @@ bool bind_dir(const std::string& host_dir, const std::string& target, std::strin
   return true;
 }
 
+bool mount_proc(std::string* err) {
+  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    *err = errno_text("mount a fresh proc on /proc");
+    return false;
+  }
+  return true;
+}
+
 bool pivot_into(const std::string& new_root_arg, const std::string& put_old, const std::string& host_dir,
-                const std::string& mountpoint, std::string* err) {
+                const std::string& mountpoint, bool devpts, std::string* err) {
   char resolved[PATH_MAX];
   if (!realpath(new_root_arg.c_str(), resolved)) {
     *err = errno_text("pivot-root: new root " + new_root_arg);
@@ -155,6 +163,14 @@ bool pivot_into(const std::string& new_root_arg, const std::string& put_old, con
   if (mount("tmpfs", tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m") != 0) {
     *err = errno_text("pivot-root: mount tmpfs on " + tmp);
     return false;
+  }
+  if (devpts) {
+    // A devpts of the vassal's own: its ptys are not the host's, nor the host's its.
+    const std::string pts = root + "/dev/pts";
+    if (mount("devpts", pts.c_str(), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0) {
+      *err = errno_text("pivot-root: mount devpts on " + pts + " (a pty server needs /dev/pts in the new root)");
+      return false;
+    }
   }
   if (chdir(root.c_str()) != 0) {
     *err = errno_text("pivot-root: chdir " + root);

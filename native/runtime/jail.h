@@ -5,7 +5,8 @@
 //
 // Limits: IPv4 only, one default route; the new root must already hold the
 // directories /proc, /tmp, the put_old directory and the vassal-dir mount
-// point (the root is mounted read-only, nothing is created in it).
+// point, and /dev/pts with a pty server (the root is mounted read-only,
+// nothing is created in it).
 //
 // Syscalls: socket(AF_INET, SOCK_DGRAM) + ioctl(SIOCSIFADDR, SIOCSIFNETMASK,
 // SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCADDRT); mount, umount2, pivot_root, chdir,
@@ -37,9 +38,17 @@ bool bind_dir(const std::string& host_dir, const std::string& target, std::strin
 // read-only and nosuid, mount a fresh proc (for this pid namespace) on /proc
 // and a tmpfs on /tmp, pivot_root into it, chdir / and detach the old root.
 // put_old is absolute under new_root or relative to it, as pivot_root(2)
-// takes it with new_root as the working directory.
+// takes it with new_root as the working directory. With `devpts` (a pty
+// server is configured) a new devpts instance is mounted on /dev/pts (the new
+// root needs /dev/pts, and /dev/ptmx as a symlink to pts/ptmx or a ptmx
+// device node, for posix_openpt).
 bool pivot_into(const std::string& new_root, const std::string& put_old, const std::string& host_dir,
-                const std::string& mountpoint, std::string* err);
+                const std::string& mountpoint, bool devpts, std::string* err);
+
+// Mounts a fresh proc on /proc (a new pid namespace without pivot-root, in
+// the vassal's own mount namespace), so /proc shows the vassal's processes
+// with the vassal's pids.
+bool mount_proc(std::string* err);
 
 // setgroups(0, NULL), setgid, setuid (uid or gid < 0: that step skipped),
 // then no_new_privs; verifies that setuid(0)/setgid(0) now fail and that no

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -21,6 +22,7 @@
 #include <memory>
 
 #include "../device.h"
+#include "../pty.h"
 #include "jail.h"
 
 namespace moat {
@@ -69,6 +71,7 @@ class Runtime {
     int64_t started_ms = 0;
     int64_t restart_at_ms = -1;   // >= 0: a restart is due then
     uint32_t backoff_ms = kDaemonBackoffMinMs;
+    bool on_pty = false;          // pty-daemon: stdio on the shared pty's slave
   };
   struct Job {
     std::string id;
@@ -92,7 +95,8 @@ class Runtime {
   int64_t kill_at_ms_ = 0;
   bool children_gone_ = false;
   bool setup_aborted_ = false;      // stop asked for during set-up
-  std::string pty_command_ = "/bin/sh";
+  std::vector<std::unique_ptr<PtyServer>> pty_routers_;
+  std::unique_ptr<SharedPty> shared_pty_;
 
   void log(const char* what, const std::string& msg) {
     fprintf(stderr, "moat-vassal %s: %s%s\n", cfg_.name.c_str(), what, msg.c_str());
@@ -104,13 +108,17 @@ class Runtime {
     return code;
   }
   void finish() {
+    close_ptys();
     if (device_) device_->stop();
   }
 
   bool setup(std::string* err);
   bool start_device(std::string* err);
   bool run_hooks(const std::vector<std::string>& hooks, const char* phase, std::string* err);
-  pid_t spawn(const std::string& cmd);
+  pid_t spawn(const std::string& cmd, int tty = -1);
+  bool open_ptys(std::string* err);
+  void close_ptys();
+  void pty_events(const std::string& path, bool shared, std::vector<PtyEvent>&& evs);
   int wait_setup_child(pid_t pid, bool* aborted);
   void start_daemon(Daemon& d);
   void reap();
@@ -122,8 +130,10 @@ class Runtime {
 };
 
 // fork + setsid + execve("/bin/sh", "-c", cmd). Everything the child touches
-// is made before fork: it runs only async-signal-safe calls.
-pid_t Runtime::spawn(const std::string& cmd) {
+// is made before fork: it runs only async-signal-safe calls. With a tty (the
+// shared pty's slave), the child's stdio is that terminal, and it is the
+// child's controlling terminal.
+pid_t Runtime::spawn(const std::string& cmd, int tty) {
   const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
   sigset_t none;
   sigemptyset(&none);
@@ -135,6 +145,11 @@ pid_t Runtime::spawn(const std::string& cmd) {
   sigaction(SIGPIPE, &dfl, nullptr);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   setsid();
+  if (tty >= 0) {
+    // Fails harmlessly if a process of an earlier session still holds it as its terminal.
+    ioctl(tty, TIOCSCTTY, 0);
+    if (dup2(tty, 0) < 0 || dup2(tty, 1) < 0 || dup2(tty, 2) < 0) _exit(126);
+  }
   // Neither the control channel nor the router's directory fd may reach the vassal's processes.
   syscall(SYS_close_range, 3U, ~0U, 0U);
   execve(argv[0], const_cast<char* const*>(argv), envp_.data());
@@ -261,26 +276,118 @@ bool Runtime::setup(std::string* err) {
   if ((cfg_.clone_flags & CLONE_NEWNET) && !set_link_up("lo", err)) return false;
   if (cfg_.has_address && !set_address(cfg_.device_name, cfg_.address, cfg_.prefix_bits, err)) return false;
   if (cfg_.has_route && !add_default_route(cfg_.device_name, cfg_.gateway, err)) return false;
+  const bool pty = !cfg_.pty_routers.empty() || cfg_.has_pty_socket;
   if (!cfg_.new_root.empty()) {
-    if (!pivot_into(cfg_.new_root, cfg_.put_old, cfg_.vassal_host_dir, cfg_.vassal_mountpoint, err)) return false;
-  } else if (!cfg_.vassal_host_dir.empty() && !bind_dir(cfg_.vassal_host_dir, cfg_.vassal_mountpoint, err)) {
-    return false;
+    if (!pivot_into(cfg_.new_root, cfg_.put_old, cfg_.vassal_host_dir, cfg_.vassal_mountpoint, pty, err))
+      return false;
+  } else {
+    if (!cfg_.vassal_host_dir.empty() && !bind_dir(cfg_.vassal_host_dir, cfg_.vassal_mountpoint, err)) return false;
+    // The host's /proc would show the host's pids: the vassal gets its own.
+    if ((cfg_.clone_flags & CLONE_NEWPID) && (cfg_.clone_flags & CLONE_NEWNS) && !mount_proc(err)) return false;
   }
   if (!run_hooks(cfg_.as_root, "exec-as-root", err)) return false;
+  // As root still: the sockets get their owner; sessions start after the drop, as the vassal's uid.
+  if (pty && !open_ptys(err)) return false;
   if (!drop_privileges(cfg_.uid, cfg_.gid, err)) return false;
   if (!run_hooks(cfg_.as_user, "exec-as-user", err)) return false;
   for (const std::string& cmd : cfg_.daemons) {
     daemons_.push_back(Daemon());
     daemons_.back().cmd = cmd;
   }
+  if (shared_pty_) {
+    daemons_.push_back(Daemon());
+    daemons_.back().cmd = cfg_.pty_daemon;
+    daemons_.back().on_pty = true;
+  }
   for (Daemon& d : daemons_) start_daemon(d);
   return true;
+}
+
+bool Runtime::open_ptys(std::string* err) {
+  // Sessions inherit the runtime's uid/gid once it dropped them; a runtime
+  // that keeps root starts them as pty-user (or root).
+  const bool dropping = cfg_.uid >= 0 || cfg_.gid >= 0;
+  for (const PtyRouterConfig& r : cfg_.pty_routers) {
+    PtyServerOptions o;
+    o.socket.path = r.socket.path;
+    o.socket.mode = r.socket.mode;
+    o.socket.uid = r.socket.uid;
+    o.socket.gid = r.socket.gid;
+    o.session.command = cfg_.pty_command;
+    o.session.env = env_;
+    o.session.uid = dropping ? -1 : cfg_.pty_user_uid;
+    o.session.gid = dropping ? -1 : cfg_.pty_user_gid;
+    o.session.rows = uint16_t(cfg_.pty_rows);
+    o.session.cols = uint16_t(cfg_.pty_cols);
+    o.framed = r.framed;
+    o.max_sessions = uint32_t(cfg_.pty_max_sessions);
+    o.hangup_grace_ms = uint32_t(cfg_.pty_grace_ms);
+    std::unique_ptr<PtyServer> srv(new PtyServer(o));
+    const std::string path = r.socket.path;
+    std::string perr;
+    if (!srv->open([this, path](std::vector<PtyEvent>&& evs) { pty_events(path, false, std::move(evs)); }, &perr)) {
+      *err = "pty-router " + path + ": " + perr;
+      return false;
+    }
+    pty_routers_.push_back(std::move(srv));
+  }
+  if (cfg_.has_pty_socket) {
+    SharedPtyOptions o;
+    o.socket.path = cfg_.pty_socket.path;
+    o.socket.mode = cfg_.pty_socket.mode;
+    o.socket.uid = cfg_.pty_socket.uid;
+    o.socket.gid = cfg_.pty_socket.gid;
+    o.command.rows = uint16_t(cfg_.pty_rows);
+    o.command.cols = uint16_t(cfg_.pty_cols);
+    // command.command stays empty: the runtime attaches pty-daemon to the slave.
+    shared_pty_.reset(new SharedPty(o));
+    const std::string path = o.socket.path;
+    std::string perr;
+    if (!shared_pty_->open([this, path](std::vector<PtyEvent>&& evs) { pty_events(path, true, std::move(evs)); },
+                           &perr)) {
+      shared_pty_.reset();
+      *err = "pty-socket " + path + ": " + perr;
+      return false;
+    }
+  }
+  return true;
+}
+
+// Hangs up every session (SIGHUP, SIGKILL after the grace: this waits up to
+// it) and removes the sockets. Idempotent.
+void Runtime::close_ptys() {
+  for (auto& s : pty_routers_) s->close();
+  pty_routers_.clear();
+  if (shared_pty_) shared_pty_->close();
+  shared_pty_.reset();
+}
+
+void Runtime::pty_events(const std::string& path, bool shared, std::vector<PtyEvent>&& evs) {
+  for (const PtyEvent& e : evs) {
+    const std::string id = std::to_string(e.session);
+    switch (e.type) {
+      case PtyEvent::Type::SessionStart:
+        emit("pty", (shared ? "viewer " : "start ") + path + " " + id + " " +
+                        (shared ? "" : std::to_string(e.pid) + " ") + std::to_string(e.peer_uid));
+        break;
+      case PtyEvent::Type::SessionEnd:
+        if (shared) emit("pty", "viewer-end " + path + " " + id + " " + e.text);
+        else emit("pty", "end " + path + " " + id + " " + (e.status < 0 ? "unknown" : status_text(e.status)) + " " + e.text);
+        break;
+      case PtyEvent::Type::Refused:
+        emit("pty", "refused " + path + " " + std::to_string(e.peer_uid) + " " + e.text);
+        break;
+      case PtyEvent::Type::Error:
+        emit("error", "pty " + path + ": " + e.text);
+        break;
+    }
+  }
 }
 
 void Runtime::start_daemon(Daemon& d) {
   d.restart_at_ms = -1;
   d.started_ms = now_ms();
-  d.pid = spawn(d.cmd);
+  d.pid = spawn(d.cmd, d.on_pty && shared_pty_ ? shared_pty_->slave_fd() : -1);
   if (d.pid < 0) {
     d.pid = 0;
     emit("error", errno_text("attach-daemon '" + d.cmd + "': fork"));
@@ -342,6 +449,8 @@ void Runtime::begin_stop(const char* why) {
   stopping_ = true;
   log("stopping: ", why);
   for (Daemon& d : daemons_) d.restart_at_ms = -1;
+  // No new session from now on; the open ones are hung up.
+  close_ptys();
   kill_all(SIGTERM);
   kill_at_ms_ = now_ms() + kStopTimeoutMs;
   reap();
@@ -380,11 +489,9 @@ void Runtime::command(const std::string& line) {
     auto it = std::find_if(jobs_.begin(), jobs_.end(), [&](const Job& j) { return j.id == v; });
     if (it == jobs_.end()) emit("error", "job-kill: no running job '" + v.substr(0, kMaxJobId) + "'");
     else kill(-it->pid, SIGKILL);
-  } else if (k == "pty-router") {
-    emit("error", "pty-router: not implemented yet");
-  } else if (k == "pty-command") {
-    if (v.empty()) emit("error", "pty-command: empty command");
-    else pty_command_ = v;
+  } else if (k.compare(0, 4, "pty-") == 0) {
+    // The pty servers are opened as root before the privilege drop: set-up only.
+    emit("error", k.substr(0, 64) + ": a set-up line (before 'start'), not a command (ignored)");
   } else {
     emit("error", "unknown command '" + k.substr(0, 64) + "' (ignored)");
   }
@@ -446,9 +553,21 @@ int Runtime::run() {
       if (due < 0 || t < due) due = t;
     }
     int timeout = due < 0 ? -1 : int(std::max<int64_t>(0, due - now));
-    struct pollfd p[2] = {{sigfd_, POLLIN, 0}, {channel_open ? kChannelFd : -1, POLLIN, 0}};
-    int n = poll(p, 2, timeout);
+    // [0] signals, [1] the channel, [2..] the pty servers' epoll fds.
+    struct pollfd p[2 + 3] = {{sigfd_, POLLIN, 0}, {channel_open ? kChannelFd : -1, POLLIN, 0}};
+    nfds_t np = 2;
+    for (auto& srv : pty_routers_) p[np++] = {srv->fd(), POLLIN, 0};
+    if (shared_pty_) p[np++] = {shared_pty_->fd(), POLLIN, 0};
+    int n = poll(p, np, timeout);
     if (n < 0 && errno != EINTR) return fail(errno_text("poll"));
+    // Before the reaper: a session's end is then seen through its pidfd,
+    // with its exit status, before waitpid(-1) takes it.
+    if (n > 0) {
+      nfds_t i = 2;
+      for (auto& srv : pty_routers_)
+        if (p[i++].revents) srv->handle();
+      if (shared_pty_ && p[i].revents) shared_pty_->handle();
+    }
     if (n > 0 && (p[0].revents & POLLIN)) {
       struct signalfd_siginfo si;
       while (read(sigfd_, &si, sizeof si) == sizeof si) {

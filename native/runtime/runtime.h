@@ -2,10 +2,13 @@
 //
 // Job: set the vassal up in uWSGI's order (exec-post-jail, device, address
 // and route, vassal-dir, pivot-root, exec-as-root, gid/uid, exec-as-user,
-// attach-daemons), report `ready`, then run one poll() loop: reap every child
-// and orphan, restart attached daemons with backoff, run and kill jobs,
-// answer `stop`, SIGTERM/SIGINT and the channel's end by stopping every
-// process of the vassal (SIGTERM, SIGKILL after kStopTimeoutMs) and exiting.
+// attach-daemons), report `ready`, then run one poll() loop: serve the pty
+// servers (moat::PtyServer forkpty routers and a moat::SharedPty, opened as
+// root before the privilege drop, their sessions forked from this loop),
+// reap every child and orphan, restart attached daemons with backoff, run
+// and kill jobs, answer `stop`, SIGTERM/SIGINT and the channel's end by
+// closing the pty servers (hanging up their sessions) and stopping every
+// process of the vassal (SIGTERM, SIGKILL after kStopTimeoutMs), then exit.
 //
 // Threads: this one, and the moat::Device thread (device.h) whose events are
 // written to the channel from its own thread (emit() is thread-safe). Child
@@ -19,7 +22,8 @@
 //
 // Syscalls: signalfd, sigprocmask, poll, fork, setsid, execve, close_range,
 // waitpid, kill, prctl(PR_SET_CHILD_SUBREAPER), clock_gettime, open, dup2,
-// eventfd, read, write, plus those of jail.h and device.h.
+// eventfd, ioctl(TIOCSCTTY), dup2, read, write, plus those of jail.h,
+// device.h and pty.h.
 #pragma once
 #include "channel.h"
 

@@ -10,6 +10,7 @@ import { checkOptions } from '../config/schema';
 import { deviceConfig } from '../config/router-config';
 import { ConfigError, Option, OptionList } from '../config/types';
 import { ipv4ToInt } from '../addr';
+import { ptyRouterConfigs, sharedPtyConfig, DEFAULT_PTY_GRACE_MS, DEFAULT_PTY_MAX_SESSIONS } from '../pty/config';
 
 /** Where each vassal's host directory is bind-mounted inside the vassal. */
 export const VASSAL_DIR_MOUNTPOINT = '/run/moat';
@@ -148,7 +149,13 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
   const gidOpt = last('gid');
   if (gidOpt) { gid = id(gidOpt, 'gid'); lines.push(`gid ${gid}`); }
   if (uidOpt) { uid = id(uidOpt, 'uid'); lines.push(`uid ${uid}`); }
+  // pty-socket: the shared pty runs pty-exec, or else the first attach-daemon (its stdio moves to the pty).
+  const shared = sharedPtyConfig(opts);
+  let ptyDaemon: Option | undefined;
+  if (shared) ptyDaemon = last('pty-exec') ?? all('attach-daemon')[0];
+  lines.push(...ptyLines(opts, ctx, uid, gid, ptyDaemon, warnings));
   for (const o of opts) {
+    if (o === ptyDaemon && o.key === 'attach-daemon') continue;
     switch (o.key) {
       case 'exec-post-jail': case 'exec-as-root': case 'exec-as-user': case 'attach-daemon':
         if (o.value.trim() === '') fail(o, 'empty command');
@@ -164,4 +171,53 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
     }
   }
   return { name, lines, address, addressSource, device, uid, gid, cron: parseCronOptions(opts), warnings };
+}
+
+/**
+ * forkpty-router / forkpty-urouter / pty-socket -> the runtime's pty lines.
+ * Paths are inside the vassal: with `fs`, /run/moat/NAME.sock there is
+ * vassals-dir-root/VASSAL/NAME.sock on the host. The socket's owner is
+ * forkpty-router-socket-owner, else the vassal's uid/gid (so the host user
+ * with that uid can connect with the default mode 0600), else root.
+ */
+function ptyLines(opts: OptionList, ctx: VassalContext, uid: number | undefined, gid: number | undefined,
+  ptyDaemon: Option | undefined, warnings: string[]): string[] {
+  const routers = ptyRouterConfigs(opts);
+  const shared = sharedPtyConfig(opts);
+  if (!routers.length && !shared) return [];
+  const out: string[] = [];
+  const key = (framed: boolean) => opts.filter((o) => o.key === (framed ? 'forkpty-urouter' : 'forkpty-router')).pop()!;
+  const where = (o: Option, p: string): string => {
+    if (!p.startsWith('/') || /\s/.test(p)) fail(o, `'${p}' must be an absolute path inside the vassal, without blanks`);
+    if (ctx.clone.includes('pid') && !ctx.clone.includes('fs')) fail(o, 'a pty server in a pid namespace needs emperor-use-clone with fs too');
+    if (ctx.clone.includes('fs') && !p.startsWith(VASSAL_DIR_MOUNTPOINT + '/')) {
+      warnings.push(`${formatSource(o.source)}: ${p} is not under ${VASSAL_DIR_MOUNTPOINT}, the vassal's directory: the host cannot reach it`);
+    }
+    return p;
+  };
+  const first = routers[0] ?? shared!;
+  const owner = first.socketOwner ?? { uid: uid ?? -1, gid: gid ?? -1 };
+  const sock = (p: string) => `${p} ${first.socketMode.toString(8).padStart(4, '0')} ${owner.uid} ${owner.gid}`;
+  for (const r of routers) out.push(`pty-router ${r.framed ? 'framed' : 'raw'} ${sock(where(key(r.framed), r.path))}`);
+  if (shared) {
+    const o = opts.filter((x) => x.key === 'pty-socket').pop()!;
+    out.push(`pty-socket ${sock(where(o, shared.path))}`);
+    out.push(`pty-daemon ${ptyDaemon ? oneLine(ptyDaemon) : '/bin/sh'}`);
+  }
+  if (routers.length) {
+    const r = routers[0];
+    if (r.command) out.push(`pty-command ${oneLine(opts.filter((o) => o.key === 'forkpty-router-command').pop()!).trim()}`);
+    if (r.graceMs !== DEFAULT_PTY_GRACE_MS) out.push(`pty-grace ${r.graceMs}`);
+    if (r.maxSessions !== DEFAULT_PTY_MAX_SESSIONS) out.push(`pty-max-sessions ${Math.min(r.maxSessions, 65535)}`);
+  }
+  if (first.rows !== 24) out.push(`pty-rows ${first.rows}`);
+  if (first.cols !== 80) out.push(`pty-cols ${first.cols}`);
+  if (first.session) {
+    const userOpt = opts.filter((o) => o.key === 'forkpty-router-user').pop()!;
+    if (uid !== undefined && (first.session.uid !== uid || first.session.gid !== (gid ?? -1))) {
+      fail(userOpt, `sessions run as the vassal's uid/gid (${uid}:${gid}); forkpty-router-user may only repeat them`);
+    }
+    if (uid === undefined) out.push(`pty-user ${first.session.uid} ${first.session.gid}`);
+  }
+  return out;
 }

@@ -57,7 +57,7 @@ export class LineReader {
 
 /**
  * Events: 'pid' (hostPid), 'ready', 'exit' ({code, signal, reason}),
- * 'daemon' (RuntimeEvent), 'device' (string), 'state' (VassalState).
+ * 'daemon' (RuntimeEvent), 'device' (string), 'pty' (string), 'state' (VassalState).
  */
 export class Vassal extends EventEmitter {
   state: VassalState = 'stopped';
@@ -170,6 +170,11 @@ export class Vassal extends EventEmitter {
       case 'job-start': case 'job-exit':
         this.log.info({ [e.keyword]: e.value }, 'job');
         this.emit(e.keyword, e.value);
+        break;
+      case 'pty':
+        // start/end of a forkpty session, a shared-pty viewer, a refused connection (docs/runtime-protocol.md)
+        this.log[e.value.startsWith('refused') ? 'warn' : 'info']({ pty: e.value }, 'pty');
+        this.emit('pty', e.value);
         break;
       case 'error':
         this.lastError = e.value;

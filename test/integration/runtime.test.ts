@@ -252,7 +252,7 @@ test('jobs: start/exit with status and duration, job-kill, duplicate IDs refused
   v.send('frobnicate');
   await v.waitEvent('error', (x) => x.includes("unknown command 'frobnicate'"));
   v.send('pty-router raw /tmp/pty.sock');
-  await v.waitEvent('error', (x) => x.includes('pty-router: not implemented yet'));
+  await v.waitEvent('error', (x) => x.startsWith("pty-router: a set-up line (before 'start')"));
   v.send('job c ' + 'x'.repeat(70000));
   await v.waitEvent('error', (x) => x.includes('above 65536 bytes'));
   v.send('job d true');
