@@ -93,7 +93,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   u('exec-post-jail', 'repeatable', 'implemented', 'run a command right after the new namespaces exist'),
   u('exec-as-user', 'repeatable', 'implemented', 'run a command after privileges are dropped'),
   u('env', 'repeatable', 'implemented', '`KEY=VALUE` in the environment of the vassal\'s hooks, daemons and jobs'),
-  m('vassals-dir-root', 'string', 'host directory holding one directory per vassal (NAME = its file name), bind-mounted read-write at /run/moat inside the vassal when it has its own mount namespace', { default: '/run/moat/vassals' }),
+  m('vassals-dir-root', 'string', 'host directory holding one directory per vassal (NAME = its file name without the extension: customer1.ini -> customer1), bind-mounted read-write at /run/moat inside the vassal when it has its own mount namespace', { default: '/run/moat/vassals' }),
   m('tuntap-device-address', 'string', 'the vassal\'s address `A.B.C.D/BITS`: set on its tun device (device, lo up) and bound to it by the emperor\'s router'),
   m('tuntap-device-route', 'string', 'the vassal\'s default gateway `A.B.C.D` (a default route via its tun device)'),
   u('hook-as-root', 'repeatable', 'planned', 'a uWSGI hook (e.g. `hostname:NAME`) before privileges are dropped'),

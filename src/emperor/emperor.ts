@@ -23,7 +23,7 @@ import { ipv4ToInt, intToIpv4 } from '../addr';
 import { logger, Logger } from '../log';
 import type { Router } from '../router/router';
 import type { PeerBinding } from '../native';
-import { VASSAL_DIR_MOUNTPOINT, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
+import { VASSAL_DIR_MOUNTPOINT, vassalDirName, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
 import { DEFAULT_SUPERVISOR, SupervisorOptions, Vassal, VassalState } from '../vassal/vassal';
 import type { EmperorConfig } from './config';
 import { Clock, CronMetrics, CronPlugin, parseJobExit } from '../plugins/cron';
@@ -205,8 +205,13 @@ export class Emperor extends EventEmitter {
       const spec = vassalSpec(e.file, loadFile(e.file), {
         clone: this.config.clone,
         routerSocket: this.router?.config.socket,
-        hostDir: path.join(this.config.vassalsDirRoot, e.name),
+        hostDir: path.join(this.config.vassalsDirRoot, vassalDirName(e.name)),
       });
+      for (const other of this.entries.values()) {
+        if (other !== e && other !== current && other.vassal && vassalDirName(other.name) === vassalDirName(e.name)) {
+          throw new ConfigError(`its directory ${path.join(this.config.vassalsDirRoot, vassalDirName(e.name))} belongs to vassal ${other.name} (one vassal per name, whatever the format)`);
+        }
+      }
       if (spec.address) {
         for (const other of this.entries.values()) {
           if (other === e || other === current) continue;
@@ -241,7 +246,7 @@ export class Emperor extends EventEmitter {
     if (spec.address) e.learned = undefined;
     const log = this.log.child({ vassal: e.name });
     try {
-      e.hostDir = path.join(this.config.vassalsDirRoot, e.name);
+      e.hostDir = path.join(this.config.vassalsDirRoot, vassalDirName(e.name));
       fs.mkdirSync(e.hostDir, { recursive: true, mode: 0o750 });
       if (spec.uid !== undefined || spec.gid !== undefined) fs.chownSync(e.hostDir, spec.uid ?? 0, spec.gid ?? 0);
     } catch (err) {

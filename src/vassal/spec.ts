@@ -86,6 +86,13 @@ export function vassalName(file: string): string {
   return path.basename(file);
 }
 
+/** The vassal's host directory under vassals-dir-root: its name without the
+ *  format's extension (customer1.ini -> customer1), so the sshd recipe's
+ *  /run/moat/vassals/customer1/pty.sock does not depend on the file format. */
+export function vassalDirName(name: string): string {
+  return name.replace(/\.(ini|json|ya?ml|xml)$/i, '');
+}
+
 export function vassalSpec(file: string, options: OptionList, ctx: VassalContext): VassalSpec {
   const checked = checkOptions(options);
   const warnings = [...checked.warnings];

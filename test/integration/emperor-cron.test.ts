@@ -51,7 +51,7 @@ test('cron jobs run inside the vassal, on the emperor\'s schedule, never overlap
     'cron = -1 -1 -1 -1 -1 echo start >> /run/moat/slow; sleep 3; echo end >> /run/moat/slow',
     '',
   ].join('\n'));
-  const hostDir = path.join(runRoot, 'cronbox.ini');
+  const hostDir = path.join(runRoot, 'cronbox');
   // Ready: the emperor logs it; the vassal's host directory exists and the runtime is up.
   await waitFor(() => emperor.status().some((v) => v.name === 'cronbox.ini' && v.state === 'running'), 20000, 'vassal running');
 

@@ -62,7 +62,7 @@ async function deploy(name: string, lines: string[]): Promise<string> {
   } catch (e) {
     throw new Error(`${(e as Error).message}\n${JSON.stringify(emperor.status())}\n${logs.slice(-30).join('')}`);
   }
-  return path.join(runRoot, name);
+  return path.join(runRoot, name.replace(/\.(ini|json|ya?ml|xml)$/, ''));
 }
 
 /** The runtime's host pid and its pid namespace. */

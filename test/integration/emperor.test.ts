@@ -141,7 +141,7 @@ test('two vassals from .ini and .yaml: own hostname, pid 1 is the runtime, only 
     const links = inVassal(pid, 'n', ['ip', '-o', 'link', 'show']).split('\n').filter(Boolean).map((l) => l.split(':')[1].trim().split('@')[0]).sort();
     assert.deepEqual(links, ['lo', 'uwsgi0'], name);
     assert.notEqual(fs.readlinkSync(`/proc/${pid}/ns/mnt`), fs.readlinkSync('/proc/self/ns/mnt'), `${name}: own mount namespace`);
-    assert.ok(fs.statSync(path.join(runDir, name)).isDirectory(), `${name}: its host directory exists`);
+    assert.ok(fs.statSync(path.join(runDir, name.replace(/\.(ini|yaml)$/, ''))).isDirectory(), `${name}: its host directory exists (named without the extension)`);
   }
 });
 

@@ -128,8 +128,8 @@ test('deploy, reload only the changed one, remove, bad file reported, stop remov
     await until(() => running('a.ini') && running('b.yaml'), 'both running');
     assert.deepEqual(emperor.status().map((v) => v.name), ['a.ini', 'b.yaml']);
     assert.match(lines('a.ini'), /^clone fs,net,uts,pid$/m);
-    assert.match(lines('a.ini'), new RegExp(`^vassal-dir ${root}/a.ini /run/moat$`, 'm'));
-    assert.ok(fs.statSync(path.join(root, 'a.ini')).isDirectory(), 'host directory made');
+    assert.match(lines('a.ini'), new RegExp(`^vassal-dir ${root}/a /run/moat$`, 'm'));
+    assert.ok(fs.statSync(path.join(root, 'a')).isDirectory(), 'host directory made (named without the extension)');
     const pidA = emperor.vassal('a.ini')!.pid;
     const pidB = emperor.vassal('b.yaml')!.pid;
 
@@ -157,7 +157,7 @@ test('deploy, reload only the changed one, remove, bad file reported, stop remov
     // Remove a: stopped, its directory gone, its address free for c once c changes.
     fs.rmSync(path.join(dir, 'a.ini'));
     await until(() => !emperor.status().some((v) => v.name === 'a.ini'), 'a removed');
-    assert.equal(fs.existsSync(path.join(root, 'a.ini')), false, 'host directory removed');
+    assert.equal(fs.existsSync(path.join(root, 'a')), false, 'host directory removed');
     assert.throws(() => process.kill(pidA!, 0), 'a\'s runtime is gone');
     fs.appendFileSync(path.join(dir, 'c.ini'), '; touched\n');
     await until(() => running('c.ini'), 'c deployed with the freed address');
