@@ -317,20 +317,14 @@ struct Router::Loop {
   // ---- down: tun -> peers -------------------------------------------------
 
   void on_tun(uint32_t ev) {
-    if (ev & (EPOLLERR | EPOLLHUP)) {
-      // The device went away: report once and stop watching it.
-      emit_error("tun device " + opts.tun_name + " reported an error; no longer reading it");
-      epoll_ctl(epfd, EPOLL_CTL_DEL, tun, nullptr);
-      return;
-    }
+    if (ev & (EPOLLERR | EPOLLHUP)) return tun_lost("tun device " + opts.tun_name + " failed (deleted?)");
     uint8_t* buf = tunbuf.get();
     for (size_t k = 0; k < kTunBatch; k++) {
       const ssize_t n = read(tun, buf, kTunBufSize);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
         if (errno == EINTR) continue;
-        emit_error(errno_text("read from tun " + opts.tun_name));
-        epoll_ctl(epfd, EPOLL_CTL_DEL, tun, nullptr);
+        tun_lost(errno_text("read from tun device " + opts.tun_name));
         break;
       }
       if (n == 0) break;
@@ -343,6 +337,16 @@ struct Router::Loop {
       if (!p->dead) flush(p);
     }
     dirty.clear();
+  }
+
+  // The device is gone (`ip link del` under us: poll says EPOLLERR, read
+  // EBADFD): nothing can be routed any more. Reported once as fatal (TS stops
+  // the router); the tun is no longer watched, so the loop does not spin.
+  void tun_lost(const std::string& why) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, tun, nullptr);
+    RouterEvent e(RouterEvent::Type::Fatal);
+    e.message = why + ": the router cannot route without its tun device";
+    emit(std::move(e));
   }
 
   void route_down(const uint8_t* pkt, size_t len) {

@@ -66,7 +66,10 @@ struct RouterOptions {
 };
 
 struct RouterEvent {
-  enum class Type { PeerUp, PeerAddr, PeerDown, Refused, ProtocolError, Error };
+  // Error: something failed, the router goes on. Fatal: the router cannot go
+  // on (its tun device is gone); the loop keeps its peers until stop().
+  // Notice: a recovery worth a log line (accepting again after a pause).
+  enum class Type { PeerUp, PeerAddr, PeerDown, Refused, ProtocolError, Error, Fatal, Notice };
   explicit RouterEvent(Type t) : type(t) {}
   Type type;
   uint32_t id = 0;
@@ -74,7 +77,7 @@ struct RouterEvent {
   uint32_t addr = 0;                   // PeerAddr, PeerDown, Refused
   uint64_t count = 0;                  // Refused: drops since the previous event
   std::string reason;                  // PeerDown, Refused, ProtocolError
-  std::string message;                 // Error
+  std::string message;                 // Error, Fatal, Notice
 };
 
 struct PeerStats {

@@ -158,6 +158,14 @@ Napi::Value EventToJs(Napi::Env env, const RouterEvent& e) {
       o.Set("type", "error");
       o.Set("message", e.message);
       break;
+    case RouterEvent::Type::Fatal:
+      o.Set("type", "fatal");
+      o.Set("message", e.message);
+      break;
+    case RouterEvent::Type::Notice:
+      o.Set("type", "notice");
+      o.Set("message", e.message);
+      break;
   }
   return o;
 }

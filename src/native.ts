@@ -55,7 +55,9 @@ export type RouterEvent =
   | { type: 'peer_down'; id: number; addr: number; reason: string }
   | { type: 'refused'; id: number; reason: string; addr: number; count: number }  // spoof, collision, gateway, bad_source, unbound, rule_block (rate-limited, count = drops since last event)
   | { type: 'protocol_error'; id: number; reason: string }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string }                     // something failed; the router goes on
+  | { type: 'fatal'; message: string }                     // the router cannot go on (its tun device is gone): stop it
+  | { type: 'notice'; message: string };                   // a recovery worth a log line
 
 export interface DropCounts { [reason: string]: number }
 
