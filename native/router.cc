@@ -33,6 +33,8 @@ constexpr int kEpollEvents = 64;
 constexpr int kAcceptBatch = 16;
 constexpr size_t kMaxPendingEvents = 65536; // beyond: events are dropped (JS not draining)
 constexpr uint64_t kSecond = 1000000000ull;
+constexpr uint64_t kAcceptPause = 200000000ull;      // accept failing (out of fds): retry after 200 ms
+constexpr uint64_t kAcceptReportEvery = 10 * kSecond; // while it keeps failing, one event per 10 s
 
 // epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
 constexpr uint64_t kTagTun = 1, kTagListen = 2, kTagControl = 3;
@@ -139,7 +141,11 @@ struct Router::Loop {
   uint64_t gateway_at = 0;
   uint64_t now = 0;
   uint64_t last_sweep = 0;
-  uint64_t last_accept_error = 0;
+  // Accepting paused (accept4 failed: out of fds, out of memory): the listen
+  // fd is level-triggered, so without a pause the loop would spin. 0: not paused.
+  uint64_t accept_resume_at = 0;
+  uint64_t accept_reported_at = 0;  // the last pause reported (0: none since accepting worked)
+  uint64_t accept_pauses = 0;       // pauses since then
   bool refused_pending = false;
   uint32_t next_id = 1;
 
@@ -283,7 +289,7 @@ struct Router::Loop {
     struct epoll_event evs[kEpollEvents];
     bool stopping = false;
     while (!stopping) {
-      const int n = epoll_wait(epfd, evs, kEpollEvents, 1000);
+      const int n = epoll_wait(epfd, evs, kEpollEvents, wait_ms());
       if (n < 0) {
         if (errno == EINTR) continue;
         emit_error(errno_text("epoll_wait"));
@@ -308,6 +314,7 @@ struct Router::Loop {
           if (!p->dead && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_peer_readable(p);
         }
       }
+      if (accept_resume_at != 0 && now >= accept_resume_at) resume_accept();
       if (now - last_sweep >= kSecond) sweep_refused();
       graveyard.clear();
       publish();
@@ -547,12 +554,15 @@ struct Router::Loop {
     for (int k = 0; k < kAcceptBatch; k++) {
       const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
-        if (now - last_accept_error >= kSecond) {
-          last_accept_error = now;
-          emit_error(errno_text("accept on " + opts.socket_path));
-        }
-        return;
+        const int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED) return;
+        return pause_accept(e);
+      }
+      if (accept_reported_at != 0) {
+        accept_reported_at = 0;
+        RouterEvent n(RouterEvent::Type::Notice);
+        n.message = "accepting peers on " + opts.socket_path + " again";
+        emit(std::move(n));
       }
       struct ucred cred;
       socklen_t clen = sizeof cred;
@@ -593,6 +603,44 @@ struct Router::Loop {
       emit(std::move(up));
       try_bound_address(raw);
     }
+  }
+
+  // accept4 failed with something waiting (EMFILE, ENFILE, ENOBUFS, ENOMEM):
+  // stop watching the listen fd for kAcceptPause, keep serving the peers we
+  // have. Reported on the first pause, then at most every kAcceptReportEvery.
+  void pause_accept(int e) {
+    listen_events(0);
+    accept_resume_at = now + kAcceptPause;
+    accept_pauses++;
+    if (accept_reported_at != 0 && now - accept_reported_at < kAcceptReportEvery) return;
+    std::string why = e == EMFILE || e == ENFILE ? "out of file descriptors" : "cannot accept peers";
+    why += " (accept on " + opts.socket_path + ": " + strerror(e) + "): not accepting for " +
+           std::to_string(kAcceptPause / 1000000) + " ms";
+    if (accept_pauses > 1) why += "; still failing: " + std::to_string(accept_pauses) + " pauses since the last report";
+    emit_error(why);
+    accept_reported_at = now;
+    accept_pauses = 0;
+  }
+
+  void resume_accept() {
+    accept_resume_at = 0;
+    listen_events(EPOLLIN);
+  }
+
+  void listen_events(uint32_t ev) {
+    struct epoll_event e;
+    memset(&e, 0, sizeof e);
+    e.events = ev;
+    e.data.u64 = kTagListen;
+    epoll_ctl(epfd, EPOLL_CTL_MOD, listen_fd, &e);
+  }
+
+  // epoll_wait's timeout: a second, or until accepting resumes.
+  int wait_ms() const {
+    if (accept_resume_at == 0) return 1000;
+    const uint64_t t = now_ns();
+    if (t >= accept_resume_at) return 0;
+    return int(std::min<uint64_t>((accept_resume_at - t) / 1000000 + 1, 1000));
   }
 
   void close_peer(Peer* p, const std::string& reason) {
