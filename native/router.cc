@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <unordered_map>
@@ -101,6 +102,10 @@ struct Router::Pending {
   bool have_bindings = false;
   std::vector<Binding> bindings;
   std::atomic<bool> stop{false};
+  // relisten(): asked by the controller, answered by the loop.
+  std::condition_variable relisten_cv;
+  bool relisten = false, relisten_done = false, relisten_ok = false;
+  std::string relisten_err;
 };
 
 struct Router::Loop {
@@ -269,6 +274,15 @@ struct Router::Loop {
     by_addr.clear();
     dirty.clear();
     graveyard.clear();
+    close_socket();
+    if (tun >= 0) close(tun);
+    tun = -1;
+    if (epfd >= 0) close(epfd);
+    epfd = -1;
+  }
+
+  // Closes the listening socket; its file goes only if it is still the one we made.
+  void close_socket() {
     if (listen_fd >= 0) close(listen_fd);
     listen_fd = -1;
     if (socket_ours) {
@@ -277,10 +291,37 @@ struct Router::Loop {
         unlink(opts.socket_path.c_str());
       socket_ours = false;
     }
-    if (tun >= 0) close(tun);
-    tun = -1;
-    if (epfd >= 0) close(epfd);
-    epfd = -1;
+  }
+
+  // The socket file (or its directory) was removed under us: new peers cannot
+  // reach the old socket by name, connected peers are unaffected. Binds a new
+  // listening socket at the same path and swaps it in; on failure the old one
+  // stays. A path still naming our socket needs nothing.
+  bool relisten(std::string* err) {
+    struct stat st;
+    if (socket_ours && lstat(opts.socket_path.c_str(), &st) == 0 && st.st_dev == sock_dev &&
+        st.st_ino == sock_ino)
+      return true;
+    const int old_fd = listen_fd;
+    const dev_t old_dev = sock_dev;
+    const ino_t old_ino = sock_ino;
+    listen_fd = -1;
+    socket_ours = false;
+    bool ok = open_socket(err);
+    if (ok && !watch(listen_fd, kTagListen, accept_resume_at != 0 ? 0 : EPOLLIN)) {
+      *err = errno_text("epoll_ctl (listen)");
+      ok = false;
+    }
+    if (!ok) {
+      close_socket();
+      listen_fd = old_fd;
+      sock_dev = old_dev;
+      sock_ino = old_ino;
+      return false;  // socket_ours stays false: the old file is not ours to unlink
+    }
+    epoll_ctl(epfd, EPOLL_CTL_DEL, old_fd, nullptr);
+    close(old_fd);
+    return true;
   }
 
   // ---- the loop -----------------------------------------------------------
@@ -750,6 +791,13 @@ struct Router::Loop {
     std::vector<Binding> b;
     {
       std::lock_guard<std::mutex> g(pending->mu);
+      if (pending->relisten) {
+        pending->relisten = false;
+        pending->relisten_err.clear();
+        pending->relisten_ok = relisten(&pending->relisten_err);
+        pending->relisten_done = true;
+        pending->relisten_cv.notify_all();
+      }
       rs = std::move(pending->rules);
       have_bindings = pending->have_bindings;
       pending->have_bindings = false;
@@ -895,6 +943,24 @@ void Router::set_bindings(std::vector<Binding> bindings) {
     pending_->have_bindings = true;
   }
   notify();
+}
+
+bool Router::relisten(std::string* err) {
+  if (!running_) {
+    *err = "router is not running";
+    return false;
+  }
+  std::unique_lock<std::mutex> g(pending_->mu);
+  pending_->relisten = true;
+  pending_->relisten_done = false;
+  notify();
+  if (!pending_->relisten_cv.wait_for(g, std::chrono::seconds(5), [&] { return pending_->relisten_done; })) {
+    pending_->relisten = false;
+    *err = "the router loop did not answer within 5 s";
+    return false;
+  }
+  if (!pending_->relisten_ok) *err = pending_->relisten_err;
+  return pending_->relisten_ok;
 }
 
 std::vector<RouterEvent> Router::take_events() {

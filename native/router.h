@@ -125,6 +125,11 @@ class Router {
   void set_rules(std::vector<Rule> in, std::vector<Rule> out,
                  std::vector<int32_t> carry_in, std::vector<int32_t> carry_out);
   void set_bindings(std::vector<Binding> bindings);
+  // The socket file or its directory was removed (the caller recreated the
+  // directory): binds a new listening socket at the same path, between two
+  // batches, and waits for the loop's answer (at most 5 s). Connected peers
+  // stay. false with *err: the old socket stays in place.
+  bool relisten(std::string* err);
 
   std::vector<RouterEvent> take_events();
   RouterStats stats() const;

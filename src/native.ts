@@ -89,6 +89,10 @@ export interface NativeRouter {
    *  old chain whose hit counter rule i inherits, or -1. */
   setRules(inRules: NativeRule[], outRules: NativeRule[], carryIn?: Int32Array, carryOut?: Int32Array): void;
   setBindings(bindings: PeerBinding[]): void;
+  /** The socket file or its directory was removed (recreate the directory
+   *  first): binds a new listening socket at socketPath; connected peers stay.
+   *  Throws with the reason (the old socket stays then). */
+  relisten(): void;
   stats(): RouterStats;
 }
 
