@@ -308,7 +308,7 @@ struct Router::Loop {
     listen_fd = -1;
     socket_ours = false;
     bool ok = open_socket(err);
-    if (ok && !watch(listen_fd, kTagListen, accept_resume_at != 0 ? 0 : EPOLLIN)) {
+    if (ok && !watch(listen_fd, kTagListen, accept_resume_at != 0 ? 0u : uint32_t(EPOLLIN))) {
       *err = errno_text("epoll_ctl (listen)");
       ok = false;
     }
