@@ -8,6 +8,7 @@
 // one line says how many were lost and why. pino's own sync destination
 // (sonic-boom) would throw, or retry forever in flushSync at exit.
 import fs from 'node:fs';
+import os from 'node:os';
 import pino from 'pino';
 
 export type Logger = pino.Logger;
@@ -27,7 +28,7 @@ class StderrDestination {
   write(line: string): void {
     if (this.unreported > 0) {
       const note = JSON.stringify({
-        level: 40, time: Date.now(), pid: process.pid, name: 'moat',
+        level: 40, time: Date.now(), pid: process.pid, hostname: os.hostname(), name: 'moat',
         dropped: this.unreported, err: this.lastError, msg: 'log lines were dropped: the log could not be written',
       });
       if (!this.writeAll((this.midLine ? '\n' : '') + note + '\n')) return this.lost();
