@@ -15,7 +15,7 @@
 // most Options::queue_bytes (more is dropped as queue_full for that peer only;
 // the loop never blocks on a peer). No allocation per packet once running.
 //
-// Threads: start/stop/set_rules/set_bindings/stats/take_events may be called
+// Threads: start/stop/set_rules/set_bindings/relisten/stats/take_events may be called
 // from any one controlling thread; the data path runs on the router's own
 // thread, which enters Options::netns before opening anything.
 //
