@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <unordered_map>
@@ -37,6 +38,8 @@ constexpr int kAcceptBatch = 16;
 constexpr size_t kMaxPendingEvents = 65536; // beyond: events are dropped (JS not draining)
 constexpr uint64_t kSecond = 1000000000ull;
 constexpr uint32_t kIcmpPerSecond = 100;    // fragmentation-needed answers
+constexpr uint64_t kAcceptPause = 200000000ull;      // accept failing (out of fds): retry after 200 ms
+constexpr uint64_t kAcceptReportEvery = 10 * kSecond; // while it keeps failing, one event per 10 s
 
 // epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
 constexpr uint64_t kTagTun = 1, kTagListen = 2, kTagControl = 3;
@@ -103,6 +106,10 @@ struct Router::Pending {
   bool have_bindings = false;
   std::vector<Binding> bindings;
   std::atomic<bool> stop{false};
+  // relisten(): asked by the controller, answered by the loop.
+  std::condition_variable relisten_cv;
+  bool relisten = false, relisten_done = false, relisten_ok = false;
+  std::string relisten_err;
 };
 
 struct Router::Loop {
@@ -157,7 +164,11 @@ struct Router::Loop {
   uint64_t gateway_at = 0;
   uint64_t now = 0;
   uint64_t last_sweep = 0;
-  uint64_t last_accept_error = 0;
+  // Accepting paused (accept4 failed: out of fds, out of memory): the listen
+  // fd is level-triggered, so without a pause the loop would spin. 0: not paused.
+  uint64_t accept_resume_at = 0;
+  uint64_t accept_reported_at = 0;  // the last pause reported (0: none since accepting worked)
+  uint64_t accept_pauses = 0;       // pauses since then
   bool refused_pending = false;
   uint32_t next_id = 1;
 
@@ -282,6 +293,15 @@ struct Router::Loop {
     by_addr.clear();
     dirty.clear();
     graveyard.clear();
+    close_socket();
+    if (tun >= 0) close(tun);
+    tun = -1;
+    if (epfd >= 0) close(epfd);
+    epfd = -1;
+  }
+
+  // Closes the listening socket; its file goes only if it is still the one we made.
+  void close_socket() {
     if (listen_fd >= 0) close(listen_fd);
     listen_fd = -1;
     if (socket_ours) {
@@ -290,10 +310,37 @@ struct Router::Loop {
         unlink(opts.socket_path.c_str());
       socket_ours = false;
     }
-    if (tun >= 0) close(tun);
-    tun = -1;
-    if (epfd >= 0) close(epfd);
-    epfd = -1;
+  }
+
+  // The socket file (or its directory) was removed under us: new peers cannot
+  // reach the old socket by name, connected peers are unaffected. Binds a new
+  // listening socket at the same path and swaps it in; on failure the old one
+  // stays. A path still naming our socket needs nothing.
+  bool relisten(std::string* err) {
+    struct stat st;
+    if (socket_ours && lstat(opts.socket_path.c_str(), &st) == 0 && st.st_dev == sock_dev &&
+        st.st_ino == sock_ino)
+      return true;
+    const int old_fd = listen_fd;
+    const dev_t old_dev = sock_dev;
+    const ino_t old_ino = sock_ino;
+    listen_fd = -1;
+    socket_ours = false;
+    bool ok = open_socket(err);
+    if (ok && !watch(listen_fd, kTagListen, accept_resume_at != 0 ? 0u : uint32_t(EPOLLIN))) {
+      *err = errno_text("epoll_ctl (listen)");
+      ok = false;
+    }
+    if (!ok) {
+      close_socket();
+      listen_fd = old_fd;
+      sock_dev = old_dev;
+      sock_ino = old_ino;
+      return false;  // socket_ours stays false: the old file is not ours to unlink
+    }
+    epoll_ctl(epfd, EPOLL_CTL_DEL, old_fd, nullptr);
+    close(old_fd);
+    return true;
   }
 
   // ---- the loop -----------------------------------------------------------
@@ -302,7 +349,7 @@ struct Router::Loop {
     struct epoll_event evs[kEpollEvents];
     bool stopping = false;
     while (!stopping) {
-      const int n = epoll_wait(epfd, evs, kEpollEvents, 1000);
+      const int n = epoll_wait(epfd, evs, kEpollEvents, wait_ms());
       if (n < 0) {
         if (errno == EINTR) continue;
         emit_error(errno_text("epoll_wait"));
@@ -327,6 +374,7 @@ struct Router::Loop {
           if (!p->dead && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_peer_readable(p);
         }
       }
+      if (accept_resume_at != 0 && now >= accept_resume_at) resume_accept();
       if (now - last_sweep >= kSecond) sweep_refused();
       graveyard.clear();
       publish();
@@ -336,12 +384,7 @@ struct Router::Loop {
   // ---- down: tun -> peers -------------------------------------------------
 
   void on_tun(uint32_t ev) {
-    if (ev & (EPOLLERR | EPOLLHUP)) {
-      // The device went away: report once and stop watching it.
-      emit_error("tun device " + opts.tun_name + " reported an error; no longer reading it");
-      epoll_ctl(epfd, EPOLL_CTL_DEL, tun, nullptr);
-      return;
-    }
+    if (ev & (EPOLLERR | EPOLLHUP)) return tun_lost("tun device " + opts.tun_name + " failed (deleted?)");
     // Packets are read straight into the batch arena, 4 bytes after the
     // write position, so each frame (header + packet) is built in place and
     // sent from there: no copy into a peer's queue unless a send falls short.
@@ -352,8 +395,7 @@ struct Router::Loop {
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
         if (errno == EINTR) continue;
-        emit_error(errno_text("read from tun " + opts.tun_name));
-        epoll_ctl(epfd, EPOLL_CTL_DEL, tun, nullptr);
+        tun_lost(errno_text("read from tun device " + opts.tun_name));
         break;
       }
       if (n == 0) break;
@@ -362,6 +404,16 @@ struct Router::Loop {
       route_down(buf, size_t(n));
     }
     flush_batch();
+  }
+
+  // The device is gone (`ip link del` under us: poll says EPOLLERR, read
+  // EBADFD): nothing can be routed any more. Reported once as fatal (TS stops
+  // the router); the tun is no longer watched, so the loop does not spin.
+  void tun_lost(const std::string& why) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, tun, nullptr);
+    RouterEvent e(RouterEvent::Type::Fatal);
+    e.message = why + ": the router cannot route without its tun device";
+    emit(std::move(e));
   }
 
   void route_down(const uint8_t* pkt, size_t len) {
@@ -683,12 +735,15 @@ struct Router::Loop {
     for (int k = 0; k < kAcceptBatch; k++) {
       const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
-        if (now - last_accept_error >= kSecond) {
-          last_accept_error = now;
-          emit_error(errno_text("accept on " + opts.socket_path));
-        }
-        return;
+        const int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED) return;
+        return pause_accept(e);
+      }
+      if (accept_reported_at != 0) {
+        accept_reported_at = 0;
+        RouterEvent n(RouterEvent::Type::Notice);
+        n.message = "accepting peers on " + opts.socket_path + " again";
+        emit(std::move(n));
       }
       struct ucred cred;
       socklen_t clen = sizeof cred;
@@ -730,6 +785,44 @@ struct Router::Loop {
       emit(std::move(up));
       try_bound_address(raw);
     }
+  }
+
+  // accept4 failed with something waiting (EMFILE, ENFILE, ENOBUFS, ENOMEM):
+  // stop watching the listen fd for kAcceptPause, keep serving the peers we
+  // have. Reported on the first pause, then at most every kAcceptReportEvery.
+  void pause_accept(int e) {
+    listen_events(0);
+    accept_resume_at = now + kAcceptPause;
+    accept_pauses++;
+    if (accept_reported_at != 0 && now - accept_reported_at < kAcceptReportEvery) return;
+    std::string why = e == EMFILE || e == ENFILE ? "out of file descriptors" : "cannot accept peers";
+    why += " (accept on " + opts.socket_path + ": " + strerror(e) + "): not accepting for " +
+           std::to_string(kAcceptPause / 1000000) + " ms";
+    if (accept_pauses > 1) why += "; still failing: " + std::to_string(accept_pauses) + " pauses since the last report";
+    emit_error(why);
+    accept_reported_at = now;
+    accept_pauses = 0;
+  }
+
+  void resume_accept() {
+    accept_resume_at = 0;
+    listen_events(EPOLLIN);
+  }
+
+  void listen_events(uint32_t ev) {
+    struct epoll_event e;
+    memset(&e, 0, sizeof e);
+    e.events = ev;
+    e.data.u64 = kTagListen;
+    epoll_ctl(epfd, EPOLL_CTL_MOD, listen_fd, &e);
+  }
+
+  // epoll_wait's timeout: a second, or until accepting resumes.
+  int wait_ms() const {
+    if (accept_resume_at == 0) return 1000;
+    const uint64_t t = now_ns();
+    if (t >= accept_resume_at) return 0;
+    return int(std::min<uint64_t>((accept_resume_at - t) / 1000000 + 1, 1000));
   }
 
   void close_peer(Peer* p, const std::string& reason) {
@@ -839,6 +932,13 @@ struct Router::Loop {
     std::vector<Binding> b;
     {
       std::lock_guard<std::mutex> g(pending->mu);
+      if (pending->relisten) {
+        pending->relisten = false;
+        pending->relisten_err.clear();
+        pending->relisten_ok = relisten(&pending->relisten_err);
+        pending->relisten_done = true;
+        pending->relisten_cv.notify_all();
+      }
       rs = std::move(pending->rules);
       have_bindings = pending->have_bindings;
       pending->have_bindings = false;
@@ -984,6 +1084,24 @@ void Router::set_bindings(std::vector<Binding> bindings) {
     pending_->have_bindings = true;
   }
   notify();
+}
+
+bool Router::relisten(std::string* err) {
+  if (!running_) {
+    *err = "router is not running";
+    return false;
+  }
+  std::unique_lock<std::mutex> g(pending_->mu);
+  pending_->relisten = true;
+  pending_->relisten_done = false;
+  notify();
+  if (!pending_->relisten_cv.wait_for(g, std::chrono::seconds(5), [&] { return pending_->relisten_done; })) {
+    pending_->relisten = false;
+    *err = "the router loop did not answer within 5 s";
+    return false;
+  }
+  if (!pending_->relisten_ok) *err = pending_->relisten_err;
+  return pending_->relisten_ok;
 }
 
 std::vector<RouterEvent> Router::take_events() {

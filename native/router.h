@@ -18,7 +18,7 @@
 // most Options::queue_bytes (more is dropped as queue_full for that peer only;
 // the loop never blocks on a peer). No allocation per packet once running.
 //
-// Threads: start/stop/set_rules/set_bindings/stats/take_events may be called
+// Threads: start/stop/set_rules/set_bindings/relisten/stats/take_events may be called
 // from any one controlling thread; the data path runs on the router's own
 // thread, which enters Options::netns before opening anything.
 //
@@ -69,7 +69,10 @@ struct RouterOptions {
 };
 
 struct RouterEvent {
-  enum class Type { PeerUp, PeerAddr, PeerDown, Refused, ProtocolError, Error };
+  // Error: something failed, the router goes on. Fatal: the router cannot go
+  // on (its tun device is gone); the loop keeps its peers until stop().
+  // Notice: a recovery worth a log line (accepting again after a pause).
+  enum class Type { PeerUp, PeerAddr, PeerDown, Refused, ProtocolError, Error, Fatal, Notice };
   explicit RouterEvent(Type t) : type(t) {}
   Type type;
   uint32_t id = 0;
@@ -77,7 +80,7 @@ struct RouterEvent {
   uint32_t addr = 0;                   // PeerAddr, PeerDown, Refused
   uint64_t count = 0;                  // Refused: drops since the previous event
   std::string reason;                  // PeerDown, Refused, ProtocolError
-  std::string message;                 // Error
+  std::string message;                 // Error, Fatal, Notice
 };
 
 struct PeerStats {
@@ -127,6 +130,11 @@ class Router {
   void set_rules(std::vector<Rule> in, std::vector<Rule> out,
                  std::vector<int32_t> carry_in, std::vector<int32_t> carry_out);
   void set_bindings(std::vector<Binding> bindings);
+  // The socket file or its directory was removed (the caller recreated the
+  // directory): binds a new listening socket at the same path, between two
+  // batches, and waits for the loop's answer (at most 5 s). Connected peers
+  // stay. false with *err: the old socket stays in place.
+  bool relisten(std::string* err);
 
   std::vector<RouterEvent> take_events();
   RouterStats stats() const;

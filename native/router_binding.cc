@@ -158,6 +158,14 @@ Napi::Value EventToJs(Napi::Env env, const RouterEvent& e) {
       o.Set("type", "error");
       o.Set("message", e.message);
       break;
+    case RouterEvent::Type::Fatal:
+      o.Set("type", "fatal");
+      o.Set("message", e.message);
+      break;
+    case RouterEvent::Type::Notice:
+      o.Set("type", "notice");
+      o.Set("message", e.message);
+      break;
   }
   return o;
 }
@@ -169,6 +177,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
                        {InstanceMethod("start", &RouterWrap::Start), InstanceMethod("stop", &RouterWrap::Stop),
                         InstanceMethod("setRules", &RouterWrap::SetRules),
                         InstanceMethod("setBindings", &RouterWrap::SetBindings),
+                        InstanceMethod("relisten", &RouterWrap::Relisten),
                         InstanceMethod("stats", &RouterWrap::Stats)});
   }
 
@@ -252,6 +261,13 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
   Napi::Value SetBindings(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     core_->set_bindings(ToBindings(env, info[0]));
+    return env.Undefined();
+  }
+
+  Napi::Value Relisten(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string err;
+    if (!core_->relisten(&err)) throw Napi::Error::New(env, err);
     return env.Undefined();
   }
 

@@ -4,6 +4,7 @@ import http from 'node:http';
 import client from 'prom-client';
 import type { RouterStats } from './native';
 import { intToIpv4 } from './addr';
+import { logDropped } from './log';
 
 export interface MetricsSource {
   stats(): RouterStats;
@@ -84,6 +85,10 @@ export function registerRouterMetrics(reg: client.Registry, src: MetricsSource):
   new client.Counter({
     name: 'moat_rule_reloads_total', help: 'Rule set reloads, by result', labelNames: ['result'], registers: [reg],
     collect() { const r = src.reloads(); this.reset(); setCounter(this, { result: 'ok' }, r.ok); setCounter(this, { result: 'error' }, r.error); },
+  });
+  new client.Counter({
+    name: 'moat_log_dropped_total', help: 'Log lines that could not be written (disk full, log pipe closed) and were dropped', registers: [reg],
+    collect() { this.reset(); setCounter(this, {}, logDropped()); },
   });
   return reg;
 }

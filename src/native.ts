@@ -55,7 +55,9 @@ export type RouterEvent =
   | { type: 'peer_down'; id: number; addr: number; reason: string }
   | { type: 'refused'; id: number; reason: string; addr: number; count: number }  // spoof, collision, gateway, bad_source, unbound, rule_block (rate-limited, count = drops since last event)
   | { type: 'protocol_error'; id: number; reason: string }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string }                     // something failed; the router goes on
+  | { type: 'fatal'; message: string }                     // the router cannot go on (its tun device is gone): stop it
+  | { type: 'notice'; message: string };                   // a recovery worth a log line
 
 export interface DropCounts { [reason: string]: number }
 
@@ -89,6 +91,10 @@ export interface NativeRouter {
    *  old chain whose hit counter rule i inherits, or -1. */
   setRules(inRules: NativeRule[], outRules: NativeRule[], carryIn?: Int32Array, carryOut?: Int32Array): void;
   setBindings(bindings: PeerBinding[]): void;
+  /** The socket file or its directory was removed (recreate the directory
+   *  first): binds a new listening socket at socketPath; connected peers stay.
+   *  Throws with the reason (the old socket stays then). */
+  relisten(): void;
   stats(): RouterStats;
 }
 

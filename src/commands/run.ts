@@ -90,6 +90,13 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
     process.stderr.write(`moat: ${(err as Error).message}\n`);
     return 2;
   }
+  // A fatal router event (see below) may come while the rest still starts.
+  let onFatal: ((reason: string) => void) | undefined;
+  let fatalEarly: string | undefined;
+  router?.on('fatal', (reason: string) => {
+    if (onFatal) onFatal(reason);
+    else fatalEarly ??= reason;
+  });
   try {
     await router?.start();
     if (emperor && !router) await emperor.start();
@@ -117,6 +124,16 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
         resolve(1);
       });
     };
+    // The router cannot go on (its tun device deleted, its socket gone and not
+    // bindable): stop everything cleanly and exit 1, so a supervisor
+    // (systemd Restart=on-failure) starts it again.
+    onFatal = (reason: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.error({ reason }, 'stopping: the router failed');
+      stopAll().then(() => resolve(1), () => resolve(1));
+    };
+    if (fatalEarly !== undefined) onFatal(fatalEarly);
     // pty-exec ended: moat exits as uWSGI does, with the command's status.
     sharedExit = (status) => {
       if (stopping) return;

@@ -28,6 +28,9 @@ export class Router extends EventEmitter {
   private metricsServer?: Server;
   private watchers: fs.FSWatcher[] = [];
   private reloadTimer?: NodeJS.Timeout;
+  private socketTimer?: NodeJS.Timeout;
+  private socketId?: { dev: number; ino: number };
+  private failed = false;
   private reloadCounts = { ok: 0, error: 0 };
   private readonly peerAddr = new Map<number, number>();
   private readonly pluginBindings = new Map<string, PeerBinding[]>();
@@ -60,6 +63,7 @@ export class Router extends EventEmitter {
     const c = this.config;
     for (const w of c.warnings) this.log.warn(w);
     this.rules = this.loadRules();
+    this.failed = false;
     // /run/moat may not exist yet on a fresh host.
     for (const file of [c.socket, ...(c.stats && !c.stats.includes(':') ? [c.stats] : [])]) {
       const made = fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -80,6 +84,7 @@ export class Router extends EventEmitter {
     native.setRules(this.rules.in.map((r) => r.native), this.rules.out.map((r) => r.native));
     native.start((events) => this.onEvents(events));
     this.native = native;
+    this.watchSocket();
     this.log.info({ socket: c.socket, rulesIn: this.rules.in.length, rulesOut: this.rules.out.length }, 'router started');
     try {
       if (c.stats) {
@@ -114,6 +119,7 @@ export class Router extends EventEmitter {
       }
     }
     clearTimeout(this.reloadTimer);
+    clearInterval(this.socketTimer);
     for (const w of this.watchers.splice(0)) w.close();
     await this.statsServer?.stop();
     this.statsServer = undefined;
@@ -249,6 +255,46 @@ export class Router extends EventEmitter {
     }
   }
 
+  /** The socket file is checked every second: removed or replaced (its
+   *  directory deleted, a stray rm), new peers could not connect. The
+   *  directory is made again and the data path binds a new socket there
+   *  (connected peers stay); if that fails the router cannot serve: fatal. */
+  private watchSocket(): void {
+    const sock = this.config.socket;
+    const id = () => {
+      const st = fs.statSync(sock);
+      this.socketId = { dev: st.dev, ino: st.ino };
+    };
+    id();
+    this.socketTimer = setInterval(() => {
+      if (!this.native || this.failed) return;
+      let st: fs.Stats | undefined;
+      try { st = fs.lstatSync(sock); } catch { /* removed */ }
+      if (st && st.dev === this.socketId?.dev && st.ino === this.socketId?.ino) return;
+      const what = st ? 'replaced' : 'removed';
+      this.log.error({ socket: sock }, `socket file ${sock} was ${what}: new peers cannot connect; binding it again`);
+      try {
+        fs.mkdirSync(path.dirname(path.resolve(sock)), { recursive: true });
+        this.native.relisten();
+        id();
+        this.log.warn({ socket: sock }, 'socket bound again: new peers can connect');
+      } catch (err) {
+        this.fail(`socket file ${sock} was ${what} and could not be bound again: ${(err as Error).message}`);
+      }
+    }, 1000);
+    this.socketTimer.unref();
+  }
+
+  /** The router cannot go on: logged, and 'fatal' emitted (moat stops and
+   *  exits non-zero). Once. */
+  private fail(reason: string): void {
+    if (this.failed) return;
+    this.failed = true;
+    clearInterval(this.socketTimer);
+    this.log.fatal({ reason }, `router failed: ${reason}`);
+    this.emit('fatal', reason);
+  }
+
   private onEvents(events: RouterEvent[]): void {
     for (const e of events) {
       switch (e.type) {
@@ -277,6 +323,12 @@ export class Router extends EventEmitter {
         case 'error':
           this.log.error({ err: e.message }, 'data path error');
           this.emit('data-path-error', e);
+          break;
+        case 'fatal':
+          this.fail(e.message);
+          break;
+        case 'notice':
+          this.log.info(e.message);
           break;
       }
     }
