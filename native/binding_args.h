@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace moat {
 
@@ -24,6 +26,24 @@ inline int64_t arg_int(const Napi::Object& o, const std::string& where, const ch
                                             std::to_string(hi));
   }
   return int64_t(d);
+}
+
+// A sink for a native thread's event batches: each batch crosses to JS as one
+// array (one thread-safe call per batch, never per packet). A batch that
+// cannot be queued (JS shutting down) is freed here.
+template <class Event>
+auto batch_to_js(Napi::ThreadSafeFunction tsfn, Napi::Object (*to_js)(Napi::Env, const Event&)) {
+  return [tsfn, to_js](std::vector<Event>&& events) mutable {
+    auto* batch = new std::vector<Event>(std::move(events));
+    napi_status st = tsfn.NonBlockingCall(batch, [to_js](Napi::Env env, Napi::Function cb, std::vector<Event>* b) {
+      std::unique_ptr<std::vector<Event>> owned(b);
+      if (env == nullptr || cb.IsEmpty()) return;  // shutting down
+      Napi::Array arr = Napi::Array::New(env, owned->size());
+      for (size_t i = 0; i < owned->size(); i++) arr.Set(uint32_t(i), to_js(env, (*owned)[i]));
+      cb.Call({arr});
+    });
+    if (st != napi_ok) delete batch;
+  };
 }
 
 }  // namespace moat

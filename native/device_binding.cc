@@ -107,17 +107,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     Napi::ThreadSafeFunction tsfn = tsfn_;
     std::string err;
     bool ok = device_->start(
-        [tsfn](std::vector<DeviceEvent>&& events) mutable {
-          auto* batch = new std::vector<DeviceEvent>(std::move(events));
-          napi_status st = tsfn.NonBlockingCall(batch, [](Napi::Env env, Napi::Function cb, std::vector<DeviceEvent>* b) {
-            std::unique_ptr<std::vector<DeviceEvent>> owned(b);
-            if (env == nullptr || cb.IsEmpty()) return;  // shutting down
-            Napi::Array arr = Napi::Array::New(env, owned->size());
-            for (size_t i = 0; i < owned->size(); i++) arr.Set(uint32_t(i), event_object(env, (*owned)[i]));
-            cb.Call({arr});
-          });
-          if (st != napi_ok) delete batch;
-        },
+        batch_to_js<DeviceEvent>(tsfn, event_object),
         &err);
     if (!ok) {
       tsfn_.Release();

@@ -793,29 +793,38 @@ void serve(Server* srv, int epfd, int stop_fd) {
     if (p[0].revents) srv->handle();
   }
 }
-}  // namespace
-
-bool PtyServer::start(PtyEventSink sink, std::string* err) {
-  if (!open(std::move(sink), err)) return false;
-  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stop_fd_ < 0) {
+// start()/stop() of both servers: open, then serve on a thread of their own
+// until an eventfd says stop (the addon's use; the runtime calls handle()).
+template <class Server>
+bool start_thread(Server* srv, PtyEventSink sink, std::string* err, int& stop_fd, std::thread& thread) {
+  if (!srv->open(std::move(sink), err)) return false;
+  stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd < 0) {
     *err = errtext("eventfd");
-    close();
+    srv->close();
     return false;
   }
-  thread_ = std::thread(serve<PtyServer>, this, epfd_, stop_fd_);
+  thread = std::thread(serve<Server>, srv, srv->fd(), stop_fd);
   return true;
 }
 
-void PtyServer::stop() {
-  if (thread_.joinable()) {
+template <class Server>
+void stop_thread(Server* srv, int& stop_fd, std::thread& thread) {
+  if (thread.joinable()) {
     uint64_t one = 1;
-    if (::write(stop_fd_, &one, sizeof(one)) < 0) {}
-    thread_.join();
+    if (::write(stop_fd, &one, sizeof(one)) < 0) {}
+    thread.join();
   }
-  close_fd(stop_fd_);
-  close();
+  close_fd(stop_fd);
+  srv->close();
 }
+}  // namespace
+
+bool PtyServer::start(PtyEventSink sink, std::string* err) {
+  return start_thread(this, std::move(sink), err, stop_fd_, thread_);
+}
+
+void PtyServer::stop() { stop_thread(this, stop_fd_, thread_); }
 
 PtyServerStats PtyServer::stats() const {
   const Impl& m = *impl_;
@@ -1092,26 +1101,10 @@ void SharedPty::close() {
 }
 
 bool SharedPty::start(PtyEventSink sink, std::string* err) {
-  if (!open(std::move(sink), err)) return false;
-  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stop_fd_ < 0) {
-    *err = errtext("eventfd");
-    close();
-    return false;
-  }
-  thread_ = std::thread(serve<SharedPty>, this, epfd_, stop_fd_);
-  return true;
+  return start_thread(this, std::move(sink), err, stop_fd_, thread_);
 }
 
-void SharedPty::stop() {
-  if (thread_.joinable()) {
-    uint64_t one = 1;
-    if (::write(stop_fd_, &one, sizeof(one)) < 0) {}
-    thread_.join();
-  }
-  close_fd(stop_fd_);
-  close();
-}
+void SharedPty::stop() { stop_thread(this, stop_fd_, thread_); }
 
 int SharedPty::slave_fd() const { return impl_->slave; }
 pid_t SharedPty::command_pid() const { return impl_->pid; }

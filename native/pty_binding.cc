@@ -128,17 +128,7 @@ class PtyWrap : public Napi::ObjectWrap<PtyWrap<Server, Options>> {
     Napi::ThreadSafeFunction tsfn = tsfn_;
     std::string err;
     bool ok = server_->start(
-        [tsfn](std::vector<PtyEvent>&& events) mutable {
-          auto* batch = new std::vector<PtyEvent>(std::move(events));
-          napi_status st = tsfn.NonBlockingCall(batch, [](Napi::Env env, Napi::Function cb, std::vector<PtyEvent>* b) {
-            std::unique_ptr<std::vector<PtyEvent>> owned(b);
-            if (env == nullptr || cb.IsEmpty()) return;
-            Napi::Array arr = Napi::Array::New(env, owned->size());
-            for (size_t i = 0; i < owned->size(); i++) arr.Set(uint32_t(i), event_object(env, (*owned)[i]));
-            cb.Call({arr});
-          });
-          if (st != napi_ok) delete batch;
-        },
+        batch_to_js<PtyEvent>(tsfn, event_object),
         &err);
     if (!ok) {
       tsfn_.Release();
