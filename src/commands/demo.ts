@@ -79,14 +79,7 @@ async function routerDemo(keep: boolean): Promise<number> {
       ip('-n', ns, 'link', 'set', 'lo', 'up');
     }
     // The example config as shipped, placed in the demo's namespace and temp dir.
-    process.chdir(ROOT);  // the example names rules/isolation.rules relative to the repo
-    const options = loadFile(path.join(ROOT, 'examples', 'moat.ini'));
-    const cfg = routerConfig(options);
-    const socket = path.join(tmp, 'tuntap.sock');
-    const stats = path.join(tmp, 'stats.sock');
-    cfg.socket = socket;
-    cfg.stats = stats;
-    cfg.netns = `/run/netns/${gwNs}`;
+    const { options, cfg, socket, stats } = exampleRouter('moat.ini', tmp, gwNs);
     router = new Router(cfg);
     router.use(hooksPlugin(options.filter((o) => o.key === 'exec-as-root').map((o) => o.value), cfg.netns));
     await router.start();
@@ -179,14 +172,7 @@ async function emperorDemo(keep: boolean): Promise<number> {
     say(`moat demo: the emperor on examples/emperor.ini; the router's tun device in namespace ${gwNs}; files in ${tmp}`);
     ip('netns', 'add', gwNs);
     ip('-n', gwNs, 'link', 'set', 'lo', 'up');
-    process.chdir(ROOT);  // the example names examples/vassals and rules/isolation.rules relative to the repo
-    const options = loadFile(path.join(ROOT, 'examples', 'emperor.ini'));
-    const cfg = routerConfig(options);
-    const socket = path.join(tmp, 'tuntap.sock');
-    const stats = path.join(tmp, 'stats.sock');
-    cfg.socket = socket;
-    cfg.stats = stats;
-    cfg.netns = `/run/netns/${gwNs}`;
+    const { options, cfg, socket, stats } = exampleRouter('emperor.ini', tmp, gwNs);
     // The example vassal files as shipped, copied to the demo's emperor directory
     // and pointed at the demo's router socket.
     const ecfg = emperorConfig(options);
@@ -305,4 +291,18 @@ function untilStopped(): Promise<void> {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
+}
+
+/** An example config as shipped (examples/NAME), its router placed in the
+ *  demo's namespace and its sockets in the demo's temp dir. */
+function exampleRouter(name: string, tmp: string, gwNs: string) {
+  process.chdir(ROOT);  // the examples name rules/ and examples/vassals relative to the repo
+  const options = loadFile(path.join(ROOT, 'examples', name));
+  const cfg = routerConfig(options);
+  const socket = path.join(tmp, 'tuntap.sock');
+  const stats = path.join(tmp, 'stats.sock');
+  cfg.socket = socket;
+  cfg.stats = stats;
+  cfg.netns = `/run/netns/${gwNs}`;
+  return { options, cfg, socket, stats };
 }
