@@ -27,6 +27,7 @@
         "native/frame.cc",
         "native/tun.cc",
         "native/device.cc",
+        "native/pty.cc",
         "native/runtime/main.cc",
         "native/runtime/channel.cc",
         "native/runtime/jail.cc",
