@@ -7,7 +7,7 @@
 // viewers of a shared pty.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -18,8 +18,8 @@ import { CLI, tempDir } from '../helpers/moat';
 import { makeRootFs, RootFs, APP_UID, APP_GID } from '../helpers/rootfs';
 import { Tmux, sleep, stdinFrame } from '../helpers/pty';
 import { pidsInPidNs } from '../helpers/vassal-runtime';
+import { startSshd } from '../helpers/ssh';
 
-const SSHD = '/usr/sbin/sshd';
 const CLONE = ['fs', 'ipc', 'uts', 'net', 'pid'] as const;
 const lab = new Lab();
 let dir = '';
@@ -182,19 +182,8 @@ test('forkpty-urouter in a pivot-rooted vassal: the client lands inside, as the 
   assert.equal(fs.existsSync(sock), false, 'socket gone');
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 test('ssh -tt with ForceCommand moat pty-uconnect vassals-dir-root/NAME/pty.sock lands inside the vassal', async () => {
-  if (!fs.existsSync(SSHD)) throw new Error(`${SSHD} missing: apt-get install openssh-server (scripts/install-deps.sh)`);
   const name = 'sshbox.ini';
   // No pivot-root: the host's files, but the vassal's namespaces (and its own /proc).
   const hostDir = await deploy(name, [
@@ -209,42 +198,15 @@ test('ssh -tt with ForceCommand moat pty-uconnect vassals-dir-root/NAME/pty.sock
 
   const keys = path.join(dir, 'ssh');
   fs.mkdirSync(keys);
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(keys, 'host_key')]);
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(keys, 'user_key')]);
-  fs.copyFileSync(path.join(keys, 'user_key.pub'), path.join(keys, 'authorized_keys'));
-  fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-  const port = await freePort();
-  const config = path.join(keys, 'sshd_config');
-  fs.writeFileSync(config, [
-    `Port ${port}`, 'ListenAddress 127.0.0.1',
-    `HostKey ${path.join(keys, 'host_key')}`, `PidFile ${path.join(keys, 'sshd.pid')}`,
-    `AuthorizedKeysFile ${path.join(keys, 'authorized_keys')}`,
-    'StrictModes no', 'UsePAM no', 'UseDNS no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
-    'PubkeyAuthentication yes', 'PermitRootLogin prohibit-password',
-    // The recipe of docs/pty.md (Match User customer1 in production).
-    'Match User root',
-    `  ForceCommand ${process.execPath} ${CLI} pty-uconnect ${sock}`,
-    '',
-  ].join('\n'));
-  execFileSync(SSHD, ['-t', '-f', config]);
-  const sshd = lab.spawn(SSHD, ['-D', '-e', '-f', config]);
-  let sshdLog = '';
-  sshd.stderr?.on('data', (d) => { sshdLog += d; });
-  await waitFor(() => {
-    if (sshd.exitCode !== null) throw new Error(sshdLog);
-    return /Server listening/.test(sshdLog);
-  }, 10000, `sshd to listen\n${sshdLog}`);
-
-  const ssh = ['ssh', '-tt', '-F', '/dev/null', '-i', path.join(keys, 'user_key'), '-p', String(port),
-    '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', `UserKnownHostsFile=${path.join(keys, 'known_hosts')}`,
-    '-o', 'LogLevel=ERROR', 'root@127.0.0.1'].join(' ');
+  const sshd = await startSshd(lab, keys, sock);
+  const ssh = sshd.command;
   const t = Tmux.start(lab, `${ssh}; echo SSH-EXIT=$?; sleep 600`, 90, 20);
   t.line('echo "host=$(hostname) pid=$$ uid=$(id -u) size=$(stty size) procs=$(ls /proc | grep -c "^[0-9]")"');
   let m: RegExpMatchArray;
   try {
     m = await t.waitScreen(/host=(\S+) pid=(\d+) uid=(\d+) size=(\d+ \d+) procs=(\d+)/, 15000);
   } catch (e) {
-    throw new Error(`${(e as Error).message}\nsshd:\n${sshdLog}\nemperor:\n${logs.slice(-20).join('')}`);
+    throw new Error(`${(e as Error).message}\nsshd:\n${sshd.log()}\nemperor:\n${logs.slice(-20).join('')}`);
   }
   assert.equal(m[1], 'sshbox', 'the login landed in the vassal');
   assert.ok(Number(m[2]) > 1 && Number(m[2]) < 100, `a pid of the vassal's pid namespace (${m[2]})`);
