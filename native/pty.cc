@@ -741,11 +741,10 @@ struct PtyServer::Impl {
   }
 };
 
-PtyServer::PtyServer(PtyServerOptions opts) : impl_(std::make_unique<Impl>()) { impl_->o = std::move(opts); }
-PtyServer::~PtyServer() { stop(); }
-
-bool PtyServer::open(PtyEventSink sink, std::string* err) {
-  Impl& m = *impl_;
+// The first step of both servers' open(): refuse a second open, keep the
+// event sink, make the epoll set.
+template <class Impl>
+bool begin_open(Impl& m, PtyEventSink sink, std::string* err) {
   if (m.epfd >= 0) {
     *err = "already open";
     return false;
@@ -756,6 +755,15 @@ bool PtyServer::open(PtyEventSink sink, std::string* err) {
     *err = errtext("epoll_create1");
     return false;
   }
+  return true;
+}
+
+PtyServer::PtyServer(PtyServerOptions opts) : impl_(std::make_unique<Impl>()) { impl_->o = std::move(opts); }
+PtyServer::~PtyServer() { stop(); }
+
+bool PtyServer::open(PtyEventSink sink, std::string* err) {
+  Impl& m = *impl_;
+  if (!begin_open(m, std::move(sink), err)) return false;
   m.listen_fd = listen_unix(m.o.socket, &m.sock_dev, &m.sock_ino, err);
   if (m.listen_fd < 0) {
     close_fd(m.epfd);
@@ -1045,16 +1053,7 @@ SharedPty::~SharedPty() { stop(); }
 
 bool SharedPty::open(PtyEventSink sink, std::string* err) {
   Impl& m = *impl_;
-  if (m.epfd >= 0) {
-    *err = "already open";
-    return false;
-  }
-  m.sink = std::move(sink);
-  m.epfd = ::epoll_create1(EPOLL_CLOEXEC);
-  if (m.epfd < 0) {
-    *err = errtext("epoll_create1");
-    return false;
-  }
+  if (!begin_open(m, std::move(sink), err)) return false;
   if (!open_pty(m.o.command.rows, m.o.command.cols, &m.master, &m.slave, err)) {
     close_fd(m.epfd);
     return false;
