@@ -28,9 +28,16 @@ export class VassalRuntime {
     for (const s of [this.child.stdout, this.child.stderr]) {
       s?.on('data', (d: Buffer) => this.output.push(...d.toString().split('\n').filter(Boolean)));
     }
+    // 'exit' can come before the channel's last lines are read: resolve once
+    // the channel has ended too (bounded, in case a leftover process holds it).
+    const channelEnded = new Promise<void>((resolve) => {
+      this.channel.once('close', () => resolve());
+      this.channel.once('end', () => resolve());
+    });
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => {
       this.exit = { code, signal };
-      resolve(this.exit);
+      const timer = setTimeout(() => resolve(this.exit!), 1000);
+      void channelEnded.then(() => { clearTimeout(timer); resolve(this.exit!); });
     }));
     for (const l of lines) this.send(l);
     if (opts.start !== false) this.send('start');
