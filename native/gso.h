@@ -13,10 +13,27 @@
 // The header is in the host's byte order (legacy virtio, little-endian on
 // the machines moat runs on; moat never calls TUNSETVNETBE).
 #pragma once
+#include <linux/if_tun.h>
+// The UAPI header names a field of virtio_net_ctrl_hdr `class`, which C++
+// cannot parse; renamed for the include only (moat never uses that struct).
+#define class class_
 #include <linux/virtio_net.h>
+#undef class
 
 #include <cstddef>
 #include <cstdint>
+
+// Older UAPI headers (Debian 12's linux-libc-dev) predate USO (Linux 6.2);
+// the values are fixed by the virtio spec and the tun ABI.
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5
+#endif
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
 
 namespace moat {
 
