@@ -9,6 +9,10 @@
 //           frames kept) -> one write() per packet to the tun
 //   timer   a one-shot timerfd: the next connection attempt (backoff)
 //   stop    an eventfd written by stop()
+// With offloads (o.offload, docs/offload.md) the tun carries a
+// virtio_net_hdr before every packet: after the router answered our hello,
+// reads go out whole as kModVnet frames; before (or to a uWSGI router) the
+// header is stripped and super-packets are split here.
 // Every length from the router is untrusted: next_frame refuses a header
 // above max_frame before any payload is buffered, and the inbound buffer
 // always has room for one whole frame.
@@ -20,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -28,6 +33,7 @@
 #include <future>
 
 #include "frame.h"
+#include "offload.h"
 #include "tun.h"
 
 namespace moat {
@@ -36,7 +42,7 @@ namespace {
 
 constexpr int kTunBatch = 64;        // packets read from the tun per wakeup
 constexpr int kSocketReads = 4;      // reads from the socket per wakeup
-constexpr size_t kTunReadSize = 65536;
+constexpr size_t kTunReadSize = 65536 + 16;  // one packet, with a virtio_net_hdr
 constexpr uint32_t kIcmpPerSecond = 100;  // fragmentation-needed answers
 
 enum Tag : uint64_t { kTagStop = 0, kTagTun = 1, kTagSocket = 2, kTagTimer = 3 };
@@ -95,6 +101,14 @@ struct Device::Loop {
   size_t in_len = 0;
   std::vector<uint8_t> scratch;   // one packet read from the tun
   std::vector<uint8_t> frag;      // one fragment being built (too_big)
+  // Offloads: vnet = the tun has IFF_VNET_HDR (o.offload); negotiated once
+  // the router answered this connection's hello; hello_sent per connection.
+  bool vnet = false, negotiated = false, hello_sent = false;
+  bool tun_paused = false;        // tun reads paused: the queue has no room for a super-packet
+  uint16_t my_caps = 0;           // what our tun takes (kernel support probed at init)
+  uint16_t router_caps = 0;       // what the router's hello said it takes
+  size_t in_limit = 0;            // frame limit from the router: max_frame, 65535 once negotiated
+  std::vector<uint8_t> segbuf;    // one segment of a super-packet being split
   std::chrono::steady_clock::time_point icmp_window{};
   uint32_t icmp_budget = 0;
   std::vector<DeviceEvent> events;
@@ -114,8 +128,17 @@ struct Device::Loop {
 
   bool init(std::string* err) {
     if (!enter_netns(o.netns, err)) return false;
-    tun = tun_open(o.name, err);
+    vnet = o.offload;
+    tun = tun_open(o.name, vnet, kTunGsoMaxSize, err);
     if (tun < 0) return false;
+    if (vnet) {
+      // Probe which offloads this kernel's tun takes, then off until negotiated.
+      const int f = tun_set_offload(tun, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_USO4 | TUN_F_USO6, err);
+      if (f < 0 || tun_set_offload(tun, 0, err) < 0) return false;
+      my_caps = kCapCsum | kCapTso4 | ((f & TUN_F_USO4) ? kCapUso4 : 0);
+      segbuf.resize(kTunReadSize);
+    }
+    in_limit = o.max_frame;
     ep = epoll_create1(EPOLL_CLOEXEC);
     timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (ep < 0 || timer < 0) {
@@ -128,7 +151,7 @@ struct Device::Loop {
       return false;
     }
     out.resize(o.queue_bytes);
-    in.resize(std::max<size_t>(65536, 2 * (kFrameHeaderSize + o.max_frame)));
+    in.resize(std::max<size_t>(65536, 2 * (kFrameHeaderSize + (vnet ? kMaxFramePayload : o.max_frame))));
     scratch.resize(kTunReadSize);
     frag.resize(o.max_frame);
     return true;
@@ -199,6 +222,46 @@ struct Device::Loop {
     ever_connected = true;
     d.connected_.store(true);
     event(DeviceEvent::Type::Connected);
+    // The hello goes first if the tun has an address; else after the first
+    // packet forwarded, from its source (what a uWSGI router learns from).
+    if (vnet) {
+      const std::vector<uint32_t> a = interface_addresses(o.name);
+      if (!a.empty()) {
+        send_hello(a[0]);
+        flush();
+      }
+    }
+  }
+
+  void send_hello(uint32_t src) {
+    hello_sent = true;
+    uint8_t hello[kHelloLen];
+    hello_build(hello, src, my_caps, uint16_t(std::min<size_t>(o.max_frame, kMaxFramePayload)));
+    queue(hello, kHelloLen, kModHello);
+    d.to_router_packets_.fetch_sub(1, std::memory_order_relaxed);  // not a packet
+    d.to_router_bytes_.fetch_sub(kHelloLen, std::memory_order_relaxed);
+  }
+
+  // The router answered: offloads on for this connection (those it takes).
+  void on_hello(const uint8_t* payload, size_t len) {
+    uint16_t caps, max;
+    if (!vnet || !hello_parse(payload, len, &caps, &max) || !(caps & kCapCsum)) {
+      d.count_drop(Drop::BadHello);
+      return;
+    }
+    if (negotiated) return;
+    unsigned flags = TUN_F_CSUM;
+    if ((caps & kCapTso4) && (my_caps & kCapTso4)) flags |= TUN_F_TSO4;
+    if ((caps & kCapUso4) && (my_caps & kCapUso4)) flags |= TUN_F_USO4 | TUN_F_USO6;
+    std::string err;
+    if (tun_set_offload(tun, flags, &err) < 0) {
+      event(DeviceEvent::Type::Error, err + "; offloads stay off");
+      return;
+    }
+    router_caps = caps & kCapAll;
+    negotiated = true;
+    in_limit = kMaxFramePayload;
+    d.offload_.store(true);
   }
 
   void disconnect(const std::string& reason) {
@@ -212,6 +275,16 @@ struct Device::Loop {
     out_head = out_tail = 0;
     in_len = 0;
     d.connected_.store(false);
+    resume_tun();
+    if (negotiated) {
+      // The next router may be a uWSGI one: plain until it answers a hello.
+      std::string err;
+      if (tun_set_offload(tun, 0, &err) < 0) event(DeviceEvent::Type::Error, err);
+      negotiated = false;
+      d.offload_.store(false);
+    }
+    hello_sent = false;
+    in_limit = o.max_frame;
     event(DeviceEvent::Type::Disconnected, reason);
     // A connection that lived a while earns a fast retry; one that broke at
     // once keeps backing off (a router that accepts and closes in a loop).
@@ -247,10 +320,37 @@ struct Device::Loop {
     }
     out_head = out_tail = 0;
     set_want_out(false);
+    resume_tun();
   }
+
+  // With super-packets a full queue would drop up to 64 KB at once: instead
+  // the tun is not read until the socket took the queue (flush resumes it).
+  void pause_tun() {
+    if (tun_paused) return;
+    epoll_event ev{};
+    ev.data.u64 = kTagTun;
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, tun, &ev) == 0) tun_paused = true;
+  }
+
+  void resume_tun() {
+    if (!tun_paused) return;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kTagTun;
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, tun, &ev) == 0) tun_paused = false;
+  }
+
+  size_t queue_room() const { return o.queue_bytes - (out_tail - out_head); }
 
   void on_tun() {
     for (int i = 0; i < kTunBatch; i++) {
+      if (negotiated && queue_room() < kFrameHeaderSize + kMaxFramePayload) {
+        if (!want_out) flush();
+        if (sock >= 0 && queue_room() < kFrameHeaderSize + kMaxFramePayload) {
+          pause_tun();
+          return;
+        }
+      }
       ssize_t n = read(tun, scratch.data(), scratch.size());
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -264,22 +364,59 @@ struct Device::Loop {
         d.disconnected_drops_.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
+      if (vnet) {
+        from_vnet_tun(len);
+        continue;
+      }
       Drop why;
       if (!ipv4_check(scratch.data(), len, &why)) {
         d.count_drop(why);
         continue;
       }
-      if (len > o.max_frame) {
-        too_big(scratch.data(), len);
-        continue;
-      }
-      queue(scratch.data(), len);
+      send_plain(scratch.data(), len);
     }
     if (!want_out) flush();  // with EPOLLOUT armed, the socket's turn will flush
   }
 
+  // One checked IPv4 packet to the router as a plain frame (too big: fragment
+  // or ICMP).
+  void send_plain(const uint8_t* pkt, size_t len) {
+    if (len > o.max_frame) return too_big(pkt, len);
+    queue(pkt, len);
+  }
+
+  // scratch[0..n) = virtio_net_hdr + packet, read from our vnet tun.
+  void from_vnet_tun(size_t n) {
+    if (n < kVnetHdrLen) return d.count_drop(Drop::Short);
+    const virtio_net_hdr h = vnet_read(scratch.data());
+    const uint8_t* pkt = scratch.data() + kVnetHdrLen;
+    const size_t len = n - kVnetHdrLen;
+    Drop why;
+    if (!ipv4_check(pkt, len, &why)) return d.count_drop(why);
+    if (negotiated && (vnet_needs(h) & ~router_caps) == 0 && n <= kMaxFramePayload &&
+        vnet_segment_len(h, pkt, len) <= o.max_frame) {
+      d.vnet_tx_.fetch_add(1, std::memory_order_relaxed);
+      if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) d.gso_tx_.fetch_add(1, std::memory_order_relaxed);
+      return queue(scratch.data(), n, kModVnet);
+    }
+    if (vnet_plain(h)) {
+      send_plain(pkt, len);
+    } else {
+      GsoError e;
+      const int segs = gso_split(h, pkt, len, segbuf.data(), segbuf.size(), &Loop::split_sink, this, &e);
+      if (segs < 0) return d.count_drop(Drop::BadVnet);
+      d.gso_split_.fetch_add(1, std::memory_order_relaxed);
+      d.gso_segments_.fetch_add(uint64_t(segs), std::memory_order_relaxed);
+    }
+    if (!hello_sent) send_hello(ipv4_src(pkt));
+  }
+
+  static void split_sink(void* ctx, const uint8_t* seg, size_t len) {
+    static_cast<Loop*>(ctx)->send_plain(seg, len);
+  }
+
   // Appends one frame to the outbound queue (or drops and counts it).
-  void queue(const uint8_t* pkt, size_t len) {
+  void queue(const uint8_t* pkt, size_t len, uint8_t mod2 = kModPacket) {
     const size_t need = kFrameHeaderSize + len;
     if (out_tail - out_head + need > o.queue_bytes) {
       d.count_drop(Drop::QueueFull);
@@ -290,7 +427,7 @@ struct Device::Loop {
       out_tail -= out_head;
       out_head = 0;
     }
-    encode_frame_header(out.data() + out_tail, uint16_t(len), kModPacket);
+    encode_frame_header(out.data() + out_tail, uint16_t(len), mod2);
     memcpy(out.data() + out_tail + kFrameHeaderSize, pkt, len);
     out_tail += need;
     d.to_router_packets_.fetch_add(1, std::memory_order_relaxed);
@@ -317,29 +454,50 @@ struct Device::Loop {
     const size_t n = icmp_frag_needed(pkt, len, uint16_t(o.max_frame), ipv4_dst(pkt), icmp, sizeof icmp);
     if (n == 0) return;
     icmp_budget--;
-    (void)!write(tun, icmp, n);
+    (void)write_tun(icmp, n);
+  }
+
+  // One packet to the tun; a vnet tun gets a zero header in front.
+  bool write_tun(const uint8_t* pkt, size_t len) {
+    ssize_t n;
+    if (!vnet) {
+      do n = write(tun, pkt, len); while (n < 0 && errno == EINTR);
+      return n == ssize_t(len);
+    }
+    static const uint8_t zero[kVnetHdrLen] = {};
+    iovec iov[2] = {{const_cast<uint8_t*>(zero), kVnetHdrLen}, {const_cast<uint8_t*>(pkt), len}};
+    do n = writev(tun, iov, 2); while (n < 0 && errno == EINTR);
+    return n == ssize_t(kVnetHdrLen + len);
   }
 
   void on_frame(const FrameHeader& h, const uint8_t* payload) {
-    if (h.mod1 != 0 || h.mod2 != kModPacket) {
+    if (h.mod1 != 0 || (h.mod2 != kModPacket && h.mod2 != kModHello && h.mod2 != kModVnet)) {
       d.count_drop(Drop::BadModifier);
       return;
     }
+    if (h.mod2 == kModHello) return on_hello(payload, h.size);
     Drop why;
-    if (!ipv4_check(payload, h.size, &why)) {
-      d.count_drop(why);
-      return;
+    size_t plen = h.size;
+    bool ok;
+    if (h.mod2 == kModVnet) {
+      virtio_net_hdr vh;
+      if (!negotiated) return d.count_drop(Drop::NotNegotiated);
+      if (!vnet_check(payload, h.size, &vh, &why)) return d.count_drop(why);
+      ssize_t n;
+      do n = write(tun, payload, h.size); while (n < 0 && errno == EINTR);
+      ok = n == ssize_t(h.size);
+      if (ok) {
+        d.vnet_rx_.fetch_add(1, std::memory_order_relaxed);
+        if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) d.gso_rx_.fetch_add(1, std::memory_order_relaxed);
+      }
+      plen -= kVnetHdrLen;
+    } else {
+      if (!ipv4_check(payload, h.size, &why)) return d.count_drop(why);
+      ok = write_tun(payload, h.size);
     }
-    ssize_t n;
-    do {
-      n = write(tun, payload, h.size);
-    } while (n < 0 && errno == EINTR);
-    if (n != ssize_t(h.size)) {
-      d.count_drop(Drop::TunWrite);
-      return;
-    }
+    if (!ok) return d.count_drop(Drop::TunWrite);
     d.from_router_packets_.fetch_add(1, std::memory_order_relaxed);
-    d.from_router_bytes_.fetch_add(h.size, std::memory_order_relaxed);
+    d.from_router_bytes_.fetch_add(plen, std::memory_order_relaxed);
   }
 
   void on_socket_in() {
@@ -359,12 +517,12 @@ struct Device::Loop {
       size_t pos = 0;
       FrameHeader h;
       for (;;) {
-        FrameStatus st = next_frame(in.data() + pos, in_len - pos, o.max_frame, &h);
+        FrameStatus st = next_frame(in.data() + pos, in_len - pos, in_limit, &h);
         if (st == FrameStatus::NeedMore) break;
         if (st == FrameStatus::Oversize) {
           const FrameHeader bad = decode_frame_header(in.data() + pos);
           disconnect("protocol error: frame of " + std::to_string(bad.size) +
-                     " bytes above the limit of " + std::to_string(o.max_frame));
+                     " bytes above the limit of " + std::to_string(in_limit));
           return;
         }
         on_frame(h, in.data() + pos + kFrameHeaderSize);
@@ -444,6 +602,8 @@ bool Device::start(EventSink sink, std::string* err) {
     *err = "reconnect delays must satisfy 0 < reconnectMinMs <= reconnectMaxMs";
     return false;
   }
+  // With offloads a frame may be 64 KB: the queue holds a few of them.
+  if (opts_.offload) opts_.queue_bytes = std::max<size_t>(opts_.queue_bytes, 4 * (kFrameHeaderSize + kMaxFramePayload));
   std::string addr;
   if (!connect_path(opts_, &addr, err)) return false;
   stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -496,6 +656,13 @@ DeviceStatsSnapshot Device::stats() const {
   s.from_router_bytes = from_router_bytes_.load(std::memory_order_relaxed);
   for (int i = 0; i < kDropCount; i++) s.drops[i] = drops_[i].load(std::memory_order_relaxed);
   s.disconnected_drops = disconnected_drops_.load(std::memory_order_relaxed);
+  s.offload = offload_.load();
+  s.vnet_tx = vnet_tx_.load(std::memory_order_relaxed);
+  s.gso_tx = gso_tx_.load(std::memory_order_relaxed);
+  s.vnet_rx = vnet_rx_.load(std::memory_order_relaxed);
+  s.gso_rx = gso_rx_.load(std::memory_order_relaxed);
+  s.gso_split = gso_split_.load(std::memory_order_relaxed);
+  s.gso_segments = gso_segments_.load(std::memory_order_relaxed);
   return s;
 }
 

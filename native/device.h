@@ -22,7 +22,8 @@
 // vassal runtime can run it as is. Events reach the sink on the device
 // thread, batched per loop iteration.
 //
-// Syscalls: setns (via enter_netns), open/ioctl (via tun_open), epoll_create1,
+// Syscalls: setns (via enter_netns), open/ioctl/netlink (via tun_open),
+// ioctl(TUNSETOFFLOAD), getifaddrs (the hello's source), writev, epoll_create1,
 // epoll_ctl, epoll_wait, eventfd, timerfd_create, timerfd_settime, socket
 // (AF_UNIX, SOCK_STREAM), connect, read, write, send (MSG_NOSIGNAL), close.
 #pragma once
@@ -46,6 +47,11 @@ struct DeviceOptions {
   size_t queue_bytes = 262144;  // bound of the outbound (to router) queue, headers included
   uint32_t reconnect_min_ms = 100;
   uint32_t reconnect_max_ms = 5000;
+  // Offloads (docs/offload.md): the tun is opened with IFF_VNET_HDR; after
+  // each connect the device sends a hello, and only if the router answers
+  // with its own do TSO/USO/checksum offloads go on and kModVnet frames
+  // (up to 65535 bytes) flow. A uWSGI router never answers: plain frames.
+  bool offload = false;
 };
 
 struct DeviceEvent {
@@ -63,6 +69,10 @@ struct DeviceStatsSnapshot {
   uint64_t from_router_packets = 0, from_router_bytes = 0;  // written to the tun
   uint64_t drops[kDropCount] = {};
   uint64_t disconnected_drops = 0;  // read from the tun while no router was connected
+  bool offload = false;             // offloads negotiated with the current router
+  uint64_t vnet_tx = 0, gso_tx = 0; // kModVnet frames sent; of them super-packets
+  uint64_t vnet_rx = 0, gso_rx = 0; // kModVnet frames written to the tun; of them super-packets
+  uint64_t gso_split = 0, gso_segments = 0;  // super-packets split for a plain router; segments made
 };
 
 // What the device calls "disconnected" among its drop reasons (next to drops.h's).
@@ -110,6 +120,8 @@ class Device {
   std::atomic<uint64_t> from_router_packets_{0}, from_router_bytes_{0};
   std::atomic<uint64_t> drops_[kDropCount] = {};
   std::atomic<uint64_t> disconnected_drops_{0};
+  std::atomic<bool> offload_{false};
+  std::atomic<uint64_t> vnet_tx_{0}, gso_tx_{0}, vnet_rx_{0}, gso_rx_{0}, gso_split_{0}, gso_segments_{0};
 
   void count_drop(Drop d) { drops_[static_cast<int>(d)].fetch_add(1, std::memory_order_relaxed); }
   friend struct Loop;

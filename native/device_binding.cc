@@ -68,6 +68,9 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     opts.queue_bytes = size_t(need_int(o, "queueBytes", 4 + int64_t(opts.max_frame), int64_t(1) << 30));
     opts.reconnect_min_ms = uint32_t(need_int(o, "reconnectMinMs", 1, 3600000));
     opts.reconnect_max_ms = uint32_t(need_int(o, "reconnectMaxMs", int64_t(opts.reconnect_min_ms), 3600000));
+    Napi::Value off = o.Get("offload");  // optional, absent: off
+    if (!off.IsUndefined() && !off.IsBoolean()) throw Napi::TypeError::New(env, "DeviceOptions.offload must be a boolean");
+    opts.offload = off.IsBoolean() && off.As<Napi::Boolean>().Value();
     if (opts.name.empty() || opts.name.size() > 15) throw Napi::TypeError::New(env, "DeviceOptions.name must be 1-15 characters");
     device_ = std::make_unique<Device>(std::move(opts));
     // A running device must not outlive its environment (worker exit, process teardown).
@@ -136,6 +139,13 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     for (int i = 0; i < kDropCount; i++) drops.Set(drop_name(Drop(i)), Napi::Number::New(env, double(s.drops[i])));
     drops.Set(kDisconnectedDropName, Napi::Number::New(env, double(s.disconnected_drops)));
     o.Set("drops", drops);
+    o.Set("offload", Napi::Boolean::New(env, s.offload));
+    o.Set("vnetTx", Napi::Number::New(env, double(s.vnet_tx)));
+    o.Set("gsoTx", Napi::Number::New(env, double(s.gso_tx)));
+    o.Set("vnetRx", Napi::Number::New(env, double(s.vnet_rx)));
+    o.Set("gsoRx", Napi::Number::New(env, double(s.gso_rx)));
+    o.Set("gsoSplit", Napi::Number::New(env, double(s.gso_split)));
+    o.Set("gsoSegments", Napi::Number::New(env, double(s.gso_segments)));
     return o;
   }
 };

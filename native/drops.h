@@ -23,7 +23,10 @@ namespace moat {
   X(NoPeer, "no_peer")                /* no peer holds the destination */      \
   X(QueueFull, "queue_full")          /* the peer's outbound queue is full */  \
   X(TunWrite, "tun_write")            /* the tun device refused the packet */  \
-  X(TooBig, "too_big")                /* larger than the peer's frame limit */
+  X(TooBig, "too_big")                /* larger than the peer's frame limit */ \
+  X(BadVnet, "bad_vnet")              /* a virtio-net header that does not fit */\
+  X(BadHello, "bad_hello")            /* an offload hello that is not ours */   \
+  X(NotNegotiated, "not_negotiated")  /* offload frame without a hello first */
 
 enum class Drop : uint8_t {
 #define MOAT_DROP_ENUM(name, str) name,

@@ -39,6 +39,11 @@ struct Peer {
   // accept (configuration; a later negotiation may raise it per peer). Bigger
   // packets get ICMP fragmentation-needed (DF) or are fragmented.
   uint32_t send_max = 8188;
+  // Offloads negotiated (offload.h): the peer sent a valid hello and got
+  // ours; it then takes kModVnet frames of up to 65535 bytes and may send
+  // them. caps: what its hello said it takes. Written under stats_mu.
+  bool offload = false;
+  uint16_t caps = 0;
   // This tun batch's frames for the peer, in the router's batch arena (slot
   // indexes; -1: none). Only the loop's down path uses them.
   int32_t batch_head = -1, batch_tail = -1;
@@ -61,11 +66,13 @@ struct Peer {
   uint32_t refused_addr[kDropCount] = {};
 
   Counter tx, rx, tx_bytes, rx_bytes, queued;
+  // kModVnet frames received / sent, and those that were GSO super-packets.
+  Counter vnet_rx, gso_rx, vnet_tx, gso_tx;
   Counter drops[kDropCount];
 
   // Appends one frame (header + packet) to the outbound queue; false if the
   // queue cannot take it. Compacts the queue when the tail has no room.
-  bool enqueue(const uint8_t* pkt, size_t len) {
+  bool enqueue(const uint8_t* pkt, size_t len, uint8_t mod2 = kModPacket) {
     const size_t need = kFrameHeaderSize + len;
     if (out_len + need > out_cap) return false;
     if (out_head + out_len + need > out_cap) {
@@ -73,7 +80,7 @@ struct Peer {
       out_head = 0;
     }
     uint8_t* p = out.get() + out_head + out_len;
-    encode_frame_header(p, static_cast<uint16_t>(len), kModPacket);
+    encode_frame_header(p, static_cast<uint16_t>(len), mod2);
     memcpy(p + kFrameHeaderSize, pkt, len);
     out_len += need;
     return true;

@@ -22,6 +22,7 @@
 
 #include "classifier.h"
 #include "frame.h"
+#include "offload.h"
 #include "peer.h"
 #include "tun.h"
 
@@ -29,7 +30,7 @@ namespace moat {
 namespace {
 
 constexpr size_t kTunBatch = 64;            // packets read from the tun per wakeup
-constexpr size_t kTunBufSize = 65536;       // one IPv4 packet at most
+constexpr size_t kTunBufSize = 65536 + 16;  // one IPv4 packet at most, with a virtio_net_hdr
 constexpr size_t kArenaSize = 512 * 1024;   // one batch of frames read from the tun
 constexpr int kMaxIov = 64;                 // iovecs per sendmsg (adjacent frames merge)
 constexpr size_t kPeerInMin = 65536;        // a peer's input buffer, at least
@@ -130,6 +131,7 @@ struct Router::Loop {
   std::unique_ptr<RuleSet> rules;
   Counter tun_rx, tun_rx_bytes, tun_tx, tun_tx_bytes;
   Counter fragmented, frag_needed;  // packets split for a peer; ICMP answers sent
+  Counter split_packets, split_segments;  // super-packets split for a plain peer; segments made
   Counter drops[kDropCount];
 
   // Events for JS.
@@ -158,6 +160,13 @@ struct Router::Loop {
   std::vector<Slot> slots;
   std::unique_ptr<uint8_t[]> fragbuf{new uint8_t[kMaxFramePayload]};
   std::unique_ptr<uint8_t[]> fragsrc{new uint8_t[kTunBufSize]};
+  // Offloads (opts.offload): the tun carries a virtio_net_hdr before every
+  // packet; super-packets for plain peers are copied to gsosrc and split
+  // into segbuf. caps: what our tun takes (sent in our hello).
+  bool vnet = false;
+  uint16_t caps = 0;
+  std::unique_ptr<uint8_t[]> gsosrc, segbuf;
+  Peer* split_peer = nullptr;  // the peer a split is for (gso_split's sink)
   uint64_t icmp_window = 0;
   uint32_t icmp_budget = 0;
   std::vector<uint32_t> gateway;  // the tun's own addresses, cached
@@ -182,8 +191,17 @@ struct Router::Loop {
 
   bool init(std::string* err) {
     if (!enter_netns(opts.netns, err)) return false;
-    tun = tun_open(opts.tun_name, err);
+    vnet = opts.offload;
+    tun = tun_open(opts.tun_name, vnet, kTunGsoMaxSize, err);
     if (tun < 0) return false;
+    if (vnet) {
+      // TSO6 is not asked for: IPv6 is not routed. USO needs both USO flags.
+      const int f = tun_set_offload(tun, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_USO4 | TUN_F_USO6, err);
+      if (f < 0) return false;
+      caps = kCapCsum | kCapTso4 | ((f & TUN_F_USO4) ? kCapUso4 : 0);
+      gsosrc.reset(new uint8_t[kTunBufSize]);
+      segbuf.reset(new uint8_t[kTunBufSize]);
+    }
     if (!open_socket(err)) return false;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) {
@@ -401,7 +419,8 @@ struct Router::Loop {
       if (n == 0) break;
       tun_rx.add(1);
       tun_rx_bytes.add(uint64_t(n));
-      route_down(buf, size_t(n));
+      if (vnet) route_down_vnet(buf, size_t(n));
+      else route_down(buf, size_t(n));
     }
     flush_batch();
   }
@@ -427,23 +446,72 @@ struct Router::Loop {
     deliver(p, pkt, len);
   }
 
+  // A read from the vnet tun: buf = virtio_net_hdr + IPv4 packet, in the
+  // arena 4 bytes after arena_len. An offload peer that takes what the
+  // header asks gets it whole as kModVnet (if each segment fits its limit);
+  // a plain peer gets the packet, split first if it is a super-packet or
+  // still needs its checksum.
+  void route_down_vnet(uint8_t* buf, size_t n) {
+    if (n < kVnetHdrLen) return drop(nullptr, Drop::Short);
+    const virtio_net_hdr h = vnet_read(buf);
+    uint8_t* pkt = buf + kVnetHdrLen;
+    const size_t len = n - kVnetHdrLen;
+    Drop why;
+    if (!ipv4_check(pkt, len, &why)) return drop(nullptr, why);
+    auto it = by_addr.find(ipv4_dst(pkt));
+    Peer* p = it == by_addr.end() ? nullptr : it->second;
+    if (!rules->in.pass(pkt, len)) return drop(p, Drop::FirewallIn);
+    if (!p) return drop(nullptr, Drop::NoPeer);
+    const uint16_t needs = vnet_needs(h);
+    if (p->offload && (needs & ~p->caps) == 0 && n <= kMaxFramePayload &&
+        vnet_segment_len(h, pkt, len) <= p->send_max) {
+      p->vnet_tx.add(1);
+      if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) p->gso_tx.add(1);
+      return deliver(p, buf, n, kModVnet);
+    }
+    if (vnet_plain(h)) {
+      if (len > p->send_max) return too_big(p, pkt, len);
+      return deliver(p, pkt, len);
+    }
+    // Split a copy: deliver() builds frames where the packet sits now.
+    memcpy(gsosrc.get(), pkt, len);
+    GsoError e;
+    split_peer = p;
+    const int segs = gso_split(h, gsosrc.get(), len, segbuf.get(), kTunBufSize, &Loop::split_sink, this, &e);
+    if (segs < 0) return drop(p, Drop::BadVnet);
+    split_packets.add(1);
+    split_segments.add(uint64_t(segs));
+  }
+
+  static void split_sink(void* ctx, const uint8_t* seg, size_t len) {
+    Loop* l = static_cast<Loop*>(ctx);
+    Peer* p = l->split_peer;
+    if (p->dead) return;
+    if (len > p->send_max) return l->too_big(p, seg, len);
+    l->deliver(p, seg, len);
+  }
+
   // Hands one packet to p: with nothing queued for p, as a frame in the batch
   // arena (pkt is either already there, 4 bytes after arena_len, or copied
   // there); else appended to p's queue, behind what waits. A frame that
   // could never fit p's queue is dropped as queue_full, as before.
-  void deliver(Peer* p, const uint8_t* pkt, size_t len) {
+  void deliver(Peer* p, const uint8_t* pkt, size_t len, uint8_t mod2 = kModPacket) {
     const size_t need = kFrameHeaderSize + len;
     if (p->out_len > 0 || need > p->out_cap) {
-      if (!p->enqueue(pkt, len)) return drop(p, Drop::QueueFull);
+      if (!p->enqueue(pkt, len, mod2)) return drop(p, Drop::QueueFull);
       p->tx.add(1);
     } else {
-      if (pkt != arena.get() + arena_len + kFrameHeaderSize) {
+      if (pkt == arena.get() + arena_len + kFrameHeaderSize + kVnetHdrLen) {
+        // Read from the vnet tun, going out plain: its header stays behind
+        // as a 10-byte gap in the arena.
+        arena_len += kVnetHdrLen;
+      } else if (pkt != arena.get() + arena_len + kFrameHeaderSize) {
         // A fragment (built elsewhere): copied in; a full arena is flushed first.
         if (arena_len + need > kArenaSize) flush_batch();
         memcpy(arena.get() + arena_len + kFrameHeaderSize, pkt, len);
       }
       uint8_t* f = arena.get() + arena_len;
-      encode_frame_header(f, static_cast<uint16_t>(len), kModPacket);
+      encode_frame_header(f, static_cast<uint16_t>(len), mod2);
       arena_len += need;
       const int32_t slot = int32_t(slots.size());
       slots.push_back(Slot{f, uint32_t(need), -1});
@@ -584,6 +652,7 @@ struct Router::Loop {
   // At most one read (one buffer-full) per peer per wakeup: a flooding peer
   // cannot starve the others.
   void on_peer_readable(Peer* p) {
+    const size_t limit = p->offload ? kMaxFramePayload : opts.max_frame;
     const ssize_t n = read(p->fd, p->in.get() + p->in_len, p->in_cap - p->in_len);
     if (n == 0) return close_peer(p, "closed");
     if (n < 0) {
@@ -596,7 +665,7 @@ struct Router::Loop {
     size_t off = 0;
     for (;;) {
       FrameHeader h;
-      const FrameStatus s = next_frame(buf + off, p->in_len - off, opts.max_frame, &h);
+      const FrameStatus s = next_frame(buf + off, p->in_len - off, limit, &h);
       if (s == FrameStatus::NeedMore) break;
       if (s == FrameStatus::Oversize) {
         RouterEvent e(RouterEvent::Type::ProtocolError);
@@ -617,23 +686,66 @@ struct Router::Loop {
     }
   }
 
-  void route_up(Peer* p, const FrameHeader& h, const uint8_t* pkt) {
-    if (h.mod1 != 0 || h.mod2 > kModRuleBlock) return drop(p, Drop::BadModifier);
+  void route_up(Peer* p, const FrameHeader& h, const uint8_t* payload) {
+    if (h.mod1 != 0 || h.mod2 > kModVnet) return drop(p, Drop::BadModifier);
     // A peer's rule block would let a vassal set its own rules (a uWSGI
     // misbehaviour): refused. opts.accept_rule_blocks is reserved.
     if (h.mod2 == kModRuleBlock) return refuse(p, Drop::RuleBlock, p->addr);
+    if (h.mod2 == kModHello) return on_hello(p, payload, h.size);
+    const uint8_t* pkt = payload;
+    size_t len = h.size;
+    virtio_net_hdr vh;
     Drop why;
-    if (!ipv4_check(pkt, h.size, &why)) return drop(p, why);
+    if (h.mod2 == kModVnet) {
+      if (!p->offload) return drop(p, Drop::NotNegotiated);
+      if (!vnet_check(payload, h.size, &vh, &why)) return drop(p, why);
+      pkt = payload + kVnetHdrLen;
+      len = h.size - kVnetHdrLen;
+    } else if (!ipv4_check(pkt, len, &why)) {
+      return drop(p, why);
+    }
     const uint32_t src = ipv4_src(pkt);
     if (p->addr == 0) {
       if (!learn(p, src, &why)) return refuse(p, why, src);
     } else if (src != p->addr) {
       return refuse(p, Drop::Spoof, src);
     }
-    if (!rules->out.pass(pkt, h.size)) return drop(p, Drop::FirewallOut);
-    if (write(tun, pkt, h.size) != ssize_t(h.size)) return drop(p, Drop::TunWrite);
+    if (!rules->out.pass(pkt, len)) return drop(p, Drop::FirewallOut);
+    if (!write_tun(payload, h.size, h.mod2 == kModVnet)) return drop(p, Drop::TunWrite);
+    if (h.mod2 == kModVnet) {
+      p->vnet_rx.add(1);
+      if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) p->gso_rx.add(1);
+    }
     tun_tx.add(1);
-    tun_tx_bytes.add(h.size);
+    tun_tx_bytes.add(len);
+  }
+
+  // One packet to the tun: a vnet tun takes a header first (with_hdr: the
+  // payload starts with the peer's; else a zero header goes in front).
+  bool write_tun(const uint8_t* payload, size_t n, bool with_hdr) {
+    if (!vnet || with_hdr) return write(tun, payload, n) == ssize_t(n);
+    static const uint8_t zero[kVnetHdrLen] = {};
+    struct iovec iov[2] = {{const_cast<uint8_t*>(zero), kVnetHdrLen}, {const_cast<uint8_t*>(payload), n}};
+    return writev(tun, iov, 2) == ssize_t(kVnetHdrLen + n);
+  }
+
+  // A peer's offload hello (offload.h): never a source of its address.
+  // With offloads on here, answered with ours; the peer may then send and
+  // gets kModVnet frames. Off here: ignored (the peer stays plain).
+  void on_hello(Peer* p, const uint8_t* payload, size_t len) {
+    uint16_t peer_caps, peer_max;
+    if (!hello_parse(payload, len, &peer_caps, &peer_max)) return drop(p, Drop::BadHello);
+    if (!vnet) return;
+    uint8_t hello[kHelloLen];
+    const uint32_t src = gateway.empty() ? 0 : gateway[0];
+    hello_build(hello, src, caps, uint16_t(kMaxFramePayload));
+    if (!p->enqueue(hello, kHelloLen, kModHello)) return drop(p, Drop::QueueFull);
+    {
+      std::lock_guard<std::mutex> g(stats_mu);
+      p->offload = true;
+      p->caps = peer_caps & kCapAll;
+    }
+    want_out(p, true);  // sent when the socket is writable, before any kModVnet
   }
 
   // ---- addresses ------------------------------------------------------------
@@ -758,7 +870,7 @@ struct Router::Loop {
       p->uid = cred.uid;
       p->gid = cred.gid;
       p->pid = uint32_t(cred.pid);
-      p->in_cap = std::max<size_t>(size_t(opts.max_frame) + kFrameHeaderSize, kPeerInMin);
+      p->in_cap = std::max<size_t>(size_t(vnet ? kMaxFramePayload : opts.max_frame) + kFrameHeaderSize, kPeerInMin);
       p->in.reset(new uint8_t[p->in_cap]);
       p->send_max = std::min<uint32_t>(opts.max_frame, uint32_t(kMaxFramePayload));
       p->out_cap = opts.queue_bytes;
@@ -1122,6 +1234,8 @@ RouterStats Router::stats() const {
   s.tx_bytes = l.tun_tx_bytes.get();
   s.fragmented = l.fragmented.get();
   s.frag_needed = l.frag_needed.get();
+  s.gso_split = l.split_packets.get();
+  s.gso_segments = l.split_segments.get();
   for (int i = 0; i < kDropCount; i++) s.drops[i] = l.drops[i].get();
   s.peers.reserve(l.peers.size());
   for (const auto& p : l.peers) {
@@ -1141,6 +1255,11 @@ RouterStats Router::stats() const {
       ps.dropped += ps.drops[i];
     }
     ps.queued = p->queued.get();
+    ps.offload = p->offload;  // written under stats_mu (on_hello)
+    ps.vnet_rx = p->vnet_rx.get();
+    ps.gso_rx = p->gso_rx.get();
+    ps.vnet_tx = p->vnet_tx.get();
+    ps.gso_tx = p->gso_tx.get();
     s.peers.push_back(ps);
   }
   const RuleSet& r = *l.rules;

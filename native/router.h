@@ -64,6 +64,10 @@ struct RouterOptions {
   int64_t socket_gid = -1;
   uint32_t max_frame = 8188;  // largest payload accepted from a peer (<= 65535)
   uint32_t queue_bytes = 1u << 20;
+  // Offloads toward moat devices that ask for them (docs/offload.md): the tun
+  // is opened with IFF_VNET_HDR and TSO/USO/checksum offload; plain peers get
+  // plain packets (super-packets split here).
+  bool offload = false;
   bool accept_rule_blocks = false;  // reserved: rule blocks are always refused for now
   std::vector<Binding> bindings;
 };
@@ -95,6 +99,9 @@ struct PeerStats {
   uint64_t dropped;
   uint64_t drops[kDropCount];
   uint64_t queued;
+  bool offload;                  // offloads negotiated with this peer
+  uint64_t vnet_rx, gso_rx;      // kModVnet frames from the peer; of them super-packets
+  uint64_t vnet_tx, gso_tx;      // kModVnet frames to the peer; of them super-packets
 };
 
 struct RouterStats {
@@ -102,6 +109,8 @@ struct RouterStats {
   uint64_t tx_packets, tx_bytes;  // written to the tun device
   uint64_t fragmented;            // packets (DF clear) split to fit a peer's frame limit
   uint64_t frag_needed;           // ICMP fragmentation-needed answers written to the tun
+  uint64_t gso_split;             // super-packets split here for a plain peer
+  uint64_t gso_segments;          // the packets those splits produced
   uint64_t drops[kDropCount];
   std::vector<PeerStats> peers;
   std::vector<uint64_t> hits_in, hits_out;

@@ -195,6 +195,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     opts.max_frame = uint32_t(GetNumber(env, o, "maxFrame", 20, double(kMaxFramePayload)));
     opts.queue_bytes = uint32_t(GetNumber(env, o, "queueBytes", double(kFrameHeaderSize + 20), 1u << 30));
     opts.accept_rule_blocks = GetBool(env, o, "acceptRuleBlocks");
+    // Optional (absent: off).
+    opts.offload = !Get(o, "offload").IsUndefined() && GetBool(env, o, "offload");
     opts.bindings = ToBindings(env, Get(o, "bindings"));
     core_ = std::make_shared<Router>(std::move(opts));
   }
@@ -281,6 +283,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     o.Set("txBytes", double(s.tx_bytes));
     o.Set("fragmented", double(s.fragmented));
     o.Set("fragNeeded", double(s.frag_needed));
+    o.Set("gsoSplit", double(s.gso_split));
+    o.Set("gsoSegments", double(s.gso_segments));
     o.Set("drops", DropsObject(env, s.drops));
     Napi::Array peers = Napi::Array::New(env, s.peers.size());
     for (size_t i = 0; i < s.peers.size(); i++) {
@@ -298,6 +302,11 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       po.Set("dropped", double(p.dropped));
       po.Set("drops", DropsObject(env, p.drops));
       po.Set("queued", double(p.queued));
+      po.Set("offload", p.offload);
+      po.Set("vnetRx", double(p.vnet_rx));
+      po.Set("gsoRx", double(p.gso_rx));
+      po.Set("vnetTx", double(p.vnet_tx));
+      po.Set("gsoTx", double(p.gso_tx));
       peers.Set(uint32_t(i), po);
     }
     o.Set("peers", peers);

@@ -1,6 +1,7 @@
 // tun.h: opening tun devices, and entering a network namespace.
 //
-// Syscalls: open(/dev/net/tun), ioctl(TUNSETIFF), ioctl(SIOCGIFFLAGS/
+// Syscalls: open(/dev/net/tun), ioctl(TUNSETIFF, TUNSETVNETHDRSZ,
+// TUNSETOFFLOAD), a NETLINK_ROUTE datagram socket (gso_max_size), ioctl(SIOCGIFFLAGS/
 // SIOCSIFFLAGS) on an AF_INET datagram socket to bring the link up,
 // getifaddrs, open(netns file) + setns(CLONE_NEWNET).
 #pragma once
@@ -14,6 +15,18 @@ namespace moat {
 // opened IFF_TUN | IFF_NO_PI, non-blocking and close-on-exec, and sets the
 // link up. Returns the fd, or -1 with *err describing the failure.
 int tun_open(const std::string& name, std::string* err);
+
+// As tun_open, with vnet true: also IFF_VNET_HDR with a 10-byte
+// virtio_net_hdr before every packet read or written (TUNSETVNETHDRSZ), all
+// offloads off (TUNSETOFFLOAD 0), and the device's gso_max_size capped to
+// gso_max (netlink; best effort: a kernel that refuses leaves it, and
+// oversize super-packets are split by the reader instead).
+int tun_open(const std::string& name, bool vnet, uint32_t gso_max, std::string* err);
+
+// TUNSETOFFLOAD with the TUN_F_* flags. With TUN_F_USO4/6 refused (kernels
+// before 6.2) it retries without them. Returns the flags in effect, or -1
+// with *err.
+int tun_set_offload(int fd, unsigned flags, std::string* err);
 
 // The IPv4 addresses (host order) currently assigned to interface `name` in
 // the calling thread's network namespace.

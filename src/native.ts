@@ -35,6 +35,7 @@ export interface RouterOptions {
   maxFrame: number;         // largest payload accepted from a peer; above: protocol error, peer closed
   queueBytes: number;       // bound of each peer's outbound queue
   acceptRuleBlocks: boolean;// modifier2 = 1 from peers: refused and counted unless true
+  offload?: boolean;        // virtio-net offloads with moat devices that ask (docs/offload.md); absent: off
   bindings: PeerBinding[];
 }
 
@@ -72,6 +73,9 @@ export interface PeerStats {
   dropped: number;          // sum of drops
   drops: DropCounts;
   queued: number;           // bytes waiting in the outbound queue
+  offload: boolean;         // offloads negotiated with this peer (docs/offload.md)
+  vnetRx: number; gsoRx: number;  // kModVnet frames from the peer; of them super-packets
+  vnetTx: number; gsoTx: number;  // kModVnet frames to the peer; of them super-packets
 }
 
 export interface RouterStats {
@@ -79,6 +83,8 @@ export interface RouterStats {
   txPackets: number; txBytes: number;   // written to the tun device
   fragmented: number;                    // packets (DF clear) split to fit a peer's frame limit
   fragNeeded: number;                    // ICMP fragmentation-needed answers sent (DF set, too big)
+  gsoSplit: number;                      // super-packets split here for a plain peer
+  gsoSegments: number;                   // the packets those splits made
   drops: DropCounts;
   peers: PeerStats[];
   hits: { in: number[]; out: number[] }; // per-rule hit counters of the current rule set
@@ -107,6 +113,7 @@ export interface DeviceOptions {
   queueBytes: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
+  offload?: boolean;        // ask the router for offloads (docs/offload.md); absent: off
 }
 
 export type DeviceEvent =
@@ -121,6 +128,10 @@ export interface DeviceStats {
   toRouterPackets: number; toRouterBytes: number;
   fromRouterPackets: number; fromRouterBytes: number;
   drops: DropCounts;
+  offload: boolean;                 // offloads negotiated with the current router
+  vnetTx: number; gsoTx: number;    // kModVnet frames sent; of them super-packets
+  vnetRx: number; gsoRx: number;    // kModVnet frames written to the tun; of them super-packets
+  gsoSplit: number; gsoSegments: number;  // super-packets split for a plain router; segments made
 }
 
 export interface NativeDevice {

@@ -212,6 +212,12 @@ bool Config::apply(const std::string& k, const std::string& v, std::string* err)
     has_device = true;
     return true;
   }
+  if (k == "device-offload") {
+    if (!once(k, err)) return false;
+    if (v != "on" && v != "off") return bad("expected 'on' or 'off'");
+    device_offload = v == "on";
+    return true;
+  }
   if (k == "device-address") {
     if (!once(k, err)) return false;
     size_t slash = v.find('/');
@@ -302,6 +308,10 @@ bool Config::check(std::string* err) const {
   }
   if (!vassal_host_dir.empty() && !(clone_flags & CLONE_NEWNS)) {
     *err = "vassal-dir needs the fs namespace (clone fs)";
+    return false;
+  }
+  if (device_offload && !has_device) {
+    *err = "device-offload needs a device";
     return false;
   }
   if ((has_address || has_route) && !has_device) {

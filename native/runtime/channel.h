@@ -67,6 +67,7 @@ struct Config {
   int clone_flags = 0;                 // CLONE_NEW* bits
   bool has_device = false;
   std::string device_name, device_socket;
+  bool device_offload = false;  // device-offload on|off (docs/offload.md)
   bool has_address = false;
   uint32_t address = 0;                // network byte order
   int prefix_bits = 32;

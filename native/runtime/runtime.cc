@@ -229,7 +229,8 @@ bool Runtime::start_device(std::string* err) {
     *err = errno_text("device: open the router socket's directory " + dir);
     return false;
   }
-  o.queue_bytes = 65536;
+  o.queue_bytes = 65536;  // with offloads Device raises it to hold a few 64 KB frames
+  o.offload = cfg_.device_offload;
   connect_efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (connect_efd_ < 0) {
     *err = errno_text("eventfd");

@@ -16,7 +16,8 @@ export const DEFAULT_RECONNECT_MIN_MS = 100;
 export const DEFAULT_RECONNECT_MAX_MS = 5000;
 const MIN_FRAME = 576;                         // the smallest datagram every IPv4 host must accept
 const MAX_FRAME = 65535;                       // the header's 16-bit size field
-const MAX_ID = 4294967294;                     // (uid_t)-1 means "unchanged"
+const MAX_ID = 4294967294;
+const DEFAULT_OFFLOAD = false;                  // docs/offload.md                     // (uid_t)-1 means "unchanged"
 const SUN_PATH_MAX = 107;
 
 class Options {
@@ -34,6 +35,14 @@ function intOption(opts: Options, key: string, def: number, min: number, max: nu
   const n = Number(o.value.trim());
   if (!Number.isSafeInteger(n) || n < min || n > max) fail(o, `'${o.value}' is outside ${min}..${max}`);
   return n;
+}
+
+function boolOption(opts: Options, key: string, def: boolean): boolean {
+  const o = opts.last(key);
+  if (!o) return def;
+  const b = parseBool(o.value);
+  if (b === undefined) fail(o, `expected true or false, got '${o.value}'`);
+  return b!;
 }
 
 function deviceName(o: Option, name: string): string {
@@ -142,6 +151,7 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
     warnings.push(`${formatSource(opts.last('tuntap-router-max-frame')!.source)}: tuntap-router-max-frame ${maxFrame} is above 8188: uWSGI peers cannot send or take such frames`);
   }
   const queueBytes = intOption(opts, 'tuntap-router-queue-bytes', DEFAULT_QUEUE_BYTES, maxFrame + 4, 1 << 30);
+  const offload = boolOption(opts, 'tuntap-router-offload', DEFAULT_OFFLOAD);
 
   const rules: OptionRule[] = [];
   for (const o of checked.options) {
@@ -176,7 +186,7 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
   if (metricsOpt && !metrics!.includes(':')) fail(metricsOpt, `expected host:port, got '${metricsOpt.value}'`);
 
   return {
-    device, socket, stats, gateway, socketMode, socketOwner, maxFrame, queueBytes, rules, ruleFiles, bindings,
+    device, socket, stats, gateway, socketMode, socketOwner, maxFrame, queueBytes, offload, rules, ruleFiles, bindings,
     useCredentials, metrics, netns: netnsPath(opts.last('tuntap-router-netns')), warnings,
   };
 }
@@ -205,7 +215,8 @@ export function deviceConfig(options: OptionList): DeviceConfig {
   if (reconnectMaxMs < reconnectMinMs) {
     fail(opts.last('tuntap-device-reconnect-max')!, `${reconnectMaxMs} is below tuntap-device-reconnect-min ${reconnectMinMs}`);
   }
-  return { device, socket, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, netns: netnsPath(opts.last('tuntap-device-netns')), warnings };
+  const offload = boolOption(opts, 'tuntap-device-offload', DEFAULT_OFFLOAD);
+  return { device, socket, maxFrame, queueBytes, offload, reconnectMinMs, reconnectMaxMs, netns: netnsPath(opts.last('tuntap-device-netns')), warnings };
 }
 
 /** The instance's own `uid`/`gid` (names or numbers): who a standalone router

@@ -39,6 +39,7 @@ export interface RouterConfig {
   socketOwner?: { uid: number; gid: number };  // moat: tuntap-router-socket-owner = user[:group]
   maxFrame: number;             // moat: tuntap-router-max-frame (default 8188)
   queueBytes: number;           // moat: tuntap-router-queue-bytes (default 262144)
+  offload?: boolean;            // moat: tuntap-router-offload (docs/offload.md)
   rules: OptionRule[];          // firewall options, in file order
   ruleFiles: string[];          // tuntap-router-firewall-file (file or directory of *.rules), in order
   bindings: Array<{ uid: number; addr: string }>; // moat: tuntap-router-bind = uid|user addr
@@ -53,6 +54,7 @@ export interface DeviceConfig {
   socket: string;               // field 2; absent: moat connects to /tmp/tuntap.socket (uWSGI would only create the device)
   maxFrame: number;             // moat: tuntap-device-max-frame (default 8188)
   queueBytes: number;           // moat: tuntap-device-queue-bytes (default 262144)
+  offload?: boolean;            // moat: tuntap-device-offload (docs/offload.md)
   reconnectMinMs: number;       // moat: tuntap-device-reconnect-min (default 100)
   reconnectMaxMs: number;       // moat: tuntap-device-reconnect-max (default 5000)
   netns?: string;               // moat: tuntap-device-netns

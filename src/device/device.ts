@@ -66,7 +66,9 @@ export function deviceOptions(config: DeviceConfig, extra: DeviceExtra = {}): De
   const queueBytes = integer(config.queueBytes, 'queueBytes', 4 + maxFrame, 1 << 30);
   const reconnectMinMs = integer(config.reconnectMinMs, 'reconnectMinMs', 1, 3_600_000);
   const reconnectMaxMs = integer(config.reconnectMaxMs, 'reconnectMaxMs', reconnectMinMs, 3_600_000);
-  return { name, netns, socketPath: config.socket, dirFd, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs };
+  const offload = config.offload ?? false;
+  if (typeof offload !== 'boolean') throw new TypeError('offload must be a boolean');
+  return { name, netns, socketPath: config.socket, dirFd, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, offload };
 }
 
 export interface Device {

@@ -109,19 +109,25 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
     const hasSocket = /\S\s+\S/.test(dev.value.trim());
     let socket: string;
     let devName: string;
+    let offload: boolean;
+    const offloadOpts = all('tuntap-device-offload');
     if (!hasSocket && ctx.routerSocket) {
       // moat: a device without a socket connects to the emperor's own router.
-      devName = deviceConfig([{ ...dev, value: `${dev.value.trim()} ${ctx.routerSocket}` }]).device;
+      const d = deviceConfig([{ ...dev, value: `${dev.value.trim()} ${ctx.routerSocket}` }, ...offloadOpts]);
+      devName = d.device;
+      offload = d.offload ?? false;
       socket = ctx.routerSocket;
     } else {
-      const d = deviceConfig([dev]);
+      const d = deviceConfig([dev, ...offloadOpts]);
       devName = d.device;
+      offload = d.offload ?? false;
       socket = d.socket;
       warnings.push(...d.warnings);
     }
     if (/\s/.test(socket)) fail(dev, 'the socket path cannot contain blanks');
     device = { name: devName, socket };
     lines.push(`device ${devName} ${socket}`);
+    if (offload) lines.push('device-offload on');
   }
   let address: string | undefined;
   let addressSource: string | undefined;

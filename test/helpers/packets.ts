@@ -203,3 +203,39 @@ export function decodeFrames(buf: Buffer): Frame[] {
   if (r.pending) throw new Error(`${r.pending} trailing bytes are not a whole frame`);
   return frames;
 }
+
+// ---- offloads (docs/offload.md): modifier2 2 = hello, 3 = virtio_net_hdr + packet ----
+
+export const MOD_HELLO = 2;
+export const MOD_VNET = 3;
+
+/** An offload hello: a 20-byte IPv4 header (proto 253, TTL 1, wrong header
+ *  checksum) + "moat-offload", version 1, 0, caps (BE16), max frame (BE16). */
+export function offloadHello(src: string | number, caps = 7, maxFrame = 65535, magic = 'moat-offload'): Buffer {
+  const b = Buffer.alloc(38);
+  b[0] = 0x45;
+  b.writeUInt16BE(38, 2);
+  b.writeUInt16BE(0x4000, 6);
+  b[8] = 1;
+  b[9] = 253;
+  b.writeUInt32BE(addr(src), 12);
+  b.writeUInt32BE(addr(src), 16);
+  b.writeUInt16BE(inetChecksum(b, 0, 20) ^ 0x5a5a, 10);
+  b.write(magic.padEnd(12, '\0').slice(0, 12), 20, 'latin1');
+  b[32] = 1;
+  b.writeUInt16BE(caps, 34);
+  b.writeUInt16BE(maxFrame, 36);
+  return b;
+}
+
+/** A 10-byte virtio_net_hdr (little-endian fields) in front of pkt. */
+export function vnetPayload(pkt: Buffer, h: { flags?: number; gsoType?: number; hdrLen?: number; gsoSize?: number; csumStart?: number; csumOffset?: number } = {}): Buffer {
+  const v = Buffer.alloc(10);
+  v[0] = h.flags ?? 0;
+  v[1] = h.gsoType ?? 0;
+  v.writeUInt16LE(h.hdrLen ?? 0, 2);
+  v.writeUInt16LE(h.gsoSize ?? 0, 4);
+  v.writeUInt16LE(h.csumStart ?? 0, 6);
+  v.writeUInt16LE(h.csumOffset ?? 0, 8);
+  return Buffer.concat([v, pkt]);
+}
