@@ -4,6 +4,7 @@
 //   node dist/bench/run.js [--quick] [--only veth,uwsgi,moat]
 //                          [--skip-flood] [--skip-paced] [--skip-tcp] [--skip-rtt]
 //                          [--mtu N]   (links at MTU N; uWSGI's at most 8188)
+//                          [--offload on|off]   (moat's virtio-net offloads; default on)
 //                          [--rules-sweep ...]   (runs bench/rules-sweep instead)
 //
 // Prints a table (each figure for veth / uWSGI / moat, and moat/uWSGI, moat/veth)
@@ -22,10 +23,11 @@ export interface Options {
   only: Kind[];
   skip: Set<string>;
   mtu?: number;
+  offload: boolean;
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...KINDS], skip: new Set() };
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') o.quick = true;
@@ -38,6 +40,11 @@ export function parseArgs(argv: string[]): Options {
       o.mtu = Number(argv[++i]);
       if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535) throw new Error('--mtu must be 576..65535');
     }
+    else if (a === '--offload') {
+      const v = argv[++i];
+      if (v !== 'on' && v !== 'off') throw new Error('--offload must be on or off');
+      o.offload = v === 'on';
+    }
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -48,7 +55,7 @@ interface KindResult { status: 'ok' | 'skipped' | 'error'; reason?: string; rest
 
 async function measureKind(kind: Kind, o: Options): Promise<KindResult> {
   if (kind === 'moat' && !moatBuilt()) return { status: 'skipped', reason: 'not built (dist/src/cli.js missing)', dirs: {} };
-  const sc = makeScenario(kind, { mtu: o.mtu });
+  const sc = makeScenario(kind, { mtu: o.mtu, offload: o.offload });
   const res: KindResult = { status: 'ok', dirs: { v2g: {}, g2v: {} } };
   const q = o.quick;
   const step = (what: string) => process.stderr.write(`  ${kind}: ${what}\n`);
@@ -189,8 +196,9 @@ async function main(): Promise<void> {
   }
   let t = table(results);
   if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
+  t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off)`;
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error');
   process.exitCode = failed ? 1 : 0;

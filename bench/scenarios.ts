@@ -31,6 +31,9 @@ export interface ScenarioOptions {
    * the MTU (--tuntap-router-max-frame / --tuntap-device-max-frame).
    */
   mtu?: number;
+  /** moat: virtio-net offloads on both ends (--tuntap-router-offload /
+   *  --tuntap-device-offload; docs/offload.md). Default on. */
+  offload?: boolean;
 }
 
 export const UWSGI_MAX_MTU = 8188;
@@ -143,6 +146,9 @@ export class TuntapScenario extends Scenario {
       routerArgs = [process.execPath, MOAT_CLI, '--tuntap-router', `${gtun} ${sock}`, '--tuntap-router-stats', this.statsPath];
       if (this.opts.moatFirewallFile) routerArgs.push('--tuntap-router-firewall-file', this.opts.moatFirewallFile);
       deviceArgs = [process.execPath, MOAT_CLI, '--tuntap-device', `${vtun} ${sock}`];
+      const offload = this.opts.offload ?? true;
+      routerArgs.push(`--tuntap-router-offload=${offload}`);
+      deviceArgs.push(`--tuntap-device-offload=${offload}`);
       if (this.opts.mtu && this.opts.mtu > UWSGI_MAX_MTU) {
         routerArgs.push('--tuntap-router-max-frame', String(this.opts.mtu));
         deviceArgs.push('--tuntap-device-max-frame', String(this.opts.mtu));

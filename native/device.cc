@@ -222,15 +222,10 @@ struct Device::Loop {
     ever_connected = true;
     d.connected_.store(true);
     event(DeviceEvent::Type::Connected);
-    // The hello goes first if the tun has an address; else after the first
-    // packet forwarded, from its source (what a uWSGI router learns from).
-    if (vnet) {
-      const std::vector<uint32_t> a = interface_addresses(o.name);
-      if (!a.empty()) {
-        send_hello(a[0]);
-        flush();
-      }
-    }
+    // The hello follows the first packet forwarded on this connection (from
+    // that packet's source), never precedes it: a uWSGI router writes every
+    // frame to its tun, and a write before its link is up fails with EIO,
+    // which kills its router process. Real traffic would do the same.
   }
 
   void send_hello(uint32_t src) {

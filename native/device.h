@@ -23,7 +23,7 @@
 // thread, batched per loop iteration.
 //
 // Syscalls: setns (via enter_netns), open/ioctl/netlink (via tun_open),
-// ioctl(TUNSETOFFLOAD), getifaddrs (the hello's source), writev, epoll_create1,
+// ioctl(TUNSETOFFLOAD), writev, epoll_create1,
 // epoll_ctl, epoll_wait, eventfd, timerfd_create, timerfd_settime, socket
 // (AF_UNIX, SOCK_STREAM), connect, read, write, send (MSG_NOSIGNAL), close.
 #pragma once
@@ -48,7 +48,7 @@ struct DeviceOptions {
   uint32_t reconnect_min_ms = 100;
   uint32_t reconnect_max_ms = 5000;
   // Offloads (docs/offload.md): the tun is opened with IFF_VNET_HDR; after
-  // each connect the device sends a hello, and only if the router answers
+  // the first packet forwarded on each connection the device sends a hello, and only if the router answers
   // with its own do TSO/USO/checksum offloads go on and kModVnet frames
   // (up to 65535 bytes) flow. A uWSGI router never answers: plain frames.
   bool offload = false;

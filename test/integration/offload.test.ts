@@ -16,11 +16,11 @@ import { addon, NativeRouter, PeerStats } from '../../src/native';
 import { Device } from '../../src/device/device';
 import { intToIp, ipToInt } from '../helpers/packets';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { tcpTransfer } from '../helpers/transfer';
 import { encodeFrame, FrameReader, icmpEcho, MOD_HELLO, MOD_VNET, offloadHello, parseIpv4, PROTO_ICMP, vnetPayload } from '../helpers/packets';
 
 const { Router } = addon();
 const lab = new Lab();
-const STREAM = path.resolve(__dirname, '..', 'helpers', 'tcp-stream.js');
 const BYTES = 30 * 1024 * 1024;
 let gwNs = '', nsA = '', nsB = '';
 let router: NativeRouter;
@@ -33,26 +33,8 @@ function peerOf(addr: string): PeerStats | undefined {
   return router.stats().peers.find((p) => p.addr === ipToInt(addr));
 }
 
-/** Runs the receiver in one namespace and the sender in another; returns both reports. */
 async function transfer(fromNs: string, toNs: string, toAddr: string, bytes = BYTES): Promise<void> {
-  const port = 20000 + crypto.randomInt(20000);
-  const recv = lab.spawn('node', [STREAM, 'recv', String(port)], { ns: toNs });
-  let rout = '';
-  recv.stdout!.on('data', (d) => { rout += d; });
-  await waitFor(() => rout.includes('listening'), 10000, 'receiver listening');
-  const send = lab.spawn('node', [STREAM, 'send', toAddr, String(port), String(bytes)], { ns: fromNs });
-  let sout = '', serr = '';
-  send.stdout!.on('data', (d) => { sout += d; });
-  send.stderr!.on('data', (d) => { serr += d; });
-  const exited = (c: typeof send) => new Promise<void>((r) => { if (c.exitCode !== null) r(); else c.once('exit', () => r()); });
-  const timeout = setTimeout(() => { send.kill('SIGKILL'); recv.kill('SIGKILL'); }, 60000);
-  await Promise.all([exited(send), exited(recv)]);
-  clearTimeout(timeout);
-  const got = JSON.parse(rout.split('\n').find((l) => l.startsWith('{')) ?? '{}');
-  const sent = JSON.parse(sout.split('\n').find((l) => l.startsWith('{')) ?? '{}');
-  assert.equal(sent.bytes, bytes, `sender sent everything (${serr})`);
-  assert.equal(got.bytes, bytes, 'receiver got every byte');
-  assert.equal(got.sha256, sent.sha256, 'byte-exact');
+  await tcpTransfer(lab, fromNs, toNs, toAddr, bytes);
 }
 
 before(async () => {
