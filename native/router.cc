@@ -616,7 +616,7 @@ struct Router::Loop {
     const size_t n = icmp_frag_needed(pkt, len, uint16_t(p->send_max), ipv4_dst(pkt), icmp, sizeof icmp);
     if (n == 0) return;
     icmp_budget--;
-    if (write(tun, icmp, n) == ssize_t(n)) frag_needed.add(1);
+    if (write_tun(icmp, n, false)) frag_needed.add(1);
   }
 
   // One send() of everything queued; a partial write keeps the rest and waits

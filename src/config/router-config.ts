@@ -17,7 +17,7 @@ export const DEFAULT_RECONNECT_MAX_MS = 5000;
 const MIN_FRAME = 576;                         // the smallest datagram every IPv4 host must accept
 const MAX_FRAME = 65535;                       // the header's 16-bit size field
 const MAX_ID = 4294967294;
-const DEFAULT_OFFLOAD = false;                  // docs/offload.md                     // (uid_t)-1 means "unchanged"
+const DEFAULT_OFFLOAD = true;                   // docs/offload.md: safe with uWSGI peers both ways                     // (uid_t)-1 means "unchanged"
 const SUN_PATH_MAX = 107;
 
 class Options {

@@ -213,7 +213,7 @@ test('checks at the edge', () => {
   assert.throws(() => deviceOptions({ ...baseConfig('uwsgi0', sock), queueBytes: 100 }), /queueBytes must be in 8192..1073741824/);
   assert.throws(() => deviceOptions({ ...baseConfig('uwsgi0', sock), reconnectMaxMs: 10 }), /reconnectMaxMs must be in 20../);
   assert.deepEqual(deviceOptions(baseConfig('uwsgi0', 'rel/x.sock'), { dirFd: 7, netns: '/run/netns/v' }), {
-    name: 'uwsgi0', netns: '/run/netns/v', socketPath: 'rel/x.sock', dirFd: 7, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200,
+    name: 'uwsgi0', netns: '/run/netns/v', socketPath: 'rel/x.sock', dirFd: 7, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, offload: false,
   });
   // The native constructor checks types too (TypeError), for callers that skip the wrapper.
   const D = addon().Device;

@@ -26,6 +26,7 @@ let gwNs = '', nsA = '', nsB = '';
 let router: NativeRouter;
 let devA: Device, devB: Device;
 let sock = '';
+let gwTun = '', tunA = '';
 let net24 = '';
 const ip = (n: number) => net24 + n;
 
@@ -44,6 +45,7 @@ before(async () => {
   nsB = lab.netns('mob');
   net24 = `10.${16 + crypto.randomInt(200)}.${crypto.randomInt(250)}.`;
   const tun = uniqueName('mot');
+  gwTun = tun;
   sock = path.join(os.tmpdir(), `moat-offload-${crypto.randomBytes(4).toString('hex')}.sock`);
   lab.onCleanup(() => { try { fs.unlinkSync(sock); } catch { /* gone */ } });
   router = new Router({
@@ -62,6 +64,7 @@ before(async () => {
     // Addressed before connecting: the hello goes out at once.
     d.start();
     lab.onCleanup(() => d.stop());
+    if (offload) tunA = name;
     sh('ip', ['-n', ns, 'addr', 'add', `${ip(n)}/24`, 'dev', name]);
     sh('ip', ['-n', ns, 'link', 'set', name, 'up']);
     return d;
@@ -164,4 +167,25 @@ test('offload frames that are malformed, unnegotiated or not ours are dropped an
   await transfer(nsA, gwNs, ip(1), 2 * 1024 * 1024);
   sh('ip', ['netns', 'exec', nsB, 'ping', '-n', '-c', '1', '-W', '2', ip(1)]);
   assert.equal(intToIp(peerOf(ip(2))!.addr), ip(2));
+});
+
+test('the tun devices cap gso_max_size so a super-packet fits one frame', () => {
+  assert.match(sh('ip', ['-d', '-n', gwNs, 'link', 'show', gwTun]), /gso_max_size 65000 /);
+  assert.match(sh('ip', ['-d', '-n', nsA, 'link', 'show', tunA]), /gso_max_size 65000 /);
+});
+
+test('segments above the frame limit (MTU 9000, limit 8188): ICMP fragmentation-needed, TCP still completes both ways', async () => {
+  sh('ip', ['-n', gwNs, 'link', 'set', gwTun, 'mtu', '9000']);
+  sh('ip', ['-n', nsA, 'link', 'set', tunA, 'mtu', '9000']);
+  const before = router.stats();
+  const devBefore = devA.stats().drops.too_big ?? 0;
+  await transfer(gwNs, nsA, ip(2), 8 * 1024 * 1024);
+  const after = router.stats();
+  assert.ok(after.fragNeeded > before.fragNeeded, 'the router answered segments above 8188 with ICMP');
+  assert.match(sh('ip', ['-n', gwNs, 'route', 'get', ip(2)]), /mtu 8188/, 'the gateway learned the path MTU');
+  // Forget the learned MTU: the gateway then offers an MSS of 8960 again.
+  sh('ip', ['-n', gwNs, 'route', 'flush', 'cache']);
+  await transfer(nsA, gwNs, ip(1), 8 * 1024 * 1024);
+  assert.ok((devA.stats().drops.too_big ?? 0) > devBefore, 'the device answered its own too-big segments');
+  assert.match(sh('ip', ['-n', nsA, 'route', 'get', ip(1)]), /mtu 8188/);
 });
