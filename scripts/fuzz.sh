@@ -29,7 +29,7 @@ if [ "${1:-}" = "--merge" ]; then MERGE=1; shift; fi
 
 # harness -> the core sources it links, and its -max_len
 declare -A SOURCES=(
-  [fuzz_frame]="native/frame.cc"
+  [fuzz_frame]="native/frame.cc native/offload.cc native/gso.cc"
   [fuzz_classifier]="native/classifier.cc"
 )
 declare -A MAXLEN=(

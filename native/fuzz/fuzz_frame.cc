@@ -14,6 +14,9 @@
 // is copied into a heap block of exactly its size before ipv4_check and
 // ipv4_key look at it, so AddressSanitizer sees a read one byte too far.
 // ipv4_check's verdict is compared with a reference written here.
+// Offload frames (modifier2 3, offload.h) go through vnet_check the same way,
+// and those it accepts through vnet_segment_len and gso_split (every segment
+// must pass ipv4_check).
 //
 // Limits: the chunked driver mirrors router.cc's loop (it is not that code,
 // which lives inside the loop thread's state); the frames of one input are
@@ -30,6 +33,7 @@
 #include <vector>
 
 #include "../frame.h"
+#include "../offload.h"
 
 using namespace moat;
 
@@ -62,6 +66,30 @@ bool ref_ipv4_ok(const uint8_t* p, size_t len, Drop* why) {
   size_t total = size_t(p[2]) * 256 + p[3];
   if (total != len) { *why = Drop::BadLength; return false; }
   return true;
+}
+
+void segment_sink(void*, const uint8_t* pkt, size_t len) {
+  Drop why;
+  FUZZ_CHECK(ipv4_check(pkt, len, &why));
+}
+
+// A kModVnet payload as the router takes it: checked on an exact-size copy;
+// if accepted, its segment length is within the packet and splitting it
+// stays in bounds and yields IPv4 packets.
+void check_vnet(const uint8_t* payload, size_t len) {
+  std::unique_ptr<uint8_t[]> exact(new uint8_t[len ? len : 1]);
+  if (len) memcpy(exact.get(), payload, len);
+  virtio_net_hdr h;
+  Drop why;
+  uint16_t caps, max;
+  (void)hello_parse(exact.get(), len, &caps, &max);
+  if (!vnet_check(exact.get(), len, &h, &why)) return;
+  const uint8_t* pkt = exact.get() + kVnetHdrLen;
+  const size_t plen = len - kVnetHdrLen;
+  FUZZ_CHECK(vnet_segment_len(h, pkt, plen) <= plen);
+  static std::vector<uint8_t> scratch(65536);
+  GsoError e;
+  (void)gso_split(h, pkt, plen, scratch.data(), scratch.size(), segment_sink, nullptr, &e);
 }
 
 void check_packet(const uint8_t* payload, size_t len) {
@@ -192,8 +220,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t i = 0; i < a.size(); i++) FUZZ_CHECK(a[i] == b[i]);
   FUZZ_CHECK(rest_a == rest_b);
 
-  for (const Seen& f : a)
+  for (const Seen& f : a) {
     if (f.mod1 == 0 && f.mod2 == kModPacket) check_packet(f.payload.data(), f.payload.size());
+    if (f.mod1 == 0 && f.mod2 == kModVnet) check_vnet(f.payload.data(), f.payload.size());
+  }
   // The raw stream as one packet too (the down direction: what a tun read gives).
   check_packet(stream.data(), stream.size());
   return 0;

@@ -55,8 +55,9 @@ test('(a) moat device with offload on + uWSGI router: the hello is harmless, tra
   // kernel dropped it (InHdrErrors: bad header checksum).
   await waitFor(() => inHdrErrors() === errorsBefore + 1, 5000, 'the hello dropped by the gateway kernel');
   assert.match(ping(gwNs, VASSAL), /3 packets transmitted, 3 received/);
-  await tcpTransfer(lab, vNs, gwNs, GW, BYTES);
-  await tcpTransfer(lab, gwNs, vNs, VASSAL, BYTES);
+  const diag = (e: unknown) => { throw new Error(`${(e as Error).message}\ndevice: ${JSON.stringify(d.stats())}\nuWSGI: ${router.log().slice(-1500)}`); };
+  await tcpTransfer(lab, vNs, gwNs, GW, BYTES, 30000).catch(diag);
+  await tcpTransfer(lab, gwNs, vNs, VASSAL, BYTES, 30000).catch(diag);
   const s = d.stats();
   assert.equal(s.offload, false, 'uWSGI never answers: no offloads');
   assert.equal(s.vnetTx, 0, 'no offload frame sent to uWSGI');
