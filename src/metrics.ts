@@ -71,6 +71,28 @@ export function registerRouterMetrics(reg: client.Registry, src: MetricsSource):
       }
     },
   });
+  new client.Gauge({
+    name: 'moat_peers_offload', help: 'Connected peers with virtio-net offloads negotiated (docs/offload.md)', registers: [reg],
+    collect() { this.set(snapshot().peers.filter((p) => p.offload).length); },
+  });
+  new client.Counter({
+    name: 'moat_gso_split_total', help: 'Offload super-packets split for plain peers (packets), and the segments made (segments)', labelNames: ['unit'], registers: [reg],
+    collect() { const s = snapshot(); this.reset(); setCounter(this, { unit: 'packets' }, s.gsoSplit); setCounter(this, { unit: 'segments' }, s.gsoSegments); },
+  });
+  new client.Counter({
+    name: 'moat_peer_offload_frames_total', help: 'Offload (virtio-net header) frames per peer: tx = router to peer, rx = peer to router; gso = of them super-packets', labelNames: ['peer', 'direction', 'kind'], registers: [reg],
+    collect() {
+      this.reset();
+      for (const p of snapshot().peers) {
+        if (!p.offload) continue;
+        const peer = peerLabel(p.addr, p.id);
+        setCounter(this, { peer, direction: 'tx', kind: 'all' }, p.vnetTx);
+        setCounter(this, { peer, direction: 'tx', kind: 'gso' }, p.gsoTx);
+        setCounter(this, { peer, direction: 'rx', kind: 'all' }, p.vnetRx);
+        setCounter(this, { peer, direction: 'rx', kind: 'gso' }, p.gsoRx);
+      }
+    },
+  });
   new client.Counter({
     name: 'moat_rule_hits_total', help: 'Packets judged by each firewall rule (rule = file:line or option:N)', labelNames: ['chain', 'rule'], registers: [reg],
     collect() {

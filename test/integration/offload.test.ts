@@ -17,6 +17,8 @@ import { Device } from '../../src/device/device';
 import { intToIp, ipToInt } from '../helpers/packets';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { tcpTransfer } from '../helpers/transfer';
+import client from 'prom-client';
+import { registerRouterMetrics } from '../../src/metrics';
 import { encodeFrame, FrameReader, icmpEcho, MOD_HELLO, MOD_VNET, offloadHello, parseIpv4, PROTO_ICMP, vnetPayload } from '../helpers/packets';
 
 const { Router } = addon();
@@ -102,6 +104,14 @@ test('TCP gateway host -> vassal over offload: byte-exact, carried as TSO super-
   const after = peerOf(ip(2))!;
   assert.ok(after.gsoTx > before.gsoTx, `the router sent super-packets to A (${before.gsoTx} -> ${after.gsoTx})`);
   assert.ok(devA.stats().gsoRx > 0);
+});
+
+test('metrics show the offload peer, its frames and the splits', async () => {
+  const reg = registerRouterMetrics(new client.Registry(), { stats: () => router.stats(), ruleOrigins: () => ({ in: [], out: [] }), reloads: () => ({ ok: 0, error: 0 }) });
+  const m = await reg.metrics();
+  assert.match(m, /^moat_peers_offload 1$/m);
+  assert.match(m, new RegExp(`moat_peer_offload_frames_total\\{peer="${ip(2).replace(/\./g, '\\.')}",direction="rx",kind="gso"\\} [1-9]`));
+  assert.match(m, /^# TYPE moat_gso_split_total counter$/m);
 });
 
 test('TCP gateway host -> plain device: byte-exact, super-packets split by the router', async () => {
