@@ -185,6 +185,8 @@ test("a vassal using another address than its own, or the gateway's: nothing get
   assert.deepEqual([...new Set(sources)].sort(), [host(2), host(3)].sort(), 'only own addresses arrived');
   const doc = await readStats(stats);
   for (const p of doc.peers) assert.ok(p.drops.spoof >= 6, `peer ${p.addr}: spoofed packets refused (${JSON.stringify(p.drops)})`);
+  // Both are moat runtimes talking to moat's router: offloads negotiated (docs/offload.md).
+  for (const p of doc.peers) assert.equal(p.offload, true, `peer ${p.addr}: offloads negotiated`);
   listener.kill('SIGKILL');
 });
 
