@@ -276,6 +276,10 @@ test('GSO_NONE: csum offsets outside the packet, a bad IPv4 header, and NONE|ECN
   assert.equal(refusal(none(20, 17), pkt), 'bad_header');
   assert.equal(refusal(none(0xffff, 0xffff), pkt), 'bad_header');
   assert.equal(refusal(none(38, 0), pkt), 'bad_header');
+  assert.equal(refusal(none(20, 5), pkt), 'bad_header', 'odd csum_offset');
+  assert.equal(refusal(none(0, 10), pkt), 'bad_header', 'csum_start inside the IPv4 header');
+  assert.equal(refusal(none(19, 0), pkt), 'bad_header', 'csum_start inside the IPv4 header');
+  assert.equal(split(none(21, 4), pkt).length, 1, 'an odd csum_start is only a strange header');
   assert.equal(refusal({ ...none(20, 6), gsoType: GSO_ECN }, pkt), 'bad_header');
   const badSum = Buffer.from(pkt);
   badSum[10] ^= 1;
