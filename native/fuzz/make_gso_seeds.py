@@ -72,6 +72,13 @@ seeds['none-plain'] = vnet(0, NONE, 0, 0, 0, 0) + p
 seeds['gso-size-0'] = vnet(NEEDS_CSUM, TCPV4, hl, 0, ihl, 16) + p
 seeds['tcpv6-type'] = vnet(NEEDS_CSUM, 4, hl, 100, ihl, 16) + p
 seeds['header-only'] = vnet(0, NONE, 0, 0, 0, 0)
+# Headers only, and one byte short of them: the L4 header bounds.
+p, ihl, hl = packet(17, b'')
+seeds['udp-no-payload'] = vnet(NEEDS_CSUM, UDP_L4, hl, 100, ihl, 6) + p
+seeds['udp-7-byte-l4'] = vnet(NEEDS_CSUM, UDP_L4, 0, 100, ihl, 6) + p[:2] + struct.pack('!H', len(p) - 1) + p[4:-1]
+p, ihl, hl = packet(6, b'', tcp_opts=1)
+seeds['tcp-no-payload'] = vnet(NEEDS_CSUM, TCPV4, hl, 100, ihl, 16) + p
+seeds['tcp-short-options'] = vnet(NEEDS_CSUM, TCPV4, 0, 100, ihl, 16) + p[:2] + struct.pack('!H', len(p) - 1) + p[4:-1]
 
 d = os.path.join('test', 'fuzz', 'corpus', 'fuzz_gso')
 os.makedirs(d, exist_ok=True)
