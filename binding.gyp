@@ -9,11 +9,13 @@
         "native/router.cc",
         "native/device.cc",
         "native/pty.cc",
+        "native/gso.cc",
         "native/addon.cc",
         "native/router_binding.cc",
         "native/device_binding.cc",
         "native/classifier_binding.cc",
-        "native/pty_binding.cc"
+        "native/pty_binding.cc",
+        "native/gso_binding.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
@@ -28,6 +30,7 @@
         "native/tun.cc",
         "native/device.cc",
         "native/pty.cc",
+        "native/gso.cc",
         "native/runtime/main.cc",
         "native/runtime/channel.cc",
         "native/runtime/jail.cc",

@@ -6,6 +6,7 @@ void InitRouterBinding(Napi::Env env, Napi::Object exports);
 void InitDeviceBinding(Napi::Env env, Napi::Object exports);
 void InitClassifierBinding(Napi::Env env, Napi::Object exports);
 void InitPtyBinding(Napi::Env env, Napi::Object exports);
+void InitGsoBinding(Napi::Env env, Napi::Object exports);
 }  // namespace moat
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -13,6 +14,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   moat::InitDeviceBinding(env, exports);
   moat::InitClassifierBinding(env, exports);
   moat::InitPtyBinding(env, exports);
+  moat::InitGsoBinding(env, exports);
   return exports;
 }
 

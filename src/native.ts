@@ -194,7 +194,12 @@ export interface Addon {
   SharedPty: new (opts: SharedPtyOptions) => NativeSharedPty;
   /** The terminal client; blocks until the session ends. code: 0 ended, 1 error, 128+N signal N. */
   ptyClient(opts: { path: string; framed: boolean }): { code: number; error: string };
+  /** gso_split for tests: buf = 10-byte virtio_net_hdr (host order) + IPv4
+   *  packet; scratchLen (default 65535) is the scratch buffer gso_split gets. */
+  gsoSplit(buf: Buffer, scratchLen?: number): { segments: Buffer[]; error?: undefined } | { error: GsoErrorName; segments?: undefined };
 }
+
+export type GsoErrorName = 'bad_header' | 'bad_ip' | 'unsupported' | 'too_many';
 
 let cached: Addon | undefined;
 
