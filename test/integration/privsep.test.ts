@@ -70,7 +70,7 @@ function metrics(port: number): Promise<string> {
 
 interface Emperor { moat: MoatProcess; routerPid: number; vassalPid: number; gw: string; stats: string; sock: string; rules: string; metricsPort: number }
 
-async function startEmperor(): Promise<Emperor> {
+async function startEmperor(extra: string[] = []): Promise<Emperor> {
   requireRoot();
   const tmp = tempDir(lab);
   fs.chmodSync(tmp, 0o755);     // nobody (the router process) must reach its sockets and rules
@@ -98,6 +98,7 @@ async function startEmperor(): Promise<Emperor> {
     `metrics = 127.0.0.1:${metricsPort}`,
     `exec-as-root = ip addr add ${gw}/24 dev ${tun}`,
     `exec-as-root = ip link set ${tun} up`,
+    ...extra,
     '',
   ].join('\n'));
   fs.writeFileSync(path.join(dir, 'v.yaml'), [
@@ -118,7 +119,13 @@ async function startEmperor(): Promise<Emperor> {
   return { moat, routerPid, vassalPid, gw, stats, sock, rules, metricsPort };
 }
 
-test('the router process runs as nobody with no capability; the emperor keeps root; traffic, reload, status, metrics; SIGTERM ends both', async () => {
+/** RSS and PSS in KiB (smaps_rollup). */
+function memory(pid: number): { rss: number; pss: number } {
+  const t = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  return { rss: Number(/^Rss:\s+(\d+)/m.exec(t)![1]), pss: Number(/^Pss:\s+(\d+)/m.exec(t)![1]) };
+}
+
+test('the router process runs as nobody with no capability; the emperor keeps root; traffic, reload, status, metrics; SIGTERM ends both', async (t) => {
   const e = await startEmperor();
   const r = status(e.routerPid);
   assert.match(r.Uid, /^65534\s+65534\s+65534\s+65534$/, 'router process: every uid is nobody');
@@ -160,6 +167,9 @@ test('the router process runs as nobody with no capability; the emperor keeps ro
   const m = await metrics(e.metricsPort);
   assert.match(m, /^moat_tun_packets_total\{direction="rx"\} \d+/m);
   assert.match(m, /^moat_emperor_log_dropped_total \d+/m);
+  const rm = memory(e.routerPid);
+  const pm = memory(e.moat.child.pid!);
+  t.diagnostic(`memory (KiB): router process RSS ${rm.rss} PSS ${rm.pss}; emperor RSS ${pm.rss} PSS ${pm.pss}`);
 
   e.moat.child.kill('SIGTERM');
   const code = await Promise.race([e.moat.exited, sleep(30000).then(() => 'timeout')]);
@@ -189,4 +199,29 @@ test('the emperor killed: the router process does not outlive it', async () => {
   await waitFor(() => !alive(e.routerPid), 5000, 'router process exit');
   await waitFor(() => !alive(e.vassalPid), 5000, 'vassal exit');
   assert.match(e.moat.output(), /the emperor process is gone: stopping the router/);
+});
+
+test('uid/gid in the emperor\'s config name the router process\'s user', async () => {
+  const e = await startEmperor(['uid = daemon', 'gid = daemon']);
+  const r = status(e.routerPid);
+  assert.match(r.Uid, /^1\s+1\s+1\s+1$/, 'router process: daemon');
+  assert.match(r.Gid, /^1\s+1\s+1\s+1$/);
+  assert.equal(r.CapEff, '0000000000000000');
+  assert.match(status(e.moat.child.pid!).Uid, /^0\s/, 'the emperor stays root');
+  e.moat.child.kill('SIGTERM');
+  assert.equal(await e.moat.exited, 0, e.moat.output().slice(-2000));
+});
+
+test('uid/gid in an emperor config without tuntap-router: refused (the emperor itself keeps root)', () => {
+  requireRoot();
+  const dir = tempDir(lab);
+  let err = '';
+  try {
+    execFileSync(process.execPath, [CLI, 'emperor', '--emperor', dir, '--uid', 'nobody'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10000 });
+  } catch (e) {
+    const x = e as { status: number; stderr: string };
+    assert.equal(x.status, 2);
+    err = x.stderr;
+  }
+  assert.match(err, /uid\/gid in the emperor's config name the router process's user, and this emperor runs no router/);
 });
