@@ -2,8 +2,8 @@
 // router of `moat emperor`, forked by the emperor with an IPC channel (see
 // src/router/router-process.ts for the messages). It builds only the Router
 // from the options it is sent, starts it as root (tun device, socket, stats
-// and metrics servers: the standalone path), hands its directories over and
-// drops to the router user: from then on it holds no capability. The emperor
+// and metrics servers: the standalone path) and drops to the router user:
+// from then on it holds no capability. The emperor
 // stays root to spawn vassals; this process only moves packets.
 //
 // It lives only as long as the emperor: when the IPC channel closes (the
@@ -15,7 +15,7 @@ import path from 'node:path';
 import { routerConfig } from '../config/router-config';
 import { setLogLevel, logger } from '../log';
 import { Router } from '../router/router';
-import { dropPrivileges, handOver } from '../privileges';
+import { dropPrivileges } from '../privileges';
 import type { ToChild, ToParent } from '../router/router-process';
 
 const REQUEST_TIMEOUT_MS = 2000;
@@ -26,7 +26,16 @@ export async function routerProcessCommand(): Promise<number> {
     process.stderr.write('moat: _router-process is internal: `moat emperor` starts it\n');
     return 2;
   }
-  const send = (m: ToParent) => { if (process.connected) process.send!(m); };
+  // process.send is asynchronous and the process exits right after its last
+  // message (see cli.ts): flush() waits until every message was handed over.
+  const inFlight = new Set<Promise<void>>();
+  const send = (m: ToParent) => {
+    if (!process.connected) return;
+    const p = new Promise<void>((resolve) => { process.send!(m, undefined, {}, () => resolve()); });
+    inFlight.add(p);
+    void p.then(() => inFlight.delete(p));
+  };
+  const flush = async () => { await Promise.race([Promise.all([...inFlight]), new Promise((r) => setTimeout(r, 1000).unref())]); };
   const start = await new Promise<Extract<ToChild, { t: 'start' }> | undefined>((resolve) => {
     process.once('message', (m: ToChild) => resolve(m.t === 'start' ? m : undefined));
     process.once('disconnect', () => resolve(undefined));
@@ -100,7 +109,10 @@ export async function routerProcessCommand(): Promise<number> {
 
   try {
     await router.start();
-    handOver([...router.createdDirs], start.user);
+    // Unlike a standalone router, the directories it made stay root's: the
+    // emperor (root) works in them too (vassals-dir-root under /run/moat), and
+    // an owner could swap their entries for symlinks under its feet. The
+    // emperor removes the socket files this process cannot.
     dropPrivileges(start.user, log);
     reachable(cfg.socket, 'its socket');
     for (const f of cfg.ruleFiles) {
@@ -113,10 +125,13 @@ export async function routerProcessCommand(): Promise<number> {
     const created = router.running;
     await stop(1);
     send({ t: 'failed', reason, created });
+    await flush();
     return 1;
   }
   if (fatal === undefined) send({ t: 'started', pid: process.pid });
-  return done;
+  const code = await done;
+  await flush();
+  return code;
 
   /** After the drop the router must still see its socket file (its watch
    *  re-binds it when removed): a directory the router user cannot search

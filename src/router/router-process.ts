@@ -121,7 +121,7 @@ export class RouterProcess extends EventEmitter implements EmperorGateway {
       child.once('exit', (code, signal) => {
         const how = signal ? `killed by ${signal}` : `exited with status ${code}`;
         if (!this.started) {
-          reject(new Error(`the router process ${how} before it started`));
+          reject(new Error(this.fatalReason ?? `the router process ${how} before it started`));
           return;
         }
         this.removeSockets();

@@ -68,7 +68,7 @@ function metrics(port: number): Promise<string> {
   });
 }
 
-interface Emperor { moat: MoatProcess; routerPid: number; vassalPid: number; gw: string; stats: string; sock: string; rules: string; metricsPort: number }
+interface Emperor { gwNs: string; tun: string; moat: MoatProcess; routerPid: number; vassalPid: number; gw: string; stats: string; sock: string; rules: string; metricsPort: number }
 
 async function startEmperor(extra: string[] = []): Promise<Emperor> {
   requireRoot();
@@ -116,7 +116,7 @@ async function startEmperor(extra: string[] = []): Promise<Emperor> {
   }
   const routerPid = routerProcessOf(moat.child.pid!);
   assert.ok(routerPid, `a _router-process child of ${moat.child.pid}`);
-  return { moat, routerPid, vassalPid, gw, stats, sock, rules, metricsPort };
+  return { gwNs, tun, moat, routerPid, vassalPid, gw, stats, sock, rules, metricsPort };
 }
 
 /** RSS and PSS in KiB (smaps_rollup). */
@@ -190,6 +190,19 @@ test('the router process killed: the emperor logs why, stops its vassals and exi
   assert.match(e.moat.output(), /stopping: the router failed/);
   assert.equal(alive(e.vassalPid), false, 'no vassal left behind');
   assert.equal(fs.existsSync(e.sock), false, 'the router socket is removed by the emperor');
+});
+
+test('the router fails (its tun device deleted): the emperor gets its reason, stops its vassals, exits 1', async () => {
+  const e = await startEmperor();
+  execFileSync('ip', ['-n', e.gwNs, 'link', 'del', e.tun]);
+  const code = await Promise.race([e.moat.exited, sleep(30000).then(() => 'timeout')]);
+  assert.equal(code, 1, e.moat.output().slice(-3000));
+  const stopLine = e.moat.output().split('\n').find((l) => /stopping: the router failed/.test(l));
+  assert.ok(stopLine, e.moat.output().slice(-3000));
+  assert.equal(JSON.parse(stopLine).pid, e.moat.child.pid, 'logged by the emperor');
+  assert.match(JSON.parse(stopLine).reason, new RegExp(`tun device ${e.tun} failed`), 'with the router process\'s reason');
+  assert.equal(alive(e.routerPid), false);
+  assert.equal(alive(e.vassalPid), false, 'no vassal left behind');
 });
 
 test('the emperor killed: the router process does not outlive it', async () => {
