@@ -20,6 +20,7 @@ import type { ToChild, ToParent } from '../router/router-process';
 
 const REQUEST_TIMEOUT_MS = 2000;
 const SIGTERM_GRACE_MS = 10_000;
+const PEERS_EVERY_MS = 1000;
 
 export async function routerProcessCommand(): Promise<number> {
   if (!process.send || !process.connected) {
@@ -129,7 +130,14 @@ export async function routerProcessCommand(): Promise<number> {
     return 1;
   }
   if (fatal === undefined) send({ t: 'started', pid: process.pid });
+  // The emperor's status rows show each vassal's traffic: its copy of the
+  // peer counters is refreshed every second (and on every stats read).
+  const peersTimer = setInterval(() => {
+    if (router.running && !stopping) send({ t: 'peers', peers: router.stats().peers });
+  }, PEERS_EVERY_MS);
+  peersTimer.unref();
   const code = await done;
+  clearInterval(peersTimer);
   await flush();
   return code;
 

@@ -9,7 +9,7 @@
 // {owner, list}, reload {why}, stop, stats-reply {id, sections},
 // metrics-reply {id, text}. Child -> parent: started, failed {reason},
 // event {name, e} (peer-up, peer-down, peer-address), fatal {reason},
-// stats-request {id, peers}, metrics-request {id}.
+// stats-request {id, peers}, metrics-request {id}, peers {peers} (every second).
 import { fork, ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -39,6 +39,7 @@ export type ToParent =
   | { t: 'event'; name: 'peer-up' | 'peer-down' | 'peer-address'; e: unknown }
   | { t: 'fatal'; reason: string }
   | { t: 'stats-request'; id: number; peers: PeerStats[] }
+  | { t: 'peers'; peers: PeerStats[] }
   | { t: 'metrics-request'; id: number };
 
 /** Events: the peer events of EmperorGateway, and 'fatal' (reason): the
@@ -98,6 +99,9 @@ export class RouterProcess extends EventEmitter implements EmperorGateway {
           case 'fatal':
             this.fatalReason ??= m.reason;
             this.fatal(m.reason);
+            break;
+          case 'peers':
+            this.peers = m.peers;
             break;
           case 'stats-request':
             this.peers = m.peers;
@@ -171,8 +175,8 @@ export class RouterProcess extends EventEmitter implements EmperorGateway {
     this.sections.delete(key);
   }
 
-  /** The peers as of the last stats request (each stats socket read brings
-   *  them along before the emperor's section is built). */
+  /** The peers as the router process last sent them: every second, and
+   *  with each stats socket read (before the emperor's section is built). */
   stats(): { peers: PeerStats[] } {
     return { peers: this.peers };
   }
