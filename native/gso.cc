@@ -94,7 +94,9 @@ bool vnet_finish_csum(const virtio_net_hdr& h, uint8_t* pkt, size_t len, GsoErro
   *err = GsoError::none;
   if (!(h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) return true;
   const size_t start = h.csum_start, off = h.csum_offset;
-  if (start > len || off > len - start || len - start - off < 2) {
+  // An odd offset cannot hold a ones' complement sum of 16-bit words taken
+  // from csum_start (the stored value would not verify): no real header has one.
+  if (start > len || off > len - start || len - start - off < 2 || (off & 1)) {
     *err = GsoError::bad_header;
     return false;
   }
@@ -122,7 +124,9 @@ int gso_split(const virtio_net_hdr& h, const uint8_t* pkt, size_t len,
       sink(ctx, pkt, len);
       return 1;
     }
-    if (scratch_len < len) return fail(err, GsoError::bad_header);
+    // The checksum belongs after the IPv4 header: finishing it inside would
+    // corrupt the header that was just checked.
+    if (h.csum_start < ihl || scratch_len < len) return fail(err, GsoError::bad_header);
     memcpy(scratch, pkt, len);
     if (!vnet_finish_csum(h, scratch, len, err)) return -1;
     sink(ctx, scratch, len);

@@ -57,8 +57,8 @@ void vnet_write(uint8_t* p, const virtio_net_hdr& h);
 
 // If h has VIRTIO_NET_HDR_F_NEEDS_CSUM: computes the ones' complement sum
 // from csum_start to the end of pkt and stores it at csum_start +
-// csum_offset (in place). No flag: nothing to do. False (and *err) if the
-// offsets do not fit inside pkt.
+// csum_offset (in place). No flag: nothing to do. False (and *err =
+// bad_header) if the offsets do not fit inside pkt or csum_offset is odd.
 bool vnet_finish_csum(const virtio_net_hdr& h, uint8_t* pkt, size_t len, GsoError* err);
 
 // Called once per segment: a complete IPv4 packet with correct IP and L4
@@ -66,8 +66,10 @@ bool vnet_finish_csum(const virtio_net_hdr& h, uint8_t* pkt, size_t len, GsoErro
 using SegmentSink = void (*)(void* ctx, const uint8_t* pkt, size_t len);
 
 // Splits pkt (the IPv4 packet after the header h) into plain packets and
-// hands each to sink. With gso_type NONE it finishes the checksum if needed
-// and emits the packet once. TCPv4: payload split at gso_size; each segment
+// hands each to sink. With gso_type NONE it checks the IPv4 header (its
+// checksum included), finishes the L4 checksum if needed (csum_start must not
+// point into the IPv4 header; scratch must then hold len bytes) and emits the
+// packet once. TCPv4: payload split at gso_size; each segment
 // gets its own IPv4 total length, id (+1 per segment), header checksum, TCP
 // sequence number, TCP checksum; FIN and PSH only on the last segment, CWR
 // only on the first. UDP_L4: each datagram gets its own UDP length and

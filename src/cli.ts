@@ -7,6 +7,8 @@ import { rulesCommand } from './commands/rules';
 import { demoCommand } from './commands/demo';
 import { emperorCommand } from './commands/emperor';
 import { ptyCommand } from './commands/pty';
+import { routerProcessCommand } from './commands/router-process';
+import { ROUTER_PROCESS_COMMAND } from './router/router-process';
 
 const USAGE = `usage:
   moat [--ini FILE | --yaml FILE | --json FILE | --xml FILE] [--OPTION VALUE ...]
@@ -39,6 +41,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write('moat 0.1.0\n');
     return 0;
   }
+  // Internal (not in the usage): the router process `moat emperor` forks. It
+  // exits at once when done: its IPC channel would keep it alive otherwise.
+  if (cmd === ROUTER_PROCESS_COMMAND) return routerProcessCommand().then((code) => process.exit(code));
   if (cmd === 'rules') return rulesCommand(rest);
   if (cmd === 'demo') return demoCommand(rest);
   if (cmd === 'emperor') return emperorCommand(rest);

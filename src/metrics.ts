@@ -116,7 +116,7 @@ export function registerRouterMetrics(reg: client.Registry, src: MetricsSource):
 }
 
 /** Serves /metrics on host:port; resolves once listening. */
-export function serveMetrics(reg: client.Registry, hostPort: string): Promise<http.Server> {
+export function serveMetrics(reg: client.Registry, hostPort: string, extra?: () => Promise<string>): Promise<http.Server> {
   const i = hostPort.lastIndexOf(':');
   const host = hostPort.slice(0, i) || '127.0.0.1';
   const port = Number(hostPort.slice(i + 1));
@@ -128,8 +128,8 @@ export function serveMetrics(reg: client.Registry, hostPort: string): Promise<ht
       res.writeHead(404).end('see /metrics\n');
       return;
     }
-    reg.metrics().then(
-      (body) => res.writeHead(200, { 'Content-Type': reg.contentType }).end(body),
+    Promise.all([reg.metrics(), extra ? extra() : '']).then(
+      ([body, more]) => res.writeHead(200, { 'Content-Type': reg.contentType }).end(more ? body + more : body),
       (err: Error) => res.writeHead(500).end(String(err.message)),
     );
   });

@@ -12,16 +12,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadFile } from '../config/load';
-import { routerConfig, deviceConfig } from '../config/router-config';
+import { routerConfig, deviceConfig, routerProcessUser } from '../config/router-config';
+import type { OptionList } from '../config/types';
 import { Router } from '../router/router';
-import { hooksPlugin } from '../router/hooks';
+import { hooksPlugin, runHooks } from '../router/hooks';
+import { RouterProcess } from '../router/router-process';
 import { Device } from '../device/device';
 import { intToIpv4 } from '../addr';
-import { setLogLevel } from '../log';
+import { logger, setLogLevel } from '../log';
 import { Emperor } from '../emperor/emperor';
 import { emperorConfig } from '../emperor/config';
 import { emperorPlugin } from '../emperor/plugin';
-import { formatStatus } from '../emperor/status';
+import { fetchStats, formatStatus } from '../emperor/status';
 import { DEFAULT_SUPERVISOR } from '../vassal/vassal';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -161,7 +163,8 @@ async function emperorDemo(keep: boolean): Promise<number> {
   const gwAddr = '192.168.0.1';
   const children: ChildProcess[] = [];
   const pids: number[] = [];
-  let router: Router | undefined;
+  let router: RouterProcess | undefined;
+  let stopEmperor: (() => Promise<void>) | undefined;
   let failures = 0;
   const check = (what: string, ok: boolean, detail: string) => {
     if (!ok) failures++;
@@ -183,12 +186,22 @@ async function emperorDemo(keep: boolean): Promise<number> {
     }
     ecfg.dir = vdir;
     ecfg.vassalsDirRoot = path.join(tmp, 'run');
-    router = new Router(cfg);
-    router.use(hooksPlugin(options.filter((o) => o.key === 'exec-as-root').map((o) => o.value), cfg.netns));
-    const emperor = new Emperor(ecfg);
-    router.use(emperorPlugin(emperor));
+    // As `moat emperor` runs it: the router in its own process, dropped to
+    // the router user with no capability; the emperor (root) runs the
+    // exec-as-root hooks once the device exists, then spawns the vassals.
+    fs.chmodSync(tmp, 0o755);  // the router user reaches its sockets here
+    // The router process logs at the demo's level (errors only, unless MOAT_LOG_LEVEL says).
+    options.push({ key: 'log-level', value: process.env.MOAT_LOG_LEVEL || 'error', source: { file: 'moat demo' } });
+    router = new RouterProcess(cfg, options, routerProcessUser(options), logger());
     await router.start();
-    say(`router: ${cfg.device} (${gwAddr}) in ${gwNs}, ${router.ruleSet().in.length} in-rules and ${router.ruleSet().out.length} out-rules from rules/isolation.rules`);
+    runHooks(options.filter((o) => o.key === 'exec-as-root').map((o) => o.value), cfg.netns, logger());
+    const emperor = new Emperor(ecfg);
+    stopEmperor = () => emperor.stop();
+    await emperor.start(router);
+    const doc = await fetchStats(stats) as { uid: number; moat: { rules: { in: unknown[]; out: unknown[] } } };
+    const caps = /CapEff:\s*(\S+)/.exec(fs.readFileSync(`/proc/${router.pid}/status`, 'utf8'))?.[1];
+    say(`router: ${cfg.device} (${gwAddr}) in ${gwNs}, ${doc.moat.rules.in.length} in-rules and ${doc.moat.rules.out.length} out-rules from rules/isolation.rules`);
+    say(`router process: pid ${router.pid}, uid ${doc.uid}, capabilities ${caps} (none); the emperor (pid ${process.pid}) keeps root to spawn vassals`);
     say(`emperor: ${fs.readdirSync(vdir).join(', ')} from examples/vassals, namespaces ${ecfg.clone.join(',')}`);
 
     const r = router;
@@ -250,7 +263,8 @@ async function emperorDemo(keep: boolean): Promise<number> {
     failures++;
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    await router?.stop();   // the emperor's vassals first, then the router
+    await stopEmperor?.();  // the vassals first, then the router
+    await router?.stop();
     try { ip('netns', 'del', gwNs); } catch { /* not made */ }
     const left = pids.filter((p) => fs.existsSync(`/proc/${p}`));
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -294,15 +308,22 @@ function untilStopped(): Promise<void> {
 }
 
 /** An example config as shipped (examples/NAME), its router placed in the
- *  demo's namespace and its sockets in the demo's temp dir. */
+ *  demo's namespace and its sockets in the demo's temp dir (in the options
+ *  too: the emperor demo's router process builds its config from them). */
 function exampleRouter(name: string, tmp: string, gwNs: string) {
   process.chdir(ROOT);  // the examples name rules/ and examples/vassals relative to the repo
-  const options = loadFile(path.join(ROOT, 'examples', name));
-  const cfg = routerConfig(options);
+  const file = path.join(ROOT, 'examples', name);
+  const shipped = loadFile(file);
   const socket = path.join(tmp, 'tuntap.sock');
   const stats = path.join(tmp, 'stats.sock');
-  cfg.socket = socket;
-  cfg.stats = stats;
-  cfg.netns = `/run/netns/${gwNs}`;
+  const netns = `/run/netns/${gwNs}`;
+  const device = routerConfig(shipped).device;
+  const source = { file: `${file} (placed by moat demo)` };
+  const options: OptionList = [
+    ...shipped.filter((o) => !['tuntap-router', 'tuntap-router-stats', 'tuntap-router-netns'].includes(o.key)),
+    { key: 'tuntap-router', value: `${device} ${socket} ${stats}`, source },
+    { key: 'tuntap-router-netns', value: netns, source },
+  ];
+  const cfg = routerConfig(options);
   return { options, cfg, socket, stats };
 }

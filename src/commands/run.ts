@@ -1,19 +1,23 @@
 // run.ts: `moat --OPTION VALUE ...`: runs the router, the emperor and/or the
 // device the options name, until SIGTERM or SIGINT; SIGHUP reloads the
-// router's rules. With `emperor` (as `moat emperor` does) the emperor runs as
-// a plugin of the router when tuntap-router is set (after the router's own
-// exec-as-root hooks; its vassals stop before the router), else on its own.
+// router's rules. With `emperor` (as `moat emperor` does) and tuntap-router,
+// the router runs in a process of its own (privilege separation): this
+// process stays root to spawn vassals, the router process drops to the
+// config's uid/gid (default nobody) once its device and sockets exist. The
+// exec-as-root hooks run here once the router process started, then the
+// emperor; on stop the vassals stop before the router. Without tuntap-router
+// the emperor runs on its own.
 import { loadArgv } from '../config/load';
-import { routerConfig, deviceConfig, instanceUser } from '../config/router-config';
+import { routerConfig, deviceConfig, instanceUser, routerProcessUser } from '../config/router-config';
 import { dropPrivileges, handOver } from '../privileges';
 import { ConfigError, OptionList } from '../config/types';
 import { Router } from '../router/router';
-import { hooksPlugin } from '../router/hooks';
+import { hooksPlugin, runHooks } from '../router/hooks';
+import { RouterProcess } from '../router/router-process';
 import { Device } from '../device/device';
 import { logger, setLogLevel } from '../log';
 import { Emperor } from '../emperor/emperor';
 import { emperorConfig } from '../emperor/config';
-import { emperorPlugin } from '../emperor/plugin';
 import { checkOptions } from '../config/schema';
 import { ptyClientConfig, ptyRouterConfigs, sharedPtyConfig } from '../pty/config';
 import { PtyRouter, SharedPtyServer } from '../pty/server';
@@ -33,6 +37,7 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
   const log = logger();
 
   let router: Router | undefined;
+  let routerProc: RouterProcess | undefined;
   let device: Device | undefined;
   let ptys: PtyRouter[] = [];
   let shared: SharedPtyServer | undefined;
@@ -54,9 +59,12 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
     if (has('emperor')) emperor = new Emperor(emperorConfig(options));
     if (has('tuntap-router')) {
       const cfg = routerConfig(options);
-      router = new Router(cfg);
-      if (hooks.length) router.use(hooksPlugin(hooks, cfg.netns));
-      if (emperor) router.use(emperorPlugin(emperor));
+      if (emperor) {
+        routerProc = new RouterProcess(cfg, options, routerProcessUser(options), emperor.log);
+      } else {
+        router = new Router(cfg);
+        if (hooks.length) router.use(hooksPlugin(hooks, cfg.netns));
+      }
     } else if (emperor && hooks.length) {
       throw new Error('exec-as-root in the emperor\'s config needs tuntap-router (the hooks run once its device exists)');
     }
@@ -68,7 +76,7 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
     }
     throw err;
   }
-  if (!router && !device && !emperor && !ptys.length && !shared) {
+  if (!router && !routerProc && !device && !emperor && !ptys.length && !shared) {
     process.stderr.write('moat: nothing to run: give --tuntap-router, --emperor, --tuntap-device, --forkpty-urouter or --pty-socket (see moat --help)\n');
     return 2;
   }
@@ -77,15 +85,19 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
     for (const p of ptys) p.stop();
     shared?.stop();
     await device?.stop();
-    if (emperor && !router) await emperor.stop();
-    await router?.stop();   // stops the emperor plugin first
+    await emperor?.stop();       // the vassals first, then the router
+    await routerProc?.stop();
+    await router?.stop();
   };
   let dropTo: ReturnType<typeof instanceUser>;
   try {
-    dropTo = instanceUser(options);
-    // The emperor spawns vassals in new namespaces: that needs root, so an
-    // emperor keeps it (the vassals drop their own, per vassal file).
-    if (dropTo && emperor) throw new Error('uid/gid in the emperor\'s own config: the emperor needs root to spawn vassals (set uid/gid in vassal files)');
+    // The emperor spawns vassals in new namespaces: that needs root, so it
+    // keeps it (the vassals drop their own, per vassal file); uid/gid in its
+    // config name the router process's user.
+    dropTo = emperor ? undefined : instanceUser(options);
+    if (emperor && !routerProc && instanceUser(options)) {
+      throw new Error('uid/gid in the emperor\'s config name the router process\'s user, and this emperor runs no router (no tuntap-router); the emperor itself keeps root to spawn vassals (set uid/gid in vassal files)');
+    }
   } catch (err) {
     process.stderr.write(`moat: ${(err as Error).message}\n`);
     return 2;
@@ -93,13 +105,19 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
   // A fatal router event (see below) may come while the rest still starts.
   let onFatal: ((reason: string) => void) | undefined;
   let fatalEarly: string | undefined;
-  router?.on('fatal', (reason: string) => {
+  const fatal = (reason: string) => {
     if (onFatal) onFatal(reason);
     else fatalEarly ??= reason;
-  });
+  };
+  router?.on('fatal', fatal);
+  routerProc?.on('fatal', fatal);
   try {
     await router?.start();
-    if (emperor && !router) await emperor.start();
+    if (routerProc) {
+      await routerProc.start();
+      runHooks(hooks, routerProc.config.netns, log);
+    }
+    if (emperor) await emperor.start(routerProc);
     device?.start();
     for (const p of ptys) p.start();
     shared?.start();
@@ -144,6 +162,9 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => router?.reloadRules('SIGHUP'));
+    process.on('SIGHUP', () => {
+      router?.reloadRules('SIGHUP');
+      routerProc?.reload('SIGHUP');
+    });
   });
 }

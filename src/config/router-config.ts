@@ -238,3 +238,22 @@ export function instanceUser(options: OptionList, accounts: AccountFiles = {}): 
   if (gid === undefined) fail(u!, `uid ${u!.value.trim()} has no passwd entry: set gid too`);
   return { uid: user.uid, gid: gid! };
 }
+
+/** Who the router process of `moat emperor` becomes once its device and
+ *  sockets exist: the emperor config's `uid`/`gid`, else `nobody` with group
+ *  `nogroup` (or `nobody`, or nobody's primary group). Never root: the point
+ *  is a data path without privilege. */
+export function routerProcessUser(options: OptionList, accounts: AccountFiles = {}): { uid: number; gid: number } {
+  const set = instanceUser(options, accounts);
+  if (set) {
+    if (set.uid === 0) fail(options.filter((o) => o.key === 'uid').pop()!, 'the router process cannot stay root: name an unprivileged user (default: nobody)');
+    return set;
+  }
+  const nobody = lookupUser('nobody', accounts);
+  if (!nobody) {
+    throw new ConfigError('the router process drops to user nobody by default, and this system has none in /etc/passwd: set uid (and gid) in the emperor\'s config');
+  }
+  const gid = lookupGroup('nogroup', accounts) ?? lookupGroup('nobody', accounts) ?? nobody.gid;
+  if (gid === undefined) throw new ConfigError('no group for the router process (nogroup, nobody): set gid in the emperor\'s config');
+  return { uid: nobody.uid, gid };
+}

@@ -90,7 +90,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   u('emperor-freq', 'int', 'implemented', 'seconds between two rescans of the emperor directory (inotify also wakes it)', { default: '3' }),
   u('pivot-root', 'string', 'implemented', '`<new_root> <put_old>`: pivot the vassal into its own root (read-only, fresh /proc, tmpfs /tmp)'),
   u('chroot', 'string', 'planned', 'chroot the vassal'),
-  u('uid', 'string', 'implemented', 'in a vassal file: drop the vassal to this user (after the exec-as-root hooks; verified); in a standalone router or device: the user moat becomes once its device, sockets and hooks exist (all capabilities dropped)'),
+  u('uid', 'string', 'implemented', 'in a vassal file: drop the vassal to this user (after the exec-as-root hooks; verified); in a standalone router or device: the user moat becomes once its device, sockets and hooks exist (all capabilities dropped); in an emperor\'s config: the user of the router process (default `nobody`; the emperor itself stays root)'),
   u('gid', 'string', 'implemented', 'the group to drop to, likewise (supplementary groups cleared)'),
   u('exec-post-jail', 'repeatable', 'implemented', 'run a command right after the new namespaces exist'),
   u('exec-as-user', 'repeatable', 'implemented', 'run a command after privileges are dropped'),

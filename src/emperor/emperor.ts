@@ -21,8 +21,8 @@ import { formatOf, loadFile } from '../config/load';
 import { ConfigError } from '../config/types';
 import { ipv4ToInt, intToIpv4 } from '../addr';
 import { logger, Logger } from '../log';
-import type { Router } from '../router/router';
-import type { PeerBinding } from '../native';
+import type { PeerBinding, PeerStats } from '../native';
+import type { EmperorGateway } from './gateway';
 import { VASSAL_DIR_MOUNTPOINT, vassalDirName, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
 import { DEFAULT_SUPERVISOR, SupervisorOptions, Vassal, VassalState } from '../vassal/vassal';
 import type { EmperorConfig } from './config';
@@ -64,7 +64,7 @@ export class Emperor extends EventEmitter {
   readonly log: Logger;
   private readonly entries = new Map<string, Entry>();   // by name
   private readonly supervisor: SupervisorOptions;
-  private router?: Router;
+  private router?: EmperorGateway;
   private watcher?: fs.FSWatcher;
   private rescanTimer?: NodeJS.Timeout;
   private debounceTimer?: NodeJS.Timeout;
@@ -88,7 +88,7 @@ export class Emperor extends EventEmitter {
 
   /** Starts watching and deploys what the directory holds. With a router, vassal
    *  addresses are bound in it and vassals appear in its stats document. */
-  async start(router?: Router): Promise<void> {
+  async start(router?: EmperorGateway): Promise<void> {
     this.router = router;
     if (!fs.statSync(this.config.dir, { throwIfNoEntry: false })?.isDirectory()) {
       throw new Error(`emperor: ${this.config.dir} is not a directory`);
@@ -371,7 +371,7 @@ export class Emperor extends EventEmitter {
 
   /** One row per vassal file (the stats document's emperor.vassals). */
   status(): VassalStatus[] {
-    let peers: ReturnType<Router['stats']>['peers'] = [];
+    let peers: PeerStats[] = [];
     try { if (this.router?.running) peers = this.router.stats().peers; } catch { /* stopping */ }
     return [...this.entries.values()].sort((a, b) => a.name.localeCompare(b.name)).map((e) => {
       const v = e.vassal;

@@ -30,6 +30,9 @@ export class Router extends EventEmitter {
   private reloadTimer?: NodeJS.Timeout;
   private socketTimer?: NodeJS.Timeout;
   private socketId?: { dev: number; ino: number };
+  private statsTimer?: NodeJS.Timeout;
+  private readonly statsSources: Array<() => Promise<Record<string, unknown>>> = [];
+  private readonly metricsSources: Array<() => Promise<string>> = [];
   private failed = false;
   private reloadCounts = { ok: 0, error: 0 };
   private readonly peerAddr = new Map<number, number>();
@@ -89,12 +92,16 @@ export class Router extends EventEmitter {
     this.log.info({ socket: c.socket, rulesIn: this.rules.in.length, rulesOut: this.rules.out.length }, 'router started');
     try {
       if (c.stats) {
-        this.statsServer = new StatsServer(c.stats, () => this.statsDocument());
+        this.statsServer = new StatsServer(c.stats, () => this.statsDocumentAsync());
         await this.statsServer.start();
+        this.watchStatsSocket();
         this.log.info({ stats: c.stats }, 'stats socket listening');
       }
       if (c.metrics) {
-        this.metricsServer = await serveMetrics(this.registry, c.metrics);
+        this.metricsServer = await serveMetrics(this.registry, c.metrics, async () => {
+          const parts = await Promise.all(this.metricsSources.map((f) => f().catch(() => '')));
+          return parts.join('');
+        });
         this.log.info({ metrics: c.metrics }, 'metrics listening');
       }
       this.watchRuleFiles();
@@ -121,6 +128,7 @@ export class Router extends EventEmitter {
     }
     clearTimeout(this.reloadTimer);
     clearInterval(this.socketTimer);
+    clearInterval(this.statsTimer);
     for (const w of this.watchers.splice(0)) w.close();
     await this.statsServer?.stop();
     this.statsServer = undefined;
@@ -184,6 +192,25 @@ export class Router extends EventEmitter {
 
   removeStatsSection(key: string): void {
     this.statsSections.delete(key);
+  }
+
+  /** Sections built elsewhere (the emperor's, in its own process, over IPC):
+   *  merged into each document the stats socket serves. */
+  addStatsSource(source: () => Promise<Record<string, unknown>>): void {
+    this.statsSources.push(source);
+  }
+
+  /** Prometheus text built elsewhere (the emperor's metrics), appended to
+   *  every scrape of `metrics`; its metric names must differ from the router's. */
+  addMetricsSource(source: () => Promise<string>): void {
+    this.metricsSources.push(source);
+  }
+
+  /** statsDocument() plus the sections of addStatsSource(). */
+  async statsDocumentAsync(): Promise<unknown> {
+    const doc = this.statsDocument() as Record<string, unknown>;
+    for (const src of this.statsSources) Object.assign(doc, await src());
+    return doc;
   }
 
   stats(): RouterStats {
@@ -286,6 +313,45 @@ export class Router extends EventEmitter {
       }
     }, 1000);
     this.socketTimer.unref();
+  }
+
+  /** The stats socket file (a unix path) is checked every second, as the main
+   *  socket is: removed, it is bound again (an error, then a warning once it
+   *  is back); if that fails it is retried each second (the data path does
+   *  not need it: not fatal). A file put in its place is left alone. */
+  private watchStatsSocket(): void {
+    const server = this.statsServer;
+    const file = server?.unixPath;
+    if (!server || !file) return;
+    let id: { dev: number; ino: number } | undefined;
+    const stat = () => { try { return fs.lstatSync(file); } catch { return undefined; } };
+    const st0 = stat();
+    if (st0) id = { dev: st0.dev, ino: st0.ino };
+    let down: 'removed' | 'replaced' | undefined;
+    let busy = false;
+    this.statsTimer = setInterval(() => {
+      if (busy || this.statsServer !== server) return;
+      const st = stat();
+      if (st && st.dev === id?.dev && st.ino === id?.ino) return;
+      if (st && down !== 'removed') {
+        if (down !== 'replaced') this.log.error({ stats: file }, `stats socket file ${file} was replaced by another file: left alone, stats readers cannot reach this router`);
+        down = 'replaced';
+        return;
+      }
+      if (!down || down === 'replaced') this.log.error({ stats: file }, `stats socket file ${file} was removed: stats readers cannot connect; binding it again`);
+      busy = true;
+      const first = down !== 'removed';
+      down = 'removed';
+      server.rebind().then(() => {
+        const n = stat();
+        if (n) id = { dev: n.dev, ino: n.ino };
+        down = undefined;
+        this.log.warn({ stats: file }, 'stats socket bound again');
+      }, (err: Error) => {
+        if (first) this.log.error({ stats: file, err: err.message }, `stats socket ${file} could not be bound again (retrying each second): ${err.message}`);
+      }).finally(() => { busy = false; });
+    }, 1000);
+    this.statsTimer.unref();
   }
 
   /** The router cannot go on: logged, and 'fatal' emitted (moat stops and

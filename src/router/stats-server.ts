@@ -2,6 +2,7 @@
 // connection, then close. ADDR with a ':' is TCP host:port, else a unix path.
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 
 export function parseStatsAddress(addr: string): { path: string } | { host: string; port: number } {
   const i = addr.lastIndexOf(':');
@@ -17,17 +18,22 @@ export class StatsServer {
 
   constructor(private readonly addr: string, private readonly document: () => unknown) {}
 
+  /** The unix socket path, or undefined for a TCP address. */
+  get unixPath(): string | undefined {
+    const where = parseStatsAddress(this.addr);
+    return 'path' in where ? where.path : undefined;
+  }
+
   async start(): Promise<void> {
     const where = parseStatsAddress(this.addr);
     const server = net.createServer((sock) => {
-      let body: string;
-      try {
-        body = JSON.stringify(this.document());
-      } catch (err) {
-        body = JSON.stringify({ error: String((err as Error).message) });
-      }
       sock.on('error', () => sock.destroy());
-      sock.end(body);
+      // The document may be built asynchronously (parts of it come from the
+      // emperor's process in `moat emperor`).
+      Promise.resolve().then(() => this.document()).then(
+        (doc) => JSON.stringify(doc),
+        (err: Error) => JSON.stringify({ error: String(err.message) }),
+      ).then((body) => sock.end(body), (err: Error) => sock.end(JSON.stringify({ error: String(err.message) })));
     });
     if ('path' in where) {
       this.path = where.path;
@@ -54,6 +60,17 @@ export class StatsServer {
   port(): number | undefined {
     const a = this.server?.address();
     return a && typeof a === 'object' ? a.port : undefined;
+  }
+
+  /** The socket file was removed: a new listening socket at the same path
+   *  (its directory made again). The old one is closed first (libuv unlinks
+   *  its path on close: harmless, the file is gone). Throws with the reason. */
+  async rebind(): Promise<void> {
+    const old = this.server;
+    this.server = undefined;
+    if (old) await new Promise<void>((resolve) => old.close(() => resolve()));
+    if (this.path) fs.mkdirSync(path.dirname(path.resolve(this.path)), { recursive: true });
+    await this.start();
   }
 
   async stop(): Promise<void> {

@@ -4,6 +4,7 @@
 // with capture-pane. Everything is removed at the Lab's cleanup.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import { Lab, uniqueName } from './netns';
 
 export class Tmux {
@@ -100,4 +101,28 @@ export function frame(mod2: number, size: number, payload?: Buffer): Buffer {
 export function stdinFrame(text: string): Buffer {
   const b = Buffer.from(text);
   return frame(0, b.length, b);
+}
+
+/** Connects to a unix socket (resolves once connected). */
+export function connectUnix(p: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(p, () => resolve(s));
+    s.on('error', reject);
+  });
+}
+
+/** Text a process reads from a socket until it has seen re (or the timeout). */
+export function reader(sock: net.Socket): { text(): string; wait(re: RegExp, ms?: number): Promise<void> } {
+  let buf = '';
+  sock.on('data', (d) => { buf += d.toString('utf8'); });
+  return {
+    text: () => buf,
+    async wait(re, ms = 5000) {
+      const end = Date.now() + ms;
+      while (!re.test(buf)) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${re}; got ${JSON.stringify(buf)}`);
+        await sleep(30);
+      }
+    },
+  };
 }

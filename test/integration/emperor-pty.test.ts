@@ -9,14 +9,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import { Emperor } from '../../src/emperor/emperor';
 import { Lab, requireRoot, waitFor } from '../helpers/netns';
 import { CLI, tempDir } from '../helpers/moat';
 import { makeRootFs, RootFs, APP_UID, APP_GID } from '../helpers/rootfs';
-import { Tmux, sleep, stdinFrame } from '../helpers/pty';
+import { Tmux, connectUnix, reader, sleep, stdinFrame } from '../helpers/pty';
 import { pidsInPidNs } from '../helpers/vassal-runtime';
 import { startSshd } from '../helpers/ssh';
 
@@ -83,28 +82,6 @@ async function waitOnly(pidNs: string, runtime: number, ms: number): Promise<voi
   }
 }
 
-function connect(p: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(p, () => resolve(s));
-    s.on('error', reject);
-  });
-}
-
-function reader(sock: net.Socket): { text(): string; wait(re: RegExp, ms?: number): Promise<void> } {
-  let buf = '';
-  sock.on('data', (d) => { buf += d.toString('utf8'); });
-  return {
-    text: () => buf,
-    async wait(re, ms = 5000) {
-      const end = Date.now() + ms;
-      while (!re.test(buf)) {
-        if (Date.now() > end) throw new Error(`timed out waiting for ${re}; got ${JSON.stringify(buf)}`);
-        await sleep(30);
-      }
-    },
-  };
-}
-
 test('forkpty-urouter in a pivot-rooted vassal: the client lands inside, as the vassal\'s uid; resize, Ctrl-C, hang-up', async () => {
   const name = 'ptybox.ini';
   const hostDir = await deploy(name, [
@@ -169,7 +146,7 @@ test('forkpty-urouter in a pivot-rooted vassal: the client lands inside, as the 
   assert.match(own.stdout, new RegExp(`me=${APP_UID}@ptybox`));
 
   // `stop` (the file removed) closes an open session and the socket.
-  const c = await connect(sock);
+  const c = await connectUnix(sock);
   const r = reader(c);
   c.write(stdinFrame('echo "open-$((2*21))"\n'));
   await r.wait(/open-42/);
@@ -231,8 +208,8 @@ test('pty-socket: one pty in the vassal, two viewers see its output, input from 
   ]);
   const sock = path.join(hostDir, 'shared.sock');
   assert.equal(fs.statSync(sock).uid, 65534, 'owned by the vassal\'s uid');
-  const a = await connect(sock);
-  const b = await connect(sock);
+  const a = await connectUnix(sock);
+  const b = await connectUnix(sock);
   lab.onCleanup(() => { a.destroy(); b.destroy(); });
   const ra = reader(a);
   const rb = reader(b);

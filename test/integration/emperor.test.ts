@@ -77,6 +77,8 @@ before(async () => {
   gwNs = lab.netns('eg');
   tun = uniqueName('emp');
   const tmp = tempDir(lab);
+  // The router process runs as nobody once started: it must reach its socket.
+  fs.chmodSync(tmp, 0o755);
   dir = path.join(tmp, 'vassals');
   runDir = path.join(tmp, 'run', 'vassals');
   fs.mkdirSync(dir);

@@ -16,7 +16,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
-import { CLI, startMoat, tempDir, waitForSocket, MoatProcess } from '../helpers/moat';
+import { CLI, readStats, startMoat, tempDir, waitForSocket, MoatProcess } from '../helpers/moat';
 
 const lab = new Lab();
 after(() => lab.cleanup());
@@ -125,6 +125,27 @@ test('socket directory removed and not re-creatable: exit 1 with the reason', as
   assert.match(router.output(), /socket file \S+tuntap\.sock was removed and could not be bound again: \S+/);
   assert.match(router.output(), /router stopped/);
   assert.equal(v1.device.child.exitCode, null, 'the device keeps running (it reconnects by itself)');
+});
+
+test('stats socket removed (file, then its directory): logged, bound again, served again', async () => {
+  requireRoot();
+  const g = gateway();
+  const stats = path.join(g.dir, 'stats', 's.sock');
+  const router = await startRouter(g, ['--tuntap-router-stats', stats]);
+  await waitFor(() => fs.existsSync(stats), 5000, `stats socket\n${router.output()}`);
+  assert.equal((await readStats(stats)).pid, router.child.pid);
+  const bound = () => (router.output().match(/stats socket bound again/g) ?? []).length;
+  fs.rmSync(stats);
+  await waitFor(() => bound() === 1, 5000, `stats socket bound again\n${router.output()}`);
+  assert.match(router.output(), /"level":50[^\n]*stats socket file \S+s\.sock was removed: stats readers cannot connect; binding it again/);
+  assert.match(router.output(), /"level":40[^\n]*stats socket bound again/);
+  assert.equal((await readStats(stats)).pid, router.child.pid, 'served again');
+  fs.rmSync(path.dirname(stats), { recursive: true });
+  await waitFor(() => bound() === 2, 5000, `stats socket bound again (directory)\n${router.output()}`);
+  assert.equal((await readStats(stats)).pid, router.child.pid, 'served again in a new directory');
+  router.child.kill('SIGTERM');
+  assert.equal(await withTimeout(router.exited, 5000, 'SIGTERM'), 0, router.output());
+  assert.equal(fs.existsSync(stats), false, 'stats socket removed on SIGTERM');
 });
 
 /** moat_log_dropped_total from the metrics endpoint. */

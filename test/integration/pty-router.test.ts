@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Lab, requireRoot } from '../helpers/netns';
 import { CLI, MoatProcess, startMoat, tempDir, waitForSocket } from '../helpers/moat';
-import { Tmux, frame, parentOf, running, sleep, stdinFrame, waitGone } from '../helpers/pty';
+import { Tmux, connectUnix, frame, parentOf, reader, running, sleep, stdinFrame, waitGone } from '../helpers/pty';
 
 const lab = new Lab();
 let dir = '';
@@ -35,34 +35,11 @@ function clientLine(word: string, sock: string): string {
     `[ "$(stty -g)" = "$before" ] && echo TERMINAL-RESTORED; echo CLIENT-EXIT=$rc; sleep 600`;
 }
 
-/** Text a process reads from a socket until it has seen re (or the timeout). */
-function reader(sock: net.Socket): { text(): string; wait(re: RegExp, ms?: number): Promise<void> } {
-  let buf = '';
-  sock.on('data', (d) => { buf += d.toString('utf8'); });
-  return {
-    text: () => buf,
-    async wait(re, ms = 5000) {
-      const end = Date.now() + ms;
-      while (!re.test(buf)) {
-        if (Date.now() > end) throw new Error(`timed out waiting for ${re}; got ${JSON.stringify(buf)}`);
-        await sleep(30);
-      }
-    },
-  };
-}
-
 function closed(s: net.Socket, ms: number): Promise<void> {
   if (s.closed) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`connection still open after ${ms} ms`)), ms);
     s.on('close', () => { clearTimeout(t); resolve(); });
-  });
-}
-
-function connect(p: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(p, () => resolve(s));
-    s.on('error', reject);
   });
 }
 
@@ -194,12 +171,12 @@ test('framed: hostile and odd frames do not hurt the router', async () => {
   const sock = path.join(dir, 'fuzz.sock');
   const moat = await router('--forkpty-urouter', sock);
   // A frame announcing 65535 bytes that never come, then the connection drops.
-  const a = await connect(sock);
+  const a = await connectUnix(sock);
   a.write(frame(0, 65535, Buffer.from('echo partial')));
   await sleep(100);
   a.destroy();
   // Unknown modifier2, rows 0, a signal number out of range, a header split byte by byte.
-  const b = await connect(sock);
+  const b = await connectUnix(sock);
   const out = reader(b);
   b.write(Buffer.concat([frame(200, 7), frame(100, 0), frame(101, 0), frame(99, 0), frame(100, 40), frame(101, 132)]));
   const f = stdinFrame('echo "alive-$((6*7)) $(stty size)"\n');
@@ -208,7 +185,7 @@ test('framed: hostile and odd frames do not hurt the router', async () => {
   b.destroy();
   await sleep(100);
   assert.equal(moat.child.exitCode, null, 'router still running');
-  const c = await connect(sock);
+  const c = await connectUnix(sock);
   const out2 = reader(c);
   c.write(stdinFrame('echo "again-$((1+1))"; exit\n'));
   await out2.wait(/again-2/);
@@ -219,8 +196,8 @@ test('pty-socket: one shared pty, every viewer sees it, input from any; pty-exec
   const sock = path.join(dir, 'shared.sock');
   const moat = startMoat(lab, ['--pty-socket', sock, '--pty-exec', '/bin/sh']);
   await waitForSocket(sock, moat);
-  const a = await connect(sock);
-  const b = await connect(sock);
+  const a = await connectUnix(sock);
+  const b = await connectUnix(sock);
   const ra = reader(a);
   const rb = reader(b);
   await sleep(100);
@@ -229,7 +206,7 @@ test('pty-socket: one shared pty, every viewer sees it, input from any; pty-exec
   await rb.wait(/from-a-42/);
   b.write('echo "from-b-$((2*3))"\n');
   await ra.wait(/from-b-6/);
-  const c = await connect(sock);
+  const c = await connectUnix(sock);
   const rc = reader(c);
   await rc.wait(/from-a-42[\s\S]*from-b-6/);  // a new viewer gets the recent output
   b.destroy();

@@ -3,7 +3,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseIni } from '../../src/config/ini';
 import { loadArgv } from '../../src/config/load';
-import { deviceConfig, routerConfig } from '../../src/config/router-config';
+import { deviceConfig, routerConfig, routerProcessUser } from '../../src/config/router-config';
 import { TempDir, throwsConfig } from './config-helpers';
 
 const tmp = new TempDir();
@@ -138,4 +138,22 @@ test('deviceConfig', () => {
   throwsConfig(() => deviceConfig(ini('tuntap-device = u0 /s\ntuntap-device-max-frame = 100\n')), /outside 576/, 3);
   throwsConfig(() => deviceConfig(ini('tuntap-device = u0 /s\ntuntap-device-rule = in 0.0.0.0/0 0.0.0.0/0 allow\n')), /refused/, 3);
   throwsConfig(() => deviceConfig(ini('tuntap-device = a/b /s\n')), /not a device name/, 2);
+});
+
+test('routerProcessUser: the emperor config\'s uid/gid, else nobody:nogroup, never root', () => {
+  const withNobody = {
+    passwd: tmp.write('passwd-nobody', 'root:x:0:0::/:/bin/sh\nalice:x:1001:1001::/:/bin/sh\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n'),
+    group: tmp.write('group-nobody', 'root:x:0:\nnogroup:x:65533:\nmoat:x:900:\n'),
+  };
+  const user = (body: string, acc = withNobody) => routerProcessUser(ini(body), acc);
+  assert.deepEqual(user('emperor = /etc/moat/vassals'), { uid: 65534, gid: 65533 }, 'nobody, group nogroup');
+  assert.deepEqual(user('uid = alice'), { uid: 1001, gid: 1001 });
+  assert.deepEqual(user('uid = alice\ngid = moat'), { uid: 1001, gid: 900 });
+  throwsConfig(() => user('uid = root'), /uid: the router process cannot stay root/);
+  throwsConfig(() => user('uid = 0\ngid = 0'), /cannot stay root/);
+  // No nobody: a clear error naming the way out.
+  throwsConfig(() => routerProcessUser(ini('emperor = /x'), accounts), /drops to user nobody by default.*set uid/);
+  // No nogroup: a group named nobody, else nobody's primary group.
+  const noNogroup = { passwd: withNobody.passwd, group: tmp.write('group-bare', 'root:x:0:\n') };
+  assert.deepEqual(user('emperor = /x', noNogroup), { uid: 65534, gid: 65534 });
 });

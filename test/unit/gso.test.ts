@@ -276,6 +276,10 @@ test('GSO_NONE: csum offsets outside the packet, a bad IPv4 header, and NONE|ECN
   assert.equal(refusal(none(20, 17), pkt), 'bad_header');
   assert.equal(refusal(none(0xffff, 0xffff), pkt), 'bad_header');
   assert.equal(refusal(none(38, 0), pkt), 'bad_header');
+  assert.equal(refusal(none(20, 5), pkt), 'bad_header', 'odd csum_offset');
+  assert.equal(refusal(none(0, 10), pkt), 'bad_header', 'csum_start inside the IPv4 header');
+  assert.equal(refusal(none(19, 0), pkt), 'bad_header', 'csum_start inside the IPv4 header');
+  assert.equal(split(none(21, 4), pkt).length, 1, 'an odd csum_start is only a strange header');
   assert.equal(refusal({ ...none(20, 6), gsoType: GSO_ECN }, pkt), 'bad_header');
   const badSum = Buffer.from(pkt);
   badSum[10] ^= 1;
@@ -306,6 +310,14 @@ test('GSO headers that do not describe the packet are refused', () => {
   assert.equal(refusal(H({ hdrLen: 0 }), t.pkt.subarray(0, 39)), 'bad_ip', 'total length != len');
   const tiny = superPacket({ proto: TCP, payload: Buffer.alloc(0) });
   assert.equal(refusal(H({ hdrLen: 0 }), mod(tiny.pkt, (b) => { b[20 + 12] = 0xf0; })), 'bad_header', 'TCP header beyond the packet');
+  // the L4 header ending exactly at the end of the packet is fine (no payload: one segment), one byte short is not
+  for (const [proto, opts] of [[UDP, 0], [TCP, 0], [TCP, 1], [TCP, 10]]) {
+    const e = superPacket({ proto, payload: Buffer.alloc(0), tcpOptions: opts });
+    const hdr = gsoHeader(proto, e.ihl, e.hlen, 100);
+    checkSplit({ proto, payload: Buffer.alloc(0), tcpOptions: opts }, 100, split(hdr, e.pkt));
+    const cut = mod(e.pkt.subarray(0, e.pkt.length - 1), (b) => { b.writeUInt16BE(b.length, 2); });
+    assert.equal(refusal({ ...hdr, hdrLen: 0 }, cut), 'bad_header', `proto ${proto}: L4 header one byte beyond the packet`);
+  }
   const shortTcp = mod(tiny.pkt.subarray(0, 30), (b) => { b.writeUInt16BE(30, 2); });
   assert.equal(refusal(H({ hdrLen: 0 }), shortTcp), 'bad_header', 'packet shorter than a TCP header');
 
