@@ -61,7 +61,18 @@ async function measureKind(kind: Kind, o: Options): Promise<KindResult> {
   const step = (what: string) => process.stderr.write(`  ${kind}: ${what}\n`);
   try {
     step('setting up');
-    await sc.setup();
+    // uWSGI's device sometimes exits while its path is being built (its tun
+    // vanishes under `ip addr add`): a failed setup is retried, twice at most.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await sc.setup();
+        break;
+      } catch (err) {
+        if (attempt >= 3) throw err;
+        step(`setup failed (${(err as Error).message.split('\n')[0]}); retrying`);
+        await sc.teardown();
+      }
+    }
     for (const dir of DIRS) {
       const d = res.dirs[dir]!;
       if (!o.skip.has('rtt')) { step(`rtt ${dir}`); d.rtt = await rtt(sc, dir, q ? 50 : 200); }
