@@ -12,6 +12,7 @@ import type { DeviceConfig } from '../../src/config/types';
 import { Device, deviceOptions } from '../../src/device/device';
 import { addon } from '../../src/native';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { FakeRouter as BaseRouter } from '../helpers/fake-router';
 
 const GW = [192, 168, 0, 1];
 const VASSAL = [192, 168, 0, 2];
@@ -42,34 +43,8 @@ function frame(payload: Buffer, mod2 = 0, size = payload.length): Buffer {
   return Buffer.concat([h, payload]);
 }
 
-/** A scripted router: accepts connections, splits what it reads into frames. */
-class FakeRouter {
-  readonly conns: net.Socket[] = [];
-  readonly frames: Array<{ conn: number; mod2: number; payload: Buffer }> = [];
-  private server: net.Server;
-  constructor(readonly socketPath: string) {
-    this.server = net.createServer((c) => {
-      const id = this.conns.push(c) - 1;
-      let buf = Buffer.alloc(0);
-      c.on('data', (d) => {
-        buf = Buffer.concat([buf, d]);
-        while (buf.length >= 4) {
-          const size = buf[1] | (buf[2] << 8);
-          if (buf.length < 4 + size) break;
-          this.frames.push({ conn: id, mod2: buf[3], payload: buf.subarray(4, 4 + size) });
-          buf = buf.subarray(4 + size);
-        }
-      });
-      c.on('error', () => { /* the device went away */ });
-    });
-  }
-  listen(): Promise<void> {
-    return new Promise((r) => this.server.listen(this.socketPath, () => r()));
-  }
-  close(): Promise<void> {
-    for (const c of this.conns) c.destroy();
-    return new Promise((r) => this.server.close(() => r()));
-  }
+/** The fake router, reading the vassal's echo replies. */
+class FakeRouter extends BaseRouter {
   /** Echo replies the vassal's kernel sent back through the device. */
   echoReplies(id: number): number[] {
     return this.frames.filter((f) => f.mod2 === 0 && f.payload.length >= 28 && f.payload[9] === 1 &&

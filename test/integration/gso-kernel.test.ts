@@ -20,6 +20,7 @@ import test from 'node:test';
 import { Device } from '../../src/device/device';
 import { addon } from '../../src/native';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { FakeRouter as BaseRouter } from '../helpers/fake-router';
 
 const GW = [192, 168, 77, 1];      // the far side: source of the super-packets
 const VASSAL = [192, 168, 77, 2];  // the tun's address in the netns
@@ -95,34 +96,8 @@ function snmp(ns: string): Record<string, Record<string, number>> {
   return out;
 }
 
-/** A scripted router: the Device connects here; frames it sends are collected. */
-class FakeRouter {
-  readonly conns: net.Socket[] = [];
-  readonly packets: Buffer[] = [];
-  private server: net.Server;
-  constructor(readonly socketPath: string) {
-    this.server = net.createServer((c) => {
-      this.conns.push(c);
-      let buf = Buffer.alloc(0);
-      c.on('data', (d) => {
-        buf = Buffer.concat([buf, d]);
-        while (buf.length >= 4) {
-          const size = buf[1] | (buf[2] << 8);
-          if (buf.length < 4 + size) break;
-          if (buf[3] === 0) this.packets.push(Buffer.from(buf.subarray(4, 4 + size)));
-          buf = buf.subarray(4 + size);
-        }
-      });
-      c.on('error', () => { /* the device went away */ });
-    });
-  }
-  listen(): Promise<void> {
-    return new Promise((r) => this.server.listen(this.socketPath, () => r()));
-  }
-  close(): Promise<void> {
-    for (const c of this.conns) c.destroy();
-    return new Promise((r) => this.server.close(() => r()));
-  }
+/** The fake router, reading the kernel's answers. */
+class FakeRouter extends BaseRouter {
   /** ack numbers of the RSTs from VASSAL to GW's port 50000. */
   rstAcks(): number[] {
     return this.packets

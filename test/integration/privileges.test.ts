@@ -7,18 +7,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, requireRoot, sh, waitFor } from '../helpers/netns';
 import { startMoat, tempDir, waitForSocket, REPO } from '../helpers/moat';
+import { procStatus } from '../helpers/proc';
 
 const lab = new Lab();
 after(() => lab.cleanup());
 
-function status(pid: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const l of fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
-    const i = l.indexOf(':');
-    if (i > 0) out[l.slice(0, i)] = l.slice(i + 1).trim();
-  }
-  return out;
-}
+const status = procStatus;
 
 test('uid/gid: the router runs without root or capabilities after start', async () => {
   requireRoot();

@@ -20,6 +20,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { Lab, requireRoot, uniqueName, waitFor } from '../helpers/netns';
 import { CLI, MoatProcess, readStats, startMoat, tempDir, waitForSocket } from '../helpers/moat';
+import { procStatus } from '../helpers/proc';
 
 const lab = new Lab();
 after(() => lab.cleanup());
@@ -27,14 +28,7 @@ after(() => lab.cleanup());
 const CAP_SYS_ADMIN = 21n;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
 
-function status(pid: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const l of fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
-    const i = l.indexOf(':');
-    if (i > 0) out[l.slice(0, i)] = l.slice(i + 1).trim();
-  }
-  return out;
-}
+const status = procStatus;
 const alive = (pid: number) => {
   try { return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8')); } catch { return false; }
 };
