@@ -173,11 +173,15 @@ struct Router::Loop {
   uint16_t caps = 0;
   std::unique_ptr<uint8_t[]> gsosrc, segbuf;
   Peer* split_peer = nullptr;  // the peer a split is for (gso_split's sink)
-  // The open USO run (coalesce.h): always the last frame in the arena, for
-  // run_peer, in slot run_slot; the next datagram is read right behind it.
+  // The open USO run (coalesce.h) for run_peer: the last frame in the arena
+  // (slot run_slot; the next datagram is read right behind it), or with
+  // run_slot -1 the last frame in run_peer's queue (at run_qoff). Closed
+  // before anything else is delivered and at the end of the batch, before
+  // any send.
   UsoRun uso;
   Peer* run_peer = nullptr;
   int32_t run_slot = -1;
+  size_t run_qoff = 0;
   Counter uso_frames, uso_segments;
   uint64_t icmp_window = 0;
   uint32_t icmp_budget = 0;
@@ -477,21 +481,37 @@ struct Router::Loop {
     const uint16_t needs = vnet_needs(h);
     if (p->offload && (needs & ~p->caps) == 0 && n <= kMaxFramePayload &&
         vnet_segment_len(h, pkt, len) <= p->send_max) {
-      const int payload = (kUsoCoalesce && (p->caps & kCapUso4)) ? uso_payload(h, pkt, len) : -1;
-      if (run_peer == p && uso_fits(uso, pkt, len, payload, kUsoMaxPacket)) {
-        // Same flow as the run just before it: its payload joins the run.
+      const bool can_uso = kUsoCoalesce && (p->caps & (kCapUso4 | kCapCsum)) == (kCapUso4 | kCapCsum);
+      const int payload = can_uso ? uso_payload(h, pkt, len) : -1;
+      if (run_peer == p && uso_fits(uso, pkt, len, payload, kUsoMaxPacket) &&
+          (run_slot >= 0 || p->out_head + p->out_len + size_t(payload) <= p->out_cap)) {
+        // Same flow as the run just before it: its payload joins the run
+        // (which ends where this packet was read, or at the queue's end).
         uso_append(&uso, pkt, len);
-        arena_len += size_t(payload);
-        slots[run_slot].segs++;
+        if (run_slot >= 0) {
+          arena_len += size_t(payload);
+          slots[run_slot].segs++;
+        } else {
+          p->out_len += size_t(payload);
+          p->tx.add(1);
+        }
         return;
       }
       p->vnet_tx.add(1);
       if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) p->gso_tx.add(1);
+      const size_t queued = p->out_len;
       deliver(p, buf, n, kModVnet);
-      if (payload >= 0 && !slots.empty() && slots.back().ptr + kFrameHeaderSize == buf) {
+      if (payload < 0) return;
+      if (!slots.empty() && slots.back().ptr + kFrameHeaderSize == buf) {
         run_peer = p;
         run_slot = int32_t(slots.size() - 1);
         uso_start(&uso, buf, n, payload);
+      } else if (p->out_len == queued + kFrameHeaderSize + n) {
+        // Queued behind what p's socket has not taken yet: the run grows there.
+        run_peer = p;
+        run_slot = -1;
+        run_qoff = p->out_head + p->out_len - kFrameHeaderSize - n;
+        uso_start(&uso, p->out.get() + run_qoff + kFrameHeaderSize, n, payload);
       }
       return;
     }
@@ -557,9 +577,13 @@ struct Router::Loop {
     if (!run_peer) return;
     const uint32_t segs = uso.count;
     const size_t n = uso_finish(&uso);
-    Slot& s = slots[run_slot];
-    encode_frame_header(s.ptr, uint16_t(n), kModVnet);
-    s.len = uint32_t(kFrameHeaderSize + n);
+    if (run_slot >= 0) {
+      Slot& s = slots[run_slot];
+      encode_frame_header(s.ptr, uint16_t(n), kModVnet);
+      s.len = uint32_t(kFrameHeaderSize + n);
+    } else {
+      encode_frame_header(run_peer->out.get() + run_qoff, uint16_t(n), kModVnet);
+    }
     if (segs > 1) {
       run_peer->uso_tx.add(1);
       uso_frames.add(1);
@@ -668,6 +692,7 @@ struct Router::Loop {
   // One send() of everything queued; a partial write keeps the rest and waits
   // for EPOLLOUT.
   void flush(Peer* p) {
+    if (run_peer == p) close_run();  // never send half a run
     if (p->batch_head >= 0) send_batch(p);
     if (p->dead) return;
     if (p->out_len > 0) {
