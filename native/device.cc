@@ -32,6 +32,7 @@
 #include <chrono>
 #include <future>
 
+#include "coalesce.h"
 #include "frame.h"
 #include "offload.h"
 #include "tun.h"
@@ -44,6 +45,10 @@ constexpr int kTunBatch = 64;        // packets read from the tun per wakeup
 constexpr int kSocketReads = 4;      // reads from the socket per wakeup
 constexpr size_t kTunReadSize = 65536 + 16;  // one packet, with a virtio_net_hdr
 constexpr uint32_t kIcmpPerSecond = 100;  // fragmentation-needed answers
+// Merge runs of same-flow UDP datagrams for a negotiated router
+// (coalesce.h); the IPv4 super-packet stays within the tuns' gso_max_size.
+constexpr bool kUsoCoalesce = true;
+constexpr size_t kUsoMaxPacket = kTunGsoMaxSize;
 
 enum Tag : uint64_t { kTagStop = 0, kTagTun = 1, kTagSocket = 2, kTagTimer = 3 };
 
@@ -109,6 +114,10 @@ struct Device::Loop {
   uint16_t router_caps = 0;       // what the router's hello said it takes
   size_t in_limit = 0;            // frame limit from the router: max_frame, 65535 once negotiated
   std::vector<uint8_t> segbuf;    // one segment of a super-packet being split
+  // The open USO run (coalesce.h): always the last frame in the queue, its
+  // frame header at run_off; closed before anything else is queued or sent.
+  UsoRun uso;
+  size_t run_off = 0;
   std::chrono::steady_clock::time_point icmp_window{};
   uint32_t icmp_budget = 0;
   std::vector<DeviceEvent> events;
@@ -268,6 +277,7 @@ struct Device::Loop {
     // Queued bytes may end in a partial frame: they must not start the next
     // connection. Unparsed inbound bytes belong to the old stream too.
     out_head = out_tail = 0;
+    uso = UsoRun();
     in_len = 0;
     d.connected_.store(false);
     resume_tun();
@@ -299,6 +309,7 @@ struct Device::Loop {
 
   // Sends everything queued in as few send() calls as the socket allows.
   void flush() {
+    close_run();
     while (sock >= 0 && out_tail > out_head) {
       ssize_t n = send(sock, out.data() + out_head, out_tail - out_head, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
@@ -390,9 +401,23 @@ struct Device::Loop {
     if (!ipv4_check(pkt, len, &why)) return d.count_drop(why);
     if (negotiated && (vnet_needs(h) & ~router_caps) == 0 && n <= kMaxFramePayload &&
         vnet_segment_len(h, pkt, len) <= o.max_frame) {
+      const int payload = (kUsoCoalesce && (router_caps & kCapUso4)) ? uso_payload(h, pkt, len) : -1;
+      if (uso_fits(uso, pkt, len, payload, kUsoMaxPacket) && out_tail + size_t(payload) <= out.size() &&
+          queue_room() >= size_t(payload)) {
+        // Same flow as the run just before it: its payload joins the run.
+        uso_append(&uso, pkt, len);
+        out_tail += size_t(payload);
+        d.to_router_packets_.fetch_add(1, std::memory_order_relaxed);
+        d.to_router_bytes_.fetch_add(size_t(payload), std::memory_order_relaxed);
+        return;
+      }
       d.vnet_tx_.fetch_add(1, std::memory_order_relaxed);
       if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) d.gso_tx_.fetch_add(1, std::memory_order_relaxed);
-      return queue(scratch.data(), n, kModVnet);
+      if (queue(scratch.data(), n, kModVnet) && payload >= 0) {
+        run_off = out_tail - kFrameHeaderSize - n;
+        uso_start(&uso, out.data() + run_off + kFrameHeaderSize, n, payload);
+      }
+      return;
     }
     if (vnet_plain(h)) {
       send_plain(pkt, len);
@@ -410,12 +435,25 @@ struct Device::Loop {
     static_cast<Loop*>(ctx)->send_plain(seg, len);
   }
 
+  // Ends the open USO run: its frame gets its final length and headers.
+  void close_run() {
+    if (uso.count == 0) return;
+    const uint32_t segs = uso.count;
+    const size_t n = uso_finish(&uso);
+    encode_frame_header(out.data() + run_off, uint16_t(n), kModVnet);
+    if (segs > 1) {
+      d.uso_tx_.fetch_add(1, std::memory_order_relaxed);
+      d.uso_segments_.fetch_add(segs, std::memory_order_relaxed);
+    }
+  }
+
   // Appends one frame to the outbound queue (or drops and counts it).
-  void queue(const uint8_t* pkt, size_t len, uint8_t mod2 = kModPacket) {
+  bool queue(const uint8_t* pkt, size_t len, uint8_t mod2 = kModPacket) {
+    close_run();
     const size_t need = kFrameHeaderSize + len;
     if (out_tail - out_head + need > o.queue_bytes) {
       d.count_drop(Drop::QueueFull);
-      return;
+      return false;
     }
     if (out_tail + need > out.size()) {  // slide the pending bytes to the front
       memmove(out.data(), out.data() + out_head, out_tail - out_head);
@@ -427,6 +465,7 @@ struct Device::Loop {
     out_tail += need;
     d.to_router_packets_.fetch_add(1, std::memory_order_relaxed);
     d.to_router_bytes_.fetch_add(len, std::memory_order_relaxed);
+    return true;
   }
 
   // A packet above the frame limit, as the router treats one (router.cc
@@ -658,6 +697,8 @@ DeviceStatsSnapshot Device::stats() const {
   s.gso_rx = gso_rx_.load(std::memory_order_relaxed);
   s.gso_split = gso_split_.load(std::memory_order_relaxed);
   s.gso_segments = gso_segments_.load(std::memory_order_relaxed);
+  s.uso_tx = uso_tx_.load(std::memory_order_relaxed);
+  s.uso_segments = uso_segments_.load(std::memory_order_relaxed);
   return s;
 }
 

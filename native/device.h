@@ -73,6 +73,7 @@ struct DeviceStatsSnapshot {
   uint64_t vnet_tx = 0, gso_tx = 0; // kModVnet frames sent; of them super-packets
   uint64_t vnet_rx = 0, gso_rx = 0; // kModVnet frames written to the tun; of them super-packets
   uint64_t gso_split = 0, gso_segments = 0;  // super-packets split for a plain router; segments made
+  uint64_t uso_tx = 0, uso_segments = 0;     // UDP runs merged into one super-packet; datagrams in them
 };
 
 // What the device calls "disconnected" among its drop reasons (next to drops.h's).
@@ -122,6 +123,7 @@ class Device {
   std::atomic<uint64_t> disconnected_drops_{0};
   std::atomic<bool> offload_{false};
   std::atomic<uint64_t> vnet_tx_{0}, gso_tx_{0}, vnet_rx_{0}, gso_rx_{0}, gso_split_{0}, gso_segments_{0};
+  std::atomic<uint64_t> uso_tx_{0}, uso_segments_{0};
 
   void count_drop(Drop d) { drops_[static_cast<int>(d)].fetch_add(1, std::memory_order_relaxed); }
   friend struct Loop;

@@ -146,6 +146,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     o.Set("gsoRx", Napi::Number::New(env, double(s.gso_rx)));
     o.Set("gsoSplit", Napi::Number::New(env, double(s.gso_split)));
     o.Set("gsoSegments", Napi::Number::New(env, double(s.gso_segments)));
+    o.Set("usoTx", Napi::Number::New(env, double(s.uso_tx)));
+    o.Set("usoSegments", Napi::Number::New(env, double(s.uso_segments)));
     return o;
   }
 };

@@ -3,11 +3,18 @@
 //   gsoSplit(buf: Buffer, scratchLen = 65535)
 //     buf = 10-byte virtio_net_hdr (host order) + IPv4 packet
 //     -> { segments: Buffer[] } | { error: 'bad_header' | 'bad_ip' | 'unsupported' | 'too_many' }
-// A buf shorter than the header is bad_header. Syscalls: none.
+// A buf shorter than the header is bad_header.
+//   usoMerge(bufs: Buffer[], maxLen = 65000) -> Buffer[]
+//     each buf = virtio_net_hdr + IPv4 packet (ipv4_check'd by the caller);
+//     merged as the router and device merge consecutive datagrams
+//     (coalesce.h): each result is a vnet header + packet, one per run.
+// Syscalls: none.
 #include <napi.h>
 
+#include <cstring>
 #include <vector>
 
+#include "coalesce.h"
 #include "gso.h"
 
 namespace moat {
@@ -64,10 +71,63 @@ Napi::Value GsoSplit(const Napi::CallbackInfo& info) {
   return r;
 }
 
+Napi::Value UsoMerge(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray())
+    throw Napi::TypeError::New(env, "usoMerge(bufs: Buffer[], maxLen?: number)");
+  size_t max_len = 65000;
+  if (info.Length() > 1 && info[1].IsNumber()) max_len = size_t(info[1].As<Napi::Number>().DoubleValue());
+  Napi::Array in = info[0].As<Napi::Array>();
+  std::vector<uint8_t> buf(1 << 20);  // the runs, back to back, as in the router's arena
+  std::vector<std::pair<size_t, size_t>> frames;  // offset, length
+  size_t used = 0;
+  UsoRun run;
+  size_t run_off = 0;
+  auto close = [&] {
+    if (run.count == 0) return;
+    const size_t n = uso_finish(&run);
+    frames.push_back({run_off, n});
+  };
+  for (uint32_t i = 0; i < in.Length(); i++) {
+    Napi::Value v = in.Get(i);
+    if (!v.IsBuffer()) throw Napi::TypeError::New(env, "usoMerge: bufs must be Buffers");
+    Napi::Buffer<uint8_t> b = v.As<Napi::Buffer<uint8_t>>();
+    if (b.Length() < kVnetHdrLen || b.Length() > 65535 + kVnetHdrLen || used + 2 * b.Length() > buf.size())
+      throw Napi::RangeError::New(env, "usoMerge: a buffer is too short or too long");
+    // Copied right behind the run, as the router reads into its arena.
+    uint8_t* at = buf.data() + (run.count ? run_off + run.len : used);
+    memcpy(at, b.Data(), b.Length());
+    const virtio_net_hdr h = vnet_read(at);
+    const uint8_t* pkt = at + kVnetHdrLen;
+    const size_t len = b.Length() - kVnetHdrLen;
+    const int payload = uso_payload(h, pkt, len);
+    if (uso_fits(run, pkt, len, payload, max_len)) {
+      uso_append(&run, pkt, len);
+      used = run_off + run.len;
+      continue;
+    }
+    close();
+    used = size_t(at - buf.data());
+    if (payload >= 0) {
+      run_off = used;
+      uso_start(&run, at, b.Length(), payload);
+    } else {
+      frames.push_back({used, b.Length()});
+    }
+    used += b.Length();
+  }
+  close();
+  Napi::Array out = Napi::Array::New(env, frames.size());
+  for (size_t i = 0; i < frames.size(); i++)
+    out.Set(uint32_t(i), Napi::Buffer<uint8_t>::Copy(env, buf.data() + frames[i].first, frames[i].second));
+  return out;
+}
+
 }  // namespace
 
 void InitGsoBinding(Napi::Env env, Napi::Object exports) {
   exports.Set("gsoSplit", Napi::Function::New(env, GsoSplit, "gsoSplit"));
+  exports.Set("usoMerge", Napi::Function::New(env, UsoMerge, "usoMerge"));
 }
 
 }  // namespace moat

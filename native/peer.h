@@ -68,6 +68,7 @@ struct Peer {
   Counter tx, rx, tx_bytes, rx_bytes, queued;
   // kModVnet frames received / sent, and those that were GSO super-packets.
   Counter vnet_rx, gso_rx, vnet_tx, gso_tx;
+  Counter uso_tx;  // kModVnet frames that are runs of datagrams merged here (coalesce.h)
   Counter drops[kDropCount];
 
   // Appends one frame (header + packet) to the outbound queue; false if the

@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "classifier.h"
+#include "coalesce.h"
 #include "frame.h"
 #include "offload.h"
 #include "peer.h"
@@ -40,6 +41,10 @@ constexpr size_t kMaxPendingEvents = 65536; // beyond: events are dropped (JS no
 constexpr uint64_t kSecond = 1000000000ull;
 constexpr uint32_t kIcmpPerSecond = 100;    // fragmentation-needed answers
 constexpr uint64_t kAcceptPause = 200000000ull;      // accept failing (out of fds): retry after 200 ms
+// Merge runs of same-flow UDP datagrams for offload peers (coalesce.h); the
+// IPv4 super-packet stays within the tuns' gso_max_size.
+constexpr bool kUsoCoalesce = true;
+constexpr size_t kUsoMaxPacket = kTunGsoMaxSize;
 constexpr uint64_t kAcceptReportEvery = 10 * kSecond; // while it keeps failing, one event per 10 s
 
 // epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
@@ -154,6 +159,7 @@ struct Router::Loop {
     uint8_t* ptr;
     uint32_t len;
     int32_t next;
+    uint32_t segs;  // datagrams in the frame (> 1: a USO run merged here)
   };
   std::unique_ptr<uint8_t[]> arena{new uint8_t[kArenaSize]};
   size_t arena_len = 0;
@@ -167,6 +173,16 @@ struct Router::Loop {
   uint16_t caps = 0;
   std::unique_ptr<uint8_t[]> gsosrc, segbuf;
   Peer* split_peer = nullptr;  // the peer a split is for (gso_split's sink)
+  // The open USO run (coalesce.h) for run_peer: the last frame in the arena
+  // (slot run_slot; the next datagram is read right behind it), or with
+  // run_slot -1 the last frame in run_peer's queue (at run_qoff). Closed
+  // before anything else is delivered and at the end of the batch, before
+  // any send.
+  UsoRun uso;
+  Peer* run_peer = nullptr;
+  int32_t run_slot = -1;
+  size_t run_qoff = 0;
+  Counter uso_frames, uso_segments;
   uint64_t icmp_window = 0;
   uint32_t icmp_budget = 0;
   std::vector<uint32_t> gateway;  // the tun's own addresses, cached
@@ -465,9 +481,39 @@ struct Router::Loop {
     const uint16_t needs = vnet_needs(h);
     if (p->offload && (needs & ~p->caps) == 0 && n <= kMaxFramePayload &&
         vnet_segment_len(h, pkt, len) <= p->send_max) {
+      const bool can_uso = kUsoCoalesce && (p->caps & (kCapUso4 | kCapCsum)) == (kCapUso4 | kCapCsum);
+      const int payload = can_uso ? uso_payload(h, pkt, len) : -1;
+      if (run_peer == p && uso_fits(uso, pkt, len, payload, kUsoMaxPacket) &&
+          (run_slot >= 0 || p->out_head + p->out_len + size_t(payload) <= p->out_cap)) {
+        // Same flow as the run just before it: its payload joins the run
+        // (which ends where this packet was read, or at the queue's end).
+        uso_append(&uso, pkt, len);
+        if (run_slot >= 0) {
+          arena_len += size_t(payload);
+          slots[run_slot].segs++;
+        } else {
+          p->out_len += size_t(payload);
+          p->tx.add(1);
+        }
+        return;
+      }
       p->vnet_tx.add(1);
       if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) p->gso_tx.add(1);
-      return deliver(p, buf, n, kModVnet);
+      const size_t queued = p->out_len;
+      deliver(p, buf, n, kModVnet);
+      if (payload < 0) return;
+      if (!slots.empty() && slots.back().ptr + kFrameHeaderSize == buf) {
+        run_peer = p;
+        run_slot = int32_t(slots.size() - 1);
+        uso_start(&uso, buf, n, payload);
+      } else if (p->out_len == queued + kFrameHeaderSize + n) {
+        // Queued behind what p's socket has not taken yet: the run grows there.
+        run_peer = p;
+        run_slot = -1;
+        run_qoff = p->out_head + p->out_len - kFrameHeaderSize - n;
+        uso_start(&uso, p->out.get() + run_qoff + kFrameHeaderSize, n, payload);
+      }
+      return;
     }
     if (vnet_plain(h)) {
       if (len > p->send_max) return too_big(p, pkt, len);
@@ -496,6 +542,7 @@ struct Router::Loop {
   // there); else appended to p's queue, behind what waits. A frame that
   // could never fit p's queue is dropped as queue_full, as before.
   void deliver(Peer* p, const uint8_t* pkt, size_t len, uint8_t mod2 = kModPacket) {
+    close_run();
     const size_t need = kFrameHeaderSize + len;
     if (p->out_len > 0 || need > p->out_cap) {
       if (!p->enqueue(pkt, len, mod2)) return drop(p, Drop::QueueFull);
@@ -514,7 +561,7 @@ struct Router::Loop {
       encode_frame_header(f, static_cast<uint16_t>(len), mod2);
       arena_len += need;
       const int32_t slot = int32_t(slots.size());
-      slots.push_back(Slot{f, uint32_t(need), -1});
+      slots.push_back(Slot{f, uint32_t(need), -1, 1});
       if (p->batch_tail >= 0) slots[p->batch_tail].next = slot; else p->batch_head = slot;
       p->batch_tail = slot;
     }
@@ -524,9 +571,32 @@ struct Router::Loop {
     }
   }
 
+  // Ends the open USO run: its frame (header, vnet header, IPv4 and UDP
+  // fields) gets its final length.
+  void close_run() {
+    if (!run_peer) return;
+    const uint32_t segs = uso.count;
+    const size_t n = uso_finish(&uso);
+    if (run_slot >= 0) {
+      Slot& s = slots[run_slot];
+      encode_frame_header(s.ptr, uint16_t(n), kModVnet);
+      s.len = uint32_t(kFrameHeaderSize + n);
+    } else {
+      encode_frame_header(run_peer->out.get() + run_qoff, uint16_t(n), kModVnet);
+    }
+    if (segs > 1) {
+      run_peer->uso_tx.add(1);
+      uso_frames.add(1);
+      uso_segments.add(segs);
+    }
+    run_peer = nullptr;
+    run_slot = -1;
+  }
+
   // Flushes every dirty peer and empties the arena: at the end of a tun
   // batch, or mid-batch when fragments fill the arena.
   void flush_batch() {
+    close_run();
     for (Peer* p : dirty) {
       p->dirty = false;
       if (!p->dead) flush(p);
@@ -542,7 +612,7 @@ struct Router::Loop {
   // socket does not take is copied into p's queue: the rest of a frame cut in
   // the middle always (it fits: the queue is empty and a frame never exceeds
   // out_cap), then whole frames while they fit, the others dropped as
-  // queue_full. tx counts the frames sent or queued.
+  // queue_full. tx counts the datagrams in the frames sent or queued.
   void send_batch(Peer* p) {
     struct iovec iov[kMaxIov];
     int n = 0;
@@ -574,14 +644,14 @@ struct Router::Loop {
       const Slot& sl = slots[s];
       if (skip >= sl.len) {
         skip -= sl.len;
-        kept++;
+        kept += sl.segs;
         continue;
       }
       if (skip > 0 || p->out_len + sl.len <= p->out_cap) {
         p->append(sl.ptr + skip, sl.len - skip);
-        kept++;
+        kept += sl.segs;
       } else {
-        drop(p, Drop::QueueFull);
+        for (uint32_t i = 0; i < sl.segs; i++) drop(p, Drop::QueueFull);
       }
       skip = 0;
     }
@@ -622,6 +692,7 @@ struct Router::Loop {
   // One send() of everything queued; a partial write keeps the rest and waits
   // for EPOLLOUT.
   void flush(Peer* p) {
+    if (run_peer == p) close_run();  // never send half a run
     if (p->batch_head >= 0) send_batch(p);
     if (p->dead) return;
     if (p->out_len > 0) {
@@ -1236,6 +1307,8 @@ RouterStats Router::stats() const {
   s.frag_needed = l.frag_needed.get();
   s.gso_split = l.split_packets.get();
   s.gso_segments = l.split_segments.get();
+  s.uso_tx = l.uso_frames.get();
+  s.uso_segments = l.uso_segments.get();
   for (int i = 0; i < kDropCount; i++) s.drops[i] = l.drops[i].get();
   s.peers.reserve(l.peers.size());
   for (const auto& p : l.peers) {
@@ -1260,6 +1333,7 @@ RouterStats Router::stats() const {
     ps.gso_rx = p->gso_rx.get();
     ps.vnet_tx = p->vnet_tx.get();
     ps.gso_tx = p->gso_tx.get();
+    ps.uso_tx = p->uso_tx.get();
     s.peers.push_back(ps);
   }
   const RuleSet& r = *l.rules;

@@ -102,6 +102,7 @@ struct PeerStats {
   bool offload;                  // offloads negotiated with this peer
   uint64_t vnet_rx, gso_rx;      // kModVnet frames from the peer; of them super-packets
   uint64_t vnet_tx, gso_tx;      // kModVnet frames to the peer; of them super-packets
+  uint64_t uso_tx;               // of them runs of UDP datagrams merged here
 };
 
 struct RouterStats {
@@ -111,6 +112,8 @@ struct RouterStats {
   uint64_t frag_needed;           // ICMP fragmentation-needed answers written to the tun
   uint64_t gso_split;             // super-packets split here for a plain peer
   uint64_t gso_segments;          // the packets those splits produced
+  uint64_t uso_tx;                // UDP runs merged into one super-packet for an offload peer
+  uint64_t uso_segments;          // the datagrams in them
   uint64_t drops[kDropCount];
   std::vector<PeerStats> peers;
   std::vector<uint64_t> hits_in, hits_out;

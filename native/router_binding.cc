@@ -285,6 +285,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     o.Set("fragNeeded", double(s.frag_needed));
     o.Set("gsoSplit", double(s.gso_split));
     o.Set("gsoSegments", double(s.gso_segments));
+    o.Set("usoTx", double(s.uso_tx));
+    o.Set("usoSegments", double(s.uso_segments));
     o.Set("drops", DropsObject(env, s.drops));
     Napi::Array peers = Napi::Array::New(env, s.peers.size());
     for (size_t i = 0; i < s.peers.size(); i++) {
@@ -307,6 +309,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       po.Set("gsoRx", double(p.gso_rx));
       po.Set("vnetTx", double(p.vnet_tx));
       po.Set("gsoTx", double(p.gso_tx));
+      po.Set("usoTx", double(p.uso_tx));
       peers.Set(uint32_t(i), po);
     }
     o.Set("peers", peers);

@@ -80,6 +80,10 @@ export function registerRouterMetrics(reg: client.Registry, src: MetricsSource):
     collect() { const s = snapshot(); this.reset(); setCounter(this, { unit: 'packets' }, s.gsoSplit); setCounter(this, { unit: 'segments' }, s.gsoSegments); },
   });
   new client.Counter({
+    name: 'moat_uso_coalesced_total', help: 'Runs of same-flow UDP datagrams merged into one super-packet for offload peers (frames), and the datagrams in them (datagrams)', labelNames: ['unit'], registers: [reg],
+    collect() { const s = snapshot(); this.reset(); setCounter(this, { unit: 'frames' }, s.usoTx); setCounter(this, { unit: 'datagrams' }, s.usoSegments); },
+  });
+  new client.Counter({
     name: 'moat_peer_offload_frames_total', help: 'Offload (virtio-net header) frames per peer: tx = router to peer, rx = peer to router; gso = of them super-packets', labelNames: ['peer', 'direction', 'kind'], registers: [reg],
     collect() {
       this.reset();

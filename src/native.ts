@@ -76,6 +76,7 @@ export interface PeerStats {
   offload: boolean;         // offloads negotiated with this peer (docs/offload.md)
   vnetRx: number; gsoRx: number;  // kModVnet frames from the peer; of them super-packets
   vnetTx: number; gsoTx: number;  // kModVnet frames to the peer; of them super-packets
+  usoTx: number;                  // of them runs of UDP datagrams merged here (one write for the peer)
 }
 
 export interface RouterStats {
@@ -85,6 +86,7 @@ export interface RouterStats {
   fragNeeded: number;                    // ICMP fragmentation-needed answers sent (DF set, too big)
   gsoSplit: number;                      // super-packets split here for a plain peer
   gsoSegments: number;                   // the packets those splits made
+  usoTx: number; usoSegments: number;    // UDP runs merged into one super-packet for offload peers; datagrams in them
   drops: DropCounts;
   peers: PeerStats[];
   hits: { in: number[]; out: number[] }; // per-rule hit counters of the current rule set
@@ -132,6 +134,7 @@ export interface DeviceStats {
   vnetTx: number; gsoTx: number;    // kModVnet frames sent; of them super-packets
   vnetRx: number; gsoRx: number;    // kModVnet frames written to the tun; of them super-packets
   gsoSplit: number; gsoSegments: number;  // super-packets split for a plain router; segments made
+  usoTx: number; usoSegments: number;     // UDP runs merged into one super-packet; datagrams in them
 }
 
 export interface NativeDevice {
@@ -208,6 +211,10 @@ export interface Addon {
   /** gso_split for tests: buf = 10-byte virtio_net_hdr (host order) + IPv4
    *  packet; scratchLen (default 65535) is the scratch buffer gso_split gets. */
   gsoSplit(buf: Buffer, scratchLen?: number): { segments: Buffer[]; error?: undefined } | { error: GsoErrorName; segments?: undefined };
+  /** The USO merge (native/coalesce.h) for tests: bufs = virtio_net_hdr +
+   *  IPv4 packet each, merged as the router and device merge consecutive
+   *  datagrams; one vnet header + packet per run (maxLen: IPv4 bytes, 65000). */
+  usoMerge(bufs: Buffer[], maxLen?: number): Buffer[];
 }
 
 export type GsoErrorName = 'bad_header' | 'bad_ip' | 'unsupported' | 'too_many';

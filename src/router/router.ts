@@ -239,13 +239,13 @@ export class Router extends EventEmitter {
         // uWSGI counts bytes on the socket (headers included) as tx/rx.
         tx: p.txBytes, rx: p.rxBytes, dropped: p.dropped,
         tx_packets: p.tx, rx_packets: p.rx, drops: p.drops, queued: p.queued,
-        offload: p.offload, vnet_rx: p.vnetRx, gso_rx: p.gsoRx, vnet_tx: p.vnetTx, gso_tx: p.gsoTx,
+        offload: p.offload, vnet_rx: p.vnetRx, gso_rx: p.gsoRx, vnet_tx: p.vnetTx, gso_tx: p.gsoTx, uso_tx: p.usoTx,
       })),
       moat: {
         device: this.config.device,
         socket: this.config.socket,
         tun: { rx_packets: s.rxPackets, rx_bytes: s.rxBytes, tx_packets: s.txPackets, tx_bytes: s.txBytes },
-        offload: { enabled: this.config.offload ?? false, gso_split: s.gsoSplit, gso_segments: s.gsoSegments },
+        offload: { enabled: this.config.offload ?? false, gso_split: s.gsoSplit, gso_segments: s.gsoSegments, uso_tx: s.usoTx, uso_segments: s.usoSegments },
         drops: s.drops,
         rules: { in: hits(this.rules.in, s.hits.in), out: hits(this.rules.out, s.hits.out) },
         reloads: this.reloadCounts,

@@ -112,6 +112,7 @@ test('metrics show the offload peer, its frames and the splits', async () => {
   assert.match(m, /^moat_peers_offload 1$/m);
   assert.match(m, new RegExp(`moat_peer_offload_frames_total\\{peer="${ip(2).replace(/\./g, '\\.')}",direction="rx",kind="gso"\\} [1-9]`));
   assert.match(m, /^# TYPE moat_gso_split_total counter$/m);
+  assert.match(m, /^# TYPE moat_uso_coalesced_total counter$/m);
 });
 
 test('TCP gateway host -> plain device: byte-exact, super-packets split by the router', async () => {
