@@ -77,6 +77,11 @@ bool vnet_check(const uint8_t* payload, size_t len, virtio_net_hdr* out, Drop* w
       if (l4 < 20) return false;
     }
     if (ihl + l4 > plen) return false;
+    // At most kMaxSegments segments: a tiny gso_size would make the host
+    // kernel cut one frame into tens of thousands of packets. The tuns'
+    // gso_max_segs keep the kernels' own super-packets within it.
+    const size_t data = plen - ihl - l4;
+    if ((data + h.gso_size - 1) / h.gso_size > size_t(kMaxSegments)) return false;
   } else if (h.gso_size != 0) {
     return false;
   }

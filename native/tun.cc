@@ -1,6 +1,8 @@
 // tun.cc: tun devices and network namespaces (see tun.h).
 #include "tun.h"
 
+#include "gso.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -42,9 +44,10 @@ static bool link_up(const char* name, std::string* err) {
   return ok;
 }
 
-// RTM_NEWLINK with IFLA_GSO_MAX_SIZE (what `ip link set DEV gso_max_size N`
-// sends). Returns false if the kernel refused or did not answer.
-static bool set_gso_max_size(const char* name, uint32_t size) {
+// RTM_NEWLINK with one u32 attribute, e.g. IFLA_GSO_MAX_SIZE (what `ip link
+// set DEV gso_max_size N` sends). Returns false if the kernel refused or did
+// not answer.
+static bool set_link_u32(const char* name, unsigned short attr, uint32_t size) {
   int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (s < 0) return false;
   struct ifreq ifr;
@@ -68,7 +71,7 @@ static bool set_gso_max_size(const char* name, uint32_t size) {
   req.nh.nlmsg_seq = 1;
   req.ifi.ifi_family = AF_UNSPEC;
   req.ifi.ifi_index = index;
-  req.ra.rta_type = IFLA_GSO_MAX_SIZE;
+  req.ra.rta_type = attr;
   req.ra.rta_len = RTA_LENGTH(sizeof(uint32_t));
   req.value = size;
   sockaddr_nl to;
@@ -123,7 +126,11 @@ int tun_open(const std::string& name, bool vnet, uint32_t gso_max, std::string* 
       close(fd);
       return -1;
     }
-    if (gso_max) set_gso_max_size(ifr.ifr_name, gso_max);
+    if (gso_max) {
+      set_link_u32(ifr.ifr_name, IFLA_GSO_MAX_SIZE, gso_max);
+      // Segments per super-packet within what a vnet frame may carry (offload.cc).
+      set_link_u32(ifr.ifr_name, IFLA_GSO_MAX_SEGS, uint32_t(kMaxSegments));
+    }
   }
   if (!link_up(ifr.ifr_name, err)) {
     close(fd);

@@ -19,7 +19,7 @@ import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { tcpTransfer } from '../helpers/transfer';
 import client from 'prom-client';
 import { registerRouterMetrics } from '../../src/metrics';
-import { encodeFrame, FrameReader, icmpEcho, MOD_HELLO, MOD_VNET, offloadHello, parseIpv4, PROTO_ICMP, vnetPayload } from '../helpers/packets';
+import { encodeFrame, FrameReader, icmpEcho, udpPacket, MOD_HELLO, MOD_VNET, offloadHello, parseIpv4, PROTO_ICMP, vnetPayload } from '../helpers/packets';
 
 const { Router } = addon();
 const lab = new Lab();
@@ -162,9 +162,11 @@ test('offload frames that are malformed, unnegotiated or not ours are dropped an
     vnetPayload(echo, { flags: 0x80 }),                                                       // unknown flag
     vnetPayload(Buffer.concat([echo, Buffer.alloc(3)])),                                      // total length != rest
     Buffer.alloc(5),                                                                           // shorter than a header
+    vnetPayload(udpPacket(raw, ip(1), 5000, 5001, Buffer.alloc(1000)),
+      { gsoType: 5, gsoSize: 1, flags: 1, csumStart: 20, csumOffset: 6 }),                    // 1,000 segments of 1 byte
   ];
   for (const p of bad) a.s.write(encodeFrame(p, MOD_VNET));
-  await waitFor(() => (peerOf(raw)!.drops.bad_vnet ?? 0) === 5, 3000, 'five bad_vnet drops');
+  await waitFor(() => (peerOf(raw)!.drops.bad_vnet ?? 0) === 6, 3000, 'six bad_vnet drops');
   await waitFor(() => (peerOf(raw)!.drops.bad_length ?? 0) === 1, 3000, 'one bad_length drop');
   // A spoofed source inside a well-formed vnet frame: refused as for plain frames.
   a.s.write(encodeFrame(vnetPayload(icmpEcho(rogue, ip(1), 91, 4)), MOD_VNET));
@@ -180,9 +182,9 @@ test('offload frames that are malformed, unnegotiated or not ours are dropped an
   assert.equal(intToIp(peerOf(ip(2))!.addr), ip(2));
 });
 
-test('the tun devices cap gso_max_size so a super-packet fits one frame', () => {
-  assert.match(sh('ip', ['-d', '-n', gwNs, 'link', 'show', gwTun]), /gso_max_size 65000 /);
-  assert.match(sh('ip', ['-d', '-n', nsA, 'link', 'show', tunA]), /gso_max_size 65000 /);
+test('the tun devices cap gso_max_size and gso_max_segs so a super-packet fits one frame', () => {
+  assert.match(sh('ip', ['-d', '-n', gwNs, 'link', 'show', gwTun]), /gso_max_size 65000 gso_max_segs 128 /);
+  assert.match(sh('ip', ['-d', '-n', nsA, 'link', 'show', tunA]), /gso_max_size 65000 gso_max_segs 128 /);
 });
 
 test('segments above the frame limit (MTU 9000, limit 8188): ICMP fragmentation-needed, TCP still completes both ways', async () => {
