@@ -451,13 +451,22 @@ struct Router::Loop {
     emit(std::move(e));
   }
 
-  void route_down(const uint8_t* pkt, size_t len) {
+  // The down path's judgement, the same for plain and vnet reads: a sane
+  // IPv4 packet that the in chain passes, for a connected peer. Null: the
+  // packet was dropped and counted.
+  Peer* judge_down(const uint8_t* pkt, size_t len) {
     Drop why;
-    if (!ipv4_check(pkt, len, &why)) return drop(nullptr, why);
+    if (!ipv4_check(pkt, len, &why)) return drop(nullptr, why), nullptr;
     auto it = by_addr.find(ipv4_dst(pkt));
     Peer* p = it == by_addr.end() ? nullptr : it->second;
-    if (!rules->in.pass(pkt, len)) return drop(p, Drop::FirewallIn);
-    if (!p) return drop(nullptr, Drop::NoPeer);
+    if (!rules->in.pass(pkt, len)) return drop(p, Drop::FirewallIn), nullptr;
+    if (!p) return drop(nullptr, Drop::NoPeer), nullptr;
+    return p;
+  }
+
+  void route_down(const uint8_t* pkt, size_t len) {
+    Peer* p = judge_down(pkt, len);
+    if (!p) return;
     if (len > p->send_max) return too_big(p, pkt, len);
     deliver(p, pkt, len);
   }
@@ -472,12 +481,8 @@ struct Router::Loop {
     const virtio_net_hdr h = vnet_read(buf);
     uint8_t* pkt = buf + kVnetHdrLen;
     const size_t len = n - kVnetHdrLen;
-    Drop why;
-    if (!ipv4_check(pkt, len, &why)) return drop(nullptr, why);
-    auto it = by_addr.find(ipv4_dst(pkt));
-    Peer* p = it == by_addr.end() ? nullptr : it->second;
-    if (!rules->in.pass(pkt, len)) return drop(p, Drop::FirewallIn);
-    if (!p) return drop(nullptr, Drop::NoPeer);
+    Peer* p = judge_down(pkt, len);
+    if (!p) return;
     const uint16_t needs = vnet_needs(h);
     if (p->offload && (needs & ~p->caps) == 0 && n <= kMaxFramePayload &&
         vnet_segment_len(h, pkt, len) <= p->send_max) {
