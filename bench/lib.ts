@@ -17,6 +17,15 @@ export function buildFlood(): void {
   execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', FLOOD, src], { stdio: 'inherit', timeout: 60000 });
 }
 
+/** Writes data as bench/results/<prefix>-<timestamp>.json; returns the path. */
+export function writeResults(prefix: string, data: unknown): string {
+  const dir = path.join(ROOT, 'bench', 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${prefix}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  fs.writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
+  return file;
+}
+
 // ---- cleanup of everything alive, also on SIGINT/SIGTERM ----
 
 const liveLabs = new Set<Lab>();

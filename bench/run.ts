@@ -3,20 +3,25 @@
 //
 //   node dist/bench/run.js [--quick] [--only veth,uwsgi,moat]
 //                          [--skip-flood] [--skip-paced] [--skip-tcp] [--skip-rtt]
+//                          [--skip-scale] [--scale-peers N] [--scale-seconds S]
 //                          [--mtu N]   (links at MTU N; uWSGI's at most 8188)
 //                          [--offload on|off]   (moat's virtio-net offloads; default on)
 //                          [--rules-sweep ...]   (runs bench/rules-sweep instead)
 //
-// Prints a table (each figure for veth / uWSGI / moat, and moat/uWSGI, moat/veth)
-// and writes bench/results/bench-<timestamp>.json.
+// Prints a table (each figure for veth / uWSGI / moat, and moat/uWSGI, moat/veth),
+// then, when moat is measured, the scale section (scale.ts: moat's router with
+// 1 peer and with N peers, default 1000) and writes bench/results/bench-<timestamp>.json.
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { requireRoot } from '../test/helpers/netns';
-import { buildFlood, cleanupAll, ROOT } from './lib';
+import { buildFlood, cleanupAll, writeResults } from './lib';
 import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, rtt, RttResult, tcp, TcpResult } from './measure';
+import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summarize } from './scale';
 import { Kind, KINDS, makeScenario, moatBuilt } from './scenarios';
+
+// Kept here too: rules-sweep.ts and others import it from run.
+export { writeResults };
 
 export interface Options {
   quick: boolean;
@@ -24,10 +29,15 @@ export interface Options {
   skip: Set<string>;
   mtu?: number;
   offload: boolean;
+  /** The scale section: peers connected in its N-peer round. */
+  scalePeers: number;
+  /** The scale section: flood seconds per round (3, 1 with --quick). */
+  scaleSeconds: number;
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true };
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3 };
+  let scaleSeconds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') o.quick = true;
@@ -35,7 +45,15 @@ export function parseArgs(argv: string[]): Options {
       const list = (argv[++i] ?? '').split(',').filter(Boolean);
       for (const k of list) if (!KINDS.includes(k as Kind)) throw new Error(`--only: unknown scenario ${k} (veth, uwsgi, moat)`);
       o.only = list as Kind[];
-    } else if (/^--skip-(flood|paced|tcp|rtt)$/.test(a)) o.skip.add(a.slice(7));
+    } else if (/^--skip-(flood|paced|tcp|rtt|scale)$/.test(a)) o.skip.add(a.slice(7));
+    else if (a === '--scale-peers') {
+      o.scalePeers = Number(argv[++i]);
+      if (!Number.isInteger(o.scalePeers) || o.scalePeers < 1 || o.scalePeers > 20000) throw new Error('--scale-peers must be an integer 1..20000');
+    }
+    else if (a === '--scale-seconds') {
+      scaleSeconds = Number(argv[++i]);
+      if (!(scaleSeconds > 0 && scaleSeconds <= 30)) throw new Error('--scale-seconds must be > 0 and <= 30');
+    }
     else if (a === '--mtu') {
       o.mtu = Number(argv[++i]);
       if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535) throw new Error('--mtu must be 576..65535');
@@ -47,6 +65,8 @@ export function parseArgs(argv: string[]): Options {
     }
     else throw new Error(`unknown option ${a}`);
   }
+  o.scaleSeconds = scaleSeconds ?? (o.quick ? 1 : 3);
+  checkScaleOptions({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: 1 });
   return o;
 }
 
@@ -103,6 +123,50 @@ async function measureKind(kind: Kind, o: Options): Promise<KindResult> {
     await sc.teardown().catch(() => undefined);
   }
   return res;
+}
+
+// ---- scale: moat's router with 1 peer and with N peers ----
+
+export interface ScaleSection {
+  status: 'ok' | 'skipped' | 'error';
+  reason?: string;
+  peers: number;
+  seconds: number;
+  /** Rounds completed (on error, those before the failure). */
+  rounds: Round[];
+  ratio?: number;
+  target: number;
+  rssPerIdlePeerKiB?: number[];
+  pathd?: string;
+  lines: string[];
+}
+
+/** Whether this run has a scale section: moat is measured and it is not skipped. */
+export function wantScale(o: Options): boolean {
+  return o.only.includes('moat') && !o.skip.has('scale');
+}
+
+async function runScale(o: Options): Promise<ScaleSection> {
+  const pathd = process.env.MOAT_SCALE_PATHD || undefined;
+  const base = { peers: o.scalePeers, seconds: o.scaleSeconds, rounds: [] as Round[], target: SCALE_TARGET, pathd, lines: [] as string[] };
+  if (!moatBuilt() && !pathd) return { ...base, status: 'skipped', reason: 'not built (dist/src/cli.js missing)' };
+  try {
+    const r = await measureScale({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: 1 });
+    return { ...base, status: 'ok', rounds: r.rounds, ratio: r.ratio, rssPerIdlePeerKiB: r.rssPerIdlePeerKiB, lines: r.lines };
+  } catch (e) {
+    const reason = (e as Error).message;
+    process.stderr.write(`  scale: ERROR ${reason}\n`);
+    const rounds = e instanceof ScaleError ? e.rounds : [];
+    return { ...base, status: 'error', reason, rounds, lines: rounds.length ? summarize({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: 1 }, rounds).lines.slice(0, 1 + rounds.length) : [] };
+  }
+}
+
+/** The printed scale section, under the main table. */
+export function scaleText(s: ScaleSection): string {
+  const router = s.pathd ? `pathd router ${s.pathd}` : 'moat router';
+  const out = [`scale (${router}, 64 B UDP flood spread round-robin over the peers' addresses, ${s.seconds} s per round):`, ...s.lines];
+  if (s.status !== 'ok') out.push(`scale: ${s.status}${s.reason ? ': ' + s.reason.split('\n')[0] : ''}`);
+  return out.join('\n');
 }
 
 // ---- table ----
@@ -180,14 +244,6 @@ export function hostInfo(): Record<string, unknown> {
   };
 }
 
-export function writeResults(prefix: string, data: unknown): string {
-  const dir = path.join(ROOT, 'bench', 'results');
-  fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `${prefix}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
-  return file;
-}
-
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv.includes('--rules-sweep')) {
@@ -205,13 +261,19 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: ${k}\n`);
     results[k] = await measureKind(k, o);
   }
+  let scale: ScaleSection | undefined;
+  if (wantScale(o)) {
+    process.stderr.write(`bench: scale (${o.scalePeers} peers)\n`);
+    scale = await runScale(o);
+  }
   let t = table(results);
   if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
   t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off)`;
+  if (scale) t += '\n\n' + scaleText(scale);
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
-  const failed = Object.values(results).some((r) => r?.status === 'error');
+  const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error';
   process.exitCode = failed ? 1 : 0;
 }
 

@@ -10,14 +10,14 @@
 // received packets/s (at the peers), and the router's RSS growth per idle
 // connected peer (RSS with N peers connected and their addresses learned,
 // minus RSS before they connected, divided by N). Results also go to
-// bench/results/scale-<timestamp>.json.
+// bench/results/scale-<timestamp>.json. measureScale() is the measurement;
+// run.ts (`npm run bench`) calls it too and prints its lines under its table.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Lab, requireRoot, sh, uniqueName } from '../test/helpers/netns';
-import { buildFlood, cleanupAll, collect, FLOOD, lastJson, MOAT_CLI, ROOT, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until } from './lib';
-import { writeResults } from './run';
+import { buildFlood, cleanupAll, collect, FLOOD, lastJson, MOAT_CLI, ROOT, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
 
 const PEERS = path.join(ROOT, 'bench', 'bin', 'peers');
 const GW = '10.77.0.1';
@@ -34,7 +34,7 @@ function rssKiB(pid: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
-interface Round { peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number }
+export interface Round { peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number }
 
 async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number): Promise<Round> {
   const tag = String(Math.floor(Math.random() * 1e9));
@@ -74,16 +74,70 @@ async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: n
     offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB };
 }
 
-async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  let n = 1000, seconds = 2, rounds = 1;
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--peers') n = Number(argv[++i]);
-    else if (argv[i] === '--seconds') seconds = Number(argv[++i]);
-    else if (argv[i] === '--rounds') rounds = Number(argv[++i]);
-    else throw new Error(`unknown option ${argv[i]}`);
-  }
-  if (!(n >= 1 && n <= 20000) || !(seconds > 0 && seconds <= 30) || !(rounds >= 1 && rounds <= 5)) throw new Error('--peers 1..20000, --seconds 0..30, --rounds 1..5');
+export interface ScaleOptions { peers: number; seconds: number; rounds: number }
+
+export interface ScaleResult {
+  peers: number;
+  seconds: number;
+  /** 1 peer then N peers, per round, in the order run. */
+  rounds: Round[];
+  /** Best N-peer received pps / best 1-peer received pps. */
+  ratio: number;
+  /** Router RSS growth per idle connected peer, one per N-peer round. */
+  rssPerIdlePeerKiB: number[];
+  /** The pathd build that was the router (MOAT_SCALE_PATHD), if any. */
+  pathd?: string;
+  /** The printed summary: table of rounds, ratio, RSS per peer. */
+  lines: string[];
+}
+
+/** The ratio N peers / 1 peer that moat aims for. */
+export const SCALE_TARGET = 0.7;
+
+/** Throws on values scale.ts and run.ts's --scale-* options do not take. */
+export function checkScaleOptions(o: ScaleOptions): void {
+  if (!(Number.isInteger(o.peers) && o.peers >= 1 && o.peers <= 20000)) throw new Error('peers must be an integer 1..20000');
+  if (!(o.seconds > 0 && o.seconds <= 30)) throw new Error('seconds must be > 0 and <= 30');
+  if (!(Number.isInteger(o.rounds) && o.rounds >= 1 && o.rounds <= 5)) throw new Error('rounds must be an integer 1..5');
+}
+
+/** Ratio, RSS per idle peer and printed lines from the rounds (no I/O). */
+export function summarize(o: ScaleOptions, results: Round[]): Pick<ScaleResult, 'ratio' | 'rssPerIdlePeerKiB' | 'lines'> {
+  const n = o.peers;
+  const one = results.filter((r) => r.peers === 1);
+  const many = results.filter((r) => r.peers === n);
+  const best = (rs: Round[]) => (rs.length ? Math.max(...rs.map((r) => r.pps)) : NaN);
+  const ratio = best(many) / best(one);
+  const rssPerIdlePeerKiB = many.map((r) => (r.rssIdleKiB - r.rssBeforeKiB) / n);
+  const int = (v: number) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a');
+  const lines = [
+    'peers  received pps  offered pps  peers reached',
+    ...results.map((r) => `${String(r.peers).padStart(5)}  ${int(r.pps).padStart(12)}  ${int(r.offeredPps).padStart(11)}  ${String(r.peersHit).padStart(13)}`),
+    `${n} peers / 1 peer${o.rounds > 1 ? ' (best of each)' : ''}: ${Number.isFinite(ratio) ? ratio.toFixed(2) : 'n/a'} (target >= ${SCALE_TARGET.toFixed(2)})`,
+    `router RSS per idle peer: ${rssPerIdlePeerKiB.map((k) => k.toFixed(1)).join(', ')} KiB (RSS with ${n} peers connected and learned minus before, / ${n})`,
+  ];
+  return { ratio, rssPerIdlePeerKiB, lines };
+}
+
+/** A failed scale run, with the rounds that completed before it failed. */
+export class ScaleError extends Error {
+  constructor(message: string, readonly rounds: Round[]) { super(message); }
+}
+
+/**
+ * Builds the generators and a gateway netns with moat's router, runs `rounds`
+ * times 1 peer then `peers` peers, removes everything (also on failure: a
+ * ScaleError carries the completed rounds) and returns the figures.
+ * Progress goes to stderr.
+ */
+export async function measureScale(o: ScaleOptions): Promise<ScaleResult> {
+  checkScaleOptions(o);
+  const n = o.peers;
+  const seconds = o.seconds;
+  // MOAT_SCALE_PATHD=FILE: the router is that bench/bin/pathd build (the
+  // native core without Node), e.g. to compare two builds of the data path.
+  const pathd = process.env.MOAT_SCALE_PATHD || undefined;
+  if (pathd && !fs.existsSync(pathd)) throw new ScaleError(`MOAT_SCALE_PATHD: ${pathd} does not exist (bench/profile.sh builds bench/bin/pathd)`, []);
   requireRoot();
   buildFlood();
   buildPeers();
@@ -95,9 +149,6 @@ async function main(): Promise<void> {
     sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns: gw });
     const tun = uniqueName('mst');
     const sock = path.join(dir, 'router.sock');
-    // MOAT_SCALE_PATHD=FILE: the router is that bench/bin/pathd build (the
-    // native core without Node), e.g. to compare two builds of the data path.
-    const pathd = process.env.MOAT_SCALE_PATHD;
     const router = pathd
       ? lab.spawn(pathd, ['router', tun, sock], { ns: gw })
       : lab.spawn(process.execPath, [MOAT_CLI, '--tuntap-router', `${tun} ${sock}`], { ns: gw });
@@ -105,7 +156,7 @@ async function main(): Promise<void> {
     await until(() => { if (router.exitCode !== null) throw new Error(`router exited: ${rc.err()}`); return fs.existsSync(sock); }, 30000, 'router socket');
     sh('ip', ['-n', gw, 'addr', 'add', `${GW}/16`, 'dev', tun]);
     sh('ip', ['-n', gw, 'link', 'set', tun, 'up']);
-    for (let k = 0; k < rounds; k++) {
+    for (let k = 0; k < o.rounds; k++) {
       for (const count of [1, n]) {
         process.stderr.write(`scale: ${count} peer(s)\n`);
         const r = await round(lab, gw, sock, router.pid!, count, seconds);
@@ -113,23 +164,29 @@ async function main(): Promise<void> {
         results.push(r);
       }
     }
+  } catch (e) {
+    throw new ScaleError((e as Error).message, results);
   } finally {
     await releaseLab(lab);
     releaseDir(dir);
   }
-  const one = results.filter((r) => r.peers === 1);
-  const many = results.filter((r) => r.peers === n);
-  const best = (rs: Round[]) => Math.max(...rs.map((r) => r.pps));
-  const perPeer = many.map((r) => (r.rssIdleKiB - r.rssBeforeKiB) / n);
-  const lines = [
-    `peers  received pps  offered pps  peers reached`,
-    ...results.map((r) => `${String(r.peers).padStart(5)}  ${Math.round(r.pps).toLocaleString('en-US').padStart(12)}  ${Math.round(r.offeredPps).toLocaleString('en-US').padStart(11)}  ${String(r.peersHit).padStart(13)}`),
-    `${n} peers / 1 peer (best of each): ${(best(many) / best(one)).toFixed(2)}`,
-    `router RSS per idle peer: ${perPeer.map((k) => k.toFixed(1)).join(', ')} KiB (RSS with ${n} peers connected and learned minus before, / ${n})`,
-    `load average: ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)`,
-  ];
+  return { peers: n, seconds, rounds: results, pathd, ...summarize(o, results) };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const o: ScaleOptions = { peers: 1000, seconds: 2, rounds: 1 };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--peers') o.peers = Number(argv[++i]);
+    else if (argv[i] === '--seconds') o.seconds = Number(argv[++i]);
+    else if (argv[i] === '--rounds') o.rounds = Number(argv[++i]);
+    else throw new Error(`unknown option ${argv[i]}`);
+  }
+  try { checkScaleOptions(o); } catch (e) { throw new Error(`--${(e as Error).message}`); }
+  const r = await measureScale(o);
+  const lines = [...r.lines, `load average: ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)`];
   process.stdout.write(lines.join('\n') + '\n');
-  const file = writeResults('scale', { peers: n, seconds, results, ratio: best(many) / best(one), rssPerIdlePeerKiB: perPeer, loadavg: os.loadavg() });
+  const file = writeResults('scale', { peers: r.peers, seconds: r.seconds, results: r.rounds, ratio: r.ratio, rssPerIdlePeerKiB: r.rssPerIdlePeerKiB, pathd: r.pathd, loadavg: os.loadavg() });
   process.stdout.write(`results: ${path.relative(process.cwd(), file)}\n`);
 }
 
