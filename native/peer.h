@@ -47,6 +47,12 @@ struct Peer {
   // This tun batch's frames for the peer, in the router's batch arena (slot
   // indexes; -1: none). Only the loop's down path uses them.
   int32_t batch_head = -1, batch_tail = -1;
+  // Held (router.cc, hold()): frames wait in the queue, not yet written, so
+  // that one write carries several; held_frames counts them, held_since is
+  // when the first was held.
+  bool held = false;
+  uint32_t held_frames = 0;
+  uint64_t held_since = 0;
 
   // Input: bytes read from the socket, not yet a whole frame at the front.
   std::unique_ptr<uint8_t[]> in;

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <unordered_map>
 
 #include "classifier.h"
@@ -46,6 +47,11 @@ constexpr uint64_t kAcceptPause = 200000000ull;      // accept failing (out of f
 constexpr bool kUsoCoalesce = true;
 constexpr size_t kUsoMaxPacket = kTunGsoMaxSize;
 constexpr uint64_t kAcceptReportEvery = 10 * kSecond; // while it keeps failing, one event per 10 s
+// Holding (opts.hold_us): a peer stops waiting once this many frames or
+// bytes are held for it; a write that carries them pays off its cost.
+constexpr uint32_t kHoldFrames = 8;
+constexpr size_t kHoldBytes = 16384;
+constexpr size_t kReleaseBatch = 64;  // held peers written per loop turn
 
 // epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
 constexpr uint64_t kTagTun = 1, kTagListen = 2, kTagControl = 3;
@@ -152,6 +158,10 @@ struct Router::Loop {
   std::unordered_map<uint32_t, uint32_t> addr_of_uid;
   std::unordered_map<uint32_t, std::vector<Binding>> bindings_of_addr;
   std::vector<Peer*> dirty;
+  std::deque<Peer*> held;  // peers with held frames, oldest hold first
+  uint64_t hold_ns = 0;    // opts.hold_us; 0: never hold
+  bool backlog = false;    // the last tun batch ended with packets still queued
+  Counter held_frames, held_writes;
   std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
   // The down batch: frames built in place in the arena; slots chain each
   // peer's frames in order (Peer::batch_head/tail index them).
@@ -197,7 +207,7 @@ struct Router::Loop {
   bool refused_pending = false;
   uint32_t next_id = 1;
 
-  explicit Loop(const RouterOptions& o) : opts(o), rules(new RuleSet({}, {})) {
+  explicit Loop(const RouterOptions& o) : opts(o), rules(new RuleSet({}, {})), hold_ns(uint64_t(o.hold_us) * 1000) {
     set_bindings(o.bindings);
     dirty.reserve(256);
     slots.reserve(1024);
@@ -394,11 +404,13 @@ struct Router::Loop {
       // Control first: a rule change made before a packet was sent judges it.
       for (int i = 0; i < n; i++)
         if (evs[i].data.u64 == kTagControl) stopping = on_control();
+      bool tun_event = false;
       for (int i = 0; i < n; i++) {
         const uint64_t tag = evs[i].data.u64;
         if (tag == kTagControl) {
           continue;
         } else if (tag == kTagTun) {
+          tun_event = true;
           on_tun(evs[i].events);
         } else if (tag == kTagListen) {
           on_accept();
@@ -408,6 +420,9 @@ struct Router::Loop {
           if (!p->dead && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_peer_readable(p);
         }
       }
+      // Held frames and a tun with nothing to read (level-triggered: no
+      // event): the backlog is gone, write them.
+      if (!held.empty() && !tun_event) release_held(true);
       if (accept_resume_at != 0 && now >= accept_resume_at) resume_accept();
       if (now - last_sweep >= kSecond) sweep_refused();
       graveyard.clear();
@@ -423,22 +438,29 @@ struct Router::Loop {
     // write position, so each frame (header + packet) is built in place and
     // sent from there: no copy into a peer's queue unless a send falls short.
     arena_len = 0;
+    backlog = true;
     for (size_t k = 0; k < kTunBatch && arena_len + kFrameHeaderSize + kTunBufSize <= kArenaSize; k++) {
       uint8_t* buf = arena.get() + arena_len + kFrameHeaderSize;
       const ssize_t n = read(tun, buf, kTunBufSize);
       if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
         if (errno == EINTR) continue;
+        backlog = false;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
         tun_lost(errno_text("read from tun device " + opts.tun_name));
         break;
       }
-      if (n == 0) break;
+      if (n == 0) {
+        backlog = false;
+        break;
+      }
       tun_rx.add(1);
       tun_rx_bytes.add(uint64_t(n));
       if (vnet) route_down_vnet(buf, size_t(n));
       else route_down(buf, size_t(n));
     }
     flush_batch();
+    now = now_ns();
+    release_held(!backlog);
   }
 
   // The device is gone (`ip link del` under us: poll says EPOLLERR, read
@@ -552,6 +574,10 @@ struct Router::Loop {
     if (p->out_len > 0 || need > p->out_cap) {
       if (!p->enqueue(pkt, len, mod2)) return drop(p, Drop::QueueFull);
       p->tx.add(1);
+      if (p->held) {
+        p->held_frames++;
+        held_frames.add(1);
+      }
     } else {
       if (pkt == arena.get() + arena_len + kFrameHeaderSize + kVnetHdrLen) {
         // Read from the vnet tun, going out plain: its header stays behind
@@ -604,12 +630,61 @@ struct Router::Loop {
     close_run();
     for (Peer* p : dirty) {
       p->dirty = false;
-      if (!p->dead) flush(p);
+      if (!p->dead && !hold(p)) flush(p);
       p->batch_head = p->batch_tail = -1;
     }
     dirty.clear();
     slots.clear();
     arena_len = 0;
+  }
+
+  // Spread traffic: with many peers, each gets one or two frames per tun
+  // batch, and a write per frame (an skb and a wake-up of the peer's reader
+  // each) costs several times the rest of the path. While the tun still has
+  // a backlog, a peer's few frames wait in its queue (copied there) for later
+  // ones, until it has kHoldFrames or kHoldBytes, or the oldest has waited
+  // hold_ns, or the tun drains (release_held): one write then carries them
+  // all. Light traffic is never held: a batch that empties the tun releases
+  // everything at once. True: p's frames are held.
+  bool hold(Peer* p) {
+    if (hold_ns == 0 || !backlog || p->want_out) return false;
+    uint32_t frames = p->held_frames;  // counted by deliver() as they were queued
+    size_t bytes = p->out_len;
+    for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
+      frames++;
+      bytes += slots[s].len;
+    }
+    if (frames >= kHoldFrames || bytes > kHoldBytes || bytes > p->out_cap) return false;
+    for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
+      p->append(slots[s].ptr, slots[s].len);
+      p->tx.add(slots[s].segs);
+    }
+    held_frames.add(frames - p->held_frames);
+    p->held_frames = frames;
+    p->batch_head = p->batch_tail = -1;
+    if (!p->held) {
+      p->held = true;
+      p->held_since = now;
+      held.push_back(p);
+    }
+    return true;
+  }
+
+  // Writes held frames, oldest first: all of them when the tun drained, else
+  // those held for hold_ns; at most kReleaseBatch writes per call, so the
+  // loop reads the tun between them (a thousand writes in a row would let
+  // the tun's queue overflow meanwhile). Peers already written are skipped.
+  void release_held(bool all) {
+    size_t writes = 0;
+    while (!held.empty() && writes < kReleaseBatch) {
+      Peer* p = held.front();
+      if (p->held && !all && now - p->held_since < hold_ns) break;
+      held.pop_front();
+      if (p->held && !p->dead) {
+        flush(p);
+        writes++;
+      }
+    }
   }
 
   // Sends p's frames of this batch with one sendmsg() (adjacent frames merged
@@ -698,6 +773,11 @@ struct Router::Loop {
   // for EPOLLOUT.
   void flush(Peer* p) {
     if (run_peer == p) close_run();  // never send half a run
+    if (p->held) {
+      p->held = false;
+      p->held_frames = 0;
+      held_writes.add(1);
+    }
     if (p->batch_head >= 0) send_batch(p);
     if (p->dead) return;
     if (p->out_len > 0) {
@@ -1007,6 +1087,7 @@ struct Router::Loop {
 
   // epoll_wait's timeout: a second, or until accepting resumes.
   int wait_ms() const {
+    if (!held.empty()) return 0;  // held frames: look once more, then write them
     if (accept_resume_at == 0) return 1000;
     const uint64_t t = now_ns();
     if (t >= accept_resume_at) return 0;
@@ -1018,6 +1099,10 @@ struct Router::Loop {
     close(p->fd);
     p->fd = -1;
     p->dead = true;
+    if (p->held) {
+      p->held = false;
+      held.erase(std::find(held.begin(), held.end(), p));
+    }
     if (p->addr != 0) {
       auto it = by_addr.find(p->addr);
       if (it != by_addr.end() && it->second == p) by_addr.erase(it);
@@ -1314,6 +1399,8 @@ RouterStats Router::stats() const {
   s.gso_segments = l.split_segments.get();
   s.uso_tx = l.uso_frames.get();
   s.uso_segments = l.uso_segments.get();
+  s.held_frames = l.held_frames.get();
+  s.held_writes = l.held_writes.get();
   for (int i = 0; i < kDropCount; i++) s.drops[i] = l.drops[i].get();
   s.peers.reserve(l.peers.size());
   for (const auto& p : l.peers) {

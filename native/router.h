@@ -64,6 +64,9 @@ struct RouterOptions {
   int64_t socket_gid = -1;
   uint32_t max_frame = 8188;  // largest payload accepted from a peer (<= 65535)
   uint32_t queue_bytes = 1u << 20;
+  // Spread traffic under a backlog: how long a peer's frames may wait to
+  // share one write with later ones (router.cc, hold()); 0: never held.
+  uint32_t hold_us = 0;
   // Offloads toward moat devices that ask for them (docs/offload.md): the tun
   // is opened with IFF_VNET_HDR and TSO/USO/checksum offload; plain peers get
   // plain packets (super-packets split here).
@@ -114,6 +117,8 @@ struct RouterStats {
   uint64_t gso_segments;          // the packets those splits produced
   uint64_t uso_tx;                // UDP runs merged into one super-packet for an offload peer
   uint64_t uso_segments;          // the datagrams in them
+  uint64_t held_frames;           // frames held to share a write (RouterOptions::hold_us)
+  uint64_t held_writes;           // writes that carried held frames
   uint64_t drops[kDropCount];
   std::vector<PeerStats> peers;
   std::vector<uint64_t> hits_in, hits_out;

@@ -197,6 +197,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     opts.accept_rule_blocks = GetBool(env, o, "acceptRuleBlocks");
     // Optional (absent: off).
     opts.offload = !Get(o, "offload").IsUndefined() && GetBool(env, o, "offload");
+    if (!Get(o, "holdUs").IsUndefined()) opts.hold_us = uint32_t(GetNumber(env, o, "holdUs", 0, 1000000));
     opts.bindings = ToBindings(env, Get(o, "bindings"));
     core_ = std::make_shared<Router>(std::move(opts));
   }
@@ -287,6 +288,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     o.Set("gsoSegments", double(s.gso_segments));
     o.Set("usoTx", double(s.uso_tx));
     o.Set("usoSegments", double(s.uso_segments));
+    o.Set("heldFrames", double(s.held_frames));
+    o.Set("heldWrites", double(s.held_writes));
     o.Set("drops", DropsObject(env, s.drops));
     Napi::Array peers = Napi::Array::New(env, s.peers.size());
     for (size_t i = 0; i < s.peers.size(); i++) {

@@ -84,6 +84,10 @@ export function registerRouterMetrics(reg: client.Registry, src: MetricsSource):
     collect() { const s = snapshot(); this.reset(); setCounter(this, { unit: 'frames' }, s.usoTx); setCounter(this, { unit: 'datagrams' }, s.usoSegments); },
   });
   new client.Counter({
+    name: 'moat_held_total', help: 'Frames held to share one write with later ones while the tun had a backlog (frames), and the writes that carried them (writes); tuntap-router-hold', labelNames: ['unit'], registers: [reg],
+    collect() { const s = snapshot(); this.reset(); setCounter(this, { unit: 'frames' }, s.heldFrames); setCounter(this, { unit: 'writes' }, s.heldWrites); },
+  });
+  new client.Counter({
     name: 'moat_peer_offload_frames_total', help: 'Offload (virtio-net header) frames per peer: tx = router to peer, rx = peer to router; gso = of them super-packets', labelNames: ['peer', 'direction', 'kind'], registers: [reg],
     collect() {
       this.reset();

@@ -36,6 +36,7 @@ export interface RouterOptions {
   queueBytes: number;       // bound of each peer's outbound queue
   acceptRuleBlocks: boolean;// modifier2 = 1 from peers: refused and counted unless true
   offload?: boolean;        // virtio-net offloads with moat devices that ask (docs/offload.md); absent: off
+  holdUs?: number;          // spread traffic under a backlog: how long a peer's frames may wait to share a write; absent/0: never
   bindings: PeerBinding[];
 }
 
@@ -87,6 +88,7 @@ export interface RouterStats {
   gsoSplit: number;                      // super-packets split here for a plain peer
   gsoSegments: number;                   // the packets those splits made
   usoTx: number; usoSegments: number;    // UDP runs merged into one super-packet for offload peers; datagrams in them
+  heldFrames: number; heldWrites: number; // frames held to share a write (holdUs); the writes that carried them
   drops: DropCounts;
   peers: PeerStats[];
   hits: { in: number[]; out: number[] }; // per-rule hit counters of the current rule set

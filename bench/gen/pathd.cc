@@ -2,7 +2,7 @@
 // (strace, perf tracepoints, callgrind): the same native/ core files the addon
 // links, driven by a tiny main.
 //
-//   pathd router TUN SOCKET [--netns FILE] [--seconds S] [--peers-quiet]
+//   pathd router TUN SOCKET [--netns FILE] [--seconds S] [--hold-us N] [--offload]
 //   pathd device TUN SOCKET [--netns FILE] [--seconds S]
 //
 // Runs until SIGINT/SIGTERM or --seconds (default 600, bounded), then prints
@@ -49,8 +49,12 @@ int main(int argc, char** argv) {
   }
   std::string role = argv[1], tun = argv[2], sock = argv[3], netns;
   double seconds = 600;
+  long hold_us = 0;
+  bool offload = false;
   for (int i = 4; i < argc; i++) {
     if (!strcmp(argv[i], "--netns") && i + 1 < argc) netns = argv[++i];
+    else if (!strcmp(argv[i], "--hold-us") && i + 1 < argc) hold_us = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--offload")) offload = true;
     else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
   }
   if (seconds <= 0 || seconds > 3600) seconds = 600;
@@ -62,6 +66,8 @@ int main(int argc, char** argv) {
     o.tun_name = tun;
     o.netns = netns;
     o.socket_path = sock;
+    o.offload = offload;
+    o.hold_us = uint32_t(hold_us < 0 || hold_us > 1000000 ? 0 : hold_us);
     moat::Router r(o);
     if (!r.start([] {}, &err)) {
       fprintf(stderr, "pathd router: %s\n", err.c_str());
@@ -77,8 +83,9 @@ int main(int argc, char** argv) {
     }
     moat::RouterStats s = r.stats();
     r.stop();
-    printf("{\"role\":\"router\",\"tun_rx\":%llu,\"tun_tx\":%llu,\"drops\":%s,\"peers\":%zu,\"events\":%zu}\n",
-           (unsigned long long)s.rx_packets, (unsigned long long)s.tx_packets, drop_list(s.drops).c_str(),
+    printf("{\"role\":\"router\",\"tun_rx\":%llu,\"tun_tx\":%llu,\"held_frames\":%llu,\"held_writes\":%llu,\"drops\":%s,\"peers\":%zu,\"events\":%zu}\n",
+           (unsigned long long)s.rx_packets, (unsigned long long)s.tx_packets, (unsigned long long)s.held_frames,
+           (unsigned long long)s.held_writes, drop_list(s.drops).c_str(),
            s.peers.size(), taken);
     return 0;
   }

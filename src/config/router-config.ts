@@ -17,6 +17,7 @@ export const DEFAULT_RECONNECT_MAX_MS = 5000;
 const MIN_FRAME = 576;                         // the smallest datagram every IPv4 host must accept
 const MAX_FRAME = 65535;                       // the header's 16-bit size field
 const MAX_ID = 4294967294;
+export const DEFAULT_HOLD_MS = 10;               // docs/scale.md: spread traffic under a backlog
 const DEFAULT_OFFLOAD = true;                   // docs/offload.md: safe with uWSGI peers both ways                     // (uid_t)-1 means "unchanged"
 const SUN_PATH_MAX = 107;
 
@@ -152,6 +153,7 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
   }
   const queueBytes = intOption(opts, 'tuntap-router-queue-bytes', DEFAULT_QUEUE_BYTES, maxFrame + 4, 1 << 30);
   const offload = boolOption(opts, 'tuntap-router-offload', DEFAULT_OFFLOAD);
+  const holdMs = intOption(opts, 'tuntap-router-hold', DEFAULT_HOLD_MS, 0, 1000);
 
   const rules: OptionRule[] = [];
   for (const o of checked.options) {
@@ -186,7 +188,7 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
   if (metricsOpt && !metrics!.includes(':')) fail(metricsOpt, `expected host:port, got '${metricsOpt.value}'`);
 
   return {
-    device, socket, stats, gateway, socketMode, socketOwner, maxFrame, queueBytes, offload, rules, ruleFiles, bindings,
+    device, socket, stats, gateway, socketMode, socketOwner, maxFrame, queueBytes, offload, holdMs, rules, ruleFiles, bindings,
     useCredentials, metrics, netns: netnsPath(opts.last('tuntap-router-netns')), warnings,
   };
 }

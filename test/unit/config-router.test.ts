@@ -59,7 +59,7 @@ test('defaults', () => {
   const c = router('tuntap-router = emperor0 /tmp/t.sock\n');
   assert.deepEqual(c, {
     device: 'emperor0', socket: '/tmp/t.sock', stats: undefined, gateway: undefined, socketMode: 0o660,
-    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, rules: [], ruleFiles: [], bindings: [],
+    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 10, rules: [], ruleFiles: [], bindings: [],
     useCredentials: false, metrics: undefined, netns: undefined, warnings: [],
   });
 });
@@ -156,4 +156,12 @@ test('routerProcessUser: the emperor config\'s uid/gid, else nobody:nogroup, nev
   // No nogroup: a group named nobody, else nobody's primary group.
   const noNogroup = { passwd: withNobody.passwd, group: tmp.write('group-bare', 'root:x:0:\n') };
   assert.deepEqual(user('emperor = /x', noNogroup), { uid: 65534, gid: 65534 });
+});
+
+test('tuntap-router-hold: ms, 0..1000, default 10', () => {
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\n').holdMs, 10);
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = 0\n').holdMs, 0);
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = 250\n').holdMs, 250);
+  throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = 1001\n'), /tuntap-router-hold: '1001' is outside/, 3);
+  throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = soon\n'), /tuntap-router-hold/, 3);
 });
