@@ -158,7 +158,14 @@ struct Router::Loop {
   std::unordered_map<uint32_t, uint32_t> addr_of_uid;
   std::unordered_map<uint32_t, std::vector<Binding>> bindings_of_addr;
   std::vector<Peer*> dirty;
-  std::deque<Peer*> held;  // peers with held frames, oldest hold first
+  // Peers with held frames, oldest hold first. An entry is current while its
+  // peer is held since `since`; a peer written and held again leaves a stale
+  // entry, skipped when reached. close_peer() removes a peer's entries.
+  struct HeldRef {
+    Peer* p;
+    uint64_t since;
+  };
+  std::deque<HeldRef> held;
   uint64_t hold_ns = 0;    // opts.hold_us; 0: never hold
   bool backlog = false;    // the last tun batch ended with packets still queued
   Counter held_frames, held_writes;
@@ -665,7 +672,7 @@ struct Router::Loop {
     if (!p->held) {
       p->held = true;
       p->held_since = now;
-      held.push_back(p);
+      held.push_back(HeldRef{p, now});
     }
     return true;
   }
@@ -677,11 +684,12 @@ struct Router::Loop {
   void release_held(bool all) {
     size_t writes = 0;
     while (!held.empty() && writes < kReleaseBatch) {
-      Peer* p = held.front();
-      if (p->held && !all && now - p->held_since < hold_ns) break;
+      const HeldRef h = held.front();
+      const bool current = h.p->held && h.p->held_since == h.since;
+      if (current && !all && now - h.since < hold_ns) break;
       held.pop_front();
-      if (p->held && !p->dead) {
-        flush(p);
+      if (current && !h.p->dead) {
+        flush(h.p);
         writes++;
       }
     }
@@ -1099,10 +1107,8 @@ struct Router::Loop {
     close(p->fd);
     p->fd = -1;
     p->dead = true;
-    if (p->held) {
-      p->held = false;
-      held.erase(std::find(held.begin(), held.end(), p));
-    }
+    p->held = false;
+    held.erase(std::remove_if(held.begin(), held.end(), [p](const HeldRef& h) { return h.p == p; }), held.end());
     if (p->addr != 0) {
       auto it = by_addr.find(p->addr);
       if (it != by_addr.end() && it->second == p) by_addr.erase(it);

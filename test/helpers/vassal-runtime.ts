@@ -39,8 +39,11 @@ export class VassalRuntime {
       const timer = setTimeout(() => resolve(this.exit!), 1000);
       void channelEnded.then(() => { clearTimeout(timer); resolve(this.exit!); });
     }));
-    for (const l of lines) this.send(l);
-    if (opts.start !== false) this.send('start');
+    // One write for all set-up lines: a runtime that refuses the first line
+    // exits at once, and a later write would then fail with EPIPE, which
+    // destroys the channel before its error line is read.
+    const all = [...lines, ...(opts.start !== false ? ['start'] : [])];
+    if (all.length > 0) this.channel.write(all.map((l) => l + '\n').join(''));
   }
 
   private onData(d: Buffer): void {
