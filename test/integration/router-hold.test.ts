@@ -1,0 +1,264 @@
+// router-hold.test.ts: holding (tuntap-router-hold). While the tun has a
+// backlog, a peer that got only a few frames in a batch waits for later ones
+// so that one write carries several. The backlog is made deterministic: the
+// router (the moat CLI, in a gateway namespace) is stopped with SIGSTOP, a
+// sender queues 4,000 datagrams spread round-robin over 100 peers in the
+// tun's queue (txqueuelen 20000: the kernel keeps them all), then SIGCONT.
+// Every peer must get exactly its datagrams, in order, intact, as many as the
+// router counted for it; with holding on, writes carried several frames, and
+// light traffic (a tun batch that empties the tun) is never held. With
+// holding off (0) nothing is held.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { startMoat, tempDir, waitForSocket, readStats, MoatProcess } from '../helpers/moat';
+import { encodeFrame, FrameReader, icmpEcho, parseIpv4, inetChecksum, PROTO_UDP } from '../helpers/packets';
+
+const PEERS = 100;
+const PER_PEER = 40;
+const PORT = 9000;
+
+// The datagram for peer i, sequence seq: i (u16), seq (u32), then filler
+// that depends on both (a frame mixed up with another's shows), of a length
+// that varies by peer.
+function datagram(i: number, seq: number): Buffer {
+  const b = Buffer.alloc(120 + (i % 7) * 37);
+  b.writeUInt16BE(i, 0);
+  b.writeUInt32BE(seq, 2);
+  for (let k = 6; k < b.length; k++) b[k] = (i * 7 + seq * 13 + k) & 255;
+  return b;
+}
+
+// The sender, in the gateway namespace: reads commands on stdin, one a line:
+// "flood" sends PER_PEER datagrams to each peer, round-robin (peer 0 seq 0,
+// peer 1 seq 0, ...); "one I SEQ" sends one. Answers "ok" when sent.
+const SENDER = `
+const dgram = require('node:dgram');
+const readline = require('node:readline');
+const [src, prefix, peers, perPeer, port] = process.argv.slice(1);
+${datagram.toString()}
+const s = dgram.createSocket('udp4');
+const send = (i, seq) => new Promise((res, rej) => s.send(datagram(i, seq), Number(port), prefix + (i + 1), (e) => e ? rej(e) : res()));
+s.bind(0, src, () => {
+  const rl = readline.createInterface({ input: process.stdin });
+  rl.on('line', async (line) => {
+    const [cmd, a, b] = line.trim().split(' ');
+    if (cmd === 'flood') {
+      for (let seq = 0; seq < Number(perPeer); seq++)
+        for (let i = 0; i < Number(peers); i++) await send(i, seq);
+    } else if (cmd === 'one') {
+      await send(Number(a), Number(b));
+    }
+    process.stdout.write('ok\\n');
+  });
+  rl.on('close', () => s.close());
+  process.stdout.write('ready\\n');
+});`;
+
+interface PeerConn {
+  sock: net.Socket;
+  addr: string;
+  reader: FrameReader;
+  seqs: number[];      // UDP datagrams received, by seq
+  frames: number;      // every frame received (the echo reply too)
+  bytes: number;       // bytes received on the socket
+  bad: string[];       // what was wrong with a datagram
+}
+
+function procState(pid: number): string {
+  // /proc/PID/stat: "pid (comm) S ..."; comm may hold spaces, the state follows the last ')'.
+  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
+}
+
+function tunStats(ns: string, tun: string): { txPackets: number; txDropped: number } {
+  const link = JSON.parse(sh('ip', ['-n', ns, '-s', '-j', 'link', 'show', tun]))[0];
+  return { txPackets: Number(link.stats64?.tx?.packets ?? link.stats?.tx?.packets ?? 0), txDropped: Number(link.stats64?.tx?.dropped ?? link.stats?.tx?.dropped ?? 0) };
+}
+
+/** Runs the whole case with the router's --tuntap-router-hold = holdMs. */
+async function runCase(holdMs: number, log: (s: string) => void): Promise<void> {
+  requireRoot();
+  const lab = new Lab();
+  let routerPid = 0;
+  try {
+    const dir = tempDir(lab);
+    const sock = path.join(dir, 'tuntap.sock');
+    const stats = path.join(dir, 'stats.sock');
+    const ns = lab.netns('mho');
+    const tun = uniqueName('mhot');
+    const a = 16 + crypto.randomInt(200);
+    const gw = `10.${a}.0.1`;
+    const prefix = `10.${a}.1.`;
+    const peerAddr = (i: number) => prefix + (i + 1);
+
+    const router: MoatProcess = startMoat(lab, [
+      '--tuntap-router', `${tun} ${sock}`,
+      '--tuntap-router-stats', stats,
+      '--tuntap-router-hold', String(holdMs),
+    ], ns);
+    // Never leave a stopped process behind (cleanups run last-added first).
+    lab.onCleanup(() => { if (routerPid) { try { process.kill(routerPid, 'SIGCONT'); } catch { /* gone */ } } });
+    await waitForSocket(sock, router);
+    await waitForSocket(stats, router);
+    routerPid = router.child.pid!;
+    // `ip netns exec` execs the command: the child's pid is the router's.
+    const cmdline = fs.readFileSync(`/proc/${routerPid}/cmdline`, 'utf8');
+    assert.ok(cmdline.includes('cli.js') && cmdline.includes('--tuntap-router'), `pid ${routerPid} is the router: ${cmdline}`);
+    sh('ip', ['-n', ns, 'addr', 'add', `${gw}/16`, 'dev', tun]);
+    sh('ip', ['-n', ns, 'link', 'set', tun, 'up', 'txqueuelen', '20000']);
+
+    // The peers: each says hello with an echo request (the router learns its
+    // address from it; the kernel's reply is its first frame).
+    const peers: PeerConn[] = [];
+    for (let i = 0; i < PEERS; i++) {
+      const s = await new Promise<net.Socket>((resolve, reject) => {
+        const c = net.createConnection(sock);
+        c.once('connect', () => resolve(c));
+        c.once('error', reject);
+      });
+      lab.onCleanup(() => s.destroy());
+      const p: PeerConn = { sock: s, addr: peerAddr(i), reader: new FrameReader(), seqs: [], frames: 0, bytes: 0, bad: [] };
+      s.on('data', (d: Buffer) => {
+        p.bytes += d.length;
+        for (const f of p.reader.push(d)) {
+          p.frames++;
+          let ip;
+          try { ip = parseIpv4(f.payload); } catch { p.bad.push('not IPv4'); continue; }
+          if (ip.proto !== PROTO_UDP) continue;
+          const u = ip.payload;
+          const data = u.subarray(8);
+          if (!ip.headerOk || ip.totalLength !== f.payload.length || ip.src !== gw || ip.dst !== p.addr ||
+              u.length < 8 + 6 || u.readUInt16BE(2) !== PORT || u.readUInt16BE(4) !== u.length) {
+            p.bad.push(`bad header: ${ip.src} -> ${ip.dst} len ${f.payload.length}`);
+            continue;
+          }
+          const pseudo = (a: string) => a.split('.').map(Number);
+          const [s1, s2, s3, s4] = pseudo(ip.src);
+          const [d1, d2, d3, d4] = pseudo(ip.dst);
+          const sum = ((s1 << 8) | s2) + ((s3 << 8) | s4) + ((d1 << 8) | d2) + ((d3 << 8) | d4) + PROTO_UDP + u.length;
+          if (u.readUInt16BE(6) !== 0 && inetChecksum(u, 0, u.length, sum) !== 0) { p.bad.push('bad UDP checksum'); continue; }
+          const idx = data.readUInt16BE(0);
+          const seq = data.readUInt32BE(2);
+          if (idx !== i || !data.equals(datagram(i, seq))) { p.bad.push(`peer ${i} got datagram of peer ${idx} seq ${seq}, or mangled`); continue; }
+          p.seqs.push(seq);
+        }
+      });
+      s.write(encodeFrame(icmpEcho(p.addr, gw, 0x4000 + i, 1)));
+      peers.push(p);
+    }
+    await waitFor(() => peers.every((p) => p.frames >= 1), 10000, 'echo replies to all peers');
+    let doc: any;
+    const refresh = async () => { doc = await readStats(stats); return doc; };
+    await refresh();
+    const known = new Set(peers.map((p) => p.addr));
+    const learned = () => doc.peers.filter((q: any) => known.has(q.addr)).length;
+    assert.equal(learned(), PEERS, 'the router knows every peer by its address');
+    assert.equal(doc.moat.hold.ms, holdMs, 'the stats show the hold option');
+    const held0 = { frames: doc.moat.hold.held_frames, writes: doc.moat.hold.held_writes };
+
+    const sender = lab.spawn(process.execPath, ['-e', SENDER, gw, prefix, String(PEERS), String(PER_PEER), String(PORT)], { ns });
+    let senderOut = '';
+    let senderErr = '';
+    sender.stderr!.on('data', (d) => { senderErr += d; });
+    const senderLines: string[] = [];
+    sender.stdout!.on('data', (d) => {
+      senderOut += d;
+      const lines = senderOut.split('\n');
+      senderOut = lines.pop()!;
+      senderLines.push(...lines);
+    });
+    const command = async (line: string) => {
+      const n = senderLines.length;
+      sender.stdin!.write(line + '\n');
+      await waitFor(() => {
+        if (sender.exitCode !== null) throw new Error(`sender exited: ${senderErr}`);
+        return senderLines.length > n;
+      }, 20000, `sender: ${line} ${senderErr}`);
+      assert.equal(senderLines[n], 'ok', `sender: ${line}`);
+    };
+    await waitFor(() => senderLines.includes('ready'), 10000, `sender ready ${senderErr}`);
+    senderLines.length = 0;
+
+    // The backlog: the router stopped, 4,000 datagrams in the tun's queue.
+    const tunBefore = tunStats(ns, tun);
+    process.kill(routerPid, 'SIGSTOP');
+    await waitFor(() => procState(routerPid) === 'T', 5000, 'router stopped');
+    await command('flood');
+    const tunAfter = tunStats(ns, tun);
+    const dropped = tunAfter.txDropped - tunBefore.txDropped;
+    const t0 = Date.now();
+    process.kill(routerPid, 'SIGCONT');
+    assert.equal(dropped, 0, `the tun dropped ${dropped} of the ${PEERS * PER_PEER} datagrams while the router was stopped (txqueuelen 20000 should hold them all)`);
+
+    const all = () => peers.every((p) => p.seqs.length >= PER_PEER || p.bad.length > 0);
+    await waitFor(all, 30000, 'every peer\'s datagrams').catch((e) => {
+      const short = peers.filter((p) => p.seqs.length < PER_PEER).map((p) => `${p.addr}: ${p.seqs.length}`);
+      throw new Error(`${e.message}; short peers: ${short.slice(0, 10).join(', ')} (${short.length})`);
+    });
+    const deliverMs = Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 200));  // anything extra would show up now
+    const expect = Array.from({ length: PER_PEER }, (_, k) => k);
+    for (const p of peers) {
+      assert.deepEqual(p.bad, [], `${p.addr}: every datagram intact`);
+      assert.deepEqual(p.seqs, expect, `${p.addr}: exactly its datagrams, in order`);
+      assert.equal(p.reader.pending, 0, `${p.addr}: no partial frame`);
+    }
+    await refresh();
+    const byAddr = new Map<string, any>(doc.peers.map((q: any) => [q.addr, q]));
+    for (const p of peers) {
+      const q = byAddr.get(p.addr);
+      assert.ok(q, `${p.addr} in the stats`);
+      assert.equal(q.tx_packets, p.frames, `${p.addr}: tx_packets = frames received`);
+      assert.equal(q.tx, p.bytes, `${p.addr}: tx bytes = bytes received`);
+      assert.equal(q.queued, 0, `${p.addr}: nothing left queued`);
+      assert.equal(q.dropped, 0, `${p.addr}: nothing dropped`);
+    }
+    const heldFrames = doc.moat.hold.held_frames - held0.frames;
+    const heldWrites = doc.moat.hold.held_writes - held0.writes;
+    log(`hold ${holdMs} ms: ${PEERS * PER_PEER} datagrams delivered in ${deliverMs} ms; held_frames ${heldFrames}, held_writes ${heldWrites}` +
+        (heldWrites ? ` (${(heldFrames / heldWrites).toFixed(2)} frames a write)` : ''));
+    if (holdMs > 0) {
+      assert.ok(heldWrites > 0, `some writes carried held frames (held_writes ${heldWrites})`);
+      assert.ok(heldFrames >= 2 * heldWrites, `held frames shared writes: held_frames ${heldFrames} >= 2 * held_writes ${heldWrites}`);
+      assert.ok(heldFrames <= PEERS * PER_PEER, `held_frames ${heldFrames} <= datagrams sent`);
+    } else {
+      assert.equal(heldFrames, 0, 'hold 0: nothing held');
+      assert.equal(heldWrites, 0, 'hold 0: no held writes');
+    }
+
+    // Light traffic: one datagram at a time to an idle router is never held.
+    const before = { frames: doc.moat.hold.held_frames, writes: doc.moat.hold.held_writes };
+    const p0 = peers[0];
+    for (let k = 0; k < 20; k++) {
+      const seq = PER_PEER + k;
+      await command(`one 0 ${seq}`);
+      await waitFor(() => p0.seqs.length > PER_PEER + k || p0.bad.length > 0, 5000, `light datagram ${seq}`);
+      assert.deepEqual(p0.bad, [], 'light datagram intact');
+      assert.equal(p0.seqs[p0.seqs.length - 1], seq, 'light datagram in order');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await refresh();
+    assert.equal(doc.moat.hold.held_frames, before.frames, 'light traffic: held_frames unchanged');
+    assert.equal(doc.moat.hold.held_writes, before.writes, 'light traffic: held_writes unchanged');
+    const q0 = doc.peers.find((q: any) => q.addr === p0.addr);
+    assert.equal(q0.tx_packets, p0.frames, 'peer 0: tx_packets = frames received after the light traffic');
+    assert.ok(router.child.exitCode === null, `the router still runs:\n${router.output()}`);
+    sender.stdin!.end();
+  } finally {
+    if (routerPid) { try { process.kill(routerPid, 'SIGCONT'); } catch { /* gone */ } }
+    await lab.cleanup();
+  }
+}
+
+test('a backlog spread over 100 peers: holding shares writes, delivers all in order; light traffic is never held', async (t) => {
+  await runCase(200, (s) => t.diagnostic(s));
+});
+
+test('the same backlog with --tuntap-router-hold 0: all delivered in order, nothing held', async (t) => {
+  await runCase(0, (s) => t.diagnostic(s));
+});
