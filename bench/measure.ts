@@ -152,11 +152,22 @@ export async function tcp(sc: Scenario, dir: Dir, seconds: number): Promise<TcpR
 export interface RttResult { sent: number; received: number; p50: number; p99: number; error?: string }
 
 export async function rtt(sc: Scenario, dir: Dir, count: number): Promise<RttResult> {
+  const s = await pingTimes(sc, dir, count);
+  return rttSummary(count, s.times, s.error);
+}
+
+/** count pings at 0.01 s through sc in direction dir: the round-trip times (ms) received. */
+export async function pingTimes(sc: Scenario, dir: Dir, count: number): Promise<{ times: number[]; error?: string }> {
   const { from, dst } = ends(sc, dir);
   const r = await run(sc.lab, from, 'ping', ['-n', '-c', String(count), '-i', '0.01', '-W', '1', dst], count * 50 + 5000);
-  const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
+  const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  return { times, ...(times.length === 0 ? { error: (r.stderr || r.stdout).slice(0, 300) } : {}) };
+}
+
+export function rttSummary(sent: number, times: number[], error?: string): RttResult {
+  const sorted = [...times].sort((a, b) => a - b);
   return {
-    sent: count, received: times.length, p50: percentile(times, 50), p99: percentile(times, 99),
-    ...(times.length === 0 ? { error: (r.stderr || r.stdout).slice(0, 300) } : {}),
+    sent, received: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99),
+    ...(sorted.length === 0 ? { error: error ?? 'no reply' } : {}),
   };
 }

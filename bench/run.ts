@@ -8,6 +8,7 @@
 //                          [--offload on|off]   (moat's virtio-net offloads; default on)
 //                          [--rules-sweep ...]   (runs bench/rules-sweep instead)
 //
+// RTT is measured first, all kinds up at once and interleaved (measureRtt).
 // Prints a table (each figure for veth / uWSGI / moat, and moat/uWSGI, moat/veth),
 // then, when moat is measured, the scale section (scale.ts: moat's router with
 // 1 peer and with N peers, default 1000) and writes bench/results/bench-<timestamp>.json.
@@ -16,9 +17,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { requireRoot } from '../test/helpers/netns';
 import { buildFlood, cleanupAll, writeResults } from './lib';
-import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, rtt, RttResult, tcp, TcpResult } from './measure';
+import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, pingTimes, RttResult, rttSummary, tcp, TcpResult } from './measure';
 import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summarize } from './scale';
-import { Kind, KINDS, makeScenario, moatBuilt } from './scenarios';
+import { Kind, KINDS, makeScenario, moatBuilt, Scenario } from './scenarios';
 
 // Kept here too: rules-sweep.ts and others import it from run.
 export { writeResults };
@@ -73,29 +74,80 @@ export function parseArgs(argv: string[]): Options {
 interface DirFigures { flood?: FloodResult; paced?: PacedResult; tcp?: TcpResult; rtt?: RttResult }
 interface KindResult { status: 'ok' | 'skipped' | 'error'; reason?: string; restarts?: number; dirs: Partial<Record<Dir, DirFigures>> }
 
-async function measureKind(kind: Kind, o: Options): Promise<KindResult> {
+// uWSGI's device sometimes exits while its path is being built (its tun
+// vanishes under `ip addr add`): a failed setup is retried, twice at most.
+async function setUp(sc: Scenario, step: (what: string) => void): Promise<void> {
+  step('setting up');
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await sc.setup();
+      return;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      step(`setup failed (${(err as Error).message.split('\n')[0]}); retrying`);
+      await sc.teardown();
+    }
+  }
+}
+
+/**
+ * Ping RTT of every kind, interleaved: all paths are up at once and take
+ * turns in blocks of pings (the order rotating each round), so each samples
+ * the same states of the machine. Idle wake-ups on this VM swing the median
+ * by 2x over minutes; measured one kind after another, that swing, not the
+ * path, decided which came out lower.
+ */
+export const RTT_BLOCK = 25;
+export async function measureRtt(kinds: Kind[], o: Options): Promise<Map<Kind, Partial<Record<Dir, RttResult>>>> {
+  const out = new Map<Kind, Partial<Record<Dir, RttResult>>>();
+  const up = new Map<Kind, Scenario>();
+  const rounds = (o.quick ? 50 : 200) / RTT_BLOCK;
+  try {
+    for (const k of kinds) {
+      if (k === 'moat' && !moatBuilt()) continue;
+      const sc = makeScenario(k, { mtu: o.mtu, offload: o.offload });
+      try {
+        await setUp(sc, (what) => process.stderr.write(`  rtt ${k}: ${what}\n`));
+        up.set(k, sc);
+      } catch (e) {
+        await sc.teardown().catch(() => undefined);
+        const error = `setup: ${(e as Error).message.split('\n')[0]}`;
+        out.set(k, { v2g: rttSummary(0, [], error), g2v: rttSummary(0, [], error) });
+      }
+    }
+    const ks = [...up.keys()];
+    for (const dir of DIRS) {
+      process.stderr.write(`  rtt ${dir}: ${ks.join(', ')} in turns of ${RTT_BLOCK} pings\n`);
+      const times = new Map<Kind, number[]>(ks.map((k) => [k, []]));
+      const errors = new Map<Kind, string>();
+      for (let r = 0; r < rounds; r++) {
+        for (let i = 0; i < ks.length; i++) {
+          const k = ks[(i + r) % ks.length];
+          const got = await pingTimes(up.get(k)!, dir, RTT_BLOCK);
+          times.get(k)!.push(...got.times);
+          if (got.error) errors.set(k, got.error);
+        }
+      }
+      for (const k of ks) out.set(k, { ...out.get(k), [dir]: rttSummary(rounds * RTT_BLOCK, times.get(k)!, errors.get(k)) });
+    }
+  } finally {
+    for (const sc of up.values()) await sc.teardown().catch(() => undefined);
+  }
+  return out;
+}
+
+async function measureKind(kind: Kind, o: Options, rtts?: Partial<Record<Dir, RttResult>>): Promise<KindResult> {
   if (kind === 'moat' && !moatBuilt()) return { status: 'skipped', reason: 'not built (dist/src/cli.js missing)', dirs: {} };
+  const res: KindResult = { status: 'ok', dirs: { v2g: { rtt: rtts?.v2g }, g2v: { rtt: rtts?.g2v } } };
+  const measures = ['tcp', 'paced', 'flood'].filter((m) => !o.skip.has(m));
+  if (measures.length === 0) return res;
   const sc = makeScenario(kind, { mtu: o.mtu, offload: o.offload });
-  const res: KindResult = { status: 'ok', dirs: { v2g: {}, g2v: {} } };
   const q = o.quick;
   const step = (what: string) => process.stderr.write(`  ${kind}: ${what}\n`);
   try {
-    step('setting up');
-    // uWSGI's device sometimes exits while its path is being built (its tun
-    // vanishes under `ip addr add`): a failed setup is retried, twice at most.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await sc.setup();
-        break;
-      } catch (err) {
-        if (attempt >= 3) throw err;
-        step(`setup failed (${(err as Error).message.split('\n')[0]}); retrying`);
-        await sc.teardown();
-      }
-    }
+    await setUp(sc, step);
     for (const dir of DIRS) {
       const d = res.dirs[dir]!;
-      if (!o.skip.has('rtt')) { step(`rtt ${dir}`); d.rtt = await rtt(sc, dir, q ? 50 : 200); }
       if (!o.skip.has('tcp')) { step(`tcp ${dir}`); d.tcp = await tcp(sc, dir, q ? 1 : 3); }
       if (!o.skip.has('paced')) {
         step(`paced search ${dir}`);
@@ -257,9 +309,14 @@ async function main(): Promise<void> {
   const loadBefore = os.loadavg();
   if (loadBefore[0] > 0.5) process.stderr.write(`bench: load average ${loadBefore[0].toFixed(2)} before start: other work on this box will lower the figures\n`);
   const results: Partial<Record<Kind, KindResult>> = {};
+  let rtts = new Map<Kind, Partial<Record<Dir, RttResult>>>();
+  if (!o.skip.has('rtt')) {
+    process.stderr.write(`bench: rtt (${o.only.join(', ')} interleaved)\n`);
+    rtts = await measureRtt(o.only, o);
+  }
   for (const k of o.only) {
     process.stderr.write(`bench: ${k}\n`);
-    results[k] = await measureKind(k, o);
+    results[k] = await measureKind(k, o, rtts.get(k));
   }
   let scale: ScaleSection | undefined;
   if (wantScale(o)) {
