@@ -35,6 +35,7 @@
 #include "coalesce.h"
 #include "frame.h"
 #include "offload.h"
+#include "sndbuf.h"
 #include "tun.h"
 
 namespace moat {
@@ -213,6 +214,7 @@ struct Device::Loop {
       event(DeviceEvent::Type::ConnectFailed, errno_text(("connect " + addr).c_str(), e), failures, retry);
       return;
     }
+    set_sndbuf(s, o.sndbuf);
     sock = s;
     sock_gen++;
     want_out = false;

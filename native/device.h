@@ -45,6 +45,7 @@ struct DeviceOptions {
   int dir_fd = -1;           // >= 0: socket_path resolved against this directory fd (see below)
   size_t max_frame = 8188;   // largest payload accepted from the router (and sent to it)
   size_t queue_bytes = 262144;  // bound of the outbound (to router) queue, headers included
+  uint32_t sndbuf = 4u << 20;   // the connection's send buffer (sndbuf.h); 0: the kernel's
   uint32_t reconnect_min_ms = 100;
   uint32_t reconnect_max_ms = 5000;
   // Offloads (docs/offload.md): the tun is opened with IFF_VNET_HDR; after

@@ -68,6 +68,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     opts.queue_bytes = size_t(need_int(o, "queueBytes", 4 + int64_t(opts.max_frame), int64_t(1) << 30));
     opts.reconnect_min_ms = uint32_t(need_int(o, "reconnectMinMs", 1, 3600000));
     opts.reconnect_max_ms = uint32_t(need_int(o, "reconnectMaxMs", int64_t(opts.reconnect_min_ms), 3600000));
+    if (!o.Get("sndbuf").IsUndefined()) opts.sndbuf = uint32_t(need_int(o, "sndbuf", 0, int64_t(1) << 26));
     Napi::Value off = o.Get("offload");  // optional, absent: off
     if (!off.IsUndefined() && !off.IsBoolean()) throw Napi::TypeError::New(env, "DeviceOptions.offload must be a boolean");
     opts.offload = off.IsBoolean() && off.As<Napi::Boolean>().Value();

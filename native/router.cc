@@ -26,6 +26,7 @@
 #include "frame.h"
 #include "offload.h"
 #include "peer.h"
+#include "sndbuf.h"
 #include "tun.h"
 
 namespace moat {
@@ -1015,6 +1016,7 @@ struct Router::Loop {
         if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED) return;
         return pause_accept(e);
       }
+      set_sndbuf(fd, opts.sndbuf);
       if (accept_reported_at != 0) {
         accept_reported_at = 0;
         RouterEvent n(RouterEvent::Type::Notice);

@@ -198,6 +198,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     // Optional (absent: off).
     opts.offload = !Get(o, "offload").IsUndefined() && GetBool(env, o, "offload");
     if (!Get(o, "holdUs").IsUndefined()) opts.hold_us = uint32_t(GetNumber(env, o, "holdUs", 0, 1000000));
+    if (!Get(o, "sndbuf").IsUndefined()) opts.sndbuf = uint32_t(GetNumber(env, o, "sndbuf", 0, double(1 << 26)));
     opts.bindings = ToBindings(env, Get(o, "bindings"));
     core_ = std::make_shared<Router>(std::move(opts));
   }

@@ -154,6 +154,7 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
   const queueBytes = intOption(opts, 'tuntap-router-queue-bytes', DEFAULT_QUEUE_BYTES, maxFrame + 4, 1 << 30);
   const offload = boolOption(opts, 'tuntap-router-offload', DEFAULT_OFFLOAD);
   const holdMs = intOption(opts, 'tuntap-router-hold', DEFAULT_HOLD_MS, 0, 1000);
+  const sndbuf = sndbufOption(opts, 'tuntap-router-sndbuf');
 
   const rules: OptionRule[] = [];
   for (const o of checked.options) {
@@ -188,9 +189,14 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
   if (metricsOpt && !metrics!.includes(':')) fail(metricsOpt, `expected host:port, got '${metricsOpt.value}'`);
 
   return {
-    device, socket, stats, gateway, socketMode, socketOwner, maxFrame, queueBytes, offload, holdMs, rules, ruleFiles, bindings,
+    device, socket, stats, gateway, socketMode, socketOwner, maxFrame, queueBytes, offload, holdMs, ...sndbuf, rules, ruleFiles, bindings,
     useCredentials, metrics, netns: netnsPath(opts.last('tuntap-router-netns')), warnings,
   };
+}
+
+/** A connection's send buffer: only when given (absent: the native default, native/sndbuf.h). */
+function sndbufOption(opts: Options, key: string): { sndbuf?: number } {
+  return opts.last(key) ? { sndbuf: intOption(opts, key, 0, 0, 1 << 26) } : {};
 }
 
 export function deviceConfig(options: OptionList): DeviceConfig {
@@ -218,7 +224,7 @@ export function deviceConfig(options: OptionList): DeviceConfig {
     fail(opts.last('tuntap-device-reconnect-max')!, `${reconnectMaxMs} is below tuntap-device-reconnect-min ${reconnectMinMs}`);
   }
   const offload = boolOption(opts, 'tuntap-device-offload', DEFAULT_OFFLOAD);
-  return { device, socket, maxFrame, queueBytes, offload, reconnectMinMs, reconnectMaxMs, netns: netnsPath(opts.last('tuntap-device-netns')), warnings };
+  return { device, socket, maxFrame, queueBytes, offload, ...sndbufOption(opts, 'tuntap-device-sndbuf'), reconnectMinMs, reconnectMaxMs, netns: netnsPath(opts.last('tuntap-device-netns')), warnings };
 }
 
 /** The instance's own `uid`/`gid` (names or numbers): who a standalone router

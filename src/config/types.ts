@@ -41,6 +41,7 @@ export interface RouterConfig {
   queueBytes: number;           // moat: tuntap-router-queue-bytes (default 262144)
   offload?: boolean;            // moat: tuntap-router-offload (docs/offload.md)
   holdMs?: number;              // moat: tuntap-router-hold (docs/scale.md; absent: 10)
+  sndbuf?: number;              // moat: tuntap-router-sndbuf (absent: native default 4 MiB)
   rules: OptionRule[];          // firewall options, in file order
   ruleFiles: string[];          // tuntap-router-firewall-file (file or directory of *.rules), in order
   bindings: Array<{ uid: number; addr: string }>; // moat: tuntap-router-bind = uid|user addr
@@ -56,6 +57,7 @@ export interface DeviceConfig {
   maxFrame: number;             // moat: tuntap-device-max-frame (default 8188)
   queueBytes: number;           // moat: tuntap-device-queue-bytes (default 262144)
   offload?: boolean;            // moat: tuntap-device-offload (docs/offload.md)
+  sndbuf?: number;              // moat: tuntap-device-sndbuf (absent: native default 4 MiB)
   reconnectMinMs: number;       // moat: tuntap-device-reconnect-min (default 100)
   reconnectMaxMs: number;       // moat: tuntap-device-reconnect-max (default 5000)
   netns?: string;               // moat: tuntap-device-netns

@@ -68,7 +68,8 @@ export function deviceOptions(config: DeviceConfig, extra: DeviceExtra = {}): De
   const reconnectMaxMs = integer(config.reconnectMaxMs, 'reconnectMaxMs', reconnectMinMs, 3_600_000);
   const offload = config.offload ?? false;
   if (typeof offload !== 'boolean') throw new TypeError('offload must be a boolean');
-  return { name, netns, socketPath: config.socket, dirFd, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, offload };
+  const sndbuf = config.sndbuf === undefined ? {} : { sndbuf: integer(config.sndbuf, 'sndbuf', 0, 1 << 26) };
+  return { name, netns, socketPath: config.socket, dirFd, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, offload, ...sndbuf };
 }
 
 export interface Device {

@@ -84,6 +84,7 @@ export class Router extends EventEmitter {
       queueBytes: c.queueBytes,
       offload: c.offload ?? false,
       holdUs: (c.holdMs ?? DEFAULT_HOLD_MS) * 1000,
+      ...(c.sndbuf !== undefined ? { sndbuf: c.sndbuf } : {}),
       acceptRuleBlocks: false,
       bindings: this.allBindings(),
     });

@@ -165,3 +165,12 @@ test('tuntap-router-hold: ms, 0..1000, default 10', () => {
   throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = 1001\n'), /tuntap-router-hold: '1001' is outside/, 3);
   throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = soon\n'), /tuntap-router-hold/, 3);
 });
+
+test('tuntap-router-sndbuf / tuntap-device-sndbuf: bytes, 0..64 MiB, absent unless given (the native default, 4 MiB)', () => {
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\n').sndbuf, undefined);
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf = 0\n').sndbuf, 0);
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf = 1048576\n').sndbuf, 1048576);
+  throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf = 67108865\n'), /tuntap-router-sndbuf: '67108865' is outside/, 3);
+  assert.equal(deviceConfig(ini('tuntap-device = u0 /tmp/t.sock\ntuntap-device-sndbuf = 65536\n')).sndbuf, 65536);
+  assert.equal(deviceConfig(ini('tuntap-device = u0 /tmp/t.sock\n')).sndbuf, undefined);
+});
