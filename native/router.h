@@ -67,7 +67,10 @@ struct RouterOptions {
   // Spread traffic under a backlog: how long a peer's frames may wait to
   // share one write with later ones (router.cc, hold()); 0: never held.
   uint32_t hold_us = 0;
-  uint32_t sndbuf = 4u << 20;  // each peer socket's send buffer (sndbuf.h); 0: the kernel's
+  // Each peer socket's send buffer (sndbuf.h); 0: the kernel's. Off by
+  // default: it would stretch how much a peer that stops reading absorbs
+  // before its queue fills and drops are counted.
+  uint32_t sndbuf = 0;
   // Offloads toward moat devices that ask for them (docs/offload.md): the tun
   // is opened with IFF_VNET_HDR and TSO/USO/checksum offload; plain peers get
   // plain packets (super-packets split here).

@@ -3,7 +3,8 @@
 // The kernel's default (net.core.wmem_default, ~208 KB) holds three 64 KB
 // offload frames, so the sender fills it and waits for the reader every few
 // frames, and the two wake each other constantly. 4 MiB lets them run apart:
-// TCP through moat +20-25% on the bench (bench/THROUGHPUT.md). The buffer is
+// TCP through moat +20-25% on the bench (docs/scale.md). The device asks it
+// by default, the router only when configured (RouterOptions::sndbuf). The buffer is
 // only memory while frames wait in it: it bounds what a peer that stops
 // reading can pin in the kernel (on top of the router's own queue).
 // SO_SNDBUFFORCE needs CAP_NET_ADMIN; without it SO_SNDBUF applies, capped

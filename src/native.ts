@@ -37,7 +37,7 @@ export interface RouterOptions {
   acceptRuleBlocks: boolean;// modifier2 = 1 from peers: refused and counted unless true
   offload?: boolean;        // virtio-net offloads with moat devices that ask (docs/offload.md); absent: off
   holdUs?: number;          // spread traffic under a backlog: how long a peer's frames may wait to share a write; absent/0: never
-  sndbuf?: number;          // each peer socket's send buffer, bytes; absent: 4 MiB (native/sndbuf.h); 0: the kernel's
+  sndbuf?: number;          // each peer socket's send buffer, bytes; absent or 0: the kernel's (native/sndbuf.h)
   bindings: PeerBinding[];
 }
 

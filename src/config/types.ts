@@ -41,7 +41,7 @@ export interface RouterConfig {
   queueBytes: number;           // moat: tuntap-router-queue-bytes (default 262144)
   offload?: boolean;            // moat: tuntap-router-offload (docs/offload.md)
   holdMs?: number;              // moat: tuntap-router-hold (docs/scale.md; absent: 10)
-  sndbuf?: number;              // moat: tuntap-router-sndbuf (absent: native default 4 MiB)
+  sndbuf?: number;              // moat: tuntap-router-sndbuf (absent: the kernel's default)
   rules: OptionRule[];          // firewall options, in file order
   ruleFiles: string[];          // tuntap-router-firewall-file (file or directory of *.rules), in order
   bindings: Array<{ uid: number; addr: string }>; // moat: tuntap-router-bind = uid|user addr
