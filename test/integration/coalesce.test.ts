@@ -7,16 +7,13 @@
 // in order per flow; the coalesced-frame counters must show merging.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import crypto from 'node:crypto';
-import { addon, NativeRouter, PeerStats } from '../../src/native';
+import { NativeRouter, PeerStats } from '../../src/native';
 import { Device } from '../../src/device/device';
 import { ipToInt } from '../helpers/packets';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { startNativeRouter } from '../helpers/native-router';
 
-const { Router } = addon();
 const lab = new Lab();
 const N = 20000;
 let gwNs = '', nsA = '';
@@ -150,16 +147,8 @@ before(async () => {
   gwNs = lab.netns('mcg');
   nsA = lab.netns('mca');
   net24 = `10.${16 + crypto.randomInt(200)}.${crypto.randomInt(250)}.`;
-  const tun = uniqueName('mct');
-  gwTun = tun;
-  sock = path.join(os.tmpdir(), `moat-coalesce-${crypto.randomBytes(4).toString('hex')}.sock`);
-  lab.onCleanup(() => { try { fs.unlinkSync(sock); } catch { /* gone */ } });
-  router = new Router({
-    tunName: tun, netns: `/run/netns/${gwNs}`, socketPath: sock, socketMode: 0o600, socketUid: -1, socketGid: -1,
-    maxFrame: 8188, queueBytes: 4 << 20, acceptRuleBlocks: false, bindings: [], offload: true,
-  });
-  router.start(() => undefined);
-  lab.onCleanup(() => router.stop());
+  ({ router, tun: gwTun, sock } = startNativeRouter(lab, gwNs, 'mc', { queueBytes: 4 << 20, offload: true }));
+  const tun = gwTun;
   sh('ip', ['-n', gwNs, 'addr', 'add', `${ip(1)}/24`, 'dev', tun]);
   sh('ip', ['-n', gwNs, 'link', 'set', tun, 'up']);
   const name = uniqueName('mcd');

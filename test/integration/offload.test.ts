@@ -8,20 +8,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import crypto from 'node:crypto';
-import { addon, NativeRouter, PeerStats } from '../../src/native';
+import { NativeRouter, PeerStats } from '../../src/native';
 import { Device } from '../../src/device/device';
 import { intToIp, ipToInt } from '../helpers/packets';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { startNativeRouter } from '../helpers/native-router';
 import { tcpTransfer } from '../helpers/transfer';
 import client from 'prom-client';
 import { registerRouterMetrics } from '../../src/metrics';
 import { encodeFrame, FrameReader, icmpEcho, udpPacket, MOD_HELLO, MOD_VNET, offloadHello, parseIpv4, PROTO_ICMP, vnetPayload } from '../helpers/packets';
 
-const { Router } = addon();
 const lab = new Lab();
 const BYTES = 30 * 1024 * 1024;
 let gwNs = '', nsA = '', nsB = '';
@@ -46,16 +43,8 @@ before(async () => {
   nsA = lab.netns('moa');
   nsB = lab.netns('mob');
   net24 = `10.${16 + crypto.randomInt(200)}.${crypto.randomInt(250)}.`;
-  const tun = uniqueName('mot');
-  gwTun = tun;
-  sock = path.join(os.tmpdir(), `moat-offload-${crypto.randomBytes(4).toString('hex')}.sock`);
-  lab.onCleanup(() => { try { fs.unlinkSync(sock); } catch { /* gone */ } });
-  router = new Router({
-    tunName: tun, netns: `/run/netns/${gwNs}`, socketPath: sock, socketMode: 0o600, socketUid: -1, socketGid: -1,
-    maxFrame: 8188, queueBytes: 1 << 20, acceptRuleBlocks: false, bindings: [], offload: true,
-  });
-  router.start(() => undefined);
-  lab.onCleanup(() => router.stop());
+  ({ router, tun: gwTun, sock } = startNativeRouter(lab, gwNs, 'mo', { offload: true }));
+  const tun = gwTun;
   sh('ip', ['-n', gwNs, 'addr', 'add', `${ip(1)}/24`, 'dev', tun]);
   sh('ip', ['-n', gwNs, 'link', 'set', tun, 'up']);
 

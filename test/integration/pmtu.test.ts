@@ -15,12 +15,12 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { addon, NativeRouter } from '../../src/native';
+import { NativeRouter } from '../../src/native';
 import { Device } from '../../src/device/device';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { startNativeRouter } from '../helpers/native-router';
 import { encodeFrame, FrameReader, icmpEcho, parseIpv4, PROTO_ICMP } from '../helpers/packets';
 
-const { Router } = addon();
 const lab = new Lab();
 let ns = '';
 let router: NativeRouter;
@@ -38,16 +38,10 @@ function ping(args: string[]): { code: number | null; out: string } {
 before(async () => {
   requireRoot();
   ns = lab.netns('mpm');
-  const tun = uniqueName('mpt');
   net24 = `10.${16 + crypto.randomInt(200)}.${crypto.randomInt(250)}.`;
-  const sock = path.join(os.tmpdir(), `moat-pmtu-${crypto.randomBytes(4).toString('hex')}.sock`);
-  lab.onCleanup(() => { try { fs.unlinkSync(sock); } catch { /* gone */ } });
-  router = new Router({
-    tunName: tun, netns: `/run/netns/${ns}`, socketPath: sock, socketMode: 0o600, socketUid: -1, socketGid: -1,
-    maxFrame: 8188, queueBytes: 1 << 20, acceptRuleBlocks: false, bindings: [],
-  });
-  router.start(() => undefined);
-  lab.onCleanup(() => router.stop());
+  const started = startNativeRouter(lab, ns, 'mp');
+  router = started.router;
+  const { tun, sock } = started;
   sh('ip', ['-n', ns, 'addr', 'add', `${gw()}/24`, 'dev', tun]);
   sh('ip', ['-n', ns, 'link', 'set', tun, 'mtu', '9000', 'up']);
   peer = await new Promise<net.Socket>((resolve, reject) => {

@@ -7,15 +7,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import crypto from 'node:crypto';
-import { addon, NativeRouter } from '../../src/native';
-import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { NativeRouter } from '../../src/native';
+import { Lab, requireRoot, sh, waitFor } from '../helpers/netns';
+import { startNativeRouter } from '../helpers/native-router';
 import { encodeFrame, FrameReader, icmpEcho, ipToInt, parseIpv4, PROTO_ICMP, PROTO_UDP } from '../helpers/packets';
 
-const { Router } = addon();
 const lab = new Lab();
 let ns = '';
 let router: NativeRouter;
@@ -44,17 +41,9 @@ s.bind(0, src, async () => {
 before(async () => {
   requireRoot();
   ns = lab.netns('mrb');
-  const tun = uniqueName('mrbt');
-  tunName = tun;
   net24 = `10.${16 + crypto.randomInt(200)}.${crypto.randomInt(250)}.`;
-  sock = path.join(os.tmpdir(), `moat-batch-${crypto.randomBytes(4).toString('hex')}.sock`);
-  lab.onCleanup(() => { try { fs.unlinkSync(sock); } catch { /* gone */ } });
-  router = new Router({
-    tunName: tun, netns: `/run/netns/${ns}`, socketPath: sock, socketMode: 0o600, socketUid: -1, socketGid: -1,
-    maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, bindings: [],
-  });
-  router.start(() => undefined);
-  lab.onCleanup(() => router.stop());
+  ({ router, tun: tunName, sock } = startNativeRouter(lab, ns, 'mrb', { maxFrame: 1500, queueBytes: 64 * 1024 }));
+  const tun = tunName;
   sh('ip', ['-n', ns, 'addr', 'add', `${gw()}/24`, 'dev', tun]);
 });
 
