@@ -137,6 +137,7 @@ struct Device::Loop {
   }
 
   bool init(std::string* err) {
+    d.bp_.configure(o.busy_poll_us);
     if (!enter_netns(o.netns, err)) return false;
     vnet = o.offload;
     tun = tun_open(o.name, vnet, kTunGsoMaxSize, err);
@@ -368,6 +369,7 @@ struct Device::Loop {
         return;
       }
       const size_t len = size_t(n);
+      d.bp_.moved();
       if (sock < 0) {
         d.disconnected_drops_.fetch_add(1, std::memory_order_relaxed);
         continue;
@@ -533,6 +535,7 @@ struct Device::Loop {
     }
     if (!ok) return d.count_drop(Drop::TunWrite);
     d.from_router_packets_.fetch_add(1, std::memory_order_relaxed);
+    d.bp_.moved();
     d.from_router_bytes_.fetch_add(plen, std::memory_order_relaxed);
   }
 
@@ -587,7 +590,7 @@ struct Device::Loop {
         sink(std::move(events));
         events.clear();
       }
-      int n = epoll_wait(ep, evs, 8, -1);
+      int n = busy_epoll_wait(d.bp_, ep, evs, 8, -1);
       if (n < 0) {
         if (errno == EINTR) continue;
         event(DeviceEvent::Type::Error, errno_text("epoll_wait", errno) + "; device loop stopped");
@@ -700,6 +703,9 @@ DeviceStatsSnapshot Device::stats() const {
   s.gso_split = gso_split_.load(std::memory_order_relaxed);
   s.gso_segments = gso_segments_.load(std::memory_order_relaxed);
   s.uso_tx = uso_tx_.load(std::memory_order_relaxed);
+  s.busy_polls = bp_.polls();
+  s.busy_poll_caught = bp_.caught();
+  s.busy_poll_ns = bp_.poll_ns();
   s.uso_segments = uso_segments_.load(std::memory_order_relaxed);
   return s;
 }

@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "busy_poll.h"
 #include "drops.h"
 
 namespace moat {
@@ -46,6 +47,7 @@ struct DeviceOptions {
   size_t max_frame = 8188;   // largest payload accepted from the router (and sent to it)
   size_t queue_bytes = 262144;  // bound of the outbound (to router) queue, headers included
   uint32_t sndbuf = 4u << 20;   // the connection's send buffer (sndbuf.h); 0: the kernel's
+  uint32_t busy_poll_us = 0;    // polling after moving a packet before sleeping (busy_poll.h); 0: never
   uint32_t reconnect_min_ms = 100;
   uint32_t reconnect_max_ms = 5000;
   // Offloads (docs/offload.md): the tun is opened with IFF_VNET_HDR; after
@@ -75,6 +77,7 @@ struct DeviceStatsSnapshot {
   uint64_t vnet_rx = 0, gso_rx = 0; // kModVnet frames written to the tun; of them super-packets
   uint64_t gso_split = 0, gso_segments = 0;  // super-packets split for a plain router; segments made
   uint64_t uso_tx = 0, uso_segments = 0;     // UDP runs merged into one super-packet; datagrams in them
+  uint64_t busy_polls = 0, busy_poll_caught = 0, busy_poll_ns = 0;  // polls before sleeping; those an event ended; time in them
 };
 
 // What the device calls "disconnected" among its drop reasons (next to drops.h's).
@@ -125,6 +128,7 @@ class Device {
   std::atomic<bool> offload_{false};
   std::atomic<uint64_t> vnet_tx_{0}, gso_tx_{0}, vnet_rx_{0}, gso_rx_{0}, gso_split_{0}, gso_segments_{0};
   std::atomic<uint64_t> uso_tx_{0}, uso_segments_{0};
+  BusyPoll bp_;
 
   void count_drop(Drop d) { drops_[static_cast<int>(d)].fetch_add(1, std::memory_order_relaxed); }
   friend struct Loop;

@@ -69,6 +69,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     opts.reconnect_min_ms = uint32_t(need_int(o, "reconnectMinMs", 1, 3600000));
     opts.reconnect_max_ms = uint32_t(need_int(o, "reconnectMaxMs", int64_t(opts.reconnect_min_ms), 3600000));
     if (!o.Get("sndbuf").IsUndefined()) opts.sndbuf = uint32_t(need_int(o, "sndbuf", 0, int64_t(1) << 26));
+    if (!o.Get("busyPollUs").IsUndefined()) opts.busy_poll_us = uint32_t(need_int(o, "busyPollUs", 0, 1000));
     Napi::Value off = o.Get("offload");  // optional, absent: off
     if (!off.IsUndefined() && !off.IsBoolean()) throw Napi::TypeError::New(env, "DeviceOptions.offload must be a boolean");
     opts.offload = off.IsBoolean() && off.As<Napi::Boolean>().Value();
@@ -149,6 +150,9 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     o.Set("gsoSegments", Napi::Number::New(env, double(s.gso_segments)));
     o.Set("usoTx", Napi::Number::New(env, double(s.uso_tx)));
     o.Set("usoSegments", Napi::Number::New(env, double(s.uso_segments)));
+    o.Set("busyPolls", Napi::Number::New(env, double(s.busy_polls)));
+    o.Set("busyPollCaught", Napi::Number::New(env, double(s.busy_poll_caught)));
+    o.Set("busyPollNs", Napi::Number::New(env, double(s.busy_poll_ns)));
     return o;
   }
 };

@@ -21,6 +21,7 @@
 #include <deque>
 #include <unordered_map>
 
+#include "busy_poll.h"
 #include "classifier.h"
 #include "coalesce.h"
 #include "frame.h"
@@ -167,6 +168,7 @@ struct Router::Loop {
     uint64_t since;
   };
   std::deque<HeldRef> held;
+  BusyPoll busy;  // polling after traffic (busy_poll.h)
   uint64_t hold_ns = 0;    // opts.hold_us; 0: never hold
   bool backlog = false;    // the last tun batch ended with packets still queued
   Counter held_frames, held_writes;
@@ -224,6 +226,7 @@ struct Router::Loop {
   // ---- setup and teardown -------------------------------------------------
 
   bool init(std::string* err) {
+    busy.configure(opts.busy_poll_us);
     if (!enter_netns(opts.netns, err)) return false;
     vnet = opts.offload;
     tun = tun_open(opts.tun_name, vnet, kTunGsoMaxSize, err);
@@ -401,7 +404,7 @@ struct Router::Loop {
     struct epoll_event evs[kEpollEvents];
     bool stopping = false;
     while (!stopping) {
-      const int n = epoll_wait(epfd, evs, kEpollEvents, wait_ms());
+      const int n = busy_epoll_wait(busy, epfd, evs, kEpollEvents, wait_ms());
       if (n < 0) {
         if (errno == EINTR) continue;
         emit_error(errno_text("epoll_wait"));
@@ -462,6 +465,7 @@ struct Router::Loop {
         break;
       }
       tun_rx.add(1);
+      busy.moved();
       tun_rx_bytes.add(uint64_t(n));
       if (vnet) route_down_vnet(buf, size_t(n));
       else route_down(buf, size_t(n));
@@ -882,6 +886,7 @@ struct Router::Loop {
       if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) p->gso_rx.add(1);
     }
     tun_tx.add(1);
+    busy.moved();
     tun_tx_bytes.add(len);
   }
 
@@ -1409,6 +1414,9 @@ RouterStats Router::stats() const {
   s.uso_segments = l.uso_segments.get();
   s.held_frames = l.held_frames.get();
   s.held_writes = l.held_writes.get();
+  s.busy_polls = l.busy.polls();
+  s.busy_poll_caught = l.busy.caught();
+  s.busy_poll_ns = l.busy.poll_ns();
   for (int i = 0; i < kDropCount; i++) s.drops[i] = l.drops[i].get();
   s.peers.reserve(l.peers.size());
   for (const auto& p : l.peers) {

@@ -71,6 +71,9 @@ struct RouterOptions {
   // default: it would stretch how much a peer that stops reading absorbs
   // before its queue fills and drops are counted.
   uint32_t sndbuf = 0;
+  // Latency: how long the loop polls after moving a packet before it
+  // sleeps (busy_poll.h); 0: never.
+  uint32_t busy_poll_us = 0;
   // Offloads toward moat devices that ask for them (docs/offload.md): the tun
   // is opened with IFF_VNET_HDR and TSO/USO/checksum offload; plain peers get
   // plain packets (super-packets split here).
@@ -123,6 +126,7 @@ struct RouterStats {
   uint64_t uso_segments;          // the datagrams in them
   uint64_t held_frames;           // frames held to share a write (RouterOptions::hold_us)
   uint64_t held_writes;           // writes that carried held frames
+  uint64_t busy_polls, busy_poll_caught, busy_poll_ns;  // polls before sleeping (busy_poll.h); those an event ended; time in them
   uint64_t drops[kDropCount];
   std::vector<PeerStats> peers;
   std::vector<uint64_t> hits_in, hits_out;

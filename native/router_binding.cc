@@ -199,6 +199,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     opts.offload = !Get(o, "offload").IsUndefined() && GetBool(env, o, "offload");
     if (!Get(o, "holdUs").IsUndefined()) opts.hold_us = uint32_t(GetNumber(env, o, "holdUs", 0, 1000000));
     if (!Get(o, "sndbuf").IsUndefined()) opts.sndbuf = uint32_t(GetNumber(env, o, "sndbuf", 0, double(1 << 26)));
+    if (!Get(o, "busyPollUs").IsUndefined()) opts.busy_poll_us = uint32_t(GetNumber(env, o, "busyPollUs", 0, 1000));
     opts.bindings = ToBindings(env, Get(o, "bindings"));
     core_ = std::make_shared<Router>(std::move(opts));
   }
@@ -291,6 +292,9 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     o.Set("usoSegments", double(s.uso_segments));
     o.Set("heldFrames", double(s.held_frames));
     o.Set("heldWrites", double(s.held_writes));
+    o.Set("busyPolls", double(s.busy_polls));
+    o.Set("busyPollCaught", double(s.busy_poll_caught));
+    o.Set("busyPollNs", double(s.busy_poll_ns));
     o.Set("drops", DropsObject(env, s.drops));
     Napi::Array peers = Napi::Array::New(env, s.peers.size());
     for (size_t i = 0; i < s.peers.size(); i++) {

@@ -88,6 +88,14 @@ export function registerRouterMetrics(reg: client.Registry, src: MetricsSource):
     collect() { const s = snapshot(); this.reset(); setCounter(this, { unit: 'frames' }, s.heldFrames); setCounter(this, { unit: 'writes' }, s.heldWrites); },
   });
   new client.Counter({
+    name: 'moat_busy_polls_total', help: 'Polls of the router loop after moving a packet, before it sleeps (all), and those an event ended (caught); tuntap-router-busy-poll', labelNames: ['result'], registers: [reg],
+    collect() { const s = snapshot(); this.reset(); setCounter(this, { result: 'all' }, s.busyPolls); setCounter(this, { result: 'caught' }, s.busyPollCaught); },
+  });
+  new client.Counter({
+    name: 'moat_busy_poll_seconds_total', help: 'Time the router loop spent polling after traffic (tuntap-router-busy-poll; at most 5% of a CPU)', registers: [reg],
+    collect() { this.reset(); this.inc(snapshot().busyPollNs / 1e9); },
+  });
+  new client.Counter({
     name: 'moat_peer_offload_frames_total', help: 'Offload (virtio-net header) frames per peer: tx = router to peer, rx = peer to router; gso = of them super-packets', labelNames: ['peer', 'direction', 'kind'], registers: [reg],
     collect() {
       this.reset();

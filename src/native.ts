@@ -38,6 +38,7 @@ export interface RouterOptions {
   offload?: boolean;        // virtio-net offloads with moat devices that ask (docs/offload.md); absent: off
   holdUs?: number;          // spread traffic under a backlog: how long a peer's frames may wait to share a write; absent/0: never
   sndbuf?: number;          // each peer socket's send buffer, bytes; absent or 0: the kernel's (native/sndbuf.h)
+  busyPollUs?: number;      // polling after moving a packet before sleeping (native/busy_poll.h); absent/0: never
   bindings: PeerBinding[];
 }
 
@@ -90,6 +91,7 @@ export interface RouterStats {
   gsoSegments: number;                   // the packets those splits made
   usoTx: number; usoSegments: number;    // UDP runs merged into one super-packet for offload peers; datagrams in them
   heldFrames: number; heldWrites: number; // frames held to share a write (holdUs); the writes that carried them
+  busyPolls: number; busyPollCaught: number; busyPollNs: number; // polls before sleeping (busyPollUs); those an event ended; ns spent in them
   drops: DropCounts;
   peers: PeerStats[];
   hits: { in: number[]; out: number[] }; // per-rule hit counters of the current rule set
@@ -120,6 +122,7 @@ export interface DeviceOptions {
   reconnectMaxMs: number;
   offload?: boolean;        // ask the router for offloads (docs/offload.md); absent: off
   sndbuf?: number;          // the connection's send buffer, bytes; absent: 4 MiB (native/sndbuf.h); 0: the kernel's
+  busyPollUs?: number;      // polling after moving a packet before sleeping (native/busy_poll.h); absent/0: never
 }
 
 export type DeviceEvent =
@@ -138,6 +141,7 @@ export interface DeviceStats {
   vnetTx: number; gsoTx: number;    // kModVnet frames sent; of them super-packets
   vnetRx: number; gsoRx: number;    // kModVnet frames written to the tun; of them super-packets
   gsoSplit: number; gsoSegments: number;  // super-packets split for a plain router; segments made
+  busyPolls: number; busyPollCaught: number; busyPollNs: number; // polls before sleeping (busyPollUs); those an event ended; ns spent in them
   usoTx: number; usoSegments: number;     // UDP runs merged into one super-packet; datagrams in them
 }
 

@@ -218,6 +218,13 @@ bool Config::apply(const std::string& k, const std::string& v, std::string* err)
     device_offload = v == "on";
     return true;
   }
+  if (k == "device-busy-poll") {
+    if (!once(k, err)) return false;
+    long us;
+    if (!parse_number(v, 1000, &us)) return bad("expected microseconds, 0-1000");
+    device_busy_poll_us = uint32_t(us);
+    return true;
+  }
   if (k == "device-address") {
     if (!once(k, err)) return false;
     size_t slash = v.find('/');
@@ -310,8 +317,8 @@ bool Config::check(std::string* err) const {
     *err = "vassal-dir needs the fs namespace (clone fs)";
     return false;
   }
-  if (device_offload && !has_device) {
-    *err = "device-offload needs a device";
+  if ((device_offload || device_busy_poll_us != 0) && !has_device) {
+    *err = "device-offload and device-busy-poll need a device";
     return false;
   }
   if ((has_address || has_route) && !has_device) {

@@ -68,6 +68,7 @@ struct Config {
   bool has_device = false;
   std::string device_name, device_socket;
   bool device_offload = false;  // device-offload on|off (docs/offload.md)
+  uint32_t device_busy_poll_us = 0;  // device-busy-poll MICROSECONDS (docs/busy-poll.md)
   bool has_address = false;
   uint32_t address = 0;                // network byte order
   int prefix_bits = 32;

@@ -231,6 +231,7 @@ bool Runtime::start_device(std::string* err) {
   }
   o.queue_bytes = 65536;  // with offloads Device raises it to hold a few 64 KB frames
   o.offload = cfg_.device_offload;
+  o.busy_poll_us = cfg_.device_busy_poll_us;
   connect_efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (connect_efd_ < 0) {
     *err = errno_text("eventfd");

@@ -17,6 +17,8 @@ export const DEFAULT_RECONNECT_MAX_MS = 5000;
 const MIN_FRAME = 576;                         // the smallest datagram every IPv4 host must accept
 const MAX_FRAME = 65535;                       // the header's 16-bit size field
 const MAX_ID = 4294967294;
+export const DEFAULT_BUSY_POLL_US = 100;         // docs/busy-poll.md: poll this long after traffic before sleeping
+export const MAX_BUSY_POLL_US = 1000;
 export const DEFAULT_HOLD_MS = 10;               // docs/scale.md: spread traffic under a backlog
 const DEFAULT_OFFLOAD = true;                   // docs/offload.md: safe with uWSGI peers both ways                     // (uid_t)-1 means "unchanged"
 const SUN_PATH_MAX = 107;
@@ -155,6 +157,7 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
   const offload = boolOption(opts, 'tuntap-router-offload', DEFAULT_OFFLOAD);
   const holdMs = intOption(opts, 'tuntap-router-hold', DEFAULT_HOLD_MS, 0, 1000);
   const sndbuf = sndbufOption(opts, 'tuntap-router-sndbuf');
+  const busyPollUs = intOption(opts, 'tuntap-router-busy-poll', DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US);
 
   const rules: OptionRule[] = [];
   for (const o of checked.options) {
@@ -189,7 +192,7 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
   if (metricsOpt && !metrics!.includes(':')) fail(metricsOpt, `expected host:port, got '${metricsOpt.value}'`);
 
   return {
-    device, socket, stats, gateway, socketMode, socketOwner, maxFrame, queueBytes, offload, holdMs, ...sndbuf, rules, ruleFiles, bindings,
+    device, socket, stats, gateway, socketMode, socketOwner, maxFrame, queueBytes, offload, holdMs, busyPollUs, ...sndbuf, rules, ruleFiles, bindings,
     useCredentials, metrics, netns: netnsPath(opts.last('tuntap-router-netns')), warnings,
   };
 }
@@ -224,7 +227,8 @@ export function deviceConfig(options: OptionList): DeviceConfig {
     fail(opts.last('tuntap-device-reconnect-max')!, `${reconnectMaxMs} is below tuntap-device-reconnect-min ${reconnectMinMs}`);
   }
   const offload = boolOption(opts, 'tuntap-device-offload', DEFAULT_OFFLOAD);
-  return { device, socket, maxFrame, queueBytes, offload, ...sndbufOption(opts, 'tuntap-device-sndbuf'), reconnectMinMs, reconnectMaxMs, netns: netnsPath(opts.last('tuntap-device-netns')), warnings };
+  const busyPollUs = intOption(opts, 'tuntap-device-busy-poll', DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US);
+  return { device, socket, maxFrame, queueBytes, offload, busyPollUs, ...sndbufOption(opts, 'tuntap-device-sndbuf'), reconnectMinMs, reconnectMaxMs, netns: netnsPath(opts.last('tuntap-device-netns')), warnings };
 }
 
 /** The instance's own `uid`/`gid` (names or numbers): who a standalone router

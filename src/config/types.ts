@@ -41,6 +41,7 @@ export interface RouterConfig {
   queueBytes: number;           // moat: tuntap-router-queue-bytes (default 262144)
   offload?: boolean;            // moat: tuntap-router-offload (docs/offload.md)
   holdMs?: number;              // moat: tuntap-router-hold (docs/scale.md; absent: 10)
+  busyPollUs?: number;          // moat: tuntap-router-busy-poll (docs/busy-poll.md; absent: 100)
   sndbuf?: number;              // moat: tuntap-router-sndbuf (absent: the kernel's default)
   rules: OptionRule[];          // firewall options, in file order
   ruleFiles: string[];          // tuntap-router-firewall-file (file or directory of *.rules), in order
@@ -58,6 +59,7 @@ export interface DeviceConfig {
   queueBytes: number;           // moat: tuntap-device-queue-bytes (default 262144)
   offload?: boolean;            // moat: tuntap-device-offload (docs/offload.md)
   sndbuf?: number;              // moat: tuntap-device-sndbuf (absent: native default 4 MiB)
+  busyPollUs?: number;          // moat: tuntap-device-busy-poll (docs/busy-poll.md; absent: 100)
   reconnectMinMs: number;       // moat: tuntap-device-reconnect-min (default 100)
   reconnectMaxMs: number;       // moat: tuntap-device-reconnect-max (default 5000)
   netns?: string;               // moat: tuntap-device-netns

@@ -8,6 +8,7 @@
 import { EventEmitter } from 'node:events';
 
 import type { DeviceConfig } from '../config/types';
+import { DEFAULT_BUSY_POLL_US, MAX_BUSY_POLL_US } from '../config/router-config';
 import { addon, type DeviceEvent, type DeviceOptions, type DeviceStats, type NativeDevice } from '../native';
 
 export interface DeviceExtra {
@@ -69,7 +70,8 @@ export function deviceOptions(config: DeviceConfig, extra: DeviceExtra = {}): De
   const offload = config.offload ?? false;
   if (typeof offload !== 'boolean') throw new TypeError('offload must be a boolean');
   const sndbuf = config.sndbuf === undefined ? {} : { sndbuf: integer(config.sndbuf, 'sndbuf', 0, 1 << 26) };
-  return { name, netns, socketPath: config.socket, dirFd, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, offload, ...sndbuf };
+  const busyPollUs = integer(config.busyPollUs ?? DEFAULT_BUSY_POLL_US, 'busyPollUs', 0, MAX_BUSY_POLL_US);
+  return { name, netns, socketPath: config.socket, dirFd, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, offload, busyPollUs, ...sndbuf };
 }
 
 export interface Device {

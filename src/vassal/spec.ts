@@ -7,7 +7,7 @@ import path from 'node:path';
 import { lookupGroup, lookupUser } from '../config/accounts';
 import { formatSource } from '../config/option';
 import { checkOptions } from '../config/schema';
-import { deviceConfig } from '../config/router-config';
+import { DEFAULT_BUSY_POLL_US, deviceConfig } from '../config/router-config';
 import { ConfigError, Option, OptionList } from '../config/types';
 import { ipv4ToInt } from '../addr';
 import { ptyRouterConfigs, sharedPtyConfig, DEFAULT_PTY_GRACE_MS, DEFAULT_PTY_MAX_SESSIONS } from '../pty/config';
@@ -110,17 +110,21 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
     let socket: string;
     let devName: string;
     let offload: boolean;
-    const offloadOpts = all('tuntap-device-offload');
+    let busyPollUs: number;
+    // The device options the native runtime takes (the rest are the router's concern).
+    const offloadOpts = [...all('tuntap-device-offload'), ...all('tuntap-device-busy-poll')];
     if (!hasSocket && ctx.routerSocket) {
       // moat: a device without a socket connects to the emperor's own router.
       const d = deviceConfig([{ ...dev, value: `${dev.value.trim()} ${ctx.routerSocket}` }, ...offloadOpts]);
       devName = d.device;
       offload = d.offload ?? false;
+      busyPollUs = d.busyPollUs ?? DEFAULT_BUSY_POLL_US;
       socket = ctx.routerSocket;
     } else {
       const d = deviceConfig([dev, ...offloadOpts]);
       devName = d.device;
       offload = d.offload ?? false;
+      busyPollUs = d.busyPollUs ?? DEFAULT_BUSY_POLL_US;
       socket = d.socket;
       warnings.push(...d.warnings);
     }
@@ -128,6 +132,7 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
     device = { name: devName, socket };
     lines.push(`device ${devName} ${socket}`);
     if (offload) lines.push('device-offload on');
+    lines.push(`device-busy-poll ${busyPollUs}`);
   }
   let address: string | undefined;
   let addressSource: string | undefined;

@@ -59,7 +59,7 @@ test('defaults', () => {
   const c = router('tuntap-router = emperor0 /tmp/t.sock\n');
   assert.deepEqual(c, {
     device: 'emperor0', socket: '/tmp/t.sock', stats: undefined, gateway: undefined, socketMode: 0o660,
-    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 10, rules: [], ruleFiles: [], bindings: [],
+    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 10, busyPollUs: 100, rules: [], ruleFiles: [], bindings: [],
     useCredentials: false, metrics: undefined, netns: undefined, warnings: [],
   });
 });
@@ -123,7 +123,7 @@ test('from the command line', () => {
 test('deviceConfig', () => {
   const c = deviceConfig(ini('tuntap-device = uwsgi0 /run/moat/tuntap.sock\ntuntap-device-reconnect-min = 50\ntuntap-device-netns = /run/netns/v1\n'));
   assert.deepEqual(c, {
-    device: 'uwsgi0', socket: '/run/moat/tuntap.sock', maxFrame: 8188, queueBytes: 262144, offload: true,
+    device: 'uwsgi0', socket: '/run/moat/tuntap.sock', maxFrame: 8188, queueBytes: 262144, offload: true, busyPollUs: 100,
     reconnectMinMs: 50, reconnectMaxMs: 5000, netns: '/run/netns/v1', warnings: [],
   });
   // uWSGI splits at the first space: the rest is the path
@@ -164,6 +164,16 @@ test('tuntap-router-hold: ms, 0..1000, default 10', () => {
   assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = 250\n').holdMs, 250);
   throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = 1001\n'), /tuntap-router-hold: '1001' is outside/, 3);
   throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = soon\n'), /tuntap-router-hold/, 3);
+});
+
+test('tuntap-router-busy-poll / tuntap-device-busy-poll: µs, 0..1000, default 100', () => {
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\n').busyPollUs, 100);
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-busy-poll = 0\n').busyPollUs, 0);
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-busy-poll = 1000\n').busyPollUs, 1000);
+  throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-busy-poll = 1001\n'), /tuntap-router-busy-poll: '1001' is outside/, 3);
+  throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-busy-poll = -1\n'), /tuntap-router-busy-poll/, 3);
+  assert.equal(deviceConfig(ini('tuntap-device = u0 /s\ntuntap-device-busy-poll = 40\n')).busyPollUs, 40);
+  throwsConfig(() => deviceConfig(ini('tuntap-device = u0 /s\ntuntap-device-busy-poll = 2000\n')), /tuntap-device-busy-poll: '2000' is outside/);
 });
 
 test('tuntap-router-sndbuf / tuntap-device-sndbuf: bytes, 0..64 MiB, absent unless given (the native default, 4 MiB)', () => {

@@ -84,17 +84,17 @@ test('vassal spec: options to runtime lines, in the protocol\'s words', () => {
   ].join('\n') + '\n', '/etc/vassals/v1.ini');
   const s = vassalSpec('/etc/vassals/v1.ini', opts, { clone: ['fs', 'net'], hostDir: '/run/moat/vassals/v1.ini' });
   assert.deepEqual(s.lines, [
-    'name v1.ini', 'clone fs,net', 'device uwsgi0 /run/moat/t.sock', 'device-offload on', 'device-address 192.168.0.2/24', 'device-route 192.168.0.1',
+    'name v1.ini', 'clone fs,net', 'device uwsgi0 /run/moat/t.sock', 'device-offload on', 'device-busy-poll 100', 'device-address 192.168.0.2/24', 'device-route 192.168.0.1',
     'vassal-dir /run/moat/vassals/v1.ini /run/moat', 'pivot-root /srv/v1 /srv/v1/.old', 'gid 1000', 'uid 1000',
     'exec-as-root hostname v1', 'attach-daemon sleep 1000', 'env A=b c', 'exec-as-user id',
   ]);
   assert.equal(s.address, '192.168.0.2');
   // A device without a socket connects to the emperor's router; no fs namespace: no vassal-dir.
   const y = vassalSpec('v2.yaml', parseYaml('uwsgi:\n  tuntap-device: uwsgi0\n', 'v2.yaml'), { clone: [], hostDir: '/x', routerSocket: '/run/r.sock' });
-  assert.deepEqual(y.lines, ['name v2.yaml', 'device uwsgi0 /run/r.sock', 'device-offload on']);
-  // tuntap-device-offload = false: no line (the runtime's default is off).
-  const z = vassalSpec('v3.yaml', parseYaml('uwsgi:\n  tuntap-device: uwsgi0\n  tuntap-device-offload: false\n', 'v3.yaml'), { clone: [], hostDir: '/x', routerSocket: '/run/r.sock' });
-  assert.deepEqual(z.lines, ['name v3.yaml', 'device uwsgi0 /run/r.sock']);
+  assert.deepEqual(y.lines, ['name v2.yaml', 'device uwsgi0 /run/r.sock', 'device-offload on', 'device-busy-poll 100']);
+  // tuntap-device-offload = false: no line (the runtime's default is off); busy polling as given.
+  const z = vassalSpec('v3.yaml', parseYaml('uwsgi:\n  tuntap-device: uwsgi0\n  tuntap-device-offload: false\n  tuntap-device-busy-poll: 0\n', 'v3.yaml'), { clone: [], hostDir: '/x', routerSocket: '/run/r.sock' });
+  assert.deepEqual(z.lines, ['name v3.yaml', 'device uwsgi0 /run/r.sock', 'device-busy-poll 0']);
 });
 
 test('vassal spec: a bad value is a ConfigError with file:line', () => {
