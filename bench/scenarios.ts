@@ -34,6 +34,9 @@ export interface ScenarioOptions {
   /** moat: virtio-net offloads on both ends (--tuntap-router-offload /
    *  --tuntap-device-offload; docs/offload.md). Default on. */
   offload?: boolean;
+  /** moat: µs of polling after traffic on both ends (--tuntap-router-busy-poll /
+   *  --tuntap-device-busy-poll; docs/busy-poll.md). Absent: moat's default. */
+  busyPollUs?: number;
 }
 
 export const UWSGI_MAX_MTU = 8188;
@@ -149,6 +152,10 @@ export class TuntapScenario extends Scenario {
       const offload = this.opts.offload ?? true;
       routerArgs.push(`--tuntap-router-offload=${offload}`);
       deviceArgs.push(`--tuntap-device-offload=${offload}`);
+      if (this.opts.busyPollUs !== undefined) {
+        routerArgs.push('--tuntap-router-busy-poll', String(this.opts.busyPollUs));
+        deviceArgs.push('--tuntap-device-busy-poll', String(this.opts.busyPollUs));
+      }
       if (this.opts.mtu && this.opts.mtu > UWSGI_MAX_MTU) {
         routerArgs.push('--tuntap-router-max-frame', String(this.opts.mtu));
         deviceArgs.push('--tuntap-device-max-frame', String(this.opts.mtu));

@@ -15,6 +15,15 @@ test('defaults: all kinds, scale with 1000 peers for 3 s (1 s quick)', () => {
   assert.equal(parseArgs(['--quick']).scaleSeconds, 1);
 });
 
+test('--busy-poll: µs for both moat ends, 0..1000, absent by default', () => {
+  assert.equal(parseArgs([]).busyPollUs, undefined);
+  assert.equal(parseArgs(['--busy-poll', '0']).busyPollUs, 0);
+  assert.equal(parseArgs(['--busy-poll', '250']).busyPollUs, 250);
+  for (const bad of [['--busy-poll', '1001'], ['--busy-poll', '-1'], ['--busy-poll', 'x'], ['--busy-poll']]) {
+    assert.throws(() => parseArgs(bad), /--busy-poll/, bad.join(' '));
+  }
+});
+
 test('--scale-peers and --scale-seconds, in any order with --quick', () => {
   const o = parseArgs(['--scale-seconds', '2.5', '--quick', '--scale-peers', '200']);
   assert.equal(o.quick, true);
