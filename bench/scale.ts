@@ -34,6 +34,12 @@ function rssKiB(pid: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
+/** MOAT_SCALE_ROUTER_ARGS: more options for the moat CLI router, blank-separated
+ *  (to compare settings, e.g. "--tuntap-router-hold 50"). */
+function extraRouterArgs(): string[] {
+  return (process.env.MOAT_SCALE_ROUTER_ARGS ?? '').split(/\s+/).filter(Boolean);
+}
+
 export interface Round { peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number }
 
 async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number): Promise<Round> {
@@ -151,7 +157,7 @@ export async function measureScale(o: ScaleOptions): Promise<ScaleResult> {
     const sock = path.join(dir, 'router.sock');
     const router = pathd
       ? lab.spawn(pathd, ['router', tun, sock], { ns: gw })
-      : lab.spawn(process.execPath, [MOAT_CLI, '--tuntap-router', `${tun} ${sock}`], { ns: gw });
+      : lab.spawn(process.execPath, [MOAT_CLI, '--tuntap-router', `${tun} ${sock}`, ...extraRouterArgs()], { ns: gw });
     const rc = collect(router);
     await until(() => { if (router.exitCode !== null) throw new Error(`router exited: ${rc.err()}`); return fs.existsSync(sock); }, 30000, 'router socket');
     sh('ip', ['-n', gw, 'addr', 'add', `${GW}/16`, 'dev', tun]);

@@ -188,8 +188,11 @@ test('checks at the edge', () => {
   assert.throws(() => deviceOptions({ ...baseConfig('uwsgi0', sock), queueBytes: 100 }), /queueBytes must be in 8192..1073741824/);
   assert.throws(() => deviceOptions({ ...baseConfig('uwsgi0', sock), reconnectMaxMs: 10 }), /reconnectMaxMs must be in 20../);
   assert.deepEqual(deviceOptions(baseConfig('uwsgi0', 'rel/x.sock'), { dirFd: 7, netns: '/run/netns/v' }), {
-    name: 'uwsgi0', netns: '/run/netns/v', socketPath: 'rel/x.sock', dirFd: 7, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, offload: false,
+    name: 'uwsgi0', netns: '/run/netns/v', socketPath: 'rel/x.sock', dirFd: 7, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, offload: false, busyPollUs: 100,
   });
+  assert.equal(deviceOptions({ ...baseConfig('uwsgi0', sock), busyPollUs: 0 }).busyPollUs, 0);
+  assert.throws(() => deviceOptions({ ...baseConfig('uwsgi0', sock), busyPollUs: 1001 }), /busyPollUs must be in 0..1000/);
+  assert.throws(() => new (addon().Device)({ ...deviceOptions(baseConfig('uwsgi0', sock)), busyPollUs: 5000 }), /busyPollUs/);
   // The native constructor checks types too (TypeError), for callers that skip the wrapper.
   const D = addon().Device;
   assert.throws(() => new D({} as never), TypeError);
