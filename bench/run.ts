@@ -3,7 +3,7 @@
 //
 //   node dist/bench/run.js [--quick] [--only veth,uwsgi,moat]
 //                          [--skip-flood] [--skip-paced] [--skip-tcp] [--skip-rtt]
-//                          [--skip-scale] [--scale-peers N] [--scale-seconds S]
+//                          [--skip-scale] [--scale-peers N] [--scale-seconds S] [--scale-rounds R]
 //                          [--busy-poll US]   (moat's polling after traffic, both ends; docs/busy-poll.md)
 //                          [--mtu N]   (links at MTU N; uWSGI's at most 8188)
 //                          [--offload on|off]   (moat's virtio-net offloads; default on)
@@ -37,11 +37,14 @@ export interface Options {
   scalePeers: number;
   /** The scale section: flood seconds per round (3, 1 with --quick). */
   scaleSeconds: number;
+  /** The scale section: rounds of (1 peer, N peers); the ratio takes the best of each (3, 1 with --quick). */
+  scaleRounds: number;
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3 };
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3 };
   let scaleSeconds: number | undefined;
+  let scaleRounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') o.quick = true;
@@ -53,6 +56,10 @@ export function parseArgs(argv: string[]): Options {
     else if (a === '--scale-peers') {
       o.scalePeers = Number(argv[++i]);
       if (!Number.isInteger(o.scalePeers) || o.scalePeers < 1 || o.scalePeers > 20000) throw new Error('--scale-peers must be an integer 1..20000');
+    }
+    else if (a === '--scale-rounds') {
+      scaleRounds = Number(argv[++i]);
+      if (!(Number.isInteger(scaleRounds) && scaleRounds >= 1 && scaleRounds <= 5)) throw new Error('--scale-rounds must be an integer 1..5');
     }
     else if (a === '--scale-seconds') {
       scaleSeconds = Number(argv[++i]);
@@ -74,7 +81,8 @@ export function parseArgs(argv: string[]): Options {
     else throw new Error(`unknown option ${a}`);
   }
   o.scaleSeconds = scaleSeconds ?? (o.quick ? 1 : 3);
-  checkScaleOptions({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: 1 });
+  o.scaleRounds = scaleRounds ?? (o.quick ? 1 : 3);
+  checkScaleOptions({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: o.scaleRounds });
   return o;
 }
 
@@ -226,13 +234,13 @@ async function runScale(o: Options): Promise<ScaleSection> {
   const base = { peers: o.scalePeers, seconds: o.scaleSeconds, rounds: [] as Round[], target: SCALE_TARGET, pathd, lines: [] as string[] };
   if (!moatBuilt() && !pathd) return { ...base, status: 'skipped', reason: 'not built (dist/src/cli.js missing)' };
   try {
-    const r = await measureScale({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: 1 });
+    const r = await measureScale({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: o.scaleRounds });
     return { ...base, status: 'ok', rounds: r.rounds, ratio: r.ratio, rssPerIdlePeerKiB: r.rssPerIdlePeerKiB, lines: r.lines };
   } catch (e) {
     const reason = (e as Error).message;
     process.stderr.write(`  scale: ERROR ${reason}\n`);
     const rounds = e instanceof ScaleError ? e.rounds : [];
-    return { ...base, status: 'error', reason, rounds, lines: rounds.length ? summarize({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: 1 }, rounds).lines.slice(0, 1 + rounds.length) : [] };
+    return { ...base, status: 'error', reason, rounds, lines: rounds.length ? summarize({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: o.scaleRounds }, rounds).lines.slice(0, 1 + rounds.length) : [] };
   }
 }
 
@@ -351,7 +359,7 @@ async function main(): Promise<void> {
   t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off); busy polling: ${o.busyPollUs === undefined ? 'default (100 µs)' : `${o.busyPollUs} µs`} (--busy-poll US)`;
   if (scale) t += '\n\n' + scaleText(scale);
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error';
   process.exitCode = failed ? 1 : 0;

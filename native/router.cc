@@ -51,7 +51,7 @@ constexpr size_t kUsoMaxPacket = kTunGsoMaxSize;
 constexpr uint64_t kAcceptReportEvery = 10 * kSecond; // while it keeps failing, one event per 10 s
 // Holding (opts.hold_us): a peer stops waiting once this many frames or
 // bytes are held for it; a write that carries them pays off its cost.
-constexpr uint32_t kHoldFrames = 8;
+constexpr uint32_t kHoldFrames = 16;
 constexpr size_t kHoldBytes = 16384;
 constexpr size_t kReleaseBatch = 64;  // held peers written per loop turn
 

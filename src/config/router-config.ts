@@ -19,7 +19,7 @@ const MAX_FRAME = 65535;                       // the header's 16-bit size field
 const MAX_ID = 4294967294;
 export const DEFAULT_BUSY_POLL_US = 100;         // docs/busy-poll.md: poll this long after traffic before sleeping
 export const MAX_BUSY_POLL_US = 1000;
-export const DEFAULT_HOLD_MS = 10;               // docs/scale.md: spread traffic under a backlog
+export const DEFAULT_HOLD_MS = 50;               // docs/scale.md: spread traffic under a backlog
 const DEFAULT_OFFLOAD = true;                   // docs/offload.md: safe with uWSGI peers both ways                     // (uid_t)-1 means "unchanged"
 const SUN_PATH_MAX = 107;
 

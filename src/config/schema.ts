@@ -55,7 +55,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   m('tuntap-router-socket-owner', 'string', 'owner of the router socket: `user[:group]` (names or numbers)'),
   m('tuntap-router-max-frame', 'int', 'largest frame payload accepted from a peer (576..65535; above 8188 uWSGI peers cannot follow)', { default: '8188' }),
   m('tuntap-router-offload', 'bool', 'virtio-net offloads (TSO/USO, 64 KB frames) with moat devices that ask for them; uWSGI peers keep plain frames (docs/offload.md)', { default: 'true' }),
-  m('tuntap-router-hold', 'int', 'ms a peer\'s frames may wait to share one write while the tun has a backlog (traffic spread over many peers); light traffic is never held; 0 = never (docs/scale.md)', { default: '10' }),
+  m('tuntap-router-hold', 'int', 'ms a peer\'s frames may wait to share one write while the tun has a backlog (traffic spread over many peers); light traffic is never held; 0 = never (docs/scale.md)', { default: '50' }),
   m('tuntap-router-sndbuf', 'int', 'send buffer of each peer socket, bytes (0 = the kernel default; without CAP_NET_ADMIN capped by net.core.wmem_max; docs/scale.md)', { default: '0' }),
   m('tuntap-router-busy-poll', 'int', 'µs the router polls after moving a packet before it sleeps, so an answer finds it awake (lower ping RTT; at most 5% of a CPU, nothing when idle); 0 = never (docs/busy-poll.md)', { default: '100' }),
   m('tuntap-router-queue-bytes', 'int', 'bytes queued toward one peer before its packets are dropped', { default: '262144' }),

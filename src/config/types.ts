@@ -40,7 +40,7 @@ export interface RouterConfig {
   maxFrame: number;             // moat: tuntap-router-max-frame (default 8188)
   queueBytes: number;           // moat: tuntap-router-queue-bytes (default 262144)
   offload?: boolean;            // moat: tuntap-router-offload (docs/offload.md)
-  holdMs?: number;              // moat: tuntap-router-hold (docs/scale.md; absent: 10)
+  holdMs?: number;              // moat: tuntap-router-hold (docs/scale.md; absent: 50)
   busyPollUs?: number;          // moat: tuntap-router-busy-poll (docs/busy-poll.md; absent: 100)
   sndbuf?: number;              // moat: tuntap-router-sndbuf (absent: the kernel's default)
   rules: OptionRule[];          // firewall options, in file order

@@ -59,7 +59,7 @@ test('defaults', () => {
   const c = router('tuntap-router = emperor0 /tmp/t.sock\n');
   assert.deepEqual(c, {
     device: 'emperor0', socket: '/tmp/t.sock', stats: undefined, gateway: undefined, socketMode: 0o660,
-    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 10, busyPollUs: 100, rules: [], ruleFiles: [], bindings: [],
+    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 50, busyPollUs: 100, rules: [], ruleFiles: [], bindings: [],
     useCredentials: false, metrics: undefined, netns: undefined, warnings: [],
   });
 });
@@ -158,8 +158,8 @@ test('routerProcessUser: the emperor config\'s uid/gid, else nobody:nogroup, nev
   assert.deepEqual(user('emperor = /x', noNogroup), { uid: 65534, gid: 65534 });
 });
 
-test('tuntap-router-hold: ms, 0..1000, default 10', () => {
-  assert.equal(router('tuntap-router = e0 /tmp/t.sock\n').holdMs, 10);
+test('tuntap-router-hold: ms, 0..1000, default 50', () => {
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\n').holdMs, 50);
   assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = 0\n').holdMs, 0);
   assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = 250\n').holdMs, 250);
   throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-hold = 1001\n'), /tuntap-router-hold: '1001' is outside/, 3);
