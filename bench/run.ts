@@ -19,6 +19,7 @@ import path from 'node:path';
 import { requireRoot } from '../test/helpers/netns';
 import { buildFlood, cleanupAll, writeResults } from './lib';
 import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, pingTimes, RttResult, rttSummary, tcp, TcpResult } from './measure';
+import { targetsText } from './targets';
 import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summarize } from './scale';
 import { Kind, KINDS, makeScenario, moatBuilt, Scenario } from './scenarios';
 
@@ -86,8 +87,8 @@ export function parseArgs(argv: string[]): Options {
   return o;
 }
 
-interface DirFigures { flood?: FloodResult; paced?: PacedResult; tcp?: TcpResult; rtt?: RttResult }
-interface KindResult { status: 'ok' | 'skipped' | 'error'; reason?: string; restarts?: number; dirs: Partial<Record<Dir, DirFigures>> }
+export interface DirFigures { flood?: FloodResult; paced?: PacedResult; tcp?: TcpResult; rtt?: RttResult }
+export interface KindResult { status: 'ok' | 'skipped' | 'error'; reason?: string; restarts?: number; dirs: Partial<Record<Dir, DirFigures>> }
 
 // uWSGI's device sometimes exits while its path is being built (its tun
 // vanishes under `ip addr add`): a failed setup is retried, twice at most.
@@ -358,6 +359,7 @@ async function main(): Promise<void> {
   if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
   t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off); busy polling: ${o.busyPollUs === undefined ? 'default (100 µs)' : `${o.busyPollUs} µs`} (--busy-poll US)`;
   if (scale) t += '\n\n' + scaleText(scale);
+  if (results.moat && o.only.length === KINDS.length) t += '\n\n' + targetsText(results, scale);
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
   const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);

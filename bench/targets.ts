@@ -1,0 +1,55 @@
+// targets.ts: the throughput issue's "done when" checks, computed from one
+// `npm run bench` run's figures (no I/O), printed under its table so a run
+// says for itself which targets it met. Each line names the figures it used.
+import type { Dir } from './measure';
+import type { KindResult, ScaleSection } from './run';
+import { SCALE_TARGET } from './scale';
+
+type Results = Partial<Record<'veth' | 'uwsgi' | 'moat', KindResult>>;
+
+const DIR_NAMES: Record<Dir, string> = { v2g: 'vassal->gateway', g2v: 'gateway->vassal' };
+const n0 = (v: number) => Math.round(v).toLocaleString('en-US');
+const yes = (ok: boolean) => (ok ? 'met' : 'NOT met');
+const ok = (v: number | undefined): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
+
+/** uWSGI's highest sustained rate in dir: the most its router delivered, paced (<1% loss) or flooded. */
+function uwsgiSustained(r: Results, dir: Dir): number | undefined {
+  const d = r.uwsgi?.dirs[dir];
+  const v = Math.max(d?.paced?.maxPps ?? 0, d?.flood?.rxPps ?? 0);
+  return v > 0 ? v : undefined;
+}
+
+export function targetLines(r: Results, scale?: ScaleSection): string[] {
+  const out: string[] = [];
+  for (const dir of ['v2g', 'g2v'] as Dir[]) {
+    const m = r.moat?.dirs[dir];
+    const v = r.veth?.dirs[dir];
+    const u = r.uwsgi?.dirs[dir];
+    const name = DIR_NAMES[dir];
+    const flood = m?.flood?.rxPps;
+    const best = uwsgiSustained(r, dir);
+    const vflood = v?.flood?.rxPps;
+    if (ok(flood) && ok(best) && ok(vflood)) {
+      out.push(`64 B flood ${name}: moat ${n0(flood)} pps = ${(flood / best).toFixed(2)}x uWSGI's best sustained ${n0(best)} (>= 3): ${yes(flood >= 3 * best)}; ` +
+        `${(flood / vflood).toFixed(2)} of veth (>= 0.65): ${yes(flood >= 0.65 * vflood)}`);
+    } else out.push(`64 B flood ${name}: not measured for all three`);
+    const tm = m?.tcp?.mbps, tu = u?.tcp?.mbps, tv = v?.tcp?.mbps;
+    if (ok(tm) && ok(tu) && ok(tv)) {
+      out.push(`TCP ${name}: ${(tm / tu).toFixed(2)}x uWSGI (>= 5): ${yes(tm >= 5 * tu)}; ${(tm / tv).toFixed(2)} of veth (>= 0.40): ${yes(tm >= 0.4 * tv)}`);
+    } else out.push(`TCP ${name}: not measured for all three`);
+    const pm = m?.rtt?.p50, pu = u?.rtt?.p50, pv = v?.rtt?.p50;
+    if (ok(pm) && ok(pu) && ok(pv)) {
+      const am = pm - pv, au = pu - pv;
+      out.push(`ping p50 ${name}: moat adds ${am.toFixed(3)} ms over veth, uWSGI ${au.toFixed(3)} ms (moat below): ${yes(am < au)}; ` +
+        `p99 moat ${m?.rtt?.p99.toFixed(3)} uWSGI ${u?.rtt?.p99.toFixed(3)} veth ${v?.rtt?.p99.toFixed(3)} ms`);
+    } else out.push(`ping ${name}: not measured for all three`);
+  }
+  if (scale && scale.status === 'ok' && scale.ratio !== undefined && Number.isFinite(scale.ratio)) {
+    out.push(`${scale.peers} peers / 1 peer: ${scale.ratio.toFixed(2)} (>= ${SCALE_TARGET.toFixed(2)}): ${yes(scale.ratio >= SCALE_TARGET)}`);
+  } else out.push('scale: not measured');
+  return out;
+}
+
+export function targetsText(r: Results, scale?: ScaleSection): string {
+  return ['targets (one run):', ...targetLines(r, scale).map((l) => '  ' + l)].join('\n');
+}
