@@ -308,6 +308,8 @@ test('set-up errors: unknown keyword, bad values, too long line, pivot-root with
     [['clone fs,user'], /bad 'clone' value/],
     [['device-address 10.0.0.300/24'], /bad 'device-address'/],
     [['uid 12x'], /bad 'uid'/],
+    [['device u0 /tmp/x.sock', 'device-busy-poll 1001'], /bad 'device-busy-poll'.*0-1000/],
+    [['device-busy-poll 100'], /device-offload and device-busy-poll need a device/],
     [['uid 5'], /uid without gid/],
     [['name a', 'name b'], /'name' given twice/],
     [['pivot-root /a /a/b'], /pivot-root needs the fs namespace/],
