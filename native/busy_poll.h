@@ -27,10 +27,11 @@
 #include <sched.h>
 #include <stdint.h>
 #include <sys/epoll.h>
-#include <time.h>
 
 #include <algorithm>
-#include <atomic>
+
+#include "counter.h"
+#include "mono_clock.h"
 
 namespace moat {
 
@@ -66,44 +67,35 @@ class BusyPoll {
     const uint64_t spent = now - start;
     budget_ -= int64_t(spent);
     last_ = now;
-    bump(polls_, 1);
-    bump(poll_ns_, spent);
-    if (caught) bump(caught_, 1);
+    polls_.add(1);
+    poll_ns_.add(spent);
+    if (caught) caught_.add(1);
   }
 
-  uint64_t polls() const { return polls_.load(std::memory_order_relaxed); }
-  uint64_t caught() const { return caught_.load(std::memory_order_relaxed); }
-  uint64_t poll_ns() const { return poll_ns_.load(std::memory_order_relaxed); }
+  uint64_t polls() const { return polls_.get(); }
+  uint64_t caught() const { return caught_.get(); }
+  uint64_t poll_ns() const { return poll_ns_.get(); }
 
  private:
   uint64_t window_ = 0;
   bool pending_ = false;
   int64_t budget_ = 0;  // ns of polling allowed now; negative: a debt
   uint64_t last_ = 0;
-  // Written by the loop thread only: a load and a store, no locked add.
-  static void bump(std::atomic<uint64_t>& c, uint64_t n) {
-    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
-  std::atomic<uint64_t> polls_{0}, caught_{0}, poll_ns_{0};
+  Counter polls_, caught_, poll_ns_;
 };
 
 // epoll_wait(ep, evs, max, timeout_ms), polling first while bp says so.
 // Returns what epoll_wait returned.
 inline int busy_epoll_wait(BusyPoll& bp, int ep, struct epoll_event* evs, int max, int timeout_ms) {
-  auto mono = [] {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
-  };
   if (timeout_ms != 0 && bp.window_ns() != 0) {
-    const uint64_t start = mono();
+    const uint64_t start = mono_ns();
     const uint64_t deadline = bp.begin(start);
     if (deadline != 0) {
       int n;
       uint64_t t;
       for (;;) {
         n = epoll_wait(ep, evs, max, 0);
-        t = mono();
+        t = mono_ns();
         if (n != 0 || t >= deadline) break;
         sched_yield();
       }

@@ -535,8 +535,8 @@ struct Device::Loop {
     }
     if (!ok) return d.count_drop(Drop::TunWrite);
     d.from_router_packets_.fetch_add(1, std::memory_order_relaxed);
-    d.bp_.moved();
     d.from_router_bytes_.fetch_add(plen, std::memory_order_relaxed);
+    d.bp_.moved();
   }
 
   void on_socket_in() {
@@ -703,10 +703,10 @@ DeviceStatsSnapshot Device::stats() const {
   s.gso_split = gso_split_.load(std::memory_order_relaxed);
   s.gso_segments = gso_segments_.load(std::memory_order_relaxed);
   s.uso_tx = uso_tx_.load(std::memory_order_relaxed);
+  s.uso_segments = uso_segments_.load(std::memory_order_relaxed);
   s.busy_polls = bp_.polls();
   s.busy_poll_caught = bp_.caught();
   s.busy_poll_ns = bp_.poll_ns();
-  s.uso_segments = uso_segments_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -13,18 +13,12 @@
 #include <cstring>
 #include <memory>
 
+#include "counter.h"
 #include "drops.h"
 #include "frame.h"
 
 namespace moat {
 
-// A counter with one writer (the loop thread) and any number of readers.
-struct Counter {
-  std::atomic<uint64_t> v{0};
-  void add(uint64_t n) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void set(uint64_t n) { v.store(n, std::memory_order_relaxed); }
-  uint64_t get() const { return v.load(std::memory_order_relaxed); }
-};
 
 struct Peer {
   uint32_t id = 0;

@@ -25,6 +25,7 @@
 #include "classifier.h"
 #include "coalesce.h"
 #include "frame.h"
+#include "mono_clock.h"
 #include "offload.h"
 #include "peer.h"
 #include "sndbuf.h"
@@ -57,12 +58,6 @@ constexpr size_t kReleaseBatch = 64;  // held peers written per loop turn
 
 // epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
 constexpr uint64_t kTagTun = 1, kTagListen = 2, kTagControl = 3;
-
-uint64_t now_ns() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * kSecond + uint64_t(ts.tv_nsec);
-}
 
 std::string errno_text(const std::string& what, int e = errno) {
   return what + ": " + strerror(e);
@@ -411,7 +406,7 @@ struct Router::Loop {
         publish();
         return;
       }
-      now = now_ns();
+      now = mono_ns();
       // Control first: a rule change made before a packet was sent judges it.
       for (int i = 0; i < n; i++)
         if (evs[i].data.u64 == kTagControl) stopping = on_control();
@@ -465,13 +460,13 @@ struct Router::Loop {
         break;
       }
       tun_rx.add(1);
-      busy.moved();
       tun_rx_bytes.add(uint64_t(n));
+      busy.moved();
       if (vnet) route_down_vnet(buf, size_t(n));
       else route_down(buf, size_t(n));
     }
     flush_batch();
-    now = now_ns();
+    now = mono_ns();
     release_held(!backlog);
   }
 
@@ -886,8 +881,8 @@ struct Router::Loop {
       if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) p->gso_rx.add(1);
     }
     tun_tx.add(1);
-    busy.moved();
     tun_tx_bytes.add(len);
+    busy.moved();
   }
 
   // One packet to the tun: a vnet tun takes a header first (with_hdr: the
@@ -976,7 +971,7 @@ struct Router::Loop {
   // Asks the kernel (a learn is rare; refusals hit the cache above).
   bool is_gateway(uint32_t a) {
     gateway = interface_addresses(opts.tun_name);
-    gateway_at = now_ns();
+    gateway_at = mono_ns();
     return is_gateway_cached(a);
   }
 
@@ -1104,7 +1099,7 @@ struct Router::Loop {
   int wait_ms() const {
     if (!held.empty()) return 0;  // held frames: look once more, then write them
     if (accept_resume_at == 0) return 1000;
-    const uint64_t t = now_ns();
+    const uint64_t t = mono_ns();
     if (t >= accept_resume_at) return 0;
     return int(std::min<uint64_t>((accept_resume_at - t) / 1000000 + 1, 1000));
   }
