@@ -36,6 +36,7 @@
 
 #include "busy_poll.h"
 #include "drops.h"
+#include "sndbuf.h"
 
 namespace moat {
 
@@ -46,7 +47,7 @@ struct DeviceOptions {
   int dir_fd = -1;           // >= 0: socket_path resolved against this directory fd (see below)
   size_t max_frame = 8188;   // largest payload accepted from the router (and sent to it)
   size_t queue_bytes = 262144;  // bound of the outbound (to router) queue, headers included
-  uint32_t sndbuf = 4u << 20;   // the connection's send buffer (sndbuf.h); 0: the kernel's
+  uint32_t sndbuf = kPeerSndBuf;  // the connection's send buffer (sndbuf.h); 0: the kernel's
   uint32_t busy_poll_us = 0;    // polling after moving a packet before sleeping (busy_poll.h); 0: never
   uint32_t reconnect_min_ms = 100;
   uint32_t reconnect_max_ms = 5000;

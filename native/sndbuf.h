@@ -17,6 +17,7 @@
 
 namespace moat {
 
+// What a device asks by default (DeviceOptions::sndbuf).
 constexpr uint32_t kPeerSndBuf = 4u << 20;
 
 // 0: the kernel's default. Failure is not an error: the default stays.
