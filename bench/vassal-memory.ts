@@ -22,6 +22,8 @@ import { addon, NativeRouter } from '../src/native';
 import { Lab, requireRoot, sh, uniqueName } from '../test/helpers/netns';
 import { makeRootFs } from '../test/helpers/rootfs';
 import { pssKb, VassalRuntime } from '../test/helpers/vassal-runtime';
+import { deviceConfigFor } from '../src/config/router-config';
+import { deviceRuntimeLines } from '../src/vassal/spec';
 
 interface Row { count: number; totalKb: number; perVassalKb: number; launcherKb: number; runtimeKb: number; rssKb: number }
 
@@ -72,6 +74,7 @@ async function main(): Promise<void> {
         const n = i + 2;
         const v = new VassalRuntime([
           `name mem${i}`, 'clone fs,ipc,uts,net,pid', `device vm${i} ${sock}`,
+          ...deviceRuntimeLines(deviceConfigFor(`vm${i}`, sock)),
           `device-address ${net16}${n >> 8}.${n & 255}/16`, `device-route ${net16}0.1`,
           `pivot-root ${root.dir} ${root.putOld}`, 'gid 65534', 'uid 65534',
           ...(pty ? ['pty-router framed /tmp/pty.sock', 'pty-socket /tmp/shared.sock', 'pty-daemon exec sleep 100000'] : []),

@@ -1,6 +1,8 @@
 // channel.cc: lines, the set-up config and events (see channel.h).
 #include "channel.h"
 
+#include "../option_bounds.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/if.h>
@@ -155,6 +157,18 @@ bool parse_pty_socket(const std::string& v, PtySocketConfig* out, std::string* w
 
 }  // namespace
 
+// Bounds: the hard limits native code enforces (native/option_bounds.h);
+// the option table's rows must lie inside them (test/unit/option-table).
+const DeviceLine kDeviceLines[] = {
+    {"device-busy-poll", kBusyPollUs.lo, kBusyPollUs.hi, &Config::device_busy_poll_us},
+    {"device-sndbuf", kSndbuf.lo, kSndbuf.hi, &Config::device_sndbuf},
+    {"device-max-frame", kMaxFrame.lo, kMaxFrame.hi, &Config::device_max_frame},
+    {"device-queue-bytes", kQueueBytes.lo, kQueueBytes.hi, &Config::device_queue_bytes},
+    {"device-reconnect-min", kReconnectMs.lo, kReconnectMs.hi, &Config::device_reconnect_min_ms},
+    {"device-reconnect-max", kReconnectMs.lo, kReconnectMs.hi, &Config::device_reconnect_max_ms},
+};
+const size_t kDeviceLineCount = sizeof(kDeviceLines) / sizeof(kDeviceLines[0]);
+
 bool Config::once(const std::string& keyword, std::string* err) {
   if (std::find(seen_.begin(), seen_.end(), keyword) != seen_.end()) {
     *err = "'" + keyword + "' given twice";
@@ -218,11 +232,14 @@ bool Config::apply(const std::string& k, const std::string& v, std::string* err)
     device_offload = v == "on";
     return true;
   }
-  if (k == "device-busy-poll") {
+  for (size_t i = 0; i < kDeviceLineCount; i++) {
+    const DeviceLine& d = kDeviceLines[i];
+    if (k != d.keyword) continue;
     if (!once(k, err)) return false;
-    long us;
-    if (!parse_number(v, 1000, &us)) return bad("expected microseconds, 0-1000");
-    device_busy_poll_us = uint32_t(us);
+    long n;
+    if (!parse_number(v, long(d.hi), &n) || n < long(d.lo))
+      return bad(("expected a number " + std::to_string(d.lo) + ".." + std::to_string(d.hi)).c_str());
+    this->*d.field = uint32_t(n);
     return true;
   }
   if (k == "device-address") {
@@ -317,9 +334,33 @@ bool Config::check(std::string* err) const {
     *err = "vassal-dir needs the fs namespace (clone fs)";
     return false;
   }
-  if ((device_offload || device_busy_poll_us != 0) && !has_device) {
-    *err = "device-offload and device-busy-poll need a device";
+  bool any_device_line = std::find_if(seen_.begin(), seen_.end(), [](const std::string& k) {
+                           return k.rfind("device-", 0) == 0 && k != "device-address" && k != "device-route";
+                         }) != seen_.end();
+  if (any_device_line && !has_device) {
+    *err = "device options (device-offload, device-sndbuf...) need a device";
     return false;
+  }
+  if (has_device) {
+    // No defaults here: a missing line is the sender's bug, not a choice.
+    if (std::find(seen_.begin(), seen_.end(), "device-offload") == seen_.end()) {
+      *err = "device without device-offload (every device option must be sent)";
+      return false;
+    }
+    for (size_t i = 0; i < kDeviceLineCount; i++) {
+      if (std::find(seen_.begin(), seen_.end(), kDeviceLines[i].keyword) == seen_.end()) {
+        *err = std::string("device without ") + kDeviceLines[i].keyword + " (every device option must be sent)";
+        return false;
+      }
+    }
+    if (device_queue_bytes < device_max_frame + 4) {
+      *err = "device-queue-bytes is below device-max-frame + 4 (one whole frame)";
+      return false;
+    }
+    if (device_reconnect_max_ms < device_reconnect_min_ms) {
+      *err = "device-reconnect-max is below device-reconnect-min";
+      return false;
+    }
   }
   if ((has_address || has_route) && !has_device) {
     *err = "device-address and device-route need a device";

@@ -67,8 +67,16 @@ struct Config {
   int clone_flags = 0;                 // CLONE_NEW* bits
   bool has_device = false;
   std::string device_name, device_socket;
-  bool device_offload = false;  // device-offload on|off (docs/offload.md)
-  uint32_t device_busy_poll_us = 0;  // device-busy-poll MICROSECONDS (docs/busy-poll.md)
+  // The device's options: one line each, all required with `device` (the
+  // emperor sends every one from its row of the option table; the runtime
+  // has no defaults of its own). kDeviceLines says their bounds.
+  bool device_offload = false;         // device-offload on|off (docs/offload.md)
+  uint32_t device_busy_poll_us = 0;    // device-busy-poll MICROSECONDS (docs/busy-poll.md)
+  uint32_t device_sndbuf = 0;          // device-sndbuf BYTES (0: the kernel's)
+  uint32_t device_max_frame = 0;       // device-max-frame BYTES
+  uint32_t device_queue_bytes = 0;     // device-queue-bytes BYTES
+  uint32_t device_reconnect_min_ms = 0;  // device-reconnect-min MS
+  uint32_t device_reconnect_max_ms = 0;  // device-reconnect-max MS
   bool has_address = false;
   uint32_t address = 0;                // network byte order
   int prefix_bits = 32;
@@ -99,6 +107,17 @@ struct Config {
   std::vector<std::string> seen_;      // single-valued keywords already set
   bool once(const std::string& keyword, std::string* err);
 };
+
+// The numeric device lines and their bounds (native/option_bounds.h): what
+// `moat-vassal --device-options` lists, so a unit test can hold them against
+// the option table. device-offload (on|off) is the one non-numeric line.
+struct DeviceLine {
+  const char* keyword;
+  uint32_t lo, hi;
+  uint32_t Config::*field;
+};
+extern const DeviceLine kDeviceLines[];
+extern const size_t kDeviceLineCount;
 
 // Event lines to the emperor. Thread-safe; a failed write is dropped (the
 // emperor is gone: the runtime notices through EOF on the read side).

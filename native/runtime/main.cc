@@ -44,9 +44,17 @@ int usage_error(const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && strcmp(argv[1], "--device-options") == 0) {
+    // The device lines this runtime takes and their bounds, for the option
+    // table's unit test: "device-offload on|off", then "KEYWORD LO HI".
+    printf("device-offload on|off\n");
+    for (size_t i = 0; i < kDeviceLineCount; i++)
+      printf("%s %u %u\n", kDeviceLines[i].keyword, kDeviceLines[i].lo, kDeviceLines[i].hi);
+    return 0;
+  }
   if (argc > 1) {
     fprintf(stderr,
-            "usage: %s (no arguments)\n"
+            "usage: %s [--device-options]\n"
             "The vassal runtime of moat's emperor: it reads its config from fd 3 (a unix\n"
             "stream socket) and reports there; see docs/runtime-protocol.md.\n",
             argv[0]);

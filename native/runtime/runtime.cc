@@ -229,7 +229,12 @@ bool Runtime::start_device(std::string* err) {
     *err = errno_text("device: open the router socket's directory " + dir);
     return false;
   }
-  o.queue_bytes = 65536;  // with offloads Device raises it to hold a few 64 KB frames
+  // Every value from the vassal file's options or the table's defaults (the emperor sends them all).
+  o.max_frame = cfg_.device_max_frame;
+  o.queue_bytes = cfg_.device_queue_bytes;
+  o.sndbuf = cfg_.device_sndbuf;
+  o.reconnect_min_ms = cfg_.device_reconnect_min_ms;
+  o.reconnect_max_ms = cfg_.device_reconnect_max_ms;
   o.offload = cfg_.device_offload;
   o.busy_poll_us = cfg_.device_busy_poll_us;
   connect_efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -5,47 +5,22 @@
 // so their warnings also cover unknown, ignored and planned options.
 import { AccountFiles, lookupGroup, lookupUser } from './accounts';
 import { formatSource, splitQuoted } from './option';
-import { checkOptions, parseBool } from './schema';
+import { CheckedOptions, checkOptions, parseBool, spec } from './schema';
 import { ConfigError, DeviceConfig, Option, OptionList, OptionRule, RouterConfig } from './types';
 
 export const DEFAULT_DEVICE_SOCKET = '/tmp/tuntap.socket';
-export const DEFAULT_SOCKET_MODE = 0o660;
-export const DEFAULT_MAX_FRAME = 8188;        // uWSGI's 8192-byte buffer less the 4-byte header
-export const DEFAULT_QUEUE_BYTES = 262144;
-export const DEFAULT_RECONNECT_MIN_MS = 100;
-export const DEFAULT_RECONNECT_MAX_MS = 5000;
-const MIN_FRAME = 576;                         // the smallest datagram every IPv4 host must accept
-const MAX_FRAME = 65535;                       // the header's 16-bit size field
 const MAX_ID = 4294967294;
-export const DEFAULT_BUSY_POLL_US = 100;         // docs/busy-poll.md: poll this long after traffic before sleeping
-export const MAX_BUSY_POLL_US = 1000;
-export const DEFAULT_HOLD_MS = 50;               // docs/scale.md: spread traffic under a backlog
-const DEFAULT_OFFLOAD = true;                   // docs/offload.md: safe with uWSGI peers both ways                     // (uid_t)-1 means "unchanged"
 const SUN_PATH_MAX = 107;
-
-class Options {
-  constructor(readonly list: OptionList) {}
-  all(key: string): Option[] { return this.list.filter((o) => o.key === key); }
-  /** The last occurrence of a single-valued option (checkOptions warned about earlier ones). */
-  last(key: string): Option | undefined { const a = this.all(key); return a[a.length - 1]; }
-}
+const UWSGI_MAX_FRAME = 8188;                    // uWSGI's 8192-byte buffer less the 4-byte header
 
 const fail = (o: Option, message: string): never => { throw new ConfigError(`${o.key}: ${message}`, o.source); };
 
-function intOption(opts: Options, key: string, def: number, min: number, max: number): number {
+/** A queue must hold one whole frame (4-byte header + max-frame). */
+function queueBytes(opts: CheckedOptions, key: string, maxFrame: number): number {
+  const n = opts.int(key);
   const o = opts.last(key);
-  if (!o) return def;
-  const n = Number(o.value.trim());
-  if (!Number.isSafeInteger(n) || n < min || n > max) fail(o, `'${o.value}' is outside ${min}..${max}`);
-  return n;
-}
-
-function boolOption(opts: Options, key: string, def: boolean): boolean {
-  const o = opts.last(key);
-  if (!o) return def;
-  const b = parseBool(o.value);
-  if (b === undefined) fail(o, `expected true or false, got '${o.value}'`);
-  return b!;
+  if (o && n < maxFrame + 4) fail(o, `'${o.value}' is outside ${maxFrame + 4}..${spec(key).max} (at least max-frame + 4)`);
+  return Math.max(n, maxFrame + 4);
 }
 
 function deviceName(o: Option, name: string): string {
@@ -98,17 +73,16 @@ function userId(o: Option, user: string, accounts: AccountFiles): { uid: number;
   return u!;
 }
 
-function one(opts: Options, key: string, what: string): Option {
+function one(opts: CheckedOptions, key: string, what: string): Option {
   const list = opts.all(key);
   if (list.length === 0) throw new ConfigError(`no ${key} option: ${what}`);
   if (list.length > 1) fail(list[1], `given more than once (first at ${formatSource(list[0].source)}); moat runs one per ${key === 'tuntap-router' ? 'process' : 'vassal'}`);
   return list[0];
 }
 
-export function routerConfig(options: OptionList, accounts: AccountFiles = {}): RouterConfig {
-  const checked = checkOptions(options);
-  const warnings = [...checked.warnings];
-  const opts = new Options(checked.options);
+export function routerConfig(options: OptionList | CheckedOptions, accounts: AccountFiles = {}): RouterConfig {
+  const opts = checkOptions(options);
+  const warnings = [...opts.warnings];
 
   const r = one(opts, 'tuntap-router', 'tuntap-router = <device> <socket> [stats] [gateway]');
   const fields = splitQuoted(r.value, r.source, 'tuntap-router');
@@ -126,12 +100,10 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
   const gateway = fields[3];
   if (gateway !== undefined) warnings.push(`${formatSource(r.source)}: tuntap-router gateway '${gateway}' accepted and ignored (moat does not forward over UDP)`);
 
-  let socketMode = DEFAULT_SOCKET_MODE;
   const modeOpt = opts.last('tuntap-router-socket-mode');
-  if (modeOpt) {
-    if (!/^[0-7]{3,4}$/.test(modeOpt.value)) fail(modeOpt, `bad mode '${modeOpt.value}' (octal, e.g. 0660)`);
-    socketMode = parseInt(modeOpt.value, 8);
-  }
+  const mode = opts.string('tuntap-router-socket-mode')!;
+  if (!/^[0-7]{3,4}$/.test(mode)) fail(modeOpt!, `bad mode '${mode}' (octal, e.g. 0660)`);
+  const socketMode = parseInt(mode, 8);
 
   let socketOwner: RouterConfig['socketOwner'];
   const ownerOpt = opts.last('tuntap-router-socket-owner');
@@ -149,18 +121,13 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
     socketOwner = { uid: u.uid, gid: gid! };
   }
 
-  const maxFrame = intOption(opts, 'tuntap-router-max-frame', DEFAULT_MAX_FRAME, MIN_FRAME, MAX_FRAME);
-  if (maxFrame > DEFAULT_MAX_FRAME) {
-    warnings.push(`${formatSource(opts.last('tuntap-router-max-frame')!.source)}: tuntap-router-max-frame ${maxFrame} is above 8188: uWSGI peers cannot send or take such frames`);
+  const maxFrame = opts.int('tuntap-router-max-frame');
+  if (maxFrame > UWSGI_MAX_FRAME) {
+    warnings.push(`${formatSource(opts.last('tuntap-router-max-frame')!.source)}: tuntap-router-max-frame ${maxFrame} is above ${UWSGI_MAX_FRAME}: uWSGI peers cannot send or take such frames`);
   }
-  const queueBytes = intOption(opts, 'tuntap-router-queue-bytes', DEFAULT_QUEUE_BYTES, maxFrame + 4, 1 << 30);
-  const offload = boolOption(opts, 'tuntap-router-offload', DEFAULT_OFFLOAD);
-  const holdMs = intOption(opts, 'tuntap-router-hold', DEFAULT_HOLD_MS, 0, 1000);
-  const sndbuf = sndbufOption(opts, 'tuntap-router-sndbuf');
-  const busyPollUs = intOption(opts, 'tuntap-router-busy-poll', DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US);
 
   const rules: OptionRule[] = [];
-  for (const o of checked.options) {
+  for (const o of opts.options) {
     if (o.key !== 'tuntap-router-firewall-in' && o.key !== 'tuntap-router-firewall-out') continue;
     if (o.value.trim() === '') fail(o, 'empty rule');
     rules.push({ chain: o.key === 'tuntap-router-firewall-in' ? 'in' : 'out', text: o.value, index: rules.length + 1, source: o.source });
@@ -192,20 +159,22 @@ export function routerConfig(options: OptionList, accounts: AccountFiles = {}): 
   if (metricsOpt && !metrics!.includes(':')) fail(metricsOpt, `expected host:port, got '${metricsOpt.value}'`);
 
   return {
-    device, socket, stats, gateway, socketMode, socketOwner, maxFrame, queueBytes, offload, holdMs, busyPollUs, ...sndbuf, rules, ruleFiles, bindings,
+    device, socket, stats, gateway, socketMode, socketOwner, maxFrame,
+    queueBytes: queueBytes(opts, 'tuntap-router-queue-bytes', maxFrame),
+    offload: opts.bool('tuntap-router-offload'),
+    holdMs: opts.int('tuntap-router-hold'),
+    busyPollUs: opts.int('tuntap-router-busy-poll'),
+    sndbuf: opts.int('tuntap-router-sndbuf'),
+    rules, ruleFiles, bindings,
     useCredentials, metrics, netns: netnsPath(opts.last('tuntap-router-netns')), warnings,
   };
 }
 
-/** A connection's send buffer: only when given (absent: the native default, native/sndbuf.h). */
-function sndbufOption(opts: Options, key: string): { sndbuf?: number } {
-  return opts.last(key) ? { sndbuf: intOption(opts, key, 0, 0, 1 << 26) } : {};
-}
-
-export function deviceConfig(options: OptionList): DeviceConfig {
-  const checked = checkOptions(options);
-  const warnings = [...checked.warnings];
-  const opts = new Options(checked.options);
+/** `fallback.socket`: where a tuntap-device without a socket connects (in a
+ *  vassal: the emperor's router), instead of /tmp/tuntap.socket with a warning. */
+export function deviceConfig(options: OptionList | CheckedOptions, fallback: { socket?: string } = {}): DeviceConfig {
+  const opts = checkOptions(options);
+  const warnings = [...opts.warnings];
 
   // uWSGI splits at the first space: the device, then the socket path.
   const d = one(opts, 'tuntap-device', 'tuntap-device = <device>[ <socket>]');
@@ -213,22 +182,28 @@ export function deviceConfig(options: OptionList): DeviceConfig {
   const space = value.search(/[ \t]/);
   const device = deviceName(d, space < 0 ? value : value.slice(0, space));
   let socket = space < 0 ? '' : value.slice(space + 1).trim();
-  if (socket === '') {
+  if (socket === '' && fallback.socket) {
+    socket = fallback.socket;
+  } else if (socket === '') {
     socket = DEFAULT_DEVICE_SOCKET;
     warnings.push(`${formatSource(d.source)}: tuntap-device without a socket: moat connects to ${DEFAULT_DEVICE_SOCKET} (uWSGI would only create the device)`);
   }
   socketPath(d, socket);
 
-  const maxFrame = intOption(opts, 'tuntap-device-max-frame', DEFAULT_MAX_FRAME, MIN_FRAME, MAX_FRAME);
-  const queueBytes = intOption(opts, 'tuntap-device-queue-bytes', DEFAULT_QUEUE_BYTES, maxFrame + 4, 1 << 30);
-  const reconnectMinMs = intOption(opts, 'tuntap-device-reconnect-min', DEFAULT_RECONNECT_MIN_MS, 1, 3_600_000);
-  const reconnectMaxMs = intOption(opts, 'tuntap-device-reconnect-max', Math.max(DEFAULT_RECONNECT_MAX_MS, reconnectMinMs), 1, 3_600_000);
-  if (reconnectMaxMs < reconnectMinMs) {
-    fail(opts.last('tuntap-device-reconnect-max')!, `${reconnectMaxMs} is below tuntap-device-reconnect-min ${reconnectMinMs}`);
-  }
-  const offload = boolOption(opts, 'tuntap-device-offload', DEFAULT_OFFLOAD);
-  const busyPollUs = intOption(opts, 'tuntap-device-busy-poll', DEFAULT_BUSY_POLL_US, 0, MAX_BUSY_POLL_US);
-  return { device, socket, maxFrame, queueBytes, offload, busyPollUs, ...sndbufOption(opts, 'tuntap-device-sndbuf'), reconnectMinMs, reconnectMaxMs, netns: netnsPath(opts.last('tuntap-device-netns')), warnings };
+  const maxFrame = opts.int('tuntap-device-max-frame');
+  const reconnectMinMs = opts.int('tuntap-device-reconnect-min');
+  const maxOpt = opts.last('tuntap-device-reconnect-max');
+  // Unset, the longest delay is its default or the first delay, whichever is longer.
+  const reconnectMaxMs = maxOpt ? opts.int('tuntap-device-reconnect-max') : Math.max(opts.int('tuntap-device-reconnect-max'), reconnectMinMs);
+  if (reconnectMaxMs < reconnectMinMs) fail(maxOpt!, `${reconnectMaxMs} is below tuntap-device-reconnect-min ${reconnectMinMs}`);
+  return {
+    device, socket, maxFrame,
+    queueBytes: queueBytes(opts, 'tuntap-device-queue-bytes', maxFrame),
+    offload: opts.bool('tuntap-device-offload'),
+    busyPollUs: opts.int('tuntap-device-busy-poll'),
+    sndbuf: opts.int('tuntap-device-sndbuf'),
+    reconnectMinMs, reconnectMaxMs, netns: netnsPath(opts.last('tuntap-device-netns')), warnings,
+  };
 }
 
 /** The instance's own `uid`/`gid` (names or numbers): who a standalone router
@@ -268,4 +243,18 @@ export function routerProcessUser(options: OptionList, accounts: AccountFiles = 
   const gid = lookupGroup('nogroup', accounts) ?? lookupGroup('nobody', accounts) ?? nobody.gid;
   if (gid === undefined) throw new ConfigError('no group for the router process (nogroup, nobody): set gid in the emperor\'s config');
   return { uid: nobody.uid, gid };
+}
+
+const IN_CODE = { file: '<code>' };
+
+/** A router config built in code (tests, bench, an embedder): what
+ *  `tuntap-router = DEVICE SOCKET` gives, the table's defaults included, with
+ *  `more` over it. */
+export function routerConfigFor(device: string, socket: string, more: Partial<RouterConfig> = {}): RouterConfig {
+  return { ...routerConfig([{ key: 'tuntap-router', value: `${device} ${socket}`, source: IN_CODE }]), ...more };
+}
+
+/** A device config built in code, likewise (`tuntap-device = DEVICE SOCKET`). */
+export function deviceConfigFor(device: string, socket: string, more: Partial<DeviceConfig> = {}): DeviceConfig {
+  return { ...deviceConfig([{ key: 'tuntap-device', value: `${device} ${socket}`, source: IN_CODE }]), ...more };
 }

@@ -37,12 +37,12 @@ export interface RouterConfig {
   gateway?: string;             // field 4, accepted for compatibility
   socketMode: number;           // moat: tuntap-router-socket-mode (octal, default 0660)
   socketOwner?: { uid: number; gid: number };  // moat: tuntap-router-socket-owner = user[:group]
-  maxFrame: number;             // moat: tuntap-router-max-frame (default 8188)
-  queueBytes: number;           // moat: tuntap-router-queue-bytes (default 262144)
-  offload?: boolean;            // moat: tuntap-router-offload (docs/offload.md)
-  holdMs?: number;              // moat: tuntap-router-hold (docs/scale.md; absent: 50)
-  busyPollUs?: number;          // moat: tuntap-router-busy-poll (docs/busy-poll.md; absent: 100)
-  sndbuf?: number;              // moat: tuntap-router-sndbuf (absent: the kernel's default)
+  maxFrame: number;             // moat: tuntap-router-max-frame (options-table.ts has every default)
+  queueBytes: number;           // moat: tuntap-router-queue-bytes
+  offload: boolean;             // moat: tuntap-router-offload (docs/offload.md)
+  holdMs: number;               // moat: tuntap-router-hold (docs/scale.md)
+  busyPollUs: number;           // moat: tuntap-router-busy-poll (docs/busy-poll.md)
+  sndbuf: number;               // moat: tuntap-router-sndbuf (0: the kernel's default)
   rules: OptionRule[];          // firewall options, in file order
   ruleFiles: string[];          // tuntap-router-firewall-file (file or directory of *.rules), in order
   bindings: Array<{ uid: number; addr: string }>; // moat: tuntap-router-bind = uid|user addr
@@ -56,12 +56,12 @@ export interface DeviceConfig {
   device: string;               // tuntap-device field 1
   socket: string;               // field 2; absent: moat connects to /tmp/tuntap.socket (uWSGI would only create the device)
   maxFrame: number;             // moat: tuntap-device-max-frame (default 8188)
-  queueBytes: number;           // moat: tuntap-device-queue-bytes (default 262144)
-  offload?: boolean;            // moat: tuntap-device-offload (docs/offload.md)
-  sndbuf?: number;              // moat: tuntap-device-sndbuf (absent: native default 4 MiB)
-  busyPollUs?: number;          // moat: tuntap-device-busy-poll (docs/busy-poll.md; absent: 100)
-  reconnectMinMs: number;       // moat: tuntap-device-reconnect-min (default 100)
-  reconnectMaxMs: number;       // moat: tuntap-device-reconnect-max (default 5000)
+  queueBytes: number;           // moat: tuntap-device-queue-bytes
+  offload: boolean;             // moat: tuntap-device-offload (docs/offload.md)
+  sndbuf: number;               // moat: tuntap-device-sndbuf (0: the kernel's default)
+  busyPollUs: number;           // moat: tuntap-device-busy-poll (docs/busy-poll.md)
+  reconnectMinMs: number;       // moat: tuntap-device-reconnect-min 
+  reconnectMaxMs: number;       // moat: tuntap-device-reconnect-max 
   netns?: string;               // moat: tuntap-device-netns
   warnings: string[];           // as RouterConfig.warnings (added by h-config)
 }

@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 
 import type { DeviceConfig } from '../config/types';
-import { DEFAULT_BUSY_POLL_US, MAX_BUSY_POLL_US } from '../config/router-config';
+import { spec } from '../config/schema';
 import { addon, type DeviceEvent, type DeviceOptions, type DeviceStats, type NativeDevice } from '../native';
 
 export interface DeviceExtra {
@@ -35,9 +35,13 @@ export function checkDeviceName(name: unknown, what = 'tuntap-device name'): str
   return name;
 }
 
-function integer(v: unknown, what: string, lo: number, hi: number): number {
+/** A value of a DeviceConfig built by hand (the bench, tests, an embedder),
+ *  bounded by the option's row: the same bounds a config file gets. */
+function bounded(v: unknown, what: string, option: string, lo?: number): number {
+  const row = spec(option);
+  const min = lo ?? row.min!;
   if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${what} must be an integer`);
-  if (v < lo || v > hi) throw new RangeError(`${what} must be in ${lo}..${hi}, got ${v}`);
+  if (v < min || v > row.max!) throw new RangeError(`${what} must be in ${min}..${row.max}, got ${v}`);
   return v;
 }
 
@@ -56,22 +60,23 @@ export function deviceOptions(config: DeviceConfig, extra: DeviceExtra = {}): De
     throw new TypeError('tuntap-device socket must be a non-empty path');
   }
   if (config.socket.includes('\0')) throw new RangeError('tuntap-device socket path contains a NUL byte');
-  const dirFd = extra.dirFd === undefined ? -1 : integer(extra.dirFd, 'dirFd', 0, 0x7fffffff);
+  const dirFd = extra.dirFd === undefined ? -1 : extra.dirFd;
+  if (!Number.isInteger(dirFd) || dirFd < -1 || dirFd > 0x7fffffff) throw new TypeError('dirFd must be a file descriptor');
   const target = connectPath(config.socket, dirFd);
   if (Buffer.byteLength(target) > SUN_PATH_MAX) {
     throw new RangeError(`tuntap-device socket path "${target}" is ${Buffer.byteLength(target)} bytes; a unix socket path holds at most ${SUN_PATH_MAX}`);
   }
   const netns = extra.netns ?? config.netns ?? '';
   if (typeof netns !== 'string') throw new TypeError('netns must be a path string');
-  const maxFrame = integer(config.maxFrame, 'maxFrame', 1, 65535);
-  const queueBytes = integer(config.queueBytes, 'queueBytes', 4 + maxFrame, 1 << 30);
-  const reconnectMinMs = integer(config.reconnectMinMs, 'reconnectMinMs', 1, 3_600_000);
-  const reconnectMaxMs = integer(config.reconnectMaxMs, 'reconnectMaxMs', reconnectMinMs, 3_600_000);
-  const offload = config.offload ?? false;
+  const maxFrame = bounded(config.maxFrame, 'maxFrame', 'tuntap-device-max-frame');
+  const queueBytes = bounded(config.queueBytes, 'queueBytes', 'tuntap-device-queue-bytes', 4 + maxFrame);
+  const reconnectMinMs = bounded(config.reconnectMinMs, 'reconnectMinMs', 'tuntap-device-reconnect-min');
+  const reconnectMaxMs = bounded(config.reconnectMaxMs, 'reconnectMaxMs', 'tuntap-device-reconnect-max', reconnectMinMs);
+  const offload = config.offload;
   if (typeof offload !== 'boolean') throw new TypeError('offload must be a boolean');
-  const sndbuf = config.sndbuf === undefined ? {} : { sndbuf: integer(config.sndbuf, 'sndbuf', 0, 1 << 26) };
-  const busyPollUs = integer(config.busyPollUs ?? DEFAULT_BUSY_POLL_US, 'busyPollUs', 0, MAX_BUSY_POLL_US);
-  return { name, netns, socketPath: config.socket, dirFd, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, offload, busyPollUs, ...sndbuf };
+  const sndbuf = bounded(config.sndbuf, 'sndbuf', 'tuntap-device-sndbuf');
+  const busyPollUs = bounded(config.busyPollUs, 'busyPollUs', 'tuntap-device-busy-poll');
+  return { name, netns, socketPath: config.socket, dirFd, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, offload, busyPollUs, sndbuf };
 }
 
 export interface Device {

@@ -7,7 +7,6 @@ import path from 'node:path';
 import type { Server } from 'node:http';
 import { addon, NativeRouter, PeerBinding, RouterEvent, RouterStats } from '../native';
 import type { RouterConfig } from '../config/types';
-import { DEFAULT_BUSY_POLL_US, DEFAULT_HOLD_MS } from '../config/router-config';
 import type { RuleSet, CompiledRule } from '../rules/types';
 import { loadRuleSet } from '../rules/load';
 import { carryMap } from '../rules/compile';
@@ -82,10 +81,10 @@ export class Router extends EventEmitter {
       socketGid: c.socketOwner?.gid ?? -1,
       maxFrame: c.maxFrame,
       queueBytes: c.queueBytes,
-      offload: c.offload ?? false,
-      holdUs: (c.holdMs ?? DEFAULT_HOLD_MS) * 1000,
-      busyPollUs: c.busyPollUs ?? DEFAULT_BUSY_POLL_US,
-      ...(c.sndbuf !== undefined ? { sndbuf: c.sndbuf } : {}),
+      offload: c.offload,
+      holdUs: c.holdMs * 1000,
+      busyPollUs: c.busyPollUs,
+      sndbuf: c.sndbuf,
       acceptRuleBlocks: false,
       bindings: this.allBindings(),
     });
@@ -250,8 +249,8 @@ export class Router extends EventEmitter {
         socket: this.config.socket,
         tun: { rx_packets: s.rxPackets, rx_bytes: s.rxBytes, tx_packets: s.txPackets, tx_bytes: s.txBytes },
         offload: { enabled: this.config.offload ?? false, gso_split: s.gsoSplit, gso_segments: s.gsoSegments, uso_tx: s.usoTx, uso_segments: s.usoSegments },
-        hold: { ms: this.config.holdMs ?? DEFAULT_HOLD_MS, held_frames: s.heldFrames, held_writes: s.heldWrites },
-        busy_poll: { us: this.config.busyPollUs ?? DEFAULT_BUSY_POLL_US, polls: s.busyPolls, caught: s.busyPollCaught, ms: Math.round(s.busyPollNs / 1e3) / 1e3 },
+        hold: { ms: this.config.holdMs, held_frames: s.heldFrames, held_writes: s.heldWrites },
+        busy_poll: { us: this.config.busyPollUs, polls: s.busyPolls, caught: s.busyPollCaught, ms: Math.round(s.busyPollNs / 1e3) / 1e3 },
         drops: s.drops,
         rules: { in: hits(this.rules.in, s.hits.in), out: hits(this.rules.out, s.hits.out) },
         reloads: this.reloadCounts,

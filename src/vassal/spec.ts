@@ -6,9 +6,9 @@ import { parseCronOptions, CronEntry } from '../plugins/cron';
 import path from 'node:path';
 import { lookupGroup, lookupUser } from '../config/accounts';
 import { formatSource } from '../config/option';
-import { checkOptions } from '../config/schema';
-import { DEFAULT_BUSY_POLL_US, deviceConfig } from '../config/router-config';
-import { ConfigError, Option, OptionList } from '../config/types';
+import { checkOptions, findOption, OPTIONS, vassalUse } from '../config/schema';
+import { deviceConfig } from '../config/router-config';
+import { ConfigError, DeviceConfig, Option, OptionList } from '../config/types';
 import { ipv4ToInt } from '../addr';
 import { ptyRouterConfigs, sharedPtyConfig, DEFAULT_PTY_GRACE_MS, DEFAULT_PTY_MAX_SESSIONS } from '../pty/config';
 
@@ -106,33 +106,12 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
   let device: VassalSpec['device'];
   const dev = last('tuntap-device');
   if (dev) {
-    const hasSocket = /\S\s+\S/.test(dev.value.trim());
-    let socket: string;
-    let devName: string;
-    let offload: boolean;
-    let busyPollUs: number;
-    // The device options the native runtime takes (the rest are the router's concern).
-    const offloadOpts = [...all('tuntap-device-offload'), ...all('tuntap-device-busy-poll')];
-    if (!hasSocket && ctx.routerSocket) {
-      // moat: a device without a socket connects to the emperor's own router.
-      const d = deviceConfig([{ ...dev, value: `${dev.value.trim()} ${ctx.routerSocket}` }, ...offloadOpts]);
-      devName = d.device;
-      offload = d.offload ?? false;
-      busyPollUs = d.busyPollUs ?? DEFAULT_BUSY_POLL_US;
-      socket = ctx.routerSocket;
-    } else {
-      const d = deviceConfig([dev, ...offloadOpts]);
-      devName = d.device;
-      offload = d.offload ?? false;
-      busyPollUs = d.busyPollUs ?? DEFAULT_BUSY_POLL_US;
-      socket = d.socket;
-      warnings.push(...d.warnings);
-    }
-    if (/\s/.test(socket)) fail(dev, 'the socket path cannot contain blanks');
-    device = { name: devName, socket };
-    lines.push(`device ${devName} ${socket}`);
-    if (offload) lines.push('device-offload on');
-    lines.push(`device-busy-poll ${busyPollUs}`);
+    // moat: a device without a socket connects to the emperor's own router.
+    const d = deviceConfig(checked, { socket: ctx.routerSocket });
+    warnings.push(...d.warnings.filter((w) => !checked.warnings.includes(w)));
+    if (/\s/.test(d.socket)) fail(dev, 'the socket path cannot contain blanks');
+    device = { name: d.device, socket: d.socket };
+    lines.push(`device ${d.device} ${d.socket}`, ...deviceRuntimeLines(d));
   }
   let address: string | undefined;
   let addressSource: string | undefined;
@@ -183,12 +162,35 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
         if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(o.value)) fail(o, `expected KEY=VALUE, got '${o.value}'`);
         lines.push(`env ${oneLine(o)}`);
         break;
-      case 'emperor': case 'tuntap-router':
-        warnings.push(`${formatSource(o.source)}: ${o.key} in a vassal file is ignored (one emperor and one router per moat process)`);
-        break;
     }
   }
+  warnings.push(...notForVassals(opts));
   return { name, lines, address, addressSource, device, uid, gid, cron: parseCronOptions(opts), warnings };
+}
+
+/** The runtime's device lines: one per row of the option table with a
+ *  runtime line, valued from the checked device config (defaults included:
+ *  the runtime has none of its own). */
+export function deviceRuntimeLines(d: DeviceConfig): string[] {
+  return OPTIONS.filter((s) => s.runtime).map((s) => {
+    const v = d[s.native as keyof DeviceConfig];
+    if (typeof v !== 'number' && typeof v !== 'boolean') throw new Error(`schema: ${s.name}'s native field ${s.native} is not in DeviceConfig`);
+    return `${s.runtime} ${typeof v === 'boolean' ? (v ? 'on' : 'off') : v}`;
+  });
+}
+
+/** A warning, naming file:line, for each option a vassal file may not set
+ *  (the emperor's, the router's, ...): unknown, ignored and planned ones
+ *  were warned about by checkOptions already. */
+function notForVassals(opts: OptionList): string[] {
+  const out: string[] = [];
+  for (const o of opts) {
+    const s = findOption(o.key);
+    const u = s ? vassalUse(s) : undefined;
+    if (!s || u?.use !== 'warns' || s.status === 'ignored' || s.status === 'planned') continue;
+    out.push(`${formatSource(o.source)}: ${o.key} in a vassal file is ignored: ${u.reason}`);
+  }
+  return out;
 }
 
 /**

@@ -13,6 +13,7 @@ import { Device } from '../../src/device/device';
 import { ipToInt } from '../helpers/packets';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { startNativeRouter } from '../helpers/native-router';
+import { deviceConfigFor } from '../../src/config/router-config';
 
 const lab = new Lab();
 const N = 20000;
@@ -153,7 +154,7 @@ before(async () => {
   sh('ip', ['-n', gwNs, 'link', 'set', tun, 'up']);
   const name = uniqueName('mcd');
   tunA = name;
-  devA = new Device({ device: name, socket: sock, maxFrame: 8188, queueBytes: 4 << 20, reconnectMinMs: 20, reconnectMaxMs: 200, offload: true, warnings: [] },
+  devA = new Device(deviceConfigFor(name, sock, { maxFrame: 8188, queueBytes: 4 << 20, reconnectMinMs: 20, reconnectMaxMs: 200, offload: true }),
     { netns: `/run/netns/${nsA}` });
   devA.start();
   lab.onCleanup(() => devA.stop());

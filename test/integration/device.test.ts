@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import test from 'node:test';
+import { deviceConfigFor } from '../../src/config/router-config';
 
 import type { DeviceConfig } from '../../src/config/types';
 import { Device, deviceOptions } from '../../src/device/device';
@@ -54,7 +55,7 @@ class FakeRouter extends BaseRouter {
 }
 
 function baseConfig(device: string, socket: string): DeviceConfig {
-  return { device, socket, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, warnings: [] };
+  return deviceConfigFor(device, socket, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, offload: false });
 }
 
 async function setup(t: test.TestContext) {

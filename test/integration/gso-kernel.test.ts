@@ -16,6 +16,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'node:test';
+import { deviceConfigFor } from '../../src/config/router-config';
 
 import { Device } from '../../src/device/device';
 import { addon } from '../../src/native';
@@ -129,7 +130,7 @@ test('segments of UDP and TCP super-packets written to a real tun are accepted b
   const ns = lab.netns('mgs');
   await router.listen();
   const name = uniqueName('mgs');
-  dev = new Device({ device: name, socket: router.socketPath, maxFrame: 8188, queueBytes: 1 << 20, reconnectMinMs: 20, reconnectMaxMs: 200, warnings: [] },
+  dev = new Device(deviceConfigFor(name, router.socketPath, { maxFrame: 8188, queueBytes: 1 << 20, reconnectMinMs: 20, reconnectMaxMs: 200, offload: false }),
     { netns: `/run/netns/${ns}` });
   dev.start();
   sh('ip', ['-n', ns, 'addr', 'add', `${VASSAL.join('.')}/24`, 'dev', name]);

@@ -18,6 +18,7 @@ import { tcpTransfer } from '../helpers/transfer';
 import client from 'prom-client';
 import { registerRouterMetrics } from '../../src/metrics';
 import { encodeFrame, FrameReader, icmpEcho, udpPacket, MOD_HELLO, MOD_VNET, offloadHello, parseIpv4, PROTO_ICMP, vnetPayload } from '../helpers/packets';
+import { deviceConfigFor } from '../../src/config/router-config';
 
 const lab = new Lab();
 const BYTES = 30 * 1024 * 1024;
@@ -50,7 +51,7 @@ before(async () => {
 
   const device = (ns: string, n: number, offload: boolean) => {
     const name = uniqueName('mod');
-    const d = new Device({ device: name, socket: sock, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, offload, warnings: [] },
+    const d = new Device(deviceConfigFor(name, sock, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, offload }),
       { netns: `/run/netns/${ns}` });
     // Addressed before connecting: the hello goes out at once.
     d.start();

@@ -20,6 +20,7 @@ import { Device } from '../../src/device/device';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { startNativeRouter } from '../helpers/native-router';
 import { encodeFrame, FrameReader, icmpEcho, parseIpv4, PROTO_ICMP } from '../helpers/packets';
+import { deviceConfigFor } from '../../src/config/router-config';
 
 const lab = new Lab();
 let ns = '';
@@ -107,7 +108,7 @@ test('the device does the same for its router: fragments (DF clear), ICMP fragme
   await new Promise<void>((r) => server.listen(sockPath, () => r()));
   lab.onCleanup(() => { for (const c of conns) c.destroy(); server.close(); });
   const name = uniqueName('mpd');
-  const dev = new Device({ device: name, socket: sockPath, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, warnings: [] },
+  const dev = new Device(deviceConfigFor(name, sockPath, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, offload: false }),
     { netns: `/run/netns/${vns}` });
   dev.start();
   lab.onCleanup(() => dev.stop());

@@ -14,6 +14,8 @@ import { addon, NativeRouter, RouterEvent, RouterOptions } from '../../src/nativ
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { APP_GID, APP_UID, makeRootFs, RootFs } from '../helpers/rootfs';
 import { pidsInPidNs, VassalRuntime } from '../helpers/vassal-runtime';
+import { deviceConfigFor } from '../../src/config/router-config';
+import { deviceRuntimeLines } from '../../src/vassal/spec';
 
 const { Router } = addon();
 
@@ -69,6 +71,7 @@ function jailed(n: number, dir: string, extra: string[]): string[] {
     ...extra,   // hooks first: the runtime must still run them after the device and pivot-root
     'clone fs,ipc,uts,net,pid',
     `device vt${n} ${sockPath}`,
+    ...deviceRuntimeLines(deviceConfigFor(`vt${n}`, sockPath)),
     `device-address ${host(n)}/24`,
     `device-route ${gw}`,
     `vassal-dir ${dir} ${root.vassalMount}`,
@@ -308,8 +311,9 @@ test('set-up errors: unknown keyword, bad values, too long line, pivot-root with
     [['clone fs,user'], /bad 'clone' value/],
     [['device-address 10.0.0.300/24'], /bad 'device-address'/],
     [['uid 12x'], /bad 'uid'/],
-    [['device u0 /tmp/x.sock', 'device-busy-poll 1001'], /bad 'device-busy-poll'.*0-1000/],
-    [['device-busy-poll 100'], /device-offload and device-busy-poll need a device/],
+    [['device u0 /tmp/x.sock', 'device-busy-poll 1001'], /bad 'device-busy-poll'.*0\.\.1000/],
+    [['device u0 /tmp/x.sock', 'device-offload on'], /device without device-busy-poll/],
+    [['device-busy-poll 100'], /device options .* need a device/],
     [['uid 5'], /uid without gid/],
     [['name a', 'name b'], /'name' given twice/],
     [['pivot-root /a /a/b'], /pivot-root needs the fs namespace/],

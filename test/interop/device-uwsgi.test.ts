@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'node:test';
+import { deviceConfigFor } from '../../src/config/router-config';
 
 import type { DeviceConfig } from '../../src/config/types';
 import { Device } from '../../src/device/device';
@@ -74,9 +75,7 @@ test('our device talks to uWSGI tuntap router, and reconnects after the router r
 
   let router = await startUwsgiRouter(lab, { ns: gwNs, tun: gwTun, socket, addr: `${GW}/24` });
 
-  const config: DeviceConfig = {
-    device: devName, socket, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 50, reconnectMaxMs: 800, warnings: [],
-  };
+  const config: DeviceConfig = deviceConfigFor(devName, socket, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 50, reconnectMaxMs: 800, offload: false });
   device = new Device(config, { netns: `/run/netns/${vNs}` });
   const seen: string[] = [];
   const failures: Array<{ attempt: number; error: string; retryMs: number }> = [];

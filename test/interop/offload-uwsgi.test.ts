@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import test from 'node:test';
+import { deviceConfigFor } from '../../src/config/router-config';
 
 import { Device } from '../../src/device/device';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
@@ -43,7 +44,7 @@ test('(a) moat device with offload on + uWSGI router: the hello is harmless, tra
   const socket = path.join(tempDir(lab), 'router.sock');
   const devName = uniqueName('mdv');
   const gwTun = uniqueName('ugw');
-  device = new Device({ device: devName, socket, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 50, reconnectMaxMs: 200, offload: true, warnings: [] },
+  device = new Device(deviceConfigFor(devName, socket, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 50, reconnectMaxMs: 200, offload: true }),
     { netns: `/run/netns/${vNs}` });
   const seen: string[] = [];
   device.on('connected', () => seen.push('connected'));

@@ -59,7 +59,7 @@ test('defaults', () => {
   const c = router('tuntap-router = emperor0 /tmp/t.sock\n');
   assert.deepEqual(c, {
     device: 'emperor0', socket: '/tmp/t.sock', stats: undefined, gateway: undefined, socketMode: 0o660,
-    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 50, busyPollUs: 100, rules: [], ruleFiles: [], bindings: [],
+    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 50, busyPollUs: 100, sndbuf: 0, rules: [], ruleFiles: [], bindings: [],
     useCredentials: false, metrics: undefined, netns: undefined, warnings: [],
   });
 });
@@ -123,7 +123,7 @@ test('from the command line', () => {
 test('deviceConfig', () => {
   const c = deviceConfig(ini('tuntap-device = uwsgi0 /run/moat/tuntap.sock\ntuntap-device-reconnect-min = 50\ntuntap-device-netns = /run/netns/v1\n'));
   assert.deepEqual(c, {
-    device: 'uwsgi0', socket: '/run/moat/tuntap.sock', maxFrame: 8188, queueBytes: 262144, offload: true, busyPollUs: 100,
+    device: 'uwsgi0', socket: '/run/moat/tuntap.sock', maxFrame: 8188, queueBytes: 262144, offload: true, busyPollUs: 100, sndbuf: 4194304,
     reconnectMinMs: 50, reconnectMaxMs: 5000, netns: '/run/netns/v1', warnings: [],
   });
   // uWSGI splits at the first space: the rest is the path
@@ -176,11 +176,11 @@ test('tuntap-router-busy-poll / tuntap-device-busy-poll: µs, 0..1000, default 1
   throwsConfig(() => deviceConfig(ini('tuntap-device = u0 /s\ntuntap-device-busy-poll = 2000\n')), /tuntap-device-busy-poll: '2000' is outside/);
 });
 
-test('tuntap-router-sndbuf / tuntap-device-sndbuf: bytes, 0..64 MiB, absent unless given (the native default, 4 MiB)', () => {
-  assert.equal(router('tuntap-router = e0 /tmp/t.sock\n').sndbuf, undefined);
+test('tuntap-router-sndbuf / tuntap-device-sndbuf: bytes, 0..64 MiB, defaults 0 (the kernel\'s) and 4 MiB', () => {
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\n').sndbuf, 0);
   assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf = 0\n').sndbuf, 0);
   assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf = 1048576\n').sndbuf, 1048576);
   throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf = 67108865\n'), /tuntap-router-sndbuf: '67108865' is outside/, 3);
   assert.equal(deviceConfig(ini('tuntap-device = u0 /tmp/t.sock\ntuntap-device-sndbuf = 65536\n')).sndbuf, 65536);
-  assert.equal(deviceConfig(ini('tuntap-device = u0 /tmp/t.sock\n')).sndbuf, undefined);
+  assert.equal(deviceConfig(ini('tuntap-device = u0 /tmp/t.sock\n')).sndbuf, 4194304);
 });

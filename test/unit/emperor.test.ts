@@ -76,6 +76,10 @@ function makeEmperor(tag: string, backoffMinMs = 100) {
   return { emperor, dir, root, rec, lines: (name: string) => fs.readFileSync(path.join(rec, `${name}.lines`), 'utf8') };
 }
 
+// In the option table's order.
+const DEVICE_DEFAULTS = ['device-reconnect-min 100', 'device-reconnect-max 5000', 'device-max-frame 8188', 'device-offload on',
+  'device-sndbuf 4194304', 'device-busy-poll 100', 'device-queue-bytes 262144'];
+
 test('vassal spec: options to runtime lines, in the protocol\'s words', () => {
   const opts = parseIni([
     '[uwsgi]', 'exec-as-root = hostname v1', 'tuntap-device = uwsgi0 /run/moat/t.sock', 'tuntap-device-address = 192.168.0.2/24',
@@ -84,17 +88,19 @@ test('vassal spec: options to runtime lines, in the protocol\'s words', () => {
   ].join('\n') + '\n', '/etc/vassals/v1.ini');
   const s = vassalSpec('/etc/vassals/v1.ini', opts, { clone: ['fs', 'net'], hostDir: '/run/moat/vassals/v1.ini' });
   assert.deepEqual(s.lines, [
-    'name v1.ini', 'clone fs,net', 'device uwsgi0 /run/moat/t.sock', 'device-offload on', 'device-busy-poll 100', 'device-address 192.168.0.2/24', 'device-route 192.168.0.1',
+    'name v1.ini', 'clone fs,net', 'device uwsgi0 /run/moat/t.sock', ...DEVICE_DEFAULTS, 'device-address 192.168.0.2/24', 'device-route 192.168.0.1',
     'vassal-dir /run/moat/vassals/v1.ini /run/moat', 'pivot-root /srv/v1 /srv/v1/.old', 'gid 1000', 'uid 1000',
     'exec-as-root hostname v1', 'attach-daemon sleep 1000', 'env A=b c', 'exec-as-user id',
   ]);
   assert.equal(s.address, '192.168.0.2');
   // A device without a socket connects to the emperor's router; no fs namespace: no vassal-dir.
   const y = vassalSpec('v2.yaml', parseYaml('uwsgi:\n  tuntap-device: uwsgi0\n', 'v2.yaml'), { clone: [], hostDir: '/x', routerSocket: '/run/r.sock' });
-  assert.deepEqual(y.lines, ['name v2.yaml', 'device uwsgi0 /run/r.sock', 'device-offload on', 'device-busy-poll 100']);
-  // tuntap-device-offload = false: no line (the runtime's default is off); busy polling as given.
-  const z = vassalSpec('v3.yaml', parseYaml('uwsgi:\n  tuntap-device: uwsgi0\n  tuntap-device-offload: false\n  tuntap-device-busy-poll: 0\n', 'v3.yaml'), { clone: [], hostDir: '/x', routerSocket: '/run/r.sock' });
-  assert.deepEqual(z.lines, ['name v3.yaml', 'device uwsgi0 /run/r.sock', 'device-busy-poll 0']);
+  assert.deepEqual(y.lines, ['name v2.yaml', 'device uwsgi0 /run/r.sock', ...DEVICE_DEFAULTS]);
+  // Every device option of the file reaches the runtime (the runtime has no defaults of its own).
+  const z = vassalSpec('v3.yaml', parseYaml('uwsgi:\n  tuntap-device: uwsgi0\n  tuntap-device-offload: false\n  tuntap-device-busy-poll: 0\n  tuntap-device-sndbuf: 65536\n'
+    + '  tuntap-device-max-frame: 1500\n  tuntap-device-queue-bytes: 100000\n  tuntap-device-reconnect-min: 10\n  tuntap-device-reconnect-max: 99\n', 'v3.yaml'), { clone: [], hostDir: '/x', routerSocket: '/run/r.sock' });
+  assert.deepEqual(z.lines, ['name v3.yaml', 'device uwsgi0 /run/r.sock', 'device-reconnect-min 10', 'device-reconnect-max 99',
+    'device-max-frame 1500', 'device-offload off', 'device-sndbuf 65536', 'device-busy-poll 0', 'device-queue-bytes 100000']);
 });
 
 test('vassal spec: a bad value is a ConfigError with file:line', () => {
