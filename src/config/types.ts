@@ -55,7 +55,7 @@ export interface RouterConfig {
 export interface DeviceConfig {
   device: string;               // tuntap-device field 1
   socket: string;               // field 2; absent: moat connects to /tmp/tuntap.socket (uWSGI would only create the device)
-  maxFrame: number;             // moat: tuntap-device-max-frame (default 8188)
+  maxFrame: number;             // moat: tuntap-device-max-frame
   queueBytes: number;           // moat: tuntap-device-queue-bytes
   offload: boolean;             // moat: tuntap-device-offload (docs/offload.md)
   sndbuf: number;               // moat: tuntap-device-sndbuf (0: the kernel's default)

@@ -1,11 +1,9 @@
 // config.ts: the emperor's own options (emperor, emperor-use-clone,
 // emperor-freq, vassals-dir-root) from the option list of `moat emperor` or
 // `moat --ini FILE` whose file sets `emperor`.
+import { CheckedOptions, checkOptions } from '../config/schema';
 import { ConfigError, OptionList } from '../config/types';
 import { CloneName, parseClone } from '../vassal/spec';
-
-export const DEFAULT_VASSALS_DIR_ROOT = '/run/moat/vassals';
-export const DEFAULT_FREQ_S = 3;
 
 export interface EmperorConfig {
   dir: string;                 // emperor = DIR
@@ -14,8 +12,9 @@ export interface EmperorConfig {
   vassalsDirRoot: string;      // vassals-dir-root
 }
 
-export function emperorConfig(options: OptionList): EmperorConfig {
-  const last = (keys: string[]) => options.filter((o) => keys.includes(o.key)).pop();
+export function emperorConfig(options: OptionList | CheckedOptions): EmperorConfig {
+  const opts = checkOptions(options);
+  const last = (keys: string[]) => opts.options.filter((o) => keys.includes(o.key)).pop();
   const e = last(['emperor']);
   if (!e) throw new ConfigError('no emperor option: emperor = DIR (a directory of vassal files)');
   const dir = e.value.trim();
@@ -23,15 +22,9 @@ export function emperorConfig(options: OptionList): EmperorConfig {
   if (/^[a-z]+:\/\//.test(dir) || /[*?[]/.test(dir)) throw new ConfigError(`emperor: '${dir}': only a directory is supported (no glob, no scheme)`, e.source);
   const c = last(['emperor-use-clone', 'emperor-user-clone']);
   const clone = c ? parseClone(c) : [];
-  const f = last(['emperor-freq']);
-  let freqMs = DEFAULT_FREQ_S * 1000;
-  if (f) {
-    const n = Number(f.value.trim());
-    if (!Number.isFinite(n) || n <= 0 || n > 3600) throw new ConfigError(`emperor-freq: '${f.value}' is not a number of seconds in (0, 3600]`, f.source);
-    freqMs = Math.round(n * 1000);
-  }
+  const freqMs = Math.round(opts.int('emperor-freq') * 1000);
   const r = last(['vassals-dir-root']);
-  const vassalsDirRoot = r ? r.value.trim() : DEFAULT_VASSALS_DIR_ROOT;
+  const vassalsDirRoot = opts.string('vassals-dir-root')!.trim();
   if (!vassalsDirRoot.startsWith('/') || vassalsDirRoot === '/') {
     throw new ConfigError(`vassals-dir-root: '${vassalsDirRoot}' is not an absolute directory path`, r?.source);
   }

@@ -2,11 +2,12 @@
 // forkpty-urouter, pty-socket) and the client's (pty-connect, pty-uconnect).
 // Every bad value is a ConfigError naming the option and where it was set.
 import { AccountFiles, lookupGroup, lookupUser } from '../config/accounts';
+import { CheckedOptions, checkOptions, spec } from '../config/schema';
 import { ConfigError, Option, OptionList } from '../config/types';
 
-export const DEFAULT_PTY_SOCKET_MODE = 0o600;
-export const DEFAULT_PTY_GRACE_MS = 1000;
-export const DEFAULT_PTY_MAX_SESSIONS = 64;
+/** The table's defaults, for the runtime lines that are sent only when they differ. */
+export const DEFAULT_PTY_GRACE_MS = spec('forkpty-router-grace').default as number;
+export const DEFAULT_PTY_MAX_SESSIONS = spec('forkpty-router-max-sessions').default as number;
 const SUN_PATH_MAX = 107;
 const MAX_ID = 4294967294;
 
@@ -34,7 +35,8 @@ export interface SharedPtyConfig {
 }
 
 const fail = (o: Option, message: string): never => { throw new ConfigError(`${o.key}: ${message}`, o.source); };
-const last = (opts: OptionList, key: string): Option | undefined => opts.filter((o) => o.key === key).pop();
+type Options = OptionList | CheckedOptions;
+const last = (opts: Options, key: string): Option | undefined => checkOptions(opts).last(key);
 
 function socketPath(o: Option): string {
   const p = o.value.trim();
@@ -42,14 +44,6 @@ function socketPath(o: Option): string {
   if (p.includes(':') && !p.includes('/')) fail(o, `'${p}' looks like a TCP address; moat's pty servers take unix socket paths only`);
   if (Buffer.byteLength(p) > SUN_PATH_MAX) fail(o, `socket path longer than ${SUN_PATH_MAX} bytes`);
   return p;
-}
-
-function intOpt(opts: OptionList, key: string, def: number, lo: number, hi: number): number {
-  const o = last(opts, key);
-  if (!o) return def;
-  const n = Number(o.value.trim());
-  if (!Number.isInteger(n) || n < lo || n > hi) fail(o, `'${o.value}' must be an integer in ${lo}..${hi}`);
-  return n;
 }
 
 /** `user[:group]` to numbers (a user's primary group when no group is named). */
@@ -69,31 +63,30 @@ export function userGroup(o: Option, accounts: AccountFiles = {}): { uid: number
   return { uid: u!.uid, gid: gid! };
 }
 
-function common(opts: OptionList, accounts: AccountFiles) {
-  let socketMode = DEFAULT_PTY_SOCKET_MODE;
-  const modeOpt = last(opts, 'forkpty-router-socket-mode');
-  if (modeOpt) {
-    if (!/^[0-7]{3,4}$/.test(modeOpt.value.trim())) fail(modeOpt, `bad mode '${modeOpt.value}' (octal, e.g. 0600)`);
-    socketMode = parseInt(modeOpt.value.trim(), 8);
-  }
+function common(opts: Options, accounts: AccountFiles) {
+  const checked = checkOptions(opts);
+  const mode = checked.string('forkpty-router-socket-mode')!.trim();
+  if (!/^[0-7]{3,4}$/.test(mode)) fail(checked.last('forkpty-router-socket-mode')!, `bad mode '${mode}' (octal, e.g. 0600)`);
+  const socketMode = parseInt(mode, 8);
   const ownerOpt = last(opts, 'forkpty-router-socket-owner');
   const userOpt = last(opts, 'forkpty-router-user');
   return {
     socketMode,
     socketOwner: ownerOpt ? userGroup(ownerOpt, accounts) : undefined,
     session: userOpt ? userGroup(userOpt, accounts) : undefined,
-    rows: intOpt(opts, 'forkptyrouter-rows', 24, 1, 65535),
-    cols: intOpt(opts, 'forkptyrouter-cols', 80, 1, 65535),
+    rows: checked.int('forkptyrouter-rows'),
+    cols: checked.int('forkptyrouter-cols'),
   };
 }
 
 /** One config per forkpty-router / forkpty-urouter option given (0, 1 or 2). */
-export function ptyRouterConfigs(opts: OptionList, accounts: AccountFiles = {}): PtyRouterConfig[] {
+export function ptyRouterConfigs(opts: Options, accounts: AccountFiles = {}): PtyRouterConfig[] {
   const out: PtyRouterConfig[] = [];
   const c = common(opts, accounts);
+  const checked = checkOptions(opts);
   const command = last(opts, 'forkpty-router-command')?.value.trim() ?? '';
-  const graceMs = intOpt(opts, 'forkpty-router-grace', DEFAULT_PTY_GRACE_MS, 1, 600000);
-  const maxSessions = intOpt(opts, 'forkpty-router-max-sessions', DEFAULT_PTY_MAX_SESSIONS, 1, 65536);
+  const graceMs = checked.int('forkpty-router-grace');
+  const maxSessions = checked.int('forkpty-router-max-sessions');
   for (const [key, framed] of [['forkpty-router', false], ['forkpty-urouter', true]] as const) {
     const o = last(opts, key);
     if (!o) continue;
@@ -105,7 +98,7 @@ export function ptyRouterConfigs(opts: OptionList, accounts: AccountFiles = {}):
   return out;
 }
 
-export function sharedPtyConfig(opts: OptionList, accounts: AccountFiles = {}): SharedPtyConfig | undefined {
+export function sharedPtyConfig(opts: Options, accounts: AccountFiles = {}): SharedPtyConfig | undefined {
   const o = last(opts, 'pty-socket');
   if (!o) return undefined;
   const c = common(opts, accounts);
@@ -113,7 +106,7 @@ export function sharedPtyConfig(opts: OptionList, accounts: AccountFiles = {}): 
 }
 
 /** The client named by pty-connect / pty-uconnect, if any. */
-export function ptyClientConfig(opts: OptionList): { path: string; framed: boolean } | undefined {
+export function ptyClientConfig(opts: Options): { path: string; framed: boolean } | undefined {
   const u = last(opts, 'pty-uconnect');
   const r = last(opts, 'pty-connect');
   if (u && r) fail(u, 'give pty-connect or pty-uconnect, not both');

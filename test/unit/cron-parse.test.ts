@@ -151,7 +151,7 @@ test('what uWSGI silently ignores is an error naming file:line', () => {
   bad('cron-tab = * * * * *', /cron-tab: missing command/);
   bad('cron-tab = * * *', /expected five crontab fields/);
   bad('cron-tab = 0 0 30 2 * x', /never fires/);
-  bad('cron-harakiri = soon', /cron-harakiri must be a number of seconds/);
+  bad('cron-harakiri = soon', /cron-harakiri: 'soon' is not an integer/);
 });
 
 test('a command with a line break (possible in YAML/JSON) is refused: the runtime channel is line-based', () => {

@@ -15,6 +15,7 @@
 // must match. uWSGI ignores what it cannot read; we refuse it, naming file:line.
 import { Cron } from 'croner';
 import { formatSource } from '../../config/option';
+import { checkOptions } from '../../config/schema';
 import { ConfigError, Option, OptionList, Source } from '../../config/types';
 
 export type CronKey = 'cron' | 'unique-cron' | 'cron2' | 'cron-tab';
@@ -222,7 +223,6 @@ export function parseCronOption(o: Option, defaultHarakiri = 0): CronEntry {
  * Throws ConfigError naming file:line for the first line it cannot read.
  */
 export function parseCronOptions(options: OptionList): CronEntry[] {
-  let harakiri = 0;
-  for (const o of options) if (o.key === 'cron-harakiri') harakiri = parseSeconds(o.value, 'cron-harakiri', o.source);
+  const harakiri = checkOptions(options).int('cron-harakiri');
   return options.filter((o) => CRON_KEYS.includes(o.key)).map((o) => parseCronOption(o, harakiri));
 }
