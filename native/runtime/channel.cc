@@ -189,6 +189,15 @@ bool Config::apply(const std::string& k, const std::string& v, std::string* err)
         .push_back(v);
     return true;
   }
+  if (k == "cgroup") {
+    static const std::string kRoot = "/sys/fs/cgroup/";
+    if (v.compare(0, kRoot.size(), kRoot) != 0 || v.size() > 4000 || v.find("/..") != std::string::npos ||
+        v.find("/./") != std::string::npos)
+      return bad("expected a cgroup directory under /sys/fs/cgroup");
+    if (cgroups.size() >= 8) return bad("at most 8 cgroups (one per hierarchy)");
+    cgroups.push_back(v);
+    return true;
+  }
   if (k == "env") {
     size_t eq = v.find('=');
     if (eq == std::string::npos || eq == 0) return bad("expected KEY=VALUE");

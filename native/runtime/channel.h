@@ -83,6 +83,10 @@ struct Config {
   bool has_route = false;
   uint32_t gateway = 0;                // network byte order
   std::string vassal_host_dir, vassal_mountpoint;
+  // cgroup PATH (repeatable): the vassal's cgroup on each hierarchy; the
+  // launcher joins them all before anything of the vassal runs, so every
+  // process it starts is counted, limited and killed with it.
+  std::vector<std::string> cgroups;
   std::string new_root, put_old;
   std::vector<std::string> post_jail, as_root, as_user, daemons, env;
   long uid = -1, gid = -1;

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <linux/if.h>
@@ -14,8 +15,11 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <utility>
 
 namespace moat {
 namespace vassal {
@@ -110,6 +114,78 @@ bool bind_dir(const std::string& host_dir, const std::string& target, std::strin
   return true;
 }
 
+namespace {
+// mount_setattr(2) (Linux 5.12): glibc 2.36 has no wrapper everywhere.
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+struct MountAttr {
+  uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+constexpr uint64_t kAttrRdonly = 0x1, kAttrNosuid = 0x2, kAttrNodev = 0x4;
+constexpr unsigned kAtRecursive = 0x8000;
+}  // namespace
+
+bool remount_tree_readonly(const std::string& root, std::string* err) {
+  MountAttr attr{kAttrRdonly | kAttrNosuid | kAttrNodev, 0, 0, 0};
+  if (syscall(SYS_mount_setattr, AT_FDCWD, root.c_str(), kAtRecursive, &attr, sizeof attr) == 0) return true;
+  if (errno != ENOSYS) {
+    *err = errno_text("pivot-root: make " + root + " and its submounts read-only, nosuid, nodev");
+    return false;
+  }
+  // Before 5.12: the top mount only (submounts of the new root keep their flags).
+  if (mount(nullptr, root.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0) {
+    *err = errno_text("pivot-root: remount " + root + " read-only");
+    return false;
+  }
+  return true;
+}
+
+namespace {
+bool is_dir(const std::string& p) {
+  struct stat st;
+  return lstat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+}  // namespace
+
+bool populate_dev(const std::string& root, std::string* err) {
+  const std::string dev = root + "/dev";
+  if (!is_dir(dev)) return true;
+  if (mount("tmpfs", dev.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k") != 0) {
+    *err = errno_text("pivot-root: mount a tmpfs on " + dev);
+    return false;
+  }
+  // The few devices a program expects, bound from the host's /dev (whose
+  // mount allows devices): the rest of the root is nodev.
+  for (const char* name : {"null", "zero", "full", "random", "urandom", "tty"}) {
+    const std::string host = std::string("/dev/") + name, node = dev + "/" + name;
+    int fd = open(node.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0) {
+      *err = errno_text("pivot-root: create " + node);
+      return false;
+    }
+    close(fd);
+    if (mount(host.c_str(), node.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+      *err = errno_text("pivot-root: bind " + host + " on " + node);
+      return false;
+    }
+  }
+  if (mkdir((dev + "/pts").c_str(), 0755) != 0 || mkdir((dev + "/shm").c_str(), 01777) != 0 ||
+      chmod((dev + "/shm").c_str(), 01777) != 0) {
+    *err = errno_text("pivot-root: make /dev/pts and /dev/shm in " + dev);
+    return false;
+  }
+  const std::pair<const char*, const char*> links[] = {{"ptmx", "pts/ptmx"}, {"fd", "/proc/self/fd"},
+      {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}};
+  for (const auto& l : links) {
+    if (symlink(l.second, (dev + "/" + l.first).c_str()) != 0) {
+      *err = errno_text("pivot-root: link " + dev + "/" + l.first);
+      return false;
+    }
+  }
+  return true;
+}
+
 bool mount_proc(std::string* err) {
   if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
     *err = errno_text("mount a fresh proc on /proc");
@@ -150,11 +226,10 @@ bool pivot_into(const std::string& new_root_arg, const std::string& put_old, con
     *err = errno_text("pivot-root: bind " + root + " onto itself");
     return false;
   }
+  // The root and every mount under it: read-only, nosuid, nodev. Then the
+  // vassal dir, the one writable place, on top.
+  if (!remount_tree_readonly(root, err)) return false;
   if (!host_dir.empty() && !bind_dir(host_dir, root + mountpoint, err)) return false;
-  if (mount(nullptr, root.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID, nullptr) != 0) {
-    *err = errno_text("pivot-root: remount " + root + " read-only");
-    return false;
-  }
   const std::string proc = root + "/proc", tmp = root + "/tmp";
   if (mount("proc", proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
     *err = errno_text("pivot-root: mount proc on " + proc);
@@ -164,13 +239,19 @@ bool pivot_into(const std::string& new_root_arg, const std::string& put_old, con
     *err = errno_text("pivot-root: mount tmpfs on " + tmp);
     return false;
   }
+  if (!populate_dev(root, err)) return false;
   if (devpts) {
     // A devpts of the vassal's own: its ptys are not the host's, nor the host's its.
     const std::string pts = root + "/dev/pts";
     if (mount("devpts", pts.c_str(), "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0) {
-      *err = errno_text("pivot-root: mount devpts on " + pts + " (a pty server needs /dev/pts in the new root)");
+      *err = errno_text("pivot-root: mount devpts on " + pts + " (a pty server needs /dev in the new root)");
       return false;
     }
+  }
+  const std::string dev = root + "/dev";
+  if (is_dir(dev) && mount(nullptr, dev.c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, nullptr) != 0) {
+    *err = errno_text("pivot-root: remount " + dev + " read-only");
+    return false;
   }
   if (chdir(root.c_str()) != 0) {
     *err = errno_text("pivot-root: chdir " + root);
@@ -193,6 +274,12 @@ bool pivot_into(const std::string& new_root_arg, const std::string& put_old, con
 }
 
 bool drop_privileges(long uid, long gid, std::string* err) {
+  // No set-user-ID program (nor file capability) gives anything back, with a
+  // uid to drop to or without (a vassal that keeps root gains nothing either).
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    *err = errno_text("prctl(PR_SET_NO_NEW_PRIVS)");
+    return false;
+  }
   if (uid < 0 && gid < 0) return true;
   if (setgroups(0, nullptr) != 0) {
     *err = errno_text("setgroups(0, NULL)");
@@ -204,11 +291,6 @@ bool drop_privileges(long uid, long gid, std::string* err) {
   }
   if (uid >= 0 && setuid(uid_t(uid)) != 0) {
     *err = errno_text("setuid(" + std::to_string(uid) + ")");
-    return false;
-  }
-  // No set-user-ID program (nor file capability) gives anything back.
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    *err = errno_text("prctl(PR_SET_NO_NEW_PRIVS)");
     return false;
   }
   if (gid > 0 && (getgid() != gid_t(gid) || getegid() != gid_t(gid) || (uid > 0 && setgid(0) == 0))) {

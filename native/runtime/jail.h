@@ -5,12 +5,12 @@
 //
 // Limits: IPv4 only, one default route; the new root must already hold the
 // directories /proc, /tmp, the put_old directory and the vassal-dir mount
-// point, and /dev/pts with a pty server (the root is mounted read-only,
-// nothing is created in it).
+// point (the root is mounted read-only, nothing is created in it; /dev, if
+// there, is replaced by a tmpfs of moat's own).
 //
 // Syscalls: socket(AF_INET, SOCK_DGRAM) + ioctl(SIOCSIFADDR, SIOCSIFNETMASK,
 // SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCADDRT); mount, umount2, pivot_root, chdir,
-// realpath (lstat/readlink); setgroups, setgid, setuid, getuid, geteuid,
+// realpath (lstat/readlink), mount_setattr; setgroups, setgid, setuid, getuid, geteuid,
 // getgid, getegid, prctl(PR_SET_NO_NEW_PRIVS).
 #pragma once
 #include <cstdint>
@@ -34,8 +34,8 @@ bool make_mounts_private(std::string* err);
 bool bind_dir(const std::string& host_dir, const std::string& target, std::string* err);
 
 // uWSGI's pivot-root with moat's jail around it: bind new_root onto itself,
-// bind the vassal dir inside it (if host_dir is not empty), remount the root
-// read-only and nosuid, mount a fresh proc (for this pid namespace) on /proc
+// make it and its submounts read-only, nosuid and nodev, bind the vassal dir
+// inside it (if host_dir is not empty, read-write), mount a fresh proc (for this pid namespace) on /proc
 // and a tmpfs on /tmp, pivot_root into it, chdir / and detach the old root.
 // put_old is absolute under new_root or relative to it, as pivot_root(2)
 // takes it with new_root as the working directory. With `devpts` (a pty
@@ -45,13 +45,23 @@ bool bind_dir(const std::string& host_dir, const std::string& target, std::strin
 bool pivot_into(const std::string& new_root, const std::string& put_old, const std::string& host_dir,
                 const std::string& mountpoint, bool devpts, std::string* err);
 
+// A /dev of the vassal's own in the new root (when it has a /dev): a small
+// tmpfs holding null, zero, full, random, urandom and tty bound from the
+// host's, pts/ and shm/, and the usual links (ptmx, fd, stdin...); read-only
+// once a devpts is on pts/. The rest of the root is nodev.
+bool populate_dev(const std::string& root, std::string* err);
+
+// Makes `root` and every mount under it read-only, nosuid and nodev
+// (mount_setattr with AT_RECURSIVE; before Linux 5.12 the top mount only).
+bool remount_tree_readonly(const std::string& root, std::string* err);
+
 // Mounts a fresh proc on /proc (a new pid namespace without pivot-root, in
 // the vassal's own mount namespace), so /proc shows the vassal's processes
 // with the vassal's pids.
 bool mount_proc(std::string* err);
 
-// setgroups(0, NULL), setgid, setuid (uid or gid < 0: that step skipped),
-// then no_new_privs; verifies that setuid(0)/setgid(0) now fail and that no
+// no_new_privs (always), then setgroups(0, NULL), setgid, setuid (uid or
+// gid < 0: that step skipped); verifies that setuid(0)/setgid(0) now fail and that no
 // id is 0 any more. No way back.
 bool drop_privileges(long uid, long gid, std::string* err);
 

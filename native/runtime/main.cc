@@ -16,7 +16,7 @@
 // Limits: kMaxConfigLines set-up lines of kMaxLine bytes; an unknown keyword,
 // a malformed value or a too long line before "start" is `error ...`, exit 2.
 //
-// Syscalls: fcntl, read, write, unshare, fork, pipe2, prctl(PR_SET_PDEATHSIG),
+// Syscalls: fcntl, read, write, open (cgroup.procs), unshare, fork, pipe2, prctl(PR_SET_PDEATHSIG),
 // sigprocmask, sigaction, sigwaitinfo, kill, waitpid, close.
 #include <errno.h>
 #include <fcntl.h>
@@ -105,6 +105,17 @@ int main(int argc, char** argv) {
   for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set, s);
   sigprocmask(SIG_BLOCK, &set, nullptr);
 
+  // Into the vassal's cgroups first: the runtime and all it starts are in them.
+  for (const std::string& cg : cfg.cgroups) {
+    const std::string procs = cg + "/cgroup.procs";
+    int fd = open(procs.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    const std::string pid = std::to_string(getpid());
+    if (fd < 0 || write(fd, pid.data(), pid.size()) != ssize_t(pid.size())) {
+      emit("error", "join cgroup " + cg + ": " + strerror(errno));
+      return 1;
+    }
+    close(fd);
+  }
   if (cfg.clone_flags != 0 && unshare(cfg.clone_flags) != 0) {
     emit("error", std::string("unshare: ") + strerror(errno));
     return 1;

@@ -94,10 +94,12 @@ test('a forkpty session: socket mode and owner, start and end events with the ex
   assert.equal(fs.existsSync(sock), false, 'socket removed');
 });
 
-test('set-up failures: no /dev/pts in the new root, a socket that cannot be bound', async () => {
+test('set-up failures: no /dev in the new root, a socket that cannot be bound', async () => {
   requireRoot();
   const root = makeRootFs();
   lab.onCleanup(() => root.remove());
+  // With a /dev the runtime mounts a /dev of its own (pts/ included); without one there is nowhere for devpts.
+  fs.rmSync(path.join(root.dir, 'dev'), { recursive: true, force: true });
   const a = vassal(['name nopts', 'clone fs,uts,pid', `pivot-root ${root.dir} ${root.putOld}`, 'pty-router framed /tmp/p.sock']);
   assert.equal((await a.waitExit()).code, 1);
   assert.match(a.find('error')?.value ?? '', /mount devpts on .*\/dev\/pts/);

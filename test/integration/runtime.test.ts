@@ -161,7 +161,11 @@ test('a jailed vassal: namespaces, pivot-root, read-only root, device, hooks in 
   assert.ok(mounts.some((m) => m[1] === '/proc' && m[2] === 'proc'), 'fresh /proc');
   assert.ok(mounts.some((m) => m[1] === '/tmp' && m[2] === 'tmpfs'), 'tmpfs /tmp');
   assert.ok(!mounts.some((m) => m[1].startsWith('/.old_root')), 'old root detached');
-  assert.ok(mounts.length <= 6, `own small mount table: ${read(dir, 'mounts')}`);
+  assert.ok(mounts.filter((m) => !m[1].startsWith('/dev')).length <= 6, `own small mount table: ${read(dir, 'mounts')}`);
+  assert.ok(['nosuid', 'nodev'].every((f) => rootMount![3].split(',').includes(f)), `root nosuid, nodev: ${rootMount}`);
+  const devMount = mounts.find((m) => m[1] === '/dev');
+  assert.ok(devMount && devMount[2] === 'tmpfs' && devMount[3].split(',').includes('ro'), `a read-only /dev of the vassal's own: ${devMount}`);
+  assert.ok(mounts.some((m) => m[1] === '/dev/null'), '/dev/null bound from the host');
   assert.notEqual(read(dir, 'touch-root'), '0', 'touch / fails');
   assert.equal(read(dir, 'touch-tmp'), 'ok', '/tmp is writable');
   // the network: ping through the device, the router and the gateway's kernel
