@@ -1,6 +1,7 @@
 // native.ts: loads the addon and types what it exports. Policy lives in TS:
 // arguments are checked by the callers (src/router, src/device, src/rules)
-// before they reach C++. MOAT_ADDON overrides the path (sanitizer builds).
+// before they reach C++. MOAT_ADDON overrides the path (sanitizer builds);
+// setAddonForTests() hands in a fake for the unit tests of the TS wrappers.
 import path from 'node:path';
 
 /** A firewall rule as native code takes it (src/rules compiles text to this). */
@@ -228,6 +229,13 @@ export interface Addon {
 export type GsoErrorName = 'bad_header' | 'bad_ip' | 'unsupported' | 'too_many';
 
 let cached: Addon | undefined;
+
+/** The one injection point for tests that run without root or a built addon
+ *  (test/helpers/fake-addon.ts): every later addon() returns `fake`;
+ *  undefined goes back to loading the real addon. Nothing else calls it. */
+export function setAddonForTests(fake: Addon | undefined): void {
+  cached = fake;
+}
 
 export function addon(): Addon {
   if (!cached) {

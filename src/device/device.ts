@@ -61,7 +61,7 @@ export function deviceOptions(config: DeviceConfig, extra: DeviceExtra = {}): De
   }
   if (config.socket.includes('\0')) throw new RangeError('tuntap-device socket path contains a NUL byte');
   const dirFd = extra.dirFd === undefined ? -1 : extra.dirFd;
-  if (!Number.isInteger(dirFd) || dirFd < -1 || dirFd > 0x7fffffff) throw new TypeError('dirFd must be a file descriptor');
+  if (!Number.isInteger(dirFd) || dirFd < -1 || dirFd > 0x7fffffff) throw new RangeError(`dirFd must be a file descriptor 0..2147483647, got ${dirFd}`);
   const target = connectPath(config.socket, dirFd);
   if (Buffer.byteLength(target) > SUN_PATH_MAX) {
     throw new RangeError(`tuntap-device socket path "${target}" is ${Buffer.byteLength(target)} bytes; a unix socket path holds at most ${SUN_PATH_MAX}`);

@@ -1,6 +1,8 @@
 // fake-router.ts: a scripted router for device tests: accepts a Device's
-// connections on a unix socket and splits what it reads into uwsgi frames.
+// connections on a unix socket and splits what it reads into uwsgi frames
+// (the router's side of the framing; frame-peer.ts plays the device's).
 import net from 'node:net';
+import { FrameReader } from './packets';
 
 export interface ReadFrame { conn: number; mod2: number; payload: Buffer }
 
@@ -12,15 +14,9 @@ export class FakeRouter {
   constructor(readonly socketPath: string) {
     this.server = net.createServer((c) => {
       const id = this.conns.push(c) - 1;
-      let buf = Buffer.alloc(0);
-      c.on('data', (d) => {
-        buf = Buffer.concat([buf, d]);
-        while (buf.length >= 4) {
-          const size = buf[1] | (buf[2] << 8);
-          if (buf.length < 4 + size) break;
-          this.frames.push({ conn: id, mod2: buf[3], payload: Buffer.from(buf.subarray(4, 4 + size)) });
-          buf = buf.subarray(4 + size);
-        }
+      const reader = new FrameReader();
+      c.on('data', (d: Buffer) => {
+        for (const f of reader.push(d)) this.frames.push({ conn: id, mod2: f.mod2, payload: f.payload });
       });
       c.on('error', () => { /* the device went away */ });
     });

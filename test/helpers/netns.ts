@@ -74,6 +74,8 @@ export class Lab {
   }
 }
 
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 export function waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const start = Date.now();
   return new Promise((resolve, reject) => {

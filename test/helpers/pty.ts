@@ -5,7 +5,9 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import { Lab, uniqueName } from './netns';
+import { Lab, sleep, uniqueName } from './netns';
+import { MoatProcess, startMoat, waitForSocket } from './moat';
+import { frameHeader } from './packets';
 
 export class Tmux {
   private constructor(readonly server: string, readonly session: string) {}
@@ -62,7 +64,15 @@ export class Tmux {
   }
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep };
+
+/** moat's pty router (flag: --forkpty-router or --forkpty-urouter) on sock,
+ *  hanging up sessions 300 ms after SIGHUP; resolves once it listens. */
+export async function startPtyRouter(lab: Lab, flag: string, sock: string, extra: string[] = []): Promise<MoatProcess> {
+  const p = startMoat(lab, [flag, sock, '--forkpty-router-grace', '300', ...extra]);
+  await waitForSocket(sock, p);
+  return p;
+}
 
 /** A process that exists and is not a zombie (a zombie has exited already). */
 export function running(pid: number): boolean {
@@ -92,9 +102,9 @@ export async function waitGone(pids: number[], timeoutMs: number): Promise<void>
   }
 }
 
-/** A uwsgi frame header: modifier1 0, 16-bit little-endian size, modifier2. */
+/** A uwsgi frame header announcing size bytes, then payload if given (it may differ from size). */
 export function frame(mod2: number, size: number, payload?: Buffer): Buffer {
-  const h = Buffer.from([0, size & 0xff, (size >> 8) & 0xff, mod2]);
+  const h = frameHeader(size, mod2);
   return payload ? Buffer.concat([h, payload]) : h;
 }
 

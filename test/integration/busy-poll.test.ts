@@ -1,6 +1,6 @@
 // busy-poll.test.ts: polling after traffic (native/busy_poll.h,
 // tuntap-router-busy-poll / tuntap-device-busy-poll). A moat router (the
-// CLI, in a gateway namespace, stats on a unix socket) and a moat device (the
+// CLI, its tun in a gateway namespace, stats on a unix socket) and a moat device (the
 // CLI, in a vassal namespace) carry real pings and a paced UDP stream. What
 // an admin is promised: after moving a packet the router polls and catches
 // the answer; idle it neither polls nor burns CPU; sparse one-way traffic
@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
-import { startMoat, tempDir, waitForSocket, readStats, MoatProcess } from '../helpers/moat';
+import { tempDir, readStats, MoatProcess } from '../helpers/moat';
+import { startCliDevice, startCliRouter } from '../helpers/cli-path';
 import { buildFlood, FLOOD } from '../../bench/lib';
 
 const GW = '10.77.0.1';
@@ -35,21 +36,8 @@ async function pair(routerArgs: string[], deviceArgs: string[] = []): Promise<Pa
     const vns = lab.netns('mbpv');
     // IPv4 only: no IPv6 router solicitations crossing while "idle".
     for (const ns of [gw, vns]) sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns });
-    const gtun = uniqueName('mbpt');
-    const router = startMoat(lab, ['--tuntap-router', `${gtun} ${sock} ${stats}`, ...routerArgs], gw);
-    await waitForSocket(stats, router);
-    sh('ip', ['-n', gw, 'addr', 'add', `${GW}/24`, 'dev', gtun]);
-    sh('ip', ['-n', gw, 'link', 'set', gtun, 'up']);
-    const device = startMoat(lab, ['--tuntap-device', `mbpu0 ${sock}`, ...deviceArgs], vns);
-    await waitFor(() => {
-      if (device.child.exitCode !== null) throw new Error(device.output());
-      return sh('ip', ['-n', vns, 'link', 'show']).includes('mbpu0');
-    }, 10000, 'device mbpu0');
-    sh('ip', ['-n', vns, 'addr', 'add', `${VA}/24`, 'dev', 'mbpu0']);
-    sh('ip', ['-n', vns, 'link', 'set', 'mbpu0', 'up']);
-    await waitFor(() => {
-      try { sh('ping', ['-c', '1', '-W', '1', '-q', GW], { ns: vns }); return true; } catch { return false; }
-    }, 10000, 'vassal reaches the gateway');
+    const router = await startCliRouter(lab, { ns: gw, tun: uniqueName('mbpt'), sock, stats, addr: GW }, routerArgs);
+    await startCliDevice(lab, vns, sock, { name: 'mbpu0', addr: VA, gw: GW, args: deviceArgs });
     return { lab, gw, vns, stats, router };
   } catch (e) {
     await lab.cleanup();

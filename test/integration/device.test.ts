@@ -1,10 +1,9 @@
 // device.test.ts: our Device against a scripted router (a node unix socket
 // server speaking uwsgi framing): reassembly of frames cut anywhere, drops of
 // what is not a packet, a protocol error followed by a reconnect, the dirFd
-// path, and the checks at the edge.
+// path, and the native constructor's own type checks.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import test from 'node:test';
 import { deviceConfigFor } from '../../src/config/router-config';
@@ -14,43 +13,18 @@ import { Device, deviceOptions } from '../../src/device/device';
 import { addon } from '../../src/native';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { FakeRouter as BaseRouter } from '../helpers/fake-router';
+import { encodeFrame, frameHeader, icmpEcho, parseIpv4, PROTO_ICMP } from '../helpers/packets';
 
-const GW = [192, 168, 0, 1];
-const VASSAL = [192, 168, 0, 2];
-
-function checksum(b: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i + 1 < b.length; i += 2) sum += b.readUInt16BE(i);
-  if (b.length % 2) sum += b[b.length - 1] << 8;
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return ~sum & 0xffff;
-}
-
-/** An IPv4 ICMP echo request src -> dst. */
-function echoRequest(src: number[], dst: number[], id: number, seq: number): Buffer {
-  const icmp = Buffer.alloc(8 + 16, 0x61);
-  icmp.writeUInt8(8, 0); icmp.writeUInt8(0, 1); icmp.writeUInt16BE(0, 2);
-  icmp.writeUInt16BE(id, 4); icmp.writeUInt16BE(seq, 6);
-  icmp.writeUInt16BE(checksum(icmp), 2);
-  const ip = Buffer.alloc(20);
-  ip.writeUInt8(0x45, 0); ip.writeUInt16BE(20 + icmp.length, 2); ip.writeUInt8(64, 8); ip.writeUInt8(1, 9);
-  Buffer.from(src).copy(ip, 12); Buffer.from(dst).copy(ip, 16);
-  ip.writeUInt16BE(checksum(ip), 10);
-  return Buffer.concat([ip, icmp]);
-}
-
-function frame(payload: Buffer, mod2 = 0, size = payload.length): Buffer {
-  const h = Buffer.from([0, size & 0xff, size >> 8, mod2]);
-  return Buffer.concat([h, payload]);
-}
+const GW = '192.168.0.1';
+const VASSAL = '192.168.0.2';
 
 /** The fake router, reading the vassal's echo replies. */
 class FakeRouter extends BaseRouter {
-  /** Echo replies the vassal's kernel sent back through the device. */
+  /** Sequence numbers of the echo replies (id) the vassal's kernel sent back through the device. */
   echoReplies(id: number): number[] {
-    return this.frames.filter((f) => f.mod2 === 0 && f.payload.length >= 28 && f.payload[9] === 1 &&
-      f.payload[20] === 0 && f.payload.readUInt16BE(24) === id && f.payload.subarray(12, 16).equals(Buffer.from(VASSAL)))
-      .map((f) => f.payload.readUInt16BE(26));
+    return this.packets.filter((p) => p[0] >> 4 === 4).map(parseIpv4)
+      .filter((ip) => ip.proto === PROTO_ICMP && ip.payload[0] === 0 && ip.payload.readUInt16BE(4) === id && ip.src === VASSAL)
+      .map((ip) => ip.payload.readUInt16BE(6));
   }
 }
 
@@ -92,12 +66,12 @@ test('frames cut anywhere are reassembled; non-packets are dropped and counted; 
   // Three echo requests, a rule block (mod2 = 1), a mod2 = 0 frame that is not
   // IPv4, then a fourth request: all in one stream, written a few bytes at a time.
   const stream = Buffer.concat([
-    frame(echoRequest(GW, VASSAL, 0x4d54, 1)),
-    frame(echoRequest(GW, VASSAL, 0x4d54, 2)),
-    frame(Buffer.from('allow 0.0.0.0 0.0.0.0'), 1),
-    frame(echoRequest(GW, VASSAL, 0x4d54, 3)),
-    frame(Buffer.from([0x60, 0, 0, 0, 0, 0, 0, 0])),
-    frame(echoRequest(GW, VASSAL, 0x4d54, 4)),
+    encodeFrame(icmpEcho(GW, VASSAL, 0x4d54, 1)),
+    encodeFrame(icmpEcho(GW, VASSAL, 0x4d54, 2)),
+    encodeFrame(Buffer.from('allow 0.0.0.0 0.0.0.0'), 1),
+    encodeFrame(icmpEcho(GW, VASSAL, 0x4d54, 3)),
+    encodeFrame(Buffer.from([0x60, 0, 0, 0, 0, 0, 0, 0])),
+    encodeFrame(icmpEcho(GW, VASSAL, 0x4d54, 4)),
   ]);
   for (let off = 0; off < stream.length; off += 7) {
     c.write(stream.subarray(off, off + 7));
@@ -127,7 +101,7 @@ test('an oversize frame header is a protocol error: the device closes and reconn
   dev.on('disconnected', (r) => events.push(`disconnected: ${r}`));
   dev.start();
   await waitFor(() => router.conns.length === 1, 3000, 'connection');
-  router.conns[0].write(Buffer.from([0, 0xdd, 0x05, 0]));   // announces 1501 bytes
+  router.conns[0].write(frameHeader(1501));
   await waitFor(() => router.conns.length === 2 && dev.stats().connected && events.length === 3, 3000, 'reconnection');
   assert.deepEqual(events, ['connected', 'disconnected: protocol error: frame of 1501 bytes above the limit of 1500', 'connected']);
   assert.equal(dev.stats().reconnects, 1);
@@ -135,7 +109,7 @@ test('an oversize frame header is a protocol error: the device closes and reconn
 
   // And the new connection works.
   sh('ip', ['-n', ns, 'addr', 'add', '192.168.0.2/24', 'dev', name]);
-  router.conns[1].write(frame(echoRequest(GW, VASSAL, 0x4f4b, 9)));
+  router.conns[1].write(encodeFrame(icmpEcho(GW, VASSAL, 0x4f4b, 9)));
   await waitFor(() => router.echoReplies(0x4f4b).length === 1, 3000, 'echo reply on the new connection');
 });
 
@@ -176,25 +150,9 @@ test('start reports setup errors synchronously; a missing router is retried with
   assert.throws(() => sh('ip', ['-n', ns, 'link', 'show', 'dev', name]), 'tun device removed on stop');
 });
 
-test('checks at the edge', () => {
+test('the native constructor checks types (TypeError), for callers that skip the wrapper (its checks: test/unit/device.test.ts)', () => {
   const sock = '/tmp/x.sock';
-  assert.throws(() => deviceOptions(baseConfig('a-name-too-long-', sock)), /must be 1-15 bytes/);
-  assert.throws(() => deviceOptions(baseConfig('', sock)), RangeError);
-  assert.throws(() => deviceOptions(baseConfig('a/b', sock)), /may not/);
-  assert.throws(() => deviceOptions(baseConfig('uwsgi0', '/tmp/' + 'x'.repeat(110))), /is 115 bytes; a unix socket path holds at most 107/);
-  assert.throws(() => deviceOptions(baseConfig('uwsgi0', '')), TypeError);
-  assert.throws(() => deviceOptions(baseConfig('uwsgi0', sock), { dirFd: -2 }), RangeError);
-  assert.throws(() => deviceOptions(baseConfig('uwsgi0', '/x/' + 'y'.repeat(95)), { dirFd: 3 }), /\/proc\/self\/fd\/3\/y+" is 111 bytes/);
-  assert.throws(() => deviceOptions({ ...baseConfig('uwsgi0', sock), maxFrame: 70000 }), /maxFrame must be in 1..65535/);
-  assert.throws(() => deviceOptions({ ...baseConfig('uwsgi0', sock), queueBytes: 100 }), /queueBytes must be in 8192..1073741824/);
-  assert.throws(() => deviceOptions({ ...baseConfig('uwsgi0', sock), reconnectMaxMs: 10 }), /reconnectMaxMs must be in 20../);
-  assert.deepEqual(deviceOptions(baseConfig('uwsgi0', 'rel/x.sock'), { dirFd: 7, netns: '/run/netns/v' }), {
-    name: 'uwsgi0', netns: '/run/netns/v', socketPath: 'rel/x.sock', dirFd: 7, maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, offload: false, busyPollUs: 100,
-  });
-  assert.equal(deviceOptions({ ...baseConfig('uwsgi0', sock), busyPollUs: 0 }).busyPollUs, 0);
-  assert.throws(() => deviceOptions({ ...baseConfig('uwsgi0', sock), busyPollUs: 1001 }), /busyPollUs must be in 0..1000/);
   assert.throws(() => new (addon().Device)({ ...deviceOptions(baseConfig('uwsgi0', sock)), busyPollUs: 5000 }), /busyPollUs/);
-  // The native constructor checks types too (TypeError), for callers that skip the wrapper.
   const D = addon().Device;
   assert.throws(() => new D({} as never), TypeError);
   assert.throws(() => new D({ ...deviceOptions(baseConfig('uwsgi0', sock)), maxFrame: 1.5 }), TypeError);

@@ -15,58 +15,28 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
-import { CLI, readStats, startMoat, tempDir, waitForSocket, MoatProcess } from '../helpers/moat';
+import { Lab, requireRoot, sh, sleep, uniqueName, waitFor } from '../helpers/netns';
+import { CLI, readStats, tempDir, MoatProcess } from '../helpers/moat';
+import { CliGateway, cliRouterArgs, pings, startCliDevice, startCliRouter } from '../helpers/cli-path';
 
 const lab = new Lab();
 after(() => lab.cleanup());
 
 const GW = '192.168.0.1';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function ping(ns: string, dst: string, count = 1): boolean {
-  try {
-    sh('ping', ['-c', String(count), '-W', '1', '-i', '0.2', '-q', dst], { ns });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-interface Gateway { ns: string; tun: string; dir: string; sock: string }
+type Gateway = CliGateway & { dir: string };
 
 function gateway(sockRel = 'tuntap.sock'): Gateway {
   const dir = tempDir(lab);
-  return { ns: lab.netns('mfg'), tun: uniqueName('mf'), dir, sock: path.join(dir, sockRel) };
+  return { ns: lab.netns('mfg'), tun: uniqueName('mf'), dir, sock: path.join(dir, sockRel), addr: GW };
 }
 
-function routerArgs(g: Gateway, extra: string[] = []): string[] {
-  return [
-    '--tuntap-router', `${g.tun} ${g.sock}`,
-    '--tuntap-router-netns', `/run/netns/${g.ns}`,
-    '--exec-as-root', `ip addr add ${GW}/24 dev ${g.tun}`,
-    ...extra,
-  ];
-}
-
-async function startRouter(g: Gateway, extra: string[] = []): Promise<MoatProcess> {
-  const p = startMoat(lab, routerArgs(g, extra));
-  await waitForSocket(g.sock, p);
-  return p;
-}
+const startRouter = (g: Gateway, extra: string[] = []) => startCliRouter(lab, g, extra);
 
 /** A vassal namespace with a device at addr; resolves once it pings the gateway. */
 async function vassal(g: Gateway, addr: string): Promise<{ ns: string; device: MoatProcess }> {
   const ns = lab.netns('mfv');
-  const device = startMoat(lab, ['--tuntap-device', `uwsgi0 ${g.sock}`], ns);
-  await waitFor(() => {
-    if (device.child.exitCode !== null) throw new Error(device.output());
-    return sh('ip', ['-n', ns, 'link', 'show']).includes('uwsgi0');
-  }, 10000, 'device uwsgi0');
-  sh('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'uwsgi0']);
-  sh('ip', ['-n', ns, 'route', 'add', 'default', 'via', GW]);
-  await waitFor(() => ping(ns, GW), 15000, `${addr} pings the gateway`);
-  return { ns, device };
+  return { ns, device: await startCliDevice(lab, ns, g.sock, { addr, gw: GW }) };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -100,13 +70,13 @@ test('socket directory removed: connected peers keep working, the socket is boun
   const router = await startRouter(g);
   const v1 = await vassal(g, '192.168.0.2');
   fs.rmSync(path.dirname(g.sock), { recursive: true });
-  assert.ok(ping(v1.ns, GW, 2), 'the connected peer still pings the gateway');
+  assert.ok(pings(v1.ns, GW, 2), 'the connected peer still pings the gateway');
   await waitFor(() => /socket bound again/.test(router.output()), 5000, `socket bound again\n${router.output()}`);
   assert.match(router.output(), /socket file \S+tuntap\.sock was removed: new peers cannot connect/);
   assert.ok(fs.statSync(g.sock).isSocket(), 'socket file back');
   const v2 = await vassal(g, '192.168.0.3');
-  assert.ok(ping(v2.ns, GW, 2), 'a new peer pings the gateway');
-  assert.ok(ping(v1.ns, GW, 2), 'the first peer still pings the gateway');
+  assert.ok(pings(v2.ns, GW, 2), 'a new peer pings the gateway');
+  assert.ok(pings(v1.ns, GW, 2), 'the first peer still pings the gateway');
   router.child.kill('SIGTERM');
   assert.equal(await withTimeout(router.exited, 5000, 'SIGTERM'), 0, router.output());
   assert.equal(fs.existsSync(g.sock), false, 'socket file removed on SIGTERM');
@@ -177,7 +147,7 @@ test('log on a full disk: moat keeps routing, counts the lost lines, exits 0 on 
   assert.throws(() => fs.writeSync(fd, 'x'), /ENOSPC/, 'the log disk is full');
 
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, [CLI, ...routerArgs(g, ['--metrics', `127.0.0.1:${port}`])], {
+  const child = spawn(process.execPath, [CLI, ...cliRouterArgs(g, ['--metrics', `127.0.0.1:${port}`])], {
     stdio: ['ignore', 'ignore', fd], env: { ...process.env, MOAT_LOG_LEVEL: 'debug' },
   });
   lab.children.push(child);
@@ -188,7 +158,7 @@ test('log on a full disk: moat keeps routing, counts the lost lines, exits 0 on 
     return fs.existsSync(g.sock);
   }, 10000, 'socket');
   const v1 = await vassal(g, '192.168.0.2');  // peer connected, address learned: more lines lost
-  assert.ok(ping(v1.ns, GW, 3), 'pings through the router answer');
+  assert.ok(pings(v1.ns, GW, 3), 'pings through the router answer');
   const lost = await loggedDropped(port);
   assert.ok(lost >= 3, `lost lines counted (${lost})`);
   assert.equal(child.exitCode, null, 'still running');
@@ -234,7 +204,7 @@ test('out of file descriptors: no busy loop, connected peers keep working, new p
     await sleep(3000);
     const used = (cpuTicks(pid) - c0) / 100;  // USER_HZ
     assert.ok(used < 0.3, `moat used ${used.toFixed(2)} s of CPU in 3 s while out of fds`);
-    assert.ok(ping(v1.ns, GW, 3), 'the connected peer still pings the gateway');
+    assert.ok(pings(v1.ns, GW, 3), 'the connected peer still pings the gateway');
     const reports = router.output().match(/out of file descriptors/g)?.length ?? 0;
     assert.ok(reports <= 2, `reported once per window, not per retry (${reports} lines)`);
   } finally {
@@ -243,7 +213,7 @@ test('out of file descriptors: no busy loop, connected peers keep working, new p
   // fds free again: the raw peers go, a real one gets in.
   await waitFor(() => /accepting peers on \S+ again/.test(router.output()), 5000, `accepting again\n${router.output()}`);
   const v2 = await vassal(g, '192.168.0.3');
-  assert.ok(ping(v2.ns, GW, 2), 'a later peer pings the gateway');
+  assert.ok(pings(v2.ns, GW, 2), 'a later peer pings the gateway');
   router.child.kill('SIGTERM');
   assert.equal(await withTimeout(router.exited, 5000, 'SIGTERM'), 0, router.output());
 });

@@ -9,10 +9,12 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { requireRoot, uniqueName, waitFor } from '../helpers/netns';
+import { requireRoot, sleep, uniqueName, waitFor } from '../helpers/netns';
 import { frameHeader, encodeFrame, ipToInt, udpPacket } from '../helpers/packets';
 import type { RouterEvent } from '../../src/native';
-import { exitCode, fdCount, memText, nodeInNs, Peer, Pinger, RouterLab, rssKiB, settle, sleep, UDP_SENDER, UNDER_ASAN } from './hostile-lab';
+import { FramePeer, Pinger } from '../helpers/frame-peer';
+import { RouterLab } from '../helpers/native-router';
+import { fdCount, memText, rssKiB, settle, UNDER_ASAN } from '../helpers/footprint';
 
 const FLOOD_FRAMES = Number(process.env.HOSTILE_FLOOD_FRAMES ?? 200_000);
 const CYCLES = Number(process.env.HOSTILE_CYCLES ?? 1000);
@@ -20,15 +22,15 @@ const QUEUE = 256 * 1024;
 const RSS_BOUND_KIB = 32 * 1024;   // growth allowed over the whole file (V8 heap included)
 
 const L = new RouterLab();
-let good: Peer;
+let good: FramePeer;
 let pinger: Pinger;
 let fd0 = 0;
 let rss0 = 0;
 
 /** Connects and returns the peer with the router's id for it. */
-async function tracked(): Promise<{ peer: Peer; id: number }> {
+async function tracked(): Promise<{ peer: FramePeer; id: number }> {
   const before = new Set(L.router.stats().peers.map((p) => p.id));
-  const peer = await Peer.connect(L.sockPath);
+  const peer = await FramePeer.connect(L.sockPath, { keep: false });
   let id = 0;
   await waitFor(() => { id = L.router.stats().peers.find((p) => !before.has(p.id))?.id ?? 0; return id > 0; }, 3000, 'new peer listed');
   return { peer, id };
@@ -37,8 +39,8 @@ async function tracked(): Promise<{ peer: Peer; id: number }> {
 const stats = (id: number) => L.router.stats().peers.find((p) => p.id === id);
 const hasEvent = (pred: (e: RouterEvent) => boolean) => L.events.some(pred);
 
-async function learned(addr: string): Promise<Peer> {
-  const p = await Peer.connect(L.sockPath);
+async function learned(addr: string): Promise<FramePeer> {
+  const p = await FramePeer.connect(L.sockPath, { keep: false });
   assert.ok(await p.ping(addr, L.gw), `ping from ${addr} answered`);
   return p;
 }
@@ -48,7 +50,7 @@ async function churn(n: number, workers: number): Promise<void> {
   const work = async (w: number) => {
     while (next < n) {
       const i = next++;
-      const p = await Peer.connect(L.sockPath);
+      const p = await FramePeer.connect(L.sockPath, { keep: false });
       switch (i % 4) {
         case 0: break;                                                       // connect, close
         case 1: p.send(udpPacket(L.host(100 + w), L.gw, 1000, 9, 'x')); break; // one frame, close at once
@@ -109,10 +111,10 @@ test('a peer that never reads: its queue fills and its packets drop; nobody else
   const stuck = await learned(L.host(4));
   const other = await learned(L.host(5));
   stuck.sock.pause();
-  const flood = nodeInNs(L.lab, L.ns, UDP_SENDER, [L.gw, L.host(4), '6000', '4000', '1200']);   // 4.8 MB toward a 256 KiB queue
+  const flood = L.udpFromGateway(L.host(4), 6000, 4000, 1200);   // 4.8 MB toward a 256 KiB queue
   // Meanwhile another peer gets its own traffic.
-  assert.equal(await exitCode(nodeInNs(L.lab, L.ns, UDP_SENDER, [L.gw, L.host(5), '6001', '200', '1200'])), 0);
-  assert.equal(await exitCode(flood), 0);
+  assert.equal(await L.udpFromGateway(L.host(5), 6001, 200, 1200), 0);
+  assert.equal(await flood, 0);
   await waitFor(() => L.peerStats(L.host(4)).drops.queue_full > 0, 3000, 'queue_full on the stuck peer');
   const s = L.peerStats(L.host(4));
   assert.ok(s.queued > 0 && s.queued <= QUEUE, `queued ${s.queued} within the ${QUEUE} bound`);
@@ -139,7 +141,7 @@ test('announcing 65,535 bytes and sending 10: within maxFrame 65535 the router w
   const sock = L.tmpSock('hpbig');
   const big = L.extraRouter(L.options({ tunName: uniqueName('hpb'), socketPath: sock, maxFrame: 65535 }), events);
   try {
-    const a = await Peer.connect(sock);
+    const a = await FramePeer.connect(sock, { keep: false });
     await waitFor(() => big.stats().peers.length === 1, 2000, 'peer on the 65535 router');
     const idA = big.stats().peers[0].id;
     a.sock.write(Buffer.concat([frameHeader(65535), Buffer.alloc(10)]));
@@ -153,7 +155,7 @@ test('announcing 65,535 bytes and sending 10: within maxFrame 65535 the router w
     assert.equal(big.stats().peers[0].drops.not_ipv4, 1);
     assert.equal(a.closed, false);
     // Another announces 65535, sends 10 and leaves: the partial frame goes with it.
-    const b = await Peer.connect(sock);
+    const b = await FramePeer.connect(sock, { keep: false });
     await waitFor(() => big.stats().peers.length === 2, 2000, 'second peer');
     b.sock.write(Buffer.concat([frameHeader(65535), Buffer.alloc(10)]));
     await sleep(50);

@@ -5,47 +5,31 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
-import { addon, RouterEvent } from '../../src/native';
-import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
-import { tempDir } from '../helpers/moat';
+import { RouterEvent } from '../../src/native';
+import { Lab, requireRoot, sh, waitFor } from '../helpers/netns';
+import { startNativeRouter } from '../helpers/native-router';
+import { FramePeer } from '../helpers/frame-peer';
 
 const lab = new Lab();
 after(() => lab.cleanup());
 
-function connect(p: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection(p);
-    s.once('connect', () => resolve(s));
-    s.once('error', reject);
-  });
-}
-
 test('relisten(): no-op, rebind after removal, refusal keeps the old socket; a deleted tun is fatal', async () => {
   requireRoot();
   const ns = lab.netns('mfr');
-  const tun = uniqueName('mfr');
-  const sock = path.join(tempDir(lab), 'r.sock');
   const events: RouterEvent[] = [];
-  const router = new (addon().Router)({
-    tunName: tun, netns: `/run/netns/${ns}`, socketPath: sock, socketMode: 0o660, socketUid: -1, socketGid: -1,
-    maxFrame: 1500, queueBytes: 65536, acceptRuleBlocks: false, bindings: [],
-  });
-  router.start((evs) => events.push(...evs));
-  lab.onCleanup(() => router.stop());
+  const { router, tun, sock } = startNativeRouter(lab, ns, 'mfr', { maxFrame: 1500, queueBytes: 65536 }, (evs) => events.push(...evs));
   const ups = () => events.filter((e) => e.type === 'peer_up').length;
 
   const ino0 = fs.statSync(sock).ino;
   router.relisten();
   assert.equal(fs.statSync(sock).ino, ino0, 'a socket file that is still ours is kept');
 
-  const first = await connect(sock);
+  const first = await FramePeer.connect(sock);
   await waitFor(() => ups() === 1, 3000, 'first peer up');
   fs.unlinkSync(sock);
   router.relisten();
   assert.notEqual(fs.statSync(sock).ino, ino0, 'a new socket file');
-  const second = await connect(sock);
+  const second = await FramePeer.connect(sock);
   await waitFor(() => ups() === 2, 3000, 'second peer up');
   assert.equal(router.stats().peers.length, 2, 'the first peer stayed');
 
@@ -55,8 +39,8 @@ test('relisten(): no-op, rebind after removal, refusal keeps the old socket; a d
   assert.equal(router.stats().peers.length, 2, 'a refused relisten leaves the peers alone');
   fs.unlinkSync(sock);
 
-  first.destroy();
-  second.destroy();
+  first.close();
+  second.close();
   sh('ip', ['-n', ns, 'link', 'del', tun]);
   await waitFor(() => events.some((e) => e.type === 'fatal'), 3000, 'fatal event');
   const fatal = events.find((e) => e.type === 'fatal') as { message: string };

@@ -6,100 +6,30 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import crypto from 'node:crypto';
-import { addon, NativeRouter, NativeRule, RouterEvent, RouterOptions, RouterStats } from '../../src/native';
-import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
-import { encodeFrame, frameHeader, FrameReader, icmpEcho, intToIp, ipToInt, ipv6Packet, parseIpv4, udpPacket, PROTO_ICMP, PROTO_UDP } from '../helpers/packets';
+import { addon, NativeRule, RouterEvent, RouterOptions } from '../../src/native';
+import { requireRoot, sleep, uniqueName, waitFor } from '../helpers/netns';
+import { frameHeader, icmpEcho, intToIp, ipToInt, ipv6Packet, parseIpv4, PROTO_ICMP, PROTO_UDP } from '../helpers/packets';
+import { FramePeer } from '../helpers/frame-peer';
+import { RouterLab } from '../helpers/native-router';
 
 const { Router } = addon();
 
-const lab = new Lab();
-let ns = '';
-let tun = '';
-let sockPath = '';
-let net24 = '';                 // e.g. '10.37.201.'
+const L = new RouterLab();
+const lab = L.lab;
+const host = (n: number): string => L.host(n);
+const options = (over: Partial<RouterOptions> = {}): RouterOptions => L.options({ maxFrame: 1500, queueBytes: 64 * 1024, ...over });
+const peerStats = (addr: string) => L.peerStats(addr);
+const connect = (p = L.sockPath) => FramePeer.connect(p);
 let gw = '';
-let router: NativeRouter;
-const events: RouterEvent[] = [];
+let router: InstanceType<typeof Router>;
+const events = L.events;
 
-const host = (n: number): string => net24 + n;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function tmpSock(tag: string): string {
-  const p = path.join(os.tmpdir(), `moat-${tag}-${crypto.randomBytes(4).toString('hex')}.sock`);
-  lab.onCleanup(() => { try { fs.unlinkSync(p); } catch { /* gone */ } });
-  return p;
-}
-
-function options(over: Partial<RouterOptions> = {}): RouterOptions {
-  return {
-    tunName: tun, netns: `/run/netns/${ns}`, socketPath: sockPath, socketMode: 0o660, socketUid: -1, socketGid: -1,
-    maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, bindings: [], ...over,
-  };
-}
-
-function peerStats(addr: string): RouterStats['peers'][number] {
-  const p = router.stats().peers.find((x) => x.addr === ipToInt(addr));
-  if (!p) throw new Error(`no peer holds ${addr}`);
-  return p;
-}
-
-/** A vassal's device, as far as the router can tell: a socket speaking frames. */
-class Peer {
-  readonly packets: Buffer[] = [];
-  closed = false;
-  private reader = new FrameReader();
-  private constructor(readonly sock: net.Socket) {
-    sock.on('data', (d: Buffer) => {
-      for (const f of this.reader.push(d)) if (f.mod2 === 0) this.packets.push(f.payload);
-    });
-    sock.on('close', () => { this.closed = true; });
-    sock.on('error', () => { /* seen as close */ });
-  }
-
-  static connect(p = sockPath): Promise<Peer> {
-    return new Promise((resolve, reject) => {
-      const s = net.createConnection(p);
-      s.once('connect', () => resolve(new Peer(s)));
-      s.once('error', reject);
-    });
-  }
-
-  send(pkt: Buffer, mod2 = 0, mod1 = 0): void {
-    this.sock.write(encodeFrame(pkt, mod2, mod1));
-  }
-
-  async waitPacket(pred: (p: Buffer) => boolean, ms: number): Promise<Buffer | undefined> {
-    const end = Date.now() + ms;
-    for (;;) {
-      const hit = this.packets.find(pred);
-      if (hit || Date.now() > end) return hit;
-      await sleep(10);
-    }
-  }
-
-  close(): void {
-    this.sock.destroy();
-  }
-}
-
-let pingId = 100;
 /** Sends one echo request src -> dst from peer; true if the reply came back framed. */
-async function ping(peer: Peer, src: string, dst = gw, ms = 1500): Promise<boolean> {
-  const id = pingId++;
-  peer.send(icmpEcho(src, dst, id, 1));
-  const reply = await peer.waitPacket((p) => {
-    const ip = parseIpv4(p);
-    return ip.proto === PROTO_ICMP && ip.payload[0] === 0 && ip.payload.readUInt16BE(4) === id && ip.src === dst && ip.dst === src && ip.headerOk;
-  }, ms);
-  return reply !== undefined;
-}
+const ping = (peer: FramePeer, src: string, dst = gw, ms = 1500): Promise<boolean> => peer.ping(src, dst, ms);
 
 /** A peer whose address the router has learned from a ping it answered. */
-async function learnedPeer(addr: string): Promise<Peer> {
-  const p = await Peer.connect();
+async function learnedPeer(addr: string): Promise<FramePeer> {
+  const p = await connect();
   assert.ok(await ping(p, addr), `ping from ${addr} answered`);
   return p;
 }
@@ -108,44 +38,15 @@ function waitEvent(pred: (e: RouterEvent) => boolean, what: string, ms = 3000): 
   return waitFor(() => events.some(pred), ms, what);
 }
 
-/** Runs a node script inside the gateway namespace. */
-function inNs(code: string, args: string[] = []) {
-  return lab.spawn(process.execPath, ['-e', code, ...args], { ns });
-}
-
-const UDP_SENDER = `
-const dgram = require('node:dgram');
-const [src, dst, port, count, size] = process.argv.slice(1);
-const s = dgram.createSocket('udp4');
-s.bind(0, src, async () => {
-  const buf = Buffer.alloc(Number(size), 0x61);
-  for (let i = 0; i < Number(count); i++) {
-    await new Promise((r) => s.send(buf, Number(port), dst, r));
-    if (i % 200 === 199) await new Promise((r) => setTimeout(r, 1));
-  }
-  s.close();
-});`;
-
-function udpFromGateway(dst: string, port: number, count: number, size: number): Promise<number | null> {
-  const child = inNs(UDP_SENDER, [gw, dst, String(port), String(count), String(size)]);
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-}
-
 before(async () => {
   requireRoot();
-  ns = lab.netns('mr');
-  tun = uniqueName('mrt');
-  sockPath = tmpSock('router');
-  net24 = `10.${16 + crypto.randomInt(200)}.${crypto.randomInt(250)}.`;
-  gw = host(1);
-  router = new Router(options());
-  router.start((evs) => { events.push(...evs); });
-  lab.onCleanup(() => router.stop());
-  sh('ip', ['-n', ns, 'addr', 'add', `${gw}/24`, 'dev', tun]);
+  L.start('mr', { maxFrame: 1500, queueBytes: 64 * 1024, socketMode: 0o660 });
+  gw = L.gw;
+  router = L.router;
 });
 
 after(async () => {
-  await lab.cleanup();
+  await L.cleanup();
 });
 
 test('options are type-checked', () => {
@@ -156,7 +57,7 @@ test('options are type-checked', () => {
 });
 
 test('ICMP echo to the gateway: the kernel reply comes back framed, address learned', async () => {
-  const a = await Peer.connect();
+  const a = await connect();
   await waitEvent((e) => e.type === 'peer_up' && e.uid === 0 && e.pid === process.pid, 'peer_up');
   assert.ok(await ping(a, host(2)), 'echo reply');
   await waitEvent((e) => e.type === 'peer_addr' && e.addr === ipToInt(host(2)), 'peer_addr');
@@ -175,7 +76,7 @@ test('ICMP echo to the gateway: the kernel reply comes back framed, address lear
 test('UDP sent inside the gateway namespace reaches the peer holding the destination, only that one', async () => {
   const a = await learnedPeer(host(3));
   const b = await learnedPeer(host(4));
-  assert.equal(await udpFromGateway(host(3), 5003, 3, 100), 0);
+  assert.equal(await L.udpFromGateway(host(3), 5003, 3, 100), 0);
   const got = await a.waitPacket((p) => { const ip = parseIpv4(p); return ip.proto === PROTO_UDP && ip.payload.readUInt16BE(2) === 5003; }, 2000);
   assert.ok(got, 'peer .3 got the datagram');
   const ip = parseIpv4(got);
@@ -184,7 +85,7 @@ test('UDP sent inside the gateway namespace reaches the peer holding the destina
   assert.ok(!b.packets.some((p) => parseIpv4(p).proto === PROTO_UDP), 'peer .4 got none');
   // to an address no peer holds: counted as no_peer
   const before = router.stats().drops.no_peer;
-  assert.equal(await udpFromGateway(host(99), 5099, 2, 10), 0);
+  assert.equal(await L.udpFromGateway(host(99), 5099, 2, 10), 0);
   await waitFor(() => router.stats().drops.no_peer >= before + 2, 2000, 'no_peer drops');
   a.close();
   b.close();
@@ -212,7 +113,7 @@ test('a spoofed source is dropped (nothing reaches the tun) and counted, the pee
 
 test('collision: a second peer cannot take a live address; the holder keeps its traffic', async () => {
   const holder = await learnedPeer(host(7));
-  const thief = await Peer.connect();
+  const thief = await connect();
   assert.equal(await ping(thief, host(7), gw, 400), false, 'thief gets nothing');
   await waitEvent((e) => e.type === 'refused' && e.reason === 'collision' && e.addr === ipToInt(host(7)), 'refused collision');
   assert.ok(await ping(holder, host(7)), 'holder still answered');
@@ -227,7 +128,7 @@ test('collision: a second peer cannot take a live address; the holder keeps its 
 });
 
 test('the gateway address and bad sources are refused', async () => {
-  const p = await Peer.connect();
+  const p = await connect();
   assert.equal(await ping(p, gw, gw, 300), false);
   await waitEvent((e) => e.type === 'refused' && e.reason === 'gateway', 'refused gateway');
   p.send(icmpEcho('0.0.0.0', gw, 1, 1));
@@ -331,12 +232,12 @@ test('static bindings: the uid gets its address at accept, other sources are unb
   const bound = host(40);
   router.setBindings([{ uid: 0, addr: ipToInt(bound) }]);
   try {
-    const p = await Peer.connect();
+    const p = await connect();
     await waitEvent((e) => e.type === 'peer_addr' && e.addr === ipToInt(bound), 'peer_addr at accept');
     assert.equal(await ping(p, host(41), gw, 300), false);
     assert.ok(peerStats(bound).drops.spoof >= 1, 'bound peer sending another source is spoofing');
     assert.ok(await ping(p, bound));
-    const q = await Peer.connect();
+    const q = await connect();
     assert.equal(await ping(q, host(42), gw, 300), false);
     await waitEvent((e) => e.type === 'refused' && e.reason === 'unbound' && e.addr === ipToInt(host(42)), 'refused unbound');
     p.close();
@@ -350,7 +251,7 @@ test('a peer that never reads drops only its own packets; another peer keeps ans
   const stuck = await learnedPeer(host(20));
   const live = await learnedPeer(host(21));
   stuck.sock.pause();
-  const flood = udpFromGateway(host(20), 6000, 4000, 1200);   // ~4.8 MB against a 64 KiB queue
+  const flood = L.udpFromGateway(host(20), 6000, 4000, 1200);   // ~4.8 MB against a 64 KiB queue
   let answered = 0;
   let sent = 0;
   let done = false;
@@ -377,7 +278,7 @@ test('a peer that never reads drops only its own packets; another peer keeps ans
 test('socket file: stale replaced, live refused, other file refused, removed on stop', async () => {
   const other = uniqueName('mrs');
   // stale: a socket file nobody listens on (its process died)
-  const stale = tmpSock('stale');
+  const stale = L.tmpSock('stale');
   const child = lab.spawn(process.execPath, ['-e', `require('net').createServer().listen(process.argv[1], () => process.kill(process.pid, 'SIGKILL'))`, stale]);
   await new Promise((r) => child.once('exit', r));
   assert.ok(fs.lstatSync(stale).isSocket(), 'stale socket file left behind');
@@ -387,7 +288,7 @@ test('socket file: stale replaced, live refused, other file refused, removed on 
     const st = fs.lstatSync(stale);
     assert.ok(st.isSocket());
     assert.equal(st.mode & 0o777, 0o600, 'socketMode applied');
-    const p = await Peer.connect(stale);  // the stale file refused connections: this is the new one
+    const p = await FramePeer.connect(stale);  // the stale file refused connections: this is the new one
     await waitFor(() => r1.stats().peers.length === 1, 2000, 'peer on the new router');
     p.close();
 
@@ -402,7 +303,7 @@ test('socket file: stale replaced, live refused, other file refused, removed on 
   assert.equal(fs.existsSync(stale), false, 'stop removed the socket file');
 
   // a live socket of another process
-  const live = tmpSock('live');
+  const live = L.tmpSock('live');
   const server = net.createServer(() => {});
   await new Promise<void>((r) => server.listen(live, r));
   try {
@@ -411,12 +312,12 @@ test('socket file: stale replaced, live refused, other file refused, removed on 
     server.close();
   }
   // not a socket
-  const plain = tmpSock('plain');
+  const plain = L.tmpSock('plain');
   fs.writeFileSync(plain, 'x');
   assert.throws(() => new Router(options({ tunName: other, socketPath: plain })).start(() => {}), /not a socket/);
   assert.equal(fs.readFileSync(plain, 'utf8'), 'x');
   // a failed start leaves no socket file
-  const missing = tmpSock('nons');
+  const missing = L.tmpSock('nons');
   assert.throws(() => new Router(options({ tunName: other, socketPath: missing, netns: '/run/netns/does-not-exist-' + other })).start(() => {}), /does-not-exist/);
   assert.equal(fs.existsSync(missing), false);
 });

@@ -7,7 +7,6 @@
 // a raw peer's malformed offload frames are dropped and counted, the peers stay.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import crypto from 'node:crypto';
 import { NativeRouter, PeerStats } from '../../src/native';
 import { Device } from '../../src/device/device';
@@ -17,7 +16,8 @@ import { startNativeRouter } from '../helpers/native-router';
 import { tcpTransfer } from '../helpers/transfer';
 import client from 'prom-client';
 import { registerRouterMetrics } from '../../src/metrics';
-import { encodeFrame, FrameReader, icmpEcho, udpPacket, MOD_HELLO, MOD_VNET, offloadHello, parseIpv4, PROTO_ICMP, vnetPayload } from '../helpers/packets';
+import { icmpEcho, udpPacket, MOD_HELLO, MOD_VNET, offloadHello, parseIpv4, PROTO_ICMP, vnetPayload } from '../helpers/packets';
+import { FramePeer } from '../helpers/frame-peer';
 import { deviceConfigFor } from '../../src/config/router-config';
 
 const lab = new Lab();
@@ -117,31 +117,24 @@ test('TCP gateway host -> plain device: byte-exact, super-packets split by the r
 });
 
 test('offload frames that are malformed, unnegotiated or not ours are dropped and counted; the peers stay', async () => {
-  const conns: net.Socket[] = [];
+  const conns: FramePeer[] = [];
   const connect = async () => {
-    const s = await new Promise<net.Socket>((resolve, reject) => {
-      const c = net.createConnection(sock);
-      c.once('connect', () => resolve(c));
-      c.once('error', reject);
-    });
-    conns.push(s);
-    const frames: { mod2: number; payload: Buffer }[] = [];
-    const r = new FrameReader();
-    s.on('data', (d: Buffer) => { for (const f of r.push(d)) frames.push(f); });
-    return { s, frames };
+    const p = await FramePeer.connect(sock);
+    conns.push(p);
+    return p;
   };
-  lab.onCleanup(() => { for (const c of conns) c.destroy(); });
+  lab.onCleanup(() => { for (const c of conns) c.close(); });
   const raw = ip(9);
   const rogue = ip(10);
   // A: a raw peer that negotiates, then sends garbage headers.
   const a = await connect();
-  a.s.write(encodeFrame(offloadHello(raw, 1, 65535, 'moat-offlaod'), MOD_HELLO)); // wrong magic
-  a.s.write(encodeFrame(icmpEcho(raw, ip(1), 91, 1)));                   // learn .9
+  a.send(offloadHello(raw, 1, 65535, 'moat-offlaod'), MOD_HELLO); // wrong magic
+  a.send(icmpEcho(raw, ip(1), 91, 1));                   // learn .9
   await waitFor(() => peerOf(raw) !== undefined, 5000, 'raw peer learned');
   await waitFor(() => (peerOf(raw)!.drops.bad_hello ?? 0) === 1, 3000, 'bad magic counted');
-  a.s.write(encodeFrame(vnetPayload(icmpEcho(raw, ip(1), 91, 2)), MOD_VNET)); // before negotiating
+  a.send(vnetPayload(icmpEcho(raw, ip(1), 91, 2)), MOD_VNET); // before negotiating
   await waitFor(() => (peerOf(raw)!.drops.not_negotiated ?? 0) === 1, 3000, 'unnegotiated vnet counted');
-  a.s.write(encodeFrame(offloadHello(raw), MOD_HELLO));
+  a.send(offloadHello(raw), MOD_HELLO);
   await waitFor(() => a.frames.some((f) => f.mod2 === MOD_HELLO), 3000, 'the router answers the hello');
   assert.equal(peerOf(raw)!.offload, true);
   const echo = icmpEcho(raw, ip(1), 91, 3);
@@ -155,17 +148,17 @@ test('offload frames that are malformed, unnegotiated or not ours are dropped an
     vnetPayload(udpPacket(raw, ip(1), 5000, 5001, Buffer.alloc(1000)),
       { gsoType: 5, gsoSize: 1, flags: 1, csumStart: 20, csumOffset: 6 }),                    // 1,000 segments of 1 byte
   ];
-  for (const p of bad) a.s.write(encodeFrame(p, MOD_VNET));
+  for (const p of bad) a.send(p, MOD_VNET);
   await waitFor(() => (peerOf(raw)!.drops.bad_vnet ?? 0) === 6, 3000, 'six bad_vnet drops');
   await waitFor(() => (peerOf(raw)!.drops.bad_length ?? 0) === 1, 3000, 'one bad_length drop');
   // A spoofed source inside a well-formed vnet frame: refused as for plain frames.
-  a.s.write(encodeFrame(vnetPayload(icmpEcho(rogue, ip(1), 91, 4)), MOD_VNET));
+  a.send(vnetPayload(icmpEcho(rogue, ip(1), 91, 4)), MOD_VNET);
   await waitFor(() => (peerOf(raw)!.drops.spoof ?? 0) === 1, 3000, 'spoof counted');
   // Still routed: a good vnet echo is answered (as a vnet frame).
-  a.s.write(encodeFrame(vnetPayload(icmpEcho(raw, ip(1), 91, 5)), MOD_VNET));
+  a.send(vnetPayload(icmpEcho(raw, ip(1), 91, 5)), MOD_VNET);
   await waitFor(() => a.frames.some((f) => f.mod2 === MOD_VNET && f.payload.length > 30 &&
     parseIpv4(f.payload.subarray(10)).proto === PROTO_ICMP && f.payload[30] === 0), 3000, 'the echo reply as a vnet frame');
-  assert.ok(!a.s.destroyed, 'the raw peer stays');
+  assert.equal(a.closed, false, 'the raw peer stays');
   // The other peers are unharmed.
   await transfer(nsA, gwNs, ip(1), 2 * 1024 * 1024);
   sh('ip', ['netns', 'exec', nsB, 'ping', '-n', '-c', '1', '-W', '2', ip(1)]);

@@ -9,9 +9,6 @@
 // The device does the same toward its router (its tun has MTU 9000 here).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -19,14 +16,16 @@ import { NativeRouter } from '../../src/native';
 import { Device } from '../../src/device/device';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { startNativeRouter } from '../helpers/native-router';
-import { encodeFrame, FrameReader, icmpEcho, parseIpv4, PROTO_ICMP } from '../helpers/packets';
+import { FramePeer } from '../helpers/frame-peer';
+import { FakeRouter } from '../helpers/fake-router';
+import { tempDir } from '../helpers/moat';
+import { parseIpv4 } from '../helpers/packets';
 import { deviceConfigFor } from '../../src/config/router-config';
 
 const lab = new Lab();
 let ns = '';
 let router: NativeRouter;
-let peer: net.Socket;
-const received: Buffer[] = [];
+let peer: FramePeer;
 let net24 = '';
 const gw = () => net24 + '1';
 const vassal = () => net24 + '2';
@@ -45,27 +44,19 @@ before(async () => {
   const { tun, sock } = started;
   sh('ip', ['-n', ns, 'addr', 'add', `${gw()}/24`, 'dev', tun]);
   sh('ip', ['-n', ns, 'link', 'set', tun, 'mtu', '9000', 'up']);
-  peer = await new Promise<net.Socket>((resolve, reject) => {
-    const s = net.createConnection(sock);
-    s.once('connect', () => resolve(s));
-    s.once('error', reject);
-  });
-  const reader = new FrameReader();
-  peer.on('data', (d: Buffer) => { for (const f of reader.push(d)) if (f.mod2 === 0) received.push(f.payload); });
-  lab.onCleanup(() => peer.destroy());
+  peer = await FramePeer.connect(sock);
+  lab.onCleanup(() => peer.close());
   // The router learns the peer's address from its first packet.
-  peer.write(encodeFrame(icmpEcho(vassal(), gw(), 77, 1)));
-  await waitFor(() => received.some((p) => { const ip = parseIpv4(p); return ip.proto === PROTO_ICMP && ip.payload[0] === 0; }),
-    5000, 'echo reply to the peer');
+  assert.ok(await peer.ping(vassal(), gw(), 5000), 'echo reply to the peer');
 });
 
 after(async () => { await lab.cleanup(); });
 
 test('DF clear: a packet above the peer limit arrives as fragments of at most 8188 bytes', async () => {
-  received.length = 0;
+  peer.clear();
   ping(['-M', 'dont', '-s', '8500']);  // 8528 bytes; the peer never answers
-  await waitFor(() => received.length >= 2, 5000, 'two fragments');
-  const frags = received.map((p) => ({ len: p.length, off: (p.readUInt16BE(6) & 0x1fff) * 8, mf: (p[6] & 0x20) !== 0, ok: parseIpv4(p).headerOk }));
+  await waitFor(() => peer.packets.length >= 2, 5000, 'two fragments');
+  const frags = peer.packets.map((p) => ({ len: p.length, off: (p.readUInt16BE(6) & 0x1fff) * 8, mf: (p[6] & 0x20) !== 0, ok: parseIpv4(p).headerOk }));
   assert.ok(frags.every((f) => f.len <= 8188 && f.ok), JSON.stringify(frags));
   assert.equal(frags[0].off, 0);
   assert.ok(frags[0].mf, 'first fragment has MF');
@@ -76,62 +67,53 @@ test('DF clear: a packet above the peer limit arrives as fragments of at most 81
 });
 
 test('DF set: ICMP fragmentation-needed (mtu 8188) reaches the sender, the path MTU is learned, a smaller packet passes', async () => {
-  received.length = 0;
+  peer.clear();
   const before = router.stats();
   const first = ping(['-M', 'do', '-s', '8500']);
   assert.notEqual(first.code, 0, 'the too-big ping is not answered');
   await waitFor(() => router.stats().fragNeeded > before.fragNeeded, 3000, 'an ICMP answer counted');
-  assert.equal(received.length, 0, 'nothing too big reached the peer');
+  assert.equal(peer.packets.length, 0, 'nothing too big reached the peer');
   assert.ok(router.stats().drops.too_big > before.drops.too_big, 'the packet is counted as too_big');
   const route = sh('ip', ['-n', ns, 'route', 'get', vassal()]);
   assert.match(route, /mtu 8188/, route);
   const again = ping(['-M', 'do', '-s', '8500']);
   assert.match(again.out, /8188/, `the sender is told the mtu: ${again.out}`);
   ping(['-M', 'do', '-s', '8000']);  // 8028 bytes: fits
-  await waitFor(() => received.some((p) => p.length === 8028), 3000, 'the smaller packet at the peer');
+  await waitFor(() => peer.packets.some((p) => p.length === 8028), 3000, 'the smaller packet at the peer');
 });
 
 test('the device does the same for its router: fragments (DF clear), ICMP fragmentation-needed (DF set)', async () => {
   const vns = lab.netns('mpv');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moat-pmtud-'));
-  lab.onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
   // A scripted router: collects the device's frames.
-  const frames: Buffer[] = [];
-  const conns: net.Socket[] = [];
-  const server = net.createServer((c) => {
-    conns.push(c);
-    const r = new FrameReader();
-    c.on('data', (d: Buffer) => { for (const f of r.push(d)) if (f.mod2 === 0) frames.push(f.payload); });
-    c.on('error', () => undefined);
-  });
-  const sockPath = path.join(dir, 'r.sock');
-  await new Promise<void>((r) => server.listen(sockPath, () => r()));
-  lab.onCleanup(() => { for (const c of conns) c.destroy(); server.close(); });
+  const scripted = new FakeRouter(path.join(tempDir(lab), 'r.sock'));
+  await scripted.listen();
+  lab.onCleanup(() => { void scripted.close(); });
+  const sockPath = scripted.socketPath;
   const name = uniqueName('mpd');
   const dev = new Device(deviceConfigFor(name, sockPath, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, offload: false }),
     { netns: `/run/netns/${vns}` });
   dev.start();
   lab.onCleanup(() => dev.stop());
-  await waitFor(() => conns.length === 1 && dev.stats().connected, 5000, 'device connected');
+  await waitFor(() => scripted.conns.length === 1 && dev.stats().connected, 5000, 'device connected');
   sh('ip', ['-n', vns, 'addr', 'add', '192.168.0.2/24', 'dev', name]);
   sh('ip', ['-n', vns, 'link', 'set', name, 'mtu', '9000', 'up']);
   const vping = (args: string[]) => spawnSync('ip', ['netns', 'exec', vns, 'ping', '-n', '-c', '1', '-W', '1', ...args, '192.168.0.1'],
     { encoding: 'utf8', timeout: 10000 });
 
   vping(['-M', 'dont', '-s', '8500']);
-  await waitFor(() => frames.filter((p) => p[9] === 1).length >= 2, 5000, 'fragments at the router');
-  const frags = frames.filter((p) => p[9] === 1);
+  await waitFor(() => scripted.packets.filter((p) => p[9] === 1).length >= 2, 5000, 'fragments at the router');
+  const frags = scripted.packets.filter((p) => p[9] === 1);
   assert.ok(frags.every((p) => p.length <= 8188 && parseIpv4(p).headerOk), 'fragments fit and are well formed');
   assert.equal(frags.reduce((n, p) => n + p.length - 20, 0), 8508, 'together they carry the whole packet');
 
-  frames.length = 0;
+  scripted.frames.length = 0;
   const before = dev.stats().drops.too_big;
   const r = vping(['-M', 'do', '-s', '8500']);
   assert.notEqual(r.status, 0);
   assert.ok(dev.stats().drops.too_big > before, 'counted as too_big');
   const route = sh('ip', ['-n', vns, 'route', 'get', '192.168.0.1']);
   assert.match(route, /mtu 8188/, route);
-  assert.equal(frames.filter((p) => p.length > 8188).length, 0);
+  assert.equal(scripted.packets.filter((p) => p.length > 8188).length, 0);
   vping(['-M', 'do', '-s', '8000']);
-  await waitFor(() => frames.some((p) => p.length === 8028), 3000, 'the smaller packet at the router');
+  await waitFor(() => scripted.packets.some((p) => p.length === 8028), 3000, 'the smaller packet at the router');
 });

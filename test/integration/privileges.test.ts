@@ -5,8 +5,9 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Lab, requireRoot, sh, waitFor } from '../helpers/netns';
-import { startMoat, tempDir, waitForSocket, REPO } from '../helpers/moat';
+import { Lab, requireRoot, waitFor } from '../helpers/netns';
+import { tempDir, REPO } from '../helpers/moat';
+import { startCliDevice, startCliRouter } from '../helpers/cli-path';
 import { procStatus } from '../helpers/proc';
 
 const lab = new Lab();
@@ -25,13 +26,9 @@ test('uid/gid: the router runs without root or capabilities after start', async 
   fs.chmodSync(rules, 0o644);
   const gw = lab.netns('mpg');
   const v1 = lab.netns('mpv');
-  const router = startMoat(lab, [
-    '--tuntap-router', `emperor0 ${sock}`, '--tuntap-router-netns', `/run/netns/${gw}`,
-    '--tuntap-router-firewall-file', rules,
-    '--exec-as-root', 'ip addr add 192.168.0.1/24 dev emperor0',
-    '--uid', '65534', '--gid', '65534',
+  const router = await startCliRouter(lab, { ns: gw, tun: 'emperor0', sock, addr: '192.168.0.1' }, [
+    '--tuntap-router-firewall-file', rules, '--uid', '65534', '--gid', '65534',
   ]);
-  await waitForSocket(sock, router);
   await waitFor(() => /privileges dropped/.test(router.output()), 10000, 'privilege drop');
   const st = status(router.child.pid!);
   assert.match(st.Uid, /^65534\s+65534\s+65534\s+65534$/, 'every uid is 65534');
@@ -40,12 +37,8 @@ test('uid/gid: the router runs without root or capabilities after start', async 
   assert.equal(st.CapPrm, '0000000000000000', 'no permitted capability');
   assert.equal(st.Groups, '', 'no supplementary group');
 
-  const dev = startMoat(lab, ['--tuntap-device', `uwsgi0 ${sock}`], v1);
-  await waitFor(() => sh('ip', ['-n', v1, 'link', 'show']).includes('uwsgi0'), 10000, 'device');
-  sh('ip', ['-n', v1, 'addr', 'add', '192.168.0.2/24', 'dev', 'uwsgi0']);
-  await waitFor(() => {
-    try { sh('ping', ['-c', '1', '-W', '1', '-q', '192.168.0.1'], { ns: v1 }); return true; } catch { return false; }
-  }, 10000, 'ping through the unprivileged router');
+  // Ready once it pings the gateway through the unprivileged router.
+  const dev = await startCliDevice(lab, v1, sock, { addr: '192.168.0.2', gw: '192.168.0.1' });
 
   fs.writeFileSync(rules, 'out deny\nin deny\n');
   router.child.kill('SIGHUP');

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Lab, requireRoot } from '../helpers/netns';
 import { CLI, MoatProcess, startMoat, tempDir, waitForSocket } from '../helpers/moat';
-import { Tmux, connectUnix, frame, parentOf, reader, running, sleep, stdinFrame, waitGone } from '../helpers/pty';
+import { Tmux, connectUnix, frame, parentOf, reader, running, sleep, startPtyRouter, stdinFrame, waitGone } from '../helpers/pty';
 
 const lab = new Lab();
 let dir = '';
@@ -23,11 +23,7 @@ before(() => {
 });
 after(() => lab.cleanup());
 
-async function router(flag: string, sock: string, extra: string[] = []): Promise<MoatProcess> {
-  const p = startMoat(lab, [flag, sock, '--forkpty-router-grace', '300', ...extra]);
-  await waitForSocket(sock, p);
-  return p;
-}
+const router = (flag: string, sock: string, extra: string[] = []): Promise<MoatProcess> => startPtyRouter(lab, flag, sock, extra);
 
 /** A shell line for tmux: run the client, report whether the terminal was restored and its exit code, stay. */
 function clientLine(word: string, sock: string): string {

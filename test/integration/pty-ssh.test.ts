@@ -7,8 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { Lab, requireRoot } from '../helpers/netns';
-import { startMoat, tempDir, waitForSocket } from '../helpers/moat';
-import { Tmux, parentOf, waitGone } from '../helpers/pty';
+import { tempDir } from '../helpers/moat';
+import { Tmux, parentOf, startPtyRouter, waitGone } from '../helpers/pty';
 import { startSshd } from '../helpers/ssh';
 
 const lab = new Lab();
@@ -23,8 +23,7 @@ after(() => lab.cleanup());
 
 test('ssh -tt with ForceCommand moat pty-uconnect lands in the pty router', async () => {
   const sock = path.join(dir, 'pty.sock');
-  const moat = startMoat(lab, ['--forkpty-urouter', sock, '--forkpty-router-grace', '300']);
-  await waitForSocket(sock, moat);
+  const moat = await startPtyRouter(lab, '--forkpty-urouter', sock);
 
   const sshd = await startSshd(lab, dir, sock);
   const ssh = sshd.command;

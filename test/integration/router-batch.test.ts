@@ -6,12 +6,12 @@
 // router counted for it (tx), with the rest counted as queue_full.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import crypto from 'node:crypto';
 import { NativeRouter } from '../../src/native';
 import { Lab, requireRoot, sh, waitFor } from '../helpers/netns';
 import { startNativeRouter } from '../helpers/native-router';
-import { encodeFrame, FrameReader, icmpEcho, ipToInt, parseIpv4, PROTO_ICMP, PROTO_UDP } from '../helpers/packets';
+import { ipToInt, parseIpv4, PROTO_UDP } from '../helpers/packets';
+import { FramePeer } from '../helpers/frame-peer';
 
 const lab = new Lab();
 let ns = '';
@@ -51,40 +51,31 @@ after(async () => { await lab.cleanup(); });
 
 test('a peer that stops reading, then resumes, gets whole packets in order, as many as counted', async () => {
   const addr = net24 + '30';
-  const s = await new Promise<net.Socket>((resolve, reject) => {
-    const c = net.createConnection(sock);
-    c.once('connect', () => resolve(c));
-    c.once('error', reject);
-  });
-  lab.onCleanup(() => s.destroy());
-  // A small receive buffer makes the router's sends fall short early.
-  const reader = new FrameReader();
-  const packets: Buffer[] = [];
-  s.on('data', (d: Buffer) => { for (const f of reader.push(d)) packets.push(f.payload); });
-  s.write(encodeFrame(icmpEcho(addr, gw(), 9, 1)));
-  await waitFor(() => packets.some((p) => parseIpv4(p).proto === PROTO_ICMP), 5000, 'echo reply');
-  packets.length = 0;
-  s.pause();
+  const peer = await FramePeer.connect(sock);
+  lab.onCleanup(() => peer.close());
+  assert.ok(await peer.ping(addr, gw(), 5000), 'echo reply');
+  peer.clear();
+  peer.sock.pause();
   const count = 3000;
   const size = 1000 + crypto.randomInt(300);  // frames do not line up with socket buffer sizes
   const child = lab.spawn(process.execPath, ['-e', SENDER, gw(), addr, '7000', String(count), String(size)], { ns });
   const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
   assert.equal(code, 0);
-  const peer = () => router.stats().peers.find((p) => p.addr === ipToInt(addr))!;
-  await waitFor(() => peer().drops.queue_full > 0, 5000, 'queue_full while the peer does not read');
-  s.resume();
-  await waitFor(() => peer().queued === 0 && packets.length >= peer().tx - 1, 5000, 'drained');
+  const counted = () => router.stats().peers.find((p) => p.addr === ipToInt(addr))!;
+  await waitFor(() => counted().drops.queue_full > 0, 5000, 'queue_full while the peer does not read');
+  peer.sock.resume();
+  await waitFor(() => counted().queued === 0 && peer.packets.length >= counted().tx - 1, 5000, 'drained');
   await new Promise((r) => setTimeout(r, 200));
-  const st = peer();
-  assert.equal(reader.pending, 0, 'no partial frame left over');
+  const st = counted();
+  assert.equal(peer.reader.pending, 0, 'no partial frame left over');
   // tx counted the echo reply before packets was cleared.
-  assert.equal(packets.length, st.tx - 1, `received ${packets.length}, router counted ${st.tx - 1}`);
+  assert.equal(peer.packets.length, st.tx - 1, `received ${peer.packets.length}, router counted ${st.tx - 1}`);
   // The kernel may drop at the tun's own queue on a busy box: counted there.
   const link = JSON.parse(sh('ip', ['-n', ns, '-s', '-j', 'link', 'show', tunName]))[0];
   const tunDropped = Number(link.stats64?.tx?.dropped ?? 0);
-  assert.equal(packets.length + st.drops.queue_full + tunDropped, count, 'every datagram delivered or counted as dropped');
+  assert.equal(peer.packets.length + st.drops.queue_full + tunDropped, count, 'every datagram delivered or counted as dropped');
   let last = -1;
-  for (const p of packets) {
+  for (const p of peer.packets) {
     const ip = parseIpv4(p);
     assert.ok(ip.headerOk && ip.proto === PROTO_UDP && ip.totalLength === p.length && p.length === 20 + 8 + size, 'an intact packet');
     const seq = ip.payload.readUInt32BE(8);
@@ -92,5 +83,5 @@ test('a peer that stops reading, then resumes, gets whole packets in order, as m
     assert.ok(ip.payload.subarray(12).every((b) => b === 0x5a), 'payload intact');
     last = seq;
   }
-  s.destroy();
+  peer.close();
 });

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
-import { startMoat, tempDir, waitForSocket, readStats, REPO, MoatProcess } from '../helpers/moat';
+import { startMoat, tempDir, readStats, REPO, MoatProcess } from '../helpers/moat';
+import { pings, startCliDevice, startCliRouter } from '../helpers/cli-path';
 
 const lab = new Lab();
 let dir = '';
@@ -23,42 +24,17 @@ const A1 = '192.168.0.2';
 const A2 = '192.168.0.3';
 const TUN = 'emperor0';
 
-function ping(ns: string, dst: string, count = 2): boolean {
-  try {
-    sh('ping', ['-c', String(count), '-W', '1', '-i', '0.2', '-q', dst], { ns });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const ping = (ns: string, dst: string, count = 2): boolean => pings(ns, dst, count);
 
-async function startRouter(extra: string[] = []): Promise<MoatProcess> {
-  const p = startMoat(lab, [
-    '--tuntap-router', `${TUN} ${sock} ${stats}`,
+function startRouter(): Promise<MoatProcess> {
+  return startCliRouter(lab, { ns: gw, tun: TUN, sock, stats, addr: GW }, [
     '--tuntap-router-firewall-file', path.join(dir, 'policy.rules'),
-    '--exec-as-root', `ip addr add ${GW}/24 dev ${TUN}`,
     '--exec-as-root', 'sysctl -qw net.ipv4.ip_forward=1',
     '--metrics', `127.0.0.1:${metricsPort}`,
-    // The process stays in the host namespace (metrics on its loopback); the
-    // device and the hooks live in the gateway namespace.
-    '--tuntap-router-netns', `/run/netns/${gw}`,
-    ...extra,
   ]);
-  await waitForSocket(sock, p);
-  await waitForSocket(stats, p);
-  return p;
 }
 
-async function startDevice(ns: string, addr: string): Promise<MoatProcess> {
-  const p = startMoat(lab, ['--tuntap-device', `uwsgi0 ${sock}`], ns);
-  await waitFor(() => {
-    if (p.child.exitCode !== null) throw new Error(p.output());
-    return sh('ip', ['-n', ns, 'link', 'show']).includes('uwsgi0');
-  }, 10000, 'device uwsgi0');
-  sh('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'uwsgi0']);
-  sh('ip', ['-n', ns, 'route', 'add', 'default', 'via', GW]);
-  return p;
-}
+const startDevice = (ns: string, addr: string) => startCliDevice(lab, ns, sock, { addr, gw: GW });
 
 before(async () => {
   requireRoot();

@@ -13,12 +13,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { startMoat, tempDir, waitForSocket, readStats, MoatProcess } from '../helpers/moat';
-import { encodeFrame, FrameReader, icmpEcho, parseIpv4, inetChecksum, PROTO_UDP } from '../helpers/packets';
+import { icmpEcho, parseIpv4, inetChecksum, PROTO_UDP } from '../helpers/packets';
+import { FramePeer } from '../helpers/frame-peer';
 
 const PEERS = 100;
 const PER_PEER_DEFAULT = 40;
@@ -62,14 +62,11 @@ s.bind(0, src, () => {
 });`;
 
 interface PeerConn {
-  sock: net.Socket;
+  peer: FramePeer;     // counts every frame (the echo reply too) and the bytes received
   addr: string;
-  reader: FrameReader;
   seqs: number[];      // UDP datagrams received, by seq
-  frames: number;      // every frame received (the echo reply too)
-  bytes: number;       // bytes received on the socket
   bad: string[];       // what was wrong with a datagram
-  closed: boolean;     // hung up by the test while the backlog was routed
+  hungUp: boolean;     // hung up by the test while the backlog was routed
 }
 
 function procState(pid: number): string {
@@ -125,47 +122,38 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     // and held again behind it.
     const extra = opts.closeEven ? 1 : 0;
     for (let i = 0; i < PEERS + extra; i++) {
-      const s = await new Promise<net.Socket>((resolve, reject) => {
-        const c = net.createConnection(sock);
-        c.once('connect', () => resolve(c));
-        c.once('error', reject);
-      });
-      lab.onCleanup(() => s.destroy());
-      const p: PeerConn = { sock: s, addr: peerAddr(i), reader: new FrameReader(), seqs: [], frames: 0, bytes: 0, bad: [], closed: false };
-      s.on('data', (d: Buffer) => {
-        p.bytes += d.length;
-        for (const f of p.reader.push(d)) {
-          p.frames++;
-          let ip;
-          try { ip = parseIpv4(f.payload); } catch { p.bad.push('not IPv4'); continue; }
-          if (ip.proto !== PROTO_UDP) continue;
-          const u = ip.payload;
-          const data = u.subarray(8);
-          if (!ip.headerOk || ip.totalLength !== f.payload.length || ip.src !== gw || ip.dst !== p.addr ||
-              u.length < 8 + 6 || u.readUInt16BE(2) !== PORT || u.readUInt16BE(4) !== u.length) {
-            p.bad.push(`bad header: ${ip.src} -> ${ip.dst} len ${f.payload.length}`);
-            continue;
-          }
-          const pseudo = (a: string) => a.split('.').map(Number);
-          const [s1, s2, s3, s4] = pseudo(ip.src);
-          const [d1, d2, d3, d4] = pseudo(ip.dst);
-          const sum = ((s1 << 8) | s2) + ((s3 << 8) | s4) + ((d1 << 8) | d2) + ((d3 << 8) | d4) + PROTO_UDP + u.length;
-          if (u.readUInt16BE(6) !== 0 && inetChecksum(u, 0, u.length, sum) !== 0) { p.bad.push('bad UDP checksum'); continue; }
-          const idx = data.readUInt16BE(0);
-          const seq = data.readUInt32BE(2);
-          if (idx !== i || !data.equals(datagram(i, seq))) { p.bad.push(`peer ${i} got datagram of peer ${idx} seq ${seq}, or mangled`); continue; }
-          p.seqs.push(seq);
-          if (opts.closeEven && i % 2 === 0 && p.seqs.length === 9 && !p.closed) {
-            p.closed = true;
-            s.destroy();
-            return;
-          }
+      const p = { addr: peerAddr(i), seqs: [], bad: [], hungUp: false } as unknown as PeerConn;
+      p.peer = await FramePeer.connect(sock, { keep: false, onFrame: (f) => {
+        if (p.hungUp) return;
+        let ip;
+        try { ip = parseIpv4(f.payload); } catch { p.bad.push('not IPv4'); return; }
+        if (ip.proto !== PROTO_UDP) return;
+        const u = ip.payload;
+        const data = u.subarray(8);
+        if (!ip.headerOk || ip.totalLength !== f.payload.length || ip.src !== gw || ip.dst !== p.addr ||
+            u.length < 8 + 6 || u.readUInt16BE(2) !== PORT || u.readUInt16BE(4) !== u.length) {
+          p.bad.push(`bad header: ${ip.src} -> ${ip.dst} len ${f.payload.length}`);
+          return;
         }
-      });
-      s.write(encodeFrame(icmpEcho(p.addr, gw, 0x4000 + i, 1)));
+        const pseudo = (a: string) => a.split('.').map(Number);
+        const [s1, s2, s3, s4] = pseudo(ip.src);
+        const [d1, d2, d3, d4] = pseudo(ip.dst);
+        const sum = ((s1 << 8) | s2) + ((s3 << 8) | s4) + ((d1 << 8) | d2) + ((d3 << 8) | d4) + PROTO_UDP + u.length;
+        if (u.readUInt16BE(6) !== 0 && inetChecksum(u, 0, u.length, sum) !== 0) { p.bad.push('bad UDP checksum'); return; }
+        const idx = data.readUInt16BE(0);
+        const seq = data.readUInt32BE(2);
+        if (idx !== i || !data.equals(datagram(i, seq))) { p.bad.push(`peer ${i} got datagram of peer ${idx} seq ${seq}, or mangled`); return; }
+        p.seqs.push(seq);
+        if (opts.closeEven && i % 2 === 0 && p.seqs.length === 9) {
+          p.hungUp = true;
+          p.peer.close();
+        }
+      } });
+      lab.onCleanup(() => p.peer.close());
+      p.peer.send(icmpEcho(p.addr, gw, 0x4000 + i, 1));
       peers.push(p);
     }
-    await waitFor(() => peers.every((p) => p.frames >= 1), 10000, 'echo replies to all peers');
+    await waitFor(() => peers.every((p) => p.peer.received >= 1), 10000, 'echo replies to all peers');
     let doc: any;
     const refresh = async () => {
       try {
@@ -232,12 +220,12 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     for (const p of live) {
       assert.deepEqual(p.bad, [], `${p.addr}: every datagram intact`);
       assert.deepEqual(p.seqs, expect, `${p.addr}: exactly its datagrams, in order`);
-      assert.equal(p.reader.pending, 0, `${p.addr}: no partial frame`);
+      assert.equal(p.peer.reader.pending, 0, `${p.addr}: no partial frame`);
     }
     await refresh();
     if (opts.closeEven) {
       assert.deepEqual(peers[PEERS].seqs, [0], 'the quiet peer got its one datagram');
-      const hungUp = peers.filter((p) => p.closed);
+      const hungUp = peers.filter((p) => p.hungUp);
       assert.equal(hungUp.length, PEERS / 2, 'every even peer hung up mid-backlog');
       for (const p of hungUp) assert.deepEqual(p.seqs, expect.slice(0, 9), `${p.addr}: its first datagrams, in order, before hanging up`);
       const gone = new Set(hungUp.map((p) => p.addr));
@@ -249,8 +237,8 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     for (const p of live) {
       const q = byAddr.get(p.addr);
       assert.ok(q, `${p.addr} in the stats`);
-      assert.equal(q.tx_packets, p.frames, `${p.addr}: tx_packets = frames received`);
-      assert.equal(q.tx, p.bytes, `${p.addr}: tx bytes = bytes received`);
+      assert.equal(q.tx_packets, p.peer.received, `${p.addr}: tx_packets = frames received`);
+      assert.equal(q.tx, p.peer.bytes, `${p.addr}: tx bytes = bytes received`);
       assert.equal(q.queued, 0, `${p.addr}: nothing left queued`);
       assert.equal(q.dropped, 0, `${p.addr}: nothing dropped`);
     }
@@ -284,7 +272,7 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     assert.equal(doc.moat.hold.held_frames, before.frames, 'light traffic: held_frames unchanged');
     assert.equal(doc.moat.hold.held_writes, before.writes, 'light traffic: held_writes unchanged');
     const q0 = doc.peers.find((q: any) => q.addr === p0.addr);
-    assert.equal(q0.tx_packets, p0.frames, `${p0.addr}: tx_packets = frames received after the light traffic`);
+    assert.equal(q0.tx_packets, p0.peer.received, `${p0.addr}: tx_packets = frames received after the light traffic`);
     assert.ok(router.child.exitCode === null, `the router still runs:\n${router.output()}`);
     sender.stdin!.end();
   } finally {

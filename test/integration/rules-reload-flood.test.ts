@@ -7,13 +7,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { Router } from '../../src/router/router';
 import type { RouterConfig } from '../../src/config/types';
 import { Lab, requireRoot, uniqueName, waitFor } from '../helpers/netns';
 import { tempDir } from '../helpers/moat';
 import { encodeFrame, udpPacket } from '../helpers/packets';
+import { FramePeer } from '../helpers/frame-peer';
 
 const lab = new Lab();
 after(() => lab.cleanup());
@@ -58,8 +58,7 @@ test('a reload under a flood never judges a packet by a mix of old and new rules
   recv.stdout!.on('data', (d) => { out += d; });
   await waitFor(() => out.includes('ready'), 10000, 'receiver ready');
 
-  const sock = net.createConnection(cfg.socket);
-  await new Promise((r) => sock.once('connect', r));
+  const peer = await FramePeer.connect(cfg.socket, { keep: false });
   let seq = 0;
   let flooding = true;
   const flood = (async () => {
@@ -71,7 +70,7 @@ test('a reload under a flood never judges a packet by a mix of old and new rules
         data.writeUInt32BE(seq, 0);
         frames.push(encodeFrame(udpPacket(`${net24}2`, `${net24}1`, 40000, seq % 2 ? 2000 : 1000, data)));
       }
-      if (!sock.write(Buffer.concat(frames))) await new Promise((r) => sock.once('drain', r));
+      await peer.write(Buffer.concat(frames));
       await new Promise((r) => setImmediate(r));
     }
   })();
@@ -88,7 +87,7 @@ test('a reload under a flood never judges a packet by a mix of old and new rules
   await sleep(300);
   recv.kill('SIGTERM');
   await waitFor(() => out.includes('end'), 10000, 'receiver report');
-  sock.destroy();
+  peer.close();
 
   const got = out.split('\n').filter((l) => /^\d+ \d+$/.test(l)).map((l) => l.split(' ').map(Number)).sort((a, b) => a[0] - b[0]);
   assert.ok(got.length > 1000, `enough packets arrived (${got.length} of ${seq} sent)`);

@@ -1,16 +1,17 @@
 // sndbuf.test.ts: the send buffer of router <-> device connections
 // (native/sndbuf.h, tuntap-router-sndbuf / tuntap-device-sndbuf). A moat
-// router and a moat device (the CLI, each in its own namespace) connect; `ss`
-// shows the send buffer (skmem tb) of the process's
-// connected socket (both ends show in the device's namespace: an accepted
-// unix socket belongs to the connecting side's): the device asks 4 MiB by
-// default, the router the kernel's default unless configured (the kernel keeps double, as
+// router and a moat device (the CLI, each with its tun in its own namespace)
+// connect; `ss` shows the send buffer (skmem tb) of the process's connected
+// socket (both ends show in the device's namespace: an accepted unix socket
+// belongs to the connecting side's): the device asks 4 MiB by default, the
+// router the kernel's default unless configured (the kernel keeps double, as
 // for any SO_SNDBUF), the kernel's default with 0.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
-import { startMoat, tempDir, waitForSocket } from '../helpers/moat';
+import { tempDir } from '../helpers/moat';
+import { startCliDevice, startCliRouter } from '../helpers/cli-path';
 
 /** The largest send buffer (tb) of a connected unix stream socket of pid, in netns ns. */
 function sendBuffer(ns: string, pid: number): number | undefined {
@@ -34,9 +35,8 @@ async function pair(routerArgs: string[], deviceArgs: string[]): Promise<{ route
     const sock = path.join(dir, 'r.sock');
     const gw = lab.netns('msb');
     const vns = lab.netns('msv');
-    const router = startMoat(lab, ['--tuntap-router', `${uniqueName('msbt')} ${sock}`, ...routerArgs], gw);
-    await waitForSocket(sock, router);
-    const device = startMoat(lab, ['--tuntap-device', `${uniqueName('msbu')} ${sock}`, ...deviceArgs], vns);
+    const router = await startCliRouter(lab, { ns: gw, tun: uniqueName('msbt'), sock }, routerArgs);
+    const device = await startCliDevice(lab, vns, sock, { name: uniqueName('msbu'), args: deviceArgs });
     const seen: { router?: number; device?: number } = {};
     await waitFor(() => {
       seen.router = sendBuffer(vns, router.child.pid!);

@@ -12,9 +12,11 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import type { NativeRule, RouterStats } from '../../src/native';
-import { requireRoot, waitFor } from '../helpers/netns';
+import { requireRoot, sleep, waitFor } from '../helpers/netns';
 import { ipToInt, udpPacket, PROTO_ICMP, PROTO_UDP } from '../helpers/packets';
-import { exitCode, fdCount, memText, nodeInNs, Peer, RouterLab, rssKiB, settle, sleep, UNDER_ASAN } from './hostile-lab';
+import { FramePeer } from '../helpers/frame-peer';
+import { RouterLab } from '../helpers/native-router';
+import { fdCount, memText, rssKiB, settle, UNDER_ASAN } from '../helpers/footprint';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 150);
 const RELOAD_MS = 1500;
@@ -101,13 +103,13 @@ test(`soak: ${SECONDS} s of mixed traffic, rule reloads and peer restarts`, { ti
   const t0 = Date.now();
   const end = t0 + SECONDS * 1000;
 
-  const peers: Peer[] = [];
+  const peers: FramePeer[] = [];
   for (const a of addrs) {
-    const p = await Peer.connect(L.sockPath);
+    const p = await FramePeer.connect(L.sockPath, { keep: false });
     assert.ok(await p.ping(a, L.gw), `first ping from ${a}`);
     peers.push(p);
   }
-  const spray = nodeInNs(L.lab, L.ns, SPRAY, [L.gw, '2000', String(SECONDS), ...addrs]);
+  const spray = L.runInGateway(SPRAY, [L.gw, '2000', String(SECONDS), ...addrs]);
 
   let pings = 0;
   let answered = 0;
@@ -141,7 +143,7 @@ test(`soak: ${SECONDS} s of mixed traffic, rule reloads and peer restarts`, { ti
       const old = L.peerStats(addrs[i]).id;
       peers[i].close();
       await waitFor(() => L.log.some((e) => e.type === 'peer_down' && e.id === old), 5000, `peer_down of ${addrs[i]}`);
-      const p = await Peer.connect(L.sockPath);
+      const p = await FramePeer.connect(L.sockPath, { keep: false });
       assert.ok(await p.ping(addrs[i], L.gw, 3000), `ping after restart of ${addrs[i]}`);
       peers[i] = p;
       restarting.delete(i);
@@ -185,7 +187,7 @@ test(`soak: ${SECONDS} s of mixed traffic, rule reloads and peer restarts`, { ti
   })();
 
   await Promise.all([...traffic, restarter, reloader, watcher]);
-  assert.equal(await exitCode(spray), 0);
+  assert.equal(await spray, 0);
   const final = L.router.stats();
   for (const p of peers) p.close();
   await waitFor(() => L.router.stats().peers.length === 0, 5000, 'all peers gone');

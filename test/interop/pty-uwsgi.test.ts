@@ -9,8 +9,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, requireRoot, waitFor } from '../helpers/netns';
-import { CLI, startMoat, tempDir, waitForSocket } from '../helpers/moat';
-import { Tmux, parentOf, running, sleep, waitGone } from '../helpers/pty';
+import { CLI, tempDir } from '../helpers/moat';
+import { Tmux, parentOf, startPtyRouter, running, sleep, waitGone } from '../helpers/pty';
 import { UWSGI } from '../helpers/uwsgi';
 
 const lab = new Lab();
@@ -24,8 +24,7 @@ after(() => lab.cleanup());
 
 test("uWSGI's --pty-uconnect client against moat's forkpty-urouter", async () => {
   const sock = path.join(dir, 'moat.sock');
-  const moat = startMoat(lab, ['--forkpty-urouter', sock, '--forkpty-router-grace', '300']);
-  await waitForSocket(sock, moat);
+  const moat = await startPtyRouter(lab, '--forkpty-urouter', sock);
   const t = Tmux.start(lab, `${UWSGI} --plugin pty --pty-uconnect ${sock}; echo CLIENT-EXIT=$?; sleep 600`, 90, 20);
   await t.waitScreen(/\[pty\] connected/);
   t.line('echo "pid=$$ size=$(stty size)"');

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, requireRoot, sh, waitFor } from '../helpers/netns';
-import { startMoat, tempDir, waitForSocket, readStats, REPO, MoatProcess } from '../helpers/moat';
+import { tempDir, readStats, REPO, MoatProcess } from '../helpers/moat';
+import { pings, startCliRouter } from '../helpers/cli-path';
 import { startUwsgiDevice, jailSocketDir, UwsgiDevice } from '../helpers/uwsgi';
 
 const lab = new Lab();
@@ -19,14 +20,7 @@ let stats = '';
 let router: MoatProcess;
 let device: UwsgiDevice;
 
-function ping(ns: string, dst: string, count = 3): boolean {
-  try {
-    sh('ping', ['-c', String(count), '-W', '1', '-i', '0.2', '-q', dst], { ns });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const ping = (ns: string, dst: string, count = 3): boolean => pings(ns, dst, count);
 
 before(async () => {
   requireRoot();
@@ -35,13 +29,9 @@ before(async () => {
   stats = path.join(dir, 'stats.sock');
   gw = lab.netns('mgw');
   v1 = lab.netns('mv1');
-  router = startMoat(lab, [
-    '--tuntap-router', `emperor0 ${sock} ${stats}`,
-    '--tuntap-router-netns', `/run/netns/${gw}`,
+  router = await startCliRouter(lab, { ns: gw, tun: 'emperor0', sock, stats, addr: GW }, [
     '--tuntap-router-firewall-file', path.join(REPO, 'rules', 'isolation.rules'),
-    '--exec-as-root', `ip addr add ${GW}/24 dev emperor0`,
   ]);
-  await waitForSocket(sock, router);
   device = await startUwsgiDevice(lab, {
     ns: v1, tun: 'uwsgi0', router: sock, socket: path.join(jailSocketDir(lab), 'dev.sock'),
     addr: `${A1}/24`, keepIpv6: true,

@@ -1,10 +1,8 @@
-// cron-helpers.ts: a brute-force reference of uWSGI's cron rule, a runner
-// that records, and a logger whose lines the tests read.
-import pino from 'pino';
+// cron-helpers.ts: a brute-force reference of uWSGI's cron rule, and a runner
+// that records.
 import { parseIni } from '../../src/config/ini';
 import type { JobEvents, JobRunner, JobStatus } from '../../src/plugins/cron/runner';
 import type { UwsgiTime } from '../../src/plugins/cron/parse';
-import type { Logger } from '../../src/log';
 
 export const ini = (body: string) => parseIni('[uwsgi]\n' + body, 'v.ini');
 
@@ -53,11 +51,4 @@ export class RecordingRunner implements JobRunner {
     this.live.delete(id);
     this.events?.onExit(id, status, ms);
   }
-}
-
-/** A pino logger whose JSON lines land in `lines`. */
-export function captureLog(): { log: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const log = pino({ level: 'debug' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
-  return { log, lines };
 }

@@ -12,7 +12,8 @@ import { CronPlugin, CronExitEvent, CronSkipEvent } from '../../src/plugins/cron
 import { CronMetrics } from '../../src/plugins/cron/metrics';
 import { FakeClock, systemClock } from '../../src/plugins/cron/clock';
 import { LocalJobRunner, parseJobExit, parseJobStatus, formatJobStatus } from '../../src/plugins/cron/runner';
-import { captureLog, ini, RecordingRunner } from './cron-helpers';
+import { ini, RecordingRunner } from './cron-helpers';
+import { captureLog } from '../helpers/log';
 
 const T0 = Date.parse('2024-05-01T12:00:30Z');
 const at = (hhmmss: string) => Date.parse(`2024-05-01T${hhmmss}Z`);

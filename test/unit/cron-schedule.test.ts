@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import { parseCronOptions, UwsgiTime } from '../../src/plugins/cron/parse';
 import { CronPlugin, CronStartEvent } from '../../src/plugins/cron/plugin';
 import { FakeClock } from '../../src/plugins/cron/clock';
-import { bruteForce, captureLog, ini, RecordingRunner, uwsgiMatches } from './cron-helpers';
+import { bruteForce, ini, RecordingRunner, uwsgiMatches } from './cron-helpers';
+import { captureLog } from '../helpers/log';
 
 const iso = (t: number) => new Date(t).toISOString().slice(0, 16);
 
