@@ -1,0 +1,101 @@
+// output-budget.ts: what a vassal prints reaches the emperor's log only
+// within a budget of lines and bytes per second; the rest is counted and
+// dropped, and one line per second says how much. The emperor keeps reading
+// (a vassal's pipe never fills because of the budget, and nothing waits on
+// it), but past the budget it only counts newlines in the raw bytes: a vassal
+// printing as fast as it can costs a memchr per chunk, not a log write per line.
+const MAX_LINE = 2000;   // characters of one line kept in the log
+
+export interface OutputBudgetOptions {
+  linesPerSec: number;
+  bytesPerSec: number;
+}
+
+export interface DroppedReport { lines: number; bytes: number }
+
+/** One vassal's output: push() raw chunks, get back the lines to log. */
+export class OutputBudget {
+  private lines: number;
+  private bytes: number;
+  private windowStart: number;
+  private partial: Buffer = Buffer.alloc(0);
+  /** Dropped since the last report, and in all. */
+  droppedLines = 0;
+  droppedBytes = 0;
+  totalDroppedLines = 0;
+  totalDroppedBytes = 0;
+
+  constructor(readonly opts: OutputBudgetOptions, private readonly now: () => number = Date.now) {
+    this.lines = opts.linesPerSec;
+    this.bytes = opts.bytesPerSec;
+    this.windowStart = now();
+  }
+
+  /** The whole lines of `chunk` that fit the budget (a line cut at MAX_LINE
+   *  characters); `report` is set once a second when something was dropped. */
+  push(chunk: Buffer): { lines: string[]; report?: DroppedReport } {
+    const out: string[] = [];
+    this.refill();
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(10, start);
+      if (nl < 0) break;
+      const size = this.partial.length + nl - start + 1;
+      if (this.lines > 0 && this.bytes >= size) {
+        this.lines--;
+        this.bytes -= size;
+        const head = this.partial.length ? Buffer.concat([this.partial, chunk.subarray(start, nl)]) : chunk.subarray(start, nl);
+        out.push(head.toString('utf8', 0, Math.min(head.length, MAX_LINE * 4)).slice(0, MAX_LINE));
+      } else {
+        this.drop(1, size);
+      }
+      this.partial = Buffer.alloc(0);
+      start = nl + 1;
+    }
+    // Keep at most one line's worth of an unfinished line; the rest of it is dropped.
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start);
+      const room = MAX_LINE * 4 - this.partial.length;
+      if (room > 0) this.partial = Buffer.concat([this.partial, rest.subarray(0, room)]);
+      if (rest.length > room) this.drop(0, rest.length - Math.max(room, 0));
+    }
+    return { lines: out, report: this.takeReport() };
+  }
+
+  private drop(lines: number, bytes: number): void {
+    this.droppedLines += lines;
+    this.droppedBytes += bytes;
+    this.totalDroppedLines += lines;
+    this.totalDroppedBytes += bytes;
+  }
+
+  private refill(): void {
+    const t = this.now();
+    if (t - this.windowStart >= 1000) {
+      this.windowStart = t;
+      this.lines = this.opts.linesPerSec;
+      this.bytes = this.opts.bytesPerSec;
+    }
+  }
+
+  private lastReport = 0;
+  private takeReport(): DroppedReport | undefined {
+    if (this.droppedLines === 0 && this.droppedBytes === 0) return undefined;
+    const t = this.now();
+    if (t - this.lastReport < 1000) return undefined;
+    this.lastReport = t;
+    const r = { lines: this.droppedLines, bytes: this.droppedBytes };
+    this.droppedLines = 0;
+    this.droppedBytes = 0;
+    return r;
+  }
+
+  /** What is still unreported (at stop). */
+  flushReport(): DroppedReport | undefined {
+    if (this.droppedLines === 0 && this.droppedBytes === 0) return undefined;
+    const r = { lines: this.droppedLines, bytes: this.droppedBytes };
+    this.droppedLines = 0;
+    this.droppedBytes = 0;
+    return r;
+  }
+}
