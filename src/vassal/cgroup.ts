@@ -351,7 +351,8 @@ export class VassalCgroup {
 
   /** The best way this machine offers to kill the vassal's whole tree. */
   killMethod(): KillMethod {
-    return this.layout.kill ? 'cgroup.kill' : this.layout.freeze === 'v2' ? 'cgroup.freeze'
+    const unified = this.dirOf(this.layout.unified) !== undefined;
+    return unified && this.layout.kill ? 'cgroup.kill' : unified && this.layout.freeze === 'v2' ? 'cgroup.freeze'
       : this.layout.freeze === 'v1' && this.dirOf(this.layout.freezer) ? 'freezer' : 'signal';
   }
 
@@ -371,24 +372,33 @@ export class VassalCgroup {
     if ((method === 'cgroup.kill' || method === 'cgroup.freeze') && !unified) throw new Error(`${method}: no unified cgroup`);
     if (method === 'freezer' && !freezer) throw new Error('freezer: no v1 freezer cgroup');
 
-    if (method === 'cgroup.kill') {
-      write(path.join(unified!, 'cgroup.kill'), '1');
-    } else if (method === 'cgroup.freeze') {
-      report.signalled += await this.frozenKill(unified!, 'cgroup.freeze', '1', '0',
-        () => /^frozen 1$/m.test(readMaybe(path.join(unified!, 'cgroup.events')) ?? ''), deadline);
-    } else if (method === 'freezer') {
-      report.signalled += await this.frozenKill(freezer!, 'freezer.state', 'FROZEN', 'THAWED',
-        () => readMaybe(path.join(freezer!, 'freezer.state'))?.trim() === 'FROZEN', deadline);
-    }
-    // Stragglers (the signal method; a process on a hierarchy the method does not cover; one forked
-    // while a freeze was still settling) get SIGKILL rounds. A process cgroup.kill already killed may
-    // take a moment to exit: it is left alone for a short grace.
+    // One round: the method's own (the kernel's kill, or a frozen kill) over the hierarchy it covers,
+    // then SIGKILL, checked, to what is only on another hierarchy (e.g. a process a root tenant moved).
+    const covered = method === 'freezer' ? freezer : method === 'signal' ? undefined : unified;
+    const round = async () => {
+      if (method === 'cgroup.kill') write(path.join(unified!, 'cgroup.kill'), '1');
+      else if (method === 'cgroup.freeze') {
+        report.signalled += await this.frozenKill(unified!, 'cgroup.freeze', '1', '0',
+          () => /^frozen 1$/m.test(readMaybe(path.join(unified!, 'cgroup.events')) ?? ''), deadline);
+      } else if (method === 'freezer') {
+        report.signalled += await this.frozenKill(freezer!, 'freezer.state', 'FROZEN', 'THAWED',
+          () => readMaybe(path.join(freezer!, 'freezer.state'))?.trim() === 'FROZEN', deadline);
+      }
+    };
+    await round();
+    // Rounds until every cgroup.procs is empty: right away with the signal method; else after a
+    // grace, since a killed process may take a moment to exit (a process forked while a freeze
+    // was settling is caught by the next round).
+    let last = Date.now();
     for (;;) {
       const left = this.places.flatMap((p) => procs(p.dir).map((pid) => ({ pid, p })));
       if (left.length === 0) { report.empty = true; break; }
       if (Date.now() >= deadline) break;
-      if (method === 'signal' || Date.now() - start > 100) {
-        for (const { pid, p } of left) if (this.signalIfInside(pid, p)) report.signalled++;
+      if (method === 'signal' || Date.now() - last >= 100) {
+        last = Date.now();
+        const inside = new Set(covered ? procs(covered) : []);
+        if (inside.size) await round();
+        for (const { pid, p } of left) if (!inside.has(pid) && this.signalIfInside(pid, p)) report.signalled++;
       }
       await sleep(5);
     }
@@ -399,7 +409,8 @@ export class VassalCgroup {
   private async frozenKill(dir: string, file: string, freeze: string, thaw: string, frozen: () => boolean, deadline: number): Promise<number> {
     write(path.join(dir, file), freeze);
     try {
-      while (!frozen() && Date.now() < deadline) await sleep(2);
+      const settle = Math.min(deadline, Date.now() + 1000);   // a task in D state may never freeze
+      while (!frozen() && Date.now() < settle) await sleep(2);
       let n = 0;
       for (const pid of procs(dir)) {
         try { process.kill(pid, 'SIGKILL'); n++; } catch { /* already gone */ }
