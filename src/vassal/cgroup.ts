@@ -115,7 +115,7 @@ export type KillMethod = 'cgroup.kill' | 'cgroup.freeze' | 'freezer' | 'signal';
 
 export interface KillReport {
   method: KillMethod;
-  signalled: number;              // SIGKILLs moat sent itself (0 with cgroup.kill, unless a straggler needed one)
+  signalled: number;              // SIGKILLs moat sent itself (with cgroup.kill: only to a process found on another hierarchy alone)
   empty: boolean;                 // every cgroup.procs was empty before the timeout
   ms: number;
 }

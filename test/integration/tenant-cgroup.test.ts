@@ -210,6 +210,19 @@ for (const method of methods) {
   });
 }
 
+test('the runtime\'s first act: a process writes 0 into each of procsFiles and is in the vassal everywhere', async () => {
+  requireRoot();
+  const e = emperor('self');
+  const { cgroup: v } = await e.createVassal('rt');
+  const c = spawn('sh', ['-c', 'for f; do echo 0 > "$f" || exit 1; done; echo in; exec sleep 60', 'sh', ...v.procsFiles],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(c);
+  const out = output(c);
+  await waitFor(() => out() === 'in\n', 5000, 'the process in its cgroups');
+  for (const f of v.procsFiles) assert.deepEqual(fs.readFileSync(f, 'utf8').trim().split('\n').map(Number), [c.pid], f);
+  assert.deepEqual((await v.killAll()).empty, true);
+});
+
 test('two emperors side by side: same vassal name, neither sees nor stops the other\'s', async () => {
   requireRoot();
   const e1 = emperor('e1');
