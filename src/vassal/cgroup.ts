@@ -30,7 +30,7 @@ import { CgroupLimits, CPU_PERIOD_US, cpuQuotaUs, Limit } from './cgroup-limits'
 export const VASSALS_DIR = 'vassals';
 export const EMPEROR_LEAF = 'emperor';
 export const EMPEROR_OOM_SCORE_ADJ = -900;   // the emperor and the router process: the last a host-wide OOM picks
-export const VASSAL_OOM_SCORE_ADJ = 500;     // a vassal's runtime sets this for itself (as root, so its processes cannot lower it)
+export const VASSAL_OOM_SCORE_ADJ = 500;     // a vassal's runtime sets this for itself before it starts anything (its processes inherit it)
 
 const NAME = /^[A-Za-z0-9_.@:-]+$/;
 const V1_UNLIMITED = 2 ** 62;                // v1 reads "no limit" as PAGE_COUNTER_MAX pages: 9223372036854771712
@@ -95,10 +95,21 @@ function procs(dir: string): number[] {
   return cgroupTree(dir).flatMap((d) => (readMaybe(path.join(d, 'cgroup.procs')) ?? '').split('\n').filter(Boolean).map(Number));
 }
 
-/** Sets /proc/PID/oom_score_adj (-1000..1000): lower is picked later by a host-wide OOM kill. */
+/**
+ * Sets /proc/PID/oom_score_adj (-1000..1000): lower is picked later by a host-wide OOM kill.
+ * Lowering it below what the process inherited needs CAP_SYS_RESOURCE (a container's root may
+ * lack it: the error says so); raising it never does, and a write with CAP_SYS_RESOURCE also
+ * becomes the floor the process and its children cannot go below without it.
+ */
 export function setOomScoreAdj(pid: number | 'self', value: number): void {
   if (!Number.isInteger(value) || value < -1000 || value > 1000) throw new RangeError(`oom_score_adj ${value}: an integer from -1000 to 1000`);
-  write(`/proc/${pid}/oom_score_adj`, String(value));
+  try {
+    write(`/proc/${pid}/oom_score_adj`, String(value));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EACCES') err.message += ' (lowering oom_score_adj needs CAP_SYS_RESOURCE)';
+    throw err;
+  }
 }
 
 export interface CgroupStats {

@@ -13,9 +13,10 @@ import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EmperorCgroup, KillMethod, VassalCgroup } from '../../src/vassal/cgroup';
-import { CgroupLayout, detectLayout, Hierarchy, readLayout, readLayoutInput } from '../../src/vassal/cgroup-layout';
+import { EmperorCgroup, EMPEROR_OOM_SCORE_ADJ, KillMethod, setOomScoreAdj, VassalCgroup, VASSAL_OOM_SCORE_ADJ } from '../../src/vassal/cgroup';
+import { CgroupLayout, detectLayout, Hierarchy, LIMIT_CONTROLLERS, readLayout, readLayoutInput } from '../../src/vassal/cgroup-layout';
 import { requireRoot, uniqueName, waitFor } from '../helpers/netns';
+import { procStatus } from '../helpers/proc';
 
 const RUN = uniqueName('moat-t-');
 const MiB = 2 ** 20;
@@ -32,6 +33,7 @@ after(async () => {
     const left = await e.destroy();
     if (left.length) console.error('left behind:', left.join('; '));
   }
+  if (V2_LIMITS) for (const h of readLayout().used) ownDirs.unshift(path.join(h.mountPoint, RUN));
   for (const dir of ownDirs.reverse()) rmTree(dir);
   for (const f of restores.reverse()) {
     try { f(); } catch (e) { console.error((e as Error).message); }
@@ -59,8 +61,13 @@ function delegateHugetlb(t: { skip: (m: string) => void }): Hierarchy | undefine
   return unified;
 }
 
+// Here (v1 limits) each test emperor is a child of this process's own cgroups. On a v2 machine
+// this process shares its cgroup with the test runner, which would keep v2 from handing
+// controllers down (the no-internal-process rule): there the emperors live below the root.
+const V2_LIMITS = LIMIT_CONTROLLERS.some((c) => readLayout()[c]?.version === 2);
+
 function emperor(suffix: string, layout?: CgroupLayout): EmperorCgroup {
-  const e = EmperorCgroup.create({ name: `${RUN}-${suffix}`, layout });
+  const e = EmperorCgroup.create({ ...(V2_LIMITS ? { path: `${RUN}/${suffix}` } : { name: `${RUN}-${suffix}` }), layout });
   emperors.push(e);
   return e;
 }
@@ -243,6 +250,30 @@ test('two emperors side by side: same vassal name, neither sees nor stops the ot
   assert.deepEqual(await e2.destroy(), []);
 });
 
+test('emperor-cgroup = PATH: the emperor\'s cgroup below each hierarchy\'s root', async () => {
+  requireRoot();
+  // Without the memory hierarchy: this machine's session lives in a memory cgroup of its own,
+  // and the test's processes stay inside it.
+  const layout = readLayout();
+  layout.used = layout.used.filter((h) => h !== layout.memory);
+  layout.memory = undefined;
+  const e = EmperorCgroup.create({ path: `/${RUN}/fixed//edge1/`, layout });
+  emperors.push(e);
+  for (const h of layout.used) ownDirs.push(path.join(h.mountPoint, RUN), path.join(h.mountPoint, RUN, 'fixed'));
+  assert.deepEqual(e.places.map((p) => p.dir), layout.used.map((h) => path.join(h.mountPoint, RUN, 'fixed', 'edge1')));
+  assert.match(e.unavailable.memory ?? '', /^memory: no hierarchy has it$/);
+  const { cgroup: v, warnings } = await e.createVassal('app', { memoryMax: 64 * MiB, pidsMax: 5 });
+  assert.deepEqual(warnings, ['vassal app: vassal-memory-max not applied: memory: no hierarchy has it']);
+  const c = startIn(v, ['sleep', '60']);
+  assert.deepEqual(v.pids(), [c.pid]);
+  assert.equal(v.stats().pidsMax, 5);
+  assert.deepEqual(await e.destroy(), []);
+  assert.equal((await exited(c)).signal, 'SIGKILL');
+  for (const p of e.places) assert.equal(fs.existsSync(p.dir), false);
+  assert.throws(() => EmperorCgroup.create({ path: '/', layout }), /'\/' is the root cgroup: name one below it/);
+  assert.throws(() => EmperorCgroup.create({ path: 'a/../b', layout }), /'\.\.' is not allowed/);
+});
+
 test('a leftover vassal cgroup (an emperor that died) is emptied when the vassal is made again', async () => {
   requireRoot();
   const e = emperor('left');
@@ -324,6 +355,27 @@ test('cgroup v2 delegation from a cgroup other processes share: the limit is una
   assert.deepEqual(await e.destroy(), []);
   other.kill('SIGKILL');
   await exited(other);
+});
+
+test('OOM preference: oom_score_adj for the emperor (-900, with CAP_SYS_RESOURCE) and a vassal (+500), checked bounds', async () => {
+  requireRoot();
+  const p = spawn('sleep', ['60']);
+  children.push(p);
+  const read = () => Number(fs.readFileSync(`/proc/${p.pid}/oom_score_adj`, 'utf8'));
+  // CAP_SYS_RESOURCE (bit 24) lowers it; this machine's root may run without it.
+  const sysResource = (BigInt('0x' + procStatus(process.pid).CapEff) >> 24n) & 1n;
+  if (sysResource) {
+    setOomScoreAdj(p.pid!, EMPEROR_OOM_SCORE_ADJ);
+    assert.equal(read(), -900);
+  } else {
+    assert.throws(() => setOomScoreAdj(p.pid!, EMPEROR_OOM_SCORE_ADJ), /EACCES \(lowering oom_score_adj needs CAP_SYS_RESOURCE\)$/);
+    assert.equal(read(), 0);
+  }
+  setOomScoreAdj(p.pid!, VASSAL_OOM_SCORE_ADJ);
+  assert.equal(read(), 500);
+  assert.throws(() => setOomScoreAdj(p.pid!, 1001), /oom_score_adj 1001: an integer from -1000 to 1000/);
+  p.kill('SIGKILL');
+  await exited(p);
 });
 
 test('what a vassal\'s cgroup costs: kernel memory per vassal, on every hierarchy used', async (t) => {
