@@ -4,7 +4,22 @@ import http from 'node:http';
 import client from 'prom-client';
 import type { RouterStats } from './native';
 import { intToIpv4 } from './addr';
-import { logDropped } from './log';
+import { logDropped, Logger } from './log';
+
+/** Anything that renders Prometheus text: a prom-client Registry, or a proxy
+ *  for another process's registries. Its metric names must differ from the router's. */
+export interface MetricsProvider {
+  metrics(): Promise<string>;
+}
+
+/** The providers' text, one after the other; a failing provider adds nothing (logged). */
+export async function renderMetrics(providers: Iterable<MetricsProvider>, log: Logger): Promise<string> {
+  const parts = await Promise.all([...providers].map((p) => p.metrics().catch((err: Error) => {
+    log.warn({ err: err.message }, 'metrics of a component failed');
+    return '';
+  })));
+  return parts.join('');
+}
 
 export interface MetricsSource {
   stats(): RouterStats;
