@@ -40,26 +40,26 @@ export function buildInstance(options: OptionList, checked: CheckedOptions, opts
     for (const w of checked.warnings) log.warn(w);
   }
   if (opts.emperor && !has('emperor')) throw new Error('moat emperor: no emperor option (emperor = DIR, or --emperor DIR)');
-  const ecfg = has('emperor') ? emperorConfig(options) : undefined;
-  const elog = ecfg && logger().child({ component: 'emperor', dir: ecfg.dir });
+  const emperorCfg = has('emperor') ? emperorConfig(options) : undefined;
+  const emperorLog = emperorCfg ? logger().child({ component: 'emperor', dir: emperorCfg.dir }) : undefined;
 
   const components: Component[] = [];
   let router: Router | undefined;
   let routerProcess: RouterProcessHandle | undefined;
   if (has('tuntap-router')) {
     const cfg = routerConfig(options);
-    if (elog) {
-      routerProcess = new RouterProcessHandle(cfg, options, routerProcessUser(options), elog);
+    if (emperorLog) {
+      routerProcess = new RouterProcessHandle(cfg, options, routerProcessUser(options), emperorLog);
       components.push(routerComponent('router process', routerProcess));
     } else {
       router = new Router(cfg);
       components.push(routerComponent('router', router));
     }
     if (hooks.length) components.push(hooksComponent(hooks, cfg.netns, router?.log ?? log));
-  } else if (ecfg && hooks.length) {
+  } else if (emperorCfg && hooks.length) {
     throw new Error('exec-as-root in the emperor\'s config needs tuntap-router (the hooks run once its device exists)');
   }
-  const emperor = ecfg && new Emperor(ecfg, { router: routerProcess, log: elog });
+  const emperor = emperorCfg ? new Emperor(emperorCfg, { router: routerProcess, log: emperorLog }) : undefined;
   if (emperor) components.push(emperor);
   if (has('tuntap-device')) components.push(deviceComponent(new Device(deviceConfig(options))));
   for (const c of ptys) components.push(ptyRouterComponent(new PtyRouter(c)));
