@@ -146,8 +146,8 @@ export function registerRouterMetrics(reg: client.Registry, src: MetricsSource):
   return reg;
 }
 
-/** Serves /metrics on host:port; resolves once listening. */
-export function serveMetrics(reg: client.Registry, hostPort: string, extra?: () => Promise<string>): Promise<http.Server> {
+/** Serves render()'s text on host:port/metrics; resolves once listening. */
+export function serveMetrics(hostPort: string, render: () => Promise<string>, contentType: string): Promise<http.Server> {
   const i = hostPort.lastIndexOf(':');
   const host = hostPort.slice(0, i) || '127.0.0.1';
   const port = Number(hostPort.slice(i + 1));
@@ -159,8 +159,8 @@ export function serveMetrics(reg: client.Registry, hostPort: string, extra?: () 
       res.writeHead(404).end('see /metrics\n');
       return;
     }
-    Promise.all([reg.metrics(), extra ? extra() : '']).then(
-      ([body, more]) => res.writeHead(200, { 'Content-Type': reg.contentType }).end(more ? body + more : body),
+    render().then(
+      (body) => res.writeHead(200, { 'Content-Type': contentType }).end(body),
       (err: Error) => res.writeHead(500).end(String(err.message)),
     );
   });

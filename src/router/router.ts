@@ -94,7 +94,7 @@ export class Router extends EventEmitter implements RouterApi {
         this.log.info({ stats: c.stats }, 'stats socket listening');
       }
       if (c.metrics) {
-        this.metricsServer = await serveMetrics(this.registry, c.metrics, () => renderMetrics(this.metricsProviders, this.log));
+        this.metricsServer = await serveMetrics(c.metrics, () => this.metricsText(), this.registry.contentType);
         this.log.info({ metrics: c.metrics }, 'metrics listening');
       }
       this.watchRuleFiles();
@@ -186,7 +186,7 @@ export class Router extends EventEmitter implements RouterApi {
 
   /** What `metrics` serves: the router's registry, then every added provider's. */
   async metricsText(): Promise<string> {
-    return renderMetrics([this.registry, ...this.metricsProviders], this.log);
+    return (await this.registry.metrics()) + (await renderMetrics(this.metricsProviders, this.log));
   }
 
   stats(): RouterStats {
