@@ -32,7 +32,7 @@ function setCounter(c: client.Counter<string>, labels: client.LabelValues<string
   if (v > 0) c.inc(labels, v);
 }
 
-/** Registers the router's metrics in reg (plugins register theirs beside them). */
+/** Registers the router's metrics in reg (other components add theirs with RouterApi.addMetrics). */
 export function registerRouterMetrics(reg: client.Registry, src: MetricsSource): client.Registry {
   let snap: RouterStats | undefined;
   // One snapshot per scrape, shared by every metric's collect().

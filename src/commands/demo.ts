@@ -5,7 +5,10 @@
 // namespace the demo creates; shows the vassals reaching the gateway and
 // being kept apart, then removes everything. Exit 0 when all checks passed.
 // Without a built runtime it runs the router demo (examples/moat.ini, the
-// example vassals' devices in namespaces the demo creates).
+// example vassals' devices in namespaces the demo creates). Either runs as
+// moat does: one Lifecycle (src/lifecycle/) of its namespaces, the components
+// instance.ts builds from the example config, and its checks last; stopped in
+// reverse, also when a start or a check fails or Ctrl-C ends `--keep`.
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
