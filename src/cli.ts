@@ -8,7 +8,7 @@ import { demoCommand } from './commands/demo';
 import { emperorCommand } from './commands/emperor';
 import { ptyCommand } from './commands/pty';
 import { routerProcessCommand } from './commands/router-process';
-import { ROUTER_PROCESS_COMMAND } from './router/router-process';
+import { ROUTER_PROCESS_COMMAND } from './router/ipc-messages';
 
 const USAGE = `usage:
   moat [--ini FILE | --yaml FILE | --json FILE | --xml FILE] [--OPTION VALUE ...]

@@ -4,7 +4,22 @@ import http from 'node:http';
 import client from 'prom-client';
 import type { RouterStats } from './native';
 import { intToIpv4 } from './addr';
-import { logDropped } from './log';
+import { logDropped, Logger } from './log';
+
+/** Anything that renders Prometheus text: a prom-client Registry, or a proxy
+ *  for another process's registries. Its metric names must differ from the router's. */
+export interface MetricsProvider {
+  metrics(): Promise<string>;
+}
+
+/** The providers' text, one after the other; a failing provider adds nothing (logged). */
+export async function renderMetrics(providers: Iterable<MetricsProvider>, log: Logger): Promise<string> {
+  const parts = await Promise.all([...providers].map((p) => p.metrics().catch((err: Error) => {
+    log.warn({ err: err.message }, 'metrics of a component failed');
+    return '';
+  })));
+  return parts.join('');
+}
 
 export interface MetricsSource {
   stats(): RouterStats;
@@ -17,7 +32,7 @@ function setCounter(c: client.Counter<string>, labels: client.LabelValues<string
   if (v > 0) c.inc(labels, v);
 }
 
-/** Registers the router's metrics in reg (plugins register theirs beside them). */
+/** Registers the router's metrics in reg (other components add theirs with RouterApi.addMetrics). */
 export function registerRouterMetrics(reg: client.Registry, src: MetricsSource): client.Registry {
   let snap: RouterStats | undefined;
   // One snapshot per scrape, shared by every metric's collect().
@@ -131,8 +146,8 @@ export function registerRouterMetrics(reg: client.Registry, src: MetricsSource):
   return reg;
 }
 
-/** Serves /metrics on host:port; resolves once listening. */
-export function serveMetrics(reg: client.Registry, hostPort: string, extra?: () => Promise<string>): Promise<http.Server> {
+/** Serves render()'s text on host:port/metrics; resolves once listening. */
+export function serveMetrics(hostPort: string, render: () => Promise<string>, contentType: string): Promise<http.Server> {
   const i = hostPort.lastIndexOf(':');
   const host = hostPort.slice(0, i) || '127.0.0.1';
   const port = Number(hostPort.slice(i + 1));
@@ -144,8 +159,8 @@ export function serveMetrics(reg: client.Registry, hostPort: string, extra?: () 
       res.writeHead(404).end('see /metrics\n');
       return;
     }
-    Promise.all([reg.metrics(), extra ? extra() : '']).then(
-      ([body, more]) => res.writeHead(200, { 'Content-Type': reg.contentType }).end(more ? body + more : body),
+    render().then(
+      (body) => res.writeHead(200, { 'Content-Type': contentType }).end(body),
       (err: Error) => res.writeHead(500).end(String(err.message)),
     );
   });

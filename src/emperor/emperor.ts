@@ -17,16 +17,18 @@ import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
+import client from 'prom-client';
 import { formatOf, loadFile } from '../config/load';
 import { ConfigError } from '../config/types';
 import { ipv4ToInt, intToIpv4 } from '../addr';
 import { logger, Logger } from '../log';
 import type { PeerBinding, PeerStats } from '../native';
-import type { EmperorGateway } from './gateway';
+import type { RouterApi } from '../router/router-api';
+import type { Component } from '../lifecycle/component';
 import { VASSAL_DIR_MOUNTPOINT, vassalDirName, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
 import { DEFAULT_SUPERVISOR, SupervisorOptions, Vassal, VassalState } from '../vassal/vassal';
 import type { EmperorConfig } from './config';
-import { Clock, CronMetrics, CronPlugin, parseJobExit } from '../plugins/cron';
+import { Clock, CronMetrics, CronScheduler, parseJobExit } from '../plugins/cron';
 
 interface Entry {
   name: string;
@@ -34,7 +36,7 @@ interface Entry {
   hash: string;
   spec?: VassalSpec;
   vassal?: Vassal;
-  cron?: CronPlugin;
+  cron?: CronScheduler;
   error?: string;              // the file's current problem, if any
   learned?: string;            // address learned from the vassal's first packet
   hostDir?: string;
@@ -54,17 +56,24 @@ export interface VassalStatus {
 }
 
 export interface EmperorOptions {
+  /** The router its vassals connect to (in this process, or the handle on its
+   *  own): vassal addresses are bound in it, the vassals appear in its stats
+   *  document and the emperor's metrics on its `metrics`. */
+  router?: RouterApi;
   supervisor?: Partial<SupervisorOptions>;
   debounceMs?: number;
   log?: Logger;
   cronClock?: Clock;           // the clock cron schedules by (tests replace it)
 }
 
-export class Emperor extends EventEmitter {
+export class Emperor extends EventEmitter implements Component {
+  readonly name = 'emperor';
   readonly log: Logger;
+  /** The emperor's metrics (cron), served on the router's `metrics`. */
+  readonly registry = new client.Registry();
   private readonly entries = new Map<string, Entry>();   // by name
   private readonly supervisor: SupervisorOptions;
-  private router?: EmperorGateway;
+  private readonly router?: RouterApi;
   private watcher?: fs.FSWatcher;
   private rescanTimer?: NodeJS.Timeout;
   private debounceTimer?: NodeJS.Timeout;
@@ -80,16 +89,16 @@ export class Emperor extends EventEmitter {
     super();
     this.log = opts.log ?? logger().child({ component: 'emperor', dir: config.dir });
     this.supervisor = { ...DEFAULT_SUPERVISOR, ...opts.supervisor };
+    this.router = opts.router;
     this.debounceMs = opts.debounceMs ?? 200;
     this.cronClock = opts.cronClock;
   }
   private readonly cronClock?: Clock;
   private readonly debounceMs: number;
 
-  /** Starts watching and deploys what the directory holds. With a router, vassal
-   *  addresses are bound in it and vassals appear in its stats document. */
-  async start(router?: EmperorGateway): Promise<void> {
-    this.router = router;
+  /** Starts watching and deploys what the directory holds. */
+  async start(): Promise<void> {
+    const router = this.router;
     if (!fs.statSync(this.config.dir, { throwIfNoEntry: false })?.isDirectory()) {
       throw new Error(`emperor: ${this.config.dir} is not a directory`);
     }
@@ -102,6 +111,7 @@ export class Emperor extends EventEmitter {
       router.on('peer-down', this.onPeerDown);
       router.on('peer-address', this.onPeerAddress);
       router.addStatsSection('emperor', () => ({ dir: this.config.dir, vassals: this.status() }));
+      router.addMetrics(this.registry);
     }
     this.log.info({ clone: this.config.clone.join(',') || 'none', vassalsDirRoot: this.config.vassalsDirRoot }, 'emperor started');
     this.watcher = fs.watch(this.config.dir, () => this.scheduleScan());
@@ -126,6 +136,7 @@ export class Emperor extends EventEmitter {
       this.router.off('peer-down', this.onPeerDown);
       this.router.off('peer-address', this.onPeerAddress);
       this.router.removeStatsSection('emperor');
+      this.router.removeMetrics(this.registry);
     }
     for (const d of this.created.splice(0).reverse()) {
       try { fs.rmdirSync(d); } catch { /* not empty: not only ours */ }
@@ -188,7 +199,7 @@ export class Emperor extends EventEmitter {
     }
     for (const [name, f] of seen) {
       const e = this.entries.get(name);
-      if (e && e.hash !== f.hash) await this.reload(e, f.hash);
+      if (e && e.hash !== f.hash) await this.redeploy(e, f.hash);
     }
     for (const [name, f] of seen) {
       if (this.entries.has(name)) continue;
@@ -270,11 +281,11 @@ export class Emperor extends EventEmitter {
    *  vassal by its runtime (`job`), reported back by `job-start`/`job-exit`.
    *  Scheduling follows the vassal: it starts at each `ready` and stops when
    *  the runtime exits (its unfinished runs are then counted as errors). */
-  private attachCron(name: string, v: Vassal, spec: VassalSpec, log: Logger): CronPlugin {
-    const cron = new CronPlugin({
+  private attachCron(name: string, v: Vassal, spec: VassalSpec, log: Logger): CronScheduler {
+    const cron = new CronScheduler({
       vassal: name,
       entries: spec.cron,
-      metrics: this.cronMetrics(),
+      metrics: this.cronMetrics ??= new CronMetrics(this.registry),
       clock: this.cronClock,
       log,
       runner: {
@@ -295,15 +306,9 @@ export class Emperor extends EventEmitter {
     return cron;
   }
 
-  private cronMetrics(): CronMetrics | undefined {
-    const reg = this.router?.registry;
-    if (!reg) return undefined;
-    this.cronMetricsFor ??= new CronMetrics(reg);
-    return this.cronMetricsFor;
-  }
-  private cronMetricsFor?: CronMetrics;
+  private cronMetrics?: CronMetrics;   // one set for every vassal, made with the first cron entry
 
-  private async reload(e: Entry, hash: string): Promise<void> {
+  private async redeploy(e: Entry, hash: string): Promise<void> {
     e.hash = hash;
     const next: Entry = { name: e.name, file: e.file, hash };
     const spec = this.parse(next, e);
@@ -366,7 +371,7 @@ export class Emperor extends EventEmitter {
   }
 
   private pushBindings(): void {
-    this.router?.setPluginBindings('emperor', this.bindings());
+    this.router?.setBindings('emperor', this.bindings());
   }
 
   /** One row per vassal file (the stats document's emperor.vassals). */
@@ -392,7 +397,7 @@ export class Emperor extends EventEmitter {
     });
   }
 
-  /** The Vassal object of a deployed vassal (tests, plugins). */
+  /** The Vassal object of a deployed vassal (tests). */
   vassal(name: string): Vassal | undefined {
     return this.entries.get(name)?.vassal;
   }

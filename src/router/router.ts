@@ -1,6 +1,7 @@
 // router.ts: the Router: one native data path (tun <-> vassal sockets) plus
 // what TypeScript owns around it: rules (load, compile, hot reload), events
-// and logs, stats socket, metrics, and the plugins hung off its lifecycle.
+// and logs, the stats socket and metrics, with the sections and metrics other
+// components add through RouterApi (router-api.ts).
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,17 +14,15 @@ import { carryMap } from '../rules/compile';
 import { ipv4ToInt, intToIpv4, uwsgiAddr32 } from '../addr';
 import { logger, Logger } from '../log';
 import client from 'prom-client';
-import { registerRouterMetrics, serveMetrics } from '../metrics';
+import { registerRouterMetrics, renderMetrics, serveMetrics } from '../metrics';
 import { StatsServer } from './stats-server';
-import type { RouterPlugin } from './plugin';
+import { MetricsProvider, RouterApi, sectionValue } from './router-api';
 
 const VERSION = '0.1.0';
 
-export class Router extends EventEmitter {
+export class Router extends EventEmitter implements RouterApi {
   private native?: NativeRouter;
   private rules: RuleSet = { in: [], out: [], warnings: [] };
-  private readonly plugins: RouterPlugin[] = [];
-  private readonly started: RouterPlugin[] = [];
   private statsServer?: StatsServer;
   private metricsServer?: Server;
   private watchers: fs.FSWatcher[] = [];
@@ -31,17 +30,16 @@ export class Router extends EventEmitter {
   private socketTimer?: NodeJS.Timeout;
   private socketId?: { dev: number; ino: number };
   private statsTimer?: NodeJS.Timeout;
-  private readonly statsSources: Array<() => Promise<Record<string, unknown>>> = [];
-  private readonly metricsSources: Array<() => Promise<string>> = [];
+  private readonly metricsProviders = new Set<MetricsProvider>();
   private failed = false;
   private reloadCounts = { ok: 0, error: 0 };
   private readonly peerAddr = new Map<number, number>();
-  private readonly pluginBindings = new Map<string, PeerBinding[]>();
+  private readonly ownerBindings = new Map<string, PeerBinding[]>();
   private readonly statsSections = new Map<string, () => unknown>();
   readonly log: Logger;
   /** Directories start() made for its sockets (handed over on a privilege drop). */
   readonly createdDirs: string[] = [];
-  /** The Prometheus registry the router serves on `metrics`; plugins add theirs here. */
+  /** The router's own Prometheus registry (others' metrics: addMetrics). */
   readonly registry: client.Registry;
 
   constructor(readonly config: RouterConfig, log?: Logger) {
@@ -54,14 +52,8 @@ export class Router extends EventEmitter {
     });
   }
 
-  use(plugin: RouterPlugin): this {
-    if (this.native) throw new Error('plugins must be added before start()');
-    this.plugins.push(plugin);
-    return this;
-  }
-
   /** Loads the rules (an error stops the start), opens the device and socket,
-   *  starts the data path, then the stats and metrics servers and the plugins. */
+   *  starts the data path, then the stats and metrics servers. */
   async start(): Promise<void> {
     const c = this.config;
     for (const w of c.warnings) this.log.warn(w);
@@ -95,40 +87,24 @@ export class Router extends EventEmitter {
     this.log.info({ socket: c.socket, rulesIn: this.rules.in.length, rulesOut: this.rules.out.length }, 'router started');
     try {
       if (c.stats) {
-        this.statsServer = new StatsServer(c.stats, () => this.statsDocumentAsync());
+        this.statsServer = new StatsServer(c.stats, () => this.statsDocument());
         await this.statsServer.start();
         this.watchStatsSocket();
         this.log.info({ stats: c.stats }, 'stats socket listening');
       }
       if (c.metrics) {
-        this.metricsServer = await serveMetrics(this.registry, c.metrics, async () => {
-          const parts = await Promise.all(this.metricsSources.map((f) => f().catch(() => '')));
-          return parts.join('');
-        });
+        this.metricsServer = await serveMetrics(c.metrics, () => this.metricsText(), this.registry.contentType);
         this.log.info({ metrics: c.metrics }, 'metrics listening');
       }
       this.watchRuleFiles();
-      for (const p of this.plugins) {
-        await p.start?.(this);
-        this.started.push(p);
-      }
     } catch (err) {
       await this.stop();
       throw err;
     }
   }
 
-  /** Plugins stop first (reverse order), then the servers, then the data path;
-   *  the socket file is removed. Safe to call twice. */
+  /** The servers stop, then the data path; the socket file is removed. Safe to call twice. */
   async stop(): Promise<void> {
-    while (this.started.length) {
-      const p = this.started.pop()!;
-      try {
-        await p.stop?.(this);
-      } catch (err) {
-        this.log.error({ plugin: p.name, err: String(err) }, 'plugin failed to stop');
-      }
-    }
     clearTimeout(this.reloadTimer);
     clearInterval(this.socketTimer);
     clearInterval(this.statsTimer);
@@ -173,22 +149,23 @@ export class Router extends EventEmitter {
     return true;
   }
 
-  /** A plugin's own peer bindings (the emperor's: each vassal's address,
+  /** A component's own peer bindings (the emperor's: each vassal's address,
    *  bound to its runtime's pid or reserved while it restarts), kept under
    *  owner and applied with the config's tuntap-router-bind ones. */
-  setPluginBindings(owner: string, list: PeerBinding[]): void {
-    if (list.length) this.pluginBindings.set(owner, list);
-    else this.pluginBindings.delete(owner);
+  setBindings(owner: string, list: PeerBinding[]): void {
+    if (list.length) this.ownerBindings.set(owner, list);
+    else this.ownerBindings.delete(owner);
     this.native?.setBindings(this.allBindings());
   }
 
   private allBindings(): PeerBinding[] {
     const out: PeerBinding[] = this.config.bindings.map((b) => ({ uid: b.uid, pid: -1, addr: ipv4ToInt(b.addr) }));
-    for (const list of this.pluginBindings.values()) out.push(...list);
+    for (const list of this.ownerBindings.values()) out.push(...list);
     return out;
   }
 
-  /** A plugin's section of the stats document (statsDocument()[key]). */
+  /** A component's section of the stats document (statsDocument()[key]);
+   *  the value may be a promise (the emperor's, asked over IPC). */
   addStatsSection(key: string, section: () => unknown): void {
     this.statsSections.set(key, section);
   }
@@ -197,23 +174,18 @@ export class Router extends EventEmitter {
     this.statsSections.delete(key);
   }
 
-  /** Sections built elsewhere (the emperor's, in its own process, over IPC):
-   *  merged into each document the stats socket serves. */
-  addStatsSource(source: () => Promise<Record<string, unknown>>): void {
-    this.statsSources.push(source);
+  /** Metrics appended to every scrape of `metrics` (a component's registry). */
+  addMetrics(provider: MetricsProvider): void {
+    this.metricsProviders.add(provider);
   }
 
-  /** Prometheus text built elsewhere (the emperor's metrics), appended to
-   *  every scrape of `metrics`; its metric names must differ from the router's. */
-  addMetricsSource(source: () => Promise<string>): void {
-    this.metricsSources.push(source);
+  removeMetrics(provider: MetricsProvider): void {
+    this.metricsProviders.delete(provider);
   }
 
-  /** statsDocument() plus the sections of addStatsSource(). */
-  async statsDocumentAsync(): Promise<unknown> {
-    const doc = this.statsDocument() as Record<string, unknown>;
-    for (const src of this.statsSources) Object.assign(doc, await src());
-    return doc;
+  /** What `metrics` serves: the router's registry, then every added provider's. */
+  async metricsText(): Promise<string> {
+    return (await this.registry.metrics()) + (await renderMetrics(this.metricsProviders, this.log));
   }
 
   stats(): RouterStats {
@@ -225,9 +197,11 @@ export class Router extends EventEmitter {
     return this.rules;
   }
 
-  /** uWSGI's stats document (same keys), with moat's additions under "moat". */
-  statsDocument(): unknown {
+  /** uWSGI's stats document (same keys), with moat's additions under "moat"
+   *  and the added sections (a failing one reads {error}). */
+  async statsDocument(): Promise<Record<string, unknown>> {
     const s = this.stats();
+    const sections = await Promise.all([...this.statsSections].map(async ([key, section]) => [key, await sectionValue(section)] as const));
     const hits = (rules: CompiledRule[], counts: number[]) => rules.map((r, i) => ({ rule: r.origin, text: r.text, hits: counts[i] ?? 0 }));
     return {
       version: VERSION,
@@ -255,7 +229,7 @@ export class Router extends EventEmitter {
         rules: { in: hits(this.rules.in, s.hits.in), out: hits(this.rules.out, s.hits.out) },
         reloads: this.reloadCounts,
       },
-      ...Object.fromEntries([...this.statsSections].map(([k, f]) => [k, f()])),
+      ...Object.fromEntries(sections),
     };
   }
 

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Lab, requireRoot, sh } from '../helpers/netns';
 import { parseCronOptions } from '../../src/plugins/cron/parse';
-import { CronPlugin, CronExitEvent } from '../../src/plugins/cron/plugin';
+import { CronScheduler, CronExitEvent } from '../../src/plugins/cron/scheduler';
 import { FakeClock } from '../../src/plugins/cron/clock';
 import { LocalJobRunner } from '../../src/plugins/cron/runner';
 import { parseIni } from '../../src/config/ini';
@@ -26,7 +26,7 @@ test('a cron job runs inside the given netns', async (t) => {
   const entries = parseCronOptions(parseIni(`[uwsgi]\ncron2 = minute=-5,harakiri=20 readlink /proc/self/ns/net > ${out}; ip -o link show | wc -l >> ${out}\n`, 'v.ini'));
   const runner = new LocalJobRunner({ netns: ns });
   const clock = new FakeClock(Date.parse('2024-05-01T12:03:00Z'));
-  const cron = new CronPlugin({ vassal: 'v1', entries, runner, clock, log: pino({ level: 'silent' }) });
+  const cron = new CronScheduler({ vassal: 'v1', entries, runner, clock, log: pino({ level: 'silent' }) });
   runner.attach(cron);
   t.after(() => runner.killAll());
   cron.start();

@@ -38,8 +38,8 @@ test('cron jobs run inside the vassal, on the emperor\'s schedule, never overlap
   const runRoot = path.join(dir, 'run');
   fs.mkdirSync(vassals);
   const clock = new FakeClock(new Date('2026-11-27T10:00:30Z'));
-  const emperor = new Emperor({ dir: vassals, clone: ['fs', 'ipc', 'uts', 'net', 'pid'], freqMs: 60_000, vassalsDirRoot: runRoot }, { cronClock: clock });
-  await emperor.start(router);
+  const emperor = new Emperor({ dir: vassals, clone: ['fs', 'ipc', 'uts', 'net', 'pid'], freqMs: 60_000, vassalsDirRoot: runRoot }, { cronClock: clock, router });
+  await emperor.start();
   lab.onCleanup(() => { void emperor.stop(); });
 
   fs.writeFileSync(path.join(vassals, 'cronbox.ini'), [
@@ -69,7 +69,7 @@ test('cron jobs run inside the vassal, on the emperor\'s schedule, never overlap
   await waitFor(() => fs.readFileSync(path.join(hostDir, 'seen'), 'utf8').trim().split('\n').length === 2, 10000, 'second run of the quick job');
   await waitFor(() => fs.readFileSync(path.join(hostDir, 'slow'), 'utf8').includes('end'), 10000, 'slow job ended');
   assert.deepEqual(fs.readFileSync(path.join(hostDir, 'slow'), 'utf8').trim().split('\n'), ['start', 'end'], 'one run of the slow job, not two');
-  const metrics = await router.registry.metrics();
+  const metrics = await router.metricsText();   // what the router's `metrics` serves: its own and the emperor's
   assert.match(metrics, /moat_cron_skipped_total\{vassal="cronbox\.ini",reason="running"\} 1/);
   assert.match(metrics, /moat_cron_runs_total\{vassal="cronbox\.ini",result="ok"\} [23]/);
 

@@ -1,12 +1,12 @@
 // Fire times against a brute-force reference of uWSGI's rule (every minute
 // checked value by value): croner's schedules for random uWSGI entries, and
-// the CronPlugin driven by a fake clock through a week and a half.
+// the CronScheduler driven by a fake clock through a week and a half.
 process.env.TZ = 'UTC';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseCronOptions, UwsgiTime } from '../../src/plugins/cron/parse';
-import { CronPlugin, CronStartEvent } from '../../src/plugins/cron/plugin';
+import { CronScheduler, CronStartEvent } from '../../src/plugins/cron/scheduler';
 import { FakeClock } from '../../src/plugins/cron/clock';
 import { bruteForce, ini, RecordingRunner, uwsgiMatches } from './cron-helpers';
 import { captureLog } from '../helpers/log';
@@ -102,7 +102,7 @@ test('the plugin on a fake clock fires each entry at the reference minutes, thro
   const clock = new FakeClock(from);
   const runner = new RecordingRunner();
   const { log } = captureLog();
-  const cron = new CronPlugin({ vassal: 'v1', entries, runner, clock, log });
+  const cron = new CronScheduler({ vassal: 'v1', entries, runner, clock, log });
   runner.events = cron;
   const seen: number[][] = entries.map(() => []);
   cron.on('start', (ev: CronStartEvent) => seen[entries.indexOf(ev.entry)].push(ev.at));

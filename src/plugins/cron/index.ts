@@ -2,15 +2,15 @@
 //
 // Attaching it to a vassal (emperor side):
 //   const entries = parseCronOptions(checkedOptions);          // ConfigError names file:line
-//   const cron = new CronPlugin({ vassal, entries, runner, metrics });
+//   const cron = new CronScheduler({ vassal, entries, runner, metrics });
 //   // runner.run(id, cmd)  -> send `job ID CMD`;  runner.kill(id) -> `job-kill ID`
 //   // on `job-start ID PID`        -> cron.onStart(id, pid)
 //   // on `job-exit VALUE`          -> const x = parseJobExit(VALUE); cron.onExit(x.id, x.status, x.ms)
 //   cron.start() after `ready`; cron.stop() before `stop`.
 export { parseCronOptions, parseCronOption, CRON_KEYS } from './parse';
 export type { CronEntry, CronKey, UwsgiTime } from './parse';
-export { CronPlugin } from './plugin';
-export type { CronPluginOptions, CronStartEvent, CronSkipEvent, CronExitEvent } from './plugin';
+export { CronScheduler } from './scheduler';
+export type { CronSchedulerOptions, CronStartEvent, CronSkipEvent, CronExitEvent } from './scheduler';
 export { CronMetrics } from './metrics';
 export type { CronResult, SkipReason } from './metrics';
 export { LocalJobRunner, parseJobStatus, parseJobExit, formatJobStatus } from './runner';

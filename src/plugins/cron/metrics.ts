@@ -1,5 +1,5 @@
 // metrics.ts: the cron counters, one set per registry, shared by every
-// vassal's CronPlugin (the vassal is a label).
+// vassal's CronScheduler (the vassal is a label).
 import client from 'prom-client';
 
 export type CronResult = 'ok' | 'failed' | 'signal' | 'harakiri' | 'error';

@@ -11,7 +11,7 @@ import os from 'node:os';
 /** How a run ended: an exit code, a signal, or a failure to start it. */
 export type JobStatus = { code: number } | { signal: number } | { error: string };
 
-/** What a runner reports back; CronPlugin implements it. */
+/** What a runner reports back; CronScheduler implements it. */
 export interface JobEvents {
   onStart(id: string, pid: number): void;
   /** Exactly once per run(), also when the process could not be started. */
@@ -65,7 +65,7 @@ export class LocalJobRunner implements JobRunner {
 
   constructor(private readonly opts: LocalJobRunnerOptions = {}) {}
 
-  /** Where onStart/onExit go (the CronPlugin). */
+  /** Where onStart/onExit go (the CronScheduler). */
   attach(events: JobEvents): void {
     this.events = events;
   }

@@ -1,4 +1,4 @@
-// plugin.ts: CronPlugin, one per vassal, living in the emperor. It keeps one
+// scheduler.ts: CronScheduler, one per vassal, living in the emperor. It keeps one
 // timer, asks croner when each entry fires next, and hands due runs to a
 // JobRunner (the vassal runtime's `job` command in production).
 //
@@ -19,7 +19,7 @@ import type { CronMetrics, CronResult, SkipReason } from './metrics';
 import type { CronEntry } from './parse';
 import { formatJobStatus, JobEvents, JobRunner, JobStatus } from './runner';
 
-export interface CronPluginOptions {
+export interface CronSchedulerOptions {
   vassal: string;               // name, for logs and the metrics' vassal label
   entries: readonly CronEntry[];
   runner: JobRunner;
@@ -52,8 +52,7 @@ interface EntryState {
 
 const MINUTE = 60_000;
 
-export class CronPlugin extends EventEmitter implements JobEvents {
-  readonly name = 'cron';
+export class CronScheduler extends EventEmitter implements JobEvents {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly states: EntryState[];
@@ -63,7 +62,7 @@ export class CronPlugin extends EventEmitter implements JobEvents {
   private seq = 0;
   private started = false;
 
-  constructor(private readonly opts: CronPluginOptions) {
+  constructor(private readonly opts: CronSchedulerOptions) {
     super();
     this.clock = opts.clock ?? systemClock;
     this.log = (opts.log ?? logger()).child({ plugin: 'cron', vassal: opts.vassal });

@@ -1,4 +1,4 @@
-// CronPlugin's rules: no overlapping runs (a real slow job), harakiri (fake
+// CronScheduler's rules: no overlapping runs (a real slow job), harakiri (fake
 // and real), uWSGI's 60 s rule, missed times, logs and metrics.
 process.env.TZ = 'UTC';
 import { test } from 'node:test';
@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import client from 'prom-client';
 import { parseCronOptions } from '../../src/plugins/cron/parse';
-import { CronPlugin, CronExitEvent, CronSkipEvent } from '../../src/plugins/cron/plugin';
+import { CronScheduler, CronExitEvent, CronSkipEvent } from '../../src/plugins/cron/scheduler';
 import { CronMetrics } from '../../src/plugins/cron/metrics';
 import { FakeClock, systemClock } from '../../src/plugins/cron/clock';
 import { LocalJobRunner, parseJobExit, parseJobStatus, formatJobStatus } from '../../src/plugins/cron/runner';
@@ -24,7 +24,7 @@ function setup(lines: string, runner: RecordingRunner | LocalJobRunner = new Rec
   const reg = new client.Registry();
   const metrics = new CronMetrics(reg);
   const { log, lines: logLines } = captureLog();
-  const cron = new CronPlugin({ vassal: 'v1', entries, runner, clock, metrics, log });
+  const cron = new CronScheduler({ vassal: 'v1', entries, runner, clock, metrics, log });
   if (runner instanceof RecordingRunner) runner.events = cron;
   else runner.attach(cron);
   const exits: CronExitEvent[] = [];
@@ -40,7 +40,7 @@ async function metric(reg: client.Registry, name: string, labels: Record<string,
   return Number(v?.value ?? 0);
 }
 
-const waitExit = (cron: CronPlugin, ms = 10_000) => new Promise<CronExitEvent>((resolve, reject) => {
+const waitExit = (cron: CronScheduler, ms = 10_000) => new Promise<CronExitEvent>((resolve, reject) => {
   const t = setTimeout(() => reject(new Error('no job exit')), ms);
   cron.once('exit', (e: CronExitEvent) => { clearTimeout(t); resolve(e); });
 });

@@ -1,15 +1,11 @@
-// router-process.ts: the parent side of the router process of `moat emperor`.
-// The emperor (root: it spawns vassals) forks moat's own CLI as
+// router-process-handle.ts: the emperor's handle on its router process. In
+// `moat emperor` the emperor (root: it spawns vassals) forks moat's own CLI as
 // `moat _router-process`; that child creates the tun device and the sockets
 // as root, then drops to the router user with no capability left (see
-// src/commands/router-process.ts). RouterProcess is the emperor's handle on
-// it: it implements EmperorGateway over the IPC channel.
-//
-// IPC messages (JSON). Parent -> child: start {options, user}, bindings
-// {owner, list}, reload {why}, stop, stats-reply {id, sections},
-// metrics-reply {id, text}. Child -> parent: started, failed {reason},
-// event {name, e} (peer-up, peer-down, peer-address), fatal {reason},
-// stats-request {id, peers}, metrics-request {id}, peers {peers} (every second).
+// src/commands/router-process.ts). RouterProcessHandle implements RouterApi
+// over the IPC channel (messages: ipc-messages.ts): the emperor's stats
+// sections and metrics stay here and the router process asks for them on
+// each stats read and scrape; its peer events and peer counters come here.
 import { fork, ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -17,36 +13,21 @@ import path from 'node:path';
 import client from 'prom-client';
 import type { OptionList, RouterConfig } from '../config/types';
 import type { PeerBinding, PeerStats } from '../native';
-import type { EmperorGateway } from '../emperor/gateway';
 import type { DropTo } from '../privileges';
 import { logDropped, logger, Logger } from '../log';
+import { renderMetrics } from '../metrics';
 import { parseStatsAddress } from './stats-server';
+import { MetricsProvider, RouterApi, sectionValue } from './router-api';
+import { decodeFromRouterProcess, ROUTER_PROCESS_COMMAND, ToRouterProcess } from './ipc-messages';
 
-export const ROUTER_PROCESS_COMMAND = '_router-process';
 const CLI = path.resolve(__dirname, '..', 'cli.js');
 
-export type ToChild =
-  | { t: 'start'; options: OptionList; user: DropTo }
-  | { t: 'bindings'; owner: string; list: PeerBinding[] }
-  | { t: 'reload'; why: string }
-  | { t: 'stop' }
-  | { t: 'stats-reply'; id: number; sections: Record<string, unknown> }
-  | { t: 'metrics-reply'; id: number; text: string };
-
-export type ToParent =
-  | { t: 'started'; pid: number }
-  | { t: 'failed'; reason: string; created?: boolean }   // created: its sockets existed (the parent removes them)
-  | { t: 'event'; name: 'peer-up' | 'peer-down' | 'peer-address'; e: unknown }
-  | { t: 'fatal'; reason: string }
-  | { t: 'stats-request'; id: number; peers: PeerStats[] }
-  | { t: 'peers'; peers: PeerStats[] }
-  | { t: 'metrics-request'; id: number };
-
-/** Events: the peer events of EmperorGateway, and 'fatal' (reason): the
+/** Events: the peer events of RouterApi, and 'fatal' (reason): the
  *  router process failed or ended without being asked to (once). */
-export class RouterProcess extends EventEmitter implements EmperorGateway {
-  /** The emperor's metrics (cron): the router process appends them to its own. */
-  readonly registry = new client.Registry();
+export class RouterProcessHandle extends EventEmitter implements RouterApi {
+  /** This process's own metrics; the router process appends them, and the added ones, to its own. */
+  private readonly registry = new client.Registry();
+  private readonly metricsProviders = new Set<MetricsProvider>([this.registry]);
   private child?: ChildProcess;
   private peers: PeerStats[] = [];
   private readonly sections = new Map<string, () => unknown>();
@@ -82,8 +63,9 @@ export class RouterProcess extends EventEmitter implements EmperorGateway {
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     return new Promise<void>((resolve, reject) => {
-      child.on('message', (m: ToParent) => {
-        switch (m.t) {
+      child.on('message', (raw: unknown) => {
+        const m = decodeFromRouterProcess(raw);
+        switch (m?.t) {
           case 'started':
             this.started = true;
             this.log.info({ routerPid: child.pid, uid: this.user.uid, gid: this.user.gid }, 'router process started');
@@ -105,16 +87,10 @@ export class RouterProcess extends EventEmitter implements EmperorGateway {
             break;
           case 'stats-request':
             this.peers = m.peers;
-            this.send({ t: 'stats-reply', id: m.id, sections: this.sectionValues() });
+            void this.sectionOf(m.key).then((value) => this.send({ t: 'stats-reply', id: m.id, value }));
             break;
           case 'metrics-request':
-            this.registry.metrics().then(
-              (text) => this.send({ t: 'metrics-reply', id: m.id, text }),
-              (err: Error) => {
-                this.log.warn({ err: err.message }, 'emperor metrics failed');
-                this.send({ t: 'metrics-reply', id: m.id, text: '' });
-              },
-            );
+            void renderMetrics(this.metricsProviders, this.log).then((text) => this.send({ t: 'metrics-reply', id: m.id, text }));
             break;
         }
       });
@@ -132,7 +108,7 @@ export class RouterProcess extends EventEmitter implements EmperorGateway {
         if (this.stopping) return;
         this.fatal(this.fatalReason ?? `the router process (pid ${child.pid}) ${how}`);
       });
-      this.send({ t: 'start', options: this.options, user: this.user });
+      this.send({ t: 'start', options: this.options, user: this.user, sections: [...this.sections.keys()] });
     });
   }
 
@@ -159,20 +135,30 @@ export class RouterProcess extends EventEmitter implements EmperorGateway {
   }
 
   /** SIGHUP: the router process reloads its rules (as its user: rule files must be readable by it). */
-  reload(why = 'SIGHUP'): void {
+  reloadRules(why: string): void {
     this.send({ t: 'reload', why });
   }
 
-  setPluginBindings(owner: string, list: PeerBinding[]): void {
+  setBindings(owner: string, list: PeerBinding[]): void {
     this.send({ t: 'bindings', owner, list });
   }
 
   addStatsSection(key: string, section: () => unknown): void {
     this.sections.set(key, section);
+    this.send({ t: 'sections', keys: [...this.sections.keys()] });
   }
 
   removeStatsSection(key: string): void {
     this.sections.delete(key);
+    this.send({ t: 'sections', keys: [...this.sections.keys()] });
+  }
+
+  addMetrics(provider: MetricsProvider): void {
+    this.metricsProviders.add(provider);
+  }
+
+  removeMetrics(provider: MetricsProvider): void {
+    this.metricsProviders.delete(provider);
   }
 
   /** The peers as the router process last sent them: every second, and
@@ -181,15 +167,12 @@ export class RouterProcess extends EventEmitter implements EmperorGateway {
     return { peers: this.peers };
   }
 
-  private sectionValues(): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
-    for (const [k, f] of this.sections) {
-      try { out[k] = f(); } catch (err) { out[k] = { error: (err as Error).message }; }
-    }
-    return out;
+  private sectionOf(key: string): Promise<unknown> {
+    const section = this.sections.get(key);
+    return section ? sectionValue(section) : Promise.resolve(undefined);
   }
 
-  private send(m: ToChild): void {
+  private send(m: ToRouterProcess): void {
     const c = this.child;
     if (!c || !c.connected) return;
     c.send(m, (err) => { if (err && !this.stopping) this.log.warn({ err: err.message, msg: m.t }, 'cannot reach the router process'); });
