@@ -94,8 +94,11 @@ function get(port: number, url: string): Promise<{ status: number; body: string;
   });
 }
 
-test('serveMetrics: /metrics with the extra text appended, 404 elsewhere, a bad address refused', async () => {
-  const server = await serveMetrics(registry(), '127.0.0.1:0', async () => 'emperor_vassals 2\n');
+test('serveMetrics: /metrics is what render gives, with its content type; a failing render is a 500; 404 elsewhere; a bad address refused', async () => {
+  const reg = registry();
+  let fail = false;
+  const render = async () => { if (fail) throw new Error('registry broke'); return (await reg.metrics()) + 'emperor_vassals 2\n'; };
+  const server = await serveMetrics('127.0.0.1:0', render, reg.contentType);
   try {
     const port = (server.address() as AddressInfo).port;
     const m = await get(port, '/metrics');
@@ -104,9 +107,12 @@ test('serveMetrics: /metrics with the extra text appended, 404 elsewhere, a bad 
     assert.match(m.body, /^moat_peers 2$/m);
     assert.ok(m.body.endsWith('emperor_vassals 2\n'), 'extra text after the router\'s');
     assert.equal((await get(port, '/')).status, 404);
+    fail = true;
+    const bad = await get(port, '/metrics');
+    assert.deepEqual([bad.status, bad.body], [500, 'registry broke']);
   } finally {
     await new Promise((r) => server.close(r));
   }
-  await assert.rejects(serveMetrics(registry(), '127.0.0.1'), /HOST:PORT/);
-  await assert.rejects(serveMetrics(registry(), '127.0.0.1:70000'), /HOST:PORT/);
+  await assert.rejects(serveMetrics('127.0.0.1', render, reg.contentType), /HOST:PORT/);
+  await assert.rejects(serveMetrics('127.0.0.1:70000', render, reg.contentType), /HOST:PORT/);
 });
