@@ -65,7 +65,7 @@ struct RouterOptions {
   uint32_t max_frame = 8188;  // largest payload accepted from a peer (<= 65535)
   uint32_t queue_bytes = 1u << 20;
   // Spread traffic under a backlog: how long a peer's frames may wait to
-  // share one write with later ones (router.cc, hold()); 0: never held.
+  // share one write with later ones (peer.h, HoldList); 0: never held.
   uint32_t hold_us = 0;
   // Each peer socket's send buffer (sndbuf.h); 0: the kernel's. Off by
   // default: it would stretch how much a peer that stops reading absorbs
