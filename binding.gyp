@@ -19,6 +19,7 @@
         "native/router_binding.cc",
         "native/device_binding.cc",
         "native/classifier_binding.cc",
+        "native/rule_binding.cc",
         "native/pty_binding.cc",
         "native/gso_binding.cc"
       ],

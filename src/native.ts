@@ -223,7 +223,15 @@ export interface Addon {
    *  IPv4 packet each, merged as the router and device merge consecutive
    *  datagrams; one vnet header + packet per run (maxLen: IPv4 bytes, 65000). */
   usoMerge(bufs: Buffer[], maxLen?: number): Buffer[];
+  /** The hard limits native code enforces on option values (native/option_bounds.h),
+   *  [lo, hi] inclusive, by the field names of RouterOptions and DeviceOptions:
+   *  TypeScript's bounds must lie within them. Not defaults. */
+  optionBounds: OptionBounds;
 }
+
+export type OptionBounds = Readonly<Record<
+  'maxFrame' | 'queueBytes' | 'busyPollUs' | 'holdUs' | 'sndbuf' | 'reconnectMinMs' | 'reconnectMaxMs' | 'socketMode',
+  readonly [number, number]>>;
 
 export type GsoErrorName = 'bad_header' | 'bad_ip' | 'unsupported' | 'too_many';
 
