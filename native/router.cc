@@ -353,9 +353,12 @@ struct Router::Loop {
       const bool can_uso = kUsoCoalesce && (p->caps & (kCapUso4 | kCapCsum)) == (kCapUso4 | kCapCsum);
       const int payload = can_uso ? uso_payload(h, pkt, len) : -1;
       if (run_peer == p && uso_fits(uso, pkt, len, payload, kUsoMaxPacket) &&
-          (run_slot >= 0 || p->room_behind(size_t(payload)))) {
+          (run_slot >= 0 ? kFrameHeaderSize + uso.len + size_t(payload) <= p->out_cap
+                         : p->room_behind(size_t(payload)))) {
         // Same flow as the run just before it: its payload joins the run
         // (which ends where this packet was read, or at the queue's end).
+        // A run in the arena stays within p's queue: a short write copies
+        // the rest of it there.
         uso_append(&uso, pkt, len);
         if (run_slot >= 0) {
           arena_len += size_t(payload);
