@@ -7,6 +7,7 @@
         "native/tun.cc",
         "native/classifier.cc",
         "native/router.cc",
+        "native/router_control.cc",
         "native/peer.cc",
         "native/addresses.cc",
         "native/listen_socket.cc",

@@ -1,21 +1,20 @@
 // router.cc: the router's loop thread (see router.h for its job, limits and
 // syscalls). Read top-down: setup (netns, tun, socket), the loop, the two
 // directions (route_down: tun -> peer, route_up: peer -> tun), address
-// learning, peers coming and going, events, then the control side (rules,
-// bindings, relisten, stats, stop). What a peer's frames do once handed over
-// (queue, holding, writes) is peer.h's; who may use which address is
-// addresses.h's; the rule chains are chain.h's; the socket file is
-// listen_socket.h's.
+// learning, peers coming and going, events, what the controlling side hands
+// over (rules, bindings, relisten), stats. What a peer's frames do once
+// handed over (queue, holding, writes) is peer.h's; who may use which
+// address is addresses.h's; the rule chains are chain.h's; the socket file
+// is listen_socket.h's; starting, stopping and the hand-over are
+// router_control.cc's, through router_loop.h.
 #include "router.h"
 
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
 #include <cstring>
 
@@ -28,6 +27,7 @@
 #include "mono_clock.h"
 #include "offload.h"
 #include "peer.h"
+#include "router_loop.h"
 #include "sndbuf.h"
 #include "tun.h"
 
@@ -57,25 +57,12 @@ std::string errno_text(const std::string& what, int e = errno) {
   return what + ": " + strerror(e);
 }
 
-}  // namespace
-
-// What controlling threads hand to the loop (taken when the eventfd fires).
-struct Router::Pending {
-  std::mutex mu;
-  std::unique_ptr<RuleSet> rules;
-  bool have_bindings = false;
-  std::vector<Binding> bindings;
-  std::atomic<bool> stop{false};
-  // relisten(): asked by the controller, answered by the loop.
-  std::condition_variable relisten_cv;
-  bool relisten = false, relisten_done = false, relisten_ok = false;
-  std::string relisten_err;
-};
-
-struct Router::Loop {
+// The loop thread's state and code; Router (router_control.cc) drives it
+// through Router::Loop (router_loop.h).
+struct RouterLoop final : Router::Loop {
   const RouterOptions& opts;
   std::function<void()> wake;
-  Pending* pending = nullptr;
+  Router::Pending* pending;
   int control = -1;
 
   int tun = -1, epfd = -1;
@@ -140,7 +127,8 @@ struct Router::Loop {
   bool refused_pending = false;
   uint32_t next_id = 1;
 
-  explicit Loop(const RouterOptions& o) : opts(o), rules(new RuleSet({}, {})), addrs(o.tun_name), holds(uint64_t(o.hold_us) * 1000) {
+  RouterLoop(const RouterOptions& o, Router::Pending* p)
+      : opts(o), pending(p), rules(new RuleSet({}, {})), addrs(o.tun_name), holds(uint64_t(o.hold_us) * 1000) {
     addrs.set_bindings(o.bindings);
     dirty.reserve(256);
     slots.reserve(1024);
@@ -148,7 +136,12 @@ struct Router::Loop {
 
   // ---- setup and teardown -------------------------------------------------
 
-  bool init(std::string* err) {
+  void attach(int control_fd, std::function<void()> w) override {
+    control = control_fd;
+    wake = std::move(w);
+  }
+
+  bool init(std::string* err) override {
     busy.configure(opts.busy_poll_us);
     if (!enter_netns(opts.netns, err)) return false;
     vnet = opts.offload;
@@ -185,7 +178,7 @@ struct Router::Loop {
   }
 
   // Closes everything; the socket file goes only if it is still the one we made.
-  void teardown() {
+  void teardown() override {
     {
       std::lock_guard<std::mutex> g(stats_mu);
       for (auto& p : peers)
@@ -231,7 +224,7 @@ struct Router::Loop {
 
   // ---- the loop -----------------------------------------------------------
 
-  void run() {
+  void run() override {
     struct epoll_event evs[kEpollEvents];
     bool stopping = false;
     while (!stopping) {
@@ -395,14 +388,14 @@ struct Router::Loop {
     memcpy(gsosrc.get(), pkt, len);
     GsoError e;
     split_peer = p;
-    const int segs = gso_split(h, gsosrc.get(), len, segbuf.get(), kTunBufSize, &Loop::split_sink, this, &e);
+    const int segs = gso_split(h, gsosrc.get(), len, segbuf.get(), kTunBufSize, &RouterLoop::split_sink, this, &e);
     if (segs < 0) return drop(p, Drop::BadVnet);
     split_packets.add(1);
     split_segments.add(uint64_t(segs));
   }
 
   static void split_sink(void* ctx, const uint8_t* seg, size_t len) {
-    Loop* l = static_cast<Loop*>(ctx);
+    RouterLoop* l = static_cast<RouterLoop*>(ctx);
     Peer* p = l->split_peer;
     if (p->dead) return;
     if (len > p->send_max) return l->too_big(p, seg, len);
@@ -875,16 +868,18 @@ struct Router::Loop {
       b.swap(pending->bindings);
     }
     if (rs) install_rules(std::move(rs));
-    if (have_bindings) {
-      // New bindings govern learning from now on; peers keep addresses they
-      // hold. Unlearned peers whose uid or pid is now bound get their address.
-      addrs.set_bindings(b);
-      for (auto& p : peers) try_bound_address(p.get());
-    }
+    if (have_bindings) set_bindings(b);
     return false;
   }
 
-  void install_rules(std::unique_ptr<RuleSet> rs) {
+  // New bindings govern learning from now on; peers keep addresses they
+  // hold. Unlearned peers whose uid or pid is now bound get their address.
+  void set_bindings(const std::vector<Binding>& b) override {
+    addrs.set_bindings(b);
+    for (auto& p : peers) try_bound_address(p.get());
+  }
+
+  void install_rules(std::unique_ptr<RuleSet> rs) override {
     rs->in.inherit(rules->in, rs->carry_in);
     rs->out.inherit(rules->out, rs->carry_out);
     {
@@ -893,183 +888,49 @@ struct Router::Loop {
     }
     // rs (the old set) is freed here, outside the lock.
   }
+
+  // ---- for the controlling side ---------------------------------------------
+
+  std::vector<RouterEvent> take_events() override {
+    wake_pending.store(false);
+    std::vector<RouterEvent> out;
+    std::lock_guard<std::mutex> g(ev_mu);
+    out.swap(events);
+    return out;
+  }
+
+  RouterStats stats() const override {
+    RouterStats s;
+    std::lock_guard<std::mutex> g(stats_mu);
+    s.rx_packets = tun_rx.get();
+    s.rx_bytes = tun_rx_bytes.get();
+    s.tx_packets = tun_tx.get();
+    s.tx_bytes = tun_tx_bytes.get();
+    s.fragmented = fragmented.get();
+    s.frag_needed = frag_needed.get();
+    s.gso_split = split_packets.get();
+    s.gso_segments = split_segments.get();
+    s.uso_tx = uso_frames.get();
+    s.uso_segments = uso_segments.get();
+    s.held_frames = holds.frames();
+    s.held_writes = holds.writes();
+    s.busy_polls = busy.polls();
+    s.busy_poll_caught = busy.caught();
+    s.busy_poll_ns = busy.poll_ns();
+    for (int i = 0; i < kDropCount; i++) s.drops[i] = drops[i].get();
+    s.peers.reserve(peers.size());
+    for (const auto& p : peers) s.peers.push_back(p->stats());  // under stats_mu: addr and offload are written under it
+    const RuleSet& r = *rules;
+    for (size_t i = 0; i < r.in.size; i++) s.hits_in.push_back(r.in.hits[i].get());
+    for (size_t i = 0; i < r.out.size; i++) s.hits_out.push_back(r.out.hits[i].get());
+    return s;
+  }
 };
 
-// ---- Router: the controlling side -----------------------------------------------
+}  // namespace
 
-Router::Router(RouterOptions opts)
-    : opts_(std::move(opts)), loop_(new Loop(opts_)), pending_(new Pending()) {
-  loop_->pending = pending_.get();
-}
-
-Router::~Router() { stop(); }
-
-bool Router::start(std::function<void()> wake, std::string* err) {
-  if (running_) {
-    *err = "router already running";
-    return false;
-  }
-  control_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (control_fd_ < 0) {
-    *err = errno_text("eventfd");
-    return false;
-  }
-  pending_->stop.store(false);
-  loop_->control = control_fd_;
-  loop_->wake = std::move(wake);
-
-  struct Init {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    bool ok = false;
-    std::string err;
-  } init;
-  Loop* loop = loop_.get();
-  thread_ = std::thread([loop, &init] {
-    std::string e;
-    const bool ok = loop->init(&e);
-    if (!ok) loop->teardown();
-    {
-      // Notify under the lock: start() may return (and destroy init) as soon
-      // as it sees done.
-      std::lock_guard<std::mutex> g(init.mu);
-      init.done = true;
-      init.ok = ok;
-      init.err = e;
-      init.cv.notify_one();
-    }
-    if (!ok) return;
-    loop->run();
-    loop->teardown();
-  });
-  bool ok;
-  {
-    std::unique_lock<std::mutex> g(init.mu);
-    init.cv.wait(g, [&] { return init.done; });
-    ok = init.ok;
-    if (!ok) *err = init.err;
-  }
-  if (!ok) {
-    thread_.join();
-    close(control_fd_);
-    control_fd_ = -1;
-    loop_->wake = nullptr;
-    return false;
-  }
-  running_ = true;
-  return true;
-}
-
-void Router::notify() {
-  const uint64_t one = 1;
-  if (control_fd_ >= 0) (void)!write(control_fd_, &one, sizeof one);
-}
-
-void Router::stop() {
-  if (!running_) return;
-  pending_->stop.store(true);
-  notify();
-  thread_.join();
-  close(control_fd_);
-  control_fd_ = -1;
-  loop_->wake = nullptr;
-  running_ = false;
-}
-
-void Router::set_rules(std::vector<Rule> in, std::vector<Rule> out,
-                       std::vector<int32_t> carry_in, std::vector<int32_t> carry_out) {
-  // Compiled here, in the caller's thread; the loop only swaps pointers.
-  std::unique_ptr<RuleSet> rs(new RuleSet(std::move(in), std::move(out)));
-  rs->carry_in = std::move(carry_in);
-  rs->carry_out = std::move(carry_out);
-  if (!running_) {
-    loop_->install_rules(std::move(rs));
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> g(pending_->mu);
-    if (pending_->rules) {
-      // The loop has not taken the previous set yet: the caller's carry
-      // indices refer to that set, so route them through its own carry.
-      auto compose = [](std::vector<int32_t>& c, const std::vector<int32_t>& prev) {
-        for (int32_t& x : c) x = (x >= 0 && size_t(x) < prev.size()) ? prev[x] : -1;
-      };
-      compose(rs->carry_in, pending_->rules->carry_in);
-      compose(rs->carry_out, pending_->rules->carry_out);
-    }
-    pending_->rules = std::move(rs);
-  }
-  notify();
-}
-
-void Router::set_bindings(std::vector<Binding> bindings) {
-  if (!running_) {
-    loop_->addrs.set_bindings(bindings);
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> g(pending_->mu);
-    pending_->bindings = std::move(bindings);
-    pending_->have_bindings = true;
-  }
-  notify();
-}
-
-bool Router::relisten(std::string* err) {
-  if (!running_) {
-    *err = "router is not running";
-    return false;
-  }
-  std::unique_lock<std::mutex> g(pending_->mu);
-  pending_->relisten = true;
-  pending_->relisten_done = false;
-  notify();
-  if (!pending_->relisten_cv.wait_for(g, std::chrono::seconds(5), [&] { return pending_->relisten_done; })) {
-    pending_->relisten = false;
-    *err = "the router loop did not answer within 5 s";
-    return false;
-  }
-  if (!pending_->relisten_ok) *err = pending_->relisten_err;
-  return pending_->relisten_ok;
-}
-
-std::vector<RouterEvent> Router::take_events() {
-  loop_->wake_pending.store(false);
-  std::vector<RouterEvent> out;
-  std::lock_guard<std::mutex> g(loop_->ev_mu);
-  out.swap(loop_->events);
-  return out;
-}
-
-RouterStats Router::stats() const {
-  const Loop& l = *loop_;
-  RouterStats s;
-  std::lock_guard<std::mutex> g(l.stats_mu);
-  s.rx_packets = l.tun_rx.get();
-  s.rx_bytes = l.tun_rx_bytes.get();
-  s.tx_packets = l.tun_tx.get();
-  s.tx_bytes = l.tun_tx_bytes.get();
-  s.fragmented = l.fragmented.get();
-  s.frag_needed = l.frag_needed.get();
-  s.gso_split = l.split_packets.get();
-  s.gso_segments = l.split_segments.get();
-  s.uso_tx = l.uso_frames.get();
-  s.uso_segments = l.uso_segments.get();
-  s.held_frames = l.holds.frames();
-  s.held_writes = l.holds.writes();
-  s.busy_polls = l.busy.polls();
-  s.busy_poll_caught = l.busy.caught();
-  s.busy_poll_ns = l.busy.poll_ns();
-  for (int i = 0; i < kDropCount; i++) s.drops[i] = l.drops[i].get();
-  s.peers.reserve(l.peers.size());
-  for (const auto& p : l.peers) {
-    s.peers.push_back(p->stats());  // under stats_mu: addr and offload are written under it
-  }
-  const RuleSet& r = *l.rules;
-  for (size_t i = 0; i < r.in.size; i++) s.hits_in.push_back(r.in.hits[i].get());
-  for (size_t i = 0; i < r.out.size; i++) s.hits_out.push_back(r.out.hits[i].get());
-  return s;
+std::unique_ptr<Router::Loop> Router::Loop::create(const RouterOptions& opts, Router::Pending* pending) {
+  return std::unique_ptr<Router::Loop>(new RouterLoop(opts, pending));
 }
 
 }  // namespace moat

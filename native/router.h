@@ -164,8 +164,8 @@ class Router {
   std::vector<RouterEvent> take_events();
   RouterStats stats() const;
 
-  struct Loop;  // the loop thread's state (router.cc)
-  struct Pending;
+  struct Loop;     // the loop thread's side (router_loop.h, router.cc)
+  struct Pending;  // what this side hands it (router_loop.h)
 
  private:
   void notify();
@@ -174,8 +174,8 @@ class Router {
   std::thread thread_;
   bool running_ = false;
   int control_fd_ = -1;  // eventfd
+  std::unique_ptr<Pending> pending_;  // before loop_: the loop keeps a pointer to it
   std::unique_ptr<Loop> loop_;
-  std::unique_ptr<Pending> pending_;
 };
 
 }  // namespace moat
