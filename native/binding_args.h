@@ -6,7 +6,8 @@
 //   rules[0].icmpType: missing (expected an integer -1..255)
 // Policy stays in TypeScript; these refuse only what C++ cannot take.
 // ArgObject reads the fields of one options object; the arg_* functions
-// read one value (a positional argument, an array element).
+// read one value (a positional argument, an array element). Option bounds
+// come from option_bounds.h. Threads: the JS thread. Syscalls: none.
 #pragma once
 #include <napi.h>
 

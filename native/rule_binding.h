@@ -5,7 +5,7 @@
 // throws a TypeError naming the field: "inRules[3].dport[1]: range 90-80 is
 // empty (lo > hi)". Networks must come masked (compile.ts masks them; a set
 // host bit would match differently here than in the rule's text).
-// Syscalls: none.
+// Threads: the JS thread. Syscalls: none.
 #pragma once
 #include <napi.h>
 
