@@ -7,6 +7,10 @@
         "native/tun.cc",
         "native/classifier.cc",
         "native/router.cc",
+        "native/router_control.cc",
+        "native/peer.cc",
+        "native/addresses.cc",
+        "native/listen_socket.cc",
         "native/device.cc",
         "native/pty.cc",
         "native/gso.cc",
@@ -16,6 +20,7 @@
         "native/router_binding.cc",
         "native/device_binding.cc",
         "native/classifier_binding.cc",
+        "native/rule_binding.cc",
         "native/pty_binding.cc",
         "native/gso_binding.cc"
       ],

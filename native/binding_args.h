@@ -1,6 +1,13 @@
-// binding_args.h: reading plain JS option objects in the *_binding.cc files,
-// with precise TypeErrors that name the field ("DeviceOptions.name must be a
-// string"). Policy stays in TypeScript; these only refuse what C++ cannot take.
+// binding_args.h: the one way the *_binding.cc files read JS values. Every
+// reader takes the value's name as JS wrote it ("RouterOptions.maxFrame",
+// "rules[3].dport[1][0]", "gsoSplit: scratchLen") and throws a TypeError
+// that names it, says what was expected and what came:
+//   RouterOptions.maxFrame: expected an integer 576..65535, got 70000
+//   rules[0].icmpType: missing (expected an integer -1..255)
+// Policy stays in TypeScript; these refuse only what C++ cannot take.
+// ArgObject reads the fields of one options object; the arg_* functions
+// read one value (a positional argument, an array element). Option bounds
+// come from option_bounds.h. Threads: the JS thread. Syscalls: none.
 #pragma once
 #include <napi.h>
 
@@ -10,23 +17,107 @@
 #include <string>
 #include <vector>
 
+#include "option_bounds.h"
+
 namespace moat {
 
-inline std::string arg_string(const Napi::Object& o, const std::string& where, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), where + key + " must be a string");
+// What came, for an error message: 2, 'abc', null, an object, ...
+inline std::string arg_describe(const Napi::Value& v) {
+  switch (v.Type()) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean:
+    case napi_number: return v.ToString().Utf8Value();
+    case napi_string: {
+      std::string s = v.As<Napi::String>().Utf8Value();
+      if (s.size() > 40) s = s.substr(0, 40) + "...";
+      return "'" + s + "'";
+    }
+    case napi_object: return v.IsArray() ? "an array" : "an object";
+    case napi_function: return "a function";
+    default: return "a value of another type";
+  }
+}
+
+[[noreturn]] inline void arg_error(const Napi::Value& v, const std::string& name, const std::string& expected) {
+  if (v.IsUndefined()) throw Napi::TypeError::New(v.Env(), name + ": missing (expected " + expected + ")");
+  throw Napi::TypeError::New(v.Env(), name + ": expected " + expected + ", got " + arg_describe(v));
+}
+
+// An integer in [lo, hi].
+inline int64_t arg_int(const Napi::Value& v, const std::string& name, int64_t lo, int64_t hi) {
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+  if (!std::isfinite(d) || std::floor(d) != d || d < double(lo) || d > double(hi))
+    arg_error(v, name, "an integer " + std::to_string(lo) + ".." + std::to_string(hi));
+  return int64_t(d);
+}
+
+inline int64_t arg_int(const Napi::Value& v, const std::string& name, Bounds b) { return arg_int(v, name, b.lo, b.hi); }
+
+inline uint32_t arg_uint32(const Napi::Value& v, const std::string& name) {
+  return uint32_t(arg_int(v, name, 0, 0xffffffffLL));
+}
+
+inline bool arg_bool(const Napi::Value& v, const std::string& name) {
+  if (!v.IsBoolean()) arg_error(v, name, "a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+inline std::string arg_string(const Napi::Value& v, const std::string& name) {
+  if (!v.IsString()) arg_error(v, name, "a string");
   return v.As<Napi::String>().Utf8Value();
 }
 
-inline int64_t arg_int(const Napi::Object& o, const std::string& where, const char* key, int64_t lo, int64_t hi) {
-  Napi::Value v = o.Get(key);
-  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(d) || std::floor(d) != d || d < double(lo) || d > double(hi)) {
-    throw Napi::TypeError::New(o.Env(), where + key + " must be an integer in " + std::to_string(lo) + ".." +
-                                            std::to_string(hi));
-  }
-  return int64_t(d);
+// what: how the error message calls the expected array ("an array of rules").
+inline Napi::Array arg_array(const Napi::Value& v, const std::string& name, const char* what = "an array") {
+  if (!v.IsArray()) arg_error(v, name, what);
+  return v.As<Napi::Array>();
 }
+
+inline std::vector<std::string> arg_strings(const Napi::Value& v, const std::string& name) {
+  const Napi::Array a = arg_array(v, name, "an array of strings");
+  std::vector<std::string> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(arg_string(a.Get(i), name + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+inline Napi::Buffer<uint8_t> arg_buffer(const Napi::Value& v, const std::string& name) {
+  if (!v.IsBuffer()) arg_error(v, name, "a Buffer");
+  return v.As<Napi::Buffer<uint8_t>>();
+}
+
+inline Napi::Function arg_function(const Napi::Value& v, const std::string& name) {
+  if (!v.IsFunction()) arg_error(v, name, "a function");
+  return v.As<Napi::Function>();
+}
+
+// One options object; its fields are named "<where>.<key>". An optional
+// field is absent or undefined (has() is false): the caller keeps its value.
+class ArgObject {
+ public:
+  // what: how the error message calls the expected object.
+  ArgObject(const Napi::Value& v, std::string where, const char* what = "an object") : where_(std::move(where)) {
+    if (!v.IsObject() || v.IsArray() || v.IsFunction()) arg_error(v, where_, what);
+    o_ = v.As<Napi::Object>();
+  }
+
+  Napi::Value get(const char* key) const { return o_.Get(key); }
+  bool has(const char* key) const { return !get(key).IsUndefined(); }
+  std::string name(const char* key) const { return where_ + "." + key; }
+
+  int64_t integer(const char* key, int64_t lo, int64_t hi) const { return arg_int(get(key), name(key), lo, hi); }
+  int64_t integer(const char* key, Bounds b) const { return arg_int(get(key), name(key), b); }
+  uint32_t uint32(const char* key) const { return arg_uint32(get(key), name(key)); }
+  bool boolean(const char* key) const { return arg_bool(get(key), name(key)); }
+  std::string string(const char* key) const { return arg_string(get(key), name(key)); }
+  std::vector<std::string> strings(const char* key) const { return arg_strings(get(key), name(key)); }
+  Napi::Array array(const char* key, const char* what = "an array") const { return arg_array(get(key), name(key), what); }
+
+ private:
+  std::string where_;
+  Napi::Object o_;
+};
 
 // A sink for a native thread's event batches: each batch crosses to JS as one
 // array (one thread-safe call per batch, never per packet). A batch that

@@ -45,12 +45,14 @@ struct DeviceOptions {
   std::string netns;         // '' (the caller's) or a netns file entered by the device thread first
   std::string socket_path;   // the router's socket
   int dir_fd = -1;           // >= 0: socket_path resolved against this directory fd (see below)
-  size_t max_frame = 8188;   // largest payload accepted from the router (and sent to it)
-  size_t queue_bytes = 262144;  // bound of the outbound (to router) queue, headers included
-  uint32_t sndbuf = kPeerSndBuf;  // the connection's send buffer (sndbuf.h); 0: the kernel's
+  // Every value below comes from the option table (device_binding.cc and the
+  // vassal runtime require each); native code has no defaults of its own.
+  size_t max_frame = 0;         // largest payload accepted from the router (and sent to it)
+  size_t queue_bytes = 0;       // bound of the outbound (to router) queue, headers included
+  uint32_t sndbuf = 0;          // the connection's send buffer (sndbuf.h); 0: the kernel's
   uint32_t busy_poll_us = 0;    // polling after moving a packet before sleeping (busy_poll.h); 0: never
-  uint32_t reconnect_min_ms = 100;
-  uint32_t reconnect_max_ms = 5000;
+  uint32_t reconnect_min_ms = 0;
+  uint32_t reconnect_max_ms = 0;
   // Offloads (docs/offload.md): the tun is opened with IFF_VNET_HDR; after
   // the first packet forwarded on each connection the device sends a hello, and only if the router answers
   // with its own do TSO/USO/checksum offloads go on and kModVnet frames

@@ -1,25 +1,22 @@
 // device_binding.cc: the addon's Device class (typed as NativeDevice in
 // src/native.ts) over moat::Device (device.h). Plain arguments in, checked
-// with TypeErrors; events cross from the device thread to JS through a
-// thread-safe function, one array per loop iteration. Policy (names, paths,
-// defaults) lives in src/device/device.ts.
+// with TypeErrors naming the field (binding_args.h; option values within
+// option_bounds.h's limits); events cross from the device thread to JS
+// through a thread-safe function, one array per loop iteration. Policy
+// (names, paths, defaults) lives in src/device/device.ts.
 #include <napi.h>
 
-#include <cmath>
+#include <algorithm>
+#include <climits>
 #include <memory>
 
 #include "binding_args.h"
 #include "device.h"
+#include "option_bounds.h"
 
 namespace moat {
 
 namespace {
-
-std::string need_string(const Napi::Object& o, const char* key) { return arg_string(o, "DeviceOptions.", key); }
-
-int64_t need_int(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
-  return arg_int(o, "DeviceOptions.", key, lo, hi);
-}
 
 Napi::Object event_object(Napi::Env env, const DeviceEvent& e) {
   Napi::Object o = Napi::Object::New(env);
@@ -57,23 +54,23 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
 
   explicit DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceWrap>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "Device needs an options object");
-    Napi::Object o = info[0].As<Napi::Object>();
+    const ArgObject o(info[0], "DeviceOptions");
     DeviceOptions opts;
-    opts.name = need_string(o, "name");
-    opts.netns = need_string(o, "netns");
-    opts.socket_path = need_string(o, "socketPath");
-    opts.dir_fd = int(need_int(o, "dirFd", -1, INT32_MAX));
-    opts.max_frame = size_t(need_int(o, "maxFrame", 1, 65535));
-    opts.queue_bytes = size_t(need_int(o, "queueBytes", 4 + int64_t(opts.max_frame), int64_t(1) << 30));
-    opts.reconnect_min_ms = uint32_t(need_int(o, "reconnectMinMs", 1, 3600000));
-    opts.reconnect_max_ms = uint32_t(need_int(o, "reconnectMaxMs", int64_t(opts.reconnect_min_ms), 3600000));
-    if (!o.Get("sndbuf").IsUndefined()) opts.sndbuf = uint32_t(need_int(o, "sndbuf", 0, int64_t(1) << 26));
-    if (!o.Get("busyPollUs").IsUndefined()) opts.busy_poll_us = uint32_t(need_int(o, "busyPollUs", 0, 1000));
-    Napi::Value off = o.Get("offload");  // optional, absent: off
-    if (!off.IsUndefined() && !off.IsBoolean()) throw Napi::TypeError::New(env, "DeviceOptions.offload must be a boolean");
-    opts.offload = off.IsBoolean() && off.As<Napi::Boolean>().Value();
-    if (opts.name.empty() || opts.name.size() > 15) throw Napi::TypeError::New(env, "DeviceOptions.name must be 1-15 characters");
+    opts.name = o.string("name");
+    if (opts.name.empty() || opts.name.size() > 15)
+      throw Napi::TypeError::New(env, "DeviceOptions.name: expected 1-15 characters, got '" + opts.name + "'");
+    opts.netns = o.string("netns");
+    opts.socket_path = o.string("socketPath");
+    opts.dir_fd = int(o.integer("dirFd", -1, INT32_MAX));
+    opts.max_frame = size_t(o.integer("maxFrame", kMaxFrameBounds));
+    opts.queue_bytes = size_t(o.integer("queueBytes", std::max<int64_t>(kQueueBytesBounds.lo, 4 + int64_t(opts.max_frame)),
+                                        kQueueBytesBounds.hi));
+    opts.reconnect_min_ms = uint32_t(o.integer("reconnectMinMs", kReconnectMsBounds));
+    opts.reconnect_max_ms = uint32_t(o.integer("reconnectMaxMs", int64_t(opts.reconnect_min_ms), kReconnectMsBounds.hi));
+    // Required, like every option value (no defaults in native code).
+    opts.sndbuf = uint32_t(o.integer("sndbuf", kSndbufBounds));
+    opts.busy_poll_us = uint32_t(o.integer("busyPollUs", kBusyPollUsBounds));
+    opts.offload = o.boolean("offload");
     device_ = std::make_unique<Device>(std::move(opts));
     // A running device must not outlive its environment (worker exit, process teardown).
     napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
@@ -106,9 +103,9 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "start needs an event callback");
+    Napi::Function on_events = arg_function(info[0], "start: onEvents");
     if (running_) throw Napi::Error::New(env, "device already started");
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "moat.Device", 0, 1);
+    tsfn_ = Napi::ThreadSafeFunction::New(env, on_events, "moat.Device", 0, 1);
     Napi::ThreadSafeFunction tsfn = tsfn_;
     std::string err;
     bool ok = device_->start(

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "binding_args.h"
 #include "coalesce.h"
 #include "gso.h"
 
@@ -43,15 +44,8 @@ void collect(void* ctx, const uint8_t* pkt, size_t len) {
 
 Napi::Value GsoSplit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsBuffer() || (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNumber()))
-    throw Napi::TypeError::New(env, "gsoSplit(buf: Buffer, scratchLen?: number)");
-  size_t scratch_len = 65535;
-  if (info.Length() > 1 && info[1].IsNumber()) {
-    const double d = info[1].As<Napi::Number>().DoubleValue();
-    if (!(d >= 0 && d <= 65535)) throw Napi::TypeError::New(env, "scratchLen must be 0..65535");
-    scratch_len = size_t(d);
-  }
-  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  Napi::Buffer<uint8_t> buf = arg_buffer(info[0], "gsoSplit: buf");
+  const size_t scratch_len = info[1].IsUndefined() ? 65535 : size_t(arg_int(info[1], "gsoSplit: scratchLen", 0, 65535));
   Napi::Object r = Napi::Object::New(env);
   if (buf.Length() < kVnetHdrLen) {
     r.Set("error", gso_error_name(GsoError::bad_header));
@@ -73,11 +67,9 @@ Napi::Value GsoSplit(const Napi::CallbackInfo& info) {
 
 Napi::Value UsoMerge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsArray())
-    throw Napi::TypeError::New(env, "usoMerge(bufs: Buffer[], maxLen?: number)");
-  size_t max_len = 65000;
-  if (info.Length() > 1 && info[1].IsNumber()) max_len = size_t(info[1].As<Napi::Number>().DoubleValue());
-  Napi::Array in = info[0].As<Napi::Array>();
+  Napi::Array in = arg_array(info[0], "usoMerge: bufs", "an array of Buffers");
+  // An IPv4 super-packet: its total length is 16 bits.
+  const size_t max_len = info[1].IsUndefined() ? 65000 : size_t(arg_int(info[1], "usoMerge: maxLen", 0, 65535));
   std::vector<uint8_t> buf(1 << 20);  // the runs, back to back, as in the router's arena
   std::vector<std::pair<size_t, size_t>> frames;  // offset, length
   size_t used = 0;
@@ -89,9 +81,7 @@ Napi::Value UsoMerge(const Napi::CallbackInfo& info) {
     frames.push_back({run_off, n});
   };
   for (uint32_t i = 0; i < in.Length(); i++) {
-    Napi::Value v = in.Get(i);
-    if (!v.IsBuffer()) throw Napi::TypeError::New(env, "usoMerge: bufs must be Buffers");
-    Napi::Buffer<uint8_t> b = v.As<Napi::Buffer<uint8_t>>();
+    Napi::Buffer<uint8_t> b = arg_buffer(in.Get(i), "usoMerge: bufs[" + std::to_string(i) + "]");
     if (b.Length() < kVnetHdrLen || b.Length() > 65535 + kVnetHdrLen || used + 2 * b.Length() > buf.size())
       throw Napi::RangeError::New(env, "usoMerge: a buffer is too short or too long");
     // Copied right behind the run, as the router reads into its arena.

@@ -1,23 +1,52 @@
-// option_bounds.h: the hard limits native code enforces on option values,
-// for memory safety and the wire format, and nothing else: no defaults (the
-// option table in src/config/options-table.ts has them, and TypeScript sends
-// every value). The table's bounds must lie inside these (a unit test checks
-// it against the addon's optionBounds and `moat-vassal --device-options`).
+// option_bounds.h: the hard limits native code enforces on the option values
+// it is handed (router_binding.cc, device_binding.cc): outside them a buffer
+// would be sized or indexed wrongly, or absurd memory asked for. They are
+// limits, not defaults and not policy: TypeScript's option table holds the
+// defaults and the bounds a user sees, and those must lie within these (the
+// addon exports them as optionBounds, keyed by the JS field names below, so
+// a unit test can compare). Syscalls: none.
 #pragma once
 #include <cstdint>
 
 namespace moat {
 
-struct Bound {
-  uint32_t lo, hi;
+struct Bounds {
+  int64_t lo, hi;  // inclusive
 };
 
-constexpr Bound kMaxFrame{576, 65535};         // frame payload: IPv4's minimum datagram .. the 16-bit size field
-constexpr Bound kQueueBytes{580, 1u << 30};    // at least one frame with its 4-byte header
-constexpr Bound kBusyPollUs{0, 1000};          // busy_poll.h: at most 1 ms per wake-up
-constexpr Bound kHoldUs{0, 1000000};           // at most 1 s held
-constexpr Bound kSndbuf{0, 1u << 26};          // SO_SNDBUF(FORCE) request
-constexpr Bound kReconnectMs{1, 3600000};      // device reconnect backoff
-constexpr Bound kSocketMode{0, 07777};
+// Largest frame payload (maxFrame): at least the 576-byte datagram every
+// IPv4 host must accept (below it fragmenting to fit and ICMP
+// fragmentation-needed answers stop making sense), at most what the frame
+// header's 16-bit size can say.
+constexpr Bounds kMaxFrameBounds{576, 65535};
+// An outbound queue (queueBytes), headers included: at least one frame of
+// maxFrame (checked against it too: queueBytes >= maxFrame + 4), at most 1 GiB.
+constexpr Bounds kQueueBytesBounds{4 + 576, int64_t(1) << 30};
+// Polling after moving a packet before sleeping (busyPollUs, busy_poll.h):
+// a core spins meanwhile, so at most a millisecond.
+constexpr Bounds kBusyPollUsBounds{0, 1000};
+// How long the router lets a peer's frames wait to share a write (holdUs,
+// peer.h's HoldList): at most a second.
+constexpr Bounds kHoldUsBounds{0, 1000000};
+// A connection's send buffer (sndbuf, sndbuf.h): 0 (the kernel's) to 64 MiB.
+constexpr Bounds kSndbufBounds{0, int64_t(1) << 26};
+// The device's reconnect delays (reconnectMinMs, reconnectMaxMs; max >= min
+// is checked too): 1 ms to an hour.
+constexpr Bounds kReconnectMsBounds{1, 3600000};
+// The router socket file's permission bits (socketMode).
+constexpr Bounds kSocketModeBounds{0, 07777};
+
+// By JS field name, as router_binding.cc and device_binding.cc read them
+// (a field both read has one bound).
+struct FieldBounds {
+  const char* field;
+  Bounds bounds;
+};
+constexpr FieldBounds kOptionBounds[] = {
+    {"maxFrame", kMaxFrameBounds},       {"queueBytes", kQueueBytesBounds},
+    {"busyPollUs", kBusyPollUsBounds},   {"holdUs", kHoldUsBounds},
+    {"sndbuf", kSndbufBounds},           {"reconnectMinMs", kReconnectMsBounds},
+    {"reconnectMaxMs", kReconnectMsBounds}, {"socketMode", kSocketModeBounds},
+};
 
 }  // namespace moat

@@ -1,16 +1,31 @@
-// peer.h: one vassal connection as the router's loop sees it: its socket, its
-// credentials, its address, an input buffer that reassembles frames, a bounded
-// outbound byte queue, and its counters.
+// peer.h: one vassal connection as the router's loop sees it, and its way
+// out. A Peer has its socket, credentials and address, an input buffer that
+// reassembles frames, a bounded outbound byte queue and its counters. Its
+// way out, in the order a tun batch takes it (router.cc, flush_batch()):
 //
-// Ownership: only the loop thread mutates a Peer. Counters are relaxed atomics
-// written by that one thread (a plain load + store, no locked instruction), so
-// stats() may read them from another thread while the peer is listed.
-// Limits: the input buffer holds max(max_frame + 4, 64 KiB) bytes; the outbound
-// queue holds at most queue_bytes; both are allocated once, at accept.
+//   BatchSlot   this batch's frames for the peer, built in place in the
+//               router's arena and chained per peer (no copy);
+//   HoldList    holding (RouterOptions::hold_us): under a tun backlog a
+//               peer's few frames wait in its queue for later ones, so that
+//               one write carries several;
+//   Peer::send  one sendmsg() of the batch's frames, then one send() of the
+//               queue; what the socket does not take is queued, the rest of
+//               a cut frame always, whole frames while they fit.
+//
+// Ownership and threads: only the loop thread mutates a Peer. Counters are
+// relaxed atomics written by that one thread (a plain load + store, no locked
+// instruction), so stats() may read them from another thread while the peer
+// is listed.
+// Limits: the input buffer holds max(max_frame + 4, 64 KiB) bytes; the
+// outbound queue holds at most queue_bytes; both are allocated once, when the
+// peer is accepted. Nothing here allocates per packet.
+// Syscalls (peer.cc): sendmsg, send (MSG_NOSIGNAL | MSG_DONTWAIT). Epoll and
+// closing a peer are the loop's: a failed write returns its errno.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
 
 #include "counter.h"
@@ -19,14 +34,28 @@
 
 namespace moat {
 
+struct PeerStats;  // router.h
+
+// One frame of the current tun batch, in the router's arena. A peer's frames
+// are chained through next (Peer::batch_head/tail; -1 ends the chain).
+struct BatchSlot {
+  uint8_t* ptr;
+  uint32_t len;   // frame bytes, header included
+  int32_t next;
+  uint32_t segs;  // datagrams in the frame (> 1: a USO run merged here)
+};
 
 struct Peer {
+  // in_cap: input buffer bytes; queue_bytes: the outbound queue's bound.
+  Peer(uint32_t id, int fd, uint32_t uid, uint32_t gid, uint32_t pid, size_t in_cap, uint32_t send_max,
+       size_t queue_bytes);
+
   uint32_t id = 0;
   int fd = -1;
   uint32_t uid = 0, gid = 0, pid = 0;
   uint32_t addr = 0;       // 0 until learned (0.0.0.0 is never a peer address)
   bool dead = false;       // closed, waiting to be freed at the end of the wakeup
-  bool dirty = false;      // has queued bytes to flush after this batch
+  bool dirty = false;      // has frames to write after this batch
   bool want_out = false;   // EPOLLOUT registered (a write was partial)
   // Largest packet this peer can read in one frame. uWSGI's device reads into
   // 8192-byte buffers (8188 of payload); set from the router's max_frame at
@@ -38,12 +67,10 @@ struct Peer {
   // them. caps: what its hello said it takes. Written under stats_mu.
   bool offload = false;
   uint16_t caps = 0;
-  // This tun batch's frames for the peer, in the router's batch arena (slot
-  // indexes; -1: none). Only the loop's down path uses them.
+  // This tun batch's frames for the peer (BatchSlot indexes; -1: none).
   int32_t batch_head = -1, batch_tail = -1;
-  // Held (router.cc, hold()): frames wait in the queue, not yet written, so
-  // that one write carries several; held_frames counts them, held_since is
-  // when the first was held.
+  // Held (HoldList): frames wait in the queue, not yet written;
+  // held_frames counts them, held_since is when the first was held.
   bool held = false;
   uint32_t held_frames = 0;
   uint64_t held_since = 0;
@@ -76,10 +103,7 @@ struct Peer {
   bool enqueue(const uint8_t* pkt, size_t len, uint8_t mod2 = kModPacket) {
     const size_t need = kFrameHeaderSize + len;
     if (out_len + need > out_cap) return false;
-    if (out_head + out_len + need > out_cap) {
-      memmove(out.get(), out.get() + out_head, out_len);
-      out_head = 0;
-    }
+    if (out_head + out_len + need > out_cap) compact();
     uint8_t* p = out.get() + out_head + out_len;
     encode_frame_header(p, static_cast<uint16_t>(len), mod2);
     memcpy(p + kFrameHeaderSize, pkt, len);
@@ -90,20 +114,116 @@ struct Peer {
   // Appends raw bytes (the unsent rest of a batch) to the queue; the caller
   // checked that they fit.
   void append(const uint8_t* p, size_t n) {
-    if (out_head + out_len + n > out_cap) {
-      memmove(out.get(), out.get() + out_head, out_len);
-      out_head = 0;
-    }
+    if (out_head + out_len + n > out_cap) compact();
     memcpy(out.get() + out_head + out_len, p, n);
     out_len += n;
   }
 
-  // Removes n flushed bytes from the front of the queue.
-  void consumed(size_t n) {
-    out_head += n;
-    out_len -= n;
-    if (out_len == 0) out_head = 0;
+  // Whether n more bytes fit right behind the queue's last frame, where
+  // they extend it in place (a USO run growing in the queue).
+  bool room_behind(size_t n) const { return out_head + out_len + n <= out_cap; }
+
+  // Adds slot to this batch's chain of frames.
+  void chain(BatchSlot* slots, int32_t slot) {
+    if (batch_tail >= 0) slots[batch_tail].next = slot; else batch_head = slot;
+    batch_tail = slot;
   }
+
+  // Writes this batch's frames (slots, from batch_head) with one sendmsg()
+  // (adjacent frames merged into one iovec), then what is queued with one
+  // send(). Returns 0, or the errno of a write that failed (the caller closes
+  // the peer). *queue_full: datagrams dropped as queue_full (counted here
+  // for the peer, by the caller for the router). tx counts the datagrams
+  // sent or queued. Afterwards the caller watches for EPOLLOUT while out_len
+  // is not 0.
+  int send(const BatchSlot* slots, uint32_t* queue_full);
+
+  // The counters for Router::stats(), read from another thread; the caller
+  // holds the loop's stats_mu (addr and offload are written under it).
+  PeerStats stats() const;
+
+ private:
+  int send_batch(const BatchSlot* slots, uint32_t* queue_full);
+  void compact() {
+    memmove(out.get(), out.get() + out_head, out_len);
+    out_head = 0;
+  }
+};
+
+// Holding (RouterOptions::hold_us), to spread traffic: with many peers, each
+// gets one or two frames per tun batch, and a write per frame (an skb and a
+// wake-up of the peer's reader each) costs several times the rest of the
+// path. While the tun still has a backlog, a peer's few frames wait in its
+// queue (copied there) for later ones, until it has kHoldFrames or
+// kHoldBytes, or the oldest has waited hold_ns, or the tun drains: one write
+// then carries them all. Light traffic is never held: a batch that empties
+// the tun releases everything at once.
+class HoldList {
+ public:
+  static constexpr uint32_t kHoldFrames = 16;   // a peer stops waiting at this many frames
+  static constexpr size_t kHoldBytes = 16384;   // or bytes: a write that carries them pays off
+  static constexpr size_t kReleaseBatch = 64;   // held peers written per release()
+
+  explicit HoldList(uint64_t hold_ns) : hold_ns_(hold_ns) {}
+
+  // At the end of a tun batch that left a backlog: true if p's frames of
+  // this batch were moved into its queue to wait (p is then not written).
+  bool hold(Peer* p, const BatchSlot* slots, bool backlog, uint64_t now);
+
+  // A frame was queued for p (behind what waits): counted if p is held.
+  void queued(Peer* p) {
+    if (!p->held) return;
+    p->held_frames++;
+    frames_.add(1);
+  }
+
+  // p is about to be written: what it held goes with this write.
+  void writing(Peer* p) {
+    if (!p->held) return;
+    p->held = false;
+    p->held_frames = 0;
+    writes_.add(1);
+  }
+
+  // p is closed: it is no longer held.
+  void forget(Peer* p);
+
+  bool empty() const { return list_.empty(); }
+
+  // Writes held peers, oldest first, with write(p): all of them when all
+  // (the tun drained), else those held for hold_ns; at most kReleaseBatch
+  // writes per call, so the loop reads the tun between them (a thousand
+  // writes in a row would let the tun's queue overflow meanwhile). Peers
+  // written since they were held, and dead ones, are skipped.
+  template <class Write>
+  void release(uint64_t now, bool all, Write&& write) {
+    size_t writes = 0;
+    while (!list_.empty() && writes < kReleaseBatch) {
+      const Ref h = list_.front();
+      const bool current = h.p->held && h.p->held_since == h.since;
+      if (current && !all && now - h.since < hold_ns_) break;
+      list_.pop_front();
+      if (current && !h.p->dead) {
+        write(h.p);
+        writes++;
+      }
+    }
+  }
+
+  uint64_t frames() const { return frames_.get(); }  // frames held to share a write
+  uint64_t writes() const { return writes_.get(); }  // writes that carried held frames
+
+ private:
+  // Peers with held frames, oldest hold first. An entry is current while its
+  // peer is held since `since`; a peer written and held again leaves a stale
+  // entry, skipped when reached.
+  struct Ref {
+    Peer* p;
+    uint64_t since;
+  };
+  std::deque<Ref> list_;
+  uint64_t hold_ns_;  // 0: never hold
+  Counter frames_, writes_;
 };
 
 }  // namespace moat

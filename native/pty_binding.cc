@@ -4,7 +4,6 @@
 // to JS through a thread-safe function. Policy lives in src/pty/.
 #include <napi.h>
 
-#include <cmath>
 #include <memory>
 
 #include "binding_args.h"
@@ -14,32 +13,21 @@ namespace moat {
 
 namespace {
 
-std::string str(const Napi::Object& o, const char* key) { return arg_string(o, "pty option ", key); }
-
-int64_t num(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) { return arg_int(o, "pty option ", key, lo, hi); }
-
-void read_socket(const Napi::Object& o, PtySocketOptions* s) {
-  s->path = str(o, "path");
-  s->mode = uint32_t(num(o, "mode", 0, 07777));
-  s->uid = num(o, "uid", -1, 4294967294LL);
-  s->gid = num(o, "gid", -1, 4294967294LL);
+void read_socket(const ArgObject& o, PtySocketOptions* s) {
+  s->path = o.string("path");
+  s->mode = uint32_t(o.integer("mode", 0, 07777));
+  s->uid = o.integer("uid", -1, 4294967294LL);
+  s->gid = o.integer("gid", -1, 4294967294LL);
 }
 
-void read_command(const Napi::Object& o, PtyCommandOptions* c) {
-  c->command = str(o, "command");
-  c->cwd = str(o, "cwd");
-  c->uid = num(o, "sessionUid", -1, 4294967294LL);
-  c->gid = num(o, "sessionGid", -1, 4294967294LL);
-  c->rows = uint16_t(num(o, "rows", 0, 65535));
-  c->cols = uint16_t(num(o, "cols", 0, 65535));
-  Napi::Value env = o.Get("env");
-  if (!env.IsArray()) throw Napi::TypeError::New(o.Env(), "pty option env must be an array of strings");
-  Napi::Array a = env.As<Napi::Array>();
-  for (uint32_t i = 0; i < a.Length(); i++) {
-    Napi::Value v = a.Get(i);
-    if (!v.IsString()) throw Napi::TypeError::New(o.Env(), "pty option env must be an array of strings");
-    c->env.push_back(v.As<Napi::String>().Utf8Value());
-  }
+void read_command(const ArgObject& o, PtyCommandOptions* c) {
+  c->command = o.string("command");
+  c->cwd = o.string("cwd");
+  c->uid = o.integer("sessionUid", -1, 4294967294LL);
+  c->gid = o.integer("sessionGid", -1, 4294967294LL);
+  c->rows = uint16_t(o.integer("rows", 0, 65535));
+  c->cols = uint16_t(o.integer("cols", 0, 65535));
+  c->env = o.strings("env");
 }
 
 Napi::Object event_object(Napi::Env env, const PtyEvent& e) {
@@ -88,8 +76,7 @@ class PtyWrap : public Napi::ObjectWrap<PtyWrap<Server, Options>> {
 
   explicit PtyWrap(const Napi::CallbackInfo& info) : Base(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "pty server needs an options object");
-    server_ = std::make_unique<Server>(ReadOptions(info[0].As<Napi::Object>()));
+    server_ = std::make_unique<Server>(ReadOptions(info[0]));
     napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
   }
 
@@ -104,7 +91,7 @@ class PtyWrap : public Napi::ObjectWrap<PtyWrap<Server, Options>> {
   bool running_ = false;
   bool env_gone_ = false;
 
-  static Options ReadOptions(const Napi::Object& o);
+  static Options ReadOptions(const Napi::Value& v);
 
   static void OnEnvCleanup(void* arg) {
     auto* self = static_cast<PtyWrap*>(arg);
@@ -122,9 +109,9 @@ class PtyWrap : public Napi::ObjectWrap<PtyWrap<Server, Options>> {
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "start needs an event callback");
+    Napi::Function on_events = arg_function(info[0], "start: onEvents");
     if (running_) throw Napi::Error::New(env, "pty server already started");
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "moat.Pty", 0, 1);
+    tsfn_ = Napi::ThreadSafeFunction::New(env, on_events, "moat.Pty", 0, 1);
     Napi::ThreadSafeFunction tsfn = tsfn_;
     std::string err;
     bool ok = server_->start(
@@ -147,27 +134,27 @@ class PtyWrap : public Napi::ObjectWrap<PtyWrap<Server, Options>> {
 };
 
 template <>
-PtyServerOptions PtyWrap<PtyServer, PtyServerOptions>::ReadOptions(const Napi::Object& o) {
+PtyServerOptions PtyWrap<PtyServer, PtyServerOptions>::ReadOptions(const Napi::Value& v) {
+  const ArgObject o(v, "PtyServerOptions");
   PtyServerOptions opts;
   read_socket(o, &opts.socket);
   read_command(o, &opts.session);
-  Napi::Value f = o.Get("framed");
-  if (!f.IsBoolean()) throw Napi::TypeError::New(o.Env(), "pty option framed must be a boolean");
-  opts.framed = f.As<Napi::Boolean>().Value();
-  opts.max_sessions = uint32_t(num(o, "maxSessions", 1, 65536));
-  opts.queue_bytes = size_t(num(o, "queueBytes", 8192, int64_t(1) << 30));
-  opts.hangup_grace_ms = uint32_t(num(o, "hangupGraceMs", 1, 600000));
+  opts.framed = o.boolean("framed");
+  opts.max_sessions = uint32_t(o.integer("maxSessions", 1, 65536));
+  opts.queue_bytes = size_t(o.integer("queueBytes", 8192, int64_t(1) << 30));
+  opts.hangup_grace_ms = uint32_t(o.integer("hangupGraceMs", 1, 600000));
   return opts;
 }
 
 template <>
-SharedPtyOptions PtyWrap<SharedPty, SharedPtyOptions>::ReadOptions(const Napi::Object& o) {
+SharedPtyOptions PtyWrap<SharedPty, SharedPtyOptions>::ReadOptions(const Napi::Value& v) {
+  const ArgObject o(v, "SharedPtyOptions");
   SharedPtyOptions opts;
   read_socket(o, &opts.socket);
   read_command(o, &opts.command);
-  opts.max_viewers = uint32_t(num(o, "maxViewers", 1, 4096));
-  opts.queue_bytes = size_t(num(o, "queueBytes", 8192, int64_t(1) << 30));
-  opts.scrollback_bytes = size_t(num(o, "scrollbackBytes", 0, 1 << 24));
+  opts.max_viewers = uint32_t(o.integer("maxViewers", 1, 4096));
+  opts.queue_bytes = size_t(o.integer("queueBytes", 8192, int64_t(1) << 30));
+  opts.scrollback_bytes = size_t(o.integer("scrollbackBytes", 0, 1 << 24));
   return opts;
 }
 
@@ -203,13 +190,10 @@ namespace {
 // meant for `moat pty-connect`, a process that does nothing else.
 Napi::Value PtyClient(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "ptyClient needs an options object");
-  Napi::Object o = info[0].As<Napi::Object>();
+  const ArgObject o(info[0], "ptyClient options");
   PtyClientOptions opts;
-  opts.path = str(o, "path");
-  Napi::Value f = o.Get("framed");
-  if (!f.IsBoolean()) throw Napi::TypeError::New(env, "ptyClient option framed must be a boolean");
-  opts.framed = f.As<Napi::Boolean>().Value();
+  opts.path = o.string("path");
+  opts.framed = o.boolean("framed");
   std::string err;
   int rc = pty_client(opts, &err);
   Napi::Object r = Napi::Object::New(env);

@@ -1,33 +1,33 @@
 // router.cc: the router's loop thread (see router.h for its job, limits and
 // syscalls). Read top-down: setup (netns, tun, socket), the loop, the two
-// directions (route_up: peer -> tun, route_down: tun -> peer), address
-// learning, then the control side (rules, bindings, events, stats, stop).
+// directions (route_down: tun -> peer, route_up: peer -> tun), address
+// learning, peers coming and going, events, what the controlling side hands
+// over (rules, bindings, relisten), stats. What a peer's frames do once
+// handed over (queue, holding, writes) is peer.h's; who may use which
+// address is addresses.h's; the rule chains are chain.h's; the socket file
+// is listen_socket.h's; starting, stopping and the hand-over are
+// router_control.cc's, through router_loop.h.
 #include "router.h"
 
-#include <fcntl.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
 #include <cstring>
-#include <deque>
-#include <unordered_map>
 
+#include "addresses.h"
 #include "busy_poll.h"
-#include "classifier.h"
+#include "chain.h"
 #include "coalesce.h"
 #include "frame.h"
+#include "listen_socket.h"
 #include "mono_clock.h"
 #include "offload.h"
 #include "peer.h"
+#include "router_loop.h"
 #include "sndbuf.h"
 #include "tun.h"
 
@@ -37,7 +37,6 @@ namespace {
 constexpr size_t kTunBatch = 64;            // packets read from the tun per wakeup
 constexpr size_t kTunBufSize = 65536 + 16;  // one IPv4 packet at most, with a virtio_net_hdr
 constexpr size_t kArenaSize = 512 * 1024;   // one batch of frames read from the tun
-constexpr int kMaxIov = 64;                 // iovecs per sendmsg (adjacent frames merge)
 constexpr size_t kPeerInMin = 65536;        // a peer's input buffer, at least
 constexpr int kEpollEvents = 64;
 constexpr int kAcceptBatch = 16;
@@ -50,11 +49,6 @@ constexpr uint64_t kAcceptPause = 200000000ull;      // accept failing (out of f
 constexpr bool kUsoCoalesce = true;
 constexpr size_t kUsoMaxPacket = kTunGsoMaxSize;
 constexpr uint64_t kAcceptReportEvery = 10 * kSecond; // while it keeps failing, one event per 10 s
-// Holding (opts.hold_us): a peer stops waiting once this many frames or
-// bytes are held for it; a write that carries them pays off its cost.
-constexpr uint32_t kHoldFrames = 16;
-constexpr size_t kHoldBytes = 16384;
-constexpr size_t kReleaseBatch = 64;  // held peers written per loop turn
 
 // epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
 constexpr uint64_t kTagTun = 1, kTagListen = 2, kTagControl = 3;
@@ -63,74 +57,16 @@ std::string errno_text(const std::string& what, int e = errno) {
   return what + ": " + strerror(e);
 }
 
-bool bad_source(uint32_t a) {
-  return a == 0 || a == 0xffffffffu || (a >> 28) == 0xe;  // 0.0.0.0, broadcast, 224/4
-}
-
-}  // namespace
-
-// One compiled chain with its per-rule hit counters.
-struct Chain {
-  std::unique_ptr<Classifier> cls;
-  std::unique_ptr<Counter[]> hits;
-  std::vector<uint8_t> deny;  // per rule: the action is deny
-  size_t size = 0;
-
-  explicit Chain(std::vector<Rule> rules) {
-    size = rules.size();
-    deny.resize(size);
-    for (size_t i = 0; i < size; i++) deny[i] = rules[i].action == Action::Deny;
-    hits.reset(new Counter[size ? size : 1]);
-    cls.reset(new Classifier(std::move(rules)));
-  }
-
-  // true if the packet may pass; counts the hit of the rule that judged it.
-  bool pass(const uint8_t* pkt, size_t len) const {
-    if (size == 0) return true;
-    const int32_t r = cls->match(ipv4_key(pkt, len));
-    if (r < 0 || size_t(r) >= size) return true;
-    hits[r].add(1);
-    return !deny[r];
-  }
-
-  // Rule i inherits old's counter carry[i] (out of range or -1: starts at 0).
-  void inherit(const Chain& old, const std::vector<int32_t>& carry) {
-    for (size_t i = 0; i < size && i < carry.size(); i++) {
-      const int32_t c = carry[i];
-      if (c >= 0 && size_t(c) < old.size) hits[i].set(old.hits[c].get());
-    }
-  }
-};
-
-struct RuleSet {
-  Chain in, out;
-  std::vector<int32_t> carry_in, carry_out;  // against the rule set current when it was made
-  RuleSet(std::vector<Rule> i, std::vector<Rule> o) : in(std::move(i)), out(std::move(o)) {}
-};
-
-// What controlling threads hand to the loop (taken when the eventfd fires).
-struct Router::Pending {
-  std::mutex mu;
-  std::unique_ptr<RuleSet> rules;
-  bool have_bindings = false;
-  std::vector<Binding> bindings;
-  std::atomic<bool> stop{false};
-  // relisten(): asked by the controller, answered by the loop.
-  std::condition_variable relisten_cv;
-  bool relisten = false, relisten_done = false, relisten_ok = false;
-  std::string relisten_err;
-};
-
-struct Router::Loop {
+// The loop thread's state and code; Router (router_control.cc) drives it
+// through Router::Loop (router_loop.h).
+struct RouterLoop final : Router::Loop {
   const RouterOptions& opts;
   std::function<void()> wake;
-  Pending* pending = nullptr;
+  Router::Pending* pending;
   int control = -1;
 
-  int tun = -1, listen_fd = -1, epfd = -1;
-  bool socket_ours = false;
-  dev_t sock_dev = 0;
-  ino_t sock_ino = 0;
+  int tun = -1, epfd = -1;
+  ListenSocket listener;  // peers connect here
 
   // Shared with stats(): the structure (peer list, rule set) changes under
   // stats_mu; counters are single-writer relaxed atomics.
@@ -149,36 +85,17 @@ struct Router::Loop {
   bool new_events = false;
 
   // Loop thread only.
-  std::unordered_map<uint32_t, Peer*> by_addr;
-  // Bindings (router.h): by pid, by uid (pid -1), and every binding by address.
-  std::unordered_map<uint32_t, Binding> bind_of_pid;
-  std::unordered_map<uint32_t, uint32_t> addr_of_uid;
-  std::unordered_map<uint32_t, std::vector<Binding>> bindings_of_addr;
+  AddressBook addrs;       // who holds and who may take which address
   std::vector<Peer*> dirty;
-  // Peers with held frames, oldest hold first. An entry is current while its
-  // peer is held since `since`; a peer written and held again leaves a stale
-  // entry, skipped when reached. close_peer() removes a peer's entries.
-  struct HeldRef {
-    Peer* p;
-    uint64_t since;
-  };
-  std::deque<HeldRef> held;
-  BusyPoll busy;  // polling after traffic (busy_poll.h)
-  uint64_t hold_ns = 0;    // opts.hold_us; 0: never hold
+  HoldList holds;          // peers whose frames wait for later ones (peer.h)
   bool backlog = false;    // the last tun batch ended with packets still queued
-  Counter held_frames, held_writes;
+  BusyPoll busy;  // polling after traffic (busy_poll.h)
   std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
   // The down batch: frames built in place in the arena; slots chain each
   // peer's frames in order (Peer::batch_head/tail index them).
-  struct Slot {
-    uint8_t* ptr;
-    uint32_t len;
-    int32_t next;
-    uint32_t segs;  // datagrams in the frame (> 1: a USO run merged here)
-  };
   std::unique_ptr<uint8_t[]> arena{new uint8_t[kArenaSize]};
   size_t arena_len = 0;
-  std::vector<Slot> slots;
+  std::vector<BatchSlot> slots;
   std::unique_ptr<uint8_t[]> fragbuf{new uint8_t[kMaxFramePayload]};
   std::unique_ptr<uint8_t[]> fragsrc{new uint8_t[kTunBufSize]};
   // Offloads (opts.offload): the tun carries a virtio_net_hdr before every
@@ -200,8 +117,6 @@ struct Router::Loop {
   Counter uso_frames, uso_segments;
   uint64_t icmp_window = 0;
   uint32_t icmp_budget = 0;
-  std::vector<uint32_t> gateway;  // the tun's own addresses, cached
-  uint64_t gateway_at = 0;
   uint64_t now = 0;
   uint64_t last_sweep = 0;
   // Accepting paused (accept4 failed: out of fds, out of memory): the listen
@@ -212,15 +127,21 @@ struct Router::Loop {
   bool refused_pending = false;
   uint32_t next_id = 1;
 
-  explicit Loop(const RouterOptions& o) : opts(o), rules(new RuleSet({}, {})), hold_ns(uint64_t(o.hold_us) * 1000) {
-    set_bindings(o.bindings);
+  RouterLoop(const RouterOptions& o, Router::Pending* p)
+      : opts(o), pending(p), rules(new RuleSet({}, {})), addrs(o.tun_name), holds(uint64_t(o.hold_us) * 1000) {
+    addrs.set_bindings(o.bindings);
     dirty.reserve(256);
     slots.reserve(1024);
   }
 
   // ---- setup and teardown -------------------------------------------------
 
-  bool init(std::string* err) {
+  void attach(int control_fd, std::function<void()> w) override {
+    control = control_fd;
+    wake = std::move(w);
+  }
+
+  bool init(std::string* err) override {
     busy.configure(opts.busy_poll_us);
     if (!enter_netns(opts.netns, err)) return false;
     vnet = opts.offload;
@@ -234,13 +155,13 @@ struct Router::Loop {
       gsosrc.reset(new uint8_t[kTunBufSize]);
       segbuf.reset(new uint8_t[kTunBufSize]);
     }
-    if (!open_socket(err)) return false;
+    if (!open_socket(&listener, err)) return false;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) {
       *err = errno_text("epoll_create1");
       return false;
     }
-    if (!watch(tun, kTagTun, EPOLLIN) || !watch(listen_fd, kTagListen, EPOLLIN) ||
+    if (!watch(tun, kTagTun, EPOLLIN) || !watch(listener.fd, kTagListen, EPOLLIN) ||
         !watch(control, kTagControl, EPOLLIN)) {
       *err = errno_text("epoll_ctl");
       return false;
@@ -256,110 +177,22 @@ struct Router::Loop {
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) == 0;
   }
 
-  // The listening socket: a stale file (a socket nobody listens on) is
-  // replaced; a live socket or any other file is refused.
-  bool open_socket(std::string* err) {
-    const std::string& path = opts.socket_path;
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    if (path.empty() || path.size() >= sizeof sa.sun_path) {
-      *err = "socket path must be 1-" + std::to_string(sizeof sa.sun_path - 1) + " bytes: " + path;
-      return false;
-    }
-    memcpy(sa.sun_path, path.data(), path.size());
-    const socklen_t salen = socklen_t(offsetof(struct sockaddr_un, sun_path) + path.size() + 1);
-
-    struct stat st;
-    if (lstat(path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) {
-        *err = "socket path " + path + " exists and is not a socket";
-        return false;
-      }
-      int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-      if (probe < 0) {
-        *err = errno_text("socket");
-        return false;
-      }
-      const int r = connect(probe, reinterpret_cast<struct sockaddr*>(&sa), salen);
-      const int e = errno;
-      close(probe);
-      if (r == 0 || e == EAGAIN) {
-        *err = "socket " + path + " is in use by another process";
-        return false;
-      }
-      if (e != ECONNREFUSED) {
-        *err = errno_text("probing socket " + path, e);
-        return false;
-      }
-      if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-        *err = errno_text("removing stale socket " + path);
-        return false;
-      }
-    }
-
-    listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (listen_fd < 0) {
-      *err = errno_text("socket");
-      return false;
-    }
-    if (bind(listen_fd, reinterpret_cast<struct sockaddr*>(&sa), salen) != 0) {
-      *err = errno_text("bind " + path);
-      return false;
-    }
-    if (stat(path.c_str(), &st) != 0) {
-      *err = errno_text("stat " + path);
-      return false;
-    }
-    socket_ours = true;
-    sock_dev = st.st_dev;
-    sock_ino = st.st_ino;
-    if (chmod(path.c_str(), opts.socket_mode & 07777) != 0) {
-      *err = errno_text("chmod " + path);
-      return false;
-    }
-    if (opts.socket_uid >= 0 || opts.socket_gid >= 0) {
-      if (chown(path.c_str(), opts.socket_uid >= 0 ? uid_t(opts.socket_uid) : uid_t(-1),
-                opts.socket_gid >= 0 ? gid_t(opts.socket_gid) : gid_t(-1)) != 0) {
-        *err = errno_text("chown " + path);
-        return false;
-      }
-    }
-    if (listen(listen_fd, SOMAXCONN) != 0) {
-      *err = errno_text("listen " + path);
-      return false;
-    }
-    return true;
-  }
-
   // Closes everything; the socket file goes only if it is still the one we made.
-  void teardown() {
+  void teardown() override {
     {
       std::lock_guard<std::mutex> g(stats_mu);
       for (auto& p : peers)
         if (p->fd >= 0) close(p->fd);
       peers.clear();
     }
-    by_addr.clear();
+    addrs.clear();
     dirty.clear();
     graveyard.clear();
-    close_socket();
+    listener.close();
     if (tun >= 0) close(tun);
     tun = -1;
     if (epfd >= 0) close(epfd);
     epfd = -1;
-  }
-
-  // Closes the listening socket; its file goes only if it is still the one we made.
-  void close_socket() {
-    if (listen_fd >= 0) close(listen_fd);
-    listen_fd = -1;
-    if (socket_ours) {
-      struct stat st;
-      if (lstat(opts.socket_path.c_str(), &st) == 0 && st.st_dev == sock_dev && st.st_ino == sock_ino)
-        unlink(opts.socket_path.c_str());
-      socket_ours = false;
-    }
   }
 
   // The socket file (or its directory) was removed under us: new peers cannot
@@ -367,35 +200,31 @@ struct Router::Loop {
   // listening socket at the same path and swaps it in; on failure the old one
   // stays. A path still naming our socket needs nothing.
   bool relisten(std::string* err) {
-    struct stat st;
-    if (socket_ours && lstat(opts.socket_path.c_str(), &st) == 0 && st.st_dev == sock_dev &&
-        st.st_ino == sock_ino)
-      return true;
-    const int old_fd = listen_fd;
-    const dev_t old_dev = sock_dev;
-    const ino_t old_ino = sock_ino;
-    listen_fd = -1;
-    socket_ours = false;
-    bool ok = open_socket(err);
-    if (ok && !watch(listen_fd, kTagListen, accept_resume_at != 0 ? 0u : uint32_t(EPOLLIN))) {
+    if (listener.current()) return true;
+    listener.disown();  // whatever happens, the old file is not ours to remove
+    ListenSocket fresh;
+    bool ok = open_socket(&fresh, err);
+    if (ok && !watch(fresh.fd, kTagListen, accept_resume_at != 0 ? 0u : uint32_t(EPOLLIN))) {
       *err = errno_text("epoll_ctl (listen)");
       ok = false;
     }
     if (!ok) {
-      close_socket();
-      listen_fd = old_fd;
-      sock_dev = old_dev;
-      sock_ino = old_ino;
-      return false;  // socket_ours stays false: the old file is not ours to unlink
+      fresh.close();
+      return false;
     }
-    epoll_ctl(epfd, EPOLL_CTL_DEL, old_fd, nullptr);
-    close(old_fd);
+    epoll_ctl(epfd, EPOLL_CTL_DEL, listener.fd, nullptr);
+    listener.close();
+    listener = fresh;
     return true;
+  }
+
+  bool open_socket(ListenSocket* s, std::string* err) {
+    return s->open(opts.socket_path, opts.socket_mode, opts.socket_uid, opts.socket_gid, err);
   }
 
   // ---- the loop -----------------------------------------------------------
 
-  void run() {
+  void run() override {
     struct epoll_event evs[kEpollEvents];
     bool stopping = false;
     while (!stopping) {
@@ -428,7 +257,7 @@ struct Router::Loop {
       }
       // Held frames and a tun with nothing to read (level-triggered: no
       // event): the backlog is gone, write them.
-      if (!held.empty() && !tun_event) release_held(true);
+      if (!holds.empty() && !tun_event) release_held(true);
       if (accept_resume_at != 0 && now >= accept_resume_at) resume_accept();
       if (now - last_sweep >= kSecond) sweep_refused();
       graveyard.clear();
@@ -486,8 +315,7 @@ struct Router::Loop {
   Peer* judge_down(const uint8_t* pkt, size_t len) {
     Drop why;
     if (!ipv4_check(pkt, len, &why)) return drop(nullptr, why), nullptr;
-    auto it = by_addr.find(ipv4_dst(pkt));
-    Peer* p = it == by_addr.end() ? nullptr : it->second;
+    Peer* p = addrs.holder(ipv4_dst(pkt));
     if (!rules->in.pass(pkt, len)) return drop(p, Drop::FirewallIn), nullptr;
     if (!p) return drop(nullptr, Drop::NoPeer), nullptr;
     return p;
@@ -518,9 +346,12 @@ struct Router::Loop {
       const bool can_uso = kUsoCoalesce && (p->caps & (kCapUso4 | kCapCsum)) == (kCapUso4 | kCapCsum);
       const int payload = can_uso ? uso_payload(h, pkt, len) : -1;
       if (run_peer == p && uso_fits(uso, pkt, len, payload, kUsoMaxPacket) &&
-          (run_slot >= 0 || p->out_head + p->out_len + size_t(payload) <= p->out_cap)) {
+          (run_slot >= 0 ? kFrameHeaderSize + uso.len + size_t(payload) <= p->out_cap
+                         : p->room_behind(size_t(payload)))) {
         // Same flow as the run just before it: its payload joins the run
         // (which ends where this packet was read, or at the queue's end).
+        // A run in the arena stays within p's queue: a short write copies
+        // the rest of it there.
         uso_append(&uso, pkt, len);
         if (run_slot >= 0) {
           arena_len += size_t(payload);
@@ -557,14 +388,14 @@ struct Router::Loop {
     memcpy(gsosrc.get(), pkt, len);
     GsoError e;
     split_peer = p;
-    const int segs = gso_split(h, gsosrc.get(), len, segbuf.get(), kTunBufSize, &Loop::split_sink, this, &e);
+    const int segs = gso_split(h, gsosrc.get(), len, segbuf.get(), kTunBufSize, &RouterLoop::split_sink, this, &e);
     if (segs < 0) return drop(p, Drop::BadVnet);
     split_packets.add(1);
     split_segments.add(uint64_t(segs));
   }
 
   static void split_sink(void* ctx, const uint8_t* seg, size_t len) {
-    Loop* l = static_cast<Loop*>(ctx);
+    RouterLoop* l = static_cast<RouterLoop*>(ctx);
     Peer* p = l->split_peer;
     if (p->dead) return;
     if (len > p->send_max) return l->too_big(p, seg, len);
@@ -581,10 +412,7 @@ struct Router::Loop {
     if (p->out_len > 0 || need > p->out_cap) {
       if (!p->enqueue(pkt, len, mod2)) return drop(p, Drop::QueueFull);
       p->tx.add(1);
-      if (p->held) {
-        p->held_frames++;
-        held_frames.add(1);
-      }
+      holds.queued(p);
     } else {
       if (pkt == arena.get() + arena_len + kFrameHeaderSize + kVnetHdrLen) {
         // Read from the vnet tun, going out plain: its header stays behind
@@ -599,9 +427,8 @@ struct Router::Loop {
       encode_frame_header(f, static_cast<uint16_t>(len), mod2);
       arena_len += need;
       const int32_t slot = int32_t(slots.size());
-      slots.push_back(Slot{f, uint32_t(need), -1, 1});
-      if (p->batch_tail >= 0) slots[p->batch_tail].next = slot; else p->batch_head = slot;
-      p->batch_tail = slot;
+      slots.push_back(BatchSlot{f, uint32_t(need), -1, 1});
+      p->chain(slots.data(), slot);
     }
     if (!p->dirty) {
       p->dirty = true;
@@ -616,7 +443,7 @@ struct Router::Loop {
     const uint32_t segs = uso.count;
     const size_t n = uso_finish(&uso);
     if (run_slot >= 0) {
-      Slot& s = slots[run_slot];
+      BatchSlot& s = slots[run_slot];
       encode_frame_header(s.ptr, uint16_t(n), kModVnet);
       s.len = uint32_t(kFrameHeaderSize + n);
     } else {
@@ -637,7 +464,7 @@ struct Router::Loop {
     close_run();
     for (Peer* p : dirty) {
       p->dirty = false;
-      if (!p->dead && !hold(p)) flush(p);
+      if (!p->dead && !holds.hold(p, slots.data(), backlog, now)) flush(p);
       p->batch_head = p->batch_tail = -1;
     }
     dirty.clear();
@@ -645,105 +472,10 @@ struct Router::Loop {
     arena_len = 0;
   }
 
-  // Spread traffic: with many peers, each gets one or two frames per tun
-  // batch, and a write per frame (an skb and a wake-up of the peer's reader
-  // each) costs several times the rest of the path. While the tun still has
-  // a backlog, a peer's few frames wait in its queue (copied there) for later
-  // ones, until it has kHoldFrames or kHoldBytes, or the oldest has waited
-  // hold_ns, or the tun drains (release_held): one write then carries them
-  // all. Light traffic is never held: a batch that empties the tun releases
-  // everything at once. True: p's frames are held.
-  bool hold(Peer* p) {
-    if (hold_ns == 0 || !backlog || p->want_out) return false;
-    uint32_t frames = p->held_frames;  // counted by deliver() as they were queued
-    size_t bytes = p->out_len;
-    for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
-      frames++;
-      bytes += slots[s].len;
-    }
-    if (frames >= kHoldFrames || bytes > kHoldBytes || bytes > p->out_cap) return false;
-    for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
-      p->append(slots[s].ptr, slots[s].len);
-      p->tx.add(slots[s].segs);
-    }
-    held_frames.add(frames - p->held_frames);
-    p->held_frames = frames;
-    p->batch_head = p->batch_tail = -1;
-    if (!p->held) {
-      p->held = true;
-      p->held_since = now;
-      held.push_back(HeldRef{p, now});
-    }
-    return true;
-  }
-
-  // Writes held frames, oldest first: all of them when the tun drained, else
-  // those held for hold_ns; at most kReleaseBatch writes per call, so the
-  // loop reads the tun between them (a thousand writes in a row would let
-  // the tun's queue overflow meanwhile). Peers already written are skipped.
+  // Writes held peers: all when the tun drained, else those held long
+  // enough (HoldList::release).
   void release_held(bool all) {
-    size_t writes = 0;
-    while (!held.empty() && writes < kReleaseBatch) {
-      const HeldRef h = held.front();
-      const bool current = h.p->held && h.p->held_since == h.since;
-      if (current && !all && now - h.since < hold_ns) break;
-      held.pop_front();
-      if (current && !h.p->dead) {
-        flush(h.p);
-        writes++;
-      }
-    }
-  }
-
-  // Sends p's frames of this batch with one sendmsg() (adjacent frames merged
-  // into one iovec, so one peer's whole batch is usually one). What the
-  // socket does not take is copied into p's queue: the rest of a frame cut in
-  // the middle always (it fits: the queue is empty and a frame never exceeds
-  // out_cap), then whole frames while they fit, the others dropped as
-  // queue_full. tx counts the datagrams in the frames sent or queued.
-  void send_batch(Peer* p) {
-    struct iovec iov[kMaxIov];
-    int n = 0;
-    for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
-      const Slot& sl = slots[s];
-      if (n > 0 && static_cast<uint8_t*>(iov[n - 1].iov_base) + iov[n - 1].iov_len == sl.ptr) {
-        iov[n - 1].iov_len += sl.len;
-      } else if (n < kMaxIov) {
-        iov[n].iov_base = sl.ptr;
-        iov[n].iov_len = sl.len;
-        n++;
-      } else {
-        break;  // the rest goes to the queue below
-      }
-    }
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = iov;
-    mh.msg_iovlen = size_t(n);
-    ssize_t sent = sendmsg(p->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (sent < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return close_peer(p, errno_text("write"));
-      sent = 0;
-    }
-    p->tx_bytes.add(uint64_t(sent));
-    size_t skip = size_t(sent);
-    uint64_t kept = 0;
-    for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
-      const Slot& sl = slots[s];
-      if (skip >= sl.len) {
-        skip -= sl.len;
-        kept += sl.segs;
-        continue;
-      }
-      if (skip > 0 || p->out_len + sl.len <= p->out_cap) {
-        p->append(sl.ptr + skip, sl.len - skip);
-        kept += sl.segs;
-      } else {
-        for (uint32_t i = 0; i < sl.segs; i++) drop(p, Drop::QueueFull);
-      }
-      skip = 0;
-    }
-    p->tx.add(kept);
+    holds.release(now, all, [this](Peer* p) { flush(p); });
   }
 
   // A packet bigger than the peer can read, as a router answers it: DF set ->
@@ -777,28 +509,15 @@ struct Router::Loop {
     if (write_tun(icmp, n, false)) frag_needed.add(1);
   }
 
-  // One send() of everything queued; a partial write keeps the rest and waits
-  // for EPOLLOUT.
+  // Writes p's frames of this batch and its queue (Peer::send); a partial
+  // write keeps the rest and waits for EPOLLOUT.
   void flush(Peer* p) {
     if (run_peer == p) close_run();  // never send half a run
-    if (p->held) {
-      p->held = false;
-      p->held_frames = 0;
-      held_writes.add(1);
-    }
-    if (p->batch_head >= 0) send_batch(p);
-    if (p->dead) return;
-    if (p->out_len > 0) {
-      const ssize_t n = send(p->fd, p->out.get() + p->out_head, p->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-          return close_peer(p, errno_text("write"));
-      } else {
-        p->tx_bytes.add(uint64_t(n));
-        p->consumed(size_t(n));
-      }
-      p->queued.set(p->out_len);
-    }
+    holds.writing(p);
+    uint32_t full;
+    const int e = p->send(slots.data(), &full);
+    if (full) drops[int(Drop::QueueFull)].add(full);
+    if (e != 0) return close_peer(p, errno_text("write", e));
     want_out(p, p->out_len > 0);
   }
 
@@ -902,8 +621,7 @@ struct Router::Loop {
     if (!hello_parse(payload, len, &peer_caps, &peer_max)) return drop(p, Drop::BadHello);
     if (!vnet) return;
     uint8_t hello[kHelloLen];
-    const uint32_t src = gateway.empty() ? 0 : gateway[0];
-    hello_build(hello, src, caps, uint16_t(kMaxFramePayload));
+    hello_build(hello, addrs.gateway(), caps, uint16_t(kMaxFramePayload));
     if (!p->enqueue(hello, kHelloLen, kModHello)) return drop(p, Drop::QueueFull);
     {
       std::lock_guard<std::mutex> g(stats_mu);
@@ -918,61 +636,16 @@ struct Router::Loop {
   // Takes src as p's address, or says why not. The holder of an address keeps
   // it (uWSGI let any peer take over another's address).
   bool learn(Peer* p, uint32_t src, Drop* why) {
-    *why = refusal(p, src);
+    *why = addrs.refusal(*p, src, now);
     if (*why != Drop::Count) return false;
     assign(p, src);
     return true;
   }
 
-  // Drop::Count if p may take src. The tun's addresses are asked for only
-  // when everything else agrees, so refusals cost no syscall (a refused
-  // gateway address is answered from a cache at most a second old).
-  Drop refusal(Peer* p, uint32_t src) {
-    if (bad_source(src)) return Drop::BadSource;
-    if (now - gateway_at < kSecond && is_gateway_cached(src)) return Drop::Gateway;
-    if (by_addr.count(src)) return Drop::Collision;
-    if (!may_use(p, src)) return Drop::Unbound;
-    if (is_gateway(src)) return Drop::Gateway;
-    return Drop::Count;
-  }
-
-  static bool matches(const Binding& b, const Peer* p) {
-    if (b.uid < 0 && b.pid < 0) return false;  // a pure reservation
-    return (b.uid < 0 || uint32_t(b.uid) == p->uid) && (b.pid < 0 || uint32_t(b.pid) == p->pid);
-  }
-
-  // The one address p is bound to, if any (a pid binding first, then its uid's).
-  bool bound_address(const Peer* p, uint32_t* a) const {
-    auto bp = bind_of_pid.find(p->pid);
-    if (bp != bind_of_pid.end() && matches(bp->second, p)) {
-      *a = bp->second.addr;
-      return true;
-    }
-    auto bu = addr_of_uid.find(p->uid);
-    if (bu == addr_of_uid.end()) return false;
-    *a = bu->second;
-    return true;
-  }
-
-  bool may_use(const Peer* p, uint32_t a) const {
-    uint32_t bound;
-    if (bound_address(p, &bound) && bound != a) return false;
-    auto r = bindings_of_addr.find(a);
-    if (r == bindings_of_addr.end()) return true;
-    for (const Binding& b : r->second)
-      if (matches(b, p)) return true;
-    return false;
-  }
-
-  bool is_gateway_cached(uint32_t a) const {
-    return std::find(gateway.begin(), gateway.end(), a) != gateway.end();
-  }
-
-  // Asks the kernel (a learn is rare; refusals hit the cache above).
-  bool is_gateway(uint32_t a) {
-    gateway = interface_addresses(opts.tun_name);
-    gateway_at = mono_ns();
-    return is_gateway_cached(a);
+  // A static binding gives the peer its address at once, if it is free.
+  void try_bound_address(Peer* p) {
+    uint32_t a;
+    if (p->addr == 0 && addrs.bound_free(*p, &a)) assign(p, a);
   }
 
   void assign(Peer* p, uint32_t a) {
@@ -980,37 +653,18 @@ struct Router::Loop {
       std::lock_guard<std::mutex> g(stats_mu);  // stats() reads addr
       p->addr = a;
     }
-    by_addr[a] = p;
+    addrs.take(p, a);
     RouterEvent e(RouterEvent::Type::PeerAddr);
     e.id = p->id;
     e.addr = a;
     emit(std::move(e));
   }
 
-  // A static binding gives the peer its address at once, if it is free.
-  void try_bound_address(Peer* p) {
-    uint32_t a;
-    if (p->addr != 0 || !bound_address(p, &a)) return;
-    if (bad_source(a) || by_addr.count(a) || !may_use(p, a) || is_gateway(a)) return;
-    assign(p, a);
-  }
-
-  void set_bindings(const std::vector<Binding>& list) {
-    bind_of_pid.clear();
-    addr_of_uid.clear();
-    bindings_of_addr.clear();
-    for (const Binding& b : list) {
-      if (b.pid >= 0) bind_of_pid[uint32_t(b.pid)] = b;
-      else if (b.uid >= 0) addr_of_uid[uint32_t(b.uid)] = b.addr;
-      bindings_of_addr[b.addr].push_back(b);
-    }
-  }
-
   // ---- peers ----------------------------------------------------------------
 
   void on_accept() {
     for (int k = 0; k < kAcceptBatch; k++) {
-      const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      const int fd = accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         const int e = errno;
         if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED) return;
@@ -1030,17 +684,9 @@ struct Router::Loop {
         close(fd);
         continue;
       }
-      std::unique_ptr<Peer> p(new Peer());
-      p->id = next_id++;
-      p->fd = fd;
-      p->uid = cred.uid;
-      p->gid = cred.gid;
-      p->pid = uint32_t(cred.pid);
-      p->in_cap = std::max<size_t>(size_t(vnet ? kMaxFramePayload : opts.max_frame) + kFrameHeaderSize, kPeerInMin);
-      p->in.reset(new uint8_t[p->in_cap]);
-      p->send_max = std::min<uint32_t>(opts.max_frame, uint32_t(kMaxFramePayload));
-      p->out_cap = opts.queue_bytes;
-      p->out.reset(new uint8_t[p->out_cap ? p->out_cap : 1]);
+      const size_t in_cap = std::max<size_t>(size_t(vnet ? kMaxFramePayload : opts.max_frame) + kFrameHeaderSize, kPeerInMin);
+      std::unique_ptr<Peer> p(new Peer(next_id++, fd, cred.uid, cred.gid, uint32_t(cred.pid), in_cap,
+                                       std::min<uint32_t>(opts.max_frame, uint32_t(kMaxFramePayload)), opts.queue_bytes));
       struct epoll_event e;
       memset(&e, 0, sizeof e);
       e.events = EPOLLIN;
@@ -1092,12 +738,12 @@ struct Router::Loop {
     memset(&e, 0, sizeof e);
     e.events = ev;
     e.data.u64 = kTagListen;
-    epoll_ctl(epfd, EPOLL_CTL_MOD, listen_fd, &e);
+    epoll_ctl(epfd, EPOLL_CTL_MOD, listener.fd, &e);
   }
 
   // epoll_wait's timeout: a second, or until accepting resumes.
   int wait_ms() const {
-    if (!held.empty()) return 0;  // held frames: look once more, then write them
+    if (!holds.empty()) return 0;  // held frames: look once more, then write them
     if (accept_resume_at == 0) return 1000;
     const uint64_t t = mono_ns();
     if (t >= accept_resume_at) return 0;
@@ -1109,12 +755,8 @@ struct Router::Loop {
     close(p->fd);
     p->fd = -1;
     p->dead = true;
-    p->held = false;
-    held.erase(std::remove_if(held.begin(), held.end(), [p](const HeldRef& h) { return h.p == p; }), held.end());
-    if (p->addr != 0) {
-      auto it = by_addr.find(p->addr);
-      if (it != by_addr.end() && it->second == p) by_addr.erase(it);
-    }
+    holds.forget(p);
+    addrs.release(p);
     RouterEvent e(RouterEvent::Type::PeerDown);
     e.id = p->id;
     e.addr = p->addr;
@@ -1226,16 +868,18 @@ struct Router::Loop {
       b.swap(pending->bindings);
     }
     if (rs) install_rules(std::move(rs));
-    if (have_bindings) {
-      // New bindings govern learning from now on; peers keep addresses they
-      // hold. Unlearned peers whose uid or pid is now bound get their address.
-      set_bindings(b);
-      for (auto& p : peers) try_bound_address(p.get());
-    }
+    if (have_bindings) set_bindings(b);
     return false;
   }
 
-  void install_rules(std::unique_ptr<RuleSet> rs) {
+  // New bindings govern learning from now on; peers keep addresses they
+  // hold. Unlearned peers whose uid or pid is now bound get their address.
+  void set_bindings(const std::vector<Binding>& b) override {
+    addrs.set_bindings(b);
+    for (auto& p : peers) try_bound_address(p.get());
+  }
+
+  void install_rules(std::unique_ptr<RuleSet> rs) override {
     rs->in.inherit(rules->in, rs->carry_in);
     rs->out.inherit(rules->out, rs->carry_out);
     {
@@ -1244,205 +888,49 @@ struct Router::Loop {
     }
     // rs (the old set) is freed here, outside the lock.
   }
+
+  // ---- for the controlling side ---------------------------------------------
+
+  std::vector<RouterEvent> take_events() override {
+    wake_pending.store(false);
+    std::vector<RouterEvent> out;
+    std::lock_guard<std::mutex> g(ev_mu);
+    out.swap(events);
+    return out;
+  }
+
+  RouterStats stats() const override {
+    RouterStats s;
+    std::lock_guard<std::mutex> g(stats_mu);
+    s.rx_packets = tun_rx.get();
+    s.rx_bytes = tun_rx_bytes.get();
+    s.tx_packets = tun_tx.get();
+    s.tx_bytes = tun_tx_bytes.get();
+    s.fragmented = fragmented.get();
+    s.frag_needed = frag_needed.get();
+    s.gso_split = split_packets.get();
+    s.gso_segments = split_segments.get();
+    s.uso_tx = uso_frames.get();
+    s.uso_segments = uso_segments.get();
+    s.held_frames = holds.frames();
+    s.held_writes = holds.writes();
+    s.busy_polls = busy.polls();
+    s.busy_poll_caught = busy.caught();
+    s.busy_poll_ns = busy.poll_ns();
+    for (int i = 0; i < kDropCount; i++) s.drops[i] = drops[i].get();
+    s.peers.reserve(peers.size());
+    for (const auto& p : peers) s.peers.push_back(p->stats());  // under stats_mu: addr and offload are written under it
+    const RuleSet& r = *rules;
+    for (size_t i = 0; i < r.in.size; i++) s.hits_in.push_back(r.in.hits[i].get());
+    for (size_t i = 0; i < r.out.size; i++) s.hits_out.push_back(r.out.hits[i].get());
+    return s;
+  }
 };
 
-// ---- Router: the controlling side -----------------------------------------------
+}  // namespace
 
-Router::Router(RouterOptions opts)
-    : opts_(std::move(opts)), loop_(new Loop(opts_)), pending_(new Pending()) {
-  loop_->pending = pending_.get();
-}
-
-Router::~Router() { stop(); }
-
-bool Router::start(std::function<void()> wake, std::string* err) {
-  if (running_) {
-    *err = "router already running";
-    return false;
-  }
-  control_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (control_fd_ < 0) {
-    *err = errno_text("eventfd");
-    return false;
-  }
-  pending_->stop.store(false);
-  loop_->control = control_fd_;
-  loop_->wake = std::move(wake);
-
-  struct Init {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    bool ok = false;
-    std::string err;
-  } init;
-  Loop* loop = loop_.get();
-  thread_ = std::thread([loop, &init] {
-    std::string e;
-    const bool ok = loop->init(&e);
-    if (!ok) loop->teardown();
-    {
-      // Notify under the lock: start() may return (and destroy init) as soon
-      // as it sees done.
-      std::lock_guard<std::mutex> g(init.mu);
-      init.done = true;
-      init.ok = ok;
-      init.err = e;
-      init.cv.notify_one();
-    }
-    if (!ok) return;
-    loop->run();
-    loop->teardown();
-  });
-  bool ok;
-  {
-    std::unique_lock<std::mutex> g(init.mu);
-    init.cv.wait(g, [&] { return init.done; });
-    ok = init.ok;
-    if (!ok) *err = init.err;
-  }
-  if (!ok) {
-    thread_.join();
-    close(control_fd_);
-    control_fd_ = -1;
-    loop_->wake = nullptr;
-    return false;
-  }
-  running_ = true;
-  return true;
-}
-
-void Router::notify() {
-  const uint64_t one = 1;
-  if (control_fd_ >= 0) (void)!write(control_fd_, &one, sizeof one);
-}
-
-void Router::stop() {
-  if (!running_) return;
-  pending_->stop.store(true);
-  notify();
-  thread_.join();
-  close(control_fd_);
-  control_fd_ = -1;
-  loop_->wake = nullptr;
-  running_ = false;
-}
-
-void Router::set_rules(std::vector<Rule> in, std::vector<Rule> out,
-                       std::vector<int32_t> carry_in, std::vector<int32_t> carry_out) {
-  // Compiled here, in the caller's thread; the loop only swaps pointers.
-  std::unique_ptr<RuleSet> rs(new RuleSet(std::move(in), std::move(out)));
-  rs->carry_in = std::move(carry_in);
-  rs->carry_out = std::move(carry_out);
-  if (!running_) {
-    loop_->install_rules(std::move(rs));
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> g(pending_->mu);
-    if (pending_->rules) {
-      // The loop has not taken the previous set yet: the caller's carry
-      // indices refer to that set, so route them through its own carry.
-      auto compose = [](std::vector<int32_t>& c, const std::vector<int32_t>& prev) {
-        for (int32_t& x : c) x = (x >= 0 && size_t(x) < prev.size()) ? prev[x] : -1;
-      };
-      compose(rs->carry_in, pending_->rules->carry_in);
-      compose(rs->carry_out, pending_->rules->carry_out);
-    }
-    pending_->rules = std::move(rs);
-  }
-  notify();
-}
-
-void Router::set_bindings(std::vector<Binding> bindings) {
-  if (!running_) {
-    loop_->set_bindings(bindings);
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> g(pending_->mu);
-    pending_->bindings = std::move(bindings);
-    pending_->have_bindings = true;
-  }
-  notify();
-}
-
-bool Router::relisten(std::string* err) {
-  if (!running_) {
-    *err = "router is not running";
-    return false;
-  }
-  std::unique_lock<std::mutex> g(pending_->mu);
-  pending_->relisten = true;
-  pending_->relisten_done = false;
-  notify();
-  if (!pending_->relisten_cv.wait_for(g, std::chrono::seconds(5), [&] { return pending_->relisten_done; })) {
-    pending_->relisten = false;
-    *err = "the router loop did not answer within 5 s";
-    return false;
-  }
-  if (!pending_->relisten_ok) *err = pending_->relisten_err;
-  return pending_->relisten_ok;
-}
-
-std::vector<RouterEvent> Router::take_events() {
-  loop_->wake_pending.store(false);
-  std::vector<RouterEvent> out;
-  std::lock_guard<std::mutex> g(loop_->ev_mu);
-  out.swap(loop_->events);
-  return out;
-}
-
-RouterStats Router::stats() const {
-  const Loop& l = *loop_;
-  RouterStats s;
-  std::lock_guard<std::mutex> g(l.stats_mu);
-  s.rx_packets = l.tun_rx.get();
-  s.rx_bytes = l.tun_rx_bytes.get();
-  s.tx_packets = l.tun_tx.get();
-  s.tx_bytes = l.tun_tx_bytes.get();
-  s.fragmented = l.fragmented.get();
-  s.frag_needed = l.frag_needed.get();
-  s.gso_split = l.split_packets.get();
-  s.gso_segments = l.split_segments.get();
-  s.uso_tx = l.uso_frames.get();
-  s.uso_segments = l.uso_segments.get();
-  s.held_frames = l.held_frames.get();
-  s.held_writes = l.held_writes.get();
-  s.busy_polls = l.busy.polls();
-  s.busy_poll_caught = l.busy.caught();
-  s.busy_poll_ns = l.busy.poll_ns();
-  for (int i = 0; i < kDropCount; i++) s.drops[i] = l.drops[i].get();
-  s.peers.reserve(l.peers.size());
-  for (const auto& p : l.peers) {
-    PeerStats ps;
-    ps.id = p->id;
-    ps.addr = p->addr;  // written under stats_mu (assign)
-    ps.uid = p->uid;
-    ps.gid = p->gid;
-    ps.pid = p->pid;
-    ps.tx = p->tx.get();
-    ps.rx = p->rx.get();
-    ps.tx_bytes = p->tx_bytes.get();
-    ps.rx_bytes = p->rx_bytes.get();
-    ps.dropped = 0;
-    for (int i = 0; i < kDropCount; i++) {
-      ps.drops[i] = p->drops[i].get();
-      ps.dropped += ps.drops[i];
-    }
-    ps.queued = p->queued.get();
-    ps.offload = p->offload;  // written under stats_mu (on_hello)
-    ps.vnet_rx = p->vnet_rx.get();
-    ps.gso_rx = p->gso_rx.get();
-    ps.vnet_tx = p->vnet_tx.get();
-    ps.gso_tx = p->gso_tx.get();
-    ps.uso_tx = p->uso_tx.get();
-    s.peers.push_back(ps);
-  }
-  const RuleSet& r = *l.rules;
-  for (size_t i = 0; i < r.in.size; i++) s.hits_in.push_back(r.in.hits[i].get());
-  for (size_t i = 0; i < r.out.size; i++) s.hits_out.push_back(r.out.hits[i].get());
-  return s;
+std::unique_ptr<Router::Loop> Router::Loop::create(const RouterOptions& opts, Router::Pending* pending) {
+  return std::unique_ptr<Router::Loop>(new RouterLoop(opts, pending));
 }
 
 }  // namespace moat

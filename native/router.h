@@ -62,14 +62,17 @@ struct RouterOptions {
   uint32_t socket_mode = 0660;
   int64_t socket_uid = -1;    // -1 keeps
   int64_t socket_gid = -1;
-  uint32_t max_frame = 8188;  // largest payload accepted from a peer (<= 65535)
-  uint32_t queue_bytes = 1u << 20;
+  // Every value below comes from the option table (TypeScript sends each:
+  // router_binding.cc requires them); native code has no defaults of its
+  // own, only the limits in option_bounds.h.
+  uint32_t max_frame = 0;     // largest payload accepted from a peer (<= 65535)
+  uint32_t queue_bytes = 0;
   // Spread traffic under a backlog: how long a peer's frames may wait to
-  // share one write with later ones (router.cc, hold()); 0: never held.
+  // share one write with later ones (peer.h, HoldList); 0: never held.
   uint32_t hold_us = 0;
-  // Each peer socket's send buffer (sndbuf.h); 0: the kernel's. Off by
-  // default: it would stretch how much a peer that stops reading absorbs
-  // before its queue fills and drops are counted.
+  // Each peer socket's send buffer (sndbuf.h); 0: the kernel's (a large one
+  // stretches how much a peer that stops reading absorbs before its queue
+  // fills and drops are counted).
   uint32_t sndbuf = 0;
   // Latency: how long the loop polls after moving a packet before it
   // sleeps (busy_poll.h); 0: never.
@@ -164,8 +167,8 @@ class Router {
   std::vector<RouterEvent> take_events();
   RouterStats stats() const;
 
-  struct Loop;  // the loop thread's state (router.cc)
-  struct Pending;
+  struct Loop;     // the loop thread's side (router_loop.h, router.cc)
+  struct Pending;  // what this side hands it (router_loop.h)
 
  private:
   void notify();
@@ -174,8 +177,8 @@ class Router {
   std::thread thread_;
   bool running_ = false;
   int control_fd_ = -1;  // eventfd
+  std::unique_ptr<Pending> pending_;  // before loop_: the loop keeps a pointer to it
   std::unique_ptr<Loop> loop_;
-  std::unique_ptr<Pending> pending_;
 };
 
 }  // namespace moat

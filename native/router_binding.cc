@@ -1,114 +1,44 @@
 // router_binding.cc: the Router class as JavaScript sees it (src/native.ts),
 // plus parseFrames and checkIpv4 for tests. Arguments are type-checked here
-// (TypeError); policy is TS's. Events cross from the loop thread through one
-// ThreadSafeFunction call per batch; it is released on stop so the process
-// can exit.
+// (binding_args.h, rule_binding.h; option values within option_bounds.h's
+// limits), with TypeErrors naming the field; policy is TS's. Events cross
+// from the loop thread through one ThreadSafeFunction call per batch; it is
+// released on stop so the process can exit.
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 
+#include "binding_args.h"
 #include "frame.h"
+#include "option_bounds.h"
 #include "router.h"
+#include "rule_binding.h"
 
 namespace moat {
 namespace {
 
-Napi::Value Get(const Napi::Object& o, const char* key) { return o.Get(key); }
-
-[[noreturn]] void TypeError(Napi::Env env, const std::string& msg) {
-  throw Napi::TypeError::New(env, msg);
-}
-
-std::string GetString(Napi::Env env, const Napi::Object& o, const char* key) {
-  Napi::Value v = Get(o, key);
-  if (!v.IsString()) TypeError(env, std::string(key) + " must be a string");
-  return v.As<Napi::String>().Utf8Value();
-}
-
-double GetNumber(Napi::Env env, const Napi::Object& o, const char* key, double lo, double hi,
-                 const std::string& where = "") {
-  Napi::Value v = Get(o, key);
-  const std::string name = where + key;
-  if (!v.IsNumber()) TypeError(env, name + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d)))
-    TypeError(env, name + " must be an integer in " + std::to_string(int64_t(lo)) + ".." + std::to_string(int64_t(hi)));
-  return d;
-}
-
-bool GetBool(Napi::Env env, const Napi::Object& o, const char* key) {
-  Napi::Value v = Get(o, key);
-  if (!v.IsBoolean()) TypeError(env, std::string(key) + " must be a boolean");
-  return v.As<Napi::Boolean>().Value();
-}
-
-std::vector<Binding> ToBindings(Napi::Env env, const Napi::Value& v) {
-  if (!v.IsArray()) TypeError(env, "bindings must be an array");
-  Napi::Array a = v.As<Napi::Array>();
+std::vector<Binding> ToBindings(const Napi::Value& v, const std::string& name) {
+  const Napi::Array a = arg_array(v, name);
   std::vector<Binding> out;
+  out.reserve(a.Length());
   for (uint32_t i = 0; i < a.Length(); i++) {
-    Napi::Value e = a.Get(i);
-    if (!e.IsObject()) TypeError(env, "bindings[" + std::to_string(i) + "] must be an object");
-    Napi::Object o = e.As<Napi::Object>();
-    const std::string at = "bindings[" + std::to_string(i) + "].";
+    const ArgObject o(a.Get(i), name + "[" + std::to_string(i) + "]");
     Binding b;
     // uid and pid: -1 means any; both -1 is a pure reservation (router.h).
-    b.uid = int64_t(GetNumber(env, o, "uid", -1, 4294967294.0, at));
-    b.pid = o.Get("pid").IsUndefined() ? -1 : int64_t(GetNumber(env, o, "pid", -1, 2147483647.0, at));
-    b.addr = uint32_t(GetNumber(env, o, "addr", 1, 4294967295.0, at));
+    b.uid = o.integer("uid", -1, 4294967294LL);
+    if (o.has("pid")) b.pid = o.integer("pid", -1, 2147483647LL);
+    b.addr = uint32_t(o.integer("addr", 1, 0xffffffffLL));
     out.push_back(b);
   }
   return out;
 }
 
-std::vector<PortRange> ToRanges(Napi::Env env, const Napi::Value& v, const std::string& name) {
-  if (!v.IsArray()) TypeError(env, name + " must be an array of [lo, hi]");
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<PortRange> out;
-  for (uint32_t i = 0; i < a.Length(); i++) {
-    Napi::Value e = a.Get(i);
-    if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) TypeError(env, name + " entries must be [lo, hi]");
-    Napi::Array pair = e.As<Napi::Array>();
-    Napi::Value lo = pair.Get(0u), hi = pair.Get(1u);
-    if (!lo.IsNumber() || !hi.IsNumber()) TypeError(env, name + " entries must be numbers");
-    const double l = lo.As<Napi::Number>().DoubleValue(), h = hi.As<Napi::Number>().DoubleValue();
-    if (!(l >= 0 && h <= 65535 && l <= h) || l != double(int(l)) || h != double(int(h)))
-      TypeError(env, name + " entries must be integers 0 <= lo <= hi <= 65535");
-    out.push_back(PortRange{uint16_t(l), uint16_t(h)});
-  }
-  return out;
-}
-
-std::vector<Rule> ToRules(Napi::Env env, const Napi::Value& v, const char* what) {
-  if (!v.IsArray()) TypeError(env, std::string(what) + " must be an array of rules");
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<Rule> out;
-  out.reserve(a.Length());
-  for (uint32_t i = 0; i < a.Length(); i++) {
-    Napi::Value e = a.Get(i);
-    const std::string at = std::string(what) + "[" + std::to_string(i) + "].";
-    if (!e.IsObject()) TypeError(env, at + " must be an object");
-    Napi::Object o = e.As<Napi::Object>();
-    Rule r;
-    r.action = GetNumber(env, o, "action", 0, 1, at) == 1 ? Action::Deny : Action::Allow;
-    r.src = uint32_t(GetNumber(env, o, "src", 0, 4294967295.0, at));
-    r.src_bits = uint8_t(GetNumber(env, o, "srcBits", 0, 32, at));
-    r.dst = uint32_t(GetNumber(env, o, "dst", 0, 4294967295.0, at));
-    r.dst_bits = uint8_t(GetNumber(env, o, "dstBits", 0, 32, at));
-    r.proto = int16_t(GetNumber(env, o, "proto", -1, 255, at));
-    r.sport = ToRanges(env, Get(o, "sport"), at + "sport");
-    r.dport = ToRanges(env, Get(o, "dport"), at + "dport");
-    r.icmp_type = int16_t(GetNumber(env, o, "icmpType", -1, 255, at));
-    out.push_back(std::move(r));
-  }
-  return out;
-}
-
-std::vector<int32_t> ToCarry(Napi::Env env, const Napi::Value& v, const char* what) {
+std::vector<int32_t> ToCarry(const Napi::Value& v, const char* name) {
   std::vector<int32_t> out;
   if (v.IsUndefined() || v.IsNull()) return out;
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    TypeError(env, std::string(what) + " must be an Int32Array");
+    arg_error(v, name, "an Int32Array");
   Napi::Int32Array a = v.As<Napi::Int32Array>();
   out.assign(a.Data(), a.Data() + a.ElementLength());
   return out;
@@ -182,25 +112,23 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
   }
 
   explicit RouterWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RouterWrap>(info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) TypeError(env, "Router options must be an object");
-    Napi::Object o = info[0].As<Napi::Object>();
+    const ArgObject o(info[0], "RouterOptions");
     RouterOptions opts;
-    opts.tun_name = GetString(env, o, "tunName");
-    opts.netns = GetString(env, o, "netns");
-    opts.socket_path = GetString(env, o, "socketPath");
-    opts.socket_mode = uint32_t(GetNumber(env, o, "socketMode", 0, 07777));
-    opts.socket_uid = int64_t(GetNumber(env, o, "socketUid", -1, 4294967294.0));
-    opts.socket_gid = int64_t(GetNumber(env, o, "socketGid", -1, 4294967294.0));
-    opts.max_frame = uint32_t(GetNumber(env, o, "maxFrame", 20, double(kMaxFramePayload)));
-    opts.queue_bytes = uint32_t(GetNumber(env, o, "queueBytes", double(kFrameHeaderSize + 20), 1u << 30));
-    opts.accept_rule_blocks = GetBool(env, o, "acceptRuleBlocks");
-    // Optional (absent: off).
-    opts.offload = !Get(o, "offload").IsUndefined() && GetBool(env, o, "offload");
-    if (!Get(o, "holdUs").IsUndefined()) opts.hold_us = uint32_t(GetNumber(env, o, "holdUs", 0, 1000000));
-    if (!Get(o, "sndbuf").IsUndefined()) opts.sndbuf = uint32_t(GetNumber(env, o, "sndbuf", 0, double(1 << 26)));
-    if (!Get(o, "busyPollUs").IsUndefined()) opts.busy_poll_us = uint32_t(GetNumber(env, o, "busyPollUs", 0, 1000));
-    opts.bindings = ToBindings(env, Get(o, "bindings"));
+    opts.tun_name = o.string("tunName");
+    opts.netns = o.string("netns");
+    opts.socket_path = o.string("socketPath");
+    opts.socket_mode = uint32_t(o.integer("socketMode", kSocketModeBounds));
+    opts.socket_uid = o.integer("socketUid", -1, 4294967294LL);
+    opts.socket_gid = o.integer("socketGid", -1, 4294967294LL);
+    opts.max_frame = uint32_t(o.integer("maxFrame", kMaxFrameBounds));
+    opts.queue_bytes = uint32_t(o.integer("queueBytes", std::max<int64_t>(kQueueBytesBounds.lo, kFrameHeaderSize + opts.max_frame),
+                                          kQueueBytesBounds.hi));
+    opts.accept_rule_blocks = o.boolean("acceptRuleBlocks");
+    opts.offload = o.boolean("offload");
+    opts.hold_us = uint32_t(o.integer("holdUs", kHoldUsBounds));
+    opts.sndbuf = uint32_t(o.integer("sndbuf", kSndbufBounds));
+    opts.busy_poll_us = uint32_t(o.integer("busyPollUs", kBusyPollUsBounds));
+    opts.bindings = ToBindings(o.get("bindings"), o.name("bindings"));
     core_ = std::make_shared<Router>(std::move(opts));
   }
 
@@ -213,9 +141,9 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
  private:
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsFunction()) TypeError(env, "start(onEvents) needs a function");
+    Napi::Function on_events = arg_function(info[0], "start: onEvents");
     if (core_->running()) throw Napi::Error::New(env, "router already running");
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "moat.Router.events", 0, 1);
+    tsfn_ = Napi::ThreadSafeFunction::New(env, on_events, "moat.Router.events", 0, 1);
     std::weak_ptr<Router> weak = core_;
     Napi::ThreadSafeFunction tsfn = tsfn_;
     // Called on the loop thread, at most once until the events are taken.
@@ -255,17 +183,17 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
 
   Napi::Value SetRules(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    std::vector<Rule> in = ToRules(env, info[0], "inRules");
-    std::vector<Rule> out = ToRules(env, info[1], "outRules");
-    std::vector<int32_t> carry_in = ToCarry(env, info[2], "carryIn");
-    std::vector<int32_t> carry_out = ToCarry(env, info[3], "carryOut");
+    std::vector<Rule> in = rules_from_js(info[0], "inRules");
+    std::vector<Rule> out = rules_from_js(info[1], "outRules");
+    std::vector<int32_t> carry_in = ToCarry(info[2], "carryIn");
+    std::vector<int32_t> carry_out = ToCarry(info[3], "carryOut");
     core_->set_rules(std::move(in), std::move(out), std::move(carry_in), std::move(carry_out));
     return env.Undefined();
   }
 
   Napi::Value SetBindings(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    core_->set_bindings(ToBindings(env, info[0]));
+    core_->set_bindings(ToBindings(info[0], "bindings"));
     return env.Undefined();
   }
 
@@ -341,11 +269,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
 // reassembles them.
 Napi::Value ParseFrames(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsBuffer() || !info[1].IsNumber())
-    TypeError(env, "parseFrames(buf: Buffer, maxPayload: number)");
-  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
-  const double mp = info[1].As<Napi::Number>().DoubleValue();
-  if (!(mp >= 0 && mp <= double(kMaxFramePayload))) TypeError(env, "maxPayload must be 0..65535");
+  Napi::Buffer<uint8_t> buf = arg_buffer(info[0], "parseFrames: buf");
+  const int64_t mp = arg_int(info[1], "parseFrames: maxPayload", 0, kMaxFramePayload);
   const uint8_t* p = buf.Data();
   const size_t len = buf.Length();
   Napi::Array frames = Napi::Array::New(env);
@@ -380,8 +305,7 @@ Napi::Value ParseFrames(const Napi::CallbackInfo& info) {
 // checkIpv4(pkt): null if the router would pass it on, else the drop reason.
 Napi::Value CheckIpv4(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsBuffer()) TypeError(env, "checkIpv4(pkt: Buffer)");
-  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  Napi::Buffer<uint8_t> buf = arg_buffer(info[0], "checkIpv4: pkt");
   Drop why;
   if (ipv4_check(buf.Data(), buf.Length(), &why)) return env.Null();
   return Napi::String::New(env, drop_name(why));

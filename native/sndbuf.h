@@ -4,7 +4,8 @@
 // offload frames, so the sender fills it and waits for the reader every few
 // frames, and the two wake each other constantly. 4 MiB lets them run apart:
 // TCP through moat +20-25% on the bench (docs/scale.md). The device asks it
-// by default, the router only when configured (RouterOptions::sndbuf). The buffer is
+// by default, the router only when configured (tuntap-device-sndbuf and
+// tuntap-router-sndbuf in src/config/options-table.ts). The buffer is
 // only memory while frames wait in it: it bounds what a peer that stops
 // reading can pin in the kernel (on top of the router's own queue).
 // SO_SNDBUFFORCE needs CAP_NET_ADMIN; without it SO_SNDBUF applies, capped
@@ -16,9 +17,6 @@
 #include <cstdint>
 
 namespace moat {
-
-// What a device asks by default (DeviceOptions::sndbuf).
-constexpr uint32_t kPeerSndBuf = 4u << 20;
 
 // 0: the kernel's default. Failure is not an error: the default stays.
 inline void set_sndbuf(int fd, uint32_t bytes) {

@@ -36,10 +36,11 @@ export interface RouterOptions {
   maxFrame: number;         // largest payload accepted from a peer; above: protocol error, peer closed
   queueBytes: number;       // bound of each peer's outbound queue
   acceptRuleBlocks: boolean;// modifier2 = 1 from peers: refused and counted unless true
-  offload?: boolean;        // virtio-net offloads with moat devices that ask (docs/offload.md); absent: off
-  holdUs?: number;          // spread traffic under a backlog: how long a peer's frames may wait to share a write; absent/0: never
-  sndbuf?: number;          // each peer socket's send buffer, bytes; absent or 0: the kernel's (native/sndbuf.h)
-  busyPollUs?: number;      // polling after moving a packet before sleeping (native/busy_poll.h); absent/0: never
+  // Every value is required: the option table has the defaults, native code none.
+  offload: boolean;         // virtio-net offloads with moat devices that ask (docs/offload.md)
+  holdUs: number;           // spread traffic under a backlog: how long a peer's frames may wait to share a write; 0: never
+  sndbuf: number;           // each peer socket's send buffer, bytes; 0: the kernel's (native/sndbuf.h)
+  busyPollUs: number;       // polling after moving a packet before sleeping (native/busy_poll.h); 0: never
   bindings: PeerBinding[];
 }
 
@@ -121,9 +122,9 @@ export interface DeviceOptions {
   queueBytes: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
-  offload?: boolean;        // ask the router for offloads (docs/offload.md); absent: off
-  sndbuf?: number;          // the connection's send buffer, bytes; absent: 4 MiB (native/sndbuf.h); 0: the kernel's
-  busyPollUs?: number;      // polling after moving a packet before sleeping (native/busy_poll.h); absent/0: never
+  offload: boolean;         // ask the router for offloads (docs/offload.md)
+  sndbuf: number;           // the connection's send buffer, bytes; 0: the kernel's (native/sndbuf.h)
+  busyPollUs: number;       // polling after moving a packet before sleeping (native/busy_poll.h); 0: never
 }
 
 export type DeviceEvent =
@@ -224,7 +225,15 @@ export interface Addon {
    *  IPv4 packet each, merged as the router and device merge consecutive
    *  datagrams; one vnet header + packet per run (maxLen: IPv4 bytes, 65000). */
   usoMerge(bufs: Buffer[], maxLen?: number): Buffer[];
+  /** The hard limits native code enforces on option values (native/option_bounds.h),
+   *  [lo, hi] inclusive, by the field names of RouterOptions and DeviceOptions:
+   *  TypeScript's bounds must lie within them. Not defaults. */
+  optionBounds: OptionBounds;
 }
+
+export type OptionBounds = Readonly<Record<
+  'maxFrame' | 'queueBytes' | 'busyPollUs' | 'holdUs' | 'sndbuf' | 'reconnectMinMs' | 'reconnectMaxMs' | 'socketMode',
+  readonly [number, number]>>;
 
 export type GsoErrorName = 'bad_header' | 'bad_ip' | 'unsupported' | 'too_many';
 

@@ -160,12 +160,12 @@ bool parse_pty_socket(const std::string& v, PtySocketConfig* out, std::string* w
 // Bounds: the hard limits native code enforces (native/option_bounds.h);
 // the option table's rows must lie inside them (test/unit/option-table).
 const DeviceLine kDeviceLines[] = {
-    {"device-busy-poll", kBusyPollUs.lo, kBusyPollUs.hi, &Config::device_busy_poll_us},
-    {"device-sndbuf", kSndbuf.lo, kSndbuf.hi, &Config::device_sndbuf},
-    {"device-max-frame", kMaxFrame.lo, kMaxFrame.hi, &Config::device_max_frame},
-    {"device-queue-bytes", kQueueBytes.lo, kQueueBytes.hi, &Config::device_queue_bytes},
-    {"device-reconnect-min", kReconnectMs.lo, kReconnectMs.hi, &Config::device_reconnect_min_ms},
-    {"device-reconnect-max", kReconnectMs.lo, kReconnectMs.hi, &Config::device_reconnect_max_ms},
+    {"device-busy-poll", kBusyPollUsBounds.lo, kBusyPollUsBounds.hi, &Config::device_busy_poll_us},
+    {"device-sndbuf", kSndbufBounds.lo, kSndbufBounds.hi, &Config::device_sndbuf},
+    {"device-max-frame", kMaxFrameBounds.lo, kMaxFrameBounds.hi, &Config::device_max_frame},
+    {"device-queue-bytes", kQueueBytesBounds.lo, kQueueBytesBounds.hi, &Config::device_queue_bytes},
+    {"device-reconnect-min", kReconnectMsBounds.lo, kReconnectMsBounds.hi, &Config::device_reconnect_min_ms},
+    {"device-reconnect-max", kReconnectMsBounds.lo, kReconnectMsBounds.hi, &Config::device_reconnect_max_ms},
 };
 const size_t kDeviceLineCount = sizeof(kDeviceLines) / sizeof(kDeviceLines[0]);
 

@@ -117,7 +117,7 @@ struct Config {
 // the option table. device-offload (on|off) is the one non-numeric line.
 struct DeviceLine {
   const char* keyword;
-  uint32_t lo, hi;
+  int64_t lo, hi;
   uint32_t Config::*field;
 };
 extern const DeviceLine kDeviceLines[];

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     // table's unit test: "device-offload on|off", then "KEYWORD LO HI".
     printf("device-offload on|off\n");
     for (size_t i = 0; i < kDeviceLineCount; i++)
-      printf("%s %u %u\n", kDeviceLines[i].keyword, kDeviceLines[i].lo, kDeviceLines[i].hi);
+      printf("%s %lld %lld\n", kDeviceLines[i].keyword, (long long)kDeviceLines[i].lo, (long long)kDeviceLines[i].hi);
     return 0;
   }
   if (argc > 1) {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import {
   setAddonForTests, type Addon, type DeviceEvent, type DeviceOptions, type DeviceStats, type NativeRule,
   type PeerBinding, type PeerStats, type PtyEvent, type PtyServerOptions, type PtyServerStats, type RouterEvent,
-  type RouterOptions, type RouterStats, type SharedPtyOptions,
+  type RouterOptions, type RouterStats, type SharedPtyOptions, type OptionBounds,
 } from '../../src/native';
 
 /** What every native object shares: start(onEvents), stop(), and the calls made. */
@@ -158,6 +158,8 @@ export class FakeAddon implements Addon {
   readonly checkIpv4 = notFaked('checkIpv4');
   readonly ptyClient = notFaked('ptyClient');
   readonly gsoSplit = notFaked('gsoSplit');
+  // The real limits are compared with the option table by a native test; nothing here reads them.
+  readonly optionBounds = {} as OptionBounds;
   readonly usoMerge = notFaked('usoMerge');
   private nextStartError?: Error;
 

@@ -31,7 +31,7 @@ after(() => L.cleanup());
 
 test('binding values are type-checked: uid and pid -1..max, addr not 0', () => {
   const R = addon().Router;
-  const base = { tunName: 'x', netns: '', socketPath: '/tmp/x', socketMode: 0o660, socketUid: -1, socketGid: -1, maxFrame: 1500, queueBytes: 65536, acceptRuleBlocks: false };
+  const base = { tunName: 'x', netns: '', socketPath: '/tmp/x', socketMode: 0o660, socketUid: -1, socketGid: -1, maxFrame: 1500, queueBytes: 65536, acceptRuleBlocks: false, offload: false, holdUs: 0, sndbuf: 0, busyPollUs: 0 };
   assert.throws(() => new R({ ...base, bindings: [{ uid: -2, addr: 1 }] }), TypeError);
   assert.throws(() => new R({ ...base, bindings: [{ uid: -1, pid: -2, addr: 1 }] }), TypeError);
   assert.throws(() => new R({ ...base, bindings: [{ uid: -1, pid: 5, addr: 0 }] }), TypeError);

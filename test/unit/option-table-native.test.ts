@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { OPTIONS, OptionSpec } from '../../src/config/schema';
 import { DEFAULT_RUNTIME } from '../../src/vassal/vassal';
+import { addon } from '../../src/native';
 
 /** A row's bounds in the unit native code takes (tuntap-router-hold is ms in the table, holdUs natively). */
 function nativeRange(s: OptionSpec): [number, number, number] {
@@ -29,4 +30,18 @@ test('the runtime takes a line for every row that names one, with bounds the row
     const [min, max, def] = nativeRange(s);
     assert.ok(l !== 'bool' && l[0] <= min && max <= l[1] && l[0] <= def && def <= l[1], `${s.name} ${min}..${max} (default ${def}) inside the runtime's ${JSON.stringify(l)}`);
   }
+});
+
+test('the addon takes every native field a row names, with bounds the row fits in, and declares no field without a row', () => {
+  const bounds = addon().optionBounds as Readonly<Record<string, readonly [number, number]>>;
+  const rows = OPTIONS.filter((s) => s.native && s.kind !== 'bool');
+  for (const s of rows) {
+    const b = bounds[s.native!];
+    assert.ok(b, `${s.name}: the addon declares no bound for ${s.native}`);
+    const [min, max, def] = nativeRange(s);
+    assert.ok(b[0] <= min && max <= b[1] && b[0] <= def && def <= b[1], `${s.name} ${min}..${max} (default ${def}) inside the addon's ${s.native} ${b.join('..')}`);
+  }
+  // socketMode is an octal string in the table (tuntap-router-socket-mode), checked by its pattern.
+  const named = new Set([...rows.map((s) => s.native!), 'socketMode']);
+  assert.deepEqual(Object.keys(bounds).filter((k) => !named.has(k)), [], 'every native bound has its row');
 });

@@ -1,0 +1,73 @@
+// addresses.h: which peer holds which IPv4 address, and which peer may take
+// one. A peer gets its address from a static binding at once (router.h's
+// Binding: by pid first, then by uid), or learns it from the source of its
+// first packet. Refused, with the drop reason: 0.0.0.0, broadcast and
+// multicast (bad_source); an address another live peer holds (collision:
+// unlike uWSGI, the holder keeps it); an address other than the peer's
+// binding, or one bound to other peers (unbound); an address of the router's
+// own tun device (gateway).
+//
+// Threads: the router's loop thread only (Router::set_bindings hands the
+// bindings over between two batches). Limits: none beyond the bindings'
+// count; lookups are hash lookups, one per packet down (holder()).
+// Syscalls: getifaddrs (netlink, tun.h's interface_addresses), only when
+// everything else agrees to a learn, so refusals cost no syscall (a refused
+// gateway address is answered from a cache at most a second old).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "drops.h"
+#include "peer.h"
+#include "router.h"
+
+namespace moat {
+
+class AddressBook {
+ public:
+  explicit AddressBook(std::string tun_name) : tun_name_(std::move(tun_name)) {}
+
+  // The peer holding a, or null.
+  Peer* holder(uint32_t a) const {
+    auto it = by_addr_.find(a);
+    return it == by_addr_.end() ? nullptr : it->second;
+  }
+
+  // New bindings govern from now on; peers keep the addresses they hold.
+  void set_bindings(const std::vector<Binding>& list);
+
+  // Drop::Count if p may take src as its address now (monotonic ns), else
+  // why not.
+  Drop refusal(const Peer& p, uint32_t src, uint64_t now);
+  // The address p's binding gives it, if p may take it now (free, allowed,
+  // not the gateway's).
+  bool bound_free(const Peer& p, uint32_t* a);
+
+  // p holds a from now on (the caller set p->addr).
+  void take(Peer* p, uint32_t a) { by_addr_[a] = p; }
+  // p (closing) holds its address no more.
+  void release(const Peer* p);
+  void clear() { by_addr_.clear(); }
+
+  // The tun's first address as last asked, or 0 (the source of our hello).
+  uint32_t gateway() const { return gateway_.empty() ? 0 : gateway_[0]; }
+
+ private:
+  bool bound_address(const Peer& p, uint32_t* a) const;
+  bool may_use(const Peer& p, uint32_t a) const;
+  bool is_gateway_cached(uint32_t a) const;
+  bool is_gateway(uint32_t a);  // asks the kernel
+
+  std::string tun_name_;
+  std::unordered_map<uint32_t, Peer*> by_addr_;
+  // Bindings: by pid, by uid (pid -1), and every binding by address.
+  std::unordered_map<uint32_t, Binding> bind_of_pid_;
+  std::unordered_map<uint32_t, uint32_t> addr_of_uid_;
+  std::unordered_map<uint32_t, std::vector<Binding>> bindings_of_addr_;
+  std::vector<uint32_t> gateway_;  // the tun's own addresses, cached
+  uint64_t gateway_at_ = 0;
+};
+
+}  // namespace moat
