@@ -1,8 +1,9 @@
 // pty_common.h: what the pty units share (pty_router, pty_shared,
 // pty_client; docs/pty.md): the events a server reports and the batches they
 // reach the embedder in, byte queues with backpressure, an epoll set whose
-// interest follows what each fd can take, the thread a server may run on,
-// and the framed wire format's modifier2 values.
+// interest follows what each fd can take, the state both servers start
+// from (those events, that epoll set, their listening socket), the thread a
+// server may run on, and the framed wire format's modifier2 values.
 //
 // Job: plumbing only; each server keeps its own policy (what to read, when
 // to stop reading, when a session ends).
