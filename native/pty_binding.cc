@@ -1,13 +1,16 @@
 // pty_binding.cc: the addon's PtyServer and SharedPty classes and the
-// blocking ptyClient() function (typed in src/native.ts) over pty.h. Plain
-// arguments in, checked with TypeErrors; events cross from the server thread
-// to JS through a thread-safe function. Policy lives in src/pty/.
+// blocking ptyClient() function (typed in src/native.ts) over pty_router.h,
+// pty_shared.h and pty_client.h. Plain arguments in, checked with
+// TypeErrors; events cross from the server thread to JS through a
+// thread-safe function. Policy lives in src/pty/.
 #include <napi.h>
 
 #include <memory>
 
 #include "binding_args.h"
-#include "pty.h"
+#include "pty_client.h"
+#include "pty_router.h"
+#include "pty_shared.h"
 
 namespace moat {
 

@@ -153,7 +153,7 @@ export interface NativeDevice {
   stats(): DeviceStats;
 }
 
-/** Where a pty server listens and what its sessions run (pty.h). */
+/** Where a pty server listens and what its sessions run (pty_socket.h, pty_process.h). */
 export interface PtyCommonOptions {
   path: string;             // unix socket; stale file replaced, live one refused
   mode: number;             // chmod before listen()

@@ -22,7 +22,8 @@
 #include <memory>
 
 #include "../device.h"
-#include "../pty.h"
+#include "../pty_router.h"
+#include "../pty_shared.h"
 #include "jail.h"
 
 namespace moat {

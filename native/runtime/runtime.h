@@ -23,7 +23,7 @@
 // Syscalls: signalfd, sigprocmask, poll, fork, setsid, execve, close_range,
 // waitpid, kill, prctl(PR_SET_CHILD_SUBREAPER), clock_gettime, open, dup2,
 // eventfd, ioctl(TIOCSCTTY), dup2, read, write, plus those of jail.h,
-// device.h and pty.h.
+// device.h, pty_router.h and pty_shared.h.
 #pragma once
 #include "channel.h"
 

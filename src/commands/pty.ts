@@ -1,6 +1,6 @@
 // pty.ts: `moat pty-connect ADDR` (raw) and `moat pty-uconnect ADDR` (framed):
 // this terminal connected to a forkpty router or a shared pty. The work is
-// native (pty.h pty_client): raw mode, window size, restore on every way out.
+// native (pty_client.h): raw mode, window size, restore on every way out.
 // Exit code: 0 when the remote session ended, 1 on errors, 2 bad usage,
 // 128+N when signal N ended the client.
 import { addon } from '../native';
