@@ -116,6 +116,16 @@ int main(int argc, char** argv) {
     }
     close(fd);
   }
+  // The vassal before the emperor and the router when the host runs out of
+  // memory (its processes inherit this; the emperor sets itself -900).
+  if (!cfg.cgroups.empty()) {
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t ignored = write(fd, "500", 3);
+      (void)ignored;
+      close(fd);
+    }
+  }
   if (cfg.clone_flags != 0 && unshare(cfg.clone_flags) != 0) {
     emit("error", std::string("unshare: ") + strerror(errno));
     return 1;

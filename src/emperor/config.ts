@@ -1,8 +1,12 @@
 // config.ts: the emperor's own options (emperor, emperor-use-clone,
-// emperor-freq, vassals-dir-root) from the option list of `moat emperor` or
+// emperor-freq, vassals-dir-root, emperor-cgroup, the vassals' default
+// limits and output budget) from the option list of `moat emperor` or
 // `moat --ini FILE` whose file sets `emperor`.
-import { CheckedOptions, checkOptions } from '../config/schema';
+import { CheckedOptions, checkOptions, spec } from '../config/schema';
 import { ConfigError, OptionList } from '../config/types';
+import { CgroupLimits, emperorVassalLimits } from '../vassal/cgroup-limits';
+import { parseEmperorCgroupPath } from '../vassal/cgroup';
+import type { OutputBudgetOptions } from '../vassal/output-budget';
 import { CloneName, parseClone } from '../vassal/spec';
 
 export interface EmperorConfig {
@@ -10,6 +14,9 @@ export interface EmperorConfig {
   clone: CloneName[];          // emperor-use-clone (alias emperor-user-clone)
   freqMs: number;              // emperor-freq: rescan period (inotify also wakes the watcher)
   vassalsDirRoot: string;      // vassals-dir-root
+  cgroupPath?: string;         // emperor-cgroup (absent: a child of the emperor's own cgroup)
+  vassalLimits: CgroupLimits;  // emperor-vassal-memory-max, -pids-max, -cpu-max
+  output: OutputBudgetOptions; // emperor-vassal-log-lines, -log-bytes
 }
 
 export function emperorConfig(options: OptionList | CheckedOptions): EmperorConfig {
@@ -20,13 +27,29 @@ export function emperorConfig(options: OptionList | CheckedOptions): EmperorConf
   const dir = e.value.trim();
   if (dir === '') throw new ConfigError('emperor: empty directory', e.source);
   if (/^[a-z]+:\/\//.test(dir) || /[*?[]/.test(dir)) throw new ConfigError(`emperor: '${dir}': only a directory is supported (no glob, no scheme)`, e.source);
-  const c = last(['emperor-use-clone', 'emperor-user-clone']);
-  const clone = c ? parseClone(c) : [];
+  const c = last(['emperor-use-clone', 'emperor-user-clone'])
+    ?? { key: 'emperor-use-clone', value: String(spec('emperor-use-clone').default), source: { file: '<default>' } };
+  const clone = parseClone(c);
   const freqMs = Math.round(opts.int('emperor-freq') * 1000);
   const r = last(['vassals-dir-root']);
   const vassalsDirRoot = opts.string('vassals-dir-root')!.trim();
   if (!vassalsDirRoot.startsWith('/') || vassalsDirRoot === '/') {
     throw new ConfigError(`vassals-dir-root: '${vassalsDirRoot}' is not an absolute directory path`, r?.source);
   }
-  return { dir, clone, freqMs, vassalsDirRoot };
+  const cg = last(['emperor-cgroup']);
+  let cgroupPath: string | undefined;
+  if (cg) {
+    try { cgroupPath = parseEmperorCgroupPath(cg.value.trim()); } catch (err) { throw new ConfigError(`emperor-cgroup: ${(err as Error).message}`, cg.source); }
+  }
+  return {
+    dir, clone, freqMs, vassalsDirRoot, cgroupPath,
+    vassalLimits: emperorVassalLimits(opts.options),
+    output: { linesPerSec: opts.int('emperor-vassal-log-lines'), bytesPerSec: opts.int('emperor-vassal-log-bytes') },
+  };
+}
+
+/** An emperor config built in code (tests, an embedder): what `emperor = DIR`
+ *  gives, the table's defaults included, with `more` over it. */
+export function emperorConfigFor(dir: string, more: Partial<EmperorConfig> = {}): EmperorConfig {
+  return { ...emperorConfig([{ key: 'emperor', value: dir, source: { file: '<code>' } }]), ...more };
 }

@@ -12,7 +12,11 @@
 // keeps it reserved (a binding nobody matches) while the vassal restarts.
 //
 // Each vassal gets a host directory, vassals-dir-root/NAME, created before
-// its first start and removed when it stops for good.
+// its first start and removed when it stops for good, and a cgroup of its
+// own under the emperor's (docs/cgroups.md): its runtime joins it before
+// anything of the vassal runs, its limits come from the file (or the
+// emperor's defaults), and stop kills it whole. A file whose name is not a
+// safe vassal name is reported, not deployed.
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -25,7 +29,11 @@ import { logger, Logger } from '../log';
 import type { PeerBinding, PeerStats } from '../native';
 import type { RouterApi } from '../router/router-api';
 import type { Component } from '../lifecycle/component';
-import { VASSAL_DIR_MOUNTPOINT, vassalDirName, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
+import { unsafeNameReason, VASSAL_DIR_MOUNTPOINT, vassalDirName, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
+import { EmperorCgroup, EMPEROR_OOM_SCORE_ADJ, setOomScoreAdj, VassalCgroup } from '../vassal/cgroup';
+import type { CgroupStats } from '../vassal/cgroup';
+import { describeLimits } from '../vassal/cgroup-limits';
+import { registerVassalMetrics } from './vassal-metrics';
 import { DEFAULT_SUPERVISOR, SupervisorOptions, Vassal, VassalState } from '../vassal/vassal';
 import type { EmperorConfig } from './config';
 import { Clock, CronMetrics, CronScheduler, parseJobExit } from '../plugins/cron';
@@ -40,6 +48,7 @@ interface Entry {
   error?: string;              // the file's current problem, if any
   learned?: string;            // address learned from the vassal's first packet
   hostDir?: string;
+  cgroup?: VassalCgroup;
 }
 
 export interface VassalStatus {
@@ -53,6 +62,9 @@ export interface VassalStatus {
   lastExit: string | null;
   error: string | null;
   traffic: { tx_packets: number; rx_packets: number; tx_bytes: number; rx_bytes: number; dropped: number } | null;
+  limits: string | null;          // memory, pids, cpu limits of its cgroup
+  cgroup: CgroupStats | null;     // usage: memory, pids, cpu seconds, OOM kills
+  outputDropped: { lines: number; bytes: number } | null;
 }
 
 export interface EmperorOptions {
@@ -79,11 +91,13 @@ export class Emperor extends EventEmitter implements Component {
   private debounceTimer?: NodeJS.Timeout;
   private busy: Promise<void> = Promise.resolve();
   private stopped = false;
-  private readonly created: string[] = [];   // directories the emperor made (removed at stop if empty)
+  private readonly created: string[] = [];
+  private readonly refusedNames = new Set<string>();   // reported once each   // directories the emperor made (removed at stop if empty)
   private readonly peerPid = new Map<number, number>();
   private readonly onPeerUp = (e: { id: number; pid: number }) => this.peerPid.set(e.id, e.pid);
   private readonly onPeerDown = (e: { id: number }) => this.peerPid.delete(e.id);
   private readonly onPeerAddress = (e: { id: number; address: string }) => this.learnAddress(e.id, e.address);
+  private cgroups?: EmperorCgroup;
 
   constructor(readonly config: EmperorConfig, opts: EmperorOptions = {}) {
     super();
@@ -106,6 +120,8 @@ export class Emperor extends EventEmitter implements Component {
     // A vassal without pivot-root gets its directory bound over the host's
     // mountpoint inside its own mount namespace: the mountpoint must exist.
     if (this.config.clone.includes('fs')) this.makeDir(VASSAL_DIR_MOUNTPOINT);
+    this.startCgroups();
+    registerVassalMetrics(this.registry, () => this.status());
     if (router) {
       router.on('peer-up', this.onPeerUp);
       router.on('peer-down', this.onPeerDown);
@@ -138,10 +154,32 @@ export class Emperor extends EventEmitter implements Component {
       this.router.removeStatsSection('emperor');
       this.router.removeMetrics(this.registry);
     }
+    if (this.cgroups) {
+      for (const w of await this.cgroups.destroy()) this.log.warn(w);
+      this.cgroups = undefined;
+    }
     for (const d of this.created.splice(0).reverse()) {
       try { fs.rmdirSync(d); } catch { /* not empty: not only ours */ }
     }
     this.log.info('emperor stopped');
+  }
+
+  /** The emperor's cgroup (vassals' cgroups go below it) and its own OOM
+   *  preference; without cgroups vassals still run, unlimited, with a warning. */
+  private startCgroups(): void {
+    try {
+      this.cgroups = EmperorCgroup.create({ path: this.config.cgroupPath, movable: [process.pid, ...(this.router?.pid ? [this.router.pid] : [])] });
+      this.log.info({ cgroups: this.cgroups.explain() }, 'vassal cgroups');
+      for (const n of this.cgroups.notes) this.log.warn(n);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'no cgroups for vassals: they run without limits, and a stop kills only their runtime\'s pid namespace');
+    }
+    for (const pid of [process.pid, this.router?.pid]) {
+      if (!pid) continue;
+      try { setOomScoreAdj(pid, EMPEROR_OOM_SCORE_ADJ); } catch (err) {
+        this.log.warn({ pid, err: (err as Error).message }, 'cannot make the kernel\'s OOM killer pass over this process');
+      }
+    }
   }
 
   private makeDir(dir: string): void {
@@ -187,6 +225,12 @@ export class Emperor extends EventEmitter implements Component {
         if (!fs.statSync(file).isFile()) continue;
         text = fs.readFileSync(file, 'utf8');
       } catch { continue; }  // vanished between readdir and read
+      const bad = unsafeNameReason(n);
+      if (bad) {
+        if (!this.refusedNames.has(n)) this.log.error({ file: JSON.stringify(file) }, `bad vassal file: not deployed: ${bad}`);
+        this.refusedNames.add(n);
+        continue;
+      }
       seen.set(vassalName(file), { file, text, hash: crypto.createHash('sha256').update(text).digest('hex') });
     }
     // Removed first (frees addresses), then changed, then new.
@@ -205,7 +249,7 @@ export class Emperor extends EventEmitter implements Component {
       if (this.entries.has(name)) continue;
       const e: Entry = { name, file: f.file, hash: f.hash };
       this.entries.set(name, e);
-      this.deploy(e);
+      await this.deploy(e);
     }
     this.emit('scanned');
   }
@@ -217,6 +261,7 @@ export class Emperor extends EventEmitter implements Component {
         clone: this.config.clone,
         routerSocket: this.router?.config.socket,
         hostDir: path.join(this.config.vassalsDirRoot, vassalDirName(e.name)),
+        limitDefaults: this.config.vassalLimits,
       });
       for (const other of this.entries.values()) {
         if (other !== e && other !== current && other.vassal && vassalDirName(other.name) === vassalDirName(e.name)) {
@@ -246,13 +291,13 @@ export class Emperor extends EventEmitter implements Component {
     }
   }
 
-  private deploy(e: Entry): void {
+  private async deploy(e: Entry): Promise<void> {
     const spec = this.parse(e);
     if (!spec) return;
-    this.launch(e, spec);
+    await this.launch(e, spec);
   }
 
-  private launch(e: Entry, spec: VassalSpec): void {
+  private async launch(e: Entry, spec: VassalSpec): Promise<void> {
     e.spec = spec;
     if (spec.address) e.learned = undefined;
     const log = this.log.child({ vassal: e.name });
@@ -265,7 +310,22 @@ export class Emperor extends EventEmitter implements Component {
       log.error(e.error);
       return;
     }
-    const v = new Vassal(e.name, spec.lines, log, this.supervisor);
+    if (this.cgroups && !e.cgroup) {
+      try {
+        const made = await this.cgroups.createVassal(e.name, spec.limits);
+        e.cgroup = made.cgroup;
+        for (const w of made.warnings) log.warn(`${e.file}: ${w}`);
+      } catch (err) {
+        e.error = `cannot make the vassal's cgroup: ${(err as Error).message}`;
+        log.error(e.error);
+        return;
+      }
+    } else if (e.cgroup) {
+      for (const w of e.cgroup.setLimits(spec.limits)) log.warn(`${e.file}: ${w}`);
+    } else if (Object.keys(spec.limits).length) {
+      log.warn(`${e.file}: limits (${describeLimits(spec.limits)}) not applied: the emperor has no cgroups`);
+    }
+    const v = new Vassal(e.name, spec.lines, log, this.supervisor, e.cgroup, this.config.output);
     e.vassal = v;
     if (spec.cron.length) e.cron = this.attachCron(e.name, v, spec, log);
     v.on('pid', () => this.pushBindings());
@@ -326,7 +386,7 @@ export class Emperor extends EventEmitter implements Component {
     e.learned = undefined;     // the new file may use another address
     e.error = undefined;
     this.pushBindings();
-    this.launch(e, spec);
+    await this.launch(e, spec);
     this.emit('reloaded', e.name);
   }
 
@@ -338,7 +398,18 @@ export class Emperor extends EventEmitter implements Component {
     if (v) await v.stop();
     e.cron?.close('vassal stopped');
     e.cron = undefined;
-    if (e.hostDir) {
+    // Every process of the vassal is gone (its cgroup killed and removed)
+    // before its directory is: nothing of the tenant's can race the removal.
+    if (e.cgroup) {
+      try {
+        const r = await e.cgroup.destroy();
+        if (!r.empty) this.log.error({ vassal: e.name }, 'the vassal\'s cgroup could not be emptied: its directory is kept');
+        else e.cgroup = undefined;
+      } catch (err) {
+        this.log.error({ vassal: e.name, err: (err as Error).message }, 'cannot remove the vassal\'s cgroup: its directory is kept');
+      }
+    }
+    if (e.hostDir && !e.cgroup) {
       try { fs.rmSync(e.hostDir, { recursive: true, force: true }); } catch (err) {
         this.log.warn({ vassal: e.name, err: (err as Error).message }, 'cannot remove the vassal directory');
       }
@@ -393,6 +464,9 @@ export class Emperor extends EventEmitter implements Component {
         lastExit: v?.lastExit ?? null,
         error: e.error ?? null,
         traffic: p ? { tx_packets: p.tx, rx_packets: p.rx, tx_bytes: p.txBytes, rx_bytes: p.rxBytes, dropped: p.dropped } : null,
+        limits: e.spec && e.cgroup ? describeLimits(e.spec.limits) : null,
+        cgroup: v?.cgroupStats() ?? null,
+        outputDropped: v ? v.outputDropped : null,
       };
     });
   }

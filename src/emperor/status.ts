@@ -20,12 +20,15 @@ export function fetchStats(addr: string, timeoutMs = 5000): Promise<unknown> {
 const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
 
 export function formatStatus(vassals: VassalStatus[]): string {
-  const head = ['NAME', 'STATE', 'PID', 'RESTARTS', 'ADDRESS', 'TX PKTS', 'RX PKTS', 'DROPPED', 'NOTE'];
+  const head = ['NAME', 'STATE', 'PID', 'RESTARTS', 'ADDRESS', 'TX PKTS', 'RX PKTS', 'DROPPED', 'MEMORY', 'PIDS', 'CPU S', 'OOM', 'LIMITS', 'NOTE'];
+  const mib = (n?: number) => (n === undefined ? '-' : `${(n / 2 ** 20).toFixed(1)}M`);
+  const num = (n?: number, digits = 0) => (n === undefined ? '-' : n.toFixed(digits));
   const rows = vassals.map((v) => [
     v.name, v.state, v.pid === null ? '-' : String(v.pid), String(v.restarts),
     v.address ? v.address + (v.addressFrom === 'first packet' ? '*' : '') : '-',
     v.traffic ? String(v.traffic.tx_packets) : '-', v.traffic ? String(v.traffic.rx_packets) : '-',
     v.traffic ? String(v.traffic.dropped) : '-',
+    mib(v.cgroup?.memoryBytes), num(v.cgroup?.pids), num(v.cgroup?.cpuSeconds, 1), num(v.cgroup?.oomKills), v.limits ?? '-',
     v.error ?? (v.state !== 'running' && v.lastExit ? `last exit: ${v.lastExit}` : ''),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

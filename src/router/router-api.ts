@@ -17,6 +17,8 @@ export interface RouterApi {
   /** The vassals' socket (their default tuntap-device socket), the gateway field, the netns (its hooks run there). */
   readonly config: Pick<RouterConfig, 'socket' | 'gateway' | 'netns'>;
   readonly running: boolean;
+  /** The pid of the router's own process (RouterProcessHandle); undefined when it runs in this one. */
+  readonly pid?: number;
   /** Resolves once the data path, its socket and the stats and metrics servers are up. */
   start(): Promise<void>;
   /** Stops it and removes its socket files. Safe twice. */

@@ -12,7 +12,6 @@
 // most the machine's CPU count, as Docker's --cpus checks it: a vassal file
 // asking for more CPUs than the machine has is refused, not silently capped.
 import os from 'node:os';
-import { formatSource } from '../config/option';
 import { ConfigError, Option, OptionList } from '../config/types';
 
 export type Limit = number | 'max';
@@ -131,9 +130,6 @@ function readLimits(opts: OptionList, prefix: 'vassal-' | 'emperor-vassal-', def
       case 'memory-max': limits.memoryMax = parse(o, () => parseMemoryMax(o.value)); break;
       case 'pids-max': limits.pidsMax = parse(o, () => parsePidsMax(o.value)); break;
       case 'cpu-max': limits.cpuMax = parse(o, () => parseCpuMax(o.value, cpus)); quota = undefined; break;
-      case 'cgroup':
-        warnings.push(`${formatSource(o.source)}: cgroup ${o.value}: moat puts each vassal in its own cgroup under the emperor's (docs/cgroups.md), not in this path; cgroup-opt limits still apply`);
-        break;
       case 'cgroup-opt': {
         const eq = o.value.indexOf('=');
         if (eq <= 0) fail(o, `'${o.value}' is not KEY=VALUE (e.g. memory.limit_in_bytes=512M)`);

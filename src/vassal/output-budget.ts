@@ -18,7 +18,7 @@ export class OutputBudget {
   private lines: number;
   private bytes: number;
   private windowStart: number;
-  private partial: Buffer = Buffer.alloc(0);
+  private readonly partial: Buffer[] = [];   // an unfinished line per stream (stdout, stderr)
   /** Dropped since the last report, and in all. */
   droppedLines = 0;
   droppedBytes = 0;
@@ -33,32 +33,34 @@ export class OutputBudget {
 
   /** The whole lines of `chunk` that fit the budget (a line cut at MAX_LINE
    *  characters); `report` is set once a second when something was dropped. */
-  push(chunk: Buffer): { lines: string[]; report?: DroppedReport } {
+  push(chunk: Buffer, stream = 0): { lines: string[]; report?: DroppedReport } {
     const out: string[] = [];
     this.refill();
+    let partial = this.partial[stream] ?? Buffer.alloc(0);
     let start = 0;
     for (;;) {
       const nl = chunk.indexOf(10, start);
       if (nl < 0) break;
-      const size = this.partial.length + nl - start + 1;
+      const size = partial.length + nl - start + 1;
       if (this.lines > 0 && this.bytes >= size) {
         this.lines--;
         this.bytes -= size;
-        const head = this.partial.length ? Buffer.concat([this.partial, chunk.subarray(start, nl)]) : chunk.subarray(start, nl);
+        const head = partial.length ? Buffer.concat([partial, chunk.subarray(start, nl)]) : chunk.subarray(start, nl);
         out.push(head.toString('utf8', 0, Math.min(head.length, MAX_LINE * 4)).slice(0, MAX_LINE));
       } else {
         this.drop(1, size);
       }
-      this.partial = Buffer.alloc(0);
+      partial = Buffer.alloc(0);
       start = nl + 1;
     }
     // Keep at most one line's worth of an unfinished line; the rest of it is dropped.
     if (start < chunk.length) {
       const rest = chunk.subarray(start);
-      const room = MAX_LINE * 4 - this.partial.length;
-      if (room > 0) this.partial = Buffer.concat([this.partial, rest.subarray(0, room)]);
+      const room = MAX_LINE * 4 - partial.length;
+      if (room > 0) partial = Buffer.concat([partial, rest.subarray(0, room)]);
       if (rest.length > room) this.drop(0, rest.length - Math.max(room, 0));
     }
+    this.partial[stream] = partial;
     return { lines: out, report: this.takeReport() };
   }
 

@@ -11,6 +11,7 @@ import { deviceConfig } from '../config/router-config';
 import { ConfigError, DeviceConfig, Option, OptionList } from '../config/types';
 import { ipv4ToInt } from '../addr';
 import { ptyRouterConfigs, sharedPtyConfig, DEFAULT_PTY_GRACE_MS, DEFAULT_PTY_MAX_SESSIONS } from '../pty/config';
+import { CgroupLimits, vassalLimits } from './cgroup-limits';
 
 /** Where each vassal's host directory is bind-mounted inside the vassal. */
 export const VASSAL_DIR_MOUNTPOINT = '/run/moat';
@@ -23,6 +24,7 @@ export interface VassalContext {
   clone: CloneName[];          // emperor-use-clone
   routerSocket?: string;       // the emperor's router socket: a vassal's tuntap-device without a socket uses it
   hostDir: string;             // vassals-dir-root/NAME
+  limitDefaults?: CgroupLimits;  // emperor-vassal-memory-max, -pids-max, -cpu-max
 }
 
 export interface VassalSpec {
@@ -34,6 +36,7 @@ export interface VassalSpec {
   uid?: number;
   gid?: number;
   cron: CronEntry[];           // cron, cron2, unique-cron, cron-tab: scheduled by the emperor, run by the runtime
+  limits: CgroupLimits;        // its cgroup's limits (vassal-*-max, cgroup-opt, over the emperor's defaults)
   warnings: string[];
 }
 
@@ -84,6 +87,17 @@ function id(o: Option, kind: 'uid' | 'gid'): number {
 /** The vassal's name: its file name, as in uWSGI (unique within the directory). */
 export function vassalName(file: string): string {
   return path.basename(file);
+}
+
+/** A vassal's name becomes a directory, a cgroup and log fields: letters,
+ *  digits and `_ . @ : -` only, 1 to 128 of them, not starting with a dot
+ *  (a newline or a slash in a file name must not reach the runtime's lines). */
+export const SAFE_VASSAL_NAME = /^[A-Za-z0-9_@:-][A-Za-z0-9_.@:-]{0,127}$/;
+
+/** Why a vassal file's name is refused, or undefined when it is fine. */
+export function unsafeNameReason(name: string): string | undefined {
+  if (SAFE_VASSAL_NAME.test(name)) return undefined;
+  return `the file name ${JSON.stringify(name)} is not a vassal name: letters, digits and _ . @ : - only (1-128, not starting with a dot)`;
 }
 
 /** The vassal's host directory under vassals-dir-root: its name without the
@@ -165,7 +179,22 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
     }
   }
   warnings.push(...notForVassals(opts));
-  return { name, lines, address, addressSource, device, uid, gid, cron: parseCronOptions(opts), warnings };
+  const cg = vassalLimits(opts, ctx.limitDefaults);
+  warnings.push(...cg.warnings, ...unsafeDefaults(file, opts, ctx));
+  return { name, lines, address, addressSource, device, uid, gid, cron: parseCronOptions(opts), limits: cg.limits, warnings };
+}
+
+/** A warning naming the file for each way the vassal is less contained than
+ *  moat can make it: root inside, the host's root filesystem, the host's
+ *  network or process table. */
+function unsafeDefaults(file: string, opts: OptionList, ctx: VassalContext): string[] {
+  const has = (k: string) => opts.some((o) => o.key === k);
+  const out: string[] = [];
+  if (!has('uid')) out.push(`${file}: no uid: the vassal runs as root inside its namespaces (set uid and gid)`);
+  if (!has('pivot-root')) out.push(`${file}: no pivot-root: the vassal sees the host's root filesystem`);
+  if (!ctx.clone.includes('net')) out.push(`${file}: no net namespace (emperor-use-clone): the vassal shares the host's network`);
+  if (!ctx.clone.includes('pid')) out.push(`${file}: no pid namespace (emperor-use-clone): the vassal sees the host's processes`);
+  return out;
 }
 
 /** The runtime's device lines: one per row of the option table with a

@@ -3,13 +3,23 @@
 // config lines (docs/runtime-protocol.md), reads its events, logs each step
 // with the vassal's name, and restarts it with exponential backoff when it
 // dies (the backoff resets once a run stayed up long enough). stop() asks the
-// runtime to stop, then SIGKILLs it (and so its whole pid namespace) after a
-// timeout. One Vassal object lives as long as its file does not change.
+// runtime to stop, then kills its cgroup (every process of the vassal, pid
+// namespace or not) and SIGKILLs the launcher (our own child: its pid cannot
+// have been reused) after a timeout. A run is over when the launcher exits:
+// the emperor never waits for the vassal's pipes to close (a process that
+// escaped may hold them; the cgroup kill ends it). What the vassal prints
+// reaches the log within a budget (output-budget.ts). One Vassal object lives
+// as long as its file does not change.
 import { ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type { Writable, Readable } from 'node:stream';
 import type { Logger } from '../log';
+import type { CgroupStats, VassalCgroup } from './cgroup';
+import { OutputBudget, OutputBudgetOptions } from './output-budget';
+
+/** What a run's pipes may still deliver after its launcher exited. */
+const PIPE_GRACE_MS = 200;
 
 export const DEFAULT_RUNTIME = path.join(__dirname, '..', '..', '..', 'build', 'Release', 'moat-vassal');
 const MAX_LINE = 65536;
@@ -74,9 +84,34 @@ export class Vassal extends EventEmitter {
   private exited?: Promise<void>;
   private wanted = false;
 
+  private readonly output: OutputBudget;
+
   constructor(readonly name: string, readonly lines: string[], readonly log: Logger,
-              readonly opts: SupervisorOptions = DEFAULT_SUPERVISOR) {
+              readonly opts: SupervisorOptions = DEFAULT_SUPERVISOR, readonly cgroup?: VassalCgroup,
+              output: OutputBudgetOptions = { linesPerSec: 100, bytesPerSec: 65536 }) {
     super();
+    this.output = new OutputBudget(output);
+  }
+
+  /** The vassal's cgroup usage and limits (undefined without a cgroup). */
+  cgroupStats(): CgroupStats | undefined {
+    try { return this.cgroup?.stats(); } catch { return undefined; }
+  }
+
+  /** Output lines and bytes dropped over the budget, in all. */
+  get outputDropped(): { lines: number; bytes: number } {
+    return { lines: this.output.totalDroppedLines, bytes: this.output.totalDroppedBytes };
+  }
+
+  /** Kills whatever is left in the vassal's cgroup (a process that escaped its runtime). */
+  private async killLeftovers(): Promise<void> {
+    if (!this.cgroup) return;
+    try {
+      const r = await this.cgroup.killAll();
+      if (!r.empty) this.log.error({ method: r.method, ms: r.ms }, 'processes of the vassal survived the cgroup kill');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot kill the vassal\'s cgroup');
+    }
   }
 
   start(): void {
@@ -94,6 +129,12 @@ export class Vassal extends EventEmitter {
     this.restartTimer = undefined;
     if (!this.wanted) return;
     this.setState('starting');
+    // An earlier run's leftovers go first: the new runtime starts in an empty cgroup.
+    this.killLeftovers().then(() => this.spawnNow(), () => this.spawnNow());
+  }
+
+  private spawnNow(): void {
+    if (!this.wanted) { this.setState('stopped'); return; }
     this.pid = undefined;
     this.readyAt = undefined;
     this.startedAt = Date.now();
@@ -110,10 +151,25 @@ export class Vassal extends EventEmitter {
     this.channel = channel;
     let spawnError: string | undefined;
     this.exited = new Promise<void>((resolve) => {
-      child.on('error', (err) => { spawnError = err.message; });
-      child.on('close', (code, signal) => {
-        this.onExit(code, signal, spawnError);
-        resolve();
+      let done = false;
+      const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+        if (done) return;
+        done = true;
+        // Whatever still holds the pipes is a process that escaped: the cgroup kill ends it.
+        void this.killLeftovers().then(() => {
+          for (const s of [child.stdout, child.stderr, channel]) s?.destroy();
+          this.onExit(code, signal, spawnError);
+          resolve();
+        });
+      };
+      child.on('error', (err) => {
+        spawnError = err.message;
+        if (child.pid === undefined) finish(null, null);   // never started: no 'exit' comes
+      });
+      child.on('exit', (code, signal) => {
+        // The pipes' last bytes (an error line) usually follow within moments; never wait longer.
+        const t = setTimeout(() => finish(code, signal), PIPE_GRACE_MS);
+        child.once('close', () => { clearTimeout(t); finish(code, signal); });
       });
     });
     const reader = new LineReader();
@@ -125,16 +181,16 @@ export class Vassal extends EventEmitter {
       }
     });
     channel.on('error', (err) => this.log.debug({ err: err.message }, 'control channel error'));
-    for (const [stream, level] of [[child.stdout, 'info'], [child.stderr, 'info']] as const) {
-      const r = new LineReader();
-      stream?.setEncoding('utf8');
-      stream?.on('data', (d: string) => {
-        for (const e of r.push(d)) {
-          if (!('overflow' in e)) this.log[level]({ output: (e.keyword + (e.value ? ' ' + e.value : '')).slice(0, 2000) }, 'vassal output');
-        }
+    [child.stdout, child.stderr].forEach((stream, i) => {
+      stream?.on('data', (d: Buffer) => {
+        const { lines, report } = this.output.push(d, i);
+        for (const line of lines) this.log.info({ output: line }, 'vassal output');
+        if (report) this.log.warn({ droppedLines: report.lines, droppedBytes: report.bytes }, 'vassal output over its budget: dropped');
       });
-    }
-    channel.write(this.lines.map((l) => l + '\n').join('') + 'start\n');
+      stream?.on('error', () => undefined);
+    });
+    const cgroups = this.cgroup ? this.cgroup.procsFiles.map((f) => `cgroup ${path.dirname(f)}`) : [];
+    channel.write([...this.lines, ...cgroups].map((l) => l + '\n').join('') + 'start\n');
   }
 
   private onEvent(e: RuntimeEvent): void {
@@ -246,11 +302,14 @@ export class Vassal extends EventEmitter {
     ]);
     clearTimeout(timer);
     if (timedOut) {
-      this.log.warn({ timeoutMs: this.opts.stopTimeoutMs }, 'vassal did not stop in time: SIGKILL');
-      const pid = this.pid;
-      if (pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      // The cgroup holds every process of the vassal; the launcher is our own
+      // child (not reaped yet: its pid is still ours). No other pid is signalled.
+      this.log.warn({ timeoutMs: this.opts.stopTimeoutMs }, 'vassal did not stop in time: killing its cgroup and the launcher');
+      await this.killLeftovers();
       child.kill('SIGKILL');
       await exited;
     }
+    const dropped = this.output.flushReport();
+    if (dropped) this.log.warn({ droppedLines: dropped.lines, droppedBytes: dropped.bytes }, 'vassal output over its budget: dropped');
   }
 }

@@ -14,6 +14,7 @@ import type { RouterConfig } from '../../src/config/types';
 import { Lab, requireRoot, uniqueName, waitFor } from '../helpers/netns';
 import { tempDir } from '../helpers/moat';
 import { makeRootFs } from '../helpers/rootfs';
+import { emperorConfigFor } from '../../src/emperor/config';
 
 const lab = new Lab();
 after(() => lab.cleanup());
@@ -38,7 +39,7 @@ test('cron jobs run inside the vassal, on the emperor\'s schedule, never overlap
   const runRoot = path.join(dir, 'run');
   fs.mkdirSync(vassals);
   const clock = new FakeClock(new Date('2026-11-27T10:00:30Z'));
-  const emperor = new Emperor({ dir: vassals, clone: ['fs', 'ipc', 'uts', 'net', 'pid'], freqMs: 60_000, vassalsDirRoot: runRoot }, { cronClock: clock, router });
+  const emperor = new Emperor(emperorConfigFor(vassals, { clone: ['fs', 'ipc', 'uts', 'net', 'pid'], freqMs: 60_000, vassalsDirRoot: runRoot }), { cronClock: clock, router });
   await emperor.start();
   lab.onCleanup(() => { void emperor.stop(); });
 

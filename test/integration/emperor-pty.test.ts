@@ -18,6 +18,7 @@ import { makeRootFs, RootFs, APP_UID, APP_GID } from '../helpers/rootfs';
 import { Tmux, connectUnix, reader, sleep, stdinFrame } from '../helpers/pty';
 import { pidsInPidNs } from '../helpers/vassal-runtime';
 import { startSshd } from '../helpers/ssh';
+import { emperorConfigFor } from '../../src/emperor/config';
 
 const CLONE = ['fs', 'ipc', 'uts', 'net', 'pid'] as const;
 const lab = new Lab();
@@ -45,7 +46,7 @@ before(async () => {
   runRoot = path.join(dir, 'run');
   fs.mkdirSync(vassalsDir);
   const log = pino({ level: 'debug' }, { write: (s: string) => { logs.push(s); } });
-  emperor = new Emperor({ dir: vassalsDir, clone: [...CLONE], freqMs: 60_000, vassalsDirRoot: runRoot }, { log });
+  emperor = new Emperor(emperorConfigFor(vassalsDir, { clone: [...CLONE], freqMs: 60_000, vassalsDirRoot: runRoot }), { log });
   await emperor.start();
 });
 after(async () => {

@@ -36,7 +36,9 @@ const SAMPLE: Record<string, string> = {
   'attach-daemon': 'sleep 100', cron: '5 -1 -1 -1 -1 date', cron2: 'minute=5 date', 'unique-cron': '5 -1 -1 -1 -1 date',
   'cron-tab': '*/5 * * * * date', 'forkpty-router': '/run/moat/pty.sock', 'forkpty-urouter': '/run/moat/upty.sock',
   'forkpty-router-command': '/bin/bash', 'pty-socket': '/run/moat/shared.sock', 'pty-exec': '/usr/bin/top', 'pty-connect': '/run/moat/pty.sock',
-  'pty-uconnect': '/run/moat/pty.sock', 'forkpty-router-socket-mode': '0660', 'forkpty-router-socket-owner': 'root', 'forkpty-router-user': 'root',
+  'pty-uconnect': '/run/moat/pty.sock', 'emperor-cgroup': 'moat/e1', 'emperor-vassal-memory-max': '64M', 'emperor-vassal-pids-max': '32',
+  'emperor-vassal-cpu-max': '0.5', 'vassal-memory-max': '64M', 'vassal-pids-max': '32', 'vassal-cpu-max': '0.5',
+  cgroup: '/sys/fs/cgroup/memory/x', 'cgroup-opt': 'pids.max=10', 'forkpty-router-socket-mode': '0660', 'forkpty-router-socket-owner': 'root', 'forkpty-router-user': 'root',
 };
 /** Options that act only beside another one (the pty servers' settings need a server). */
 const NEEDS: Record<string, string> = {
@@ -69,7 +71,7 @@ function read(name: string, extra: string[]): VassalSpec {
   return vassalSpec(file, loadFile(file), CTX);
 }
 
-const effect = (v: VassalSpec) => JSON.stringify({ lines: v.lines, cron: v.cron, uid: v.uid, gid: v.gid, address: v.address });
+const effect = (v: VassalSpec) => JSON.stringify({ lines: v.lines, cron: v.cron, uid: v.uid, gid: v.gid, address: v.address, limits: v.limits });
 
 test('every option in a vassal file takes effect, warns or is an error, naming file:line', () => {
   const seen: Record<string, string[]> = { applies: [], implicit: [], warns: [], refused: [] };

@@ -1,0 +1,30 @@
+// vassal-metrics.ts: each vassal's cgroup usage and output budget as
+// Prometheus metrics labelled by vassal name, read from the emperor's status
+// rows when /metrics is scraped (nothing is sampled in between).
+import client from 'prom-client';
+import type { VassalStatus } from './emperor';
+
+type Row = Pick<VassalStatus, 'name' | 'cgroup' | 'outputDropped'>;
+
+export function registerVassalMetrics(registry: client.Registry, rows: () => Row[]): void {
+  const gauge = (name: string, help: string, value: (r: Row) => number | undefined) => new client.Gauge({
+    name, help, labelNames: ['vassal'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of rows()) {
+        const v = value(r);
+        if (v !== undefined) this.set({ vassal: r.name }, v);
+      }
+    },
+  });
+  const limit = (v: number | 'max' | undefined) => (v === 'max' ? -1 : v);
+  gauge('moat_vassal_memory_bytes', 'Memory the vassal\'s cgroup uses', (r) => r.cgroup?.memoryBytes);
+  gauge('moat_vassal_memory_max_bytes', 'The vassal\'s memory limit (-1: none)', (r) => limit(r.cgroup?.memoryMaxBytes));
+  gauge('moat_vassal_pids', 'Processes and threads in the vassal\'s cgroup', (r) => r.cgroup?.pids);
+  gauge('moat_vassal_pids_max', 'The vassal\'s process limit (-1: none)', (r) => limit(r.cgroup?.pidsMax));
+  gauge('moat_vassal_cpu_seconds_total', 'CPU time the vassal\'s cgroup used', (r) => r.cgroup?.cpuSeconds);
+  gauge('moat_vassal_cpu_max_cores', 'The vassal\'s CPU limit in cores (-1: none)', (r) => limit(r.cgroup?.cpuMaxCores));
+  gauge('moat_vassal_oom_kills_total', 'Processes the OOM killer killed inside the vassal', (r) => r.cgroup?.oomKills);
+  gauge('moat_vassal_output_dropped_lines_total', 'Output lines of the vassal dropped over its log budget', (r) => r.outputDropped?.lines);
+  gauge('moat_vassal_output_dropped_bytes_total', 'Output bytes of the vassal dropped over its log budget', (r) => r.outputDropped?.bytes);
+}
