@@ -295,6 +295,11 @@ test('SIGTERM to the launcher and the end of the channel both stop the vassal an
   await a.waitEvent('ready');
   const nsA = fs.readlinkSync(`/proc/${a.hostPid}/ns/pid`);
   assert.ok(pidsInPidNs(nsA).length >= 4, 'runtime, sleep, sh and its sleep');
+  // SIGTERM only once the second daemon ignores it (its trap ran), or the test races the shell.
+  const ignoresTerm = (pid: number) => {
+    try { return (BigInt('0x' + /SigIgn:\s*([0-9a-f]+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) & 0x4000n) !== 0n; } catch { return false; }
+  };
+  await waitFor(() => pidsInPidNs(nsA).some(ignoresTerm), 5000, 'the daemon\'s trap');
   const t0 = Date.now();
   a.child.kill('SIGTERM');
   assert.deepEqual(await a.waitExit(10000), { code: 0, signal: null });
