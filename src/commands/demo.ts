@@ -226,8 +226,12 @@ async function emperorDemo(keep: boolean): Promise<number> {
     vdir = path.join(tmp, 'vassals');
     fs.mkdirSync(vdir);
     const shipped = emperorConfig(options);
+    // Their read-only root, made here as an admin makes /var/lib/moat/rootfs.
+    const rootfs = path.join(tmp, 'rootfs');
+    execFileSync('bash', [path.join(ROOT, 'scripts', 'make-rootfs.sh'), rootfs], { stdio: 'ignore' });
     for (const f of fs.readdirSync(shipped.dir).sort()) {
-      fs.writeFileSync(path.join(vdir, f), fs.readFileSync(path.join(shipped.dir, f), 'utf8').split('/run/moat/tuntap.sock').join(cfg.socket));
+      fs.writeFileSync(path.join(vdir, f), fs.readFileSync(path.join(shipped.dir, f), 'utf8')
+        .split('/run/moat/tuntap.sock').join(cfg.socket).split('/var/lib/moat/rootfs').join(rootfs));
     }
     const source = { file: 'moat demo' };
     const demoOptions: OptionList = [
@@ -292,6 +296,10 @@ async function emperorChecks(moat: Instance, gwNs: string, device: string, stats
     check(`${v.name} has its own hostname and pid namespace`, v.hostname === v.name.replace(/\.[a-z]+$/, '') && v.nspid[v.nspid.length - 1] === '1',
       `hostname ${v.hostname}, pid ${v.nspid[v.nspid.length - 1]} inside`);
     check(`${v.name} sees only lo and its tun device`, v.links.sort().join(',') === 'lo,uwsgi0', v.links.join(', '));
+    const uid = /^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${v.pid}/status`, 'utf8'))?.[1];
+    const root = fs.readFileSync(`/proc/${v.pid}/mountinfo`, 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[4] === '/');
+    check(`${v.name} runs as an unprivileged user on a read-only root`, uid !== '0' && !!root && root[5].split(',').includes('ro'),
+      `uid ${uid}, / mounted ${root?.[5] ?? '?'}; limits ${emperor.status().find((x) => x.name === v.name)?.limits ?? 'none'}`);
   }
 
   children.push(serveIn(['ip', 'netns', 'exec', gwNs], gwAddr));
