@@ -25,6 +25,8 @@ export function freePort(): Promise<number> {
 export interface Sshd {
   /** The `ssh -tt ... root@127.0.0.1` command line that logs in. */
   command: string;
+  /** The same login's options, for other ssh invocations (forwarding attempts). */
+  args: string[];
   log(): string;
 }
 
@@ -34,7 +36,8 @@ export async function startSshd(lab: Lab, dir: string, sock: string): Promise<Ss
   const at = (f: string) => path.join(dir, f);
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', at('host_key')]);
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', at('user_key')]);
-  fs.copyFileSync(at('user_key.pub'), at('authorized_keys'));
+  // The README's recipe: restrict (no forwarding of any kind, no agent, no X11, no ~/.ssh/rc), a pty.
+  fs.writeFileSync(at('authorized_keys'), `restrict,pty ${fs.readFileSync(at('user_key.pub'), 'utf8')}`);
   fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });  // sshd's privilege separation directory
   const port = await freePort();
   const config = at('sshd_config');
@@ -46,6 +49,7 @@ export async function startSshd(lab: Lab, dir: string, sock: string): Promise<Ss
     'PubkeyAuthentication yes', 'PermitRootLogin prohibit-password',
     'Match User root',
     `  ForceCommand ${process.execPath} ${CLI} pty-uconnect ${sock}`,
+    '  DisableForwarding yes', '  PermitTunnel no', '  PermitUserRC no',
     '',
   ].join('\n'));
   execFileSync(SSHD, ['-t', '-f', config]);  // config check
@@ -56,8 +60,8 @@ export async function startSshd(lab: Lab, dir: string, sock: string): Promise<Ss
     if (sshd.exitCode !== null) throw new Error(log);
     return /Server listening/.test(log);
   }, 10000, `sshd to listen\n${log}`);
-  const command = ['ssh', '-tt', '-F', '/dev/null', '-i', at('user_key'), '-p', String(port),
+  const args = ['-F', '/dev/null', '-i', at('user_key'), '-p', String(port),
     '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', `UserKnownHostsFile=${at('known_hosts')}`,
-    '-o', 'LogLevel=ERROR', 'root@127.0.0.1'].join(' ');
-  return { command, log: () => log };
+    '-o', 'LogLevel=ERROR', 'root@127.0.0.1'];
+  return { command: ['ssh', '-tt', ...args].join(' '), args, log: () => log };
 }
