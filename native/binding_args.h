@@ -137,4 +137,37 @@ auto batch_to_js(Napi::ThreadSafeFunction tsfn, Napi::Object (*to_js)(Napi::Env,
   };
 }
 
+// The JS callback of a native object that runs on its own thread and sends
+// event batches (Device, PtyServer, SharedPty): start() makes the callback
+// and starts the object with a sink posting to it; release() drops it once
+// the object stopped (joined), so the process can exit.
+template <class Event>
+class EventCallback {
+ public:
+  // start_fn(sink, &err) starts the native object; false: its error is thrown.
+  template <class StartFn>
+  void start(const Napi::CallbackInfo& info, const char* resource, const std::string& what,
+             Napi::Object (*to_js)(Napi::Env, const Event&), StartFn start_fn) {
+    Napi::Env env = info.Env();
+    Napi::Function on_events = arg_function(info[0], "start: onEvents");
+    if (running_) throw Napi::Error::New(env, what + " already started");
+    tsfn_ = Napi::ThreadSafeFunction::New(env, on_events, resource, 0, 1);
+    std::string err;
+    if (!start_fn(batch_to_js<Event>(tsfn_, to_js), &err)) {
+      tsfn_.Release();
+      throw Napi::Error::New(env, err);
+    }
+    running_ = true;
+  }
+  void release() {
+    if (!running_) return;
+    running_ = false;
+    tsfn_.Release();
+  }
+
+ private:
+  Napi::ThreadSafeFunction tsfn_;
+  bool running_ = false;
+};
+
 }  // namespace moat

@@ -83,8 +83,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
 
  private:
   std::unique_ptr<Device> device_;
-  Napi::ThreadSafeFunction tsfn_;
-  bool running_ = false;
+  EventCallback<DeviceEvent> events_;
   bool env_gone_ = false;
 
   static void OnEnvCleanup(void* arg) {
@@ -95,28 +94,13 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
 
   void Shutdown() {
     if (device_) device_->stop();  // joins: no event is queued after this
-    if (running_) {
-      running_ = false;
-      tsfn_.Release();
-    }
+    events_.release();
   }
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Function on_events = arg_function(info[0], "start: onEvents");
-    if (running_) throw Napi::Error::New(env, "device already started");
-    tsfn_ = Napi::ThreadSafeFunction::New(env, on_events, "moat.Device", 0, 1);
-    Napi::ThreadSafeFunction tsfn = tsfn_;
-    std::string err;
-    bool ok = device_->start(
-        batch_to_js<DeviceEvent>(tsfn, event_object),
-        &err);
-    if (!ok) {
-      tsfn_.Release();
-      throw Napi::Error::New(env, err);
-    }
-    running_ = true;
-    return env.Undefined();
+    events_.start(info, "moat.Device", "device", event_object,
+                  [this](auto sink, std::string* err) { return device_->start(std::move(sink), err); });
+    return info.Env().Undefined();
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {

@@ -90,8 +90,7 @@ class PtyWrap : public Napi::ObjectWrap<PtyWrap<Server, Options>> {
 
  private:
   std::unique_ptr<Server> server_;
-  Napi::ThreadSafeFunction tsfn_;
-  bool running_ = false;
+  EventCallback<PtyEvent> events_;
   bool env_gone_ = false;
 
   static Options ReadOptions(const Napi::Value& v);
@@ -103,29 +102,14 @@ class PtyWrap : public Napi::ObjectWrap<PtyWrap<Server, Options>> {
   }
 
   void Shutdown() {
-    if (server_) server_->stop();  // joins; its last events are queued before Release
-    if (running_) {
-      running_ = false;
-      tsfn_.Release();
-    }
+    if (server_) server_->stop();  // joins; its last events are queued before the release
+    events_.release();
   }
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Function on_events = arg_function(info[0], "start: onEvents");
-    if (running_) throw Napi::Error::New(env, "pty server already started");
-    tsfn_ = Napi::ThreadSafeFunction::New(env, on_events, "moat.Pty", 0, 1);
-    Napi::ThreadSafeFunction tsfn = tsfn_;
-    std::string err;
-    bool ok = server_->start(
-        batch_to_js<PtyEvent>(tsfn, event_object),
-        &err);
-    if (!ok) {
-      tsfn_.Release();
-      throw Napi::Error::New(env, err);
-    }
-    running_ = true;
-    return env.Undefined();
+    events_.start(info, "moat.Pty", "pty server", event_object,
+                  [this](auto sink, std::string* err) { return server_->start(std::move(sink), err); });
+    return info.Env().Undefined();
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
