@@ -182,7 +182,7 @@ test('root removes the tenant\'s tree thousands of times while the tenant swaps 
   console.log(summary);
   untouched(s);
   assert.ok(rounds >= 2000, `thousands of rounds: ${summary}`);
-  assert.ok(Number(m![2]) >= 10000, `the tenant raced: ${summary}`);
+  assert.ok(Number(m![2]) >= 5000, `the tenant raced: ${summary}`);
   assert.ok(removed >= built / 2, `most trees were removed despite the race: ${summary}`);
 
   // Calm again: everything left goes, and nothing outside with it.
