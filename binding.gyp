@@ -21,13 +21,16 @@
         "native/gso.cc",
         "native/coalesce.cc",
         "native/offload.cc",
+        "native/remove_tree.cc",
+        "native/harden.cc",
         "native/addon.cc",
         "native/router_binding.cc",
         "native/device_binding.cc",
         "native/classifier_binding.cc",
         "native/rule_binding.cc",
         "native/pty_binding.cc",
-        "native/gso_binding.cc"
+        "native/gso_binding.cc",
+        "native/containment_binding.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

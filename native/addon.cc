@@ -12,6 +12,7 @@ void InitDeviceBinding(Napi::Env env, Napi::Object exports);
 void InitClassifierBinding(Napi::Env env, Napi::Object exports);
 void InitPtyBinding(Napi::Env env, Napi::Object exports);
 void InitGsoBinding(Napi::Env env, Napi::Object exports);
+void InitContainmentBinding(Napi::Env env, Napi::Object exports);
 
 static Napi::Object OptionBoundsObject(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
@@ -31,6 +32,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   moat::InitClassifierBinding(env, exports);
   moat::InitPtyBinding(env, exports);
   moat::InitGsoBinding(env, exports);
+  moat::InitContainmentBinding(env, exports);
   exports.Set("optionBounds", moat::OptionBoundsObject(env));
   return exports;
 }

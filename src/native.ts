@@ -229,6 +229,23 @@ export interface Addon {
    *  [lo, hi] inclusive, by the field names of RouterOptions and DeviceOptions:
    *  TypeScript's bounds must lie within them. Not defaults. */
   optionBounds: OptionBounds;
+  /** Removes NAME inside the absolute directory PARENT without following a
+   *  link anywhere (native/remove_tree.h), on a pool thread. PARENT is walked
+   *  from / with O_NOFOLLOW; nothing there is fine (existed: false). A mount
+   *  point inside is neither entered nor removed. Rejects with an Error
+   *  naming the path (a limit reached, a mount point, a name that kept
+   *  changing); what was not removed stays. maxDepth 0..1024, maxEntries >= 1. */
+  removeTree(parent: string, name: string, limits: RemoveTreeLimits): Promise<{ existed: boolean; removed: number }>;
+  /** While root: no_new_privs on every thread and an empty capability
+   *  bounding set on the calling thread (native/harden.h says what holds
+   *  where). Throws when it failed; allThreads false (with a note) when the
+   *  kernel could not spread no_new_privs to the other threads. */
+  hardenProcess(): { lastCap: number; allThreads: boolean; note: string };
+}
+
+export interface RemoveTreeLimits {
+  maxDepth: number;         // directory levels below the one removed
+  maxEntries: number;       // directory entries looked at, in all
 }
 
 export type OptionBounds = Readonly<Record<

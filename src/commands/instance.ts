@@ -71,7 +71,9 @@ export function buildInstance(options: OptionList, checked: CheckedOptions, opts
   if (emperor && !routerProcess && user) {
     throw new Error('uid/gid in the emperor\'s config name the router process\'s user, and this emperor runs no router (no tuntap-router); the emperor itself keeps root to spawn vassals (set uid/gid in vassal files)');
   }
-  if (user && !emperor) components.push(privilegeDrop(user, () => router?.createdDirs ?? [], log));
+  // Hardened unless pty servers run: their sessions are shells where sudo must work.
+  const harden = ptys.length === 0 && !shared;
+  if (user && !emperor) components.push(privilegeDrop(user, () => router?.createdDirs ?? [], log, { harden }));
   return { components, router, routerProcess, emperor };
 }
 

@@ -62,7 +62,8 @@ export async function routerProcessCommand(): Promise<number> {
     // emperor (root) works in them too (vassals-dir-root under /run/moat), and
     // an owner could swap their entries for symlinks under its feet. The
     // emperor removes the socket files this process cannot.
-    privilegeDrop(start.user, () => [], log),
+    // Hardened: no_new_privs and an empty capability bounding set (issue 15).
+    privilegeDrop(start.user, () => [], log, { harden: true }),
     reachCheck(router, start.user.uid, log),
     peersReport(router, channel),
   ], log);

@@ -161,6 +161,8 @@ export class FakeAddon implements Addon {
   // The real limits are compared with the option table by a native test; nothing here reads them.
   readonly optionBounds = {} as OptionBounds;
   readonly usoMerge = notFaked('usoMerge');
+  readonly removeTree = notFaked('removeTree');
+  readonly hardenProcess = notFaked('hardenProcess');
   private nextStartError?: Error;
 
   /** The next native object built throws err from its start() (a setup error such as a busy tun). */

@@ -36,6 +36,8 @@ test('uid/gid: the router runs without root or capabilities after start', async 
   assert.equal(st.CapEff, '0000000000000000', 'no effective capability');
   assert.equal(st.CapPrm, '0000000000000000', 'no permitted capability');
   assert.equal(st.Groups, '', 'no supplementary group');
+  assert.equal(st.CapBnd, '0000000000000000', 'empty capability bounding set (no pty servers: hardened)');
+  assert.equal(st.NoNewPrivs, '1', 'no_new_privs');
 
   // Ready once it pings the gateway through the unprivileged router.
   const dev = await startCliDevice(lab, v1, sock, { addr: '192.168.0.2', gw: '192.168.0.1' });

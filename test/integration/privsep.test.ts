@@ -4,7 +4,8 @@
 // emperor) that drops to nobody with no capability once its tun device and
 // sockets exist. Checked through /proc/PID/status, packets, the stats socket,
 // the metrics endpoint and signals:
-//   - the router process: uid/gid 65534, CapEff = CapPrm = 0; the emperor:
+//   - the router process: uid/gid 65534, CapEff = CapPrm = CapBnd = 0 and
+//     no_new_privs (on every thread); the emperor:
 //     root with CAP_SYS_ADMIN; a vassal's traffic flows through the router;
 //   - SIGHUP to the emperor reloads the rules in the router process;
 //   - `moat emperor --status` lists the vassal; metrics has both processes';
@@ -127,6 +128,14 @@ test('the router process runs as nobody with no capability; the emperor keeps ro
   assert.equal(r.CapEff, '0000000000000000', 'router process: no effective capability');
   assert.equal(r.CapPrm, '0000000000000000', 'router process: no permitted capability');
   assert.equal(r.Groups, '', 'router process: no supplementary group');
+  // Hardened (issue 15): nothing it runs can gain privilege through execve.
+  assert.equal(r.CapBnd, '0000000000000000', 'router process: empty capability bounding set');
+  assert.equal(r.NoNewPrivs, '1', 'router process: no_new_privs');
+  const threads = fs.readdirSync(`/proc/${e.routerPid}/task`);
+  assert.ok(threads.length > 1, `the router process has threads (${threads.length})`);
+  for (const tid of threads) {
+    assert.equal(status(Number(tid)).NoNewPrivs, '1', `router process thread ${tid}: no_new_privs`);
+  }
   const p = status(e.moat.child.pid!);
   assert.match(p.Uid, /^0\s+0\s+0\s+0$/, 'the emperor stays root');
   assert.ok((BigInt('0x' + p.CapEff) >> CAP_SYS_ADMIN) & 1n, `the emperor keeps CAP_SYS_ADMIN (CapEff ${p.CapEff})`);
