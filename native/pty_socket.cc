@@ -2,6 +2,8 @@
 // path a tenant controls (pty_socket.h says how, its limits and its syscalls).
 #include "pty_socket.h"
 
+#include "path_walk.h"
+
 #include <fcntl.h>
 #include <sys/fsuid.h>
 #include <sys/socket.h>
@@ -44,54 +46,25 @@ gid_t fsgid_now() { return gid_t(::setfsgid(gid_t(-1))); }
 // symlink on the way is refused, never followed; so is `..`. Sets *name to
 // the last component. Returns an O_PATH fd, or -1 with *err.
 int open_parent(const std::string& path, std::string* name, std::string* err) {
-  std::vector<std::string> parts;
-  for (size_t pos = 0; pos <= path.size();) {
-    size_t slash = path.find('/', pos);
-    if (slash == std::string::npos) slash = path.size();
-    std::string part = path.substr(pos, slash - pos);
-    if (part == "..") {
-      *err = "bind " + path + ": '..' in a socket path is refused";
-      return -1;
-    }
-    if (!part.empty() && part != ".") parts.push_back(part);
-    pos = slash + 1;
-  }
-  if (parts.empty() || path.back() == '/') {
+  const size_t slash = path.rfind('/');
+  *name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (name->empty() || *name == "." || *name == "..") {
     *err = "socket path '" + path + "' names no file";
     return -1;
   }
-  *name = parts.back();
-  parts.pop_back();
-  std::string walked = path[0] == '/' ? "" : ".";
-  int dir = ::open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) {
-    *err = pty_errtext("bind " + path + " (directory " + (walked.empty() ? "/" : walked) + ")");
-    return -1;
-  }
-  for (const std::string& part : parts) {
-    walked += "/" + part;
-    int next = ::openat(dir, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    struct stat st{};
-    if (next >= 0 && (::fstat(next, &st) != 0 || !S_ISDIR(st.st_mode))) {
-      ::close(next);
-      next = -1;
-      errno = ENOTDIR;
-    }
-    if (next < 0) {
-      const int e = errno;
-      ::close(dir);
-      if (e == ELOOP || e == ENOTDIR) {
-        *err = "bind " + path + ": " + walked + " is a symlink or not a directory (refused: a socket's path follows no link)";
-      } else {
-        errno = e;
-        *err = pty_errtext("bind " + path + " (directory " + walked + ")");
-      }
+  const std::string parent = slash == std::string::npos ? "" : slash == 0 ? "/" : path.substr(0, slash);
+  const WalkResult w = open_dir_nofollow(parent);
+  switch (w.error) {
+    case WalkError::None: return w.fd;
+    case WalkError::DotDot: *err = "bind " + path + ": '..' in a socket path is refused"; return -1;
+    case WalkError::Link:
+      *err = "bind " + path + ": " + w.walked + " is a symlink or not a directory (refused: a socket's path follows no link)";
       return -1;
-    }
-    ::close(dir);
-    dir = next;
+    default:
+      errno = w.errno_value;
+      *err = pty_errtext("bind " + path + " (directory " + w.walked + ")");
+      return -1;
   }
-  return dir;
 }
 
 // Makes room for NAME in dir: nothing there, or a stale socket (removed).

@@ -2,6 +2,8 @@
 // (remove_tree.h says how, its limits and its syscalls).
 #include "remove_tree.h"
 
+#include "path_walk.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -160,54 +162,24 @@ bool valid_name(const std::string& name) {
          name.find('\0') == std::string::npos;
 }
 
-// PATH (absolute) opened one component at a time with O_NOFOLLOW: an O_PATH
-// fd; -1 with *missing when a component does not exist, else -1 with *err.
+// PATH (absolute) opened without following anything (path_walk.h): an
+// O_PATH fd; -1 with *missing when a component does not exist, else -1 with *err.
 int open_dir_nofollow(const std::string& path, bool* missing, std::string* err) {
   *missing = false;
   if (path.empty() || path[0] != '/') {
     *err = "'" + shorten(path) + "' is not an absolute path";
     return -1;
   }
-  int dir = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) {
-    *err = std::string("open /: ") + std::strerror(errno);
-    return -1;
-  }
-  std::string walked;
-  for (size_t pos = 1; pos <= path.size();) {
-    size_t slash = path.find('/', pos);
-    if (slash == std::string::npos) slash = path.size();
-    const std::string part = path.substr(pos, slash - pos);
-    pos = slash + 1;
-    if (part.empty() || part == ".") continue;
-    walked += "/" + part;
-    if (part == "..") {
-      ::close(dir);
-      *err = shorten(path) + ": '..' is refused (the path is walked without following anything)";
+  const WalkResult w = moat::open_dir_nofollow(path);
+  switch (w.error) {
+    case WalkError::None: return w.fd;
+    case WalkError::Missing: *missing = true; return -1;
+    case WalkError::DotDot: *err = shorten(path) + ": '..' is refused (the path is walked without following anything)"; return -1;
+    case WalkError::Link:
+      *err = shorten(w.walked) + " is a symlink or not a directory (refused: the path is walked without following links)";
       return -1;
-    }
-    int next = ::openat(dir, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int e = errno;
-    struct stat st {};
-    if (next >= 0 && (::fstat(next, &st) != 0 || !S_ISDIR(st.st_mode))) {
-      ::close(next);
-      next = -1;
-      e = ENOTDIR;
-    }
-    ::close(dir);
-    if (next < 0) {
-      if (e == ENOENT) {
-        *missing = true;
-      } else if (e == ELOOP || e == ENOTDIR) {
-        *err = shorten(walked) + " is a symlink or not a directory (refused: the path is walked without following links)";
-      } else {
-        *err = "open " + shorten(walked) + ": " + std::strerror(e);
-      }
-      return -1;
-    }
-    dir = next;
+    default: *err = "open " + shorten(w.walked) + ": " + std::strerror(w.errno_value); return -1;
   }
-  return dir;
 }
 
 }  // namespace

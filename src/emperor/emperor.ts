@@ -34,6 +34,7 @@ import { EmperorCgroup, EMPEROR_OOM_SCORE_ADJ, setOomScoreAdj, VassalCgroup } fr
 import type { CgroupStats } from '../vassal/cgroup';
 import { describeLimits } from '../vassal/cgroup-limits';
 import { registerVassalMetrics } from './vassal-metrics';
+import { removeVassalDir } from '../vassal/remove-dir';
 import { DEFAULT_SUPERVISOR, SupervisorOptions, Vassal, VassalState } from '../vassal/vassal';
 import type { EmperorConfig } from './config';
 import { Clock, CronMetrics, CronScheduler, parseJobExit } from '../plugins/cron';
@@ -410,7 +411,7 @@ export class Emperor extends EventEmitter implements Component {
       }
     }
     if (e.hostDir && !e.cgroup) {
-      try { fs.rmSync(e.hostDir, { recursive: true, force: true }); } catch (err) {
+      try { await removeVassalDir(e.hostDir); } catch (err) {
         this.log.warn({ vassal: e.name, err: (err as Error).message }, 'cannot remove the vassal directory');
       }
     }

@@ -294,7 +294,7 @@ test('SIGTERM to the launcher and the end of the channel both stop the vassal an
   const a = vassal(['name term', 'clone fs,ipc,uts,net,pid', 'attach-daemon sleep 1000', 'attach-daemon sh -c "trap \\"\\" TERM; sleep 1000"']);
   await a.waitEvent('ready');
   const nsA = fs.readlinkSync(`/proc/${a.hostPid}/ns/pid`);
-  assert.ok(pidsInPidNs(nsA).length >= 4, 'runtime, sleep, sh and its sleep');
+  await waitFor(() => pidsInPidNs(nsA).length >= 4, 5000, 'runtime, sleep, sh and its sleep');
   // SIGTERM only once the second daemon ignores it (its trap ran), or the test races the shell.
   const ignoresTerm = (pid: number) => {
     try { return (BigInt('0x' + /SigIgn:\s*([0-9a-f]+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) & 0x4000n) !== 0n; } catch { return false; }
