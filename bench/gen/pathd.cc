@@ -68,6 +68,12 @@ int main(int argc, char** argv) {
     o.socket_path = sock;
     o.offload = offload;
     o.hold_us = uint32_t(hold_us < 0 || hold_us > 1000000 ? 0 : hold_us);
+    // The option table's defaults (src/config/options-table.ts): native code has none.
+    o.socket_mode = 0660;
+    o.max_frame = 8188;
+    o.queue_bytes = 262144;
+    o.sndbuf = 0;
+    o.busy_poll_us = 100;
     moat::Router r(o);
     if (!r.start([] {}, &err)) {
       fprintf(stderr, "pathd router: %s\n", err.c_str());
@@ -94,6 +100,14 @@ int main(int argc, char** argv) {
     o.name = tun;
     o.netns = netns;
     o.socket_path = sock;
+    // The option table's defaults (src/config/options-table.ts): native code has none.
+    o.max_frame = 8188;
+    o.queue_bytes = 262144;
+    o.sndbuf = 4u << 20;
+    o.busy_poll_us = 100;
+    o.reconnect_min_ms = 100;
+    o.reconnect_max_ms = 5000;
+    o.offload = offload;
     moat::Device d(o);
     if (!d.start([](std::vector<moat::DeviceEvent>&&) {}, &err)) {
       fprintf(stderr, "pathd device: %s\n", err.c_str());
