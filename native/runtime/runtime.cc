@@ -95,6 +95,7 @@ class Runtime {
   bool killed_ = false;
   int64_t kill_at_ms_ = 0;
   bool children_gone_ = false;
+  std::vector<pid_t> stop_groups_;  // no pid namespace: the process groups 'stop' signalled
   bool setup_aborted_ = false;      // stop asked for during set-up
   std::vector<std::unique_ptr<PtyServer>> pty_routers_;
   std::unique_ptr<SharedPty> shared_pty_;
@@ -126,6 +127,7 @@ class Runtime {
   void on_exit(pid_t pid, int status);
   void begin_stop(const char* why);
   void kill_all(int sig);
+  bool stop_groups_gone() const;
   void command(const std::string& line);
   bool read_channel();
 };
@@ -452,11 +454,28 @@ void Runtime::kill_all(int sig) {
   for (const Job& j : jobs_) kill(-j.pid, sig);
 }
 
+// Without a pid namespace, stop waits for the process groups it signalled,
+// not for every child: an orphan a tenant setsid()'d away is reparented to
+// this subreaper but never signalled by it, and waiting for it would only
+// delay the emperor's cgroup kill, which ends it once the runtime has exited.
+// kill(-pgid, 0) sends nothing; a group number reused by another process
+// only delays the exit until the SIGKILL timeout.
+bool Runtime::stop_groups_gone() const {
+  for (pid_t g : stop_groups_)
+    if (kill(-g, 0) == 0 || errno != ESRCH) return false;
+  return true;
+}
+
 void Runtime::begin_stop(const char* why) {
   if (stopping_) return;
   stopping_ = true;
   log("stopping: ", why);
   for (Daemon& d : daemons_) d.restart_at_ms = -1;
+  if (!pid1_) {
+    for (const Daemon& d : daemons_)
+      if (d.pid > 0) stop_groups_.push_back(d.pid);
+    for (const Job& j : jobs_) stop_groups_.push_back(j.pid);
+  }
   // No new session from now on; the open ones are hung up.
   close_ptys();
   kill_all(SIGTERM);
@@ -594,7 +613,7 @@ int Runtime::run() {
       if (d.restart_at_ms >= 0 && d.restart_at_ms <= now && !stopping_) start_daemon(d);
     if (stopping_) {
       reap();
-      if (children_gone_) break;
+      if (children_gone_ || (!pid1_ && stop_groups_gone())) break;
       if (!killed_ && now >= kill_at_ms_) {
         log("stopping: ", "processes left after " + std::to_string(kStopTimeoutMs) + " ms, SIGKILL");
         kill_all(SIGKILL);

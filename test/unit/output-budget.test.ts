@@ -41,5 +41,5 @@ test('a flood costs a scan, not a log write: 100 MB in 64 KiB chunks, a few line
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   assert.ok(logged <= 200, `logged ${logged}`);
   assert.ok(b.totalDroppedLines > 3_000_000, `dropped ${b.totalDroppedLines}`);
-  assert.ok(ms < 5000, `100 MB scanned in ${ms} ms`);
+  assert.ok(ms < 600, `100 MB scanned in ${ms} ms`);   // ~110 ms here; an allocation per dropped line made it ~1.2 s
 });
