@@ -85,6 +85,7 @@ export class Vassal extends EventEmitter {
   private wanted = false;
 
   private readonly output: OutputBudget;
+  private outputPause?: NodeJS.Timeout;     // reading stopped until the next budget window
 
   constructor(readonly name: string, readonly lines: string[], readonly log: Logger,
               readonly opts: SupervisorOptions = DEFAULT_SUPERVISOR, readonly cgroup?: VassalCgroup,
@@ -157,6 +158,8 @@ export class Vassal extends EventEmitter {
         done = true;
         // Whatever still holds the pipes is a process that escaped: the cgroup kill ends it.
         void this.killLeftovers().then(() => {
+          clearTimeout(this.outputPause);
+          this.outputPause = undefined;
           for (const s of [child.stdout, child.stderr, channel]) s?.destroy();
           this.onExit(code, signal, spawnError);
           resolve();
@@ -181,11 +184,21 @@ export class Vassal extends EventEmitter {
       }
     });
     channel.on('error', (err) => this.log.debug({ err: err.message }, 'control channel error'));
-    [child.stdout, child.stderr].forEach((stream, i) => {
+    const streams = [child.stdout, child.stderr];
+    streams.forEach((stream, i) => {
       stream?.on('data', (d: Buffer) => {
         const { lines, report } = this.output.push(d, i);
         for (const line of lines) this.log.info({ output: line }, 'vassal output');
         if (report) this.log.warn({ droppedLines: report.lines, droppedBytes: report.bytes }, 'vassal output over its budget: dropped');
+        // Past the scan cap: not another byte this second (the vassal waits on its pipe, not the emperor).
+        const ms = this.output.pauseMs();
+        if (ms > 0 && !this.outputPause) {
+          for (const s of streams) s?.pause();
+          this.outputPause = setTimeout(() => {
+            this.outputPause = undefined;
+            for (const s of streams) s?.resume();
+          }, ms);
+        }
       });
       stream?.on('error', () => undefined);
     });

@@ -43,3 +43,17 @@ test('a flood costs a scan, not a log write: 100 MB in 64 KiB chunks, a few line
   assert.ok(b.totalDroppedLines > 3_000_000, `dropped ${b.totalDroppedLines}`);
   assert.ok(ms < 600, `100 MB scanned in ${ms} ms`);   // ~110 ms here; an allocation per dropped line made it ~1.2 s
 });
+
+test('past the scan cap the reader is told to pause until the next second', () => {
+  let now = 0;
+  const b = new OutputBudget({ linesPerSec: 10, bytesPerSec: 65536 }, () => now);
+  const chunk = Buffer.alloc(65536, 0x41);
+  for (let i = 0; i < 63; i++) b.push(chunk);
+  assert.equal(b.pauseMs(), 0, 'under 64 x the byte budget: read on');
+  b.push(chunk);
+  now = 250;
+  assert.equal(b.pauseMs(), 750, 'the rest of the window');
+  now = 1000;
+  b.push(Buffer.from('x\n'));
+  assert.equal(b.pauseMs(), 0, 'a new window');
+});
