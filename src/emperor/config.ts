@@ -1,8 +1,9 @@
 // config.ts: the emperor's own options (emperor, emperor-use-clone,
-// emperor-freq, vassals-dir-root) from the option list of `moat emperor` or
+// emperor-freq, vassals-dir-root, emperor-vassal-network) from the option list of `moat emperor` or
 // `moat --ini FILE` whose file sets `emperor`.
 import { CheckedOptions, checkOptions } from '../config/schema';
 import { ConfigError, OptionList } from '../config/types';
+import { Ipv4Network, parseNetwork } from '../addr';
 import { CloneName, parseClone } from '../vassal/spec';
 
 export interface EmperorConfig {
@@ -10,6 +11,7 @@ export interface EmperorConfig {
   clone: CloneName[];          // emperor-use-clone (alias emperor-user-clone)
   freqMs: number;              // emperor-freq: rescan period (inotify also wakes the watcher)
   vassalsDirRoot: string;      // vassals-dir-root
+  vassalNetwork?: Ipv4Network; // emperor-vassal-network; absent: the router's tun network (vassal-network.ts)
 }
 
 export function emperorConfig(options: OptionList | CheckedOptions): EmperorConfig {
@@ -28,5 +30,10 @@ export function emperorConfig(options: OptionList | CheckedOptions): EmperorConf
   if (!vassalsDirRoot.startsWith('/') || vassalsDirRoot === '/') {
     throw new ConfigError(`vassals-dir-root: '${vassalsDirRoot}' is not an absolute directory path`, r?.source);
   }
-  return { dir, clone, freqMs, vassalsDirRoot };
+  const n = last(['emperor-vassal-network']);
+  let vassalNetwork: Ipv4Network | undefined;
+  if (n) {
+    try { vassalNetwork = parseNetwork(n.value); } catch (err) { throw new ConfigError(`emperor-vassal-network: ${(err as Error).message}`, n.source); }
+  }
+  return { dir, clone, freqMs, vassalsDirRoot, ...(vassalNetwork ? { vassalNetwork } : {}) };
 }

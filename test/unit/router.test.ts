@@ -53,7 +53,7 @@ test('start hands the config to one native Router: its options, the bindings, th
   assert.deepEqual(n.options, {
     tunName: 'mt0', netns: '/run/netns/gw1', socketPath: path.join(s.dir, 'run/r.sock'), socketMode: 0o600, socketUid: -1, socketGid: -1,
     maxFrame: 1500, queueBytes: 65536, offload: false, holdUs: 7000, busyPollUs: 250, sndbuf: 1048576, acceptRuleBlocks: false,
-    bindings: [{ uid: 1234, pid: -1, addr: ip('10.0.0.9') }],
+    bindings: [{ uid: 1234, pid: -1, addr: ip('10.0.0.9') }], learn: { net: 0, bits: 0 },
   });
   assert.deepEqual(n.calls, ['setRules', 'start'], 'rules are in place before the first packet');
   assert.deepEqual(n.rules.in.map((r) => [r.action, r.src, r.dst, r.dstBits]), [[1, ip('10.0.0.1'), ip('10.0.0.0'), 24]]);
@@ -113,7 +113,7 @@ test('native events become log lines and router events', async (t) => {
   }
   const n = s.native();
   n.emit(
-    { type: 'peer_up', id: 3, uid: 1000, gid: 1000, pid: 77 },
+    { type: 'peer_up', id: 3, uid: 1000, gid: 1000, pid: 77, start: 5 },
     { type: 'peer_addr', id: 3, addr: ip('10.0.0.2') },
     { type: 'refused', id: 3, reason: 'spoof', addr: ip('10.0.0.3'), count: 4 },
     { type: 'protocol_error', id: 3, reason: 'oversize' },
