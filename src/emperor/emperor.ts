@@ -26,7 +26,7 @@ import { formatOf, loadFile } from '../config/load';
 import { ConfigError } from '../config/types';
 import { formatNetwork, ipv4ToInt, intToIpv4 } from '../addr';
 import { logger, Logger } from '../log';
-import { LEARN_ANYWHERE, type LearnNetwork, type PeerBinding, type PeerStats } from '../native';
+import type { LearnNetwork, PeerBinding, PeerStats } from '../native';
 import type { RouterApi } from '../router/router-api';
 import type { Component } from '../lifecycle/component';
 import { VASSAL_DIR_MOUNTPOINT, vassalDirName, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
@@ -460,7 +460,7 @@ export class Emperor extends EventEmitter implements Component {
   }
 
   private pushBindings(): void {
-    this.router?.setBindings('emperor', this.bindings(), this.learn ?? LEARN_ANYWHERE);
+    this.router?.setBindings('emperor', this.bindings(), this.learn);
   }
 
   /** One row per vassal file (the stats document's emperor.vassals). */

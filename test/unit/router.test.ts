@@ -71,6 +71,22 @@ test('defaults: hold 50 ms, busy poll 100 us, offload on, sndbuf 0 (the kernel\'
     [50000, 100, true, 0, 8188, 262144, 0o660, '']);
 });
 
+test('setBindings: each owner\'s bindings after the config\'s; the learnable network is its owner\'s (anywhere without one), sent with them', async (t) => {
+  const s = setup(t, ['tuntap-router = mt0 DIR/r.sock', 'tuntap-router-bind = 1234 10.0.0.9']);
+  await s.router.start();
+  const n = s.native();
+  const cfg = { uid: 1234, pid: -1, addr: ip('10.0.0.9') };
+  const v = { uid: -1, pid: 77, start: 5, vassal: 1, addr: 0 };
+  s.router.setBindings('emperor', [v], { net: ip('10.1.0.0'), bits: 16 });
+  assert.deepEqual([n.bindings, n.learn], [[cfg, v], { net: ip('10.1.0.0'), bits: 16 }]);
+  s.router.setBindings('other', [{ uid: 7, addr: ip('10.0.0.8') }]);
+  assert.deepEqual(n.learn, { net: ip('10.1.0.0'), bits: 16 }, 'an owner without a network leaves the emperor\'s');
+  s.router.setBindings('emperor', [v], null);
+  assert.equal(n.learn, null, 'null: nothing learnable');
+  s.router.setBindings('emperor', []);
+  assert.deepEqual([n.bindings, n.learn], [[cfg, { uid: 7, addr: ip('10.0.0.8') }], { net: 0, bits: 0 }]);
+});
+
 test('reloadRules swaps both chains at once and carries hit counters by rule text', async (t) => {
   const s = setup(t, ['tuntap-router = mt0 DIR/r.sock DIR/s.sock']);
   await s.router.start();
