@@ -87,7 +87,7 @@ export class Emperor extends EventEmitter implements Component {
   private stopped = false;
   private readonly created: string[] = [];   // directories the emperor made (removed at stop if empty)
   private readonly peerRuntime = new Map<number, { pid: number; start: number }>();   // by peer id
-  private readonly onPeerUp = (e: { id: number; pid: number; start: number }) => this.peerRuntime.set(e.id, { pid: e.pid, start: e.start });
+  private readonly onPeerUp = (e: { id: number; pid: number; start: number }) => this.peerUp(e);
   private readonly onPeerDown = (e: { id: number }) => this.peerRuntime.delete(e.id);
   private readonly onPeerAddress = (e: { id: number; address: string }) => this.learnAddress(e.id, e.address);
 
@@ -355,6 +355,13 @@ export class Emperor extends EventEmitter implements Component {
     this.emit('retired', e.name);
   }
 
+  private peerUp(e: { id: number; pid: number; start: number }): void {
+    this.peerRuntime.set(e.id, { pid: e.pid, start: e.start });
+    if (e.start) return;
+    const v = [...this.entries.values()].find((x) => x.vassal?.pid === e.pid)?.vassal;
+    v?.log.warn({ pid: e.pid }, 'the router could not read this runtime\'s start time (/proc/PID/stat): its binding cannot match (is /proc mounted with hidepid for the router\'s user?)');
+  }
+
   private learnAddress(peerId: number, address: string): void {
     const peer = this.peerRuntime.get(peerId);
     if (!peer) return;
@@ -459,8 +466,15 @@ export class Emperor extends EventEmitter implements Component {
     return out;
   }
 
+  private lastPushed?: string;   // what the router has (a rescan changes nothing most of the time)
+
   private pushBindings(): void {
-    this.router?.setBindings('emperor', this.bindings(), this.learn);
+    if (!this.router) return;
+    const list = this.bindings();
+    const sent = JSON.stringify([list, this.learn === undefined ? 'unrestricted' : this.learn]);
+    if (sent === this.lastPushed) return;
+    this.lastPushed = sent;
+    this.router.setBindings('emperor', list, this.learn);
   }
 
   /** One row per vassal file (the stats document's emperor.vassals). */
