@@ -634,8 +634,10 @@ struct RouterLoop final : Router::Loop {
 
   // ---- addresses ------------------------------------------------------------
 
-  // Takes src as p's address, or says why not. The holder of an address keeps
-  // it (uWSGI let any peer take over another's address).
+  // Takes src as p's address, or says why not (addresses.h: only inside the
+  // learnable network, never bound or reserved for another). The holder of
+  // an address keeps it (uWSGI let any peer take over another's address).
+  // Runs only while p has no address: a peer that holds one never gets here.
   bool learn(Peer* p, uint32_t src, Drop* why) {
     *why = addrs.refusal(*p, src, now);
     if (*why != Drop::Count) return false;
