@@ -10,6 +10,7 @@
         "native/router_control.cc",
         "native/peer.cc",
         "native/addresses.cc",
+        "native/peer_identity.cc",
         "native/listen_socket.cc",
         "native/device.cc",
         "native/pty_common.cc",

@@ -18,7 +18,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { addon, NativeRouter } from '../src/native';
+import { addon, LEARN_ANYWHERE, NativeRouter } from '../src/native';
 import { Lab, requireRoot, sh, uniqueName } from '../test/helpers/netns';
 import { makeRootFs } from '../test/helpers/rootfs';
 import { pssKb, VassalRuntime } from '../test/helpers/vassal-runtime';
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     const { Router } = addon();
     router = new Router({
       tunName: tun, netns: `/run/netns/${ns}`, socketPath: sock, socketMode: 0o666, socketUid: -1, socketGid: -1,
-      maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, offload: false, holdUs: 0, sndbuf: 0, busyPollUs: 0, bindings: [],
+      maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, offload: false, holdUs: 0, sndbuf: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE,
     });
     router.start(() => { /* events not needed */ });
     sh('ip', ['-n', ns, 'addr', 'add', `${net16}0.1/16`, 'dev', tun]);

@@ -16,8 +16,9 @@ namespace moat {
   X(Spoof, "spoof")                   /* source is not the peer's address */   \
   X(Collision, "collision")           /* address held by another live peer */  \
   X(Gateway, "gateway")               /* address of the router's own device */ \
-  X(BadSource, "bad_source")          /* 0.0.0.0, broadcast or multicast */    \
-  X(Unbound, "unbound")               /* not the address bound to this uid */  \
+  X(BadSource, "bad_source")          /* 0.0.0.0, broadcast, multicast, the vassal network's own */ \
+  X(Unbound, "unbound")               /* bound or reserved for someone else */ \
+  X(Outside, "outside_network")       /* learned from outside the vassal network */ \
   X(FirewallIn, "firewall_in")        /* denied by the in chain */             \
   X(FirewallOut, "firewall_out")      /* denied by the out chain */            \
   X(NoPeer, "no_peer")                /* no peer holds the destination */      \

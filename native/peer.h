@@ -53,6 +53,7 @@ struct Peer {
   uint32_t id = 0;
   int fd = -1;
   uint32_t uid = 0, gid = 0, pid = 0;
+  uint64_t start = 0;      // the pid's start time at accept (peer_identity.h); 0: gone
   uint32_t addr = 0;       // 0 until learned (0.0.0.0 is never a peer address)
   bool dead = false;       // closed, waiting to be freed at the end of the wakeup
   bool dirty = false;      // has frames to write after this batch

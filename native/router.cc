@@ -27,6 +27,7 @@
 #include "mono_clock.h"
 #include "offload.h"
 #include "peer.h"
+#include "peer_identity.h"
 #include "router_loop.h"
 #include "sndbuf.h"
 #include "tun.h"
@@ -633,8 +634,10 @@ struct RouterLoop final : Router::Loop {
 
   // ---- addresses ------------------------------------------------------------
 
-  // Takes src as p's address, or says why not. The holder of an address keeps
-  // it (uWSGI let any peer take over another's address).
+  // Takes src as p's address, or says why not (addresses.h: only inside the
+  // learnable network, never bound or reserved for another). The holder of
+  // an address keeps it (uWSGI let any peer take over another's address).
+  // Runs only while p has no address: a peer that holds one never gets here.
   bool learn(Peer* p, uint32_t src, Drop* why) {
     *why = addrs.refusal(*p, src, now);
     if (*why != Drop::Count) return false;
@@ -696,6 +699,8 @@ struct RouterLoop final : Router::Loop {
         close(fd);
         continue;
       }
+      // Once per peer: the start time that names its process (never per packet).
+      p->start = peer_start_time(fd, pid_t(cred.pid));
       Peer* raw = p.get();
       {
         std::lock_guard<std::mutex> g(stats_mu);
@@ -706,6 +711,7 @@ struct RouterLoop final : Router::Loop {
       up.uid = raw->uid;
       up.gid = raw->gid;
       up.pid = raw->pid;
+      up.start = raw->start;
       emit(std::move(up));
       try_bound_address(raw);
     }
@@ -852,7 +858,7 @@ struct RouterLoop final : Router::Loop {
     if (pending->stop.load()) return true;
     std::unique_ptr<RuleSet> rs;
     bool have_bindings = false;
-    std::vector<Binding> b;
+    Bindings b;
     {
       std::lock_guard<std::mutex> g(pending->mu);
       if (pending->relisten) {
@@ -865,7 +871,7 @@ struct RouterLoop final : Router::Loop {
       rs = std::move(pending->rules);
       have_bindings = pending->have_bindings;
       pending->have_bindings = false;
-      b.swap(pending->bindings);
+      b = std::move(pending->bindings);
     }
     if (rs) install_rules(std::move(rs));
     if (have_bindings) set_bindings(b);
@@ -873,8 +879,9 @@ struct RouterLoop final : Router::Loop {
   }
 
   // New bindings govern learning from now on; peers keep addresses they
-  // hold. Unlearned peers whose uid or pid is now bound get their address.
-  void set_bindings(const std::vector<Binding>& b) override {
+  // hold. Unlearned peers now bound (or whose vassal has a reservation) get
+  // their address.
+  void set_bindings(const Bindings& b) override {
     addrs.set_bindings(b);
     for (auto& p : peers) try_bound_address(p.get());
   }

@@ -24,8 +24,10 @@
 //
 // Syscalls (loop thread): setns, open/ioctl (tun), socket/bind/listen/chmod/
 // chown/lstat/unlink/connect (socket file), epoll_create1/epoll_ctl/
-// epoll_wait, eventfd read/write, accept4, getsockopt(SO_PEERCRED), read/
-// send(MSG_NOSIGNAL), write (tun), getifaddrs (netlink), clock_gettime, close.
+// epoll_wait, eventfd read/write, accept4, getsockopt(SO_PEERCRED), the
+// peer's start time at accept (peer_identity.h: getsockopt(SO_PEERPIDFD),
+// open/read /proc/PID/stat, pidfd_send_signal), read/send(MSG_NOSIGNAL),
+// write (tun), getifaddrs (netlink), clock_gettime, close.
 // This file includes no napi.h (router_binding.cc does).
 #pragma once
 #include <atomic>
@@ -43,16 +45,47 @@
 
 namespace moat {
 
-// A peer matches a binding when its SO_PEERCRED uid and pid equal the
-// binding's (-1: any). A matching peer may use only the binding's address (a
-// pid binding before a uid binding), and an address named by any binding may
-// be used only by a peer matching one of its bindings: a binding with uid -1
-// and pid -1 matches nobody, so it is a pure reservation (the emperor keeps a
-// restarting vassal's address this way).
+// Who may use which address. A peer is named by its SO_PEERCRED uid and pid
+// and by that process's start time (peer_identity.h: a new process reusing
+// the pid number has another, so it never inherits a binding). A peer
+// matches a binding when its uid equals the binding's (-1: any) and, for a
+// pid binding, its pid and start time both do. A matching peer may use only
+// the binding's address (a pid binding before a uid binding), and an address
+// named by any binding may be used only by a peer matching one of its
+// bindings: a binding with uid -1 and pid -1 matches nobody, so it is a pure
+// reservation (the emperor reserves the address of a vassal file not
+// deployed this way).
+//
+// vassal (the emperor's key for one vassal file and the address it names;
+// 0: none): the address a vassal's peer takes, learned or bound, stays
+// reserved for that vassal when the peer disconnects, and a later peer
+// matching a binding of the same vassal (its next runtime) gets it back at
+// once. The reservation ends only when no binding names the vassal any more
+// (the emperor removed the vassal, or gave it a new key because its file
+// names another address). addr 0 (with a vassal): the vassal learns its
+// address from its first packet.
 struct Binding {
   int64_t uid = -1;
   int64_t pid = -1;
-  uint32_t addr = 0;  // IPv4, host order
+  uint64_t start = 0;    // the pid's start time (peer_identity.h); required with a pid
+  uint32_t vassal = 0;
+  uint32_t addr = 0;     // IPv4, host order; 0: learned (vassal bindings only)
+};
+
+// Where an address no binding gives may be learned from: the emperor's
+// vassal network (its network and broadcast addresses never; the router's
+// own addresses never, wherever they are). none: nothing is learned.
+struct LearnNet {
+  bool none = false;
+  uint32_t net = 0;      // host order, masked
+  uint32_t mask = 0;     // 0: any address (a router without an emperor)
+};
+
+// What the controlling side hands over at once: the bindings and the
+// learnable network, so no address is judged by a mix of old and new.
+struct Bindings {
+  std::vector<Binding> list;
+  LearnNet learn;
 };
 
 struct RouterOptions {
@@ -82,7 +115,7 @@ struct RouterOptions {
   // plain packets (super-packets split here).
   bool offload = false;
   bool accept_rule_blocks = false;  // reserved: rule blocks are always refused for now
-  std::vector<Binding> bindings;
+  Bindings bindings;
 };
 
 struct RouterEvent {
@@ -94,6 +127,7 @@ struct RouterEvent {
   Type type;
   uint32_t id = 0;
   uint32_t uid = 0, gid = 0, pid = 0;  // PeerUp
+  uint64_t start = 0;                  // PeerUp: the pid's start time (0: unknown, gone)
   uint32_t addr = 0;                   // PeerAddr, PeerDown, Refused
   uint64_t count = 0;                  // Refused: drops since the previous event
   std::string reason;                  // PeerDown, Refused, ProtocolError
@@ -157,7 +191,7 @@ class Router {
   // inherits, or -1 (missing entries count as -1).
   void set_rules(std::vector<Rule> in, std::vector<Rule> out,
                  std::vector<int32_t> carry_in, std::vector<int32_t> carry_out);
-  void set_bindings(std::vector<Binding> bindings);
+  void set_bindings(Bindings bindings);
   // The socket file or its directory was removed (the caller recreated the
   // directory): binds a new listening socket at the same path, between two
   // batches, and waits for the loop's answer (at most 5 s). Connected peers

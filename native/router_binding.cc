@@ -18,7 +18,9 @@
 namespace moat {
 namespace {
 
-std::vector<Binding> ToBindings(const Napi::Value& v, const std::string& name) {
+constexpr int64_t kMaxStartTime = 9007199254740991LL;  // 2^53 - 1: exact in a JS number
+
+std::vector<Binding> ToBindingList(const Napi::Value& v, const std::string& name) {
   const Napi::Array a = arg_array(v, name);
   std::vector<Binding> out;
   out.reserve(a.Length());
@@ -28,10 +30,38 @@ std::vector<Binding> ToBindings(const Napi::Value& v, const std::string& name) {
     // uid and pid: -1 means any; both -1 is a pure reservation (router.h).
     b.uid = o.integer("uid", -1, 4294967294LL);
     if (o.has("pid")) b.pid = o.integer("pid", -1, 2147483647LL);
-    b.addr = uint32_t(o.integer("addr", 1, 0xffffffffLL));
+    // A pid alone is what a new process reusing the number inherits: a pid
+    // binding names the process's start time too (peer_identity.h).
+    if (b.pid >= 0 || o.has("start")) b.start = uint64_t(o.integer("start", b.pid >= 0 ? 1 : 0, kMaxStartTime));
+    if (o.has("vassal")) b.vassal = o.uint32("vassal");
+    // addr 0: the vassal learns its address (a vassal binding only).
+    b.addr = uint32_t(o.integer("addr", b.vassal != 0 ? 0 : 1, 0xffffffffLL));
     out.push_back(b);
   }
   return out;
+}
+
+// The learnable network: {net, bits} (net masked here; bits 0: any
+// address), or null: nothing may be learned.
+LearnNet ToLearnNet(const Napi::Value& v, const std::string& name) {
+  LearnNet n;
+  if (v.IsNull()) {
+    n.none = true;
+    return n;
+  }
+  const ArgObject o(v, name, "{net, bits} or null");
+  const int64_t bits = o.integer("bits", 0, 32);
+  n.mask = bits == 0 ? 0 : uint32_t(0xffffffffu << (32 - bits));
+  n.net = o.uint32("net") & n.mask;
+  return n;
+}
+
+Bindings ToBindings(const Napi::Value& list, const std::string& list_name, const Napi::Value& learn,
+                    const std::string& learn_name) {
+  Bindings b;
+  b.list = ToBindingList(list, list_name);
+  b.learn = ToLearnNet(learn, learn_name);
+  return b;
 }
 
 std::vector<int32_t> ToCarry(const Napi::Value& v, const char* name) {
@@ -60,6 +90,7 @@ Napi::Value EventToJs(Napi::Env env, const RouterEvent& e) {
       num("uid", e.uid);
       num("gid", e.gid);
       num("pid", e.pid);
+      num("start", double(e.start));
       break;
     case RouterEvent::Type::PeerAddr:
       o.Set("type", "peer_addr");
@@ -128,7 +159,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     opts.hold_us = uint32_t(o.integer("holdUs", kHoldUsBounds));
     opts.sndbuf = uint32_t(o.integer("sndbuf", kSndbufBounds));
     opts.busy_poll_us = uint32_t(o.integer("busyPollUs", kBusyPollUsBounds));
-    opts.bindings = ToBindings(o.get("bindings"), o.name("bindings"));
+    opts.bindings = ToBindings(o.get("bindings"), o.name("bindings"), o.get("learn"), o.name("learn"));
     core_ = std::make_shared<Router>(std::move(opts));
   }
 
@@ -193,7 +224,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
 
   Napi::Value SetBindings(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    core_->set_bindings(ToBindings(info[0], "bindings"));
+    core_->set_bindings(ToBindings(info[0], "bindings", info[1], "learn"));
     return env.Undefined();
   }
 

@@ -122,7 +122,7 @@ void Router::set_rules(std::vector<Rule> in, std::vector<Rule> out,
   notify();
 }
 
-void Router::set_bindings(std::vector<Binding> bindings) {
+void Router::set_bindings(Bindings bindings) {
   if (!running_) {
     loop_->set_bindings(bindings);
     return;

@@ -25,7 +25,7 @@ struct Router::Pending {
   std::mutex mu;
   std::unique_ptr<RuleSet> rules;  // a newer set replaces an untaken one
   bool have_bindings = false;
-  std::vector<Binding> bindings;
+  Bindings bindings;
   std::atomic<bool> stop{false};
   // relisten(): asked by the controller, answered by the loop.
   std::condition_variable relisten_cv;
@@ -51,7 +51,7 @@ struct Router::Loop {
 
   // While the loop is not running (else through Pending).
   virtual void install_rules(std::unique_ptr<RuleSet> rs) = 0;
-  virtual void set_bindings(const std::vector<Binding>& bindings) = 0;
+  virtual void set_bindings(const Bindings& bindings) = 0;
 
   // Any thread.
   virtual std::vector<RouterEvent> take_events() = 0;

@@ -42,24 +42,45 @@ export interface RouterOptions {
   sndbuf: number;           // each peer socket's send buffer, bytes; 0: the kernel's (native/sndbuf.h)
   busyPollUs: number;       // polling after moving a packet before sleeping (native/busy_poll.h); 0: never
   bindings: PeerBinding[];
+  learn: LearnNetwork | null;  // where addresses no binding gives may be learned from; null: nowhere
 }
 
-/** A peer matches a binding when its SO_PEERCRED uid and pid equal the
- *  binding's (-1 or absent: any). A matching peer may use only `addr` (a pid
- *  binding wins over a uid binding); an address named by any binding may be
- *  used only by a peer matching one of its bindings, so `{uid: -1, pid: -1}`
- *  is a pure reservation (nobody may use the address). */
+/** A peer is named by its SO_PEERCRED uid and pid and by that process's
+ *  start time (/proc/PID/stat field 22: a new process reusing the pid number
+ *  has another; native/peer_identity.h). It matches a binding when its uid
+ *  equals the binding's (-1: any) and, for a pid binding, its pid and start
+ *  time both do. A matching peer may use only `addr` (a pid binding wins over
+ *  a uid binding); an address named by any binding may be used only by a peer
+ *  matching one of its bindings, so `{uid: -1, pid: -1}` is a pure
+ *  reservation (nobody may use the address). `vassal` (the emperor's key for
+ *  one vassal and the address its file names): the address the vassal's
+ *  peer takes, learned or bound, stays reserved for that vassal after the
+ *  peer disconnects, for as long as some binding names the vassal; with
+ *  `addr` 0 the vassal learns its address (native/router.h, Binding). */
 export interface PeerBinding {
   uid: number;              // -1 any, else 0..4294967294
   pid?: number;             // -1 or absent: any
-  addr: number;             // IPv4, uint32 host order (not 0)
+  start?: number;           // the pid's start time in clock ticks (required with a pid)
+  vassal?: number;          // 0 or absent: none
+  addr: number;             // IPv4, uint32 host order (0 only with a vassal: learned)
 }
 
+/** Where addresses no binding gives may be learned from: net (uint32 host
+ *  order) / bits; bits 0: anywhere. The network's own network and broadcast
+ *  addresses, and the router's own addresses, are never learned. */
+export interface LearnNetwork {
+  net: number;
+  bits: number;             // 0..32
+}
+
+/** Learning from anywhere (a router without an emperor). */
+export const LEARN_ANYWHERE: LearnNetwork = { net: 0, bits: 0 };
+
 export type RouterEvent =
-  | { type: 'peer_up'; id: number; uid: number; gid: number; pid: number }
+  | { type: 'peer_up'; id: number; uid: number; gid: number; pid: number; start: number }  // start: the pid's start time (0: gone)
   | { type: 'peer_addr'; id: number; addr: number }
   | { type: 'peer_down'; id: number; addr: number; reason: string }
-  | { type: 'refused'; id: number; reason: string; addr: number; count: number }  // spoof, collision, gateway, bad_source, unbound, rule_block (rate-limited, count = drops since last event)
+  | { type: 'refused'; id: number; reason: string; addr: number; count: number }  // spoof, collision, gateway, bad_source, unbound, outside_network, rule_block (rate-limited, count = drops since last event)
   | { type: 'protocol_error'; id: number; reason: string }
   | { type: 'error'; message: string }                     // something failed; the router goes on
   | { type: 'fatal'; message: string }                     // the router cannot go on (its tun device is gone): stop it
@@ -105,7 +126,8 @@ export interface NativeRouter {
   /** Swaps both chains atomically between two batches. carry[i] = index in the
    *  old chain whose hit counter rule i inherits, or -1. */
   setRules(inRules: NativeRule[], outRules: NativeRule[], carryIn?: Int32Array, carryOut?: Int32Array): void;
-  setBindings(bindings: PeerBinding[]): void;
+  /** The bindings and the learnable network, swapped in together between two batches. */
+  setBindings(bindings: PeerBinding[], learn: LearnNetwork | null): void;
   /** The socket file or its directory was removed (recreate the directory
    *  first): binds a new listening socket at socketPath; connected peers stay.
    *  Throws with the reason (the old socket stays then). */

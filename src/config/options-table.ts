@@ -115,6 +115,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   u('exec-post-jail', 'repeatable', 'implemented', 'vassal', 'run a command right after the new namespaces exist'),
   u('exec-as-user', 'repeatable', 'implemented', 'vassal', 'run a command after privileges are dropped'),
   u('env', 'repeatable', 'implemented', 'vassal', '`KEY=VALUE` in the environment of the vassal\'s hooks, daemons and jobs'),
+  m('emperor-vassal-network', 'string', 'emperor', 'the network `A.B.C.D/BITS` vassals learn their address from (a vassal file without tuntap-device-address: from its first packet); never its network, broadcast or gateway address, nor an address a vassal file names',
+    { note: 'default: the network of the IPv4 address on the router\'s tun device once the exec-as-root hooks have run; without one no address is learned (a warning says so)' }),
   m('vassals-dir-root', 'string', 'emperor', 'host directory holding one directory per vassal (NAME = its file name without the extension: customer1.ini -> customer1), bind-mounted read-write at /run/moat inside the vassal when it has its own mount namespace', { default: '/run/moat/vassals' }),
   m('tuntap-device-address', 'string', 'device', 'the vassal\'s address `A.B.C.D/BITS`: set on its tun device (device, lo up) and bound to it by the emperor\'s router'),
   m('tuntap-device-route', 'string', 'device', 'the vassal\'s default gateway `A.B.C.D` (a default route via its tun device)'),

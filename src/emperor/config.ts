@@ -1,12 +1,13 @@
 // config.ts: the emperor's own options (emperor, emperor-use-clone,
-// emperor-freq, vassals-dir-root, emperor-cgroup, the vassals' default
-// limits and output budget) from the option list of `moat emperor` or
+// emperor-freq, vassals-dir-root, emperor-vassal-network, emperor-cgroup,
+// the vassals' default limits and output budget) from the option list of `moat emperor` or
 // `moat --ini FILE` whose file sets `emperor`.
 import { CheckedOptions, checkOptions, spec } from '../config/schema';
 import { ConfigError, OptionList } from '../config/types';
 import { CgroupLimits, emperorVassalLimits } from '../vassal/cgroup-limits';
 import { parseEmperorCgroupPath } from '../vassal/cgroup';
 import type { OutputBudgetOptions } from '../vassal/output-budget';
+import { Ipv4Network, parseNetwork } from '../addr';
 import { CloneName, parseClone } from '../vassal/spec';
 
 export interface EmperorConfig {
@@ -17,6 +18,7 @@ export interface EmperorConfig {
   cgroupPath?: string;         // emperor-cgroup (absent: a child of the emperor's own cgroup)
   vassalLimits: CgroupLimits;  // emperor-vassal-memory-max, -pids-max, -cpu-max
   output: OutputBudgetOptions; // emperor-vassal-log-lines, -log-bytes
+  vassalNetwork?: Ipv4Network; // emperor-vassal-network; absent: the router's tun network (vassal-network.ts)
 }
 
 export function emperorConfig(options: OptionList | CheckedOptions): EmperorConfig {
@@ -41,8 +43,13 @@ export function emperorConfig(options: OptionList | CheckedOptions): EmperorConf
   if (cg) {
     try { cgroupPath = parseEmperorCgroupPath(cg.value.trim()); } catch (err) { throw new ConfigError(`emperor-cgroup: ${(err as Error).message}`, cg.source); }
   }
+  const n = last(['emperor-vassal-network']);
+  let vassalNetwork: Ipv4Network | undefined;
+  if (n) {
+    try { vassalNetwork = parseNetwork(n.value); } catch (err) { throw new ConfigError(`emperor-vassal-network: ${(err as Error).message}`, n.source); }
+  }
   return {
-    dir, clone, freqMs, vassalsDirRoot, cgroupPath,
+    dir, clone, freqMs, vassalsDirRoot, cgroupPath, ...(vassalNetwork ? { vassalNetwork } : {}),
     vassalLimits: emperorVassalLimits(opts.options),
     output: { linesPerSec: opts.int('emperor-vassal-log-lines'), bytesPerSec: opts.int('emperor-vassal-log-bytes') },
   };

@@ -6,10 +6,14 @@
 // vassal; a file that turns bad keeps its running vassal.
 //
 // Addresses: a vassal's address is its file's tuntap-device-address, or the
-// one its first packet carries (learned from the router's peer events). The
-// emperor binds it to the vassal's runtime pid (SO_PEERCRED) in the router,
-// so that vassal can use no other address and no one else can use it, and
-// keeps it reserved (a binding nobody matches) while the vassal restarts.
+// one its first packet carries, learned by the router only from the vassal
+// network (vassal-network.ts) and never an address a vassal file names. The
+// emperor binds it to the vassal's runtime, named by pid and start time
+// (runtime-start.ts: a reused pid number does not match), so that vassal can
+// use no other address and no one else can use it. The router keeps a
+// vassal's address reserved for it from the moment its peer takes it,
+// through disconnects and restarts, until the vassal is removed or its file
+// names another address (a new vassal key then).
 //
 // Each vassal gets a host directory, vassals-dir-root/NAME, created before
 // its first start and removed when it stops for good, and a cgroup of its
@@ -24,9 +28,9 @@ import path from 'node:path';
 import client from 'prom-client';
 import { formatOf, loadFile } from '../config/load';
 import { ConfigError } from '../config/types';
-import { ipv4ToInt, intToIpv4 } from '../addr';
+import { formatNetwork, ipv4ToInt, intToIpv4 } from '../addr';
 import { logger, Logger } from '../log';
-import type { PeerBinding, PeerStats } from '../native';
+import type { LearnNetwork, PeerBinding, PeerStats } from '../native';
 import type { RouterApi } from '../router/router-api';
 import type { Component } from '../lifecycle/component';
 import { unsafeNameReason, VASSAL_DIR_MOUNTPOINT, vassalDirName, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
@@ -38,6 +42,8 @@ import { removeVassalDir } from '../vassal/remove-dir';
 import { DEFAULT_SUPERVISOR, SupervisorOptions, Vassal, VassalState } from '../vassal/vassal';
 import type { EmperorConfig } from './config';
 import { Clock, CronMetrics, CronScheduler, parseJobExit } from '../plugins/cron';
+import { runtimeStartTime } from './runtime-start';
+import { deviceNetwork } from './vassal-network';
 
 interface Entry {
   name: string;
@@ -92,11 +98,11 @@ export class Emperor extends EventEmitter implements Component {
   private debounceTimer?: NodeJS.Timeout;
   private busy: Promise<void> = Promise.resolve();
   private stopped = false;
-  private readonly created: string[] = [];
-  private readonly refusedNames = new Set<string>();   // reported once each   // directories the emperor made (removed at stop if empty)
-  private readonly peerPid = new Map<number, number>();
-  private readonly onPeerUp = (e: { id: number; pid: number }) => this.peerPid.set(e.id, e.pid);
-  private readonly onPeerDown = (e: { id: number }) => this.peerPid.delete(e.id);
+  private readonly created: string[] = [];   // directories the emperor made (removed at stop if empty)
+  private readonly refusedNames = new Set<string>();   // unsafe file names, reported once each
+  private readonly peerRuntime = new Map<number, { pid: number; start: number }>();   // by peer id
+  private readonly onPeerUp = (e: { id: number; pid: number; start: number }) => this.peerUp(e);
+  private readonly onPeerDown = (e: { id: number }) => this.peerRuntime.delete(e.id);
   private readonly onPeerAddress = (e: { id: number; address: string }) => this.learnAddress(e.id, e.address);
   private cgroups?: EmperorCgroup;
 
@@ -107,6 +113,8 @@ export class Emperor extends EventEmitter implements Component {
     this.router = opts.router;
     this.debounceMs = opts.debounceMs ?? 200;
     this.cronClock = opts.cronClock;
+    // A file that failed to deploy still reserves the address it names.
+    this.on('scanned', () => this.pushBindings());
   }
   private readonly cronClock?: Clock;
   private readonly debounceMs: number;
@@ -129,6 +137,7 @@ export class Emperor extends EventEmitter implements Component {
       router.on('peer-address', this.onPeerAddress);
       router.addStatsSection('emperor', () => ({ dir: this.config.dir, vassals: this.status() }));
       router.addMetrics(this.registry);
+      this.learn = this.vassalNetwork(router);
     }
     this.log.info({ clone: this.config.clone.join(',') || 'none', vassalsDirRoot: this.config.vassalsDirRoot }, 'emperor started');
     this.watcher = fs.watch(this.config.dir, () => this.scheduleScan());
@@ -418,32 +427,126 @@ export class Emperor extends EventEmitter implements Component {
     this.emit('retired', e.name);
   }
 
+  private peerUp(e: { id: number; pid: number; start: number }): void {
+    this.peerRuntime.set(e.id, { pid: e.pid, start: e.start });
+    if (e.start) return;
+    const v = [...this.entries.values()].find((x) => x.vassal?.pid === e.pid)?.vassal;
+    v?.log.warn({ pid: e.pid }, 'the router could not read this runtime\'s start time (/proc/PID/stat): its binding cannot match (is /proc mounted with hidepid for the router\'s user?)');
+  }
+
   private learnAddress(peerId: number, address: string): void {
-    const pid = this.peerPid.get(peerId);
-    if (pid === undefined) return;
+    const peer = this.peerRuntime.get(peerId);
+    if (!peer) return;
     for (const e of this.entries.values()) {
-      if (!e.vassal || e.vassal.pid !== pid) continue;
+      const rt = this.runtimeOf(e);
+      if (!rt || rt.pid !== peer.pid || rt.start !== peer.start) continue;
       if (e.spec?.address || e.learned === address) return;
       e.learned = address;
-      e.vassal.log.info({ address }, 'vassal address learned from its first packet: bound and reserved');
+      e.vassal!.log.info({ address }, 'vassal address learned from its first packet: bound and reserved');
       this.pushBindings();
       return;
     }
   }
 
-  /** Every live vassal's address: bound to its runtime's pid, or reserved for it. */
+  // ---- addresses: the router's bindings (native/router.h, Binding) ----
+
+  private learn?: LearnNetwork | null;   // the vassal network; null: none (set at start with a router)
+  private nextVassalKey = 1;
+  private readonly vassalKeys = new WeakMap<Entry, { address?: string; key: number }>();
+  private readonly runtimes = new WeakMap<Entry, { pid: number; start: number }>();
+  private readonly fileAddresses = new WeakMap<Entry, { hash: string; address?: number }>();
+
+  /** Where learned addresses may come from: emperor-vassal-network, or the
+   *  network on the router's tun device now that its hooks have run. */
+  private vassalNetwork(router: RouterApi): LearnNetwork | null {
+    if (this.config.vassalNetwork) {
+      this.log.info({ network: formatNetwork(this.config.vassalNetwork) }, 'vassal network (emperor-vassal-network): learned addresses come only from it');
+      return this.config.vassalNetwork;
+    }
+    const d = deviceNetwork(router.config.device, router.config.netns);
+    if (d.network) {
+      this.log.info({ network: formatNetwork(d.network), device: router.config.device }, 'vassal network (the router device\'s): learned addresses come only from it');
+      return d.network;
+    }
+    this.log.warn({ device: router.config.device, addresses: d.addresses, err: d.error },
+      'the router\'s device has no IPv4 network: no vassal address is learned from a first packet (give the device an address in exec-as-root, or set emperor-vassal-network)');
+    return null;
+  }
+
+  /** The vassal's key in the router: one per entry and the address its file
+   *  names; a new one when that address changes (the old reservation ends). */
+  private vassalKey(e: Entry): number {
+    const address = e.spec?.address;
+    let k = this.vassalKeys.get(e);
+    if (!k || k.address !== address) {
+      k = { address, key: this.nextVassalKey++ };
+      this.vassalKeys.set(e, k);
+    }
+    return k.key;
+  }
+
+  /** The vassal's current runtime: pid and start time, read once per pid
+   *  (at its `pid` event, while its launcher is unreaped); undefined if none
+   *  or unreadable. */
+  private runtimeOf(e: Entry): { pid: number; start: number } | undefined {
+    const v = e.vassal;
+    const pid = v?.pid;
+    if (!v || pid === undefined) return undefined;
+    let r = this.runtimes.get(e);
+    if (r?.pid !== pid) {
+      r = { pid, start: runtimeStartTime(pid, v.launcherPid) ?? 0 };
+      this.runtimes.set(e, r);
+      if (!r.start) v.log.warn({ pid }, 'cannot read the vassal runtime\'s start time: its address stays reserved, not bound to it');
+    }
+    return r.start ? r : undefined;
+  }
+
+  /** The address e's file names now, good or bad-but-parsed (undefined: none, or unreadable). */
+  private fileAddress(e: Entry): number | undefined {
+    if (!e.error) return e.spec?.address ? ipv4ToInt(e.spec.address) : undefined;
+    const cached = this.fileAddresses.get(e);
+    if (cached?.hash === e.hash) return cached.address;
+    let address: number | undefined;
+    try {
+      const o = loadFile(e.file).filter((x) => x.key === 'tuntap-device-address').pop();
+      const m = o && /^\s*(\d{1,3}(?:\.\d{1,3}){3})(?:\/\d{1,2})?\s*$/.exec(o.value);
+      if (m) address = ipv4ToInt(m[1]);
+    } catch { /* unreadable, or not an address: names none */ }
+    this.fileAddresses.set(e, { hash: e.hash, address });
+    return address;
+  }
+
+  /** Every live vassal's binding (its runtime, its vassal key, its address
+   *  or 0: learned), and a pure reservation for every address a vassal file
+   *  names that no live vassal holds (a file not deployed, bad or waiting). */
   bindings(): PeerBinding[] {
     const out: PeerBinding[] = [];
+    const held = new Set<number>();
     for (const e of this.entries.values()) {
-      const a = e.spec?.address ?? e.learned;
-      if (!a || !e.vassal) continue;
-      out.push({ uid: -1, pid: e.vassal.pid ?? -1, addr: ipv4ToInt(a) });
+      if (!e.vassal || !e.spec?.device) continue;
+      const a = e.spec.address ?? e.learned;
+      const rt = this.runtimeOf(e);
+      out.push({ uid: -1, pid: rt?.pid ?? -1, start: rt?.start ?? 0, vassal: this.vassalKey(e), addr: a ? ipv4ToInt(a) : 0 });
+      if (a) held.add(ipv4ToInt(a));
+    }
+    for (const e of this.entries.values()) {
+      const a = this.fileAddress(e);
+      if (a === undefined || held.has(a)) continue;
+      held.add(a);
+      out.push({ uid: -1, pid: -1, addr: a });
     }
     return out;
   }
 
+  private lastPushed?: string;   // what the router has (a rescan changes nothing most of the time)
+
   private pushBindings(): void {
-    this.router?.setBindings('emperor', this.bindings());
+    if (!this.router) return;
+    const list = this.bindings();
+    const sent = JSON.stringify([list, this.learn === undefined ? 'unrestricted' : this.learn]);
+    if (sent === this.lastPushed) return;
+    this.lastPushed = sent;
+    this.router.setBindings('emperor', list, this.learn);
   }
 
   /** One row per vassal file (the stats document's emperor.vassals). */

@@ -5,7 +5,7 @@
 // JSON objects on node's IPC channel, told apart by `t`. decode() is the one
 // check of what arrives: a message of another shape is dropped, never acted on.
 import type { OptionList } from '../config/types';
-import type { PeerBinding, PeerStats } from '../native';
+import type { LearnNetwork, PeerBinding, PeerStats } from '../native';
 import type { DropTo } from '../privileges';
 import type { PeerEvent } from './router-api';
 
@@ -16,7 +16,7 @@ export const ROUTER_PROCESS_COMMAND = '_router-process';
 export type ToRouterProcess =
   | { t: 'start'; options: OptionList; user: DropTo; sections: string[] }   // sections: the stats keys the emperor serves
   | { t: 'sections'; keys: string[] }                   // the emperor's stats keys changed
-  | { t: 'bindings'; owner: string; list: PeerBinding[] }
+  | { t: 'bindings'; owner: string; list: PeerBinding[]; learn?: LearnNetwork | null }
   | { t: 'reload'; why: string }
   | { t: 'stop' }
   | { t: 'stats-reply'; id: number; value: unknown }

@@ -6,7 +6,7 @@
 // A component contributes to the stats document and to /metrics only here
 // (addStatsSection, addMetrics), wherever the router runs.
 import type { RouterConfig } from '../config/types';
-import type { PeerBinding, PeerStats } from '../native';
+import type { LearnNetwork, PeerBinding, PeerStats } from '../native';
 import type { MetricsProvider } from '../metrics';
 
 export type { MetricsProvider };
@@ -14,8 +14,8 @@ export type { MetricsProvider };
 export type PeerEvent = 'peer-up' | 'peer-down' | 'peer-address';
 
 export interface RouterApi {
-  /** The vassals' socket (their default tuntap-device socket), the gateway field, the netns (its hooks run there). */
-  readonly config: Pick<RouterConfig, 'socket' | 'gateway' | 'netns'>;
+  /** The vassals' socket (their default tuntap-device socket), the gateway field, the tun device and its netns (its hooks run there). */
+  readonly config: Pick<RouterConfig, 'socket' | 'gateway' | 'netns' | 'device'>;
   readonly running: boolean;
   /** The pid of the router's own process (RouterProcessHandle); undefined when it runs in this one. */
   readonly pid?: number;
@@ -29,8 +29,10 @@ export interface RouterApi {
    *  'fatal' (reason): the router cannot go on (emitted once). */
   on(event: PeerEvent | 'fatal', listener: (e: any) => void): unknown;
   off(event: PeerEvent | 'fatal', listener: (e: any) => void): unknown;
-  /** A component's own peer bindings (the emperor's: each vassal's address to its runtime's pid). */
-  setBindings(owner: string, list: PeerBinding[]): void;
+  /** A component's own peer bindings (the emperor's: each vassal's address to
+   *  its runtime, or reserved for it) and, with learn, the network peers may
+   *  learn addresses from (null: none; undefined: not restricted by this owner). */
+  setBindings(owner: string, list: PeerBinding[], learn?: LearnNetwork | null): void;
   /** A component's section of the stats document (doc[key]); the value may be a promise. */
   addStatsSection(key: string, section: () => unknown): void;
   removeStatsSection(key: string): void;

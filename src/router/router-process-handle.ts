@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import client from 'prom-client';
 import type { OptionList, RouterConfig } from '../config/types';
-import type { PeerBinding, PeerStats } from '../native';
+import type { LearnNetwork, PeerBinding, PeerStats } from '../native';
 import type { DropTo } from '../privileges';
 import { logDropped, logger, Logger } from '../log';
 import { renderMetrics } from '../metrics';
@@ -139,8 +139,8 @@ export class RouterProcessHandle extends EventEmitter implements RouterApi {
     this.send({ t: 'reload', why });
   }
 
-  setBindings(owner: string, list: PeerBinding[]): void {
-    this.send({ t: 'bindings', owner, list });
+  setBindings(owner: string, list: PeerBinding[], learn?: LearnNetwork | null): void {
+    this.send({ t: 'bindings', owner, list, learn });
   }
 
   addStatsSection(key: string, section: () => unknown): void {

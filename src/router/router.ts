@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Server } from 'node:http';
-import { addon, NativeRouter, PeerBinding, RouterEvent, RouterStats } from '../native';
+import { addon, LEARN_ANYWHERE, LearnNetwork, NativeRouter, PeerBinding, RouterEvent, RouterStats } from '../native';
 import type { RouterConfig } from '../config/types';
 import type { RuleSet, CompiledRule } from '../rules/types';
 import { loadRuleSet } from '../rules/load';
@@ -35,6 +35,7 @@ export class Router extends EventEmitter implements RouterApi {
   private reloadCounts = { ok: 0, error: 0 };
   private readonly peerAddr = new Map<number, number>();
   private readonly ownerBindings = new Map<string, PeerBinding[]>();
+  private readonly ownerLearn = new Map<string, LearnNetwork | null>();
   private readonly statsSections = new Map<string, () => unknown>();
   readonly log: Logger;
   /** Directories start() made for its sockets (handed over on a privilege drop). */
@@ -79,6 +80,7 @@ export class Router extends EventEmitter implements RouterApi {
       sndbuf: c.sndbuf,
       acceptRuleBlocks: false,
       bindings: this.allBindings(),
+      learn: this.learnNetwork(),
     });
     native.setRules(this.rules.in.map((r) => r.native), this.rules.out.map((r) => r.native));
     native.start((events) => this.onEvents(events));
@@ -150,18 +152,28 @@ export class Router extends EventEmitter implements RouterApi {
   }
 
   /** A component's own peer bindings (the emperor's: each vassal's address,
-   *  bound to its runtime's pid or reserved while it restarts), kept under
-   *  owner and applied with the config's tuntap-router-bind ones. */
-  setBindings(owner: string, list: PeerBinding[]): void {
+   *  bound to its runtime or reserved for it), kept under owner and applied
+   *  with the config's tuntap-router-bind ones; learn (the emperor's vassal
+   *  network; null: nothing learnable) restricts where peers may learn an
+   *  address, undefined leaves it to the others (no owner: anywhere). */
+  setBindings(owner: string, list: PeerBinding[], learn?: LearnNetwork | null): void {
     if (list.length) this.ownerBindings.set(owner, list);
     else this.ownerBindings.delete(owner);
-    this.native?.setBindings(this.allBindings());
+    if (learn !== undefined) this.ownerLearn.set(owner, learn);
+    else this.ownerLearn.delete(owner);
+    this.native?.setBindings(this.allBindings(), this.learnNetwork());
   }
 
   private allBindings(): PeerBinding[] {
     const out: PeerBinding[] = this.config.bindings.map((b) => ({ uid: b.uid, pid: -1, addr: ipv4ToInt(b.addr) }));
     for (const list of this.ownerBindings.values()) out.push(...list);
     return out;
+  }
+
+  /** The one owner's learnable network (the emperor's), or anywhere. */
+  private learnNetwork(): LearnNetwork | null {
+    for (const n of this.ownerLearn.values()) return n;
+    return LEARN_ANYWHERE;
   }
 
   /** A component's section of the stats document (statsDocument()[key]);

@@ -115,6 +115,13 @@ export class Vassal extends EventEmitter {
     }
   }
 
+  /** The pid of the process spawned for this run (the runtime's launcher)
+   *  while node has not reaped it (so the number is still that process's). */
+  get launcherPid(): number | undefined {
+    const c = this.child;
+    return c && c.exitCode === null && c.signalCode === null ? c.pid : undefined;
+  }
+
   start(): void {
     if (this.wanted) return;
     this.wanted = true;

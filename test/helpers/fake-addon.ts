@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import {
   setAddonForTests, type Addon, type DeviceEvent, type DeviceOptions, type DeviceStats, type NativeRule,
-  type PeerBinding, type PeerStats, type PtyEvent, type PtyServerOptions, type PtyServerStats, type RouterEvent,
+  type LearnNetwork, type PeerBinding, type PeerStats, type PtyEvent, type PtyServerOptions, type PtyServerStats, type RouterEvent,
   type RouterOptions, type RouterStats, type SharedPtyOptions, type OptionBounds,
 } from '../../src/native';
 
@@ -61,6 +61,7 @@ export class FakeNativeRouter extends FakeNative<RouterOptions, RouterEvent> {
   rules: { in: NativeRule[]; out: NativeRule[] } = { in: [], out: [] };
   readonly carries: Array<{ in?: number[]; out?: number[] }> = [];
   bindings: PeerBinding[];
+  learn: LearnNetwork | null;
   /** What stats() returns, but for hits: those are this router's own (hit() and setRules()). */
   snapshot = routerStats();
   relistenError?: Error;
@@ -69,6 +70,7 @@ export class FakeNativeRouter extends FakeNative<RouterOptions, RouterEvent> {
   constructor(options: RouterOptions) {
     super(options);
     this.bindings = options.bindings;
+    this.learn = options.learn;
   }
 
   override start(onEvents: (events: RouterEvent[]) => void): void {
@@ -91,9 +93,10 @@ export class FakeNativeRouter extends FakeNative<RouterOptions, RouterEvent> {
     this.carries.push({ in: carryIn && [...carryIn], out: carryOut && [...carryOut] });
   }
 
-  setBindings(bindings: PeerBinding[]): void {
+  setBindings(bindings: PeerBinding[], learn: LearnNetwork | null): void {
     this.calls.push('setBindings');
     this.bindings = bindings;
+    this.learn = learn;
   }
 
   relisten(): void {

@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { addon, NativeRouter, RouterEvent, RouterOptions } from '../../src/native';
+import { addon, LEARN_ANYWHERE, NativeRouter, RouterEvent, RouterOptions } from '../../src/native';
 import { ipToInt } from './packets';
 import { Lab, sh, uniqueName } from './netns';
 
@@ -25,7 +25,7 @@ export function tmpSock(lab: Lab, tag: string): string {
 export function nativeRouterOptions(tun: string, ns: string, sock: string, over: Partial<RouterOptions> = {}): RouterOptions {
   return {
     tunName: tun, netns: `/run/netns/${ns}`, socketPath: sock, socketMode: 0o600, socketUid: -1, socketGid: -1,
-    maxFrame: 8188, queueBytes: 1 << 20, acceptRuleBlocks: false, offload: false, holdUs: 0, sndbuf: 0, busyPollUs: 0, bindings: [], ...over,
+    maxFrame: 8188, queueBytes: 1 << 20, acceptRuleBlocks: false, offload: false, holdUs: 0, sndbuf: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE, ...over,
   };
 }
 

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import fs from 'node:fs';
-import { addon, NativeRule, RouterEvent, RouterOptions } from '../../src/native';
+import { addon, LEARN_ANYWHERE, NativeRule, RouterEvent, RouterOptions } from '../../src/native';
 import { requireRoot, sleep, uniqueName, waitFor } from '../helpers/netns';
 import { frameHeader, icmpEcho, intToIp, ipToInt, ipv6Packet, parseIpv4, PROTO_ICMP, PROTO_UDP } from '../helpers/packets';
 import { FramePeer } from '../helpers/frame-peer';
@@ -230,7 +230,7 @@ test('firewall: setRules denies and allows, hits counted and carried', async () 
 
 test('static bindings: the uid gets its address at accept, other sources are unbound', async () => {
   const bound = host(40);
-  router.setBindings([{ uid: 0, addr: ipToInt(bound) }]);
+  router.setBindings([{ uid: 0, addr: ipToInt(bound) }], LEARN_ANYWHERE);
   try {
     const p = await connect();
     await waitEvent((e) => e.type === 'peer_addr' && e.addr === ipToInt(bound), 'peer_addr at accept');
@@ -243,7 +243,7 @@ test('static bindings: the uid gets its address at accept, other sources are unb
     p.close();
     q.close();
   } finally {
-    router.setBindings([]);
+    router.setBindings([], LEARN_ANYWHERE);
   }
 });
 

@@ -10,7 +10,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { addon, NativeRouter, RouterEvent, RouterOptions } from '../../src/native';
+import { addon, LEARN_ANYWHERE, NativeRouter, RouterEvent, RouterOptions } from '../../src/native';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { APP_GID, APP_UID, makeRootFs, RootFs } from '../helpers/rootfs';
 import { pidsInPidNs, VassalRuntime } from '../helpers/vassal-runtime';
@@ -35,7 +35,7 @@ const host = (n: number): string => net24 + n;
 function routerOptions(): RouterOptions {
   return {
     tunName: tun, netns: `/run/netns/${ns}`, socketPath: sockPath, socketMode: 0o666, socketUid: -1, socketGid: -1,
-    maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, offload: false, holdUs: 0, sndbuf: 0, busyPollUs: 0, bindings: [],
+    maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, offload: false, holdUs: 0, sndbuf: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE,
   };
 }
 

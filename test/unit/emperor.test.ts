@@ -16,6 +16,11 @@ import { LineReader } from '../../src/vassal/vassal';
 import { parseIni } from '../../src/config/ini';
 import { parseYaml } from '../../src/config/yaml';
 import { ConfigError } from '../../src/config/types';
+import { EventEmitter } from 'node:events';
+import { ipv4ToInt } from '../../src/addr';
+import type { LearnNetwork, PeerBinding } from '../../src/native';
+import type { RouterApi } from '../../src/router/router-api';
+import { processStat } from '../../src/emperor/runtime-start';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'moat-emperor-unit-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -61,16 +66,16 @@ async function until(pred: () => boolean, what: string, ms = 5000): Promise<void
   }
 }
 
-function makeEmperor(tag: string, backoffMinMs = 100) {
+function makeEmperor(tag: string, backoffMinMs = 100, more: { ini?: string[]; router?: RouterApi } = {}) {
   const dir = path.join(tmp, tag, 'vassals');
   const root = path.join(tmp, tag, 'run');
   const rec = path.join(tmp, tag, 'rec');
   fs.mkdirSync(dir, { recursive: true });
   fs.mkdirSync(rec, { recursive: true });
   process.env.RECORD_DIR = rec;
-  const cfg = emperorConfig(parseIni(`[uwsgi]\nemperor = ${dir}\nemperor-user-clone = fs,net,uts,pid\nvassals-dir-root = ${root}\nemperor-freq = 1\n`, 'e.ini'));
+  const cfg = emperorConfig(parseIni(`[uwsgi]\nemperor = ${dir}\nemperor-user-clone = fs,net,uts,pid\nvassals-dir-root = ${root}\nemperor-freq = 1\n${(more.ini ?? []).join('\n')}\n`, 'e.ini'));
   const emperor = new Emperor(cfg, {
-    log: quiet, debounceMs: 50,
+    log: quiet, debounceMs: 50, router: more.router,
     supervisor: { runtime: { command: process.execPath, args: [STANDIN] }, backoffMinMs, backoffMaxMs: 4 * backoffMinMs, resetAfterMs: 60_000, stopTimeoutMs: 2000 },
   });
   return { emperor, dir, root, rec, lines: (name: string) => fs.readFileSync(path.join(rec, `${name}.lines`), 'utf8') };
@@ -213,5 +218,89 @@ test('a failing hook: the runtime error is logged and kept with the exit', async
     assert.match(emperor.status()[0].lastExit ?? '', /^exit 1: hook failed: fail/);
   } finally {
     await emperor.stop();   // stops a vassal waiting to restart
+  }
+});
+
+/** A RouterApi that records the bindings it is given (no data path). */
+class BindingsRouter extends EventEmitter {
+  readonly config = { socket: '/tmp/moat-unit-none.sock', gateway: undefined, netns: undefined, device: 'moat-no-such-dev' };
+  readonly running = true;
+  readonly sets: Array<{ list: PeerBinding[]; learn: LearnNetwork | null | undefined }> = [];
+  async start(): Promise<void> { /* nothing */ }
+  async stop(): Promise<void> { /* nothing */ }
+  reloadRules(): void { /* nothing */ }
+  setBindings(_owner: string, list: PeerBinding[], learn?: LearnNetwork | null): void { this.sets.push({ list, learn }); }
+  addStatsSection(): void { /* nothing */ }
+  removeStatsSection(): void { /* nothing */ }
+  addMetrics(): void { /* nothing */ }
+  removeMetrics(): void { /* nothing */ }
+  stats() { return { peers: [] }; }
+  get last() { return this.sets[this.sets.length - 1]; }
+}
+
+test('emperor-vassal-network: A.B.C.D/BITS, no host bits; a bad one names its line', () => {
+  const cfg = (line: string) => emperorConfig(parseIni(`[uwsgi]\nemperor = /x\n${line}\n`, 'e.ini'));
+  assert.deepEqual(cfg('emperor-vassal-network = 10.9.0.0/16').vassalNetwork, { net: ipv4ToInt('10.9.0.0'), bits: 16 });
+  assert.equal(cfg('emperor-freq = 2').vassalNetwork, undefined);
+  assert.throws(() => cfg('emperor-vassal-network = 10.9.0.1/16'), /e\.ini:3: emperor-vassal-network: .*host bits set: the network is 10\.9\.0\.0\/16/);
+  assert.throws(() => cfg('emperor-vassal-network = 10.9.0.0'), /e\.ini:3: emperor-vassal-network: .*A\.B\.C\.D\/BITS/);
+  assert.throws(() => cfg('emperor-vassal-network = 10.9.0.0/33'), /e\.ini:3: emperor-vassal-network/);
+});
+
+test('bindings: each vassal\'s runtime by pid and start time under a vassal key, learned addresses, reservations for files not deployed, the vassal network', async () => {
+  const router = new BindingsRouter();
+  const { emperor, dir } = makeEmperor('bind', 100, { ini: ['emperor-vassal-network = 10.9.0.0/16'], router: router as unknown as RouterApi });
+  fs.writeFileSync(path.join(dir, 'a.ini'), '[uwsgi]\ntuntap-device = u0 /tmp/none.sock\n');
+  fs.writeFileSync(path.join(dir, 'b.ini'), '[uwsgi]\ntuntap-device = u0 /tmp/none.sock\ntuntap-device-address = 10.9.0.5/16\n');
+  fs.writeFileSync(path.join(dir, 'bad.ini'), '[uwsgi]\ntuntap-device = u0 /tmp/none.sock\ntuntap-device-address = 10.9.0.6/16\nuid = no-such-user-moat-unit\n');
+  await emperor.start();
+  try {
+    const running = (n: string) => emperor.status().find((v) => v.name === n)?.state === 'running';
+    const of = (name: string) => {
+      const pid = emperor.vassal(name)?.pid;
+      return router.last.list.find((b) => b.pid === pid);
+    };
+    await until(() => running('a.ini') && running('b.ini') && of('a.ini') !== undefined && of('b.ini') !== undefined, 'a and b running, bound');
+    assert.deepEqual(router.last.learn, { net: ipv4ToInt('10.9.0.0'), bits: 16 });
+    const pidA = emperor.vassal('a.ini')!.pid!;
+    const a = of('a.ini')!;
+    const b = of('b.ini')!;
+    assert.deepEqual(a, { uid: -1, pid: pidA, start: processStat(pidA)!.start, vassal: a.vassal, addr: 0 }, 'a learns: addr 0');
+    assert.equal(b.addr, ipv4ToInt('10.9.0.5'));
+    assert.ok(a.vassal! > 0 && b.vassal! > 0 && a.vassal !== b.vassal);
+    assert.ok(router.last.list.some((x) => x.pid === -1 && x.uid === -1 && x.addr === ipv4ToInt('10.9.0.6') && !x.vassal), 'bad.ini\'s address reserved');
+
+    // The router learned a's address: a peer with a's pid but another start time is not a's.
+    router.emit('peer-up', { id: 1, pid: pidA, start: a.start! + 1 });
+    router.emit('peer-address', { id: 1, address: '10.9.0.8' });
+    assert.equal(of('a.ini')!.addr, 0, 'not a\'s runtime: ignored');
+    router.emit('peer-up', { id: 2, pid: pidA, start: a.start });
+    router.emit('peer-address', { id: 2, address: '10.9.0.9' });
+    assert.deepEqual(of('a.ini'), { ...a, addr: ipv4ToInt('10.9.0.9') }, 'bound, same vassal key');
+
+    // a edited, still learning: same key (its reservation stays); b names another address: a new key.
+    fs.writeFileSync(path.join(dir, 'a.ini'), '[uwsgi]\ntuntap-device = u0 /tmp/none.sock\nenv = X=1\n');
+    fs.writeFileSync(path.join(dir, 'b.ini'), '[uwsgi]\ntuntap-device = u0 /tmp/none.sock\ntuntap-device-address = 10.9.0.7/16\n');
+    await until(() => emperor.vassal('a.ini')?.pid !== pidA && running('a.ini') && running('b.ini') && of('a.ini') !== undefined && of('b.ini')?.addr === ipv4ToInt('10.9.0.7'), 'both reloaded');
+    assert.equal(of('a.ini')!.vassal, a.vassal);
+    assert.notEqual(of('b.ini')!.vassal, b.vassal);
+
+    // The bad file removed: its reservation goes.
+    fs.rmSync(path.join(dir, 'bad.ini'));
+    await until(() => !router.last.list.some((x) => x.addr === ipv4ToInt('10.9.0.6')), 'reservation released');
+  } finally {
+    await emperor.stop();
+  }
+  assert.deepEqual(router.last.list, [], 'stopped: nothing bound');
+});
+
+test('without emperor-vassal-network and no IPv4 network on the router\'s device: nothing is learnable (null)', async () => {
+  const router = new BindingsRouter();
+  const { emperor } = makeEmperor('nonet', 100, { router: router as unknown as RouterApi });
+  await emperor.start();
+  try {
+    assert.equal(router.last.learn, null);
+  } finally {
+    await emperor.stop();
   }
 });

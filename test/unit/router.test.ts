@@ -53,7 +53,7 @@ test('start hands the config to one native Router: its options, the bindings, th
   assert.deepEqual(n.options, {
     tunName: 'mt0', netns: '/run/netns/gw1', socketPath: path.join(s.dir, 'run/r.sock'), socketMode: 0o600, socketUid: -1, socketGid: -1,
     maxFrame: 1500, queueBytes: 65536, offload: false, holdUs: 7000, busyPollUs: 250, sndbuf: 1048576, acceptRuleBlocks: false,
-    bindings: [{ uid: 1234, pid: -1, addr: ip('10.0.0.9') }],
+    bindings: [{ uid: 1234, pid: -1, addr: ip('10.0.0.9') }], learn: { net: 0, bits: 0 },
   });
   assert.deepEqual(n.calls, ['setRules', 'start'], 'rules are in place before the first packet');
   assert.deepEqual(n.rules.in.map((r) => [r.action, r.src, r.dst, r.dstBits]), [[1, ip('10.0.0.1'), ip('10.0.0.0'), 24]]);
@@ -69,6 +69,22 @@ test('defaults: hold 50 ms, busy poll 100 us, offload on, sndbuf 0 (the kernel\'
   const o = s.native().options;
   assert.deepEqual([o.holdUs, o.busyPollUs, o.offload, o.sndbuf, o.maxFrame, o.queueBytes, o.socketMode, o.netns],
     [50000, 100, true, 0, 8188, 262144, 0o660, '']);
+});
+
+test('setBindings: each owner\'s bindings after the config\'s; the learnable network is its owner\'s (anywhere without one), sent with them', async (t) => {
+  const s = setup(t, ['tuntap-router = mt0 DIR/r.sock', 'tuntap-router-bind = 1234 10.0.0.9']);
+  await s.router.start();
+  const n = s.native();
+  const cfg = { uid: 1234, pid: -1, addr: ip('10.0.0.9') };
+  const v = { uid: -1, pid: 77, start: 5, vassal: 1, addr: 0 };
+  s.router.setBindings('emperor', [v], { net: ip('10.1.0.0'), bits: 16 });
+  assert.deepEqual([n.bindings, n.learn], [[cfg, v], { net: ip('10.1.0.0'), bits: 16 }]);
+  s.router.setBindings('other', [{ uid: 7, addr: ip('10.0.0.8') }]);
+  assert.deepEqual(n.learn, { net: ip('10.1.0.0'), bits: 16 }, 'an owner without a network leaves the emperor\'s');
+  s.router.setBindings('emperor', [v], null);
+  assert.equal(n.learn, null, 'null: nothing learnable');
+  s.router.setBindings('emperor', []);
+  assert.deepEqual([n.bindings, n.learn], [[cfg, { uid: 7, addr: ip('10.0.0.8') }], { net: 0, bits: 0 }]);
 });
 
 test('reloadRules swaps both chains at once and carries hit counters by rule text', async (t) => {
@@ -113,7 +129,7 @@ test('native events become log lines and router events', async (t) => {
   }
   const n = s.native();
   n.emit(
-    { type: 'peer_up', id: 3, uid: 1000, gid: 1000, pid: 77 },
+    { type: 'peer_up', id: 3, uid: 1000, gid: 1000, pid: 77, start: 5 },
     { type: 'peer_addr', id: 3, addr: ip('10.0.0.2') },
     { type: 'refused', id: 3, reason: 'spoof', addr: ip('10.0.0.3'), count: 4 },
     { type: 'protocol_error', id: 3, reason: 'oversize' },

@@ -31,7 +31,7 @@ const SAMPLE: Record<string, string> = {
   ini: path.join(dir, 'included.ini'), yaml: path.join(dir, 'included.yaml'), json: path.join(dir, 'included.json'), xml: path.join(dir, 'included.xml'),
   plugin: 'python3', 'exec-as-root': 'hostname v', socket: ':3031', http: ':8080', logto: '/tmp/log', daemonize: '/tmp/log',
   emperor: '/etc/vassals', 'emperor-use-clone': 'fs,net', 'pivot-root': '/srv/v /srv/v/.old', chroot: '/srv/v', uid: 'root', gid: 'root',
-  'exec-post-jail': 'true', 'exec-as-user': 'id', env: 'A=b', 'vassals-dir-root': '/srv/vassals',
+  'exec-post-jail': 'true', 'exec-as-user': 'id', env: 'A=b', 'vassals-dir-root': '/srv/vassals', 'emperor-vassal-network': '10.0.0.0/24',
   'tuntap-device-address': '10.9.0.2/24', 'tuntap-device-route': '10.9.0.1', 'hook-as-root': 'hostname:v', 'hook-as-user': 'x',
   'attach-daemon': 'sleep 100', cron: '5 -1 -1 -1 -1 date', cron2: 'minute=5 date', 'unique-cron': '5 -1 -1 -1 -1 date',
   'cron-tab': '*/5 * * * * date', 'forkpty-router': '/run/moat/pty.sock', 'forkpty-urouter': '/run/moat/upty.sock',
