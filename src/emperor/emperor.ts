@@ -237,7 +237,10 @@ export class Emperor extends EventEmitter implements Component {
       } catch { continue; }  // vanished between readdir and read
       const bad = unsafeNameReason(n);
       if (bad) {
-        if (!this.refusedNames.has(n)) this.log.error({ file: JSON.stringify(file) }, `bad vassal file: not deployed: ${bad}`);
+        if (!this.refusedNames.has(n)) {
+          this.log.error({ file: JSON.stringify(file) }, `bad vassal file: not deployed: ${bad}`);
+          this.emit('invalid', n, `${JSON.stringify(file)}: ${bad}`);
+        }
         this.refusedNames.add(n);
         continue;
       }

@@ -183,6 +183,24 @@ test('deploy, reload only the changed one, remove, bad file reported, stop remov
   assert.equal(fs.existsSync(root), false, 'vassals-dir-root it created is removed');
 });
 
+test('a vassal file whose name is not a safe vassal name is reported and not deployed', async () => {
+  const { emperor, dir } = makeEmperor('names');
+  const invalid: string[] = [];
+  emperor.on('invalid', (name: string, msg: string) => invalid.push(`${name}: ${msg}`));
+  // A newline in a name would inject lines into the runtime's set-up.
+  fs.writeFileSync(path.join(dir, 'evil\nclone.ini'), '[uwsgi]\nexec-as-root = hostname evil\n');
+  fs.writeFileSync(path.join(dir, 'good.ini'), '[uwsgi]\nexec-as-root = hostname good\n');
+  await emperor.start();
+  try {
+    await until(() => emperor.status().some((v) => v.name === 'good.ini' && v.state === 'running'), 'good running');
+    assert.deepEqual(emperor.status().map((v) => v.name), ['good.ini']);
+    assert.equal(invalid.length, 1);
+    assert.match(invalid[0], /^evil\nclone\.ini: .*is not a vassal name: letters, digits and _ \. @ : - only/);
+  } finally {
+    await emperor.stop();
+  }
+});
+
 test('a dying vassal is restarted with exponential backoff; its exit reason is kept', async () => {
   const { emperor, dir } = makeEmperor('crash', 150);
   const starts: number[] = [];
