@@ -9,6 +9,7 @@
         "native/router.cc",
         "native/router_control.cc",
         "native/peer.cc",
+        "native/limiter.cc",
         "native/addresses.cc",
         "native/peer_identity.cc",
         "native/listen_socket.cc",

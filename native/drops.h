@@ -27,7 +27,8 @@ namespace moat {
   X(TooBig, "too_big")                /* larger than the peer's frame limit */ \
   X(BadVnet, "bad_vnet")              /* a virtio-net header that does not fit */\
   X(BadHello, "bad_hello")            /* an offload hello that is not ours */   \
-  X(NotNegotiated, "not_negotiated")  /* offload frame without a hello first */
+  X(NotNegotiated, "not_negotiated")  /* offload frame without a hello first */\
+  X(RateLimit, "rate_limit")          /* over the peer's rate limit, its queue full */
 
 enum class Drop : uint8_t {
 #define MOAT_DROP_ENUM(name, str) name,

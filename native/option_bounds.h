@@ -35,6 +35,12 @@ constexpr Bounds kSndbufBounds{0, int64_t(1) << 26};
 constexpr Bounds kReconnectMsBounds{1, 3600000};
 // The router socket file's permission bits (socketMode).
 constexpr Bounds kSocketModeBounds{0, 07777};
+// A peer's rate limit (setLimits, limiter.h); 0: that bucket unlimited, or
+// the default burst. At most 1 Tbit/s, 1e9 packets/s, a 4 GiB or 1e9-packet burst.
+constexpr Bounds kRateBitsBounds{0, 1000000000000LL};
+constexpr Bounds kRatePacketsBounds{0, 1000000000LL};
+constexpr Bounds kBurstBytesBounds{0, int64_t(1) << 32};
+constexpr Bounds kBurstPacketsBounds{0, 1000000000LL};
 
 // By JS field name, as router_binding.cc and device_binding.cc read them
 // (a field both read has one bound).

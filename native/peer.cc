@@ -120,6 +120,10 @@ PeerStats Peer::stats() const {
   s.vnet_tx = vnet_tx.get();
   s.gso_tx = gso_tx.get();
   s.uso_tx = uso_tx.get();
+  s.shaped_in = shaped_in.get();
+  s.shaped_out = shaped_out.get();
+  s.shape_queued_in = shape_queued_in.get();
+  s.shape_queued_out = shape_queued_out.get();
   return s;
 }
 

@@ -31,6 +31,7 @@
 #include "counter.h"
 #include "drops.h"
 #include "frame.h"
+#include "limiter.h"
 
 namespace moat {
 
@@ -98,6 +99,15 @@ struct Peer {
   Counter vnet_rx, gso_rx, vnet_tx, gso_tx;
   Counter uso_tx;  // kModVnet frames that are runs of datagrams merged here (coalesce.h)
   Counter drops[kDropCount];
+
+  // Rate limits (limiter.h), null while the direction is unlimited (the
+  // unlimited path only tests the pointer). out: from the peer toward the
+  // tun; in: toward the peer. shaping: listed in the loop's shaping list
+  // (packets wait in one of them).
+  std::unique_ptr<Shaper> shape_in, shape_out;
+  bool shaping = false;
+  // Packets that waited in a shaper; bytes (their cost) waiting now.
+  Counter shaped_in, shaped_out, shape_queued_in, shape_queued_out;
 
   // Appends one frame (header + packet) to the outbound queue; false if the
   // queue cannot take it. Compacts the queue when the tail has no room.

@@ -2,7 +2,8 @@
 // syscalls). Read top-down: setup (netns, tun, socket), the loop, the two
 // directions (route_down: tun -> peer, route_up: peer -> tun), address
 // learning, peers coming and going, events, what the controlling side hands
-// over (rules, bindings, relisten), stats. What a peer's frames do once
+// over (rules, bindings, limits, relisten), stats. Rate limits: the
+// shapers are limiter.h's; this file queues and releases through them. What a peer's frames do once
 // handed over (queue, holding, writes) is peer.h's; who may use which
 // address is addresses.h's; the rule chains are chain.h's; the socket file
 // is listen_socket.h's; starting, stopping and the hand-over are
@@ -17,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
 
 #include "addresses.h"
 #include "busy_poll.h"
@@ -127,6 +129,14 @@ struct RouterLoop final : Router::Loop {
   uint64_t accept_pauses = 0;       // pauses since then
   bool refused_pending = false;
   uint32_t next_id = 1;
+  // Rate limits (set_limits): by address, and the default (addr 0) for the
+  // others. shaping: peers with packets waiting in a shaper; shape_due:
+  // when the first of them may leave (0: none waits).
+  std::unordered_map<uint32_t, PeerLimit> limit_by_addr;
+  PeerLimit default_limit;
+  std::vector<Peer*> shaping;
+  uint64_t shape_due = 0;
+  bool releasing = false;  // release_shaped() walks shaping
 
   RouterLoop(const RouterOptions& o, Router::Pending* p)
       : opts(o), pending(p), rules(new RuleSet({}, {})), addrs(o.tun_name), holds(uint64_t(o.hold_us) * 1000) {
@@ -240,6 +250,8 @@ struct RouterLoop final : Router::Loop {
       // Control first: a rule change made before a packet was sent judges it.
       for (int i = 0; i < n; i++)
         if (evs[i].data.u64 == kTagControl) stopping = on_control();
+      // Shaped packets whose tokens came leave before newer ones arrive.
+      if (shape_due != 0 && now >= shape_due) release_shaped();
       bool tun_event = false;
       for (int i = 0; i < n; i++) {
         const uint64_t tag = evs[i].data.u64;
@@ -344,7 +356,8 @@ struct RouterLoop final : Router::Loop {
     const uint16_t needs = vnet_needs(h);
     if (p->offload && (needs & ~p->caps) == 0 && n <= kMaxFramePayload &&
         vnet_segment_len(h, pkt, len) <= p->send_max) {
-      const bool can_uso = kUsoCoalesce && (p->caps & (kCapUso4 | kCapCsum)) == (kCapUso4 | kCapCsum);
+      // A limited peer's packets are counted one by one: never merged.
+      const bool can_uso = kUsoCoalesce && !p->shape_in && (p->caps & (kCapUso4 | kCapCsum)) == (kCapUso4 | kCapCsum);
       const int payload = can_uso ? uso_payload(h, pkt, len) : -1;
       if (run_peer == p && uso_fits(uso, pkt, len, payload, kUsoMaxPacket) &&
           (run_slot >= 0 ? kFrameHeaderSize + uso.len + size_t(payload) <= p->out_cap
@@ -408,6 +421,12 @@ struct RouterLoop final : Router::Loop {
   // there); else appended to p's queue, behind what waits. A frame that
   // could never fit p's queue is dropped as queue_full, as before.
   void deliver(Peer* p, const uint8_t* pkt, size_t len, uint8_t mod2 = kModPacket) {
+    if (p->shape_in && !shape_pass(p, p->shape_in.get(), true, pkt, len, mod2)) return;
+    deliver_now(p, pkt, len, mod2);
+  }
+
+  // deliver() past the peer's limit (or a shaped packet released).
+  void deliver_now(Peer* p, const uint8_t* pkt, size_t len, uint8_t mod2) {
     close_run();
     const size_t need = kFrameHeaderSize + len;
     if (p->out_len > 0 || need > p->out_cap) {
@@ -595,14 +614,139 @@ struct RouterLoop final : Router::Loop {
       return refuse(p, Drop::Spoof, src);
     }
     if (!rules->out.pass(pkt, len)) return drop(p, Drop::FirewallOut);
-    if (!write_tun(payload, h.size, h.mod2 == kModVnet)) return drop(p, Drop::TunWrite);
-    if (h.mod2 == kModVnet) {
+    if (p->shape_out && !shape_pass(p, p->shape_out.get(), false, payload, h.size, h.mod2)) return;
+    to_tun(p, payload, h.size, h.mod2 == kModVnet, h.mod2 == kModVnet && vh.gso_type != VIRTIO_NET_HDR_GSO_NONE);
+  }
+
+  // A judged packet from p (payload: the frame's, vnet header first if
+  // vnet) to the tun.
+  void to_tun(Peer* p, const uint8_t* payload, size_t n, bool vnet_frame, bool gso) {
+    if (!write_tun(payload, n, vnet_frame)) return drop(p, Drop::TunWrite);
+    if (vnet_frame) {
       p->vnet_rx.add(1);
-      if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) p->gso_rx.add(1);
+      if (gso) p->gso_rx.add(1);
     }
     tun_tx.add(1);
-    tun_tx_bytes.add(len);
+    tun_tx_bytes.add(vnet_frame ? n - kVnetHdrLen : n);
     busy.moved();
+  }
+
+  // ---- rate limits (limiter.h) ----------------------------------------------
+
+  // What a packet costs a shaper: its IPv4 bytes and 1 packet; a
+  // super-packet costs its segments, each with its headers, as the wire
+  // would carry them. payload passed vnet_check (from a peer) or is our
+  // tun's.
+  static void packet_cost(const uint8_t* payload, size_t n, uint8_t mod2, size_t* cost, uint32_t* segs) {
+    *cost = n;
+    *segs = 1;
+    if (mod2 != kModVnet || n < kVnetHdrLen) return;
+    const virtio_net_hdr h = vnet_read(payload);
+    const uint8_t* pkt = payload + kVnetHdrLen;
+    const size_t len = n - kVnetHdrLen;
+    *cost = len;
+    if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE || h.gso_size == 0) return;
+    const size_t seg = vnet_segment_len(h, pkt, len);
+    if (seg <= h.gso_size || seg - h.gso_size >= len) return;
+    const size_t hdr = seg - h.gso_size;
+    const size_t k = (len - hdr + h.gso_size - 1) / h.gso_size;
+    if (k <= 1) return;
+    *segs = uint32_t(k);
+    *cost = len + (k - 1) * hdr;
+  }
+
+  // A limited peer's packet: true if its tokens are there (it goes on
+  // now); else it waits in the shaper (false), or, the queue full, is
+  // dropped as rate_limit (false).
+  bool shape_pass(Peer* p, Shaper* s, bool in, const uint8_t* payload, size_t n, uint8_t mod2) {
+    size_t cost;
+    uint32_t segs;
+    packet_cost(payload, n, mod2, &cost, &segs);
+    if (s->pass(now, cost, segs)) return true;
+    if (!s->push(payload, n, mod2, cost, segs)) {
+      drop(p, Drop::RateLimit);
+      return false;
+    }
+    (in ? p->shaped_in : p->shaped_out).add(1);
+    (in ? p->shape_queued_in : p->shape_queued_out).set(s->queued_bytes());
+    if (!p->shaping) {
+      p->shaping = true;
+      shaping.push_back(p);
+    }
+    const uint64_t d = s->due(now);
+    if (shape_due == 0 || d < shape_due) shape_due = d;
+    return false;
+  }
+
+  // Lets waiting packets go where their tokens came: out to the tun, in to
+  // the peer (written at the end, as a batch). Peers with nothing left
+  // waiting leave the list; shape_due becomes the next release.
+  void release_shaped() {
+    shape_due = 0;
+    releasing = true;
+    size_t keep = 0;
+    for (size_t i = 0; i < shaping.size(); i++) {
+      Peer* p = shaping[i];
+      uint64_t due = 0;
+      if (!p->dead && p->shape_out) {
+        Shaper* s = p->shape_out.get();
+        s->release(now, [&](const uint8_t* pl, size_t n, uint8_t mod2) {
+          to_tun(p, pl, n, mod2 == kModVnet, mod2 == kModVnet && vnet_read(pl).gso_type != VIRTIO_NET_HDR_GSO_NONE);
+        });
+        p->shape_queued_out.set(s->queued_bytes());
+        due = s->due(now);
+        if (s->empty() && !s->active()) p->shape_out.reset();
+      }
+      if (!p->dead && p->shape_in) {
+        Shaper* s = p->shape_in.get();
+        s->release(now, [&](const uint8_t* pl, size_t n, uint8_t mod2) {
+          if (!p->dead) deliver_now(p, pl, n, mod2);
+        });
+        p->shape_queued_in.set(s->queued_bytes());
+        const uint64_t d = s->due(now);
+        if (d != 0 && (due == 0 || d < due)) due = d;
+        if (s->empty() && !s->active()) p->shape_in.reset();
+      }
+      if (p->dead || due == 0) {
+        p->shaping = false;
+        continue;
+      }
+      shaping[keep++] = p;
+      if (shape_due == 0 || due < shape_due) shape_due = due;
+    }
+    // A peer closed meanwhile (a write failed) is still in the graveyard:
+    // dropped from the list above, or now.
+    shaping.resize(keep);
+    releasing = false;
+    flush_batch();
+    shaping.erase(std::remove_if(shaping.begin(), shaping.end(), [](Peer* p) { return p->dead; }), shaping.end());
+  }
+
+  // New limits for every peer (set_limits) or for one that just got its
+  // address: the limit of its address, else the default.
+  void apply_limit(Peer* p) {
+    if (p->addr == 0) return;  // limited from when it has an address
+    const auto it = limit_by_addr.find(p->addr);
+    const PeerLimit& l = it != limit_by_addr.end() ? it->second : default_limit;
+    limit_direction(p, &p->shape_in, l.in);
+    limit_direction(p, &p->shape_out, l.out);
+  }
+
+  // An unchanged limit keeps its buckets; a removed one keeps its shaper
+  // until its waiting packets left (at once: it is unlimited now).
+  void limit_direction(Peer* p, std::unique_ptr<Shaper>* s, const RateLimit& r) {
+    const uint64_t t = mono_ns();
+    if (!r.any()) {
+      if (!*s) return;
+      if ((*s)->empty()) return s->reset();
+      (*s)->configure(r, t);
+      shape_due = t;
+      return;
+    }
+    if (!*s) s->reset(new Shaper());
+    else if ((*s)->limit() == r) return;
+    (*s)->configure(r, t);
+    if (p->shaping) shape_due = t;  // its packets' release time changed
   }
 
   // One packet to the tun: a vnet tun takes a header first (with_hdr: the
@@ -657,6 +801,7 @@ struct RouterLoop final : Router::Loop {
       p->addr = a;
     }
     addrs.take(p, a);
+    apply_limit(p);
     RouterEvent e(RouterEvent::Type::PeerAddr);
     e.id = p->id;
     e.addr = a;
@@ -747,13 +892,17 @@ struct RouterLoop final : Router::Loop {
     epoll_ctl(epfd, EPOLL_CTL_MOD, listener.fd, &e);
   }
 
-  // epoll_wait's timeout: a second, or until accepting resumes.
+  // epoll_wait's timeout: a second, or until accepting resumes or a shaped
+  // packet may leave (rounded up to the next millisecond: the tokens that
+  // come meanwhile are kept, up to the burst).
   int wait_ms() const {
     if (!holds.empty()) return 0;  // held frames: look once more, then write them
-    if (accept_resume_at == 0) return 1000;
+    uint64_t until = accept_resume_at;
+    if (shape_due != 0 && (until == 0 || shape_due < until)) until = shape_due;
+    if (until == 0) return 1000;
     const uint64_t t = mono_ns();
-    if (t >= accept_resume_at) return 0;
-    return int(std::min<uint64_t>((accept_resume_at - t) / 1000000 + 1, 1000));
+    if (t >= until) return 0;
+    return int(std::min<uint64_t>((until - t + 999999) / 1000000, 1000));
   }
 
   void close_peer(Peer* p, const std::string& reason) {
@@ -762,6 +911,10 @@ struct RouterLoop final : Router::Loop {
     p->fd = -1;
     p->dead = true;
     holds.forget(p);
+    if (p->shaping && !releasing) {
+      p->shaping = false;
+      shaping.erase(std::remove(shaping.begin(), shaping.end(), p), shaping.end());
+    }
     addrs.release(p);
     RouterEvent e(RouterEvent::Type::PeerDown);
     e.id = p->id;
@@ -857,6 +1010,7 @@ struct RouterLoop final : Router::Loop {
     if (read(control, &v, sizeof v) < 0 && errno != EAGAIN) emit_error(errno_text("eventfd read"));
     if (pending->stop.load()) return true;
     std::unique_ptr<RuleSet> rs;
+    std::unique_ptr<std::vector<PeerLimit>> limits;
     bool have_bindings = false;
     Bindings b;
     {
@@ -872,9 +1026,11 @@ struct RouterLoop final : Router::Loop {
       have_bindings = pending->have_bindings;
       pending->have_bindings = false;
       b = std::move(pending->bindings);
+      limits = std::move(pending->limits);
     }
     if (rs) install_rules(std::move(rs));
     if (have_bindings) set_bindings(b);
+    if (limits) set_limits(*limits);
     return false;
   }
 
@@ -884,6 +1040,17 @@ struct RouterLoop final : Router::Loop {
   void set_bindings(const Bindings& b) override {
     addrs.set_bindings(b);
     for (auto& p : peers) try_bound_address(p.get());
+  }
+
+  // The whole set replaced; every connected peer takes its (new) limit.
+  void set_limits(const std::vector<PeerLimit>& l) override {
+    limit_by_addr.clear();
+    default_limit = PeerLimit();
+    for (const PeerLimit& x : l) {
+      if (x.addr == 0) default_limit = x;
+      else limit_by_addr[x.addr] = x;
+    }
+    for (auto& p : peers) apply_limit(p.get());
   }
 
   void install_rules(std::unique_ptr<RuleSet> rs) override {

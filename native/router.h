@@ -17,8 +17,12 @@
 // protocol error that closes that peer only); a peer's outbound queue holds at
 // most Options::queue_bytes (more is dropped as queue_full for that peer only;
 // the loop never blocks on a peer). No allocation per packet once running.
+// Rate limits (set_limits, limiter.h): a limited peer's packets over its
+// rate wait in a small queue per direction (50 ms of the rate) and leave
+// when tokens allow (the loop's epoll timeout wakes it); what does not fit
+// is dropped as rate_limit. An unlimited peer does not touch any of it.
 //
-// Threads: start/stop/set_rules/set_bindings/relisten/stats/take_events may be called
+// Threads: start/stop/set_rules/set_bindings/set_limits/relisten/stats/take_events may be called
 // from any one controlling thread; the data path runs on the router's own
 // thread, which enters Options::netns before opening anything.
 //
@@ -41,6 +45,7 @@
 #include <vector>
 
 #include "drops.h"
+#include "limiter.h"
 #include "rule.h"
 
 namespace moat {
@@ -86,6 +91,14 @@ struct LearnNet {
 struct Bindings {
   std::vector<Binding> list;
   LearnNet learn;
+};
+
+// A peer's rate limits (limiter.h) by its address. addr 0: the default for
+// every peer without a limit of its own. out: from the peer toward the tun;
+// in: toward the peer. A direction whose RateLimit has no rate is unlimited.
+struct PeerLimit {
+  uint32_t addr = 0;  // IPv4, host order
+  RateLimit in, out;
 };
 
 struct RouterOptions {
@@ -150,6 +163,11 @@ struct PeerStats {
   uint64_t vnet_rx, gso_rx;      // kModVnet frames from the peer; of them super-packets
   uint64_t vnet_tx, gso_tx;      // kModVnet frames to the peer; of them super-packets
   uint64_t uso_tx;               // of them runs of UDP datagrams merged here
+  // Rate limits (set_limits): packets that waited in the shaper, each
+  // direction; the bytes (IPv4 lengths) waiting there now. Drops for a
+  // limit are drops[rate_limit].
+  uint64_t shaped_in, shaped_out;
+  uint64_t shape_queued_in, shape_queued_out;
 };
 
 struct RouterStats {
@@ -192,6 +210,11 @@ class Router {
   void set_rules(std::vector<Rule> in, std::vector<Rule> out,
                  std::vector<int32_t> carry_in, std::vector<int32_t> carry_out);
   void set_bindings(Bindings bindings);
+  // Replaces the whole set of rate limits (PeerLimit; at most one per
+  // address, addr 0 the default), between two batches. Connected peers keep
+  // their connections, counters and waiting packets; their buckets take the
+  // new rates (starting full).
+  void set_limits(std::vector<PeerLimit> limits);
   // The socket file or its directory was removed (the caller recreated the
   // directory): binds a new listening socket at the same path, between two
   // batches, and waits for the loop's answer (at most 5 s). Connected peers

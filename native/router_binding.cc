@@ -64,6 +64,37 @@ Bindings ToBindings(const Napi::Value& list, const std::string& list_name, const
   return b;
 }
 
+// setLimits' list: { addr, in?, out? }, in and out { bitsPerSec,
+// packetsPerSec, burstBytes, burstPackets }; at most one entry per address.
+RateLimit ToRateLimit(const Napi::Value& v, const std::string& name) {
+  RateLimit r;
+  if (v.IsUndefined()) return r;
+  ArgObject o(v, name, "a rate limit object");
+  r.bits_per_sec = uint64_t(o.integer("bitsPerSec", kRateBitsBounds));
+  r.packets_per_sec = uint64_t(o.integer("packetsPerSec", kRatePacketsBounds));
+  r.burst_bytes = uint64_t(o.integer("burstBytes", kBurstBytesBounds));
+  r.burst_packets = uint64_t(o.integer("burstPackets", kBurstPacketsBounds));
+  return r;
+}
+
+std::vector<PeerLimit> ToLimits(const Napi::Value& v, const std::string& name) {
+  const Napi::Array a = arg_array(v, name, "an array of peer limits");
+  std::vector<PeerLimit> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    const std::string n = name + "[" + std::to_string(i) + "]";
+    ArgObject o(a.Get(i), n, "a peer limit object");
+    PeerLimit l;
+    l.addr = o.uint32("addr");
+    l.in = ToRateLimit(o.get("in"), o.name("in"));
+    l.out = ToRateLimit(o.get("out"), o.name("out"));
+    for (const PeerLimit& x : out)
+      if (x.addr == l.addr) throw Napi::TypeError::New(v.Env(), o.name("addr") + ": a second limit for the same address");
+    out.push_back(l);
+  }
+  return out;
+}
+
 std::vector<int32_t> ToCarry(const Napi::Value& v, const char* name) {
   std::vector<int32_t> out;
   if (v.IsUndefined() || v.IsNull()) return out;
@@ -138,6 +169,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
                        {InstanceMethod("start", &RouterWrap::Start), InstanceMethod("stop", &RouterWrap::Stop),
                         InstanceMethod("setRules", &RouterWrap::SetRules),
                         InstanceMethod("setBindings", &RouterWrap::SetBindings),
+                        InstanceMethod("setLimits", &RouterWrap::SetLimits),
                         InstanceMethod("relisten", &RouterWrap::Relisten),
                         InstanceMethod("stats", &RouterWrap::Stats)});
   }
@@ -228,6 +260,12 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     return env.Undefined();
   }
 
+  Napi::Value SetLimits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    core_->set_limits(ToLimits(info[0], "limits"));
+    return env.Undefined();
+  }
+
   Napi::Value Relisten(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::string err;
@@ -277,6 +315,10 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       po.Set("vnetTx", double(p.vnet_tx));
       po.Set("gsoTx", double(p.gso_tx));
       po.Set("usoTx", double(p.uso_tx));
+      po.Set("shapedIn", double(p.shaped_in));
+      po.Set("shapedOut", double(p.shaped_out));
+      po.Set("shapeQueuedIn", double(p.shape_queued_in));
+      po.Set("shapeQueuedOut", double(p.shape_queued_out));
       peers.Set(uint32_t(i), po);
     }
     o.Set("peers", peers);

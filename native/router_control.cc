@@ -1,6 +1,6 @@
 // router_control.cc: the Router's controlling side (router.h): it starts and
 // stops the loop thread, hands rules, bindings and relisten requests over to
-// it (router_loop.h's Pending, then a write to the control eventfd), and
+// it (rate limits too; router_loop.h's Pending, then a write to the control eventfd), and
 // passes events and stats on. Nothing here touches a packet; the loop is
 // router.cc's.
 //
@@ -131,6 +131,18 @@ void Router::set_bindings(Bindings bindings) {
     std::lock_guard<std::mutex> g(pending_->mu);
     pending_->bindings = std::move(bindings);
     pending_->have_bindings = true;
+  }
+  notify();
+}
+
+void Router::set_limits(std::vector<PeerLimit> limits) {
+  if (!running_) {
+    loop_->set_limits(limits);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> g(pending_->mu);
+    pending_->limits.reset(new std::vector<PeerLimit>(std::move(limits)));
   }
   notify();
 }

@@ -1,6 +1,6 @@
 // router_loop.h: the contract between the Router's two sides (router.h).
 // The controlling side (router_control.cc: start, stop, set_rules,
-// set_bindings, relisten, any one controlling thread) and the loop
+// set_bindings, set_limits, relisten, any one controlling thread) and the loop
 // (router.cc: one thread that owns the tun, the socket and the peers) meet
 // only here: the controller hands things over in a Pending under its mutex
 // and wakes the loop through the control eventfd; the loop takes them
@@ -26,6 +26,7 @@ struct Router::Pending {
   std::unique_ptr<RuleSet> rules;  // a newer set replaces an untaken one
   bool have_bindings = false;
   Bindings bindings;
+  std::unique_ptr<std::vector<PeerLimit>> limits;  // a newer set replaces an untaken one
   std::atomic<bool> stop{false};
   // relisten(): asked by the controller, answered by the loop.
   std::condition_variable relisten_cv;
@@ -52,6 +53,7 @@ struct Router::Loop {
   // While the loop is not running (else through Pending).
   virtual void install_rules(std::unique_ptr<RuleSet> rs) = 0;
   virtual void set_bindings(const Bindings& bindings) = 0;
+  virtual void set_limits(const std::vector<PeerLimit>& limits) = 0;
 
   // Any thread.
   virtual std::vector<RouterEvent> take_events() = 0;

@@ -103,7 +103,22 @@ export interface PeerStats {
   vnetRx: number; gsoRx: number;  // kModVnet frames from the peer; of them super-packets
   vnetTx: number; gsoTx: number;  // kModVnet frames to the peer; of them super-packets
   usoTx: number;                  // of them runs of UDP datagrams merged here (one write for the peer)
+  // Rate limits (setLimits): packets that waited in the peer's shaper, each
+  // direction; the bytes (IPv4 lengths) waiting there now. Drops for a
+  // limit are drops.rate_limit.
+  shapedIn: number; shapedOut: number;
+  shapeQueuedIn: number; shapeQueuedOut: number;
 }
+
+/** One direction's limit: a bytes bucket and a packets bucket. A rate of 0:
+ *  that bucket is unlimited; a burst of 0: 10 ms of its rate (at least one
+ *  64 KiB frame / one packet). Over the rate, packets wait in a queue of
+ *  50 ms of the rate (an empty queue takes one packet), then are dropped
+ *  as rate_limit. */
+export interface RateLimit { bitsPerSec: number; packetsPerSec: number; burstBytes: number; burstPackets: number }
+/** A peer's limits by its address. out: from the peer (the vassal) toward
+ *  the tun; in: toward the peer. A missing direction is unlimited. */
+export interface PeerLimit { addr: number /* IPv4 host order; 0 = the default for every peer without its own */; in?: RateLimit; out?: RateLimit }
 
 export interface RouterStats {
   rxPackets: number; rxBytes: number;   // read from the tun device
@@ -128,6 +143,10 @@ export interface NativeRouter {
   setRules(inRules: NativeRule[], outRules: NativeRule[], carryIn?: Int32Array, carryOut?: Int32Array): void;
   /** The bindings and the learnable network, swapped in together between two batches. */
   setBindings(bindings: PeerBinding[], learn: LearnNetwork | null): void;
+  /** Replaces the whole set of rate limits (one per address at most), between
+   *  two batches; connected peers keep their connections and counters, their
+   *  buckets take the new rates. */
+  setLimits(limits: PeerLimit[]): void;
   /** The socket file or its directory was removed (recreate the directory
    *  first): binds a new listening socket at socketPath; connected peers stay.
    *  Throws with the reason (the old socket stays then). */

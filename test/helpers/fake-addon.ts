@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import {
   setAddonForTests, type Addon, type DeviceEvent, type DeviceOptions, type DeviceStats, type NativeRule,
-  type LearnNetwork, type PeerBinding, type PeerStats, type PtyEvent, type PtyServerOptions, type PtyServerStats, type RouterEvent,
+  type LearnNetwork, type PeerBinding, type PeerLimit, type PeerStats, type PtyEvent, type PtyServerOptions, type PtyServerStats, type RouterEvent,
   type RouterOptions, type RouterStats, type SharedPtyOptions, type OptionBounds,
 } from '../../src/native';
 
@@ -45,7 +45,8 @@ class FakeNative<O, E> {
 export function peerStats(over: Partial<PeerStats> = {}): PeerStats {
   return {
     id: 1, addr: 0, uid: 0, gid: 0, pid: 0, tx: 0, rx: 0, txBytes: 0, rxBytes: 0, dropped: 0, drops: {}, queued: 0,
-    offload: false, vnetRx: 0, gsoRx: 0, vnetTx: 0, gsoTx: 0, usoTx: 0, ...over,
+    offload: false, vnetRx: 0, gsoRx: 0, vnetTx: 0, gsoTx: 0, usoTx: 0,
+    shapedIn: 0, shapedOut: 0, shapeQueuedIn: 0, shapeQueuedOut: 0, ...over,
   };
 }
 
@@ -61,6 +62,7 @@ export class FakeNativeRouter extends FakeNative<RouterOptions, RouterEvent> {
   rules: { in: NativeRule[]; out: NativeRule[] } = { in: [], out: [] };
   readonly carries: Array<{ in?: number[]; out?: number[] }> = [];
   bindings: PeerBinding[];
+  limits: PeerLimit[] = [];
   learn: LearnNetwork | null;
   /** What stats() returns, but for hits: those are this router's own (hit() and setRules()). */
   snapshot = routerStats();
@@ -97,6 +99,11 @@ export class FakeNativeRouter extends FakeNative<RouterOptions, RouterEvent> {
     this.calls.push('setBindings');
     this.bindings = bindings;
     this.learn = learn;
+  }
+
+  setLimits(limits: PeerLimit[]): void {
+    this.calls.push('setLimits');
+    this.limits = limits;
   }
 
   relisten(): void {

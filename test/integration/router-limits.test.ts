@@ -1,0 +1,329 @@
+// router-limits.test.ts: per-peer rate limits in the native router (issue 16,
+// items 1 and 2): a bytes bucket and a packets bucket each direction, and a
+// small queue (50 ms of the rate) where packets over the limit wait before
+// they are dropped as rate_limit. Raw router in a gateway namespace:
+//   out (peer -> tun): a frame peer floods UDP at 3x the limit toward a
+//       receiver on the gateway; the receiver's rate (first to last
+//       arrival, the queue's drain included) is within 10% of the limit;
+//   in (tun -> peer): a sender on the gateway floods the peer the same way;
+//   TCP: a real moat device in its own namespace, iperf3 through a 10 Mbit/s
+//       limit each way gets at least 90% of it (and not more than 110%);
+//   a limited flooding peer does not slow an unlimited neighbour;
+//   setLimits while traffic flows changes the rate, nobody is disconnected.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { PeerLimit, RateLimit } from '../../src/native';
+import { Device } from '../../src/device/device';
+import { deviceConfigFor } from '../../src/config/router-config';
+import { encodeFrame, ipToInt, udpPacket } from '../helpers/packets';
+import { requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { RouterLab } from '../helpers/native-router';
+import { FramePeer } from '../helpers/frame-peer';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const FLOOD_MS = 3000;
+const L = new RouterLab();
+
+const rate = (over: Partial<RateLimit>): RateLimit => ({ bitsPerSec: 0, packetsPerSec: 0, burstBytes: 0, burstPackets: 0, ...over });
+
+// Counts datagrams on addr:port; answers each line on stdin with
+// {"n","first","last"} (performance.now() of the first and last arrival).
+const RECEIVER = `
+const dgram = require('node:dgram');
+const { performance } = require('node:perf_hooks');
+const [addr, port] = process.argv.slice(1);
+const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
+let n = 0, first = 0, last = 0;
+s.on('message', () => { const t = performance.now(); if (n === 0) first = t; last = t; n++; });
+s.bind(Number(port), addr, () => process.stdout.write('ready\\n'));
+process.stdin.on('data', () => process.stdout.write(JSON.stringify({ n, first, last }) + '\\n'));`;
+
+// Sends size-byte datagrams from src to dst:port at pps for ms, paced; prints the count sent.
+const SENDER = `
+const dgram = require('node:dgram');
+const { performance } = require('node:perf_hooks');
+const [src, dst, port, pps, size, ms] = process.argv.slice(1).map((v, i) => i < 2 ? v : Number(v));
+const s = dgram.createSocket({ type: 'udp4', sendBufferSize: 8 << 20 });
+s.bind(0, src, () => {
+  const buf = Buffer.alloc(size, 0x61);
+  const t0 = performance.now();
+  let sent = 0;
+  const tick = () => {
+    const el = performance.now() - t0;
+    if (el >= ms) { process.stdout.write(sent + '\\n'); s.close(); return; }
+    const want = Math.floor(pps * el / 1000);
+    while (sent < want) { s.send(buf, port, dst); sent++; }
+    setTimeout(tick, 2);
+  };
+  tick();
+});`;
+
+interface Arrivals { n: number; first: number; last: number }
+
+class Receiver {
+  private buf = '';
+  private waiters: Array<(line: string) => void> = [];
+  constructor(private readonly child: ReturnType<typeof L.lab.spawn>) {
+    child.stdout!.on('data', (d: Buffer) => {
+      this.buf += d.toString();
+      let i;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        this.waiters.shift()?.(line);
+      }
+    });
+  }
+  static async start(port: number): Promise<Receiver> {
+    const r = new Receiver(L.lab.spawn(process.execPath, ['-e', RECEIVER, L.gw, String(port)], { ns: L.ns }));
+    assert.equal(await r.line(), 'ready');
+    return r;
+  }
+  private line(): Promise<string> { return new Promise((res) => this.waiters.push(res)); }
+  async arrivals(): Promise<Arrivals> {
+    const p = this.line();
+    this.child.stdin!.write('x\n');
+    return JSON.parse(await p) as Arrivals;
+  }
+  stop(): void { this.child.kill(); }
+}
+
+/** pps datagrams per second of pkt from peer for ms, paced; resolves to the count sent. */
+async function floodFromPeer(peer: FramePeer, pkt: Buffer, pps: number, ms: number): Promise<number> {
+  const frame = encodeFrame(pkt);
+  const t0 = performance.now();
+  let sent = 0;
+  for (;;) {
+    const el = performance.now() - t0;
+    if (el >= ms) return sent;
+    const want = Math.floor((pps * el) / 1000);
+    if (want > sent) {
+      await peer.write(Buffer.concat(Array(want - sent).fill(frame)));
+      sent = want;
+    }
+    await sleep(2);
+  }
+}
+
+/** The gateway floods dst; resolves to the count sent. */
+async function floodFromGateway(dst: string, port: number, pps: number, size: number, ms: number): Promise<number> {
+  const child = L.lab.spawn(process.execPath, ['-e', SENDER, L.gw, dst, String(port), String(pps), String(size), String(ms)], { ns: L.ns });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  await new Promise((res) => child.once('exit', res));
+  return Number(out.trim());
+}
+
+let nextHost = 10;
+/** A frame peer that has its address (learned from a ping to the gateway). */
+async function addressedPeer(onFrame?: () => void): Promise<{ peer: FramePeer; addr: string }> {
+  const addr = L.host(nextHost++);
+  const peer = await FramePeer.connect(L.sockPath, { keep: false, onFrame });
+  L.lab.onCleanup(() => peer.close());
+  assert.ok(await peer.ping(addr, L.gw), `${addr} learned and answered`);
+  return { peer, addr };
+}
+
+function within(measured: number, limit: number, what: string, lo = 0.9, hi = 1.1): void {
+  assert.ok(measured >= limit * lo && measured <= limit * hi,
+    `${what}: measured ${measured.toFixed(0)}, limit ${limit} (allowed ${(limit * lo).toFixed(0)}..${(limit * hi).toFixed(0)})`);
+}
+
+const figures: string[] = [];
+
+before(() => {
+  requireRoot();
+  L.start('rl');
+  sh('ip', ['-n', L.ns, 'link', 'set', L.tun, 'up']);
+});
+
+after(async () => {
+  if (figures.length) console.log(`# limits measured:\n${figures.map((f) => `#   ${f}`).join('\n')}`);
+  await L.cleanup();
+});
+
+// ---- out: peer -> tun ----------------------------------------------------
+
+async function outCase(limit: RateLimit, pktLen: number, floodPps: number, expect: (a: Arrivals) => [number, number, string]): Promise<void> {
+  const port = 20000 + nextHost;
+  const addr = L.host(nextHost);
+  L.router.setLimits([{ addr: ipToInt(addr), out: limit }]);
+  const { peer } = await addressedPeer();
+  const rx = await Receiver.start(port);
+  const pkt = udpPacket(addr, L.gw, 4000, port, Buffer.alloc(pktLen - 28, 0x62));
+  const before = L.peerStats(addr);
+  const sent = await floodFromPeer(peer, pkt, floodPps, FLOOD_MS);
+  await waitFor(() => L.peerStats(addr).rx - before.rx === sent, 5000, 'every frame read by the router');
+  await waitFor(() => L.peerStats(addr).shapeQueuedOut === 0, 2000, 'the shaper drained');
+  await sleep(200);
+  const a = await rx.arrivals();
+  rx.stop();
+  const after = L.peerStats(addr);
+  const dropped = after.drops.rate_limit - (before.drops.rate_limit ?? 0);
+  const [measured, lim, what] = expect(a);
+  figures.push(`${what}: limit ${lim}, measured ${measured.toFixed(0)} (sent ${sent}, delivered ${a.n}, rate_limit drops ${dropped}, shaped ${after.shapedOut})`);
+  within(measured, lim, what);
+  assert.ok(dropped > 0, 'the flood over the limit is dropped as rate_limit');
+  assert.ok(after.shapedOut > 0, 'packets waited in the shaper');
+  assert.equal(a.n + dropped, sent, 'every datagram was delivered or dropped as rate_limit');
+  peer.close();
+}
+
+test('out: a UDP flood through 10 Mbit/s arrives at 10 Mbit/s (+-10%), the rest dropped as rate_limit', async () => {
+  const len = 1000;
+  await outCase(rate({ bitsPerSec: 10e6 }), len, 3750, (a) => [((a.n - 1) * len * 8) / ((a.last - a.first) / 1000), 10e6, 'out 10 Mbit/s (bit/s)']);
+});
+
+test('out: a UDP flood through 1,000 packets/s arrives at 1,000 packets/s (+-10%)', async () => {
+  await outCase(rate({ packetsPerSec: 1000 }), 200, 3000, (a) => [(a.n - 1) / ((a.last - a.first) / 1000), 1000, 'out 1000 pps (packets/s)']);
+});
+
+// ---- in: tun -> peer -----------------------------------------------------
+
+async function inCase(limit: RateLimit, pktLen: number, floodPps: number, expect: (n: number, secs: number) => [number, number, string]): Promise<void> {
+  let n = 0, first = 0, last = 0;
+  const addr = L.host(nextHost);
+  L.router.setLimits([{ addr: ipToInt(addr), in: limit }]);
+  const { peer } = await addressedPeer(() => {
+    const t = performance.now();
+    if (n === 0) first = t;
+    last = t;
+    n++;
+  });
+  n = 0;  // the echo reply is not the flood's
+  const before = L.peerStats(addr);
+  const rxBefore = L.router.stats().rxPackets;
+  const sent = await floodFromGateway(addr, 5000, floodPps, pktLen - 28, FLOOD_MS);
+  await waitFor(() => L.router.stats().rxPackets - rxBefore >= sent, 5000, 'every datagram read from the tun');
+  await waitFor(() => L.peerStats(addr).shapeQueuedIn === 0 && L.peerStats(addr).queued === 0, 2000, 'the shaper drained');
+  await sleep(200);
+  const after = L.peerStats(addr);
+  const dropped = after.drops.rate_limit - (before.drops.rate_limit ?? 0);
+  const [measured, lim, what] = expect(n, (last - first) / 1000);
+  figures.push(`${what}: limit ${lim}, measured ${measured.toFixed(0)} (sent ${sent}, delivered ${n}, rate_limit drops ${dropped}, shaped ${after.shapedIn})`);
+  within(measured, lim, what);
+  assert.ok(dropped > 0, 'the flood over the limit is dropped as rate_limit');
+  assert.ok(after.shapedIn > 0, 'packets waited in the shaper');
+  assert.equal(n + dropped, sent, 'every datagram was delivered or dropped as rate_limit');
+  peer.close();
+}
+
+test('in: a UDP flood toward the peer through 10 Mbit/s arrives at 10 Mbit/s (+-10%)', async () => {
+  const len = 1000;
+  await inCase(rate({ bitsPerSec: 10e6 }), len, 3750, (n, s) => [((n - 1) * len * 8) / s, 10e6, 'in 10 Mbit/s (bit/s)']);
+});
+
+test('in: a UDP flood toward the peer through 1,000 packets/s arrives at 1,000 packets/s (+-10%)', async () => {
+  await inCase(rate({ packetsPerSec: 1000 }), 200, 3000, (n, s) => [(n - 1) / s, 1000, 'in 1000 pps (packets/s)']);
+});
+
+// ---- a neighbour, and a change while traffic flows -----------------------
+
+test('a limited flooding peer does not slow an unlimited neighbour', async () => {
+  const limited = L.host(nextHost);
+  L.router.setLimits([{ addr: ipToInt(limited), out: rate({ bitsPerSec: 10e6 }) }]);
+  const a = await addressedPeer();
+  const b = await addressedPeer();
+  const portA = 21000 + nextHost, portB = portA + 1;
+  const rxA = await Receiver.start(portA);
+  const rxB = await Receiver.start(portB);
+  const len = 1000;
+  const pktA = udpPacket(a.addr, L.gw, 4000, portA, Buffer.alloc(len - 28));
+  const pktB = udpPacket(b.addr, L.gw, 4000, portB, Buffer.alloc(len - 28));
+  const bRate = async (): Promise<number> => {
+    // B's rate: what arrived of its 2 s of sending (paced at 40 Mbit/s).
+    const before = await rxB.arrivals();
+    const sent = await floodFromPeer(b.peer, pktB, 5000, 2000);
+    await sleep(300);
+    const after = await rxB.arrivals();
+    assert.ok(after.n - before.n >= sent * 0.98, `B got ${after.n - before.n} of ${sent}`);
+    return ((after.n - before.n) * len * 8) / 2;
+  };
+  const alone = await bRate();
+  const [withFlood] = await Promise.all([bRate(), floodFromPeer(a.peer, pktA, 12500, 2000)]);  // A: 100 Mbit/s at a 10 Mbit/s limit
+  await sleep(300);
+  const aGot = await rxA.arrivals();
+  const aRate = ((aGot.n - 1) * len * 8) / ((aGot.last - aGot.first) / 1000);
+  figures.push(`neighbour: unlimited B ${(alone / 1e6).toFixed(1)} Mbit/s alone, ${(withFlood / 1e6).toFixed(1)} Mbit/s beside A; A (limit 10 Mbit/s, flooding 100) ${(aRate / 1e6).toFixed(2)} Mbit/s, rate_limit drops ${L.peerStats(a.addr).drops.rate_limit}`);
+  assert.ok(withFlood >= alone * 0.9, `B: ${withFlood} beside the flood, ${alone} alone`);
+  within(aRate, 10e6, 'A under its limit');
+  assert.equal(L.peerStats(b.addr).drops.rate_limit, 0, 'B is never limited');
+  assert.equal(L.peerStats(b.addr).shapedOut, 0);
+  rxA.stop();
+  rxB.stop();
+});
+
+test('setLimits while traffic flows changes the rate; nobody is disconnected', async () => {
+  const addr = L.host(nextHost);
+  const lim = (bits: number): PeerLimit[] => [{ addr: ipToInt(addr), out: rate({ bitsPerSec: bits }) }];
+  L.router.setLimits(lim(10e6));
+  const { peer } = await addressedPeer();
+  const id = L.peerStats(addr).id;
+  const downs = L.log.count('peer_down');
+  const port = 22000 + nextHost;
+  const rx = await Receiver.start(port);
+  const len = 1000;
+  const pkt = udpPacket(addr, L.gw, 4000, port, Buffer.alloc(len - 28));
+  const bytesAt = () => ({ t: performance.now(), b: L.router.stats().txBytes });
+  const rates: number[] = [];
+  const flood = floodFromPeer(peer, pkt, 3750, 4000);  // 30 Mbit/s
+  await sleep(500);
+  let s = bytesAt();
+  await sleep(1300);
+  let e = bytesAt();
+  rates.push(((e.b - s.b) * 8) / ((e.t - s.t) / 1000));
+  L.router.setLimits(lim(5e6));
+  await sleep(400);
+  s = bytesAt();
+  await sleep(1300);
+  e = bytesAt();
+  rates.push(((e.b - s.b) * 8) / ((e.t - s.t) / 1000));
+  await flood;
+  rx.stop();
+  figures.push(`setLimits mid-flow: 10 Mbit/s -> ${(rates[0] / 1e6).toFixed(2)}, then 5 Mbit/s -> ${(rates[1] / 1e6).toFixed(2)} Mbit/s`);
+  within(rates[0], 10e6, 'before the change');
+  within(rates[1], 5e6, 'after the change');
+  assert.equal(L.peerStats(addr).id, id, 'the same connection');
+  assert.equal(L.log.count('peer_down'), downs, 'nobody disconnected');
+  // Limits removed: the peer is unlimited again, its shaper gone.
+  // What still waits leaves at once.
+  L.router.setLimits([]);
+  await waitFor(() => L.peerStats(addr).shapeQueuedOut === 0, 1000, 'the queue drained');
+  const q = L.peerStats(addr).shapedOut;
+  peer.send(pkt);
+  await sleep(100);
+  assert.equal(L.peerStats(addr).shapedOut, q, 'unlimited: nothing waits');
+  peer.close();
+});
+
+// ---- TCP through a real device --------------------------------------------
+
+test('TCP through a 10 Mbit/s limit gets at least 90% of it, each way', async () => {
+  const ns = L.lab.netns('rlv');
+  const addr = L.host(nextHost++);
+  L.router.setLimits([{ addr: ipToInt(addr), in: rate({ bitsPerSec: 10e6 }), out: rate({ bitsPerSec: 10e6 }) }]);
+  const name = uniqueName('rld');
+  const d = new Device(deviceConfigFor(name, L.sockPath, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200 }),
+    { netns: `/run/netns/${ns}` });
+  d.start();
+  L.lab.onCleanup(() => d.stop());
+  sh('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', name]);
+  sh('ip', ['-n', ns, 'link', 'set', name, 'up']);
+  sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  sh('ip', ['netns', 'exec', ns, 'ping', '-n', '-c', '1', '-W', '2', L.gw]);
+  await waitFor(() => L.router.stats().peers.some((p) => p.addr === ipToInt(addr)), 5000, 'device learned');
+  const server = L.lab.spawn('iperf3', ['-s', '-B', addr], { ns });
+  L.lab.onCleanup(() => { server.kill(); });
+  await sleep(500);
+  const run = (reverse: boolean): number => {
+    const out = sh('iperf3', ['-c', addr, '-B', L.gw, '-t', '4', '-J', ...(reverse ? ['-R'] : [])], { ns: L.ns, timeoutMs: 20000 });
+    return Number(JSON.parse(out).end.sum_received.bits_per_second);
+  };
+  const toVassal = run(false);   // in: toward the peer
+  const fromVassal = run(true);  // out: from the peer
+  const p = L.peerStats(addr);
+  figures.push(`TCP in 10 Mbit/s: ${(toVassal / 1e6).toFixed(2)} Mbit/s; out 10 Mbit/s: ${(fromVassal / 1e6).toFixed(2)} Mbit/s (rate_limit drops ${p.drops.rate_limit}, shaped in ${p.shapedIn} out ${p.shapedOut})`);
+  within(toVassal, 10e6, 'TCP toward the vassal', 0.9, 1.1);
+  within(fromVassal, 10e6, 'TCP from the vassal', 0.9, 1.1);
+});
