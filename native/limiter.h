@@ -27,6 +27,7 @@ namespace moat {
 
 // One direction's limit. A rate of 0: that bucket is unlimited. A burst of
 // 0: kDefaultBurstNs of its rate (at least kMinBurstBytes / one packet).
+// A packet larger than the bytes burst still passes (on debt).
 struct RateLimit {
   uint64_t bits_per_sec = 0;
   uint64_t packets_per_sec = 0;
@@ -72,7 +73,10 @@ class Shaper {
  public:
   static constexpr uint64_t kDefaultBurstNs = 10000000;   // 10 ms of the rate
   static constexpr uint64_t kQueueNs = 50000000;          // the queue holds 50 ms of the rate
-  static constexpr size_t kMinBurstBytes = 65535 + 14;    // one frame at least
+  // A default burst is at least one 8 KiB frame (uWSGI's); bigger packets
+  // pass on debt (deficit buckets), so a larger floor would only add a
+  // startup burst (at 1 Mbit/s, 64 KiB is half a second).
+  static constexpr size_t kMinBurstBytes = 8192;
   static constexpr size_t kMaxPacket = 65535 + 16;        // one frame's payload, vnet header included
   static constexpr size_t kPacketsOnlyBuffer = 1 << 20;   // buffer of a packets-only limit
   static constexpr size_t kEntryHeader = 12;

@@ -111,8 +111,8 @@ export interface PeerStats {
 }
 
 /** One direction's limit: a bytes bucket and a packets bucket. A rate of 0:
- *  that bucket is unlimited; a burst of 0: 10 ms of its rate (at least one
- *  64 KiB frame / one packet). Over the rate, packets wait in a queue of
+ *  that bucket is unlimited; a burst of 0: 10 ms of its rate (at least 8 KiB
+ *  / one packet; a bigger packet passes on debt: the buckets are deficit buckets). Over the rate, packets wait in a queue of
  *  50 ms of the rate (an empty queue takes one packet), then are dropped
  *  as rate_limit. */
 export interface RateLimit { bitsPerSec: number; packetsPerSec: number; burstBytes: number; burstPackets: number }

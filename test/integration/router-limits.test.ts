@@ -214,6 +214,11 @@ test('in: a UDP flood toward the peer through 10 Mbit/s arrives at 10 Mbit/s (+-
   await inCase(rate({ bitsPerSec: 10e6 }), len, 3750, (n, s) => [((n - 1) * len * 8) / s, 10e6, 'in 10 Mbit/s (bit/s)']);
 });
 
+test('in: a UDP flood toward the peer through 1 Mbit/s arrives at 1 Mbit/s (+-10%)', async () => {
+  const len = 500;
+  await inCase(rate({ bitsPerSec: 1e6 }), len, 750, (n, s) => [((n - 1) * len * 8) / s, 1e6, 'in 1 Mbit/s (bit/s)']);
+});
+
 test('in: a UDP flood toward the peer through 1,000 packets/s arrives at 1,000 packets/s (+-10%)', async () => {
   await inCase(rate({ packetsPerSec: 1000 }), 200, 3000, (n, s) => [(n - 1) / s, 1000, 'in 1000 pps (packets/s)']);
 });
