@@ -911,6 +911,9 @@ struct RouterLoop final : Router::Loop {
     p->fd = -1;
     p->dead = true;
     holds.forget(p);
+    // Packets still waiting in its shapers go with it: counted as rate_limit.
+    if (p->shape_in) drops[int(Drop::RateLimit)].add(p->shape_in->queued_packets());
+    if (p->shape_out) drops[int(Drop::RateLimit)].add(p->shape_out->queued_packets());
     if (p->shaping && !releasing) {
       p->shaping = false;
       shaping.erase(std::remove(shaping.begin(), shaping.end(), p), shaping.end());
