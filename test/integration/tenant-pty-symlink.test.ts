@@ -9,17 +9,15 @@
 // owner, mode and content, the directory outside its entries.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { Lab, requireRoot } from '../helpers/netns';
-import { tempDir } from '../helpers/moat';
 import { sleep } from '../helpers/pty';
 import { VassalRuntime } from '../helpers/vassal-runtime';
+import { assertUntouched, makeTargets, startTenant, TENANT, Targets } from '../helpers/tenant-targets';
 import { addon } from '../../src/native';
 
-const TENANT = 65534;
 const lab = new Lab();
 after(() => lab.cleanup());
 
@@ -64,51 +62,18 @@ while not stop and n < 5000000 and time.monotonic() < end:
 print('rounds', n, flush=True)
 `;
 
-interface Scene {
-  vassal: string;              // the tenant's directory
-  file: string;                // a root-owned file outside it
-  dir: string;                 // a root-owned directory outside it
-}
+interface Scene extends Targets {}
 
+/** The targets, and a subdirectory of the tenant's for the sub/ socket. */
 function scene(): Scene {
-  const base = tempDir(lab);
-  fs.chmodSync(base, 0o755);   // the tenant reaches its directory through it
-  const outside = path.join(base, 'outside');
-  fs.mkdirSync(outside, { mode: 0o755 });
-  const file = path.join(outside, 'passwd');
-  fs.writeFileSync(file, 'root:x:0:0:root:/root:/bin/sh\n', { mode: 0o644 });
-  const dir = path.join(outside, 'etc');
-  fs.mkdirSync(dir, { mode: 0o755 });
-  fs.writeFileSync(path.join(dir, 'keep'), 'keep\n', { mode: 0o644 });
-  const vassal = path.join(base, 'vassal');
-  fs.mkdirSync(vassal, { mode: 0o755 });
-  fs.mkdirSync(path.join(vassal, 'sub'), { mode: 0o755 });
-  fs.chownSync(vassal, TENANT, TENANT);
-  fs.chownSync(path.join(vassal, 'sub'), TENANT, TENANT);
-  return { vassal, file, dir };
+  const t = makeTargets(lab);
+  fs.mkdirSync(path.join(t.vassal, 'sub'), { mode: 0o755 });
+  fs.chownSync(path.join(t.vassal, 'sub'), TENANT, TENANT);
+  return t;
 }
 
-function untouched(s: Scene): void {
-  const st = fs.lstatSync(s.file);
-  assert.equal(st.isFile(), true, 'the file outside is still a file');
-  assert.deepEqual({ uid: st.uid, gid: st.gid, mode: (st.mode & 0o7777).toString(8) }, { uid: 0, gid: 0, mode: '644' },
-    'the file outside keeps its owner and mode');
-  assert.equal(fs.readFileSync(s.file, 'utf8'), 'root:x:0:0:root:/root:/bin/sh\n', 'the file outside keeps its content');
-  assert.deepEqual(fs.readdirSync(s.dir), ['keep'], 'nothing created in or removed from the directory outside');
-  assert.deepEqual(fs.readdirSync(path.dirname(s.file)).sort(), ['etc', 'passwd']);
-  const dst = fs.lstatSync(s.dir);
-  assert.deepEqual({ uid: dst.uid, mode: (dst.mode & 0o7777).toString(8) }, { uid: 0, mode: '755' });
-}
-
-function startTenant(s: Scene, secs: number): { child: ChildProcess; done: Promise<string> } {
-  const child = lab.spawn('setpriv', ['--reuid', String(TENANT), '--regid', String(TENANT), '--clear-groups',
-    '/usr/bin/python3', '-c', TENANT_LOOP, s.vassal, s.file, s.dir, String(secs)]);
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => { out += d; });
-  child.stderr?.on('data', (d: Buffer) => { out += d; });
-  const done = new Promise<string>((resolve) => child.once('exit', () => resolve(out)));
-  return { child, done };
-}
+const untouched = assertUntouched;
+const startTenantLoop = (s: Scene, secs: number) => startTenant(lab, TENANT_LOOP, [s.vassal, s.file, s.dir, String(secs)]);
 
 /** How many rounds the tenant made (its last line); it must have raced for real. */
 async function tenantRounds(t: { done: Promise<string> }): Promise<number> {
@@ -122,7 +87,7 @@ test('addon pty servers: thousands of socket set-ups while the tenant swaps name
   requireRoot();
   const s = scene();
   const { PtyServer } = addon();
-  const tenant = startTenant(s, 60);
+  const tenant = startTenantLoop(s, 60);
   await sleep(300);   // the loop is running
   const made = { top: 0, sub: 0 }, refused = { top: 0, sub: 0 };
   const reasons = new Map<string, number>();
@@ -185,7 +150,7 @@ test('addon pty servers: thousands of socket set-ups while the tenant swaps name
 test('vassal runtime: root sets up the pty socket in the vassal directory while the tenant swaps it for symlinks', async () => {
   requireRoot();
   const s = scene();
-  const tenant = startTenant(s, 60);
+  const tenant = startTenantLoop(s, 60);
   await sleep(300);
   let made = 0, refused = 0, rounds = 0;
   const reasons = new Map<string, number>();

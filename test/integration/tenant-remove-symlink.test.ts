@@ -10,15 +10,13 @@
 // the emperor used before): it fails, the directory outside loses entries.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, requireRoot } from '../helpers/netns';
-import { tempDir } from '../helpers/moat';
 import { sleep } from '../helpers/pty';
 import { removeVassalDir } from '../../src/vassal/remove-dir';
+import { assertUntouched, makeTargets, startTenant, TENANT, Targets } from '../helpers/tenant-targets';
 
-const TENANT = 65534;
 const lab = new Lab();
 after(() => lab.cleanup());
 
@@ -60,47 +58,18 @@ while not stop and n < 5000000 and time.monotonic() < end:
 print('rounds', n, 'swaps', swaps, flush=True)
 `;
 
-interface Scene {
-  vassal: string;              // the tenant's directory
+interface Scene extends Targets {
   stage: string;               // root's, where each round's tree is built
-  file: string;                // a root-owned file outside
-  dir: string;                 // a root-owned directory outside
 }
 
 function scene(): Scene {
-  const base = tempDir(lab);
-  fs.chmodSync(base, 0o755);   // the tenant reaches its directory through it
-  const outside = path.join(base, 'outside');
-  fs.mkdirSync(outside, { mode: 0o755 });
-  const file = path.join(outside, 'passwd');
-  fs.writeFileSync(file, 'root:x:0:0:root:/root:/bin/sh\n', { mode: 0o644 });
-  const dir = path.join(outside, 'etc');
-  fs.mkdirSync(path.join(dir, 'deep'), { recursive: true, mode: 0o755 });
-  fs.writeFileSync(path.join(dir, 'keep'), 'keep\n', { mode: 0o644 });
-  fs.writeFileSync(path.join(dir, 'deep', 'inner'), 'inner\n', { mode: 0o644 });
-  const vassal = path.join(base, 'vassal');
-  fs.mkdirSync(vassal, { mode: 0o755 });
-  fs.chownSync(vassal, TENANT, TENANT);
-  const stage = path.join(base, 'stage');
+  const t = makeTargets(lab);
+  const stage = path.join(t.base, 'stage');
   fs.mkdirSync(stage, { mode: 0o700 });
-  return { vassal, stage, file, dir };
+  return { ...t, stage };
 }
 
-function untouched(s: Scene): void {
-  const st = fs.lstatSync(s.file);
-  assert.equal(st.isFile(), true, 'the file outside is still a file');
-  assert.deepEqual({ uid: st.uid, gid: st.gid, mode: (st.mode & 0o7777).toString(8) }, { uid: 0, gid: 0, mode: '644' },
-    'the file outside keeps its owner and mode');
-  assert.equal(fs.readFileSync(s.file, 'utf8'), 'root:x:0:0:root:/root:/bin/sh\n', 'the file outside keeps its content');
-  assert.deepEqual(fs.readdirSync(path.dirname(s.file)).sort(), ['etc', 'passwd'], 'the directory of the file outside keeps its entries');
-  assert.deepEqual(fs.readdirSync(s.dir).sort(), ['deep', 'keep'], 'nothing created in or removed from the directory outside');
-  assert.deepEqual(fs.readdirSync(path.join(s.dir, 'deep')), ['inner'], 'nor below it');
-  assert.equal(fs.readFileSync(path.join(s.dir, 'keep'), 'utf8'), 'keep\n');
-  for (const d of [s.dir, path.join(s.dir, 'deep')]) {
-    const dst = fs.lstatSync(d);
-    assert.deepEqual({ dir: dst.isDirectory(), uid: dst.uid, mode: (dst.mode & 0o7777).toString(8) }, { dir: true, uid: 0, mode: '755' });
-  }
-}
+const untouched = assertUntouched;
 
 /** The round's tree, built in root's stage (the tenant cannot reach it) and
  *  moved into the tenant's directory at once, owned by the tenant. */
@@ -117,15 +86,8 @@ function buildTree(s: Scene): void {
   fs.renameSync(staged, path.join(s.vassal, 'tree'));
 }
 
-function startTenant(s: Scene, secs: number): { child: ChildProcess; done: Promise<string> } {
-  const child = lab.spawn('setpriv', ['--reuid', String(TENANT), '--regid', String(TENANT), '--clear-groups',
-    '/usr/bin/python3', '-c', TENANT_LOOP, s.vassal, s.file, s.dir, String(secs), DIRS.join(','), FILES.join(',')]);
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => { out += d; });
-  child.stderr?.on('data', (d: Buffer) => { out += d; });
-  const done = new Promise<string>((resolve) => child.once('exit', () => resolve(out)));
-  return { child, done };
-}
+const startTenantLoop = (s: Scene, secs: number) =>
+  startTenant(lab, TENANT_LOOP, [s.vassal, s.file, s.dir, String(secs), DIRS.join(','), FILES.join(',')]);
 
 type Remover = (p: string) => Promise<unknown>;
 const remover: Remover = process.env.MOAT_TEST_REMOVE_WITH === 'rmSync'
@@ -135,7 +97,7 @@ const remover: Remover = process.env.MOAT_TEST_REMOVE_WITH === 'rmSync'
 test('root removes the tenant\'s tree thousands of times while the tenant swaps its entries for symlinks', async () => {
   requireRoot();
   const s = scene();
-  const tenant = startTenant(s, 90);
+  const tenant = startTenantLoop(s, 90);
   await sleep(300);   // the loop is running
   let rounds = 0, removed = 0, refused = 0, built = 0, unbuilt = 0;
   const reasons = new Map<string, number>();
