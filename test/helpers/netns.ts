@@ -76,6 +76,20 @@ export class Lab {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** waitFor for an async predicate (a stats socket, a command); a timed-out
+ *  wait says what the test saw last (`seen`). */
+export async function waitForAsync(pred: () => Promise<boolean>, timeoutMs: number, what: string,
+  seen: () => Promise<string> = async () => ''): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    let ok = false;
+    try { ok = await pred(); } catch { ok = false; }
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${await seen().catch((e: Error) => e.message)}`);
+    await sleep(100);
+  }
+}
+
 export function waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const start = Date.now();
   return new Promise((resolve, reject) => {

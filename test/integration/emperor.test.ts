@@ -9,7 +9,7 @@ import { execFileSync, ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { Lab, requireRoot, sh, uniqueName, waitFor, waitForAsync } from '../helpers/netns';
 import { CLI, MoatProcess, readStats, startMoat, tempDir, waitForSocket } from '../helpers/moat';
 
 const lab = new Lab();
@@ -33,16 +33,8 @@ async function vassals(): Promise<Row[]> {
 async function row(name: string): Promise<Row | undefined> {
   return (await vassals()).find((v) => v.name === name);
 }
-async function until(pred: () => Promise<boolean>, what: string, ms = 15000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    let ok = false;
-    try { ok = await pred(); } catch { ok = false; }
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${JSON.stringify(await vassals().catch(() => []), null, 1)}\n--- moat output (tail) ---\n${moat.output().slice(-4000)}`);
-    await sleep(100);
-  }
-}
+const until = (pred: () => Promise<boolean>, what: string, ms = 15000): Promise<void> => waitForAsync(pred, ms, what,
+  async () => `${JSON.stringify(await vassals().catch(() => []), null, 1)}\n--- moat output (tail) ---\n${moat.output().slice(-4000)}`);
 const running = async (name: string) => { const r = await row(name); return r?.state === 'running' && r.traffic !== null; };
 
 function inVassal(pid: number, ns: string, cmd: string[], timeoutMs = 10000): string {

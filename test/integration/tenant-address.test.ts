@@ -17,7 +17,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { LearnNetwork, PeerBinding, RouterEvent } from '../../src/native';
 import { processStat } from '../../src/emperor/runtime-start';
-import { Lab, requireRoot, sleep, uniqueName, waitFor } from '../helpers/netns';
+import { Lab, requireRoot, sleep, uniqueName, waitFor, waitForAsync } from '../helpers/netns';
 import { ipToInt } from '../helpers/packets';
 import { FramePeer } from '../helpers/frame-peer';
 import { RouterLab } from '../helpers/native-router';
@@ -212,16 +212,8 @@ describe('the emperor: a squatter vassal in learned-address mode', () => {
   interface Row { name: string; state: string; pid: number | null; address: string | null; addressFrom: string | null; error: string | null; restarts: number }
   const rows = async (): Promise<Row[]> => (await readStats(stats)).emperor.vassals as Row[];
   const row = async (name: string) => (await rows()).find((v) => v.name === name);
-  async function until(pred: () => Promise<boolean>, what: string, ms = 15000): Promise<void> {
-    const end = Date.now() + ms;
-    for (;;) {
-      let ok = false;
-      try { ok = await pred(); } catch { ok = false; }
-      if (ok) return;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${JSON.stringify(await rows().catch(() => []))}\n--- moat output (tail) ---\n${moat.output().slice(-4000)}`);
-      await sleep(100);
-    }
-  }
+  const until = (pred: () => Promise<boolean>, what: string, ms = 15000): Promise<void> => waitForAsync(pred, ms, what,
+    async () => `${JSON.stringify(await rows().catch(() => []))}\n--- moat output (tail) ---\n${moat.output().slice(-4000)}`);
   const running = async (name: string) => (await row(name))?.state === 'running';
   const inVassal = (pid: number, cmd: string[]) => execFileSync('nsenter', ['-t', String(pid), '-n', ...cmd], { encoding: 'utf8', timeout: 10000, stdio: ['ignore', 'pipe', 'pipe'] });
   const SENDER = `
