@@ -15,12 +15,13 @@ const UWSGI_MAX_FRAME = 8188;                    // uWSGI's 8192-byte buffer les
 
 const fail = (o: Option, message: string): never => { throw new ConfigError(`${o.key}: ${message}`, o.source); };
 
-/** A queue must hold one whole frame (4-byte header + max-frame). */
+/** A queue must hold one whole frame (4-byte header + max-frame); the row's
+ *  default (262144) holds the largest. */
 function queueBytes(opts: CheckedOptions, key: string, maxFrame: number): number {
   const n = opts.int(key);
   const o = opts.last(key);
   if (o && n < maxFrame + 4) fail(o, `'${o.value}' is outside ${maxFrame + 4}..${spec(key).max} (at least max-frame + 4)`);
-  return Math.max(n, maxFrame + 4);
+  return n;
 }
 
 function deviceName(o: Option, name: string): string {
