@@ -7,7 +7,8 @@
 //               spawn vassals, uid/gid name the router process's user.
 // Without tuntap-router the emperor runs alone (and its config may set no hooks).
 import { deviceConfig, instanceUser, routerConfig, routerProcessUser } from '../config/router-config';
-import type { CheckedOptions } from '../config/schema';
+import { CheckedOptions, checkOptions } from '../config/schema';
+import { parsePeerLimits } from '../config/traffic-limits';
 import type { OptionList } from '../config/types';
 import { Device } from '../device/device';
 import { emperorConfig } from '../emperor/config';
@@ -30,7 +31,9 @@ export interface Instance {
 }
 
 /** Throws (ConfigError or Error, the message for the user) on a bad config or one that runs nothing. */
-export function buildInstance(options: OptionList, checked: CheckedOptions, opts: { emperor?: boolean } = {}): Instance {
+/** reread: the options read again from their files (a reload); a standalone
+ *  router takes its tuntap-router-peer-limit lines from them. */
+export function buildInstance(options: OptionList, checked: CheckedOptions, opts: { emperor?: boolean; reread?: () => OptionList } = {}): Instance {
   const has = (k: string) => options.some((o) => o.key === k);
   const log = logger();
   const hooks = options.filter((o) => o.key === 'exec-as-root').map((o) => o.value);
@@ -52,8 +55,16 @@ export function buildInstance(options: OptionList, checked: CheckedOptions, opts
       routerProcess = new RouterProcessHandle(cfg, options, routerProcessUser(options), emperorLog);
       components.push(routerComponent('router process', routerProcess));
     } else {
-      router = new Router(cfg);
-      components.push(routerComponent('router', router));
+      const r = new Router(cfg);
+      router = r;
+      const reread = opts.reread;
+      components.push(routerComponent('router', r, reread && ((why) => {
+        try {
+          r.reloadLimits(parsePeerLimits(checkOptions(reread()).all('tuntap-router-peer-limit')), why);
+        } catch (err) {
+          r.log.error({ why, err: (err as Error).message }, 'peer limits not reloaded, the old ones stay in force');
+        }
+      })));
     }
     if (hooks.length) components.push(hooksComponent(hooks, cfg.netns, router?.log ?? log));
   } else if (emperorCfg && hooks.length) {

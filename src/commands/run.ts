@@ -31,7 +31,7 @@ export async function runOptions(argv: string[], opts: { emperor?: boolean } = {
     const checked = checkOptions(options);
     const client = ptyClientConfig(checked.options);
     if (client) return ptyClient(client.path, client.framed);
-    instance = buildInstance(options, checked, opts);
+    instance = buildInstance(options, checked, { ...opts, reread: () => loadArgv(argv) });
   } catch (err) {
     process.stderr.write(`moat: ${(err as Error).message}\n`);
     return 2;

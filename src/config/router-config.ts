@@ -7,6 +7,7 @@ import { AccountFiles, lookupGroup, lookupUser } from './accounts';
 import { formatSource, splitQuoted } from './option';
 import { CheckedOptions, checkOptions, parseBool, spec } from './schema';
 import { ConfigError, DeviceConfig, Option, OptionList, OptionRule, RouterConfig } from './types';
+import { parsePeerLimits } from './traffic-limits';
 
 export const DEFAULT_DEVICE_SOCKET = '/tmp/tuntap.socket';
 const MAX_ID = 4294967294;
@@ -166,7 +167,7 @@ export function routerConfig(options: OptionList | CheckedOptions, accounts: Acc
     holdMs: opts.int('tuntap-router-hold'),
     busyPollUs: opts.int('tuntap-router-busy-poll'),
     sndbuf: opts.int('tuntap-router-sndbuf'),
-    rules, ruleFiles, bindings,
+    rules, ruleFiles, bindings, peerLimits: parsePeerLimits(opts.all('tuntap-router-peer-limit')),
     useCredentials, metrics, netns: netnsPath(opts.last('tuntap-router-netns')), warnings,
   };
 }

@@ -1,5 +1,6 @@
 // types.ts: what every config source (ini, json, yaml, xml, flags) becomes,
 // and the typed configs the router and device read from it.
+import type { PeerLimit } from '../native';
 
 /** Where a value came from, for error messages: file:line, or a flag. */
 export interface Source {
@@ -46,6 +47,7 @@ export interface RouterConfig {
   rules: OptionRule[];          // firewall options, in file order
   ruleFiles: string[];          // tuntap-router-firewall-file (file or directory of *.rules), in order
   bindings: Array<{ uid: number; addr: string }>; // moat: tuntap-router-bind = uid|user addr
+  peerLimits: PeerLimit[];      // moat: tuntap-router-peer-limit, merged by address (addr 0: the default)
   useCredentials: boolean;      // tuntap-use-credentials (accepted; SO_PEERCRED is always read)
   metrics?: string;             // moat: metrics = host:port
   netns?: string;               // moat: tuntap-router-netns = /run/netns/NAME (create the device there)

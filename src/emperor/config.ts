@@ -5,6 +5,7 @@
 import { CheckedOptions, checkOptions, spec } from '../config/schema';
 import { ConfigError, OptionList } from '../config/types';
 import { CgroupLimits, emperorVassalLimits } from '../vassal/cgroup-limits';
+import { TrafficLimits, emperorTrafficLimits } from '../config/traffic-limits';
 import { parseEmperorCgroupPath } from '../vassal/cgroup';
 import type { OutputBudgetOptions } from '../vassal/output-budget';
 import { Ipv4Network, parseNetwork } from '../addr';
@@ -17,6 +18,8 @@ export interface EmperorConfig {
   vassalsDirRoot: string;      // vassals-dir-root
   cgroupPath?: string;         // emperor-cgroup (absent: a child of the emperor's own cgroup)
   vassalLimits: CgroupLimits;  // emperor-vassal-memory-max, -pids-max, -cpu-max
+  vassalTraffic: TrafficLimits; // emperor-vassal-rate-out, -rate-in, -pps-out, -pps-in, -burst, -pps-burst
+  accounting?: { log: string; intervalMs: number };  // accounting-log, accounting-interval (docs/accounting.md)
   output: OutputBudgetOptions; // emperor-vassal-log-lines, -log-bytes
   vassalNetwork?: Ipv4Network; // emperor-vassal-network; absent: the router's tun network (vassal-network.ts)
 }
@@ -51,6 +54,8 @@ export function emperorConfig(options: OptionList | CheckedOptions): EmperorConf
   return {
     dir, clone, freqMs, vassalsDirRoot, cgroupPath, ...(vassalNetwork ? { vassalNetwork } : {}),
     vassalLimits: emperorVassalLimits(opts.options),
+    vassalTraffic: emperorTrafficLimits(opts.options),
+    ...accountingOf(opts),
     output: { linesPerSec: opts.int('emperor-vassal-log-lines'), bytesPerSec: opts.int('emperor-vassal-log-bytes') },
   };
 }
@@ -59,4 +64,12 @@ export function emperorConfig(options: OptionList | CheckedOptions): EmperorConf
  *  gives, the table's defaults included, with `more` over it. */
 export function emperorConfigFor(dir: string, more: Partial<EmperorConfig> = {}): EmperorConfig {
   return { ...emperorConfig([{ key: 'emperor', value: dir, source: { file: '<code>' } }]), ...more };
+}
+
+function accountingOf(opts: CheckedOptions): Pick<EmperorConfig, 'accounting'> {
+  const log = opts.string('accounting-log')?.trim();
+  if (!log) return {};
+  const o = opts.last('accounting-log');
+  if (!log.startsWith('/')) throw new ConfigError(`accounting-log: '${log}' is not an absolute file path`, o?.source);
+  return { accounting: { log, intervalMs: opts.int('accounting-interval') * 1000 } };
 }

@@ -30,7 +30,8 @@ import { formatOf, loadFile } from '../config/load';
 import { ConfigError } from '../config/types';
 import { formatNetwork, ipv4ToInt, intToIpv4 } from '../addr';
 import { logger, Logger } from '../log';
-import type { LearnNetwork, PeerBinding, PeerStats } from '../native';
+import type { LearnNetwork, PeerBinding, PeerLimit, PeerStats } from '../native';
+import { describeTraffic, hasTrafficLimits, peerLimit } from '../config/traffic-limits';
 import type { RouterApi } from '../router/router-api';
 import type { Component } from '../lifecycle/component';
 import { unsafeNameReason, VASSAL_DIR_MOUNTPOINT, vassalDirName, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
@@ -275,6 +276,7 @@ export class Emperor extends EventEmitter implements Component {
         routerSocket: this.router?.config.socket,
         hostDir: path.join(this.config.vassalsDirRoot, vassalDirName(e.name)),
         limitDefaults: this.config.vassalLimits,
+        trafficDefaults: this.config.vassalTraffic,
       });
       for (const other of this.entries.values()) {
         if (other !== e && other !== current && other.vassal && vassalDirName(other.name) === vassalDirName(e.name)) {
@@ -390,6 +392,7 @@ export class Emperor extends EventEmitter implements Component {
       if (e.vassal) this.log.warn({ vassal: e.name }, 'the running vassal keeps its previous config');
       return;
     }
+    if (e.vassal && e.spec && onlyLimitsDiffer(e.spec, spec)) return this.applyLimits(e, spec);
     this.log.info({ vassal: e.name }, 'vassal file changed: reloading');
     e.cron?.stop();
     if (e.vassal) await e.vassal.stop();
@@ -400,6 +403,17 @@ export class Emperor extends EventEmitter implements Component {
     e.error = undefined;
     this.pushBindings();
     await this.launch(e, spec);
+    this.emit('reloaded', e.name);
+  }
+
+  /** A changed file that changes only limits (its cgroup's, its traffic's):
+   *  applied to the running vassal, which keeps running and connected. */
+  private applyLimits(e: Entry, spec: VassalSpec): void {
+    const log = this.log.child({ vassal: e.name });
+    if (e.cgroup) for (const w of e.cgroup.setLimits(spec.limits)) log.warn(`${e.file}: ${w}`);
+    e.spec = spec;
+    this.pushLimits();
+    log.info({ limits: describeLimits(spec.limits), traffic: describeTraffic(spec.traffic) || 'none' }, 'vassal file changed only its limits: applied, the vassal keeps running');
     this.emit('reloaded', e.name);
   }
 
@@ -545,11 +559,37 @@ export class Emperor extends EventEmitter implements Component {
 
   private pushBindings(): void {
     if (!this.router) return;
+    this.pushLimits();
     const list = this.bindings();
     const sent = JSON.stringify([list, this.learn === undefined ? 'unrestricted' : this.learn]);
     if (sent === this.lastPushed) return;
     this.lastPushed = sent;
     this.router.setBindings('emperor', list, this.learn);
+  }
+
+  private lastLimits?: string;
+
+  /** Each vassal's traffic limits by its address (named in its file or
+   *  learned), the emperor's defaults for every other peer (address 0). A
+   *  peer that has no address yet is limited from its first packet on: by
+   *  the default until the emperor hears its address, then by its own. */
+  trafficLimits(): PeerLimit[] {
+    const out: PeerLimit[] = [];
+    if (hasTrafficLimits(this.config.vassalTraffic ?? {})) out.push(peerLimit(0, this.config.vassalTraffic));
+    for (const e of this.entries.values()) {
+      const a = e.spec?.address ?? e.learned;
+      if (e.vassal && e.spec && a) out.push(peerLimit(ipv4ToInt(a), e.spec.traffic));
+    }
+    return out;
+  }
+
+  private pushLimits(): void {
+    if (!this.router) return;
+    const list = this.trafficLimits();
+    const sent = JSON.stringify(list);
+    if (sent === this.lastLimits) return;
+    this.lastLimits = sent;
+    this.router.setLimits('emperor', list);
   }
 
   /** One row per vassal file (the stats document's emperor.vassals). */
@@ -582,4 +622,10 @@ export class Emperor extends EventEmitter implements Component {
   vassal(name: string): Vassal | undefined {
     return this.entries.get(name)?.vassal;
   }
+}
+
+/** Two specs of one vassal that differ in nothing but limits (and warnings). */
+function onlyLimitsDiffer(a: VassalSpec, b: VassalSpec): boolean {
+  const rest = (s: VassalSpec) => JSON.stringify({ ...s, limits: undefined, traffic: undefined, warnings: undefined });
+  return rest(a) === rest(b);
 }

@@ -5,7 +5,7 @@
 // JSON objects on node's IPC channel, told apart by `t`. decode() is the one
 // check of what arrives: a message of another shape is dropped, never acted on.
 import type { OptionList } from '../config/types';
-import type { LearnNetwork, PeerBinding, PeerStats } from '../native';
+import type { LearnNetwork, PeerBinding, PeerLimit, PeerStats } from '../native';
 import type { DropTo } from '../privileges';
 import type { PeerEvent } from './router-api';
 
@@ -17,6 +17,7 @@ export type ToRouterProcess =
   | { t: 'start'; options: OptionList; user: DropTo; sections: string[] }   // sections: the stats keys the emperor serves
   | { t: 'sections'; keys: string[] }                   // the emperor's stats keys changed
   | { t: 'bindings'; owner: string; list: PeerBinding[]; learn?: LearnNetwork | null }
+  | { t: 'limits'; owner: string; list: PeerLimit[] }
   | { t: 'reload'; why: string }
   | { t: 'stop' }
   | { t: 'stats-reply'; id: number; value: unknown }
@@ -32,7 +33,7 @@ export type FromRouterProcess =
   | { t: 'peers'; peers: PeerStats[] }                  // every second
   | { t: 'metrics-request'; id: number };
 
-const TO_ROUTER_PROCESS: ReadonlySet<string> = new Set(['start', 'sections', 'bindings', 'reload', 'stop', 'stats-reply', 'metrics-reply']);
+const TO_ROUTER_PROCESS: ReadonlySet<string> = new Set(['start', 'sections', 'bindings', 'limits', 'reload', 'stop', 'stats-reply', 'metrics-reply']);
 const FROM_ROUTER_PROCESS: ReadonlySet<string> = new Set(['started', 'failed', 'event', 'fatal', 'stats-request', 'peers', 'metrics-request']);
 
 function decode<M extends { t: string }>(known: ReadonlySet<string>, m: unknown): M | undefined {

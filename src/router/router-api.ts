@@ -6,7 +6,7 @@
 // A component contributes to the stats document and to /metrics only here
 // (addStatsSection, addMetrics), wherever the router runs.
 import type { RouterConfig } from '../config/types';
-import type { LearnNetwork, PeerBinding, PeerStats } from '../native';
+import type { LearnNetwork, PeerBinding, PeerLimit, PeerStats } from '../native';
 import type { MetricsProvider } from '../metrics';
 
 export type { MetricsProvider };
@@ -33,6 +33,10 @@ export interface RouterApi {
    *  its runtime, or reserved for it) and, with learn, the network peers may
    *  learn addresses from (null: none; undefined: not restricted by this owner). */
   setBindings(owner: string, list: PeerBinding[], learn?: LearnNetwork | null): void;
+  /** A component's traffic limits by peer address (the emperor's: each
+   *  vassal's, address 0 its default), over the config's peer-limit lines;
+   *  applied without disconnecting anyone. */
+  setLimits(owner: string, list: PeerLimit[]): void;
   /** A component's section of the stats document (doc[key]); the value may be a promise. */
   addStatsSection(key: string, section: () => unknown): void;
   removeStatsSection(key: string): void;

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import client from 'prom-client';
 import type { OptionList, RouterConfig } from '../config/types';
-import type { LearnNetwork, PeerBinding, PeerStats } from '../native';
+import type { LearnNetwork, PeerBinding, PeerLimit, PeerStats } from '../native';
 import type { DropTo } from '../privileges';
 import { logDropped, logger, Logger } from '../log';
 import { renderMetrics } from '../metrics';
@@ -141,6 +141,10 @@ export class RouterProcessHandle extends EventEmitter implements RouterApi {
 
   setBindings(owner: string, list: PeerBinding[], learn?: LearnNetwork | null): void {
     this.send({ t: 'bindings', owner, list, learn });
+  }
+
+  setLimits(owner: string, list: PeerLimit[]): void {
+    this.send({ t: 'limits', owner, list });
   }
 
   addStatsSection(key: string, section: () => unknown): void {

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Server } from 'node:http';
-import { addon, LEARN_ANYWHERE, LearnNetwork, NativeRouter, PeerBinding, RouterEvent, RouterStats } from '../native';
+import { addon, LEARN_ANYWHERE, LearnNetwork, NativeRouter, PeerBinding, PeerLimit, RouterEvent, RouterStats } from '../native';
 import type { RouterConfig } from '../config/types';
 import type { RuleSet, CompiledRule } from '../rules/types';
 import { loadRuleSet } from '../rules/load';
@@ -36,6 +36,8 @@ export class Router extends EventEmitter implements RouterApi {
   private readonly peerAddr = new Map<number, number>();
   private readonly ownerBindings = new Map<string, PeerBinding[]>();
   private readonly ownerLearn = new Map<string, LearnNetwork | null>();
+  private readonly ownerLimits = new Map<string, PeerLimit[]>();
+  private configLimits: PeerLimit[];
   private readonly statsSections = new Map<string, () => unknown>();
   readonly log: Logger;
   /** Directories start() made for its sockets (handed over on a privilege drop). */
@@ -45,6 +47,7 @@ export class Router extends EventEmitter implements RouterApi {
 
   constructor(readonly config: RouterConfig, log?: Logger) {
     super();
+    this.configLimits = config.peerLimits ?? [];
     this.log = log ?? logger().child({ component: 'router', device: config.device });
     this.registry = registerRouterMetrics(new client.Registry(), {
       stats: () => this.stats(),
@@ -83,6 +86,7 @@ export class Router extends EventEmitter implements RouterApi {
       learn: this.learnNetwork(),
     });
     native.setRules(this.rules.in.map((r) => r.native), this.rules.out.map((r) => r.native));
+    native.setLimits(this.allLimits());
     native.start((events) => this.onEvents(events));
     this.native = native;
     this.watchSocket();
@@ -168,6 +172,32 @@ export class Router extends EventEmitter implements RouterApi {
     const out: PeerBinding[] = this.config.bindings.map((b) => ({ uid: b.uid, pid: -1, addr: ipv4ToInt(b.addr) }));
     for (const list of this.ownerBindings.values()) out.push(...list);
     return out;
+  }
+
+  /** A component's traffic limits by peer address (the emperor's: each
+   *  vassal's, and its default as address 0), over the config's
+   *  tuntap-router-peer-limit lines for the same address. Applied between two
+   *  batches: connected peers keep their connections, their shapers take the
+   *  new rates. */
+  setLimits(owner: string, list: PeerLimit[]): void {
+    if (list.length) this.ownerLimits.set(owner, list);
+    else this.ownerLimits.delete(owner);
+    this.native?.setLimits(this.allLimits());
+  }
+
+  /** The config's tuntap-router-peer-limit lines read again (a reload). */
+  reloadLimits(list: PeerLimit[], why: string): void {
+    const before = JSON.stringify(this.configLimits);
+    this.configLimits = list;
+    this.native?.setLimits(this.allLimits());
+    if (JSON.stringify(list) !== before) this.log.info({ why, limits: list.length }, 'peer limits reloaded (connected peers keep their connections)');
+  }
+
+  private allLimits(): PeerLimit[] {
+    const byAddr = new Map<number, PeerLimit>();
+    for (const l of this.configLimits) byAddr.set(l.addr, l);
+    for (const list of this.ownerLimits.values()) for (const l of list) byAddr.set(l.addr, l);
+    return [...byAddr.values()];
   }
 
   /** The one owner's learnable network (the emperor's), or anywhere. */

@@ -12,6 +12,7 @@ import { ConfigError, DeviceConfig, Option, OptionList } from '../config/types';
 import { ipv4ToInt } from '../addr';
 import { ptyRouterConfigs, sharedPtyConfig, DEFAULT_PTY_GRACE_MS, DEFAULT_PTY_MAX_SESSIONS } from '../pty/config';
 import { CgroupLimits, vassalLimits } from './cgroup-limits';
+import { TrafficLimits, vassalTrafficLimits } from '../config/traffic-limits';
 
 /** Where each vassal's host directory is bind-mounted inside the vassal. */
 export const VASSAL_DIR_MOUNTPOINT = '/run/moat';
@@ -25,6 +26,7 @@ export interface VassalContext {
   routerSocket?: string;       // the emperor's router socket: a vassal's tuntap-device without a socket uses it
   hostDir: string;             // vassals-dir-root/NAME
   limitDefaults?: CgroupLimits;  // emperor-vassal-memory-max, -pids-max, -cpu-max
+  trafficDefaults?: TrafficLimits;  // emperor-vassal-rate-out, ... (traffic-limits.ts)
 }
 
 export interface VassalSpec {
@@ -37,6 +39,7 @@ export interface VassalSpec {
   gid?: number;
   cron: CronEntry[];           // cron, cron2, unique-cron, cron-tab: scheduled by the emperor, run by the runtime
   limits: CgroupLimits;        // its cgroup's limits (vassal-*-max, cgroup-opt, over the emperor's defaults)
+  traffic: TrafficLimits;      // its traffic limits in the router (vassal-rate-out, ..., over the emperor's defaults)
   warnings: string[];
 }
 
@@ -181,7 +184,8 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
   warnings.push(...notForVassals(opts));
   const cg = vassalLimits(opts, ctx.limitDefaults);
   warnings.push(...cg.warnings, ...unsafeDefaults(file, opts, ctx));
-  return { name, lines, address, addressSource, device, uid, gid, cron: parseCronOptions(opts), limits: cg.limits, warnings };
+  return { name, lines, address, addressSource, device, uid, gid, cron: parseCronOptions(opts), limits: cg.limits,
+    traffic: vassalTrafficLimits(opts, ctx.trafficDefaults), warnings };
 }
 
 /** A warning naming the file for each way the vassal is less contained than

@@ -29,7 +29,7 @@ test('cron jobs run inside the vassal, on the emperor\'s schedule, never overlap
   const cfg: RouterConfig = {
     device: uniqueName('mcr'), socket: path.join(dir, 'r.sock'), socketMode: 0o666, maxFrame: 8188, queueBytes: 1 << 18,
     offload: false, holdMs: 50, busyPollUs: 100, sndbuf: 0,
-    rules: [], ruleFiles: [], bindings: [], useCredentials: false, netns: `/run/netns/${ns}`, warnings: [],
+    rules: [], ruleFiles: [], bindings: [], peerLimits: [], useCredentials: false, netns: `/run/netns/${ns}`, warnings: [],
   };
   const router = new Router(cfg);
   await router.start();

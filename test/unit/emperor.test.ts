@@ -18,7 +18,7 @@ import { parseYaml } from '../../src/config/yaml';
 import { ConfigError } from '../../src/config/types';
 import { EventEmitter } from 'node:events';
 import { ipv4ToInt } from '../../src/addr';
-import type { LearnNetwork, PeerBinding } from '../../src/native';
+import type { LearnNetwork, PeerBinding, PeerLimit } from '../../src/native';
 import type { RouterApi } from '../../src/router/router-api';
 import { processStat } from '../../src/emperor/runtime-start';
 
@@ -248,6 +248,8 @@ class BindingsRouter extends EventEmitter {
   async stop(): Promise<void> { /* nothing */ }
   reloadRules(): void { /* nothing */ }
   setBindings(_owner: string, list: PeerBinding[], learn?: LearnNetwork | null): void { this.sets.push({ list, learn }); }
+  readonly limitSets: PeerLimit[][] = [];
+  setLimits(_owner: string, list: PeerLimit[]): void { this.limitSets.push(list); }
   addStatsSection(): void { /* nothing */ }
   removeStatsSection(): void { /* nothing */ }
   addMetrics(): void { /* nothing */ }

@@ -55,7 +55,7 @@ test('start hands the config to one native Router: its options, the bindings, th
     maxFrame: 1500, queueBytes: 65536, offload: false, holdUs: 7000, busyPollUs: 250, sndbuf: 1048576, acceptRuleBlocks: false,
     bindings: [{ uid: 1234, pid: -1, addr: ip('10.0.0.9') }], learn: { net: 0, bits: 0 },
   });
-  assert.deepEqual(n.calls, ['setRules', 'start'], 'rules are in place before the first packet');
+  assert.deepEqual(n.calls, ['setRules', 'setLimits', 'start'], 'rules and limits are in place before the first packet');
   assert.deepEqual(n.rules.in.map((r) => [r.action, r.src, r.dst, r.dstBits]), [[1, ip('10.0.0.1'), ip('10.0.0.0'), 24]]);
   assert.deepEqual(n.rules.out.map((r) => [r.action, r.srcBits, r.dst]), [[0, 24, ip('10.0.0.1')], [1, 0, 0]]);
   assert.equal(s.router.running, true);
@@ -112,7 +112,7 @@ test('a bad rule on reload keeps the old rules in force and says where', async (
   s.router.on('rules-error', (e: Error) => errors.push(e));
   fs.writeFileSync(s.rulesFile, 'out allow 10.0.0.0/24 10.0.0.1\nout frobnicate\n');
   assert.equal(s.router.reloadRules('edit'), false);
-  assert.deepEqual(n.calls, ['setRules', 'start'], 'the native rules were not touched');
+  assert.deepEqual(n.calls, ['setRules', 'setLimits', 'start'], 'the native rules were not touched');
   assert.match(errors[0]?.message ?? '', new RegExp(`policy\\.rules:2:5: unknown action 'frobnicate'`));
   const line = logged(s.lines, 'rules not reloaded, the old rules stay in force')[0];
   assert.equal(line?.level, 50);
@@ -186,7 +186,7 @@ test('stop releases everything once: the native Router, its socket file, the sta
   assert.ok(fs.existsSync(path.join(s.dir, 's.sock')));
   await s.router.stop();
   await s.router.stop();
-  assert.deepEqual(n.calls, ['setRules', 'start', 'stop'], 'the native stop once');
+  assert.deepEqual(n.calls, ['setRules', 'setLimits', 'start', 'stop'], 'the native stop once');
   assert.equal(s.router.running, false);
   assert.equal(fs.existsSync(path.join(s.dir, 'r.sock')), false, 'socket file gone');
   assert.equal(fs.existsSync(path.join(s.dir, 's.sock')), false, 'stats socket gone');
@@ -201,7 +201,7 @@ test('a failed start stops what started: a live stats socket of another process'
   await new Promise<void>((r) => other.listen(path.join(s.dir, 's.sock'), r));
   t.after(() => other.close());
   await assert.rejects(s.router.start(), /stats socket .*s\.sock is in use by another process/);
-  assert.deepEqual(s.native().calls, ['setRules', 'start', 'stop'], 'the data path was stopped again');
+  assert.deepEqual(s.native().calls, ['setRules', 'setLimits', 'start', 'stop'], 'the data path was stopped again');
   assert.equal(s.router.running, false);
   assert.equal(fs.existsSync(path.join(s.dir, 'r.sock')), false);
 });
@@ -219,7 +219,7 @@ test('the socket file removed: bound again (relisten); when that fails, fatal', 
   const sock = path.join(s.dir, 'r.sock');
   fs.rmSync(sock);
   await waitFor(() => logged(s.lines, 'socket bound again: new peers can connect').length === 1, 3000, 'socket bound again');
-  assert.deepEqual(n.calls, ['setRules', 'start', 'relisten']);
+  assert.deepEqual(n.calls, ['setRules', 'setLimits', 'start', 'relisten']);
   assert.ok(logged(s.lines, /was removed: new peers cannot connect/)[0]?.level === 50);
   const fatal: string[] = [];
   s.router.on('fatal', (r: string) => fatal.push(r));

@@ -38,7 +38,10 @@ const SAMPLE: Record<string, string> = {
   'forkpty-router-command': '/bin/bash', 'pty-socket': '/run/moat/shared.sock', 'pty-exec': '/usr/bin/top', 'pty-connect': '/run/moat/pty.sock',
   'pty-uconnect': '/run/moat/pty.sock', 'emperor-cgroup': 'moat/e1', 'emperor-vassal-memory-max': '64M', 'emperor-vassal-pids-max': '32',
   'emperor-vassal-cpu-max': '0.5', 'vassal-memory-max': '64M', 'vassal-pids-max': '32', 'vassal-cpu-max': '0.5',
-  cgroup: '/sys/fs/cgroup/memory/x', 'cgroup-opt': 'pids.max=10', 'forkpty-router-socket-mode': '0660', 'forkpty-router-socket-owner': 'root', 'forkpty-router-user': 'root',
+  cgroup: '/sys/fs/cgroup/memory/x', 'cgroup-opt': 'pids.max=10',
+  'vassal-rate-out': '10mbit', 'vassal-rate-in': '5mbit', 'vassal-pps-out': '1000', 'vassal-pps-in': '2000', 'vassal-burst': '64K', 'vassal-pps-burst': '50',
+  'emperor-vassal-rate-out': '10mbit', 'emperor-vassal-rate-in': '5mbit', 'emperor-vassal-pps-out': '1000', 'emperor-vassal-pps-in': '2000',
+  'emperor-vassal-burst': '64K', 'emperor-vassal-pps-burst': '50', 'tuntap-router-peer-limit': 'default out rate 10mbit', 'accounting-log': '/var/log/moat/accounting.log', 'forkpty-router-socket-mode': '0660', 'forkpty-router-socket-owner': 'root', 'forkpty-router-user': 'root',
 };
 /** Options that act only beside another one (the pty servers' settings need a server). */
 const NEEDS: Record<string, string> = {
@@ -46,7 +49,7 @@ const NEEDS: Record<string, string> = {
   'forkptyrouter-cols': 'forkpty-router = /run/moat/pty.sock', 'forkpty-router-socket-mode': 'forkpty-router = /run/moat/pty.sock',
   'forkpty-router-socket-owner': 'forkpty-router = /run/moat/pty.sock', 'forkpty-router-user': 'forkpty-router = /run/moat/pty.sock',
   'forkpty-router-grace': 'forkpty-router = /run/moat/pty.sock', 'forkpty-router-max-sessions': 'forkpty-router = /run/moat/pty.sock',
-  'pty-exec': 'pty-socket = /run/moat/shared.sock', 'cron-harakiri': 'cron = 5 -1 -1 -1 -1 date', 'pivot-root': '',
+  'pty-exec': 'pty-socket = /run/moat/shared.sock', 'vassal-burst': 'vassal-rate-out = 1mbit', 'vassal-pps-burst': 'vassal-pps-out = 100', 'cron-harakiri': 'cron = 5 -1 -1 -1 -1 date', 'pivot-root': '',
   uid: 'gid = root', 'tuntap-device-route': '',
 };
 
@@ -71,7 +74,7 @@ function read(name: string, extra: string[]): VassalSpec {
   return vassalSpec(file, loadFile(file), CTX);
 }
 
-const effect = (v: VassalSpec) => JSON.stringify({ lines: v.lines, cron: v.cron, uid: v.uid, gid: v.gid, address: v.address, limits: v.limits });
+const effect = (v: VassalSpec) => JSON.stringify({ lines: v.lines, cron: v.cron, uid: v.uid, gid: v.gid, address: v.address, limits: v.limits, traffic: v.traffic });
 
 test('every option in a vassal file takes effect, warns or is an error, naming file:line', () => {
   const seen: Record<string, string[]> = { applies: [], implicit: [], warns: [], refused: [] };
