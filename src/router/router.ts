@@ -259,6 +259,7 @@ export class Router extends EventEmitter implements RouterApi {
         tx: p.txBytes, rx: p.rxBytes, dropped: p.dropped,
         tx_packets: p.tx, rx_packets: p.rx, drops: p.drops, queued: p.queued,
         offload: p.offload, vnet_rx: p.vnetRx, gso_rx: p.gsoRx, vnet_tx: p.vnetTx, gso_tx: p.gsoTx, uso_tx: p.usoTx,
+        id: p.id, shaped_in: p.shapedIn, shaped_out: p.shapedOut, shape_queued_in: p.shapeQueuedIn, shape_queued_out: p.shapeQueuedOut,
       })),
       moat: {
         device: this.config.device,

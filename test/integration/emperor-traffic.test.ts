@@ -1,0 +1,121 @@
+// emperor-traffic.test.ts: a vassal's traffic limits and accounting through a
+// real `moat emperor` (its router in a process of its own; issue 16): the
+// limit a vassal file names and the emperor's default for a vassal whose
+// address is learned from its first packet hold within 10%; a vassal file
+// that changes only its limit is applied to the running vassal (same
+// runtime, same connection) at the new rate.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Lab, requireRoot, sleep, uniqueName, waitFor, waitForAsync } from '../helpers/netns';
+import { MoatProcess, readStats, startMoat, tempDir, waitForSocket } from '../helpers/moat';
+import { ipBitsPerSec, RECEIVER_JS, SENDER_JS, UdpReceiver } from '../helpers/udp-meter';
+
+const lab = new Lab();
+let moat: MoatProcess;
+let net24 = '';
+let gwNs = '';
+let dir = '';
+let stats = '';
+let sock = '';
+let nextPort = 20000;
+const figures: string[] = [];
+const host = (n: number) => `${net24}${n}`;
+
+interface Row { name: string; state: string; pid: number | null; restarts: number; address: string | null }
+interface Peer { id: number; pid: number; addr: string }
+const rows = async (): Promise<Row[]> => (await readStats(stats)).emperor.vassals as Row[];
+const row = async (name: string) => (await rows()).find((v) => v.name === name);
+const peers = async (): Promise<Peer[]> => (await readStats(stats)).peers as Peer[];
+const until = (pred: () => Promise<boolean>, what: string, ms = 15000): Promise<void> => waitForAsync(pred, ms, what,
+  async () => `${JSON.stringify(await rows().catch(() => []))}\n--- moat output (tail) ---\n${moat.output().slice(-4000)}`);
+const running = async (name: string) => (await row(name))?.state === 'running';
+
+const vassal = (extra: string[]) => ['[uwsgi]', `tuntap-device = uwsgi0 ${sock}`, 'attach-daemon = sleep 3600', ...extra, ''].join('\n');
+const named = (extra: string[]) => vassal([`tuntap-device-address = ${host(7)}/24`, `tuntap-device-route = ${host(1)}`, ...extra]);
+const learner = () => vassal(['exec-as-root = ip link set uwsgi0 up', 'exec-as-root = ip route add default dev uwsgi0']);
+
+/** The received IPv4 rate of src's datagrams, sent from the vassal (pid) at
+ *  pps x 1000-byte payloads for ms; measured first to last arrival (the
+ *  shaping queue's drain included). */
+async function sendAndMeasure(pid: number, src: string, pps: number, ms: number): Promise<{ bits: number; n: number }> {
+  const port = nextPort++;
+  const rx = new UdpReceiver(lab.spawn(process.execPath, ['-e', RECEIVER_JS, host(1), String(port)], { ns: gwNs }));
+  await rx.ready();
+  const tx = lab.spawn('nsenter', ['-t', String(pid), '-n', process.execPath, '-e', SENDER_JS, src, host(1), String(port), String(pps), '1000', String(ms)]);
+  await new Promise((r) => tx.once('exit', r));
+  await sleep(300);   // the queue drains (50 ms of the rate at most)
+  const a = (await rx.bySource())[src];
+  rx.stop();
+  assert.ok(a && a.n > 10, `the gateway heard ${src}: ${JSON.stringify(a)}`);
+  return { bits: ipBitsPerSec(a), n: a.n };
+}
+
+function within(bits: number, limit: number, what: string): void {
+  figures.push(`${what}: ${(bits / 1e6).toFixed(2)} Mbit/s (limit ${limit / 1e6})`);
+  assert.ok(bits >= limit * 0.9 && bits <= limit * 1.1, `${what}: ${(bits / 1e6).toFixed(2)} Mbit/s, limit ${limit / 1e6} Mbit/s ±10%`);
+}
+
+describe('per-vassal traffic limits through moat emperor', () => {
+  before(async () => {
+    requireRoot();
+    net24 = `10.${16 + crypto.randomInt(200)}.${crypto.randomInt(250)}.`;
+    gwNs = lab.netns('etg');
+    const tun = uniqueName('ete');
+    const tmp = tempDir(lab);
+    fs.chmodSync(tmp, 0o755);   // the router process (nobody) reaches its socket
+    dir = path.join(tmp, 'vassals');
+    fs.mkdirSync(dir);
+    sock = path.join(tmp, 't.sock');
+    stats = path.join(tmp, 's.sock');
+    const ini = path.join(tmp, 'emperor.ini');
+    fs.writeFileSync(ini, [
+      '[uwsgi]', `emperor = ${dir}`, 'emperor-use-clone = fs,ipc,uts,net,pid', 'emperor-freq = 1',
+      `vassals-dir-root = ${path.join(tmp, 'run')}`,
+      `tuntap-router = ${tun} ${sock} ${stats}`, `tuntap-router-netns = /run/netns/${gwNs}`,
+      `exec-as-root = ip addr add ${host(1)}/24 dev ${tun}`, `exec-as-root = ip link set ${tun} up`,
+      'emperor-vassal-rate-out = 4mbit', '',
+    ].join('\n'));
+    fs.writeFileSync(path.join(dir, 'named.ini'), named(['vassal-rate-out = 8mbit']));
+    fs.writeFileSync(path.join(dir, 'learner.ini'), learner());
+    moat = startMoat(lab, ['emperor', '--ini', ini]);
+    await waitForSocket(stats, moat, 15000);
+    await until(async () => (await running('named.ini')) && (await running('learner.ini')), 'both vassals running');
+  });
+
+  after(async () => {
+    if (figures.length) process.stderr.write(`# emperor-traffic figures:\n${figures.map((f) => `#   ${f}`).join('\n')}\n`);
+    if (moat && moat.child.exitCode === null) moat.child.kill('SIGTERM');
+    if (moat) await Promise.race([moat.exited, sleep(20000)]);
+    await lab.cleanup();
+  });
+
+  test('the vassal file\'s limit holds within 10%, and the emperor\'s default for a learned address', async () => {
+    const pid = (await row('named.ini'))!.pid!;
+    within((await sendAndMeasure(pid, host(7), 2000, 4000)).bits, 8e6, 'named vassal, vassal-rate-out = 8mbit');
+    const lp = (await row('learner.ini'))!.pid!;
+    execInVassal(lp, ['ip', 'addr', 'add', `${host(9)}/32`, 'dev', 'uwsgi0']);
+    within((await sendAndMeasure(lp, host(9), 1000, 4000)).bits, 4e6, 'learned address, emperor-vassal-rate-out = 4mbit');
+    assert.equal((await row('learner.ini'))!.address, host(9));
+  });
+
+  test('a file that changes only its limit: the same runtime and connection, the new rate', async () => {
+    const before = (await row('named.ini'))!;
+    const peer = (await peers()).find((p) => p.pid === before.pid)!;
+    assert.ok(peer, 'the vassal is connected');
+    fs.writeFileSync(path.join(dir, 'named.ini'), named(['vassal-rate-out = 2mbit']));
+    await waitFor(() => /changed only its limits/.test(moat.output()), 10000, 'the change applied');
+    within((await sendAndMeasure(before.pid!, host(7), 600, 4000)).bits, 2e6, 'named vassal after reload, 2mbit');
+    const after = (await row('named.ini'))!;
+    assert.deepEqual([after.pid, after.restarts], [before.pid, before.restarts], 'not restarted');
+    assert.ok((await peers()).some((p) => p.id === peer.id && p.pid === before.pid), 'still the same connection');
+  });
+});
+
+function execInVassal(pid: number, cmd: string[]): void {
+  const r = spawnSync('nsenter', ['-t', String(pid), '-n', ...cmd], { encoding: 'utf8', timeout: 10000 });
+  if (r.status !== 0) throw new Error(`${cmd.join(' ')} in the vassal: ${r.stderr}`);
+}
