@@ -55,7 +55,7 @@ interface PingFigures { sent: number; got: number; p50: number; p99: number; max
 
 /** count pings from ns to the gateway every 10 ms; a lost one counts as infinitely late. */
 async function pings(ns: string, count: number): Promise<PingFigures> {
-  const out = await run(ns, 'ping', ['-n', '-q', '-c', String(count), '-i', '0.01', '-W', '1', '-U', L.gw].filter((a) => a !== '-q'));
+  const out = await run(ns, 'ping', ['-n', '-c', String(count), '-i', '0.01', '-W', '1', '-U', L.gw]);
   const rtts = [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
   const all = [...rtts, ...Array(Math.max(0, count - rtts.length)).fill(Infinity)].sort((a, b) => a - b);
   const at = (q: number) => all[Math.min(all.length - 1, Math.ceil(q * all.length) - 1)];
