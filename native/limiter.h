@@ -106,7 +106,8 @@ class Shaper {
   bool push(const uint8_t* payload, size_t n, uint8_t mod2, size_t cost, uint32_t segs);
 
   // Hands out, oldest first, the waiting packets the buckets allow now:
-  // out(payload, n, mod2) for each. Returns how many left.
+  // out(payload, n, mod2, cost, segs) for each (cost and segs as pushed).
+  // Returns how many left.
   template <class Out>
   uint32_t release(uint64_t now, Out&& out) {
     uint32_t n = 0;
@@ -117,7 +118,7 @@ class Shaper {
       const uint8_t* payload = front(&e);
       bytes_.take(double(e.cost));
       packets_.take(double(e.segs));
-      out(payload, size_t(e.size), e.mod2);
+      out(payload, size_t(e.size), e.mod2, size_t(e.cost), uint32_t(e.segs));
       pop(e);
       n++;
     }

@@ -76,17 +76,21 @@ int Peer::send_batch(const BatchSlot* slots, uint32_t* queue_full) {
   }
   tx_bytes.add(uint64_t(sent));
   size_t skip = size_t(sent);
-  uint64_t kept = 0;
+  uint64_t kept = 0, ip_packets = 0, ip_bytes = 0;
   for (int32_t s = batch_head; s >= 0; s = slots[s].next) {
     const BatchSlot& sl = slots[s];
     if (skip >= sl.len) {
       skip -= sl.len;
       kept += sl.segs;
+      ip_packets += sl.ip_packets;
+      ip_bytes += sl.ip_bytes;
       continue;
     }
     if (skip > 0 || out_len + sl.len <= out_cap) {
       append(sl.ptr + skip, sl.len - skip);
       kept += sl.segs;
+      ip_packets += sl.ip_packets;
+      ip_bytes += sl.ip_bytes;
     } else {
       drops[int(Drop::QueueFull)].add(sl.segs);
       *queue_full += sl.segs;
@@ -94,6 +98,7 @@ int Peer::send_batch(const BatchSlot* slots, uint32_t* queue_full) {
     skip = 0;
   }
   tx.add(kept);
+  count_in(ip_packets, ip_bytes);
   return 0;
 }
 
@@ -124,6 +129,10 @@ PeerStats Peer::stats() const {
   s.shaped_out = shaped_out.get();
   s.shape_queued_in = shape_queued_in.get();
   s.shape_queued_out = shape_queued_out.get();
+  s.ip_packets_in = ip_packets_in.get();
+  s.ip_packets_out = ip_packets_out.get();
+  s.ip_bytes_in = ip_bytes_in.get();
+  s.ip_bytes_out = ip_bytes_out.get();
   return s;
 }
 
@@ -139,6 +148,7 @@ bool HoldList::hold(Peer* p, const BatchSlot* slots, bool backlog, uint64_t now)
   for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
     p->append(slots[s].ptr, slots[s].len);
     p->tx.add(slots[s].segs);
+    p->count_in(slots[s].ip_packets, slots[s].ip_bytes);
   }
   frames_.add(frames - p->held_frames);
   p->held_frames = frames;

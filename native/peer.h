@@ -44,6 +44,10 @@ struct BatchSlot {
   uint32_t len;   // frame bytes, header included
   int32_t next;
   uint32_t segs;  // datagrams in the frame (> 1: a USO run merged here)
+  // What the frame is on the wire (Peer::ip_in): IPv4 packets, a
+  // super-packet's segments each, and their bytes with headers.
+  uint32_t ip_packets;
+  uint32_t ip_bytes;
 };
 
 struct Peer {
@@ -108,6 +112,14 @@ struct Peer {
   bool shaping = false;
   // Packets that waited in a shaper; bytes (their cost) waiting now.
   Counter shaped_in, shaped_out, shape_queued_in, shape_queued_out;
+  // Accounting (PeerStats::ip_*): IPv4 packets and bytes as the wire
+  // carries them. in: accepted for the peer (where tx is counted); out:
+  // written to the tun.
+  Counter ip_packets_in, ip_bytes_in, ip_packets_out, ip_bytes_out;
+  void count_in(uint64_t packets, uint64_t bytes) {
+    ip_packets_in.add(packets);
+    ip_bytes_in.add(bytes);
+  }
 
   // Appends one frame (header + packet) to the outbound queue; false if the
   // queue cannot take it. Compacts the queue when the tail has no room.

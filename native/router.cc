@@ -370,9 +370,12 @@ struct RouterLoop final : Router::Loop {
         if (run_slot >= 0) {
           arena_len += size_t(payload);
           slots[run_slot].segs++;
+          slots[run_slot].ip_packets++;
+          slots[run_slot].ip_bytes += uint32_t(len);
         } else {
           p->out_len += size_t(payload);
           p->tx.add(1);
+          p->count_in(1, len);
         }
         return;
       }
@@ -420,18 +423,26 @@ struct RouterLoop final : Router::Loop {
   // arena (pkt is either already there, 4 bytes after arena_len, or copied
   // there); else appended to p's queue, behind what waits. A frame that
   // could never fit p's queue is dropped as queue_full, as before.
+  // Its cost (packet_cost) is worked out once, for the shaper and the
+  // peer's accounting.
   void deliver(Peer* p, const uint8_t* pkt, size_t len, uint8_t mod2 = kModPacket) {
-    if (p->shape_in && !shape_pass(p, p->shape_in.get(), true, pkt, len, mod2)) return;
-    deliver_now(p, pkt, len, mod2);
+    size_t cost;
+    uint32_t segs;
+    packet_cost(pkt, len, mod2, &cost, &segs);
+    if (p->shape_in && !shape_pass(p, p->shape_in.get(), true, pkt, len, mod2, cost, segs)) return;
+    deliver_now(p, pkt, len, mod2, cost, segs);
   }
 
-  // deliver() past the peer's limit (or a shaped packet released).
-  void deliver_now(Peer* p, const uint8_t* pkt, size_t len, uint8_t mod2) {
+  // deliver() past the peer's limit (or a shaped packet released). cost,
+  // segs: the packet on the wire (packet_cost), counted as the peer's ip_in
+  // once it is accepted: queued here, or sent from the batch (Peer::send).
+  void deliver_now(Peer* p, const uint8_t* pkt, size_t len, uint8_t mod2, size_t cost, uint32_t segs) {
     close_run();
     const size_t need = kFrameHeaderSize + len;
     if (p->out_len > 0 || need > p->out_cap) {
       if (!p->enqueue(pkt, len, mod2)) return drop(p, Drop::QueueFull);
       p->tx.add(1);
+      p->count_in(segs, cost);
       holds.queued(p);
     } else {
       if (pkt == arena.get() + arena_len + kFrameHeaderSize + kVnetHdrLen) {
@@ -447,7 +458,7 @@ struct RouterLoop final : Router::Loop {
       encode_frame_header(f, static_cast<uint16_t>(len), mod2);
       arena_len += need;
       const int32_t slot = int32_t(slots.size());
-      slots.push_back(BatchSlot{f, uint32_t(need), -1, 1});
+      slots.push_back(BatchSlot{f, uint32_t(need), -1, 1, segs, uint32_t(cost)});
       p->chain(slots.data(), slot);
     }
     if (!p->dirty) {
@@ -614,14 +625,20 @@ struct RouterLoop final : Router::Loop {
       return refuse(p, Drop::Spoof, src);
     }
     if (!rules->out.pass(pkt, len)) return drop(p, Drop::FirewallOut);
-    if (p->shape_out && !shape_pass(p, p->shape_out.get(), false, payload, h.size, h.mod2)) return;
-    to_tun(p, payload, h.size, h.mod2 == kModVnet, h.mod2 == kModVnet && vh.gso_type != VIRTIO_NET_HDR_GSO_NONE);
+    size_t cost;
+    uint32_t segs;
+    packet_cost(payload, h.size, h.mod2, &cost, &segs);
+    if (p->shape_out && !shape_pass(p, p->shape_out.get(), false, payload, h.size, h.mod2, cost, segs)) return;
+    to_tun(p, payload, h.size, h.mod2 == kModVnet, h.mod2 == kModVnet && vh.gso_type != VIRTIO_NET_HDR_GSO_NONE, cost, segs);
   }
 
   // A judged packet from p (payload: the frame's, vnet header first if
-  // vnet) to the tun.
-  void to_tun(Peer* p, const uint8_t* payload, size_t n, bool vnet_frame, bool gso) {
+  // vnet) to the tun; once written, counted as p's ip_out (cost, segs:
+  // packet_cost).
+  void to_tun(Peer* p, const uint8_t* payload, size_t n, bool vnet_frame, bool gso, size_t cost, uint32_t segs) {
     if (!write_tun(payload, n, vnet_frame)) return drop(p, Drop::TunWrite);
+    p->ip_packets_out.add(segs);
+    p->ip_bytes_out.add(cost);
     if (vnet_frame) {
       p->vnet_rx.add(1);
       if (gso) p->gso_rx.add(1);
@@ -655,13 +672,10 @@ struct RouterLoop final : Router::Loop {
     *cost = len + (k - 1) * hdr;
   }
 
-  // A limited peer's packet: true if its tokens are there (it goes on
-  // now); else it waits in the shaper (false), or, the queue full, is
-  // dropped as rate_limit (false).
-  bool shape_pass(Peer* p, Shaper* s, bool in, const uint8_t* payload, size_t n, uint8_t mod2) {
-    size_t cost;
-    uint32_t segs;
-    packet_cost(payload, n, mod2, &cost, &segs);
+  // A limited peer's packet (cost, segs: packet_cost): true if its tokens
+  // are there (it goes on now); else it waits in the shaper (false), or,
+  // the queue full, is dropped as rate_limit (false).
+  bool shape_pass(Peer* p, Shaper* s, bool in, const uint8_t* payload, size_t n, uint8_t mod2, size_t cost, uint32_t segs) {
     if (s->pass(now, cost, segs)) return true;
     if (!s->push(payload, n, mod2, cost, segs)) {
       drop(p, Drop::RateLimit);
@@ -690,8 +704,8 @@ struct RouterLoop final : Router::Loop {
       uint64_t due = 0;
       if (!p->dead && p->shape_out) {
         Shaper* s = p->shape_out.get();
-        s->release(now, [&](const uint8_t* pl, size_t n, uint8_t mod2) {
-          to_tun(p, pl, n, mod2 == kModVnet, mod2 == kModVnet && vnet_read(pl).gso_type != VIRTIO_NET_HDR_GSO_NONE);
+        s->release(now, [&](const uint8_t* pl, size_t n, uint8_t mod2, size_t cost, uint32_t segs) {
+          to_tun(p, pl, n, mod2 == kModVnet, mod2 == kModVnet && vnet_read(pl).gso_type != VIRTIO_NET_HDR_GSO_NONE, cost, segs);
         });
         p->shape_queued_out.set(s->queued_bytes());
         due = s->due(now);
@@ -699,8 +713,8 @@ struct RouterLoop final : Router::Loop {
       }
       if (!p->dead && p->shape_in) {
         Shaper* s = p->shape_in.get();
-        s->release(now, [&](const uint8_t* pl, size_t n, uint8_t mod2) {
-          if (!p->dead) deliver_now(p, pl, n, mod2);
+        s->release(now, [&](const uint8_t* pl, size_t n, uint8_t mod2, size_t cost, uint32_t segs) {
+          if (!p->dead) deliver_now(p, pl, n, mod2, cost, segs);
         });
         p->shape_queued_in.set(s->queued_bytes());
         const uint64_t d = s->due(now);
@@ -911,9 +925,14 @@ struct RouterLoop final : Router::Loop {
     p->fd = -1;
     p->dead = true;
     holds.forget(p);
-    // Packets still waiting in its shapers go with it: counted as rate_limit.
-    if (p->shape_in) drops[int(Drop::RateLimit)].add(p->shape_in->queued_packets());
-    if (p->shape_out) drops[int(Drop::RateLimit)].add(p->shape_out->queued_packets());
+    // Packets still waiting in its shapers go with it: counted as rate_limit,
+    // the router's and the peer's (its final counters below include them).
+    const uint64_t waiting = (p->shape_in ? p->shape_in->queued_packets() : 0) +
+                             (p->shape_out ? p->shape_out->queued_packets() : 0);
+    drops[int(Drop::RateLimit)].add(waiting);
+    p->drops[int(Drop::RateLimit)].add(waiting);
+    p->shape_queued_in.set(0);
+    p->shape_queued_out.set(0);
     if (p->shaping && !releasing) {
       p->shaping = false;
       shaping.erase(std::remove(shaping.begin(), shaping.end(), p), shaping.end());
@@ -923,6 +942,9 @@ struct RouterLoop final : Router::Loop {
     e.id = p->id;
     e.addr = p->addr;
     e.reason = reason;
+    // Its last counters, for accounting: what it did since the last stats()
+    // would be lost with it. Nothing counts for it from here on (dead).
+    e.stats.reset(new PeerStats(p->stats()));
     emit(std::move(e));
     std::lock_guard<std::mutex> g(stats_mu);
     for (size_t i = 0; i < peers.size(); i++) {

@@ -131,22 +131,6 @@ struct RouterOptions {
   Bindings bindings;
 };
 
-struct RouterEvent {
-  // Error: something failed, the router goes on. Fatal: the router cannot go
-  // on (its tun device is gone); the loop keeps its peers until stop().
-  // Notice: a recovery worth a log line (accepting again after a pause).
-  enum class Type { PeerUp, PeerAddr, PeerDown, Refused, ProtocolError, Error, Fatal, Notice };
-  explicit RouterEvent(Type t) : type(t) {}
-  Type type;
-  uint32_t id = 0;
-  uint32_t uid = 0, gid = 0, pid = 0;  // PeerUp
-  uint64_t start = 0;                  // PeerUp: the pid's start time (0: unknown, gone)
-  uint32_t addr = 0;                   // PeerAddr, PeerDown, Refused
-  uint64_t count = 0;                  // Refused: drops since the previous event
-  std::string reason;                  // PeerDown, Refused, ProtocolError
-  std::string message;                 // Error, Fatal, Notice
-};
-
 struct PeerStats {
   uint32_t id, addr, uid, gid, pid;
   // uWSGI's tuntap peer stats call "tx"/"rx" the bytes the router wrote to /
@@ -168,6 +152,32 @@ struct PeerStats {
   // limit are drops[rate_limit].
   uint64_t shaped_in, shaped_out;
   uint64_t shape_queued_in, shape_queued_out;
+  // What the peer's traffic was on the wire, for accounting: IPv4 packets
+  // and their bytes, a super-packet as its segments with their headers
+  // (what a shaper charges). out: from the peer, counted when written to
+  // the tun; in: toward the peer, counted when accepted for it (where tx
+  // is; a shaped packet when it leaves the shaper). A dropped packet is
+  // counted only in drops.
+  uint64_t ip_packets_in, ip_packets_out, ip_bytes_in, ip_bytes_out;
+};
+
+struct RouterEvent {
+  // Error: something failed, the router goes on. Fatal: the router cannot go
+  // on (its tun device is gone); the loop keeps its peers until stop().
+  // Notice: a recovery worth a log line (accepting again after a pause).
+  enum class Type { PeerUp, PeerAddr, PeerDown, Refused, ProtocolError, Error, Fatal, Notice };
+  explicit RouterEvent(Type t) : type(t) {}
+  Type type;
+  uint32_t id = 0;
+  uint32_t uid = 0, gid = 0, pid = 0;  // PeerUp
+  uint64_t start = 0;                  // PeerUp: the pid's start time (0: unknown, gone)
+  uint32_t addr = 0;                   // PeerAddr, PeerDown, Refused
+  uint64_t count = 0;                  // Refused: drops since the previous event
+  std::string reason;                  // PeerDown, Refused, ProtocolError
+  std::string message;                 // Error, Fatal, Notice
+  // PeerDown: the peer's counters as it closed, its last (null otherwise:
+  // an event waiting for JS stays small).
+  std::unique_ptr<PeerStats> stats;
 };
 
 struct RouterStats {

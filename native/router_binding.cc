@@ -111,6 +111,38 @@ Napi::Object DropsObject(Napi::Env env, const uint64_t* drops) {
   return o;
 }
 
+// One peer's counters: a row of stats().peers, and peer_down's stats.
+Napi::Object PeerStatsToJs(Napi::Env env, const PeerStats& p) {
+  Napi::Object po = Napi::Object::New(env);
+  po.Set("id", double(p.id));
+  po.Set("addr", double(p.addr));
+  po.Set("uid", double(p.uid));
+  po.Set("gid", double(p.gid));
+  po.Set("pid", double(p.pid));
+  po.Set("tx", double(p.tx));
+  po.Set("rx", double(p.rx));
+  po.Set("txBytes", double(p.tx_bytes));
+  po.Set("rxBytes", double(p.rx_bytes));
+  po.Set("dropped", double(p.dropped));
+  po.Set("drops", DropsObject(env, p.drops));
+  po.Set("queued", double(p.queued));
+  po.Set("offload", p.offload);
+  po.Set("vnetRx", double(p.vnet_rx));
+  po.Set("gsoRx", double(p.gso_rx));
+  po.Set("vnetTx", double(p.vnet_tx));
+  po.Set("gsoTx", double(p.gso_tx));
+  po.Set("usoTx", double(p.uso_tx));
+  po.Set("shapedIn", double(p.shaped_in));
+  po.Set("shapedOut", double(p.shaped_out));
+  po.Set("shapeQueuedIn", double(p.shape_queued_in));
+  po.Set("shapeQueuedOut", double(p.shape_queued_out));
+  po.Set("ipPacketsIn", double(p.ip_packets_in));
+  po.Set("ipPacketsOut", double(p.ip_packets_out));
+  po.Set("ipBytesIn", double(p.ip_bytes_in));
+  po.Set("ipBytesOut", double(p.ip_bytes_out));
+  return po;
+}
+
 Napi::Value EventToJs(Napi::Env env, const RouterEvent& e) {
   Napi::Object o = Napi::Object::New(env);
   auto num = [&](const char* k, double v) { o.Set(k, Napi::Number::New(env, v)); };
@@ -133,6 +165,7 @@ Napi::Value EventToJs(Napi::Env env, const RouterEvent& e) {
       num("id", e.id);
       num("addr", e.addr);
       o.Set("reason", e.reason);
+      if (e.stats) o.Set("stats", PeerStatsToJs(env, *e.stats));
       break;
     case RouterEvent::Type::Refused:
       o.Set("type", "refused");
@@ -295,31 +328,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     o.Set("drops", DropsObject(env, s.drops));
     Napi::Array peers = Napi::Array::New(env, s.peers.size());
     for (size_t i = 0; i < s.peers.size(); i++) {
-      const PeerStats& p = s.peers[i];
-      Napi::Object po = Napi::Object::New(env);
-      po.Set("id", double(p.id));
-      po.Set("addr", double(p.addr));
-      po.Set("uid", double(p.uid));
-      po.Set("gid", double(p.gid));
-      po.Set("pid", double(p.pid));
-      po.Set("tx", double(p.tx));
-      po.Set("rx", double(p.rx));
-      po.Set("txBytes", double(p.tx_bytes));
-      po.Set("rxBytes", double(p.rx_bytes));
-      po.Set("dropped", double(p.dropped));
-      po.Set("drops", DropsObject(env, p.drops));
-      po.Set("queued", double(p.queued));
-      po.Set("offload", p.offload);
-      po.Set("vnetRx", double(p.vnet_rx));
-      po.Set("gsoRx", double(p.gso_rx));
-      po.Set("vnetTx", double(p.vnet_tx));
-      po.Set("gsoTx", double(p.gso_tx));
-      po.Set("usoTx", double(p.uso_tx));
-      po.Set("shapedIn", double(p.shaped_in));
-      po.Set("shapedOut", double(p.shaped_out));
-      po.Set("shapeQueuedIn", double(p.shape_queued_in));
-      po.Set("shapeQueuedOut", double(p.shape_queued_out));
-      peers.Set(uint32_t(i), po);
+      peers.Set(uint32_t(i), PeerStatsToJs(env, s.peers[i]));
     }
     o.Set("peers", peers);
     Napi::Object hits = Napi::Object::New(env);

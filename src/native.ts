@@ -79,7 +79,7 @@ export const LEARN_ANYWHERE: LearnNetwork = { net: 0, bits: 0 };
 export type RouterEvent =
   | { type: 'peer_up'; id: number; uid: number; gid: number; pid: number; start: number }  // start: the pid's start time (0: gone)
   | { type: 'peer_addr'; id: number; addr: number }
-  | { type: 'peer_down'; id: number; addr: number; reason: string }
+  | { type: 'peer_down'; id: number; addr: number; reason: string; stats: PeerStats }  // stats: the peer's counters as it closed (its last: what it did since the last stats() is there)
   | { type: 'refused'; id: number; reason: string; addr: number; count: number }  // spoof, collision, gateway, bad_source, unbound, outside_network, rule_block (rate-limited, count = drops since last event)
   | { type: 'protocol_error'; id: number; reason: string }
   | { type: 'error'; message: string }                     // something failed; the router goes on
@@ -108,6 +108,13 @@ export interface PeerStats {
   // limit are drops.rate_limit.
   shapedIn: number; shapedOut: number;
   shapeQueuedIn: number; shapeQueuedOut: number;
+  // Accounting: IPv4 packets and bytes as the wire carries them (a
+  // super-packet counts its segments, each with its headers). out: from the
+  // peer, counted when written to the tun; in: toward the peer, counted when
+  // accepted for it (queued or sent, where tx is; a shaped packet when it
+  // leaves the shaper). Dropped packets are only in drops.
+  ipPacketsIn: number; ipPacketsOut: number;
+  ipBytesIn: number; ipBytesOut: number;
 }
 
 /** One direction's limit: a bytes bucket and a packets bucket. A rate of 0:

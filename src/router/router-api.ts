@@ -25,7 +25,8 @@ export interface RouterApi {
   stop(): Promise<void>;
   /** Recompiles the rules and swaps them in; a bad rule keeps the old ones (logged). */
   reloadRules(why: string): void;
-  /** 'peer-up' {id, uid, gid, pid}, 'peer-down' {id}, 'peer-address' {id, address};
+  /** 'peer-up' {id, uid, gid, pid}, 'peer-down' {id, addr, reason, stats} (stats:
+   *  the peer's last counters, PeerStats), 'peer-address' {id, address};
    *  'fatal' (reason): the router cannot go on (emitted once). */
   on(event: PeerEvent | 'fatal', listener: (e: any) => void): unknown;
   off(event: PeerEvent | 'fatal', listener: (e: any) => void): unknown;

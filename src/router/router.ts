@@ -401,7 +401,7 @@ export class Router extends EventEmitter implements RouterApi {
         case 'peer_down':
           this.peerAddr.delete(e.id);
           this.log.info({ peer: e.id, addr: e.addr ? intToIpv4(e.addr) : undefined, reason: e.reason }, 'peer disconnected');
-          this.emit('peer-down', e);
+          this.emit('peer-down', e);  // with e.stats: the peer's last counters (accounting)
           break;
         case 'refused':
           this.log.warn({ peer: e.id, reason: e.reason, claimed: intToIpv4(e.addr), count: e.count }, 'packets refused');

@@ -133,13 +133,15 @@ test('native events become log lines and router events', async (t) => {
     { type: 'peer_addr', id: 3, addr: ip('10.0.0.2') },
     { type: 'refused', id: 3, reason: 'spoof', addr: ip('10.0.0.3'), count: 4 },
     { type: 'protocol_error', id: 3, reason: 'oversize' },
-    { type: 'peer_down', id: 3, addr: ip('10.0.0.2'), reason: 'protocol_error' },
+    { type: 'peer_down', id: 3, addr: ip('10.0.0.2'), reason: 'protocol_error', stats: peerStats({ id: 3, addr: ip('10.0.0.2'), ipPacketsOut: 5, ipBytesOut: 420 }) },
     { type: 'error', message: 'write to tun: EIO' },
     { type: 'notice', message: 'accepting peers again' },
   );
   assert.deepEqual(seen.map(([ev]) => ev), ['peer-up', 'peer-address', 'refused', 'protocol-error', 'peer-down', 'data-path-error']);
   assert.equal((seen[1][1] as { address: string }).address, '10.0.0.2');
   assert.equal((seen[2][1] as { address: string }).address, '10.0.0.3');
+  // peer-down carries the peer's last counters (accounting takes the rest from them).
+  assert.deepEqual((seen[4][1] as { stats: unknown }).stats, peerStats({ id: 3, addr: ip('10.0.0.2'), ipPacketsOut: 5, ipBytesOut: 420 }));
   const pick = (msg: string) => logged(s.lines, msg).map(({ level, peer, uid, pid, addr, claimed, count, reason, err }) =>
     JSON.parse(JSON.stringify({ level, peer, uid, pid, addr, claimed, count, reason, err })));
   assert.deepEqual(pick('peer connected'), [{ level: 30, peer: 3, uid: 1000, pid: 77 }]);
