@@ -18,6 +18,7 @@
 // always has room for one whole frame.
 #include "device.h"
 
+#include <pthread.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -653,6 +654,7 @@ bool Device::start(EventSink sink, std::string* err) {
   std::promise<std::string> ready;
   std::future<std::string> result = ready.get_future();
   thread_ = std::thread([this, &ready, sink = std::move(sink), addr]() mutable {
+    pthread_setname_np(pthread_self(), "moat-device");
     Loop loop(*this, std::move(sink), std::move(addr));
     std::string e;
     if (!loop.init(&e)) {

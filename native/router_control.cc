@@ -7,6 +7,7 @@
 // Threads: any one controlling thread (the binding's JS thread). Syscalls:
 // eventfd, write (the control eventfd), close; the thread's own are
 // router.h's.
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -46,6 +47,7 @@ bool Router::start(std::function<void()> wake, std::string* err) {
   } init;
   Loop* loop = loop_.get();
   thread_ = std::thread([loop, &init] {
+    pthread_setname_np(pthread_self(), "moat-router");  // top -H, ps -L, /proc/PID/task/*/comm
     std::string e;
     const bool ok = loop->init(&e);
     if (!ok) loop->teardown();
