@@ -220,6 +220,8 @@ export class AccountingLog {
     if (size === 0) return;
     const rfd = this.fs.openSync(this.logPath, fs.constants.O_RDONLY);
     try {
+      const last = Buffer.alloc(1);
+      if (this.fs.readSync(rfd, last, 0, 1, size - 1) === 1 && last[0] === 0x0a) return;
       const buf = Buffer.alloc(Math.min(CHUNK, size));
       let end = size;
       let keep = 0;
