@@ -31,7 +31,8 @@ import { ConfigError } from '../config/types';
 import { formatNetwork, ipv4ToInt, intToIpv4 } from '../addr';
 import { logger, Logger } from '../log';
 import type { LearnNetwork, PeerBinding, PeerLimit, PeerStats } from '../native';
-import { describeTraffic, hasTrafficLimits, peerLimit } from '../config/traffic-limits';
+import { describeTraffic, hasTrafficLimits, peerLimit, TrafficLimits } from '../config/traffic-limits';
+import { TrafficAccounting } from './traffic-accounting';
 import type { RouterApi } from '../router/router-api';
 import type { Component } from '../lifecycle/component';
 import { unsafeNameReason, VASSAL_DIR_MOUNTPOINT, vassalDirName, vassalName, vassalSpec, VassalSpec } from '../vassal/spec';
@@ -71,6 +72,14 @@ export interface VassalStatus {
   error: string | null;
   traffic: { tx_packets: number; rx_packets: number; tx_bytes: number; rx_bytes: number; dropped: number } | null;
   limits: string | null;          // memory, pids, cpu limits of its cgroup
+  trafficLimits: TrafficLimits | null;   // its traffic limits in the router (vassal-rate-out, ... over the emperor's defaults)
+  /** Its traffic by name since accounting began (kept across reconnects,
+   *  restarts; docs/accounting.md): IPv4 bytes and packets, in = toward it;
+   *  drops by reason; current rates (bits and packets per second). */
+  accounting: {
+    bytes_in: number; bytes_out: number; packets_in: number; packets_out: number; drops: Record<string, number>;
+    rate_in_bps: number; rate_out_bps: number; rate_in_pps: number; rate_out_pps: number;
+  } | null;
   cgroup: CgroupStats | null;     // usage: memory, pids, cpu seconds, OOM kills
   outputDropped: { lines: number; bytes: number } | null;
 }
@@ -103,7 +112,13 @@ export class Emperor extends EventEmitter implements Component {
   private readonly refusedNames = new Set<string>();   // unsafe file names, reported once each
   private readonly peerRuntime = new Map<number, { pid: number; start: number }>();   // by peer id
   private readonly onPeerUp = (e: { id: number; pid: number; start: number }) => this.peerUp(e);
-  private readonly onPeerDown = (e: { id: number }) => this.peerRuntime.delete(e.id);
+  private readonly onPeerDown = (e: { id: number; stats?: PeerStats }) => {
+    this.accounting?.peerDown(e);
+    this.peerRuntime.delete(e.id);
+    this.peerNames.delete(e.id);
+  };
+  private readonly peerNames = new Map<number, string>();   // peer id -> vassal name, once known
+  private accounting?: TrafficAccounting;
   private readonly onPeerAddress = (e: { id: number; address: string }) => this.learnAddress(e.id, e.address);
   private cgroups?: EmperorCgroup;
 
@@ -133,6 +148,8 @@ export class Emperor extends EventEmitter implements Component {
     this.startCgroups();
     registerVassalMetrics(this.registry, () => this.status());
     if (router) {
+      this.accounting = new TrafficAccounting(router, (id) => this.vassalOfPeer(id), this.config.accounting ?? { intervalMs: 60_000 }, this.log);
+      this.accounting.start();
       router.on('peer-up', this.onPeerUp);
       router.on('peer-down', this.onPeerDown);
       router.on('peer-address', this.onPeerAddress);
@@ -145,6 +162,7 @@ export class Emperor extends EventEmitter implements Component {
     this.watcher.on('error', (err) => this.log.warn({ err: String(err) }, 'cannot watch the emperor directory; rescans continue'));
     this.rescanTimer = setInterval(() => this.scheduleScan(0), this.config.freqMs);
     await this.scan();
+    this.accounting?.settle(new Set(this.entries.keys()));
   }
 
   /** Stops every vassal (gracefully, then SIGKILL), removes their directories. */
@@ -158,6 +176,7 @@ export class Emperor extends EventEmitter implements Component {
     await Promise.all([...this.entries.values()].map((e) => this.retire(e)));
     this.entries.clear();
     this.pushBindings();
+    await this.accounting?.stop();
     if (this.router) {
       this.router.off('peer-up', this.onPeerUp);
       this.router.off('peer-down', this.onPeerDown);
@@ -253,6 +272,7 @@ export class Emperor extends EventEmitter implements Component {
       this.log.info({ vassal: name }, 'vassal file removed');
       await this.retire(e);
       this.entries.delete(name);
+      this.accounting?.retire(name);
       this.pushBindings();
     }
     for (const [name, f] of seen) {
@@ -451,6 +471,22 @@ export class Emperor extends EventEmitter implements Component {
     v?.log.warn({ pid: e.pid }, 'the router could not read this runtime\'s start time (/proc/PID/stat): its binding cannot match (is /proc mounted with hidepid for the router\'s user?)');
   }
 
+  /** The vassal a router peer belongs to (its runtime's pid and start time), remembered until the peer is down. */
+  private vassalOfPeer(peerId: number): string | undefined {
+    const known = this.peerNames.get(peerId);
+    if (known !== undefined) return known;
+    const peer = this.peerRuntime.get(peerId);
+    if (!peer) return undefined;
+    for (const e of this.entries.values()) {
+      const rt = this.runtimeOf(e);
+      if (rt && rt.pid === peer.pid && rt.start === peer.start) {
+        this.peerNames.set(peerId, e.name);
+        return e.name;
+      }
+    }
+    return undefined;
+  }
+
   private learnAddress(peerId: number, address: string): void {
     const peer = this.peerRuntime.get(peerId);
     if (!peer) return;
@@ -612,10 +648,24 @@ export class Emperor extends EventEmitter implements Component {
         error: e.error ?? null,
         traffic: p ? { tx_packets: p.tx, rx_packets: p.rx, tx_bytes: p.txBytes, rx_bytes: p.rxBytes, dropped: p.dropped } : null,
         limits: e.spec && e.cgroup ? describeLimits(e.spec.limits) : null,
+        trafficLimits: e.spec?.traffic ?? null,
+        accounting: this.accountingRow(e.name),
         cgroup: v?.cgroupStats() ?? null,
         outputDropped: v ? v.outputDropped : null,
       };
     });
+  }
+
+  /** A vassal's traffic by name since accounting began (totals), and its current rates. */
+  private accountingRow(name: string): VassalStatus['accounting'] {
+    const t = this.accounting?.totals(name);
+    if (!t) return null;
+    const r = this.accounting!.rates(name);
+    return {
+      bytes_in: t.bytesIn, bytes_out: t.bytesOut, packets_in: t.packetsIn, packets_out: t.packetsOut, drops: t.drops,
+      rate_in_bps: Math.round(r.bitsPerSecIn), rate_out_bps: Math.round(r.bitsPerSecOut),
+      rate_in_pps: Math.round(r.packetsPerSecIn), rate_out_pps: Math.round(r.packetsPerSecOut),
+    };
   }
 
   /** The Vassal object of a deployed vassal (tests). */

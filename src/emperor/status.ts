@@ -2,6 +2,7 @@
 // stats socket, its emperor section printed as a table (or as JSON).
 import net from 'node:net';
 import type { VassalStatus } from './emperor';
+import { formatRate } from '../config/traffic-limits';
 
 export function fetchStats(addr: string, timeoutMs = 5000): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -20,14 +21,15 @@ export function fetchStats(addr: string, timeoutMs = 5000): Promise<unknown> {
 const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
 
 export function formatStatus(vassals: VassalStatus[]): string {
-  const head = ['NAME', 'STATE', 'PID', 'RESTARTS', 'ADDRESS', 'TX PKTS', 'RX PKTS', 'DROPPED', 'MEMORY', 'PIDS', 'CPU S', 'OOM', 'LIMITS', 'NOTE'];
+  const head = ['NAME', 'STATE', 'PID', 'RESTARTS', 'ADDRESS', 'OUT NOW/LIMIT', 'IN NOW/LIMIT', 'OUT TOTAL', 'IN TOTAL', 'DROPPED', 'MEMORY', 'PIDS', 'CPU S', 'OOM', 'LIMITS', 'NOTE'];
   const mib = (n?: number) => (n === undefined ? '-' : `${(n / 2 ** 20).toFixed(1)}M`);
   const num = (n?: number, digits = 0) => (n === undefined ? '-' : n.toFixed(digits));
   const rows = vassals.map((v) => [
     v.name, v.state, v.pid === null ? '-' : String(v.pid), String(v.restarts),
     v.address ? v.address + (v.addressFrom === 'first packet' ? '*' : '') : '-',
-    v.traffic ? String(v.traffic.tx_packets) : '-', v.traffic ? String(v.traffic.rx_packets) : '-',
-    v.traffic ? String(v.traffic.dropped) : '-',
+    rateCell(v, 'out'), rateCell(v, 'in'),
+    v.accounting ? bytes(v.accounting.bytes_out) : '-', v.accounting ? bytes(v.accounting.bytes_in) : '-',
+    v.accounting ? String(Object.values(v.accounting.drops).reduce((a, b) => a + b, 0)) : '-',
     mib(v.cgroup?.memoryBytes), num(v.cgroup?.pids), num(v.cgroup?.cpuSeconds, 1), num(v.cgroup?.oomKills), v.limits ?? '-',
     v.error ?? (v.state !== 'running' && v.lastExit ? `last exit: ${v.lastExit}` : ''),
   ]);
@@ -36,4 +38,24 @@ export function formatStatus(vassals: VassalStatus[]): string {
   const out = [line(head), ...rows.map(line)];
   if (vassals.some((v) => v.addressFrom === 'first packet')) out.push('* address learned from the vassal\'s first packet');
   return out.join('\n') + '\n';
+}
+
+/** The current rate beside the limit: `3.9mbit/4mbit`, `120pps/1000pps`; `-` when not counted. */
+function rateCell(v: VassalStatus, dir: 'in' | 'out'): string {
+  const a = v.accounting;
+  const t = v.trafficLimits ?? {};
+  const bits = dir === 'in' ? t.rateIn : t.rateOut;
+  const pps = dir === 'in' ? t.ppsIn : t.ppsOut;
+  if (!a) return bits || pps ? `-/${bits ? formatRate(bits) : `${pps}pps`}` : '-';
+  const nowBits = dir === 'in' ? a.rate_in_bps : a.rate_out_bps;
+  const nowPps = dir === 'in' ? a.rate_in_pps : a.rate_out_pps;
+  const parts = [`${formatRate(nowBits)}${bits ? `/${formatRate(bits)}` : ''}`];
+  if (pps) parts.push(`${nowPps}pps/${pps}pps`);
+  return parts.join(' ');
+}
+
+/** Bytes in a short form: 1536 -> 1.5K. */
+function bytes(n: number): string {
+  for (const [u, f] of [['T', 2 ** 40], ['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) if (n >= f) return `${(n / f).toFixed(1)}${u}`;
+  return String(n);
 }

@@ -3,15 +3,18 @@
 // limit a vassal file names and the emperor's default for a vassal whose
 // address is learned from its first packet hold within 10%; a vassal file
 // that changes only its limit is applied to the running vassal (same
-// runtime, same connection) at the new rate.
+// runtime, same connection) at the new rate; the emperor's totals by vassal
+// name and its accounting log equal what the gateway received, within 1%,
+// across a restart of moat (router process and emperor), every interval
+// written once.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, requireRoot, sleep, uniqueName, waitFor, waitForAsync } from '../helpers/netns';
-import { MoatProcess, readStats, startMoat, tempDir, waitForSocket } from '../helpers/moat';
+import { CLI, MoatProcess, readStats, startMoat, tempDir, waitForSocket } from '../helpers/moat';
 import { ipBitsPerSec, RECEIVER_JS, SENDER_JS, UdpReceiver } from '../helpers/udp-meter';
 
 const lab = new Lab();
@@ -22,6 +25,10 @@ let dir = '';
 let stats = '';
 let sock = '';
 let nextPort = 20000;
+let ini = '';
+const metricsPort = 31000 + crypto.randomInt(20000);
+let acctLog = '';
+const heard: Record<string, number> = {};   // datagrams the gateway received, by vassal name
 const figures: string[] = [];
 const host = (n: number) => `${net24}${n}`;
 
@@ -41,7 +48,7 @@ const learner = () => vassal(['exec-as-root = ip link set uwsgi0 up', 'exec-as-r
 /** The received IPv4 rate of src's datagrams, sent from the vassal (pid) at
  *  pps x 1000-byte payloads for ms; measured first to last arrival (the
  *  shaping queue's drain included). */
-async function sendAndMeasure(pid: number, src: string, pps: number, ms: number): Promise<{ bits: number; n: number }> {
+async function sendAndMeasure(name: string, pid: number, src: string, pps: number, ms: number): Promise<{ bits: number; n: number }> {
   const port = nextPort++;
   const rx = new UdpReceiver(lab.spawn(process.execPath, ['-e', RECEIVER_JS, host(1), String(port)], { ns: gwNs }));
   await rx.ready();
@@ -51,6 +58,7 @@ async function sendAndMeasure(pid: number, src: string, pps: number, ms: number)
   const a = (await rx.bySource())[src];
   rx.stop();
   assert.ok(a && a.n > 10, `the gateway heard ${src}: ${JSON.stringify(a)}`);
+  heard[name] = (heard[name] ?? 0) + a.n;
   return { bits: ipBitsPerSec(a), n: a.n };
 }
 
@@ -58,6 +66,13 @@ function within(bits: number, limit: number, what: string): void {
   figures.push(`${what}: ${(bits / 1e6).toFixed(2)} Mbit/s (limit ${limit / 1e6})`);
   assert.ok(bits >= limit * 0.9 && bits <= limit * 1.1, `${what}: ${(bits / 1e6).toFixed(2)} Mbit/s, limit ${limit / 1e6} Mbit/s ±10%`);
 }
+
+after(async () => {
+  if (figures.length) process.stderr.write(`# emperor-traffic figures:\n${figures.map((f) => `#   ${f}`).join('\n')}\n`);
+  if (moat && moat.child.exitCode === null) moat.child.kill('SIGTERM');
+  if (moat) await Promise.race([moat.exited, sleep(20000)]);
+  await lab.cleanup();
+});
 
 describe('per-vassal traffic limits through moat emperor', () => {
   before(async () => {
@@ -71,13 +86,14 @@ describe('per-vassal traffic limits through moat emperor', () => {
     fs.mkdirSync(dir);
     sock = path.join(tmp, 't.sock');
     stats = path.join(tmp, 's.sock');
-    const ini = path.join(tmp, 'emperor.ini');
+    ini = path.join(tmp, 'emperor.ini');
+    acctLog = path.join(tmp, 'accounting.log');
     fs.writeFileSync(ini, [
       '[uwsgi]', `emperor = ${dir}`, 'emperor-use-clone = fs,ipc,uts,net,pid', 'emperor-freq = 1',
       `vassals-dir-root = ${path.join(tmp, 'run')}`,
       `tuntap-router = ${tun} ${sock} ${stats}`, `tuntap-router-netns = /run/netns/${gwNs}`,
       `exec-as-root = ip addr add ${host(1)}/24 dev ${tun}`, `exec-as-root = ip link set ${tun} up`,
-      'emperor-vassal-rate-out = 4mbit', '',
+      'emperor-vassal-rate-out = 4mbit', `accounting-log = ${acctLog}`, 'accounting-interval = 1', `metrics = 127.0.0.1:${metricsPort}`, '',
     ].join('\n'));
     fs.writeFileSync(path.join(dir, 'named.ini'), named(['vassal-rate-out = 8mbit']));
     fs.writeFileSync(path.join(dir, 'learner.ini'), learner());
@@ -86,19 +102,13 @@ describe('per-vassal traffic limits through moat emperor', () => {
     await until(async () => (await running('named.ini')) && (await running('learner.ini')), 'both vassals running');
   });
 
-  after(async () => {
-    if (figures.length) process.stderr.write(`# emperor-traffic figures:\n${figures.map((f) => `#   ${f}`).join('\n')}\n`);
-    if (moat && moat.child.exitCode === null) moat.child.kill('SIGTERM');
-    if (moat) await Promise.race([moat.exited, sleep(20000)]);
-    await lab.cleanup();
-  });
 
   test('the vassal file\'s limit holds within 10%, and the emperor\'s default for a learned address', async () => {
     const pid = (await row('named.ini'))!.pid!;
-    within((await sendAndMeasure(pid, host(7), 2000, 4000)).bits, 8e6, 'named vassal, vassal-rate-out = 8mbit');
+    within((await sendAndMeasure('named.ini', pid, host(7), 2000, 4000)).bits, 8e6, 'named vassal, vassal-rate-out = 8mbit');
     const lp = (await row('learner.ini'))!.pid!;
     execInVassal(lp, ['ip', 'addr', 'add', `${host(9)}/32`, 'dev', 'uwsgi0']);
-    within((await sendAndMeasure(lp, host(9), 1000, 4000)).bits, 4e6, 'learned address, emperor-vassal-rate-out = 4mbit');
+    within((await sendAndMeasure('learner.ini', lp, host(9), 1000, 4000)).bits, 4e6, 'learned address, emperor-vassal-rate-out = 4mbit');
     assert.equal((await row('learner.ini'))!.address, host(9));
   });
 
@@ -108,10 +118,62 @@ describe('per-vassal traffic limits through moat emperor', () => {
     assert.ok(peer, 'the vassal is connected');
     fs.writeFileSync(path.join(dir, 'named.ini'), named(['vassal-rate-out = 2mbit']));
     await waitFor(() => /changed only its limits/.test(moat.output()), 10000, 'the change applied');
-    within((await sendAndMeasure(before.pid!, host(7), 600, 4000)).bits, 2e6, 'named vassal after reload, 2mbit');
+    within((await sendAndMeasure('named.ini', before.pid!, host(7), 600, 4000)).bits, 2e6, 'named vassal after reload, 2mbit');
     const after = (await row('named.ini'))!;
     assert.deepEqual([after.pid, after.restarts], [before.pid, before.restarts], 'not restarted');
     assert.ok((await peers()).some((p) => p.id === peer.id && p.pid === before.pid), 'still the same connection');
+  });
+});
+
+interface Line { vassal: string; start: string; end: string; packets_out: number; bytes_out: number; total: { packets_out: number } }
+const logLines = (): Line[] => fs.readFileSync(acctLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+
+/** Within 1% (and never more than was received: nothing counted twice). */
+function sameCount(counted: number, received: number, what: string): void {
+  figures.push(`${what}: counted ${counted}, received ${received}`);
+  assert.ok(counted <= received && counted >= received * 0.99, `${what}: counted ${counted}, the gateway received ${received} (within 1%)`);
+}
+
+describe('accounting by vassal name through moat emperor', () => {
+  test('totals by name and the accounting log equal what the gateway received, across a restart of moat', async () => {
+    const stat = async (name: string) => (await row(name) as unknown as { accounting: { packets_out: number } | null }).accounting;
+    await until(async () => (await stat('named.ini'))?.packets_out === heard['named.ini'], 'the emperor counted what the gateway heard', 5000)
+      .catch(async () => sameCount((await stat('named.ini'))?.packets_out ?? 0, heard['named.ini'], 'named.ini before the restart (status)'));
+    sameCount((await stat('learner.ini'))!.packets_out, heard['learner.ini'], 'learner.ini before the restart (status)');
+    // A clean restart: the interval in progress is written at the stop, the totals restored at the start.
+    moat.child.kill('SIGTERM');
+    await Promise.race([moat.exited, sleep(20000)]);
+    assert.notEqual(moat.child.exitCode, null, 'moat stopped');
+    const before = logLines();
+    moat = startMoat(lab, ['emperor', '--ini', ini]);
+    await waitForSocket(stats, moat, 15000);
+    await until(async () => (await running('named.ini')) && (await running('learner.ini')), 'both vassals running again');
+    const restored = await stat('named.ini');
+    assert.equal(restored!.packets_out, before.filter((l) => l.vassal === 'named.ini').pop()!.total.packets_out, 'totals restored from the log');
+    const pid = (await row('named.ini'))!.pid!;
+    await sendAndMeasure('named.ini', pid, host(7), 500, 2000);
+    // moat emperor --status: the current rate beside the limit; /metrics: the totals by name.
+    const status = execFileSync(process.execPath, [CLI, 'emperor', '--status', '--stats', stats], { encoding: 'utf8' });
+    figures.push(`--status:\n${status.trimEnd()}`);
+    assert.match(status, /OUT NOW\/LIMIT/);
+    assert.match(status, /^named\.ini\s.*\s[\d.]+[km]?bit\/2mbit\s/m, 'named.ini: its rate now beside its 2mbit limit');
+    assert.match(status, /^learner\.ini\s.*\s[\d.]+[km]?bit\/4mbit\s/m, 'learner.ini: beside the emperor\'s default');
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const m = /moat_vassal_network_packets_total\{vassal="named\.ini",direction="out"\} (\d+)/.exec(metrics);
+    assert.ok(m, 'the vassal\'s packets by name in /metrics');
+    assert.equal(Number(m[1]), (await stat('named.ini'))!.packets_out);
+    assert.match(metrics, /moat_vassal_network_rate_limit_bits_per_second\{vassal="named\.ini",direction="out"\} 2000000/);
+    await sleep(2500);   // an interval (1 s) written after the last arrival
+    moat.child.kill('SIGTERM');
+    await Promise.race([moat.exited, sleep(20000)]);
+    const lines = logLines();
+    for (const name of ['named.ini', 'learner.ini']) {
+      const mine = lines.filter((l) => l.vassal === name);
+      const sum = mine.reduce((a, l) => a + l.packets_out, 0);
+      sameCount(sum, heard[name], `${name}: the log's intervals summed, across the restart`);
+      assert.equal(mine[mine.length - 1].total.packets_out, sum, `${name}: the last total is the sum of its intervals`);
+      for (let i = 1; i < mine.length; i++) assert.ok(mine[i].start >= mine[i - 1].end, `${name}: intervals do not overlap (${mine[i - 1].end} > ${mine[i].start})`);
+    }
   });
 });
 
