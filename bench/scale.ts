@@ -24,7 +24,7 @@ const GW = '10.77.0.1';
 const BASE = '10.77.1.0';
 const PORT = 9000;
 
-function buildPeers(): void {
+export function buildPeers(): void {
   fs.mkdirSync(path.dirname(PEERS), { recursive: true });
   execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', PEERS, path.join(ROOT, 'bench', 'gen', 'peers.c')], { stdio: 'inherit', timeout: 60000 });
 }
@@ -42,7 +42,9 @@ function extraRouterArgs(): string[] {
 
 export interface Round { peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number }
 
-async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number): Promise<Round> {
+/** One round: n peers connect (and are learned), the gateway floods them for
+ *  `seconds`; what reached them. limits.ts runs these rounds too. */
+export async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number): Promise<Round> {
   const tag = String(Math.floor(Math.random() * 1e9));
   const rssBeforeKiB = rssKiB(routerPid);
   const peers = lab.spawn(PEERS, ['--socket', sock, '--count', String(n), '--base', BASE, '--gw', GW, '--port', String(PORT),
@@ -78,6 +80,26 @@ async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: n
   await sleep(500);  // the router closes the peers
   return { peers: n, received: Number(rj.received), pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
     offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB };
+}
+
+/**
+ * A gateway netns of lab with a router (moat's CLI with routerArgs, or the
+ * pathd build) on a tun with GW/16 and its socket at dir/<name>.sock; resolves
+ * once the tun is up. round() runs against it.
+ */
+export async function startScaleRouter(lab: Lab, dir: string, name: string, routerArgs: string[], pathd?: string): Promise<{ gw: string; sock: string; pid: number }> {
+  const gw = lab.netns('msg');
+  sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns: gw });
+  const tun = uniqueName('mst');
+  const sock = path.join(dir, `${name}.sock`);
+  const router = pathd
+    ? lab.spawn(pathd, ['router', tun, sock], { ns: gw })
+    : lab.spawn(process.execPath, [MOAT_CLI, '--tuntap-router', `${tun} ${sock}`, ...routerArgs], { ns: gw });
+  const rc = collect(router);
+  await until(() => { if (router.exitCode !== null) throw new Error(`router exited: ${rc.err()}`); return fs.existsSync(sock); }, 30000, 'router socket');
+  sh('ip', ['-n', gw, 'addr', 'add', `${GW}/16`, 'dev', tun]);
+  sh('ip', ['-n', gw, 'link', 'set', tun, 'up']);
+  return { gw, sock, pid: router.pid! };
 }
 
 export interface ScaleOptions { peers: number; seconds: number; rounds: number }
@@ -151,21 +173,11 @@ export async function measureScale(o: ScaleOptions): Promise<ScaleResult> {
   const dir = trackDir(fs.mkdtempSync(path.join(os.tmpdir(), 'moat-scale-')));
   const results: Round[] = [];
   try {
-    const gw = lab.netns('msg');
-    sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns: gw });
-    const tun = uniqueName('mst');
-    const sock = path.join(dir, 'router.sock');
-    const router = pathd
-      ? lab.spawn(pathd, ['router', tun, sock], { ns: gw })
-      : lab.spawn(process.execPath, [MOAT_CLI, '--tuntap-router', `${tun} ${sock}`, ...extraRouterArgs()], { ns: gw });
-    const rc = collect(router);
-    await until(() => { if (router.exitCode !== null) throw new Error(`router exited: ${rc.err()}`); return fs.existsSync(sock); }, 30000, 'router socket');
-    sh('ip', ['-n', gw, 'addr', 'add', `${GW}/16`, 'dev', tun]);
-    sh('ip', ['-n', gw, 'link', 'set', tun, 'up']);
+    const { gw, sock, pid } = await startScaleRouter(lab, dir, 'router', extraRouterArgs(), pathd);
     for (let k = 0; k < o.rounds; k++) {
       for (const count of [1, n]) {
         process.stderr.write(`scale: ${count} peer(s)\n`);
-        const r = await round(lab, gw, sock, router.pid!, count, seconds);
+        const r = await round(lab, gw, sock, pid, count, seconds);
         process.stderr.write(`  -> ${Math.round(r.pps)} pps received (offered ${Math.round(r.offeredPps)}), ${r.peersHit} peers reached\n`);
         results.push(r);
       }
