@@ -71,12 +71,12 @@ export interface LimitsOptions {
   rateSeconds: number;
   /** Seconds per scale round (3, 1 quick). */
   scaleSeconds: number;
-  /** Rounds of (unlimited, limited) (3, 2 quick). */
+  /** Rounds of (unlimited, limited) (4, 2 quick). */
   rounds: number;
 }
 
 export function limitsDefaults(quick: boolean): LimitsOptions {
-  return { quick, rates: true, scale: true, peers: 1000, rateSeconds: quick ? 2 : 4, scaleSeconds: quick ? 1 : 3, rounds: quick ? 2 : 3 };
+  return { quick, rates: true, scale: true, peers: 1000, rateSeconds: quick ? 2 : 4, scaleSeconds: quick ? 1 : 3, rounds: quick ? 2 : 4 };
 }
 
 /** Standalone limits.ts options. Throws on what it does not take. */
