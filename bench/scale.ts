@@ -40,7 +40,24 @@ function extraRouterArgs(): string[] {
   return (process.env.MOAT_SCALE_ROUTER_ARGS ?? '').split(/\s+/).filter(Boolean);
 }
 
-export interface Round { peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number }
+/** CPU time (ns) of every thread of pid so far (/proc/PID/task/TID/schedstat: on-CPU ns); NaN if gone. */
+export function cpuNs(pid: number): number {
+  try {
+    let sum = 0;
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try { sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]); } catch { /* the thread ended */ }
+    }
+    return sum;
+  } catch {
+    return NaN;
+  }
+}
+
+export interface Round {
+  peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number;
+  /** The router's CPU time (all threads) from the flood's start to 200 ms after the sender stopped, ms. */
+  routerCpuMs?: number;
+}
 
 /** One round: n peers connect (and are learned), the gateway floods them for
  *  `seconds`; what reached them. limits.ts runs these rounds too. */
@@ -62,8 +79,11 @@ export async function round(lab: Lab, gw: string, sock: string, routerPid: numbe
     ? lab.spawn('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,task-clock,syscalls:sys_enter_read,syscalls:sys_enter_sendto', '-p', String(routerPid)])
     : undefined;
   const perfOut = perf ? collect(perf) : undefined;
+  const cpu0 = cpuNs(routerPid);
   const s = await run(lab, gw, FLOOD, ['send', '--dst', BASE, '--dst-count', String(n), '--port', String(PORT), '--size', '64',
     '--duration', String(seconds), '--tag', tag], (seconds + 15) * 1000);
+  await sleep(200);  // what the router still holds leaves
+  const routerCpuMs = (cpuNs(routerPid) - cpu0) / 1e6;
   const sj = lastJson(s.stdout);
   if (!sj) throw new Error(`flood send failed: ${s.stderr}`);
   const r = await pc.done;
@@ -79,7 +99,7 @@ export async function round(lab: Lab, gw: string, sock: string, routerPid: numbe
   }
   await sleep(500);  // the router closes the peers
   return { peers: n, received: Number(rj.received), pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
-    offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB };
+    offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB, routerCpuMs };
 }
 
 /**

@@ -151,24 +151,31 @@ test('limits: a received rate is within 10% of its limit, either side', () => {
   assert.equal(judge({ ...row(0), received: undefined, error: 'x' }).within, undefined);
 });
 
-const sround = (config: ScaleConfig, pps: number): LimitScaleRound =>
-  ({ config, peers: 1000, received: pps, pps, peersHit: 1000, sent: pps * 2, offeredPps: pps * 2, rssBeforeKiB: 0, rssIdleKiB: 0 });
+// received = pps (1 s); routerCpuMs: cpuUs per packet.
+const sround = (config: ScaleConfig, pps: number, cpuUs?: number): LimitScaleRound =>
+  ({ config, peers: 1000, received: pps, pps, peersHit: 1000, sent: pps * 2, offeredPps: pps * 2, rssBeforeKiB: 0, rssIdleKiB: 0,
+    routerCpuMs: cpuUs === undefined ? undefined : (cpuUs * pps) / 1000 });
 
 test('limits at scale: best and median ratio, lines, target met / NOT met', () => {
-  const rounds = [sround('unlimited', 300000), sround('limited', 290000), sround('unlimited', 320000), sround('limited', 250000)];
+  const rounds = [sround('unlimited', 300000, 2.0), sround('limited', 290000, 2.1), sround('unlimited', 320000, 2.2), sround('limited', 250000, 2.3)];
   const r = scaleRatios(rounds);
   assert.equal(r.ratio, 290000 / 320000);
   assert.equal(r.medianRatio, 270000 / 310000);
+  assert.ok(Math.abs(r.cpuPerPacketUs!.unlimited - 2.1) < 1e-9 && Math.abs(r.cpuPerPacketUs!.limited - 2.2) < 1e-9);
+  assert.ok(Math.abs(r.cpuRatio! - 2.1 / 2.2) < 1e-9);
+  assert.ok(Number.isNaN(scaleRatios([sround('unlimited', 1), sround('limited', 1)]).cpuRatio), 'no CPU figures: no CPU ratio');
   const s: LimitScale = { status: 'ok', peers: 1000, seconds: 3, rounds, ...r, rateLimitDrops: 0, target: LIMITS_SCALE_TARGET };
   const lines = scaleLines(s);
-  assert.equal(lines[1], 'round  config     received pps  offered pps  peers reached');
-  assert.equal(lines[2], '    1  unlimited       300,000      600,000           1000');
-  assert.equal(lines[5], '    2  limited         250,000      500,000           1000');
-  assert.equal(lines[6], 'limited / unlimited: 0.906 best of each, 0.871 median of each (target >= 0.95)');
+  assert.equal(lines[1], 'round  config     received pps  offered pps  peers reached  router CPU µs/pkt');
+  assert.equal(lines[2], '    1  unlimited       300,000      600,000           1000              2.000');
+  assert.equal(lines[5], '    2  limited         250,000      500,000           1000              2.300');
+  assert.equal(lines[6], 'limited / unlimited pps: 0.906 best of each, 0.871 median of each (target >= 0.95)');
+  assert.equal(lines[7], 'router CPU per received packet (median): unlimited 2.100 µs, limited 2.200 µs; unlimited / limited 0.955 (the pps ratio of a saturated router)');
   const t = limitsTargetLines({ quick: false, rateSeconds: 4, scale: s });
-  assert.deepEqual(t, ['limits rates: not measured', 'limits at scale: 1000 peers each limited / unlimited: 0.906 (>= 0.95): NOT met']);
-  const met = limitsTargetLines({ quick: false, rateSeconds: 4, scale: { ...s, ratio: 0.96 } });
-  assert.match(met[1], /0\.960 \(>= 0\.95\): met$/);
+  assert.deepEqual(t, ['limits rates: not measured',
+    'limits at scale: 1000 peers each limited / unlimited pps: 0.906 (>= 0.95): NOT met; router CPU per packet unlimited / limited 0.955 (>= 0.95): met']);
+  const met = limitsTargetLines({ quick: false, rateSeconds: 4, scale: { ...s, ratio: 0.96, cpuRatio: 0.9 } });
+  assert.match(met[1], /pps: 0\.960 \(>= 0\.95\): met; router CPU per packet unlimited \/ limited 0\.900 \(>= 0\.95\): NOT met$/);
   const failed = limitsTargetLines({ quick: false, rateSeconds: 4, scale: { ...s, ratio: undefined, status: 'error', reason: 'peers exited' } });
   assert.equal(failed[1], 'limits at scale: not measured');
 });
