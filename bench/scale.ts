@@ -19,10 +19,12 @@ import path from 'node:path';
 import { Lab, requireRoot, sh, uniqueName } from '../test/helpers/netns';
 import { buildFlood, cleanupAll, collect, FLOOD, lastJson, MOAT_CLI, ROOT, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
 
-const PEERS = path.join(ROOT, 'bench', 'bin', 'peers');
-const GW = '10.77.0.1';
-const BASE = '10.77.1.0';
-const PORT = 9000;
+// The peers generator, the gateway's address, the first peer's address and
+// the flood's UDP port (limits.ts uses them too).
+export const PEERS = path.join(ROOT, 'bench', 'bin', 'peers');
+export const GW = '10.77.0.1';
+export const BASE = '10.77.1.0';
+export const PORT = 9000;
 
 export function buildPeers(): void {
   fs.mkdirSync(path.dirname(PEERS), { recursive: true });
@@ -40,28 +42,9 @@ function extraRouterArgs(): string[] {
   return (process.env.MOAT_SCALE_ROUTER_ARGS ?? '').split(/\s+/).filter(Boolean);
 }
 
-/** CPU time (ns) of every thread of pid so far (/proc/PID/task/TID/schedstat: on-CPU ns); NaN if gone. */
-export function cpuNs(pid: number): number {
-  try {
-    let sum = 0;
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      try { sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]); } catch { /* the thread ended */ }
-    }
-    return sum;
-  } catch {
-    return NaN;
-  }
-}
+export interface Round { peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number }
 
-export interface Round {
-  peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number;
-  /** The router's CPU time (all threads) from the flood's start to 200 ms after the sender stopped, ms. */
-  routerCpuMs?: number;
-}
-
-/** One round: n peers connect (and are learned), the gateway floods them for
- *  `seconds`; what reached them. limits.ts runs these rounds too. */
-export async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number): Promise<Round> {
+async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number): Promise<Round> {
   const tag = String(Math.floor(Math.random() * 1e9));
   const rssBeforeKiB = rssKiB(routerPid);
   const peers = lab.spawn(PEERS, ['--socket', sock, '--count', String(n), '--base', BASE, '--gw', GW, '--port', String(PORT),
@@ -79,11 +62,8 @@ export async function round(lab: Lab, gw: string, sock: string, routerPid: numbe
     ? lab.spawn('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,task-clock,syscalls:sys_enter_read,syscalls:sys_enter_sendto', '-p', String(routerPid)])
     : undefined;
   const perfOut = perf ? collect(perf) : undefined;
-  const cpu0 = cpuNs(routerPid);
   const s = await run(lab, gw, FLOOD, ['send', '--dst', BASE, '--dst-count', String(n), '--port', String(PORT), '--size', '64',
     '--duration', String(seconds), '--tag', tag], (seconds + 15) * 1000);
-  await sleep(200);  // what the router still holds leaves
-  const routerCpuMs = (cpuNs(routerPid) - cpu0) / 1e6;
   const sj = lastJson(s.stdout);
   if (!sj) throw new Error(`flood send failed: ${s.stderr}`);
   const r = await pc.done;
@@ -99,7 +79,7 @@ export async function round(lab: Lab, gw: string, sock: string, routerPid: numbe
   }
   await sleep(500);  // the router closes the peers
   return { peers: n, received: Number(rj.received), pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
-    offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB, routerCpuMs };
+    offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB };
 }
 
 /**
