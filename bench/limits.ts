@@ -4,7 +4,7 @@
 //                             [--peers N] [--seconds S] [--rounds R]
 //
 // rates: moat's router and device (scenarios.ts's moat path, 192.168.0.1 <->
-//   192.168.0.2), the router given `--tuntap-router-peer-limit "192.168.0.2
+//   192.168.0.2, offloads on as in the main table), the router given `--tuntap-router-peer-limit "192.168.0.2
 //   in|out ..."`, one path per limit: 1, 10, 100 Mbit/s and 1,000, 10,000
 //   packets/s, each way. UDP (flood.c, paced at twice the limit; 1000-byte
 //   packets under a bit rate, 64-byte under a packet rate) is counted at the
@@ -79,12 +79,12 @@ export interface LimitsOptions {
   rateSeconds: number;
   /** Seconds per scale flood (2, 1 quick). */
   scaleSeconds: number;
-  /** Rounds of (unlimited, limited) floods (8, 3 quick). */
+  /** Rounds of (unlimited, limited) floods (8, 5 quick). */
   rounds: number;
 }
 
 export function limitsDefaults(quick: boolean): LimitsOptions {
-  return { quick, rates: true, scale: true, peers: 1000, rateSeconds: quick ? 2 : 4, scaleSeconds: quick ? 1 : 2, rounds: quick ? 3 : 8 };
+  return { quick, rates: true, scale: true, peers: 1000, rateSeconds: quick ? 2 : 4, scaleSeconds: quick ? 1 : 2, rounds: quick ? 5 : 8 };
 }
 
 /** Standalone limits.ts options. Throws on what it does not take. */

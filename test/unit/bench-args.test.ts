@@ -115,7 +115,7 @@ test('limits section: on by default with moat, --skip-limits, --limits-only, not
 
 test('limits.ts alone: defaults (quick and full), options, bounds', () => {
   assert.deepEqual(parseLimitsArgs([]), { quick: false, rates: true, scale: true, peers: 1000, rateSeconds: 4, scaleSeconds: 2, rounds: 8 });
-  assert.deepEqual(parseLimitsArgs(['--quick']), { quick: true, rates: true, scale: true, peers: 1000, rateSeconds: 2, scaleSeconds: 1, rounds: 3 });
+  assert.deepEqual(parseLimitsArgs(['--quick']), { quick: true, rates: true, scale: true, peers: 1000, rateSeconds: 2, scaleSeconds: 1, rounds: 5 });
   const o = parseLimitsArgs(['--skip-rates', '--peers', '200', '--seconds', '2.5', '--rounds', '5', '--quick']);
   assert.equal(o.rates, false);
   assert.equal(o.scale, true);
