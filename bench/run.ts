@@ -4,6 +4,7 @@
 //   node dist/bench/run.js [--quick] [--only veth,uwsgi,moat]
 //                          [--skip-flood] [--skip-paced] [--skip-tcp] [--skip-rtt]
 //                          [--skip-scale] [--scale-peers N] [--scale-seconds S] [--scale-rounds R]
+//                          [--skip-limits | --limits-only]   (the limits section, limits.ts)
 //                          [--busy-poll US]   (moat's polling after traffic, both ends; docs/busy-poll.md)
 //                          [--mtu N]   (links at MTU N; uWSGI's at most 8188)
 //                          [--offload on|off]   (moat's virtio-net offloads; default on)
@@ -12,15 +13,19 @@
 // RTT is measured first, all kinds up at once and interleaved (measureRtt).
 // Prints a table (each figure for veth / uWSGI / moat, and moat/uWSGI, moat/veth),
 // then, when moat is measured, the scale section (scale.ts: moat's router with
-// 1 peer and with N peers, default 1000) and writes bench/results/bench-<timestamp>.json.
+// 1 peer and with N peers, default 1000), the limits section (limits.ts: received
+// rates against per-peer limits, and 1000 peers each limited against
+// unlimited) and writes bench/results/bench-<timestamp>.json. --limits-only
+// runs the limits section alone.
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { requireRoot } from '../test/helpers/netns';
 import { buildFlood, cleanupAll, writeResults } from './lib';
 import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, pingTimes, RttResult, rttSummary, tcp, TcpResult } from './measure';
-import { targetsText } from './targets';
+import { limitsTargetsText, targetsText } from './targets';
 import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summarize } from './scale';
+import { limitsDefaults, limitsFailed, LimitsSection, limitsText, measureLimits } from './limits';
 import { Kind, KINDS, makeScenario, moatBuilt, Scenario } from './scenarios';
 
 // Kept here too: rules-sweep.ts and others import it from run.
@@ -40,10 +45,12 @@ export interface Options {
   scaleSeconds: number;
   /** The scale section: rounds of (1 peer, N peers); the ratio takes the best of each (3, 1 with --quick). */
   scaleRounds: number;
+  /** Only the limits section (--limits-only): no rtt, no kinds, no scale. */
+  limitsOnly: boolean;
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3 };
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false };
   let scaleSeconds: number | undefined;
   let scaleRounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -53,7 +60,8 @@ export function parseArgs(argv: string[]): Options {
       const list = (argv[++i] ?? '').split(',').filter(Boolean);
       for (const k of list) if (!KINDS.includes(k as Kind)) throw new Error(`--only: unknown scenario ${k} (veth, uwsgi, moat)`);
       o.only = list as Kind[];
-    } else if (/^--skip-(flood|paced|tcp|rtt|scale)$/.test(a)) o.skip.add(a.slice(7));
+    } else if (/^--skip-(flood|paced|tcp|rtt|scale|limits)$/.test(a)) o.skip.add(a.slice(7));
+    else if (a === '--limits-only') o.limitsOnly = true;
     else if (a === '--scale-peers') {
       o.scalePeers = Number(argv[++i]);
       if (!Number.isInteger(o.scalePeers) || o.scalePeers < 1 || o.scalePeers > 20000) throw new Error('--scale-peers must be an integer 1..20000');
@@ -81,6 +89,7 @@ export function parseArgs(argv: string[]): Options {
     }
     else throw new Error(`unknown option ${a}`);
   }
+  if (o.limitsOnly && o.skip.has('limits')) throw new Error('--limits-only and --skip-limits: nothing left to measure');
   o.scaleSeconds = scaleSeconds ?? (o.quick ? 1 : 3);
   o.scaleRounds = scaleRounds ?? (o.quick ? 1 : 3);
   checkScaleOptions({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: o.scaleRounds });
@@ -227,7 +236,23 @@ export interface ScaleSection {
 
 /** Whether this run has a scale section: moat is measured and it is not skipped. */
 export function wantScale(o: Options): boolean {
-  return o.only.includes('moat') && !o.skip.has('scale');
+  return !o.limitsOnly && o.only.includes('moat') && !o.skip.has('scale');
+}
+
+/** Whether this run has a limits section: moat is measured and it is not skipped, or --limits-only. */
+export function wantLimits(o: Options): boolean {
+  return o.limitsOnly || (o.only.includes('moat') && !o.skip.has('limits'));
+}
+
+async function runLimits(o: Options): Promise<LimitsSection | { error: string }> {
+  if (!moatBuilt()) return { error: 'not built (dist/src/cli.js missing)' };
+  try {
+    return await measureLimits(limitsDefaults(o.quick));
+  } catch (e) {
+    const error = (e as Error).message;
+    process.stderr.write(`  limits: ERROR ${error}\n`);
+    return { error };
+  }
 }
 
 async function runScale(o: Options): Promise<ScaleSection> {
@@ -342,11 +367,11 @@ async function main(): Promise<void> {
   if (loadBefore[0] > 0.5) process.stderr.write(`bench: load average ${loadBefore[0].toFixed(2)} before start: other work on this box will lower the figures\n`);
   const results: Partial<Record<Kind, KindResult>> = {};
   let rtts = new Map<Kind, Partial<Record<Dir, RttResult>>>();
-  if (!o.skip.has('rtt')) {
+  if (!o.skip.has('rtt') && !o.limitsOnly) {
     process.stderr.write(`bench: rtt (${o.only.join(', ')} interleaved)\n`);
     rtts = await measureRtt(o.only, o);
   }
-  for (const k of o.only) {
+  for (const k of o.limitsOnly ? [] : o.only) {
     process.stderr.write(`bench: ${k}\n`);
     results[k] = await measureKind(k, o, rtts.get(k));
   }
@@ -355,15 +380,30 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: scale (${o.scalePeers} peers)\n`);
     scale = await runScale(o);
   }
-  let t = table(results);
-  if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
-  t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off); busy polling: ${o.busyPollUs === undefined ? 'default (100 µs)' : `${o.busyPollUs} µs`} (--busy-poll US)`;
-  if (scale) t += '\n\n' + scaleText(scale);
-  if (results.moat && o.only.length === KINDS.length) t += '\n\n' + targetsText(results, scale);
+  let limitsRun: LimitsSection | { error: string } | undefined;
+  if (wantLimits(o)) {
+    process.stderr.write('bench: limits\n');
+    limitsRun = await runLimits(o);
+  }
+  const limits = limitsRun && !('error' in limitsRun) ? limitsRun : undefined;
+  const parts: string[] = [];
+  if (!o.limitsOnly) {
+    let t = table(results);
+    if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
+    t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off); busy polling: ${o.busyPollUs === undefined ? 'default (100 µs)' : `${o.busyPollUs} µs`} (--busy-poll US)`;
+    parts.push(t);
+    if (scale) parts.push(scaleText(scale));
+  }
+  if (limits) parts.push(limitsText(limits));
+  else if (limitsRun && 'error' in limitsRun) parts.push(`limits: error: ${limitsRun.error.split('\n')[0]}`);
+  if (!o.limitsOnly && results.moat && o.only.length === KINDS.length) parts.push(targetsText(results, scale, limits));
+  else if (limits) parts.push(limitsTargetsText(limits));
+  const t = parts.join('\n\n');
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
-  const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error';
+  const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error' ||
+    (limitsRun !== undefined && ('error' in limitsRun || limitsFailed(limitsRun)));
   process.exitCode = failed ? 1 : 0;
 }
 

@@ -19,12 +19,14 @@ import path from 'node:path';
 import { Lab, requireRoot, sh, uniqueName } from '../test/helpers/netns';
 import { buildFlood, cleanupAll, collect, FLOOD, lastJson, MOAT_CLI, ROOT, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
 
-const PEERS = path.join(ROOT, 'bench', 'bin', 'peers');
-const GW = '10.77.0.1';
-const BASE = '10.77.1.0';
-const PORT = 9000;
+// The peers generator, the gateway's address, the first peer's address and
+// the flood's UDP port (limits.ts uses them too).
+export const PEERS = path.join(ROOT, 'bench', 'bin', 'peers');
+export const GW = '10.77.0.1';
+export const BASE = '10.77.1.0';
+export const PORT = 9000;
 
-function buildPeers(): void {
+export function buildPeers(): void {
   fs.mkdirSync(path.dirname(PEERS), { recursive: true });
   execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', PEERS, path.join(ROOT, 'bench', 'gen', 'peers.c')], { stdio: 'inherit', timeout: 60000 });
 }
@@ -78,6 +80,26 @@ async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: n
   await sleep(500);  // the router closes the peers
   return { peers: n, received: Number(rj.received), pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
     offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB };
+}
+
+/**
+ * A gateway netns of lab with a router (moat's CLI with routerArgs, or the
+ * pathd build) on a tun with GW/16 and its socket at dir/<name>.sock; resolves
+ * once the tun is up. round() runs against it.
+ */
+export async function startScaleRouter(lab: Lab, dir: string, name: string, routerArgs: string[], pathd?: string): Promise<{ gw: string; sock: string; pid: number }> {
+  const gw = lab.netns('msg');
+  sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns: gw });
+  const tun = uniqueName('mst');
+  const sock = path.join(dir, `${name}.sock`);
+  const router = pathd
+    ? lab.spawn(pathd, ['router', tun, sock], { ns: gw })
+    : lab.spawn(process.execPath, [MOAT_CLI, '--tuntap-router', `${tun} ${sock}`, ...routerArgs], { ns: gw });
+  const rc = collect(router);
+  await until(() => { if (router.exitCode !== null) throw new Error(`router exited: ${rc.err()}`); return fs.existsSync(sock); }, 30000, 'router socket');
+  sh('ip', ['-n', gw, 'addr', 'add', `${GW}/16`, 'dev', tun]);
+  sh('ip', ['-n', gw, 'link', 'set', tun, 'up']);
+  return { gw, sock, pid: router.pid! };
 }
 
 export interface ScaleOptions { peers: number; seconds: number; rounds: number }
@@ -151,21 +173,11 @@ export async function measureScale(o: ScaleOptions): Promise<ScaleResult> {
   const dir = trackDir(fs.mkdtempSync(path.join(os.tmpdir(), 'moat-scale-')));
   const results: Round[] = [];
   try {
-    const gw = lab.netns('msg');
-    sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns: gw });
-    const tun = uniqueName('mst');
-    const sock = path.join(dir, 'router.sock');
-    const router = pathd
-      ? lab.spawn(pathd, ['router', tun, sock], { ns: gw })
-      : lab.spawn(process.execPath, [MOAT_CLI, '--tuntap-router', `${tun} ${sock}`, ...extraRouterArgs()], { ns: gw });
-    const rc = collect(router);
-    await until(() => { if (router.exitCode !== null) throw new Error(`router exited: ${rc.err()}`); return fs.existsSync(sock); }, 30000, 'router socket');
-    sh('ip', ['-n', gw, 'addr', 'add', `${GW}/16`, 'dev', tun]);
-    sh('ip', ['-n', gw, 'link', 'set', tun, 'up']);
+    const { gw, sock, pid } = await startScaleRouter(lab, dir, 'router', extraRouterArgs(), pathd);
     for (let k = 0; k < o.rounds; k++) {
       for (const count of [1, n]) {
         process.stderr.write(`scale: ${count} peer(s)\n`);
-        const r = await round(lab, gw, sock, router.pid!, count, seconds);
+        const r = await round(lab, gw, sock, pid, count, seconds);
         process.stderr.write(`  -> ${Math.round(r.pps)} pps received (offered ${Math.round(r.offeredPps)}), ${r.peersHit} peers reached\n`);
         results.push(r);
       }

@@ -37,6 +37,8 @@ export interface ScenarioOptions {
   /** moat: µs of polling after traffic on both ends (--tuntap-router-busy-poll /
    *  --tuntap-device-busy-poll; docs/busy-poll.md). Absent: moat's default. */
   busyPollUs?: number;
+  /** moat: more options for its router (limits.ts: --tuntap-router-peer-limit lines). */
+  moatRouterArgs?: string[];
 }
 
 export const UWSGI_MAX_MTU = 8188;
@@ -148,6 +150,7 @@ export class TuntapScenario extends Scenario {
     } else {
       routerArgs = [process.execPath, MOAT_CLI, '--tuntap-router', `${gtun} ${sock}`, '--tuntap-router-stats', this.statsPath];
       if (this.opts.moatFirewallFile) routerArgs.push('--tuntap-router-firewall-file', this.opts.moatFirewallFile);
+      routerArgs.push(...(this.opts.moatRouterArgs ?? []));
       deviceArgs = [process.execPath, MOAT_CLI, '--tuntap-device', `${vtun} ${sock}`];
       const offload = this.opts.offload ?? true;
       routerArgs.push(`--tuntap-router-offload=${offload}`);

@@ -1,6 +1,8 @@
-// targets.ts: the throughput issue's "done when" checks, computed from one
-// `npm run bench` run's figures (no I/O), printed under its table so a run
-// says for itself which targets it met. Each line names the figures it used.
+// targets.ts: the throughput issue's "done when" checks (and the limits
+// issue's, 16), computed from one `npm run bench` run's figures (no I/O),
+// printed under its table so a run says for itself which targets it met.
+// Each line names the figures it used.
+import type { LimitsSection } from './limits';
 import type { Dir } from './measure';
 import type { KindResult, ScaleSection } from './run';
 import { SCALE_TARGET } from './scale';
@@ -19,7 +21,7 @@ function uwsgiSustained(r: Results, dir: Dir): number | undefined {
   return v > 0 ? v : undefined;
 }
 
-export function targetLines(r: Results, scale?: ScaleSection): string[] {
+export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSection): string[] {
   const out: string[] = [];
   for (const dir of ['v2g', 'g2v'] as Dir[]) {
     const m = r.moat?.dirs[dir];
@@ -47,9 +49,34 @@ export function targetLines(r: Results, scale?: ScaleSection): string[] {
   if (scale && scale.status === 'ok' && scale.ratio !== undefined && Number.isFinite(scale.ratio)) {
     out.push(`${scale.peers} peers / 1 peer: ${scale.ratio.toFixed(2)} (>= ${SCALE_TARGET.toFixed(2)}): ${yes(scale.ratio >= SCALE_TARGET)}`);
   } else out.push('scale: not measured');
+  if (limits) out.push(...limitsTargetLines(limits));
   return out;
 }
 
-export function targetsText(r: Results, scale?: ScaleSection): string {
-  return ['targets (one run):', ...targetLines(r, scale).map((l) => '  ' + l)].join('\n');
+/** Issue 16's limits: each received rate within +-10% of its limit; N limited peers >= 0.95 of N unlimited. */
+export function limitsTargetLines(l: LimitsSection): string[] {
+  const out: string[] = [];
+  if (l.rates) {
+    const rows = l.rates;
+    const good = rows.filter((x) => x.within === true);
+    const off = rows.filter((x) => x.within !== true).map((x) =>
+      `${x.limit} ${x.traffic} ${x.dir === 'g2v' ? 'in' : 'out'} ${x.ratio !== undefined ? x.ratio.toFixed(2) : 'error'}`);
+    out.push(`limits: ${good.length} of ${rows.length} received rates within 10% of the limit: ${yes(rows.length > 0 && off.length === 0)}` +
+      (off.length ? ` (off: ${off.join(', ')})` : ''));
+  } else out.push('limits rates: not measured');
+  const s = l.scale;
+  if (s && s.ratio !== undefined && Number.isFinite(s.ratio)) {
+    const pairs = s.pairRatio !== undefined && Number.isFinite(s.pairRatio) ? ` (median of the rounds' own ratios ${s.pairRatio.toFixed(3)})` : '';
+    out.push(`limits at scale: ${s.peers} peers each limited / unlimited pps, best of each: ${s.ratio.toFixed(3)} (>= ${s.target.toFixed(2)}): ${yes(s.ratio >= s.target)}` +
+      pairs + (s.status !== 'ok' ? ` (incomplete: ${s.status})` : ''));
+  } else out.push('limits at scale: not measured');
+  return out;
+}
+
+export function limitsTargetsText(l: LimitsSection): string {
+  return ['targets (one run):', ...limitsTargetLines(l).map((x) => '  ' + x)].join('\n');
+}
+
+export function targetsText(r: Results, scale?: ScaleSection, limits?: LimitsSection): string {
+  return ['targets (one run):', ...targetLines(r, scale, limits).map((l) => '  ' + l)].join('\n');
 }

@@ -1,10 +1,15 @@
-// bench-args.test.ts: `npm run bench` option parsing (bench/run.ts) and the
-// scale section's summary (bench/scale.ts), without running anything.
+// bench-args.test.ts: `npm run bench` option parsing (bench/run.ts), the
+// scale section's summary (bench/scale.ts) and the limits section's options,
+// table and targets (bench/limits.ts), without running anything.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { parseArgs, scaleText, wantScale } from '../../bench/run';
+import { parseArgs, scaleText, wantLimits, wantScale } from '../../bench/run';
 import { checkScaleOptions, Round, summarize } from '../../bench/scale';
+import { judge, LIMIT_CASES, Burst, LimitScale, LIMITS_SCALE_TARGET, parseLimitsArgs, peerLimitArgs, RateRow, ratesTable, ScaleConfig, scaleLines, scaleRatios } from '../../bench/limits';
+import { limitsTargetLines } from '../../bench/targets';
+import { parsePeerLimits } from '../../src/config/traffic-limits';
+import type { Option } from '../../src/config/types';
 
 test('defaults: all kinds, scale with 1000 peers for 3 s (1 s quick)', () => {
   const o = parseArgs([]);
@@ -89,4 +94,109 @@ test('scale section text: heading, lines, status when not ok', () => {
   assert.equal(ok, "scale (moat router, 64 B UDP flood spread round-robin over the peers' addresses, 1 s per round):\na\nb");
   const err = scaleText({ ...base, status: 'error', reason: 'peers exited: boom\nmore' });
   assert.match(err, /\nscale: error: peers exited: boom$/);
+});
+
+// ---- the limits section (bench/limits.ts) ----
+
+test('limits section: on by default with moat, --skip-limits, --limits-only, not with --only veth', () => {
+  const o = parseArgs([]);
+  assert.equal(o.limitsOnly, false);
+  assert.equal(wantLimits(o), true);
+  assert.equal(wantLimits(parseArgs(['--skip-limits'])), false);
+  assert.equal(wantLimits(parseArgs(['--only', 'veth,uwsgi'])), false);
+  const only = parseArgs(['--limits-only', '--quick']);
+  assert.equal(only.limitsOnly, true);
+  assert.equal(only.quick, true);
+  assert.equal(wantLimits(only), true);
+  assert.equal(wantScale(only), false, '--limits-only runs no scale section');
+  assert.throws(() => parseArgs(['--limits-only', '--skip-limits']), /nothing left/);
+  assert.throws(() => parseArgs(['--limits']), /unknown option/);
+});
+
+test('limits.ts alone: defaults (quick and full), options, bounds', () => {
+  assert.deepEqual(parseLimitsArgs([]), { quick: false, rates: true, scale: true, peers: 1000, rateSeconds: 4, scaleSeconds: 2, rounds: 8 });
+  assert.deepEqual(parseLimitsArgs(['--quick']), { quick: true, rates: true, scale: true, peers: 1000, rateSeconds: 2, scaleSeconds: 1, rounds: 5 });
+  const o = parseLimitsArgs(['--skip-rates', '--peers', '200', '--seconds', '2.5', '--rounds', '5', '--quick']);
+  assert.equal(o.rates, false);
+  assert.equal(o.scale, true);
+  assert.equal(o.peers, 200);
+  assert.equal(o.scaleSeconds, 2.5);
+  assert.equal(o.rounds, 5);
+  assert.equal(parseLimitsArgs(['--skip-scale']).scale, false);
+  assert.throws(() => parseLimitsArgs(['--skip-rates', '--skip-scale']), /nothing left/);
+  for (const bad of [['--peers', '0'], ['--peers', '20001'], ['--peers', '1.5'], ['--peers']]) assert.throws(() => parseLimitsArgs(bad), /--peers/, bad.join(' '));
+  for (const bad of [['--seconds', '0'], ['--seconds', '11'], ['--seconds']]) assert.throws(() => parseLimitsArgs(bad), /--seconds/, bad.join(' '));
+  for (const bad of [['--rounds', '0'], ['--rounds', '21'], ['--rounds', 'x']]) assert.throws(() => parseLimitsArgs(bad), /--rounds/, bad.join(' '));
+  assert.equal(parseLimitsArgs(['--rounds', '20']).rounds, 20);
+  assert.throws(() => parseLimitsArgs(['--skip-limits']), /unknown option/);
+});
+
+test('limits: the router options name the address both ways; five limits, tc units', () => {
+  assert.deepEqual(peerLimitArgs('192.168.0.2', 'rate 10mbit'), [
+    '--tuntap-router-peer-limit', '192.168.0.2 in rate 10mbit', '--tuntap-router-peer-limit', '192.168.0.2 out rate 10mbit']);
+  assert.deepEqual(LIMIT_CASES.map((c) => [c.spec, c.value]), [['rate 1mbit', 1e6], ['rate 10mbit', 10e6], ['rate 100mbit', 100e6], ['pps 1000', 1000], ['pps 10000', 10000]]);
+  // Every case's words are what the router's config parser takes, and mean the same value.
+  for (const c of LIMIT_CASES) {
+    const [l] = parsePeerLimits([{ key: 'tuntap-router-peer-limit', value: `192.168.0.2 in ${c.spec}`, source: { file: 'x', line: 1 } } as Option]);
+    assert.equal(c.unit === 'bit/s' ? l.in?.bitsPerSec : l.in?.packetsPerSec, c.value, c.spec);
+  }
+});
+
+test('limits: a received rate is within 10% of its limit, either side', () => {
+  const row = (received: number): RateRow => ({ limit: '10 Mbit/s', unit: 'bit/s', value: 10e6, traffic: 'TCP', dir: 'g2v', received });
+  assert.equal(judge(row(9.0e6)).within, true);
+  assert.equal(judge(row(11.0e6)).within, true);
+  assert.equal(judge(row(8.99e6)).within, false);
+  assert.equal(judge(row(11.01e6)).within, false);
+  assert.equal(judge(row(10.5e6)).ratio, 1.05);
+  assert.equal(judge({ ...row(0), received: undefined, error: 'x' }).within, undefined);
+});
+
+// A 1 s flood: delivered = pps; routerCpuMs: cpuUs per packet.
+const burst = (config: ScaleConfig, pps: number, cpuUs = NaN): Burst =>
+  ({ config, delivered: pps, pps, offeredPps: pps * 2, peersHit: 1000, routerCpuMs: (cpuUs * pps) / 1000 });
+
+test('limits at scale: best-of ratio, median of the rounds\' ratios, CPU per packet, lines, target met / NOT met', () => {
+  const bursts = [burst('unlimited', 300000, 2.0), burst('limited', 290000, 2.1), burst('unlimited', 320000, 2.2), burst('limited', 256000, 2.3),
+    burst('unlimited', 200000, 2.4), burst('limited', 190000, 2.5)];
+  const r = scaleRatios(bursts);
+  assert.equal(r.ratio, 290000 / 320000);
+  assert.equal(r.pairRatio, 0.95, 'rounds: 0.967, 0.8, 0.95');
+  assert.ok(Math.abs(r.cpuPerPacketUs!.unlimited - 2.2) < 1e-9 && Math.abs(r.cpuPerPacketUs!.limited - 2.3) < 1e-9);
+  assert.ok(Math.abs(r.cpuRatio! - 2.2 / 2.3) < 1e-9);
+  assert.ok(Number.isNaN(scaleRatios([burst('unlimited', 1), burst('limited', 1)]).cpuRatio), 'no CPU figures: no CPU ratio');
+  assert.ok(Number.isNaN(scaleRatios([burst('unlimited', 1)]).ratio), 'no limited flood: no ratio');
+  const s: LimitScale = { status: 'ok', peers: 1000, seconds: 1, bursts: bursts.slice(0, 4), ...scaleRatios(bursts.slice(0, 4)), rateLimitDrops: 0, target: LIMITS_SCALE_TARGET };
+  const lines = scaleLines(s);
+  assert.equal(lines[1], 'round  config     delivered pps  offered pps  peers reached  router CPU µs/pkt');
+  assert.equal(lines[2], '    1  unlimited        300,000      600,000           1000              2.000');
+  assert.equal(lines[5], '    2  limited          256,000      512,000           1000              2.300');
+  assert.equal(lines[6], 'limited / unlimited pps: 0.906 best of each (target >= 0.95); 0.883 median of the rounds\' own ratios');
+  assert.equal(lines[7], 'router CPU per delivered packet (median): unlimited 2.100 µs, limited 2.200 µs; unlimited / limited 0.955');
+  assert.equal(lines[8], 'limited router\'s rate_limit drops: 0 (0: the limits cost bookkeeping only)');
+  const t = limitsTargetLines({ quick: false, rateSeconds: 4, scale: s });
+  assert.deepEqual(t, ['limits rates: not measured',
+    'limits at scale: 1000 peers each limited / unlimited pps, best of each: 0.906 (>= 0.95): NOT met (median of the rounds\' own ratios 0.883)']);
+  const met = limitsTargetLines({ quick: false, rateSeconds: 4, scale: { ...s, ratio: 0.96 } });
+  assert.match(met[1], /best of each: 0\.960 \(>= 0\.95\): met /);
+  const failed = limitsTargetLines({ quick: false, rateSeconds: 4, scale: { ...s, ratio: undefined, status: 'error', reason: 'peers exited' } });
+  assert.equal(failed[1], 'limits at scale: not measured');
+  assert.match(scaleLines({ ...s, status: 'error', reason: 'peers exited: boom\nmore' }).at(-1)!, /^limits at scale: error: peers exited: boom$/);
+});
+
+test('limits rates: the table and the target name what is off', () => {
+  const rows: RateRow[] = [
+    judge({ limit: '1 Mbit/s', unit: 'bit/s', value: 1e6, traffic: 'UDP', dir: 'g2v', bytes: 1000, offered: 2e6, received: 1.03e6, rateLimitDrops: 236 }),
+    judge({ limit: '10 Mbit/s', unit: 'bit/s', value: 10e6, traffic: 'TCP', dir: 'v2g', received: 8.5e6, rateLimitDrops: 19 }),
+    judge({ limit: '1,000 pps', unit: 'pps', value: 1000, traffic: 'UDP', dir: 'v2g', bytes: 64, offered: 2000, received: 1005 }),
+  ];
+  const lines = ratesTable(rows, 4);
+  assert.match(lines[1], /^limit\s+kind\s+direction\s+offered\s+received\s+recv\/limit\s+within ±10%\s+rate_limit drops$/);
+  assert.match(lines[3], /^1 Mbit\/s\s+UDP 1000 B\s+in \(gateway->vassal\)\s+2\.000 Mbit\/s\s+1\.030 Mbit\/s\s+1\.030\s+yes\s+236$/);
+  assert.match(lines[4], /^10 Mbit\/s\s+TCP\s+out \(vassal->gateway\)\s+iperf3\s+8\.500 Mbit\/s\s+0\.850\s+NO\s+19$/);
+  assert.match(lines[5], /^1,000 pps\s+UDP 64 B\s+out \(vassal->gateway\)\s+2,000 pps\s+1,005 pps\s+1\.005\s+yes\s+-$/);
+  const t = limitsTargetLines({ quick: false, rateSeconds: 4, rates: rows });
+  assert.equal(t[0], 'limits: 2 of 3 received rates within 10% of the limit: NOT met (off: 10 Mbit/s TCP out 0.85)');
+  assert.equal(t[1], 'limits at scale: not measured');
+  assert.match(limitsTargetLines({ quick: false, rateSeconds: 4, rates: rows.filter((r) => r.within) })[0], /2 of 2 .*: met$/);
 });

@@ -42,3 +42,11 @@ test('a kind that was not measured is said so, not counted as met', () => {
     'scale: not measured',
   ]);
 });
+
+test('with a limits section, its targets follow the throughput targets', () => {
+  const rates = [{ limit: '1,000 pps', unit: 'pps' as const, value: 1000, traffic: 'UDP' as const, dir: 'g2v' as const, received: 1004, ratio: 1.004, within: true }];
+  const limits = { quick: true, rateSeconds: 2, rates, scale: { status: 'ok' as const, peers: 1000, seconds: 1, bursts: [], ratio: 0.97, pairRatio: 0.96, target: 0.95 } };
+  const lines = targetLines({ moat: kind(220_000, 200_000, 9_000, 0.2) }, scale(0.75), limits);
+  assert.deepEqual(lines.slice(7), ['limits: 1 of 1 received rates within 10% of the limit: met', 'limits at scale: 1000 peers each limited / unlimited pps, best of each: 0.970 (>= 0.95): met (median of the rounds\' own ratios 0.960)']);
+  assert.equal(targetLines({ moat: kind(220_000, 200_000, 9_000, 0.2) }, scale(0.75)).length, 7, 'no limits section: no limits lines');
+});
