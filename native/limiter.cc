@@ -49,7 +49,7 @@ bool Shaper::fits(size_t cost, uint32_t segs, size_t phys) const {
   if (phys > cap_ - len_) return false;
   if (count_ == 0) return true;  // an empty queue takes one packet whatever its size
   if (budget_bytes_ != 0 && cost_ + cost > budget_bytes_) return false;
-  if (budget_packets_ != 0 && count_ + segs > budget_packets_) return false;
+  if (budget_packets_ != 0 && segs_ + segs > budget_packets_) return false;
   return true;
 }
 
@@ -78,6 +78,7 @@ bool Shaper::push(const uint8_t* payload, size_t n, uint8_t mod2, size_t cost, u
   memcpy(p + kEntryHeader, payload, n);
   len_ += phys;
   cost_ += cost;
+  segs_ += e.segs;
   count_++;
   return true;
 }
@@ -93,6 +94,7 @@ void Shaper::pop(const Entry& e) {
   head_ += phys;
   len_ -= phys;
   cost_ -= e.cost;
+  segs_ -= e.segs;
   count_--;
   if (count_ == 0) head_ = len_ = 0;
 }

@@ -129,7 +129,8 @@ class Shaper {
   uint64_t due(uint64_t now) const;
 
   size_t queued_bytes() const { return cost_; }  // the waiting packets' cost
-  uint32_t queued_packets() const { return count_; }
+  uint32_t queued_packets() const { return count_; }   // entries (a super-packet is one)
+  uint64_t queued_segments() const { return segs_; }  // the packets they carry (the packets bucket's unit)
 
  private:
   struct Entry {
@@ -153,6 +154,7 @@ class Shaper {
   size_t cap_ = 0, want_cap_ = 0;  // allocated; wanted by the current limit
   size_t head_ = 0, len_ = 0;      // entries are buf_[head_, head_ + len_)
   size_t cost_ = 0;
+  uint64_t segs_ = 0;   // queued segments: the bound of a packets limit counts these
   uint32_t count_ = 0;
 };
 

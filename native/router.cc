@@ -678,7 +678,7 @@ struct RouterLoop final : Router::Loop {
   bool shape_pass(Peer* p, Shaper* s, bool in, const uint8_t* payload, size_t n, uint8_t mod2, size_t cost, uint32_t segs) {
     if (s->pass(now, cost, segs)) return true;
     if (!s->push(payload, n, mod2, cost, segs)) {
-      drop(p, Drop::RateLimit);
+      drop(p, Drop::RateLimit, segs);
       return false;
     }
     (in ? p->shaped_in : p->shaped_out).add(1);
@@ -927,8 +927,8 @@ struct RouterLoop final : Router::Loop {
     holds.forget(p);
     // Packets still waiting in its shapers go with it: counted as rate_limit,
     // the router's and the peer's (its final counters below include them).
-    const uint64_t waiting = (p->shape_in ? p->shape_in->queued_packets() : 0) +
-                             (p->shape_out ? p->shape_out->queued_packets() : 0);
+    const uint64_t waiting = (p->shape_in ? p->shape_in->queued_segments() : 0) +
+                             (p->shape_out ? p->shape_out->queued_segments() : 0);
     drops[int(Drop::RateLimit)].add(waiting);
     p->drops[int(Drop::RateLimit)].add(waiting);
     p->shape_queued_in.set(0);
@@ -958,9 +958,11 @@ struct RouterLoop final : Router::Loop {
 
   // ---- drops and events -------------------------------------------------------
 
-  void drop(Peer* p, Drop why) {
-    drops[int(why)].add(1);
-    if (p) p->drops[int(why)].add(1);
+  // n: the packets dropped (a super-packet's segments: the packets its
+  // sender sent, as the ip counters count them).
+  void drop(Peer* p, Drop why, uint32_t n = 1) {
+    drops[int(why)].add(n);
+    if (p) p->drops[int(why)].add(n);
   }
 
   // A drop that is reported: at most one event per peer per reason per second,

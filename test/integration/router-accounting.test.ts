@@ -177,3 +177,29 @@ test('a limited peer closing with packets in its shaper: they are its own rate_l
   assert.equal(last.ipBytesOut - s0.ipBytesOut, out * 1000);
   L.router.setLimits([]);
 });
+
+test('a limited offload peer: a super-packet over the limit is dropped as its segments; a pps queue holds 50 ms of segments', async () => {
+  const addr = L.host(5);
+  // 1,000 pps: the queue holds 50 packets (segments), the bucket 10.
+  L.router.setLimits([{ addr: ipToInt(addr), out: { bitsPerSec: 0, packetsPerSec: 1000, burstBytes: 0, burstPackets: 0 } }]);
+  const peer = await peerAt(addr);
+  peer.send(offloadHello(addr), MOD_HELLO);
+  await waitFor(() => L.peerStats(addr).offload, 3000, 'offload negotiated');
+  await sleep(50);
+  const s0 = L.peerStats(addr);
+  // 40 super-packets of 5 datagrams each: 200 packets at once.
+  const big = udpPacket(addr, L.gw, 4400, PORT, Buffer.alloc(5000, 3));
+  const frame = encodeFrame(vnetPayload(big, { flags: 1, gsoType: GSO_UDP_L4, hdrLen: 28, gsoSize: 1000, csumStart: 20, csumOffset: 6 }), MOD_VNET);
+  await peer.write(Buffer.concat(Array(40).fill(frame)));
+  await waitFor(() => L.peerStats(addr).rx - s0.rx === 40, 3000, 'all read');
+  const s1 = L.peerStats(addr);
+  const queued = (s1.shapedOut - s0.shapedOut) * 5;
+  assert.ok(queued <= 50 + 5, `at most 50 ms of segments wait (one super-packet over): ${queued}`);
+  await sleep(200);   // the queue drains
+  const s2 = L.peerStats(addr);
+  const out = s2.ipPacketsOut - s0.ipPacketsOut;
+  const dropped = s2.drops.rate_limit - (s0.drops.rate_limit ?? 0);
+  assert.equal(out + dropped, 200, `each datagram went to the tun or is a rate_limit drop (out ${out}, dropped ${dropped})`);
+  endPeer(peer);
+  L.router.setLimits([]);
+});
