@@ -75,6 +75,13 @@ export class UdpReceiver {
     return JSON.parse(await p) as Record<string, Arrivals>;
   }
 
+  /** Every source's arrivals together. */
+  async all(): Promise<Arrivals> {
+    const by = Object.values(await this.bySource());
+    if (!by.length) return { n: 0, bytes: 0, first: 0, last: 0 };
+    return by.reduce((a, b) => ({ n: a.n + b.n, bytes: a.bytes + b.bytes, first: Math.min(a.first, b.first), last: Math.max(a.last, b.last) }));
+  }
+
   stop(): void { this.child.kill(); }
 }
 

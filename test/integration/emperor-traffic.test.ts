@@ -13,13 +13,13 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Lab, requireRoot, sleep, uniqueName, waitFor, waitForAsync } from '../helpers/netns';
-import { CLI, MoatProcess, readStats, startMoat, tempDir, waitForSocket } from '../helpers/moat';
+import { Lab, requireRoot, sleep, waitFor, waitForAsync } from '../helpers/netns';
+import { CLI, MoatProcess, readStats, startMoat, waitForSocket } from '../helpers/moat';
+import { emperorInNetns } from '../helpers/emperor-netns';
 import { ipBitsPerSec, RECEIVER_JS, SENDER_JS, UdpReceiver } from '../helpers/udp-meter';
 
 const lab = new Lab();
 let moat: MoatProcess;
-let net24 = '';
 let gwNs = '';
 let dir = '';
 let stats = '';
@@ -30,7 +30,7 @@ const metricsPort = 31000 + crypto.randomInt(20000);
 let acctLog = '';
 const heard: Record<string, number> = {};   // datagrams the gateway received, by vassal name
 const figures: string[] = [];
-const host = (n: number) => `${net24}${n}`;
+let host: (n: number) => string = () => { throw new Error('not set up'); };
 
 interface Row { name: string; state: string; pid: number | null; restarts: number; address: string | null }
 interface Peer { id: number; pid: number; addr: string }
@@ -77,24 +77,9 @@ after(async () => {
 describe('per-vassal traffic limits through moat emperor', () => {
   before(async () => {
     requireRoot();
-    net24 = `10.${16 + crypto.randomInt(200)}.${crypto.randomInt(250)}.`;
-    gwNs = lab.netns('etg');
-    const tun = uniqueName('ete');
-    const tmp = tempDir(lab);
-    fs.chmodSync(tmp, 0o755);   // the router process (nobody) reaches its socket
-    dir = path.join(tmp, 'vassals');
-    fs.mkdirSync(dir);
-    sock = path.join(tmp, 't.sock');
-    stats = path.join(tmp, 's.sock');
-    ini = path.join(tmp, 'emperor.ini');
-    acctLog = path.join(tmp, 'accounting.log');
-    fs.writeFileSync(ini, [
-      '[uwsgi]', `emperor = ${dir}`, 'emperor-use-clone = fs,ipc,uts,net,pid', 'emperor-freq = 1',
-      `vassals-dir-root = ${path.join(tmp, 'run')}`,
-      `tuntap-router = ${tun} ${sock} ${stats}`, `tuntap-router-netns = /run/netns/${gwNs}`,
-      `exec-as-root = ip addr add ${host(1)}/24 dev ${tun}`, `exec-as-root = ip link set ${tun} up`,
-      'emperor-vassal-rate-out = 4mbit', `accounting-log = ${acctLog}`, 'accounting-interval = 1', `metrics = 127.0.0.1:${metricsPort}`, '',
-    ].join('\n'));
+    const f = emperorInNetns(lab, 'et', { extra: (e) => ['emperor-vassal-rate-out = 4mbit', `accounting-log = ${(acctLog = path.join(e.tmp, 'accounting.log'))}`, 'accounting-interval = 1', `metrics = 127.0.0.1:${metricsPort}`] });
+    ({ gwNs, dir, sock, stats, ini } = f);
+    host = f.host;
     fs.writeFileSync(path.join(dir, 'named.ini'), named(['vassal-rate-out = 8mbit']));
     fs.writeFileSync(path.join(dir, 'learner.ini'), learner());
     moat = startMoat(lab, ['emperor', '--ini', ini]);

@@ -21,6 +21,7 @@ import { encodeFrame, ipToInt, udpPacket } from '../helpers/packets';
 import { requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { RouterLab } from '../helpers/native-router';
 import { FramePeer } from '../helpers/frame-peer';
+import { Arrivals, RECEIVER_JS, SENDER_JS, UdpReceiver } from '../helpers/udp-meter';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const FLOOD_MS = 3000;
@@ -28,66 +29,11 @@ const L = new RouterLab();
 
 const rate = (over: Partial<RateLimit>): RateLimit => ({ bitsPerSec: 0, packetsPerSec: 0, burstBytes: 0, burstPackets: 0, ...over });
 
-// Counts datagrams on addr:port; answers each line on stdin with
-// {"n","first","last"} (performance.now() of the first and last arrival).
-const RECEIVER = `
-const dgram = require('node:dgram');
-const { performance } = require('node:perf_hooks');
-const [addr, port] = process.argv.slice(1);
-const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 8 << 20 });
-let n = 0, first = 0, last = 0;
-s.on('message', () => { const t = performance.now(); if (n === 0) first = t; last = t; n++; });
-s.bind(Number(port), addr, () => process.stdout.write('ready\\n'));
-process.stdin.on('data', () => process.stdout.write(JSON.stringify({ n, first, last }) + '\\n'));`;
-
-// Sends size-byte datagrams from src to dst:port at pps for ms, paced; prints the count sent.
-const SENDER = `
-const dgram = require('node:dgram');
-const { performance } = require('node:perf_hooks');
-const [src, dst, port, pps, size, ms] = process.argv.slice(1).map((v, i) => i < 2 ? v : Number(v));
-const s = dgram.createSocket({ type: 'udp4', sendBufferSize: 8 << 20 });
-s.bind(0, src, () => {
-  const buf = Buffer.alloc(size, 0x61);
-  const t0 = performance.now();
-  let sent = 0;
-  const tick = () => {
-    const el = performance.now() - t0;
-    if (el >= ms) { process.stdout.write(sent + '\\n'); s.close(); return; }
-    const want = Math.floor(pps * el / 1000);
-    while (sent < want) { s.send(buf, port, dst); sent++; }
-    setTimeout(tick, 2);
-  };
-  tick();
-});`;
-
-interface Arrivals { n: number; first: number; last: number }
-
-class Receiver {
-  private buf = '';
-  private waiters: Array<(line: string) => void> = [];
-  constructor(private readonly child: ReturnType<typeof L.lab.spawn>) {
-    child.stdout!.on('data', (d: Buffer) => {
-      this.buf += d.toString();
-      let i;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 1);
-        this.waiters.shift()?.(line);
-      }
-    });
-  }
-  static async start(port: number): Promise<Receiver> {
-    const r = new Receiver(L.lab.spawn(process.execPath, ['-e', RECEIVER, L.gw, String(port)], { ns: L.ns }));
-    assert.equal(await r.line(), 'ready');
-    return r;
-  }
-  private line(): Promise<string> { return new Promise((res) => this.waiters.push(res)); }
-  async arrivals(): Promise<Arrivals> {
-    const p = this.line();
-    this.child.stdin!.write('x\n');
-    return JSON.parse(await p) as Arrivals;
-  }
-  stop(): void { this.child.kill(); }
+/** A receiver on the gateway (udp-meter.ts), ready. */
+async function receiver(port: number): Promise<UdpReceiver> {
+  const r = new UdpReceiver(L.lab.spawn(process.execPath, ['-e', RECEIVER_JS, L.gw, String(port)], { ns: L.ns }));
+  await r.ready();
+  return r;
 }
 
 /** pps datagrams per second of pkt from peer for ms, paced; resolves to the count sent. */
@@ -109,7 +55,7 @@ async function floodFromPeer(peer: FramePeer, pkt: Buffer, pps: number, ms: numb
 
 /** The gateway floods dst; resolves to the count sent. */
 async function floodFromGateway(dst: string, port: number, pps: number, size: number, ms: number): Promise<number> {
-  const child = L.lab.spawn(process.execPath, ['-e', SENDER, L.gw, dst, String(port), String(pps), String(size), String(ms)], { ns: L.ns });
+  const child = L.lab.spawn(process.execPath, ['-e', SENDER_JS, L.gw, dst, String(port), String(pps), String(size), String(ms)], { ns: L.ns });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   await new Promise((res) => child.once('exit', res));
@@ -151,14 +97,14 @@ async function outCase(limit: RateLimit, pktLen: number, floodPps: number, expec
   const addr = L.host(nextHost);
   L.router.setLimits([{ addr: ipToInt(addr), out: limit }]);
   const { peer } = await addressedPeer();
-  const rx = await Receiver.start(port);
+  const rx = await receiver(port);
   const pkt = udpPacket(addr, L.gw, 4000, port, Buffer.alloc(pktLen - 28, 0x62));
   const before = L.peerStats(addr);
   const sent = await floodFromPeer(peer, pkt, floodPps, FLOOD_MS);
   await waitFor(() => L.peerStats(addr).rx - before.rx === sent, 5000, 'every frame read by the router');
   await waitFor(() => L.peerStats(addr).shapeQueuedOut === 0, 2000, 'the shaper drained');
   await sleep(200);
-  const a = await rx.arrivals();
+  const a = await rx.all();
   rx.stop();
   const after = L.peerStats(addr);
   const dropped = after.drops.rate_limit - (before.drops.rate_limit ?? 0);
@@ -232,24 +178,24 @@ test('a limited flooding peer does not slow an unlimited neighbour', async () =>
   const a = await addressedPeer();
   const b = await addressedPeer();
   const portA = 21000 + nextHost, portB = portA + 1;
-  const rxA = await Receiver.start(portA);
-  const rxB = await Receiver.start(portB);
+  const rxA = await receiver(portA);
+  const rxB = await receiver(portB);
   const len = 1000;
   const pktA = udpPacket(a.addr, L.gw, 4000, portA, Buffer.alloc(len - 28));
   const pktB = udpPacket(b.addr, L.gw, 4000, portB, Buffer.alloc(len - 28));
   const bRate = async (): Promise<number> => {
     // B's rate: what arrived of its 2 s of sending (paced at 40 Mbit/s).
-    const before = await rxB.arrivals();
+    const before = await rxB.all();
     const sent = await floodFromPeer(b.peer, pktB, 5000, 2000);
     await sleep(300);
-    const after = await rxB.arrivals();
+    const after = await rxB.all();
     assert.ok(after.n - before.n >= sent * 0.98, `B got ${after.n - before.n} of ${sent}`);
     return ((after.n - before.n) * len * 8) / 2;
   };
   const alone = await bRate();
   const [withFlood] = await Promise.all([bRate(), floodFromPeer(a.peer, pktA, 12500, 2000)]);  // A: 100 Mbit/s at a 10 Mbit/s limit
   await sleep(300);
-  const aGot = await rxA.arrivals();
+  const aGot = await rxA.all();
   const aRate = ((aGot.n - 1) * len * 8) / ((aGot.last - aGot.first) / 1000);
   figures.push(`neighbour: unlimited B ${(alone / 1e6).toFixed(1)} Mbit/s alone, ${(withFlood / 1e6).toFixed(1)} Mbit/s beside A; A (limit 10 Mbit/s, flooding 100) ${(aRate / 1e6).toFixed(2)} Mbit/s, rate_limit drops ${L.peerStats(a.addr).drops.rate_limit}`);
   assert.ok(withFlood >= alone * 0.9, `B: ${withFlood} beside the flood, ${alone} alone`);
@@ -268,7 +214,7 @@ test('setLimits while traffic flows changes the rate; nobody is disconnected', a
   const id = L.peerStats(addr).id;
   const downs = L.log.count('peer_down');
   const port = 22000 + nextHost;
-  const rx = await Receiver.start(port);
+  const rx = await receiver(port);
   const len = 1000;
   const pkt = udpPacket(addr, L.gw, 4000, port, Buffer.alloc(len - 28));
   const bytesAt = () => ({ t: performance.now(), b: L.router.stats().txBytes });

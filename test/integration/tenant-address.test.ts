@@ -11,17 +11,17 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChildProcess, execFileSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { LearnNetwork, PeerBinding, RouterEvent } from '../../src/native';
 import { processStat } from '../../src/emperor/runtime-start';
-import { Lab, requireRoot, sleep, uniqueName, waitFor, waitForAsync } from '../helpers/netns';
+import { Lab, requireRoot, sleep, waitFor, waitForAsync } from '../helpers/netns';
 import { ipToInt } from '../helpers/packets';
 import { FramePeer } from '../helpers/frame-peer';
 import { RouterLab } from '../helpers/native-router';
-import { MoatProcess, readStats, startMoat, tempDir, waitForSocket } from '../helpers/moat';
+import { MoatProcess, readStats, startMoat, waitForSocket } from '../helpers/moat';
+import { emperorInNetns } from '../helpers/emperor-netns';
 
 // A peer in a process of its own: connects, says `ready PID`, then answers
 // `ping SRC DST` with ok/no (an echo from SRC answered within 800 ms).
@@ -205,9 +205,8 @@ describe('the emperor: a squatter vassal in learned-address mode', () => {
   let dir = '';
   let sock = '';
   let stats = '';
-  let net24 = '';
   let heard = '';
-  const host = (n: number) => net24 + n;
+  let host: (n: number) => string = () => { throw new Error('not set up'); };
 
   interface Row { name: string; state: string; pid: number | null; address: string | null; addressFrom: string | null; error: string | null; restarts: number }
   const rows = async (): Promise<Row[]> => (await readStats(stats)).emperor.vassals as Row[];
@@ -233,27 +232,14 @@ s.bind(0, src, () => { let n = 0; const go = () => s.send('x', Number(port), dst
 
   before(async () => {
     requireRoot();
-    net24 = `10.${16 + crypto.randomInt(200)}.${crypto.randomInt(250)}.`;
-    gwNs = lab.netns('tag');
-    const tun = uniqueName('tae');
-    const tmp = tempDir(lab);
-    fs.chmodSync(tmp, 0o755);   // the router process (nobody) reaches its socket
-    dir = path.join(tmp, 'vassals');
-    fs.mkdirSync(dir);
-    sock = path.join(tmp, 't.sock');
-    stats = path.join(tmp, 's.sock');
-    const ini = path.join(tmp, 'emperor.ini');
-    fs.writeFileSync(ini, [
-      '[uwsgi]', `emperor = ${dir}`, 'emperor-user-clone = fs,ipc,uts,net,pid', 'emperor-freq = 1',
-      `vassals-dir-root = ${path.join(tmp, 'run')}`,
-      `tuntap-router = ${tun} ${sock} ${stats}`, `tuntap-router-netns = /run/netns/${gwNs}`,
-      `exec-as-root = ip addr add ${host(1)}/24 dev ${tun}`, `exec-as-root = ip addr add ${host(254)}/32 dev ${tun}`, `exec-as-root = ip link set ${tun} up`, '',
-    ].join('\n'));
+    const f = emperorInNetns(lab, 'ta', { extraHooks: (e) => [`ip addr add ${e.host(254)}/32 dev ${e.tun}`] });
+    ({ gwNs, dir, sock, stats } = f);
+    host = f.host;
     fs.writeFileSync(path.join(dir, 'squat.ini'), learner());
     fs.writeFileSync(path.join(dir, 'thief.ini'), learner());
     // Parsed, but not deployed: its user does not exist. Its address is reserved all the same.
     fs.writeFileSync(path.join(dir, 'later.ini'), named(['uid = no-such-user-moat-ta']));
-    moat = startMoat(lab, ['emperor', '--ini', ini]);
+    moat = startMoat(lab, ['emperor', '--ini', f.ini]);
     await waitForSocket(stats, moat, 15000);
     // The gateway's address exists once the hooks ran: its listener binds it.
     const listener = lab.spawn(process.execPath, ['-e', `
