@@ -36,6 +36,7 @@
 #include "coalesce.h"
 #include "frame.h"
 #include "offload.h"
+#include "sched_slice.h"
 #include "sndbuf.h"
 #include "tun.h"
 
@@ -655,6 +656,7 @@ bool Device::start(EventSink sink, std::string* err) {
   std::future<std::string> result = ready.get_future();
   thread_ = std::thread([this, &ready, sink = std::move(sink), addr]() mutable {
     pthread_setname_np(pthread_self(), "moat-device");
+    request_short_slice();  // woken by a packet, run at once (sched_slice.h)
     Loop loop(*this, std::move(sink), std::move(addr));
     std::string e;
     if (!loop.init(&e)) {
