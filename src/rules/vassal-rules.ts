@@ -27,8 +27,10 @@ export interface VassalFirewall {
 
 /** The chains a vassal file's options give (empty chains: none), its rule
  *  paths resolved (files or directories: the emperor rereads them when they
- *  change), warnings appended to `warnings`. */
-export function vassalFirewall(vassalFile: string, opts: OptionList, warnings: string[]): { firewall: VassalFirewall; ruleFiles: string[] } {
+ *  change), warnings appended to `warnings`. A rule path inside
+ *  `vassalsRoot` (vassals-dir-root: the vassals write there) is refused: the
+ *  emperor would read, as root, whatever a tenant put or linked there. */
+export function vassalFirewall(vassalFile: string, opts: OptionList, warnings: string[], vassalsRoot?: string): { firewall: VassalFirewall; ruleFiles: string[] } {
   const all: CompiledRule[] = [];
   let index = 0;
   for (const o of opts) {
@@ -45,6 +47,9 @@ export function vassalFirewall(vassalFile: string, opts: OptionList, warnings: s
     if (o.key !== 'vassal-firewall-file') continue;
     if (o.value.trim() === '') throw new ConfigError(`${o.key}: empty path`, o.source);
     const p = path.resolve(path.dirname(vassalFile), o.value.trim());
+    if (vassalsRoot && (p + '/').startsWith(path.resolve(vassalsRoot) + '/')) {
+      throw new ConfigError(`${o.key}: ${p} is inside vassals-dir-root (${vassalsRoot}), where vassals write: keep rule files where only the operator can`, o.source);
+    }
     ruleFiles.push(p);
     inFile(o, () => { for (const f of expandRulePath(p)) all.push(...loadRuleFile(f, warnings)); });
   }

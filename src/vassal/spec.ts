@@ -187,7 +187,7 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
   warnings.push(...notForVassals(opts));
   const cg = vassalLimits(opts, ctx.limitDefaults);
   warnings.push(...cg.warnings, ...unsafeDefaults(file, opts, ctx));
-  const fw = vassalFirewall(file, opts, warnings);
+  const fw = vassalFirewall(file, opts, warnings, path.dirname(ctx.hostDir));
   if ((fw.firewall.in.length || fw.firewall.out.length) && !device) {
     fail(opts.find((o) => o.key.startsWith('vassal-firewall-'))!, 'needs a tuntap-device (the rules judge its traffic)');
   }

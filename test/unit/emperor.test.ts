@@ -362,6 +362,12 @@ test('vassal-firewall: each vassal\'s own rules go to the router by its address;
     fs.writeFileSync(ruleFile, 'in deny 0.0.0.0/0 0.0.0.0/0 proto udp dport 54\n');
     await until(() => texts(rulesOf('c.ini'))?.in[0] === 'deny 0.0.0.0/0 0.0.0.0/0 proto udp dport 54' && emperor.status()[0].error === null, 'rule file change pushed');
     assert.equal(emperor.vassal('c.ini')!.pid, pid, 'not restarted');
+
+    // A rule file where vassals write (vassals-dir-root) is refused.
+    const inRoot = path.join(emperor.config.vassalsDirRoot, 'c', 'my.rules');
+    fs.writeFileSync(file, `${head}vassal-firewall-file = ${inRoot}\n`);
+    await until(() => /c\.ini:4: vassal-firewall-file: .* is inside vassals-dir-root/.test(emperor.status()[0].error ?? ''), 'refused');
+    assert.equal(emperor.vassal('c.ini')!.pid, pid, 'still running');
   } finally {
     await emperor.stop();
   }
