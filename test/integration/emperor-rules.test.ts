@@ -41,7 +41,7 @@ const until = (pred: () => Promise<boolean>, what: string, ms = 15000): Promise<
 const vassalFile = (rules: string[]) => ['[uwsgi]', `tuntap-device = uwsgi0 ${sock}`, 'attach-daemon = sleep 3600',
   `tuntap-device-address = ${host(7)}/24`, `tuntap-device-route = ${host(1)}`, ...rules, ''].join('\n');
 const FIRST = [
-  `vassal-firewall-out = deny 0.0.0.0/0 ${'HOST1'}/32 proto udp dport ${NARROWED}`,
+  `vassal-firewall-out = deny 0.0.0.0/0 HOST1/32 proto udp dport ${NARROWED}`,
   `vassal-firewall-out = allow 0.0.0.0/0 0.0.0.0/0 proto udp dport ${ADMIN_DENIED}`,
 ];
 const rules = (lines: string[]) => lines.map((l) => l.replace('HOST1', host(1)));
