@@ -21,6 +21,8 @@ namespace moat {
   X(Outside, "outside_network")       /* learned from outside the vassal network */ \
   X(FirewallIn, "firewall_in")        /* denied by the in chain */             \
   X(FirewallOut, "firewall_out")      /* denied by the out chain */            \
+  X(VassalFirewallIn, "vassal_firewall_in")   /* denied by the peer's own in chain (peer_rules.h) */ \
+  X(VassalFirewallOut, "vassal_firewall_out") /* denied by the peer's own out chain */ \
   X(NoPeer, "no_peer")                /* no peer holds the destination */      \
   X(QueueFull, "queue_full")          /* the peer's outbound queue is full */  \
   X(TunWrite, "tun_write")            /* the tun device refused the packet */  \

@@ -30,6 +30,7 @@
 #include "offload.h"
 #include "peer.h"
 #include "peer_identity.h"
+#include "peer_rules.h"
 #include "router_loop.h"
 #include "sndbuf.h"
 #include "tun.h"
@@ -76,6 +77,7 @@ struct RouterLoop final : Router::Loop {
   mutable std::mutex stats_mu;
   std::vector<std::unique_ptr<Peer>> peers;
   std::unique_ptr<RuleSet> rules;
+  std::unique_ptr<PeerRuleTable> peer_rules;  // each peer's own rules (peer_rules.h)
   Counter tun_rx, tun_rx_bytes, tun_tx, tun_tx_bytes;
   Counter fragmented, frag_needed;  // packets split for a peer; ICMP answers sent
   Counter split_packets, split_segments;  // super-packets split for a plain peer; segments made
@@ -139,7 +141,7 @@ struct RouterLoop final : Router::Loop {
   bool releasing = false;  // release_shaped() walks shaping
 
   RouterLoop(const RouterOptions& o, Router::Pending* p)
-      : opts(o), pending(p), rules(new RuleSet({}, {})), addrs(o.tun_name), holds(uint64_t(o.hold_us) * 1000) {
+      : opts(o), pending(p), rules(new RuleSet({}, {})), peer_rules(new PeerRuleTable()), addrs(o.tun_name), holds(uint64_t(o.hold_us) * 1000) {
     addrs.set_bindings(o.bindings);
     dirty.reserve(256);
     slots.reserve(1024);
@@ -331,6 +333,7 @@ struct RouterLoop final : Router::Loop {
     Peer* p = addrs.holder(ipv4_dst(pkt));
     if (!rules->in.pass(pkt, len)) return drop(p, Drop::FirewallIn), nullptr;
     if (!p) return drop(nullptr, Drop::NoPeer), nullptr;
+    if (!peer_rules->pass_in(p->addr, pkt, len)) return drop(p, Drop::VassalFirewallIn), nullptr;
     return p;
   }
 
@@ -625,6 +628,7 @@ struct RouterLoop final : Router::Loop {
       return refuse(p, Drop::Spoof, src);
     }
     if (!rules->out.pass(pkt, len)) return drop(p, Drop::FirewallOut);
+    if (!peer_rules->pass_out(p->addr, pkt, len)) return drop(p, Drop::VassalFirewallOut);
     size_t cost;
     uint32_t segs;
     packet_cost(payload, h.size, h.mod2, &cost, &segs);
@@ -1038,6 +1042,7 @@ struct RouterLoop final : Router::Loop {
     if (pending->stop.load()) return true;
     std::unique_ptr<RuleSet> rs;
     std::unique_ptr<std::vector<PeerLimit>> limits;
+    std::unique_ptr<PeerRuleTable> prt;
     bool have_bindings = false;
     Bindings b;
     {
@@ -1054,7 +1059,9 @@ struct RouterLoop final : Router::Loop {
       pending->have_bindings = false;
       b = std::move(pending->bindings);
       limits = std::move(pending->limits);
+      prt = std::move(pending->peer_rules);
     }
+    if (prt) install_peer_rules(std::move(prt));
     if (rs) install_rules(std::move(rs));
     if (have_bindings) set_bindings(b);
     if (limits) set_limits(*limits);
@@ -1088,6 +1095,15 @@ struct RouterLoop final : Router::Loop {
       rules.swap(rs);
     }
     // rs (the old set) is freed here, outside the lock.
+  }
+
+  void install_peer_rules(std::unique_ptr<PeerRuleTable> t) override {
+    t->inherit(*peer_rules);
+    {
+      std::lock_guard<std::mutex> g(stats_mu);
+      peer_rules.swap(t);
+    }
+    // t (the old table) is freed here, outside the lock.
   }
 
   // ---- for the controlling side ---------------------------------------------
@@ -1124,6 +1140,12 @@ struct RouterLoop final : Router::Loop {
     const RuleSet& r = *rules;
     for (size_t i = 0; i < r.in.size; i++) s.hits_in.push_back(r.in.hits[i].get());
     for (size_t i = 0; i < r.out.size; i++) s.hits_out.push_back(r.out.hits[i].get());
+    for (const auto& ps : peer_rules->sets) {
+      PeerRuleHits h{ps->key, ps->addr, {}, {}};
+      for (size_t i = 0; i < ps->in.size; i++) h.in.push_back(ps->in.hits[i].get());
+      for (size_t i = 0; i < ps->out.size; i++) h.out.push_back(ps->out.hits[i].get());
+      s.peer_hits.push_back(std::move(h));
+    }
     return s;
   }
 };

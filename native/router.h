@@ -46,6 +46,7 @@
 
 #include "drops.h"
 #include "limiter.h"
+#include "peer_rules.h"
 #include "rule.h"
 
 namespace moat {
@@ -195,6 +196,15 @@ struct RouterStats {
   uint64_t drops[kDropCount];
   std::vector<PeerStats> peers;
   std::vector<uint64_t> hits_in, hits_out;
+  std::vector<PeerRuleHits> peer_hits;  // set_peer_rules: each set's counters
+};
+
+// One peer's own rules (peer_rules.h) as set_peer_rules takes them.
+struct PeerRuleSpec {
+  uint32_t key = 0;
+  uint32_t addr = 0;
+  std::vector<Rule> in, out;
+  std::vector<int32_t> carry_in, carry_out;  // against the set with this key in the previous call
 };
 
 class Router {
@@ -225,6 +235,10 @@ class Router {
   // their connections, counters and waiting packets; their buckets take the
   // new rates (starting full).
   void set_limits(std::vector<PeerLimit> limits);
+  // Replaces every peer's own rules (peer_rules.h: a packet passes only if
+  // the router's chain and its peer's both accept it), compiled here and
+  // swapped in between two batches; counters follow each set's key.
+  void set_peer_rules(std::vector<PeerRuleSpec> sets);
   // The socket file or its directory was removed (the caller recreated the
   // directory): binds a new listening socket at the same path, between two
   // batches, and waits for the loop's answer (at most 5 s). Connected peers

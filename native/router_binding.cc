@@ -95,13 +95,38 @@ std::vector<PeerLimit> ToLimits(const Napi::Value& v, const std::string& name) {
   return out;
 }
 
-std::vector<int32_t> ToCarry(const Napi::Value& v, const char* name) {
+std::vector<int32_t> ToCarry(const Napi::Value& v, const std::string& name) {
   std::vector<int32_t> out;
   if (v.IsUndefined() || v.IsNull()) return out;
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
     arg_error(v, name, "an Int32Array");
   Napi::Int32Array a = v.As<Napi::Int32Array>();
   out.assign(a.Data(), a.Data() + a.ElementLength());
+  return out;
+}
+
+// setPeerRules' list: { key, addr, in, out, carryIn?, carryOut? }; addr
+// and key unique (0 is no peer's address).
+std::vector<PeerRuleSpec> ToPeerRules(const Napi::Value& v, const std::string& name) {
+  const Napi::Array a = arg_array(v, name, "an array of peer rule sets");
+  std::vector<PeerRuleSpec> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    const std::string n = name + "[" + std::to_string(i) + "]";
+    ArgObject o(a.Get(i), n, "a peer rule set object");
+    PeerRuleSpec s;
+    s.key = o.uint32("key");
+    s.addr = uint32_t(o.integer("addr", 1, 0xffffffffLL));
+    s.in = rules_from_js(o.get("in"), o.name("in"));
+    s.out = rules_from_js(o.get("out"), o.name("out"));
+    s.carry_in = ToCarry(o.get("carryIn"), o.name("carryIn"));
+    s.carry_out = ToCarry(o.get("carryOut"), o.name("carryOut"));
+    for (const PeerRuleSpec& x : out) {
+      if (x.addr == s.addr) throw Napi::TypeError::New(v.Env(), o.name("addr") + ": a second rule set for the same address");
+      if (x.key == s.key) throw Napi::TypeError::New(v.Env(), o.name("key") + ": a second rule set with the same key");
+    }
+    out.push_back(std::move(s));
+  }
   return out;
 }
 
@@ -203,6 +228,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
                         InstanceMethod("setRules", &RouterWrap::SetRules),
                         InstanceMethod("setBindings", &RouterWrap::SetBindings),
                         InstanceMethod("setLimits", &RouterWrap::SetLimits),
+                        InstanceMethod("setPeerRules", &RouterWrap::SetPeerRules),
                         InstanceMethod("relisten", &RouterWrap::Relisten),
                         InstanceMethod("stats", &RouterWrap::Stats)});
   }
@@ -299,6 +325,12 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     return env.Undefined();
   }
 
+  Napi::Value SetPeerRules(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    core_->set_peer_rules(ToPeerRules(info[0], "peerRules"));
+    return env.Undefined();
+  }
+
   Napi::Value Relisten(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::string err;
@@ -340,6 +372,17 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     hits.Set("in", arr(s.hits_in));
     hits.Set("out", arr(s.hits_out));
     o.Set("hits", hits);
+    Napi::Array peer_hits = Napi::Array::New(env, s.peer_hits.size());
+    for (size_t i = 0; i < s.peer_hits.size(); i++) {
+      const PeerRuleHits& h = s.peer_hits[i];
+      Napi::Object ho = Napi::Object::New(env);
+      ho.Set("key", double(h.key));
+      ho.Set("addr", double(h.addr));
+      ho.Set("in", arr(h.in));
+      ho.Set("out", arr(h.out));
+      peer_hits.Set(uint32_t(i), ho);
+    }
+    o.Set("peerHits", peer_hits);
     return o;
   }
 

@@ -151,6 +151,27 @@ void Router::set_limits(std::vector<PeerLimit> limits) {
   notify();
 }
 
+void Router::set_peer_rules(std::vector<PeerRuleSpec> sets) {
+  // Compiled here, in the caller's thread; the loop only swaps pointers.
+  std::unique_ptr<PeerRuleTable> t(new PeerRuleTable());
+  for (PeerRuleSpec& s : sets) {
+    std::unique_ptr<PeerRules> r(new PeerRules(s.key, s.addr, std::move(s.in), std::move(s.out)));
+    r->carry_in = std::move(s.carry_in);
+    r->carry_out = std::move(s.carry_out);
+    t->add(std::move(r));
+  }
+  if (!running_) {
+    loop_->install_peer_rules(std::move(t));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> g(pending_->mu);
+    if (pending_->peer_rules) t->compose(*pending_->peer_rules);
+    pending_->peer_rules = std::move(t);
+  }
+  notify();
+}
+
 bool Router::relisten(std::string* err) {
   if (!running_) {
     *err = "router is not running";

@@ -27,6 +27,7 @@ struct Router::Pending {
   bool have_bindings = false;
   Bindings bindings;
   std::unique_ptr<std::vector<PeerLimit>> limits;  // a newer set replaces an untaken one
+  std::unique_ptr<PeerRuleTable> peer_rules;         // a newer table replaces an untaken one
   std::atomic<bool> stop{false};
   // relisten(): asked by the controller, answered by the loop.
   std::condition_variable relisten_cv;
@@ -54,6 +55,7 @@ struct Router::Loop {
   virtual void install_rules(std::unique_ptr<RuleSet> rs) = 0;
   virtual void set_bindings(const Bindings& bindings) = 0;
   virtual void set_limits(const std::vector<PeerLimit>& limits) = 0;
+  virtual void install_peer_rules(std::unique_ptr<PeerRuleTable> t) = 0;
 
   // Any thread.
   virtual std::vector<RouterEvent> take_events() = 0;

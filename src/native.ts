@@ -127,6 +127,14 @@ export interface RateLimit { bitsPerSec: number; packetsPerSec: number; burstByt
  *  the tun; in: toward the peer. A missing direction is unlimited. */
 export interface PeerLimit { addr: number /* IPv4 host order; 0 = the default for every peer without its own */; in?: RateLimit; out?: RateLimit }
 
+/** One peer's own firewall rules (native/peer_rules.h), by its address: a
+ *  packet toward it (in) or from it (out) passes only if the router's chain
+ *  and these both accept it; no rule matching is allow. key: the caller's
+ *  name for the set (counters follow it: carry[i] = index of the rule in the
+ *  previous call's set with this key whose counter rule i inherits, or -1).
+ *  Addresses and keys are unique in one call; addr is never 0. */
+export interface PeerRuleSet { key: number; addr: number; in: NativeRule[]; out: NativeRule[]; carryIn?: Int32Array; carryOut?: Int32Array }
+
 export interface RouterStats {
   rxPackets: number; rxBytes: number;   // read from the tun device
   txPackets: number; txBytes: number;   // written to the tun device
@@ -140,6 +148,7 @@ export interface RouterStats {
   drops: DropCounts;
   peers: PeerStats[];
   hits: { in: number[]; out: number[] }; // per-rule hit counters of the current rule set
+  peerHits: Array<{ key: number; addr: number; in: number[]; out: number[] }>; // setPeerRules: each set's per-rule counters
 }
 
 export interface NativeRouter {
@@ -154,6 +163,9 @@ export interface NativeRouter {
    *  two batches; connected peers keep their connections and counters, their
    *  buckets take the new rates. */
   setLimits(limits: PeerLimit[]): void;
+  /** Replaces every peer's own rules (PeerRuleSet), between two batches;
+   *  connections stay, counters follow each set's key. */
+  setPeerRules(sets: PeerRuleSet[]): void;
   /** The socket file or its directory was removed (recreate the directory
    *  first): binds a new listening socket at socketPath; connected peers stay.
    *  Throws with the reason (the old socket stays then). */

@@ -112,6 +112,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   m('vassal-pps-in', 'string', 'vassal', 'the most packets per second toward the vassal, likewise'),
   m('vassal-burst', 'string', 'vassal', 'bytes a rate limit lets through at once after an idle spell (bytes with K/M/G); default: 10 ms of the rate, at least one 8 KiB frame'),
   m('vassal-pps-burst', 'string', 'vassal', 'packets a pps limit lets through at once; default: 10 ms of the rate, at least 1'),
+  // each vassal's own firewall (issue 17; src/rules/vassal-rules.ts, native/peer_rules.h): after the router's, narrowing only
+  m('vassal-firewall-in', 'repeatable', 'vassal', 'a rule of the vassal\'s own for packets toward it (same syntax as tuntap-router-firewall-in); a packet passes only if the router\'s rules and the vassal\'s both allow it, so these can narrow what the router allows, never widen it; unmatched: allow. Dropped as vassal_firewall_in'),
+  m('vassal-firewall-out', 'repeatable', 'vassal', 'a rule of the vassal\'s own for packets from it, likewise (vassal_firewall_out)'),
+  m('vassal-firewall-file', 'repeatable', 'vassal', 'a rule file of the vassal\'s own (`in|out RULE` lines), or a directory whose *.rules files are read in name order, after its vassal-firewall-in/out options; a path on the host, relative to the vassal file\'s directory, read by the emperor when the vassal file loads and again when the rule file changes (at the next rescan)'),
   m('emperor-vassal-rate-out', 'string', 'emperor', 'every vassal\'s vassal-rate-out unless its file sets one (`max` there lifts it)'),
   m('emperor-vassal-rate-in', 'string', 'emperor', 'every vassal\'s vassal-rate-in unless its file sets one'),
   m('emperor-vassal-pps-out', 'string', 'emperor', 'every vassal\'s vassal-pps-out unless its file sets one'),

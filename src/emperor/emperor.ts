@@ -46,11 +46,14 @@ import type { EmperorConfig } from './config';
 import { Clock, CronMetrics, CronScheduler, parseJobExit } from '../plugins/cron';
 import { runtimeStartTime } from './runtime-start';
 import { deviceNetwork } from './vassal-network';
+import type { VassalRules } from '../router/peer-rules';
+import { ruleFilesDigest, vassalRulePaths } from '../rules/vassal-rules';
 
 interface Entry {
   name: string;
   file: string;
-  hash: string;
+  hash: string;                // of the file's text and of its rule files' (vassal-firewall-file)
+  rulePaths?: string[];        // vassal-firewall-file's paths, as the file last named them
   spec?: VassalSpec;
   vassal?: Vassal;
   cron?: CronScheduler;
@@ -239,7 +242,7 @@ export class Emperor extends EventEmitter implements Component {
 
   private async scanOnce(): Promise<void> {
     if (this.stopped) return;
-    const seen = new Map<string, { file: string; hash: string; text: string }>();
+    const seen = new Map<string, { file: string; hash: string; text: string }>();   // hash: of the text
     let names: string[];
     try {
       names = fs.readdirSync(this.config.dir);
@@ -277,7 +280,7 @@ export class Emperor extends EventEmitter implements Component {
     }
     for (const [name, f] of seen) {
       const e = this.entries.get(name);
-      if (e && e.hash !== f.hash) await this.redeploy(e, f.hash);
+      if (e && e.hash !== fullHash(f.hash, e.rulePaths)) await this.redeploy(e, f.hash);
     }
     for (const [name, f] of seen) {
       if (this.entries.has(name)) continue;
@@ -288,10 +291,18 @@ export class Emperor extends EventEmitter implements Component {
     this.emit('scanned');
   }
 
-  /** Parses and checks a vassal file; on error sets e.error, reports it, returns undefined. */
+  /** Parses and checks a vassal file; on error sets e.error, reports it,
+   *  returns undefined. e.hash comes in as the file's text's and leaves as
+   *  fullHash (its rule files read before they are parsed: a change after
+   *  that is seen by the next scan). */
   private parse(e: Entry, current?: Entry): VassalSpec | undefined {
+    const textHash = e.hash;
+    e.hash = fullHash(textHash, e.rulePaths);
     try {
-      const spec = vassalSpec(e.file, loadFile(e.file), {
+      const options = loadFile(e.file);
+      e.rulePaths = vassalRulePaths(e.file, options);
+      e.hash = fullHash(textHash, e.rulePaths);
+      const spec = vassalSpec(e.file, options, {
         clone: this.config.clone,
         routerSocket: this.router?.config.socket,
         hostDir: path.join(this.config.vassalsDirRoot, vassalDirName(e.name)),
@@ -403,16 +414,18 @@ export class Emperor extends EventEmitter implements Component {
 
   private cronMetrics?: CronMetrics;   // one set for every vassal, made with the first cron entry
 
-  private async redeploy(e: Entry, hash: string): Promise<void> {
-    e.hash = hash;
-    const next: Entry = { name: e.name, file: e.file, hash };
+  private async redeploy(e: Entry, textHash: string): Promise<void> {
+    const next: Entry = { name: e.name, file: e.file, hash: textHash, rulePaths: e.rulePaths };
     const spec = this.parse(next, e);
+    e.rulePaths = next.rulePaths;
+    e.hash = next.hash;
     if (!spec) {
       e.error = next.error;
       if (e.vassal) this.log.warn({ vassal: e.name }, 'the running vassal keeps its previous config');
       return;
     }
     if (e.vassal && e.spec && onlyLimitsDiffer(e.spec, spec)) return this.applyLimits(e, spec);
+
     this.log.info({ vassal: e.name }, 'vassal file changed: reloading');
     e.cron?.stop();
     if (e.vassal) await e.vassal.stop();
@@ -426,14 +439,18 @@ export class Emperor extends EventEmitter implements Component {
     this.emit('reloaded', e.name);
   }
 
-  /** A changed file that changes only limits (its cgroup's, its traffic's):
-   *  applied to the running vassal, which keeps running and connected. */
+  /** A changed file (or rule file) that changes only limits (its cgroup's,
+   *  its traffic's) or its own firewall rules: applied to the running
+   *  vassal, which keeps running and connected. */
   private applyLimits(e: Entry, spec: VassalSpec): void {
     const log = this.log.child({ vassal: e.name });
     if (e.cgroup) for (const w of e.cgroup.setLimits(spec.limits)) log.warn(`${e.file}: ${w}`);
     e.spec = spec;
+    e.error = undefined;
     this.pushLimits();
-    log.info({ limits: describeLimits(spec.limits), traffic: describeTraffic(spec.traffic) || 'none' }, 'vassal file changed only its limits: applied, the vassal keeps running');
+    this.pushPeerRules();
+    log.info({ limits: describeLimits(spec.limits), traffic: describeTraffic(spec.traffic) || 'none', rulesIn: spec.firewall.in.length, rulesOut: spec.firewall.out.length },
+      'vassal file changed only its limits or rules: applied, the vassal keeps running');
     this.emit('reloaded', e.name);
   }
 
@@ -596,6 +613,7 @@ export class Emperor extends EventEmitter implements Component {
   private pushBindings(): void {
     if (!this.router) return;
     this.pushLimits();
+    this.pushPeerRules();
     const list = this.bindings();
     const sent = JSON.stringify([list, this.learn === undefined ? 'unrestricted' : this.learn]);
     if (sent === this.lastPushed) return;
@@ -626,6 +644,31 @@ export class Emperor extends EventEmitter implements Component {
     if (sent === this.lastLimits) return;
     this.lastLimits = sent;
     this.router.setLimits('emperor', list);
+  }
+
+  private lastPeerRules?: string;
+
+  /** Each vassal's own rules (vassal-firewall-*) by its address, named in
+   *  its file or learned. A vassal that learns its address is judged by the
+   *  router's rules alone until the emperor hears the address (its first
+   *  packets), as its limits are. */
+  peerRules(): VassalRules[] {
+    const out: VassalRules[] = [];
+    for (const e of this.entries.values()) {
+      const a = e.spec?.address ?? e.learned;
+      const fw = e.spec?.firewall;
+      if (e.vassal && fw && a && (fw.in.length || fw.out.length)) out.push({ name: e.name, addr: ipv4ToInt(a), in: fw.in, out: fw.out });
+    }
+    return out;
+  }
+
+  private pushPeerRules(): void {
+    if (!this.router) return;
+    const list = this.peerRules();
+    const sent = JSON.stringify(list);
+    if (sent === this.lastPeerRules) return;
+    this.lastPeerRules = sent;
+    this.router.setPeerRules('emperor', list);
   }
 
   /** One row per vassal file (the stats document's emperor.vassals). */
@@ -674,8 +717,14 @@ export class Emperor extends EventEmitter implements Component {
   }
 }
 
-/** Two specs of one vassal that differ in nothing but limits (and warnings). */
+/** A vassal file's hash: its text's, and its rule files' when it names any. */
+function fullHash(textHash: string, rulePaths?: string[]): string {
+  return rulePaths?.length ? `${textHash}:${ruleFilesDigest(rulePaths)}` : textHash;
+}
+
+/** Two specs of one vassal that differ in nothing but limits and its own
+ *  firewall rules (and warnings). */
 function onlyLimitsDiffer(a: VassalSpec, b: VassalSpec): boolean {
-  const rest = (s: VassalSpec) => JSON.stringify({ ...s, limits: undefined, traffic: undefined, warnings: undefined });
+  const rest = (s: VassalSpec) => JSON.stringify({ ...s, limits: undefined, traffic: undefined, firewall: undefined, ruleFiles: undefined, warnings: undefined });
   return rest(a) === rest(b);
 }

@@ -71,6 +71,7 @@ export class EmperorChannel {
         case 'sections': mirror(m.keys); break;
         case 'bindings': router.setBindings(m.owner, m.list, m.learn); break;
         case 'limits': router.setLimits(m.owner, m.list); break;
+        case 'peer-rules': router.setPeerRules(m.owner, m.list); break;
         case 'reload': router.reloadRules(m.why); break;
         case 'stop': life.end({ code: 0 }); break;
         case 'stats-reply': this.pending.get(m.id)?.resolve(m.value); break;

@@ -8,6 +8,7 @@ import type { OptionList } from '../config/types';
 import type { LearnNetwork, PeerBinding, PeerLimit, PeerStats } from '../native';
 import type { DropTo } from '../privileges';
 import type { PeerEvent } from './router-api';
+import type { VassalRules } from './peer-rules';
 
 /** The hidden CLI word that runs the router process (not in --help). */
 export const ROUTER_PROCESS_COMMAND = '_router-process';
@@ -18,6 +19,7 @@ export type ToRouterProcess =
   | { t: 'sections'; keys: string[] }                   // the emperor's stats keys changed
   | { t: 'bindings'; owner: string; list: PeerBinding[]; learn?: LearnNetwork | null }
   | { t: 'limits'; owner: string; list: PeerLimit[] }
+  | { t: 'peer-rules'; owner: string; list: VassalRules[] }
   | { t: 'reload'; why: string }
   | { t: 'stop' }
   | { t: 'stats-reply'; id: number; value: unknown }
@@ -33,7 +35,7 @@ export type FromRouterProcess =
   | { t: 'peers'; peers: PeerStats[] }                  // every second
   | { t: 'metrics-request'; id: number };
 
-const TO_ROUTER_PROCESS: ReadonlySet<string> = new Set(['start', 'sections', 'bindings', 'limits', 'reload', 'stop', 'stats-reply', 'metrics-reply']);
+const TO_ROUTER_PROCESS: ReadonlySet<string> = new Set(['start', 'sections', 'bindings', 'limits', 'peer-rules', 'reload', 'stop', 'stats-reply', 'metrics-reply']);
 const FROM_ROUTER_PROCESS: ReadonlySet<string> = new Set(['started', 'failed', 'event', 'fatal', 'stats-request', 'peers', 'metrics-request']);
 
 function decode<M extends { t: string }>(known: ReadonlySet<string>, m: unknown): M | undefined {

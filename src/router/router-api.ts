@@ -8,6 +8,7 @@
 import type { RouterConfig } from '../config/types';
 import type { LearnNetwork, PeerBinding, PeerLimit, PeerStats } from '../native';
 import type { MetricsProvider } from '../metrics';
+import type { VassalRules } from './peer-rules';
 
 export type { MetricsProvider };
 
@@ -38,6 +39,11 @@ export interface RouterApi {
    *  vassal's, address 0 its default), over the config's peer-limit lines;
    *  applied without disconnecting anyone. */
   setLimits(owner: string, list: PeerLimit[]): void;
+  /** A component's vassals' own firewall rules by vassal address (the
+   *  emperor's: vassal-firewall-*), after the router's: a packet passes only
+   *  if both accept it. Applied without disconnecting anyone; their hits are
+   *  in the stats document (moat.vassal_rules) and /metrics. */
+  setPeerRules(owner: string, list: VassalRules[]): void;
   /** A component's section of the stats document (doc[key]); the value may be a promise. */
   addStatsSection(key: string, section: () => unknown): void;
   removeStatsSection(key: string): void;

@@ -18,6 +18,7 @@ import { logDropped, logger, Logger } from '../log';
 import { renderMetrics } from '../metrics';
 import { parseStatsAddress } from './stats-server';
 import { MetricsProvider, RouterApi, sectionValue } from './router-api';
+import type { VassalRules } from './peer-rules';
 import { decodeFromRouterProcess, ROUTER_PROCESS_COMMAND, ToRouterProcess } from './ipc-messages';
 
 const CLI = path.resolve(__dirname, '..', 'cli.js');
@@ -145,6 +146,10 @@ export class RouterProcessHandle extends EventEmitter implements RouterApi {
 
   setLimits(owner: string, list: PeerLimit[]): void {
     this.send({ t: 'limits', owner, list });
+  }
+
+  setPeerRules(owner: string, list: VassalRules[]): void {
+    this.send({ t: 'peer-rules', owner, list });
   }
 
   addStatsSection(key: string, section: () => unknown): void {

@@ -17,6 +17,7 @@ import client from 'prom-client';
 import { registerRouterMetrics, renderMetrics, serveMetrics } from '../metrics';
 import { StatsServer } from './stats-server';
 import { MetricsProvider, RouterApi, sectionValue } from './router-api';
+import { PeerRuleBook, VassalRules } from './peer-rules';
 
 const VERSION = '0.1.0';
 
@@ -38,6 +39,7 @@ export class Router extends EventEmitter implements RouterApi {
   private readonly ownerLearn = new Map<string, LearnNetwork | null>();
   private readonly ownerLimits = new Map<string, PeerLimit[]>();
   private configLimits: PeerLimit[];
+  private readonly peerRules = new PeerRuleBook();
   private readonly statsSections = new Map<string, () => unknown>();
   readonly log: Logger;
   /** Directories start() made for its sockets (handed over on a privilege drop). */
@@ -54,6 +56,7 @@ export class Router extends EventEmitter implements RouterApi {
       ruleOrigins: () => ({ in: this.rules.in.map((r) => r.origin), out: this.rules.out.map((r) => r.origin) }),
       reloads: () => this.reloadCounts,
     });
+    this.peerRules.register(this.registry, () => this.native?.stats());
   }
 
   /** Loads the rules (an error stops the start), opens the device and socket,
@@ -87,6 +90,8 @@ export class Router extends EventEmitter implements RouterApi {
     });
     native.setRules(this.rules.in.map((r) => r.native), this.rules.out.map((r) => r.native));
     native.setLimits(this.allLimits());
+    const peerSets = this.peerRules.next();
+    if (peerSets.length) native.setPeerRules(peerSets);   // a new data path has none
     native.start((events) => this.onEvents(events));
     this.native = native;
     this.watchSocket();
@@ -185,6 +190,16 @@ export class Router extends EventEmitter implements RouterApi {
     this.native?.setLimits(this.allLimits());
   }
 
+  /** A component's vassals' own rules (the emperor's: each vassal file's
+   *  vassal-firewall-*), by vassal address: a packet toward or from that
+   *  address passes only if the router's rules and the vassal's both accept
+   *  it. Swapped in between two batches; connections stay, and an unchanged
+   *  rule of the same vassal keeps its hit counter. */
+  setPeerRules(owner: string, list: VassalRules[]): void {
+    this.peerRules.set(owner, list);
+    if (this.native) this.native.setPeerRules(this.peerRules.next());
+  }
+
   /** The config's tuntap-router-peer-limit lines read again (a reload). */
   reloadLimits(list: PeerLimit[], why: string): void {
     const before = JSON.stringify(this.configLimits);
@@ -270,6 +285,7 @@ export class Router extends EventEmitter implements RouterApi {
         busy_poll: { us: this.config.busyPollUs, polls: s.busyPolls, caught: s.busyPollCaught, ms: Math.round(s.busyPollNs / 1e3) / 1e3 },
         drops: s.drops,
         rules: { in: hits(this.rules.in, s.hits.in), out: hits(this.rules.out, s.hits.out) },
+        vassal_rules: this.peerRules.rows(s),
         reloads: this.reloadCounts,
       },
       ...Object.fromEntries(sections),

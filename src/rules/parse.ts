@@ -233,10 +233,11 @@ export function parseFileLine(text: string, where: LineSource): ParsedLine {
   return { rule, warnings: p.warnings };
 }
 
-/** The value of a tuntap-router-firewall-in/out option. Throws RuleError
- *  naming the option's source; host bits are masked with a warning. */
-export function parseOptionRule(text: string, chain: Chain, where: LineSource, index: number): ParsedLine {
-  const name = `tuntap-router-firewall-${chain} (option:${index})`;
+/** The value of a tuntap-router-firewall-in/out option (or, with option
+ *  'vassal-firewall', a vassal file's). Throws RuleError naming the
+ *  option's source; host bits are masked with a warning. */
+export function parseOptionRule(text: string, chain: Chain, where: LineSource, index: number, option = 'tuntap-router-firewall'): ParsedLine {
+  const name = `${option}-${chain} (option:${index})`;
   const p = new LineParser(where, 'option', name);
   const tokens = tokenize(text);
   if (tokens.length === 0) p.fail(1, 'empty rule (expected allow or deny)');

@@ -13,6 +13,7 @@ import { ipv4ToInt } from '../addr';
 import { ptyRouterConfigs, sharedPtyConfig, DEFAULT_PTY_GRACE_MS, DEFAULT_PTY_MAX_SESSIONS } from '../pty/config';
 import { CgroupLimits, vassalLimits } from './cgroup-limits';
 import { TrafficLimits, vassalTrafficLimits } from '../config/traffic-limits';
+import { vassalFirewall, VassalFirewall } from '../rules/vassal-rules';
 
 /** Where each vassal's host directory is bind-mounted inside the vassal. */
 export const VASSAL_DIR_MOUNTPOINT = '/run/moat';
@@ -40,6 +41,8 @@ export interface VassalSpec {
   cron: CronEntry[];           // cron, cron2, unique-cron, cron-tab: scheduled by the emperor, run by the runtime
   limits: CgroupLimits;        // its cgroup's limits (vassal-*-max, cgroup-opt, over the emperor's defaults)
   traffic: TrafficLimits;      // its traffic limits in the router (vassal-rate-out, ..., over the emperor's defaults)
+  firewall: VassalFirewall;    // its own rules, after the router's (vassal-firewall-in, -out, -file; empty: none)
+  ruleFiles: string[];         // vassal-firewall-file's paths, resolved (the emperor rereads them when they change)
   warnings: string[];
 }
 
@@ -184,8 +187,12 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
   warnings.push(...notForVassals(opts));
   const cg = vassalLimits(opts, ctx.limitDefaults);
   warnings.push(...cg.warnings, ...unsafeDefaults(file, opts, ctx));
+  const fw = vassalFirewall(file, opts, warnings, path.dirname(ctx.hostDir));
+  if ((fw.firewall.in.length || fw.firewall.out.length) && !device) {
+    fail(opts.find((o) => o.key.startsWith('vassal-firewall-'))!, 'needs a tuntap-device (the rules judge its traffic)');
+  }
   return { name, lines, address, addressSource, device, uid, gid, cron: parseCronOptions(opts), limits: cg.limits,
-    traffic: vassalTrafficLimits(opts, ctx.trafficDefaults), warnings };
+    traffic: vassalTrafficLimits(opts, ctx.trafficDefaults), firewall: fw.firewall, ruleFiles: fw.ruleFiles, warnings };
 }
 
 /** A warning naming the file for each way the vassal is less contained than

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import {
   setAddonForTests, type Addon, type DeviceEvent, type DeviceOptions, type DeviceStats, type NativeRule,
-  type LearnNetwork, type PeerBinding, type PeerLimit, type PeerStats, type PtyEvent, type PtyServerOptions, type PtyServerStats, type RouterEvent,
+  type LearnNetwork, type PeerBinding, type PeerLimit, type PeerRuleSet, type PeerStats, type PtyEvent, type PtyServerOptions, type PtyServerStats, type RouterEvent,
   type RouterOptions, type RouterStats, type SharedPtyOptions, type OptionBounds,
 } from '../../src/native';
 
@@ -55,7 +55,7 @@ export function routerStats(over: Partial<RouterStats> = {}): RouterStats {
   return {
     rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, fragmented: 0, fragNeeded: 0, gsoSplit: 0, gsoSegments: 0,
     usoTx: 0, usoSegments: 0, heldFrames: 0, heldWrites: 0, busyPolls: 0, busyPollCaught: 0, busyPollNs: 0,
-    drops: {}, peers: [], hits: { in: [], out: [] }, ...over,
+    drops: {}, peers: [], hits: { in: [], out: [] }, peerHits: [], ...over,
   };
 }
 
@@ -105,6 +105,12 @@ export class FakeNativeRouter extends FakeNative<RouterOptions, RouterEvent> {
   setLimits(limits: PeerLimit[]): void {
     this.calls.push('setLimits');
     this.limits = limits;
+  }
+
+  peerRules: PeerRuleSet[] = [];
+  setPeerRules(sets: PeerRuleSet[]): void {
+    this.calls.push('setPeerRules');
+    this.peerRules = sets;
   }
 
   relisten(): void {

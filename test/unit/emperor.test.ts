@@ -20,6 +20,7 @@ import { EventEmitter } from 'node:events';
 import { ipv4ToInt } from '../../src/addr';
 import type { LearnNetwork, PeerBinding, PeerLimit } from '../../src/native';
 import type { RouterApi } from '../../src/router/router-api';
+import type { VassalRules } from '../../src/router/peer-rules';
 import { processStat } from '../../src/emperor/runtime-start';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'moat-emperor-unit-'));
@@ -250,6 +251,8 @@ class BindingsRouter extends EventEmitter {
   setBindings(_owner: string, list: PeerBinding[], learn?: LearnNetwork | null): void { this.sets.push({ list, learn }); }
   readonly limitSets: PeerLimit[][] = [];
   setLimits(_owner: string, list: PeerLimit[]): void { this.limitSets.push(list); }
+  readonly peerRuleSets: VassalRules[][] = [];
+  setPeerRules(_owner: string, list: VassalRules[]): void { this.peerRuleSets.push(list); }
   addStatsSection(): void { /* nothing */ }
   removeStatsSection(): void { /* nothing */ }
   addMetrics(): void { /* nothing */ }
@@ -312,6 +315,63 @@ test('bindings: each vassal\'s runtime by pid and start time under a vassal key,
     await emperor.stop();
   }
   assert.deepEqual(router.last.list, [], 'stopped: nothing bound');
+});
+
+test('vassal-firewall: each vassal\'s own rules go to the router by its address; a change to them (or its rule file) applies without a restart; a bad rule keeps the old ones and names file:line', async () => {
+  const router = new BindingsRouter();
+  const { emperor, dir } = makeEmperor('vfw', 100, { ini: ['emperor-vassal-network = 10.9.0.0/16'], router: router as unknown as RouterApi });
+  const rulesDir = fs.mkdtempSync(path.join(os.tmpdir(), 'moat-unit-vfw-'));
+  after(() => fs.rmSync(rulesDir, { recursive: true, force: true }));
+  const ruleFile = path.join(rulesDir, 'c.rules');
+  fs.writeFileSync(ruleFile, 'in deny 0.0.0.0/0 0.0.0.0/0 proto udp dport 53\n');
+  const head = '[uwsgi]\ntuntap-device = u0 /tmp/none.sock\ntuntap-device-address = 10.9.0.5/16\n';
+  const file = path.join(dir, 'c.ini');
+  fs.writeFileSync(file, `${head}vassal-firewall-out = deny 0.0.0.0/0 10.20.0.0/16\nvassal-firewall-file = ${path.relative(dir, ruleFile)}\n`);
+  const rulesOf = (name: string) => router.peerRuleSets[router.peerRuleSets.length - 1]?.find((s) => s.name === name);
+  const texts = (s: VassalRules | undefined) => s && { in: s.in.map((r) => r.text), out: s.out.map((r) => r.text) };
+  await emperor.start();
+  try {
+    await until(() => emperor.vassal('c.ini')?.state === 'running' && rulesOf('c.ini') !== undefined, 'c running, its rules pushed');
+    const pid = emperor.vassal('c.ini')!.pid;
+    const first = rulesOf('c.ini')!;
+    assert.equal(first.addr, ipv4ToInt('10.9.0.5'));
+    assert.deepEqual(texts(first), { in: ['deny 0.0.0.0/0 0.0.0.0/0 proto udp dport 53'], out: ['deny 0.0.0.0/0 10.20.0.0/16'] });
+    assert.equal(first.out[0].origin, `${file}:4`, 'an option rule is named by the vassal file\'s line');
+    assert.equal(first.in[0].origin, `${ruleFile}:1`, 'a file rule by the rule file\'s line (the path relative to the vassal file\'s directory)');
+
+    // Only the rules change: applied, the vassal keeps its runtime.
+    fs.writeFileSync(file, `${head}vassal-firewall-out = deny 0.0.0.0/0 10.30.0.0/16\nvassal-firewall-file = ${ruleFile}\n`);
+    await until(() => texts(rulesOf('c.ini'))?.out[0] === 'deny 0.0.0.0/0 10.30.0.0/16', 'new rule pushed');
+    assert.equal(emperor.vassal('c.ini')!.pid, pid, 'not restarted');
+
+    // A bad rule: the file is reported with file:line, the old rules stay, the vassal runs on.
+    const pushes = router.peerRuleSets.length;
+    fs.writeFileSync(file, `${head}vassal-firewall-out = deny 0.0.0.0/0 10.30.0.0/16 dport 80\nvassal-firewall-file = ${ruleFile}\n`);
+    await until(() => emperor.status()[0].error !== null, 'error reported');
+    assert.match(emperor.status()[0].error!, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:4: vassal-firewall-out \\(option:1\\): 'dport' needs 'proto tcp' or 'proto udp'`));
+    assert.equal(router.peerRuleSets.length, pushes, 'nothing pushed');
+    assert.equal(emperor.vassal('c.ini')!.pid, pid);
+    assert.equal(emperor.status()[0].state, 'running');
+
+    // Fixed, and the rule file edited: applied at a rescan, still no restart.
+    fs.writeFileSync(file, `${head}vassal-firewall-out = deny 0.0.0.0/0 10.30.0.0/16\nvassal-firewall-file = ${ruleFile}\n`);
+    await until(() => emperor.status()[0].error === null, 'fixed');
+    fs.writeFileSync(ruleFile, 'in deny 0.0.0.0/0 0.0.0.0/0 proto udp dport 54\nout bad\n');
+    await until(() => /c\.rules:2:5: unknown action 'bad'/.test(emperor.status()[0].error ?? ''), 'rule file error names its file:line:column');
+    assert.match(emperor.status()[0].error!, /c\.ini:5: vassal-firewall-file: /);
+    fs.writeFileSync(ruleFile, 'in deny 0.0.0.0/0 0.0.0.0/0 proto udp dport 54\n');
+    await until(() => texts(rulesOf('c.ini'))?.in[0] === 'deny 0.0.0.0/0 0.0.0.0/0 proto udp dport 54' && emperor.status()[0].error === null, 'rule file change pushed');
+    assert.equal(emperor.vassal('c.ini')!.pid, pid, 'not restarted');
+
+    // A rule file where vassals write (vassals-dir-root) is refused.
+    const inRoot = path.join(emperor.config.vassalsDirRoot, 'c', 'my.rules');
+    fs.writeFileSync(file, `${head}vassal-firewall-file = ${inRoot}\n`);
+    await until(() => /c\.ini:4: vassal-firewall-file: .* is inside vassals-dir-root/.test(emperor.status()[0].error ?? ''), 'refused');
+    assert.equal(emperor.vassal('c.ini')!.pid, pid, 'still running');
+  } finally {
+    await emperor.stop();
+  }
+  assert.deepEqual(router.peerRuleSets[router.peerRuleSets.length - 1], [], 'stopped: no rules left');
 });
 
 test('without emperor-vassal-network and no IPv4 network on the router\'s device: nothing is learnable (null)', async () => {

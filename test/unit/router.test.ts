@@ -12,6 +12,8 @@ import path from 'node:path';
 import { parseIni } from '../../src/config/ini';
 import { routerConfig } from '../../src/config/router-config';
 import { Router } from '../../src/router/router';
+import { compileRule } from '../../src/rules/compile';
+import { parseFileLine } from '../../src/rules/parse';
 import { installFakeAddon, peerStats, routerStats, type FakeAddon, type FakeNativeRouter } from '../helpers/fake-addon';
 import { captureLog, type LogLine } from '../helpers/log';
 import { readStats } from '../helpers/moat';
@@ -230,4 +232,41 @@ test('the socket file removed: bound again (relisten); when that fails, fatal', 
   fs.rmSync(sock);
   await waitFor(() => fatal.length === 1, 3000, 'fatal');
   assert.match(fatal[0], /r\.sock was removed and could not be bound again: bind: Permission denied/);
+});
+
+test('setPeerRules: each vassal\'s own rules by address under a key that stays its own; carries against what it last had; rows and metrics by vassal name', async (t) => {
+  const s = setup(t, ['tuntap-router = mt0 DIR/r.sock']);
+  const rule = (line: string, origin: string) => compileRule(parseFileLine(line, { file: 'x', line: 1 }).rule!, origin);
+  const deny = rule('out deny 0.0.0.0/0 10.20.0.0/16', 'a.ini:5');
+  const allow = rule('out allow 0.0.0.0/0 10.20.0.1', 'a.ini:5');
+  const dropIn = rule('in deny 10.9.9.9 0.0.0.0/0', 'b.rules:1');
+  // Before start: kept, handed over at start (after the rules and limits).
+  s.router.setPeerRules('emperor', [{ name: 'a.ini', addr: ip('10.0.0.5'), in: [], out: [deny] }, { name: 'empty.ini', addr: ip('10.0.0.7'), in: [], out: [] }]);
+  await s.router.start();
+  const n = s.native();
+  assert.deepEqual(n.calls, ['setRules', 'setLimits', 'setPeerRules', 'start']);
+  assert.equal(n.peerRules.length, 1, 'a vassal without rules gets no set');
+  const keyA = n.peerRules[0].key;
+  assert.deepEqual([n.peerRules[0].addr, n.peerRules[0].out, [...n.peerRules[0].carryOut!]], [ip('10.0.0.5'), [deny.native], [-1]]);
+
+  // An allow in front: the deny (now index 1) carries from index 0; b joins with a key of its own.
+  s.router.setPeerRules('emperor', [{ name: 'a.ini', addr: ip('10.0.0.5'), in: [], out: [allow, deny] }, { name: 'b.ini', addr: ip('10.0.0.6'), in: [dropIn], out: [] }]);
+  const [a, b] = n.peerRules;
+  assert.equal(a.key, keyA);
+  assert.notEqual(b.key, keyA);
+  assert.deepEqual([...a.carryOut!], [-1, 0]);
+  assert.deepEqual([...b.carryIn!], [-1]);
+
+  n.snapshot = routerStats({ peerHits: [{ key: a.key, addr: a.addr, in: [], out: [3, 40] }, { key: b.key, addr: b.addr, in: [7], out: [] }] });
+  const doc = await s.router.statsDocument() as { moat: { vassal_rules: Record<string, unknown> } };
+  assert.deepEqual(doc.moat.vassal_rules, {
+    'a.ini': { address: '10.0.0.5', in: [], out: [{ rule: 'a.ini:5', text: allow.text, hits: 3 }, { rule: 'a.ini:5', text: deny.text, hits: 40 }] },
+    'b.ini': { address: '10.0.0.6', in: [{ rule: 'b.rules:1', text: dropIn.text, hits: 7 }], out: [] },
+  });
+  const text = await s.router.metricsText();
+  assert.match(text, /moat_vassal_firewall_rule_hits_total\{vassal="b\.ini",chain="in",rule="b\.rules:1"\} 7/);
+
+  // The owner's list emptied: nothing left in the data path.
+  s.router.setPeerRules('emperor', []);
+  assert.deepEqual(n.peerRules, []);
 });

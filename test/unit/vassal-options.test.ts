@@ -20,6 +20,7 @@ fs.writeFileSync(path.join(dir, 'included.ini'), '[uwsgi]\nenv = FROM_INCLUDE=1\
 fs.writeFileSync(path.join(dir, 'included.yaml'), 'uwsgi:\n  env: FROM_INCLUDE=1\n');
 fs.writeFileSync(path.join(dir, 'included.json'), '{"uwsgi": {"env": "FROM_INCLUDE=1"}}\n');
 fs.writeFileSync(path.join(dir, 'included.xml'), '<uwsgi><env>FROM_INCLUDE=1</env></uwsgi>\n');
+fs.writeFileSync(path.join(dir, 'vassal.rules'), 'out deny 0.0.0.0/0 10.1.2.0/24\n');
 
 /** A value each string or repeatable row can take (ints and bools come from the row). */
 const SAMPLE: Record<string, string> = {
@@ -41,6 +42,7 @@ const SAMPLE: Record<string, string> = {
   cgroup: '/sys/fs/cgroup/memory/x', 'cgroup-opt': 'pids.max=10',
   'vassal-rate-out': '10mbit', 'vassal-rate-in': '5mbit', 'vassal-pps-out': '1000', 'vassal-pps-in': '2000', 'vassal-burst': '64K', 'vassal-pps-burst': '50',
   'emperor-vassal-rate-out': '10mbit', 'emperor-vassal-rate-in': '5mbit', 'emperor-vassal-pps-out': '1000', 'emperor-vassal-pps-in': '2000',
+  'vassal-firewall-in': 'deny 10.1.2.3 0.0.0.0/0', 'vassal-firewall-out': 'deny 0.0.0.0/0 10.1.2.0/24 proto tcp dport 25', 'vassal-firewall-file': 'vassal.rules',
   'emperor-vassal-burst': '64K', 'emperor-vassal-pps-burst': '50', 'tuntap-router-peer-limit': 'default out rate 10mbit', 'accounting-log': '/var/log/moat/accounting.log', 'forkpty-router-socket-mode': '0660', 'forkpty-router-socket-owner': 'root', 'forkpty-router-user': 'root',
 };
 /** Options that act only beside another one (the pty servers' settings need a server). */
@@ -74,7 +76,7 @@ function read(name: string, extra: string[]): VassalSpec {
   return vassalSpec(file, loadFile(file), CTX);
 }
 
-const effect = (v: VassalSpec) => JSON.stringify({ lines: v.lines, cron: v.cron, uid: v.uid, gid: v.gid, address: v.address, limits: v.limits, traffic: v.traffic });
+const effect = (v: VassalSpec) => JSON.stringify({ lines: v.lines, cron: v.cron, uid: v.uid, gid: v.gid, address: v.address, limits: v.limits, traffic: v.traffic, firewall: v.firewall });
 
 test('every option in a vassal file takes effect, warns or is an error, naming file:line', () => {
   const seen: Record<string, string[]> = { applies: [], implicit: [], warns: [], refused: [] };
