@@ -45,36 +45,51 @@ const ruleSet = fc.tuple(fc.array(rule, { maxLength: 5 }), fc.array(rule, { maxL
   .map(([i, o]) => ({ in: [...i, { ...i[0] ?? RULE_ANY, states: 3, action: 0 as const }], out: [...o, { ...RULE_ANY, states: 8, action: 1 as const }] }));
 const RULE_ANY: NativeRule = { action: 0, src: 0, srcBits: 0, dst: 0, dstBits: 0, proto: -1, sport: [], dport: [], icmpType: -1, states: 0 };
 
+// Packets belong to a few connections (two ends, two ports), sent either way.
+interface Conn { a: string; b: string; sp: number; dp: number }
+const conn: fc.Arbitrary<Conn> = fc.record({ a: host, b: host, sp: fc.constantFrom(...PORTS), dp: fc.constantFrom(...PORTS) });
 type Step =
-  | { kind: 'tcp'; a: string; b: string; sp: number; dp: number; flags: number }
-  | { kind: 'udp'; a: string; b: string; sp: number; dp: number }
-  | { kind: 'echo'; a: string; b: string; id: number; reply: boolean }
-  | { kind: 'error'; a: string; b: string; quote: number; type: number }
+  | { kind: 'tcp'; c: number; back: boolean; flags: number }
+  | { kind: 'udp'; c: number; back: boolean }
+  | { kind: 'echo'; c: number; back: boolean; reply: boolean }
+  | { kind: 'error'; c: number; back: boolean; quote: number; type: number }
+  | { kind: 'open' | 'close'; c: number; back: boolean }
   | { kind: 'wait'; s: number }
   | { kind: 'reload'; set: number };
-const port = fc.constantFrom(...PORTS);
+const c = fc.nat(3);
+const back = fc.boolean();
 const step: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant('tcp' as const), a: host, b: host, sp: port, dp: port,
-    flags: fc.constantFrom(SYN, SYN | ACK, ACK, FIN | ACK, RST, RST | ACK, ACK | SYN | FIN, 0) }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('udp' as const), a: host, b: host, sp: port, dp: port }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('echo' as const), a: host, b: host, id: fc.constantFrom(1, 2), reply: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('error' as const), a: host, b: host, quote: fc.nat(), type: fc.constantFrom(3, 11) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('wait' as const), s: fc.integer({ min: 0, max: 8 }) }) },
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('tcp' as const), c, back,
+    flags: fc.constantFrom(SYN, SYN, SYN | ACK, ACK, ACK, FIN | ACK, RST, RST | ACK, ACK | SYN | FIN, 0) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('udp' as const), c, back }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constantFrom('open' as const, 'close' as const), c, back }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('echo' as const), c, back, reply: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('error' as const), c, back, quote: fc.nat(), type: fc.constantFrom(3, 11) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('wait' as const), s: fc.integer({ min: 0, max: 4 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('reload' as const), set: fc.nat() }) },
 );
 
 test('random packet sequences meet the same states and verdicts in the native table and the reference', () => {
   const { Firewall } = addon();
   fc.assert(fc.property(
-    fc.array(ruleSet, { minLength: 1, maxLength: 3 }), fc.array(step, { minLength: 1, maxLength: 60 }),
-    fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 12, maxLength: 12 }),
+    fc.array(ruleSet, { minLength: 1, maxLength: 3 }), fc.array(conn, { minLength: 4, maxLength: 4 }), fc.array(step, { minLength: 1, maxLength: 60 }),
+    fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 12, maxLength: 12 }),
     fc.constantFrom([1000, 1000], [4, 2]),
-    (sets, steps, timeouts, [max, perVassal]) => {
+    (sets, conns, steps, timeouts, [max, perVassal]) => {
       const o = opts(max, perVassal, timeouts);
       const native = new Firewall(sets[0].in, sets[0].out, o);
       const ref = new ReferenceConntrack(sets[0].in, sets[0].out, o);
       let now = 1e9;
       const sent: Buffer[] = [];
+      // From a vassal: the out chain, its quota; else the in chain, the destination's.
+      const send = (pkt: Buffer, a: string, b: string, s: Step): void => {
+        sent.push(pkt);
+        const chain = VASSALS.includes(a) ? 'out' : 'in';
+        const vassal = ipToInt(chain === 'out' ? a : b);
+        const got = native.judge(chain, pkt, now, vassal);
+        const want = ref.judge(chain, pkt, now, vassal);
+        assert.deepEqual(got, want, `${JSON.stringify(s)} at ${now / 1e9} s`);
+      };
       for (const s of steps) {
         if (s.kind === 'wait') {
           now += s.s * 1e9;
@@ -88,22 +103,23 @@ test('random packet sequences meet the same states and verdicts in the native ta
           ref.setRules(set.in, set.out, o);
           continue;
         }
-        let pkt: Buffer;
-        if (s.kind === 'tcp') pkt = tcpSegment(s.a, s.b, s.sp, s.dp, s.flags);
-        else if (s.kind === 'udp') pkt = udpPacket(s.a, s.b, s.sp, s.dp, 'x');
-        else if (s.kind === 'echo') pkt = icmpEcho(s.a, s.b, s.id, 1, 'x', s.reply ? 0 : 8);
-        else {
-          if (sent.length === 0) continue;
-          const q = sent[s.quote % sent.length];
-          pkt = icmpError(s.a, s.b, s.type, 0, q);
+        const k = conns[s.c];
+        const [a, b, sp, dp] = s.back ? [k.b, k.a, k.dp, k.sp] : [k.a, k.b, k.sp, k.dp];
+        if (s.kind === 'open' || s.kind === 'close') {
+          // A handshake or a close, each segment judged in turn.
+          const seq: Array<[boolean, number]> = s.kind === 'open'
+            ? [[false, SYN], [true, SYN | ACK], [false, ACK]]
+            : [[false, FIN | ACK], [true, ACK], [true, FIN | ACK], [false, ACK]];
+          for (const [rev, flags] of seq) send(tcpSegment(rev ? b : a, rev ? a : b, rev ? dp : sp, rev ? sp : dp, flags), rev ? b : a, rev ? a : b, s);
+          continue;
         }
-        sent.push(pkt);
-        const a = s.a, b = s.b;
-        const chain = VASSALS.includes(a) ? 'out' : 'in';
-        const vassal = ipToInt(chain === 'out' ? a : b);
-        const got = native.judge(chain, pkt, now, vassal);
-        const want = ref.judge(chain, pkt, now, vassal);
-        assert.deepEqual(got, want, `${JSON.stringify(s)} at ${now / 1e9} s`);
+        let pkt: Buffer;
+        if (s.kind === 'tcp') pkt = tcpSegment(a, b, sp, dp, s.flags);
+        else if (s.kind === 'udp') pkt = udpPacket(a, b, sp, dp, 'x');
+        else if (s.kind === 'echo') pkt = icmpEcho(a, b, k.sp, 1, 'x', s.reply ? 0 : 8);
+        else if (s.kind === 'error' && sent.length > 0) pkt = icmpError(a, b, s.type, 0, sent[s.quote % sent.length]);
+        else continue;
+        send(pkt, a, b, s);
       }
-    }), params(300));
+    }), params(Number(process.env.FUZZ_RUNS ?? 4000)));
 });
