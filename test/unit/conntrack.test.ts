@@ -5,6 +5,9 @@
 // per vassal), timeouts and reloads (addon().Firewall: the router's Chain
 // and Conntrack with the test's clock).
 import { test } from 'node:test';
+import path from 'node:path';
+import { loadRuleSet } from '../../src/rules/load';
+import { formatVerdict, Tracer } from '../../src/rules/trace';
 import assert from 'node:assert/strict';
 import { addon, type ConntrackOptions, type NativeRule } from '../../src/native';
 import { compileRule } from '../../src/rules/compile';
@@ -143,4 +146,14 @@ test('a reload with states keeps the flows; a rule set without states drops the 
   assert.equal(fw.size, 0);
   assert.deepEqual(fw.judge('in', udpPacket('192.0.2.1', '10.0.0.2', 53, 5000), 2e9, V), { state: -1, verdict: 'deny', refused: '' });
   assert.throws(() => fw.setRules(rules, []), /conntrack: required when a rule names a state/);
+});
+
+test('moat rules trace takes the state a packet meets', () => {
+  const set = loadRuleSet([], [path.join(__dirname, '../../../rules/stateful')]);
+  const t = new Tracer(set);
+  const p = { chain: 'in' as const, src: ipToInt('8.8.8.8'), dst: ipToInt('192.168.0.5'), proto: 6, hasL4: true, sport: 1, dport: 22, icmpType: 0 };
+  const [n, e, i] = t.trace([{ ...p, state: 0 }, { ...p, state: 1 }, { ...p, state: 3 }]).map(formatVerdict);
+  assert.match(n, /^reject .*outbound\.rules:9 \(new\)$/);
+  assert.match(e, /^allow .*outbound\.rules:7 \(established\)$/);
+  assert.match(i, /^reject .*outbound\.rules:9 \(invalid\)$/);
 });
