@@ -10,6 +10,7 @@ namespace moat {
 void InitRouterBinding(Napi::Env env, Napi::Object exports);
 void InitDeviceBinding(Napi::Env env, Napi::Object exports);
 void InitClassifierBinding(Napi::Env env, Napi::Object exports);
+void InitFirewallBinding(Napi::Env env, Napi::Object exports);
 void InitPtyBinding(Napi::Env env, Napi::Object exports);
 void InitGsoBinding(Napi::Env env, Napi::Object exports);
 void InitContainmentBinding(Napi::Env env, Napi::Object exports);
@@ -30,6 +31,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   moat::InitRouterBinding(env, exports);
   moat::InitDeviceBinding(env, exports);
   moat::InitClassifierBinding(env, exports);
+  moat::InitFirewallBinding(env, exports);
   moat::InitPtyBinding(env, exports);
   moat::InitGsoBinding(env, exports);
   moat::InitContainmentBinding(env, exports);

@@ -4,6 +4,11 @@
 // call. Built on the controlling thread, swapped in by the loop between two
 // batches; counters carry over from the set it replaces (inherit()).
 //
+// A chain with a rule naming a `state` is compiled once per state (each
+// classifier holds the rules that can match a packet in that state, with
+// their indices in the chain): first match with a state costs one lookup,
+// as without.
+//
 // Threads: built on any one thread, then read by the loop thread; hit
 // counters are single-writer relaxed atomics (stats() reads them). Limits:
 // no allocation after construction. Syscalls: none.
@@ -14,25 +19,65 @@
 #include <vector>
 
 #include "classifier.h"
+#include "conntrack.h"
 #include "counter.h"
 #include "frame.h"
 #include "rule.h"
 
 namespace moat {
 
+enum class Verdict : uint8_t { Allow, Deny, Reject };
+
 // One compiled chain with its per-rule hit counters.
 struct Chain {
   std::unique_ptr<Classifier> cls;
   std::unique_ptr<Counter[]> hits;
-  std::vector<uint8_t> deny;  // per rule: the action is deny
+  std::vector<uint8_t> deny;  // per rule: the action is deny or reject
+  std::vector<uint8_t> action;  // per rule: Action
   size_t size = 0;
+  // With states: per state, its classifier and its rules' indices here.
+  bool uses_state = false;
+  std::unique_ptr<Classifier> by_state[kCtStates];
+  std::vector<int32_t> index[kCtStates];
 
   explicit Chain(std::vector<Rule> rules) {
     size = rules.size();
     deny.resize(size);
-    for (size_t i = 0; i < size; i++) deny[i] = rules[i].action == Action::Deny;
+    action.resize(size);
+    for (size_t i = 0; i < size; i++) {
+      deny[i] = rules[i].action != Action::Allow;
+      action[i] = uint8_t(rules[i].action);
+      if (rules[i].states) uses_state = true;
+    }
     hits.reset(new Counter[size ? size : 1]);
+    if (uses_state) {
+      for (int s = 0; s < kCtStates; s++) {
+        std::vector<Rule> sub;
+        for (size_t i = 0; i < size; i++) {
+          if (rules[i].states && !((rules[i].states >> s) & 1)) continue;
+          sub.push_back(rules[i]);
+          index[s].push_back(int32_t(i));
+        }
+        by_state[s].reset(new Classifier(std::move(sub)));
+      }
+    }
     cls.reset(new Classifier(std::move(rules)));
+  }
+
+  // The verdict for a packet in conntrack state `state` (a chain without
+  // states ignores it); counts the hit of the rule that judged it.
+  Verdict judge(const uint8_t* pkt, size_t len, uint8_t state) const {
+    if (size == 0) return Verdict::Allow;
+    int32_t r;
+    if (uses_state) {
+      const int32_t j = by_state[state]->match(ipv4_key(pkt, len));
+      r = j < 0 ? -1 : index[state][size_t(j)];
+    } else {
+      r = cls->match(ipv4_key(pkt, len));
+    }
+    if (r < 0 || size_t(r) >= size) return Verdict::Allow;
+    hits[r].add(1);
+    return Verdict(action[r]);
   }
 
   // true if the packet may pass; counts the hit of the rule that judged it.
@@ -56,7 +101,10 @@ struct Chain {
 struct RuleSet {
   Chain in, out;
   std::vector<int32_t> carry_in, carry_out;  // against the rule set current when it was made
+  ConntrackConfig ct;                        // the table's limits and timeouts (when stateful())
   RuleSet(std::vector<Rule> i, std::vector<Rule> o) : in(std::move(i)), out(std::move(o)) {}
+  // Some rule names a state: flows are tracked (conntrack.h).
+  bool stateful() const { return in.uses_state || out.uses_state; }
 };
 
 }  // namespace moat

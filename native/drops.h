@@ -30,7 +30,9 @@ namespace moat {
   X(BadVnet, "bad_vnet")              /* a virtio-net header that does not fit */\
   X(BadHello, "bad_hello")            /* an offload hello that is not ours */   \
   X(NotNegotiated, "not_negotiated")  /* offload frame without a hello first */\
-  X(RateLimit, "rate_limit")          /* over the peer's rate limit, its queue full */
+  X(RateLimit, "rate_limit")          /* over the peer's rate limit, its queue full */ \
+  X(ConntrackFull, "conntrack_full")  /* a new flow, the connection table full */ \
+  X(ConntrackVassal, "conntrack_vassal") /* a new flow over its vassal's share of the table */
 
 enum class Drop : uint8_t {
 #define MOAT_DROP_ENUM(name, str) name,

@@ -42,6 +42,12 @@ constexpr Bounds kRatePacketsBounds{0, 1000000000LL};
 constexpr Bounds kBurstBytesBounds{0, int64_t(1) << 32};
 constexpr Bounds kBurstPacketsBounds{0, 1000000000LL};
 
+// The connection table (conntrack.h): its flows, all vassals or one
+// (ctMax, ctMaxPerVassal; 32 bytes a slot, 1.5 slots a flow: 16 Mi flows
+// is 1 GiB), and its timeouts in seconds (a day is 86400; at most 30 days).
+constexpr Bounds kCtMaxBounds{1, int64_t(1) << 24};
+constexpr Bounds kCtTimeoutBounds{1, 30 * 86400};
+
 // By JS field name, as router_binding.cc and device_binding.cc read them
 // (a field both read has one bound).
 struct FieldBounds {
@@ -53,6 +59,13 @@ constexpr FieldBounds kOptionBounds[] = {
     {"busyPollUs", kBusyPollUsBounds},   {"holdUs", kHoldUsBounds},
     {"sndbuf", kSndbufBounds},           {"reconnectMinMs", kReconnectMsBounds},
     {"reconnectMaxMs", kReconnectMsBounds}, {"socketMode", kSocketModeBounds},
+    {"ctMax", kCtMaxBounds}, {"ctMaxPerVassal", kCtMaxBounds},
+    {"ctTimeoutTcpSynSent", kCtTimeoutBounds}, {"ctTimeoutTcpSynRecv", kCtTimeoutBounds},
+    {"ctTimeoutTcpEstablished", kCtTimeoutBounds}, {"ctTimeoutTcpFinWait", kCtTimeoutBounds},
+    {"ctTimeoutTcpCloseWait", kCtTimeoutBounds}, {"ctTimeoutTcpLastAck", kCtTimeoutBounds},
+    {"ctTimeoutTcpTimeWait", kCtTimeoutBounds}, {"ctTimeoutTcpClose", kCtTimeoutBounds},
+    {"ctTimeoutUdp", kCtTimeoutBounds}, {"ctTimeoutUdpStream", kCtTimeoutBounds},
+    {"ctTimeoutIcmp", kCtTimeoutBounds}, {"ctTimeoutGeneric", kCtTimeoutBounds},
 };
 
 }  // namespace moat

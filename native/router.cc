@@ -24,6 +24,7 @@
 #include "busy_poll.h"
 #include "chain.h"
 #include "coalesce.h"
+#include "conntrack.h"
 #include "frame.h"
 #include "listen_socket.h"
 #include "mono_clock.h"
@@ -31,6 +32,7 @@
 #include "peer.h"
 #include "peer_identity.h"
 #include "peer_rules.h"
+#include "reject.h"
 #include "router_loop.h"
 #include "sndbuf.h"
 #include "tun.h"
@@ -47,6 +49,8 @@ constexpr int kAcceptBatch = 16;
 constexpr size_t kMaxPendingEvents = 65536; // beyond: events are dropped (JS not draining)
 constexpr uint64_t kSecond = 1000000000ull;
 constexpr uint32_t kIcmpPerSecond = 100;    // fragmentation-needed answers
+constexpr uint32_t kRejectPerSecond = 100;  // answers to rejected packets (reject.h)
+constexpr size_t kConntrackSweep = 1024;    // conntrack slots looked at per wakeup
 constexpr uint64_t kAcceptPause = 200000000ull;      // accept failing (out of fds): retry after 200 ms
 // Merge runs of same-flow UDP datagrams for offload peers (coalesce.h); the
 // IPv4 super-packet stays within the tuns' gso_max_size.
@@ -122,6 +126,12 @@ struct RouterLoop final : Router::Loop {
   Counter uso_frames, uso_segments;
   uint64_t icmp_window = 0;
   uint32_t icmp_budget = 0;
+  // Connection tracking (conntrack.h): a table only while the rule set
+  // names a state. Answers to rejected packets: at most kRejectPerSecond.
+  std::unique_ptr<Conntrack> ct;
+  Counter ct_entries, ct_capacity, rejects, rejects_limited;
+  uint64_t reject_window = 0;
+  uint32_t reject_budget = 0;
   uint64_t now = 0;
   uint64_t last_sweep = 0;
   // Accepting paused (accept4 failed: out of fds, out of memory): the listen
@@ -275,6 +285,10 @@ struct RouterLoop final : Router::Loop {
       if (!holds.empty() && !tun_event) release_held(true);
       if (accept_resume_at != 0 && now >= accept_resume_at) resume_accept();
       if (now - last_sweep >= kSecond) sweep_refused();
+      if (ct) {
+        ct->sweep(now, kConntrackSweep);
+        ct_entries.set(ct->size());
+      }
       graveyard.clear();
       publish();
     }
@@ -331,10 +345,57 @@ struct RouterLoop final : Router::Loop {
     Drop why;
     if (!ipv4_check(pkt, len, &why)) return drop(nullptr, why), nullptr;
     Peer* p = addrs.holder(ipv4_dst(pkt));
+    if (ct) return judge_down_tracked(p, pkt, len);
     if (!rules->in.pass(pkt, len)) return drop(p, Drop::FirewallIn), nullptr;
     if (!p) return drop(nullptr, Drop::NoPeer), nullptr;
     if (!peer_rules->pass_in(p->addr, pkt, len)) return drop(p, Drop::VassalFirewallIn), nullptr;
     return p;
+  }
+
+  // judge_down with flows tracked: the in chain sees the packet's state; an
+  // accepted packet for a peer opens or updates its flow (the peer's quota).
+  Peer* judge_down_tracked(Peer* p, const uint8_t* pkt, size_t len) {
+    const CtLookup l = ct->lookup(pkt, len, now);
+    const Verdict v = rules->in.judge(pkt, len, l.state);
+    if (v != Verdict::Allow) {
+      if (v == Verdict::Reject) reject(nullptr, pkt, len);
+      return drop(p, Drop::FirewallIn), nullptr;
+    }
+    if (!p) return drop(nullptr, Drop::NoPeer), nullptr;
+    if (!peer_rules->pass_in(p->addr, pkt, len)) return drop(p, Drop::VassalFirewallIn), nullptr;
+    if (!track(p, l, p->addr)) return nullptr;
+    return p;
+  }
+
+  // Records an accepted packet's flow for vassal's quota; false: a new flow
+  // over a quota, dropped and counted.
+  bool track(Peer* p, const CtLookup& l, uint32_t vassal) {
+    const CtRefusal r = ct->commit(l, vassal, now);
+    if (r == CtRefusal::None) return true;
+    drop(p, r == CtRefusal::Full ? Drop::ConntrackFull : Drop::ConntrackVassal);
+    return false;
+  }
+
+  // A rejected packet's answer (reject.h), toward where it came from: to
+  // peer from (a frame, queued), or to the tun (from == null). Limited to
+  // kRejectPerSecond; beyond, only counted.
+  void reject(Peer* from, const uint8_t* pkt, size_t len) {
+    if (now - reject_window >= kSecond) {
+      reject_window = now;
+      reject_budget = kRejectPerSecond;
+    }
+    if (reject_budget == 0) return rejects_limited.add(1);
+    uint8_t answer[kRejectMax];
+    const size_t n = reject_answer(pkt, len, answer, sizeof answer);
+    if (n == 0) return;
+    reject_budget--;
+    if (from) {
+      if (!from->enqueue(answer, n, kModPacket)) return drop(from, Drop::QueueFull);
+      want_out(from, true);
+    } else if (!write_tun(answer, n, false)) {
+      return drop(nullptr, Drop::TunWrite);
+    }
+    rejects.add(1);
   }
 
   void route_down(const uint8_t* pkt, size_t len) {
@@ -627,8 +688,21 @@ struct RouterLoop final : Router::Loop {
     } else if (src != p->addr) {
       return refuse(p, Drop::Spoof, src);
     }
-    if (!rules->out.pass(pkt, len)) return drop(p, Drop::FirewallOut);
-    if (!peer_rules->pass_out(p->addr, pkt, len)) return drop(p, Drop::VassalFirewallOut);
+    // The router's rules, then the vassal's own (they can only narrow);
+    // a flow is tracked once both accepted the packet.
+    if (ct) {
+      const CtLookup l = ct->lookup(pkt, len, now);
+      const Verdict v = rules->out.judge(pkt, len, l.state);
+      if (v != Verdict::Allow) {
+        if (v == Verdict::Reject) reject(p, pkt, len);
+        return drop(p, Drop::FirewallOut);
+      }
+      if (!peer_rules->pass_out(p->addr, pkt, len)) return drop(p, Drop::VassalFirewallOut);
+      if (!track(p, l, p->addr)) return;
+    } else {
+      if (!rules->out.pass(pkt, len)) return drop(p, Drop::FirewallOut);
+      if (!peer_rules->pass_out(p->addr, pkt, len)) return drop(p, Drop::VassalFirewallOut);
+    }
     size_t cost;
     uint32_t segs;
     packet_cost(payload, h.size, h.mod2, &cost, &segs);
@@ -1090,6 +1164,11 @@ struct RouterLoop final : Router::Loop {
   void install_rules(std::unique_ptr<RuleSet> rs) override {
     rs->in.inherit(rules->in, rs->carry_in);
     rs->out.inherit(rules->out, rs->carry_out);
+    // Flows stay across reloads while rules name states; a table that must
+    // grow starts empty (its entries are dropped); no state: no table.
+    conntrack_install(&ct, rs->stateful(), rs->ct);
+    ct_entries.set(ct ? ct->size() : 0);
+    ct_capacity.set(ct ? ct->capacity() : 0);
     {
       std::lock_guard<std::mutex> g(stats_mu);
       rules.swap(rs);
@@ -1135,6 +1214,10 @@ struct RouterLoop final : Router::Loop {
     s.busy_poll_caught = busy.caught();
     s.busy_poll_ns = busy.poll_ns();
     for (int i = 0; i < kDropCount; i++) s.drops[i] = drops[i].get();
+    s.conntrack_entries = ct_entries.get();
+    s.conntrack_slots = ct_capacity.get();
+    s.rejects = rejects.get();
+    s.rejects_limited = rejects_limited.get();
     s.peers.reserve(peers.size());
     for (const auto& p : peers) s.peers.push_back(p->stats());  // under stats_mu: addr and offload are written under it
     const RuleSet& r = *rules;

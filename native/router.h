@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "drops.h"
+#include "conntrack.h"
 #include "limiter.h"
 #include "peer_rules.h"
 #include "rule.h"
@@ -194,6 +195,10 @@ struct RouterStats {
   uint64_t held_writes;           // writes that carried held frames
   uint64_t busy_polls, busy_poll_caught, busy_poll_ns;  // polls before sleeping (busy_poll.h); those an event ended; time in them
   uint64_t drops[kDropCount];
+  uint64_t conntrack_entries;     // flows tracked (conntrack.h; 0 while no rule names a state)
+  uint64_t conntrack_slots;       // the table's slots (32 bytes each); 0: no table
+  uint64_t rejects;               // answers sent to rejected packets (reject.h)
+  uint64_t rejects_limited;       // answers not sent: over the rate limit
   std::vector<PeerStats> peers;
   std::vector<uint64_t> hits_in, hits_out;
   std::vector<PeerRuleHits> peer_hits;  // set_peer_rules: each set's counters
@@ -227,8 +232,11 @@ class Router {
   // Builds both chains here, hands them to the loop, which swaps them between
   // two batches. carry[i]: index of the old rule whose hit counter rule i
   // inherits, or -1 (missing entries count as -1).
+  // ct: the connection table's limits and timeouts, used when a rule names
+  // a state (conntrack.h).
   void set_rules(std::vector<Rule> in, std::vector<Rule> out,
-                 std::vector<int32_t> carry_in, std::vector<int32_t> carry_out);
+                 std::vector<int32_t> carry_in, std::vector<int32_t> carry_out,
+                 ConntrackConfig ct = ConntrackConfig());
   void set_bindings(Bindings bindings);
   // Replaces the whole set of rate limits (PeerLimit; at most one per
   // address, addr 0 the default), between two batches. Connected peers keep

@@ -309,7 +309,12 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     std::vector<Rule> out = rules_from_js(info[1], "outRules");
     std::vector<int32_t> carry_in = ToCarry(info[2], "carryIn");
     std::vector<int32_t> carry_out = ToCarry(info[3], "carryOut");
-    core_->set_rules(std::move(in), std::move(out), std::move(carry_in), std::move(carry_out));
+    // The connection table's options: required when a rule names a state.
+    ConntrackConfig ct;
+    if (!info[4].IsUndefined() && !info[4].IsNull()) ct = conntrack_from_js(info[4], "conntrack");
+    if (!ct.set && (rules_use_state(in) || rules_use_state(out)))
+      throw Napi::TypeError::New(env, "conntrack: required when a rule names a state");
+    core_->set_rules(std::move(in), std::move(out), std::move(carry_in), std::move(carry_out), ct);
     return env.Undefined();
   }
 
@@ -358,6 +363,13 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     o.Set("busyPollCaught", double(s.busy_poll_caught));
     o.Set("busyPollNs", double(s.busy_poll_ns));
     o.Set("drops", DropsObject(env, s.drops));
+    Napi::Object ct = Napi::Object::New(env);
+    ct.Set("entries", double(s.conntrack_entries));
+    ct.Set("slots", double(s.conntrack_slots));
+    ct.Set("slotBytes", double(Conntrack::slot_bytes()));
+    o.Set("conntrack", ct);
+    o.Set("rejects", double(s.rejects));
+    o.Set("rejectsLimited", double(s.rejects_limited));
     Napi::Array peers = Napi::Array::New(env, s.peers.size());
     for (size_t i = 0; i < s.peers.size(); i++) {
       peers.Set(uint32_t(i), PeerStatsToJs(env, s.peers[i]));

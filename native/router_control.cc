@@ -101,11 +101,12 @@ void Router::stop() {
 }
 
 void Router::set_rules(std::vector<Rule> in, std::vector<Rule> out,
-                       std::vector<int32_t> carry_in, std::vector<int32_t> carry_out) {
+                       std::vector<int32_t> carry_in, std::vector<int32_t> carry_out, ConntrackConfig ct) {
   // Compiled here, in the caller's thread; the loop only swaps pointers.
   std::unique_ptr<RuleSet> rs(new RuleSet(std::move(in), std::move(out)));
   rs->carry_in = std::move(carry_in);
   rs->carry_out = std::move(carry_out);
+  rs->ct = ct;
   if (!running_) {
     loop_->install_rules(std::move(rs));
     return;

@@ -9,7 +9,8 @@
 
 namespace moat {
 
-enum class Action : uint8_t { Allow = 0, Deny = 1 };
+// Reject: a deny that answers (reject.h).
+enum class Action : uint8_t { Allow = 0, Deny = 1, Reject = 2 };
 
 struct PortRange {
   uint16_t lo;
@@ -27,6 +28,9 @@ struct Rule {
   std::vector<PortRange> sport;  // empty: any (only set with proto tcp/udp)
   std::vector<PortRange> dport;
   int16_t icmp_type = -1;        // -1 any (only set with proto icmp)
+  // Connection states (conntrack.h: bit 1 << kCtNew ...) the rule matches;
+  // 0: any (the rule names no state). A chain with such a rule tracks flows.
+  uint8_t states = 0;
 };
 
 // What a rule can look at in a packet. A rule that names ports or an ICMP type
@@ -40,10 +44,17 @@ struct PacketKey {
   uint16_t sport;      // tcp/udp only
   uint16_t dport;      // tcp/udp only
   uint8_t icmp_type;   // icmp only
+  uint8_t state;       // conntrack.h's CtState of the packet (only rules with states look at it)
 };
 
 // The reference semantics, shared by the compiled classifier's tests: does
 // this one rule match this key? (uWSGI: an address of 0.0.0.0 matches any.)
 bool rule_matches(const Rule& r, const PacketKey& k);
+
+// rule_matches with a packet state: a rule naming states matches only a
+// packet in one of them.
+inline bool rule_matches_state(const Rule& r, const PacketKey& k) {
+  return (r.states == 0 || (r.states >> k.state) & 1) && rule_matches(r, k);
+}
 
 }  // namespace moat

@@ -2,6 +2,7 @@
 #include "rule_binding.h"
 
 #include "binding_args.h"
+#include "option_bounds.h"
 
 namespace moat {
 namespace {
@@ -38,13 +39,15 @@ void address(const ArgObject& o, const char* net_key, const char* bits_key, uint
 Rule rule(const Napi::Value& v, const std::string& name) {
   const ArgObject o(v, name, "a rule object");
   Rule r;
-  r.action = o.integer("action", 0, 1) ? Action::Deny : Action::Allow;
+  r.action = Action(o.integer("action", 0, 2));  // allow, deny, reject
   address(o, "src", "srcBits", &r.src, &r.src_bits);
   address(o, "dst", "dstBits", &r.dst, &r.dst_bits);
   r.proto = int16_t(o.integer("proto", -1, 255));
   r.sport = ports(o.get("sport"), o.name("sport"));
   r.dport = ports(o.get("dport"), o.name("dport"));
   r.icmp_type = int16_t(o.integer("icmpType", -1, 255));
+  // Connection states (bits 1 << CtState); absent or 0: any.
+  if (o.has("states")) r.states = uint8_t(o.integer("states", 0, (1 << kCtStates) - 1));
   return r;
 }
 
@@ -57,6 +60,34 @@ std::vector<Rule> rules_from_js(const Napi::Value& v, const std::string& name) {
   out.reserve(a.Length());
   for (uint32_t i = 0; i < a.Length(); i++) out.push_back(rule(a.Get(i), name + "[" + std::to_string(i) + "]"));
   return out;
+}
+
+ConntrackConfig conntrack_from_js(const Napi::Value& v, const std::string& name) {
+  const ArgObject o(v, name, "a conntrack options object");
+  ConntrackConfig c;
+  c.set = true;
+  c.max = uint32_t(o.integer("ctMax", kCtMaxBounds));
+  c.max_per_vassal = uint32_t(o.integer("ctMaxPerVassal", kCtMaxBounds));
+  auto t = [&](const char* k) { return uint32_t(o.integer(k, kCtTimeoutBounds)); };
+  c.tcp_syn_sent = t("ctTimeoutTcpSynSent");
+  c.tcp_syn_recv = t("ctTimeoutTcpSynRecv");
+  c.tcp_established = t("ctTimeoutTcpEstablished");
+  c.tcp_fin_wait = t("ctTimeoutTcpFinWait");
+  c.tcp_close_wait = t("ctTimeoutTcpCloseWait");
+  c.tcp_last_ack = t("ctTimeoutTcpLastAck");
+  c.tcp_time_wait = t("ctTimeoutTcpTimeWait");
+  c.tcp_close = t("ctTimeoutTcpClose");
+  c.udp = t("ctTimeoutUdp");
+  c.udp_stream = t("ctTimeoutUdpStream");
+  c.icmp = t("ctTimeoutIcmp");
+  c.generic = t("ctTimeoutGeneric");
+  return c;
+}
+
+bool rules_use_state(const std::vector<Rule>& rules) {
+  for (const Rule& r : rules)
+    if (r.states) return true;
+  return false;
 }
 
 }  // namespace moat

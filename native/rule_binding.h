@@ -12,11 +12,19 @@
 #include <string>
 #include <vector>
 
+#include "conntrack.h"
 #include "rule.h"
 
 namespace moat {
 
 // v: an array of rule objects; name: how JS calls it ("rules", "inRules").
 std::vector<Rule> rules_from_js(const Napi::Value& v, const std::string& name);
+
+// setRules' conntrack object (src/native.ts's ConntrackOptions), within
+// option_bounds.h's limits.
+ConntrackConfig conntrack_from_js(const Napi::Value& v, const std::string& name);
+
+// Does some rule name a state?
+bool rules_use_state(const std::vector<Rule>& rules);
 
 }  // namespace moat

@@ -6,7 +6,7 @@ import path from 'node:path';
 
 /** A firewall rule as native code takes it (src/rules compiles text to this). */
 export interface NativeRule {
-  action: 0 | 1;            // 0 allow, 1 deny
+  action: 0 | 1 | 2;        // 0 allow, 1 deny, 2 reject (a deny that answers: native/reject.h)
   src: number;              // network address, uint32 host order, already masked
   srcBits: number;          // 0..32; 0 or src == 0 matches any (uWSGI)
   dst: number;
@@ -15,6 +15,31 @@ export interface NativeRule {
   sport: Array<[number, number]>;  // inclusive ranges; empty = any
   dport: Array<[number, number]>;
   icmpType: number;         // -1 any
+  states?: number;          // connection states matched, bits 1 << STATES index (new, established, related, invalid); 0/absent: any
+}
+
+/** Connection states in native/conntrack.h's order (a rule's states bit i is STATES[i]). */
+export const STATES = ['new', 'established', 'related', 'invalid'] as const;
+export type ConnState = (typeof STATES)[number];
+
+/** The connection table's limits (flows) and timeouts (seconds), from the
+ *  option table's tuntap-router-conntrack-* rows; setRules needs them when a
+ *  rule names a state. */
+export interface ConntrackOptions {
+  ctMax: number; ctMaxPerVassal: number;
+  ctTimeoutTcpSynSent: number; ctTimeoutTcpSynRecv: number; ctTimeoutTcpEstablished: number;
+  ctTimeoutTcpFinWait: number; ctTimeoutTcpCloseWait: number; ctTimeoutTcpLastAck: number;
+  ctTimeoutTcpTimeWait: number; ctTimeoutTcpClose: number;
+  ctTimeoutUdp: number; ctTimeoutUdpStream: number; ctTimeoutIcmp: number; ctTimeoutGeneric: number;
+}
+
+/** The router's stateful judgement without the router (native/firewall_binding.cc), for tests. */
+export interface NativeFirewall {
+  setRules(inRules: NativeRule[], outRules: NativeRule[], conntrack?: ConntrackOptions | null): void;
+  /** state -1 without a table; refused: '' or conntrack_full / conntrack_vassal. */
+  judge(chain: 'in' | 'out', pkt: Buffer, nowNs: number, vassal: number): { state: number; verdict: 'allow' | 'deny' | 'reject'; refused: string };
+  sweep(nowNs: number): void;
+  readonly size: number;
 }
 
 /** Packets for Classifier.match: 7 uint32 per packet, in this order. */
@@ -146,6 +171,8 @@ export interface RouterStats {
   heldFrames: number; heldWrites: number; // frames held to share a write (holdUs); the writes that carried them
   busyPolls: number; busyPollCaught: number; busyPollNs: number; // polls before sleeping (busyPollUs); those an event ended; ns spent in them
   drops: DropCounts;
+  conntrack: { entries: number; slots: number; slotBytes: number }; // tracked flows; the table's slots and their size (0 slots: no rule names a state)
+  rejects: number; rejectsLimited: number; // answers sent to rejected packets; not sent, over 100 a second
   peers: PeerStats[];
   hits: { in: number[]; out: number[] }; // per-rule hit counters of the current rule set
   peerHits: Array<{ key: number; addr: number; in: number[]; out: number[] }>; // setPeerRules: each set's per-rule counters
@@ -156,7 +183,7 @@ export interface NativeRouter {
   stop(): void;
   /** Swaps both chains atomically between two batches. carry[i] = index in the
    *  old chain whose hit counter rule i inherits, or -1. */
-  setRules(inRules: NativeRule[], outRules: NativeRule[], carryIn?: Int32Array, carryOut?: Int32Array): void;
+  setRules(inRules: NativeRule[], outRules: NativeRule[], carryIn?: Int32Array, carryOut?: Int32Array, conntrack?: ConntrackOptions | null): void;
   /** The bindings and the learnable network, swapped in together between two batches. */
   setBindings(bindings: PeerBinding[], learn: LearnNetwork | null): void;
   /** Replaces the whole set of rate limits (one per address at most), between
@@ -270,6 +297,9 @@ export interface Addon {
   Router: new (opts: RouterOptions) => NativeRouter;
   Device: new (opts: DeviceOptions) => NativeDevice;
   Classifier: new (rules: NativeRule[]) => NativeClassifier;
+  Firewall: new (inRules: NativeRule[], outRules: NativeRule[], conntrack?: ConntrackOptions | null) => NativeFirewall;
+  /** native/reject.h's answer to a rejected packet, or null (none is sent). */
+  rejectAnswer(pkt: Buffer): Buffer | null;
   /** The frame reassembler, exposed for tests: frames found at the front of buf. */
   parseFrames(buf: Buffer, maxPayload: number): { frames: Array<{ mod1: number; mod2: number; payload: Buffer }>; consumed: number; status: 'ok' | 'need_more' | 'oversize' };
   /** The IPv4 check a peer's packet goes through: null if fine, else the drop reason. */

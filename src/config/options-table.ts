@@ -22,6 +22,11 @@ const MAX_FRAME = { min: 576, max: 65535, default: 8188, unit: 'bytes' };   // 5
 const QUEUE_BYTES = { min: 580, max: 1 << 30, default: 262144, unit: 'bytes' }; // at least one frame (max-frame + 4, checked against it too)
 const BUSY_POLL = { min: 0, max: 1000, default: 100, unit: 'µs' };           // docs/busy-poll.md
 const SNDBUF_MAX = 1 << 26;
+const CT_MAX = { min: 1, max: 1 << 24, unit: 'flows' };                   // native/option_bounds.h: 32 bytes a slot, 1.5 slots a flow
+/** A connection-table timeout row: nftables' default, in seconds. */
+const ctTimeout = (what: string, native: string, def: number, about: string): OptionSpec =>
+  m(`tuntap-router-conntrack-timeout-${what}`, 'int', 'router', `seconds a tracked flow ${about} is kept without a packet (nftables' default)`,
+    { min: 1, max: 30 * 86400, default: def, unit: 's', native });
 
 export const OPTIONS: readonly OptionSpec[] = [
   // tuntap router (uWSGI's tuntap plugin)
@@ -54,6 +59,22 @@ export const OPTIONS: readonly OptionSpec[] = [
   m('tuntap-router-busy-poll', 'int', 'router', 'how long the router polls after moving a packet before it sleeps, so an answer finds it awake (lower ping RTT; at most 5% of a CPU, nothing when idle); 0 = never (docs/busy-poll.md)',
     { ...BUSY_POLL, native: 'busyPollUs' }),
   m('tuntap-router-queue-bytes', 'int', 'router', 'bytes queued toward one peer before its packets are dropped (at least max-frame + 4)', { ...QUEUE_BYTES, native: 'queueBytes' }),
+  m('tuntap-router-conntrack-max', 'int', 'router', 'flows the connection table holds, all vassals together (tracked only while a rule names a `state`; 64 bytes a flow at most); a new flow over it is refused (conntrack_full)',
+    { ...CT_MAX, default: 262144, native: 'ctMax' }),
+  m('tuntap-router-conntrack-max-per-vassal', 'int', 'router', 'flows of one vassal (its address) in the connection table; a new flow over it is refused (conntrack_vassal), so one vassal cannot fill the table',
+    { ...CT_MAX, default: 65536, native: 'ctMaxPerVassal' }),
+  ctTimeout('tcp-syn-sent', 'ctTimeoutTcpSynSent', 120, 'whose SYN is unanswered'),
+  ctTimeout('tcp-syn-recv', 'ctTimeoutTcpSynRecv', 60, 'whose SYN-ACK is unacknowledged'),
+  ctTimeout('tcp-established', 'ctTimeoutTcpEstablished', 432000, 'established over TCP'),
+  ctTimeout('tcp-fin-wait', 'ctTimeoutTcpFinWait', 120, 'after the first FIN'),
+  ctTimeout('tcp-close-wait', 'ctTimeoutTcpCloseWait', 60, 'whose first FIN was acknowledged'),
+  ctTimeout('tcp-last-ack', 'ctTimeoutTcpLastAck', 30, 'after both FINs'),
+  ctTimeout('tcp-time-wait', 'ctTimeoutTcpTimeWait', 120, 'closed by both sides'),
+  ctTimeout('tcp-close', 'ctTimeoutTcpClose', 10, 'reset (RST)'),
+  ctTimeout('udp', 'ctTimeoutUdp', 30, 'over UDP, unanswered'),
+  ctTimeout('udp-stream', 'ctTimeoutUdpStream', 180, 'over UDP, answered'),
+  ctTimeout('icmp', 'ctTimeoutIcmp', 30, 'of ICMP echo'),
+  ctTimeout('generic', 'ctTimeoutGeneric', 600, 'of another protocol'),
   m('tuntap-router-bind', 'repeatable', 'router', 'bind a peer uid to the one address it may use: `<uid|user> <ipv4>`'),
   m('tuntap-router-netns', 'string', 'router', 'create the router\'s tun device in this network namespace (/run/netns/NAME)'),
   m('tuntap-device-reconnect-min', 'int', 'device', 'first delay before a device reconnects to its router',

@@ -5,7 +5,8 @@
 // so their warnings also cover unknown, ignored and planned options.
 import { AccountFiles, lookupGroup, lookupUser } from './accounts';
 import { formatSource, splitQuoted } from './option';
-import { CheckedOptions, checkOptions, parseBool, spec } from './schema';
+import { CheckedOptions, checkOptions, OPTIONS, parseBool, spec } from './schema';
+import type { ConntrackOptions } from '../native';
 import { ConfigError, DeviceConfig, Option, OptionList, OptionRule, RouterConfig } from './types';
 import { parsePeerLimits } from './traffic-limits';
 
@@ -18,6 +19,20 @@ const fail = (o: Option, message: string): never => { throw new ConfigError(`${o
 
 /** A queue must hold one whole frame (4-byte header + max-frame); the row's
  *  default (262144) holds the largest. */
+/** The connection table's options: every tuntap-router-conntrack-* row, by its native field. */
+function conntrackOptions(opts: CheckedOptions): ConntrackOptions {
+  const out: Record<string, number> = {};
+  for (const s of OPTIONS) if (s.name.startsWith('tuntap-router-conntrack-')) out[s.native!] = opts.int(s.name);
+  return out as unknown as ConntrackOptions;
+}
+
+/** The connection table's options at the table's defaults (tests, embedders). */
+export function conntrackDefaults(): ConntrackOptions {
+  const out: Record<string, number> = {};
+  for (const s of OPTIONS) if (s.name.startsWith('tuntap-router-conntrack-')) out[s.native!] = s.default as number;
+  return out as unknown as ConntrackOptions;
+}
+
 function queueBytes(opts: CheckedOptions, key: string, maxFrame: number): number {
   const n = opts.int(key);
   const o = opts.last(key);
@@ -167,6 +182,7 @@ export function routerConfig(options: OptionList | CheckedOptions, accounts: Acc
     holdMs: opts.int('tuntap-router-hold'),
     busyPollUs: opts.int('tuntap-router-busy-poll'),
     sndbuf: opts.int('tuntap-router-sndbuf'),
+    conntrack: conntrackOptions(opts),
     rules, ruleFiles, bindings, peerLimits: parsePeerLimits(opts.all('tuntap-router-peer-limit')),
     useCredentials, metrics, netns: netnsPath(opts.last('tuntap-router-netns')), warnings,
   };

@@ -1,6 +1,6 @@
 // types.ts: what every config source (ini, json, yaml, xml, flags) becomes,
 // and the typed configs the router and device read from it.
-import type { PeerLimit } from '../native';
+import type { ConntrackOptions, PeerLimit } from '../native';
 
 /** Where a value came from, for error messages: file:line, or a flag. */
 export interface Source {
@@ -44,6 +44,7 @@ export interface RouterConfig {
   holdMs: number;               // moat: tuntap-router-hold (docs/scale.md)
   busyPollUs: number;           // moat: tuntap-router-busy-poll (docs/busy-poll.md)
   sndbuf: number;               // moat: tuntap-router-sndbuf (0: the kernel's default)
+  conntrack: ConntrackOptions;  // moat: tuntap-router-conntrack-* (used while a rule names a state)
   rules: OptionRule[];          // firewall options, in file order
   ruleFiles: string[];          // tuntap-router-firewall-file (file or directory of *.rules), in order
   bindings: Array<{ uid: number; addr: string }>; // moat: tuntap-router-bind = uid|user addr

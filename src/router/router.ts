@@ -88,7 +88,7 @@ export class Router extends EventEmitter implements RouterApi {
       bindings: this.allBindings(),
       learn: this.learnNetwork(),
     });
-    native.setRules(this.rules.in.map((r) => r.native), this.rules.out.map((r) => r.native));
+    native.setRules(this.rules.in.map((r) => r.native), this.rules.out.map((r) => r.native), undefined, undefined, c.conntrack);
     native.setLimits(this.allLimits());
     const peerSets = this.peerRules.next();
     if (peerSets.length) native.setPeerRules(peerSets);   // a new data path has none
@@ -151,7 +151,7 @@ export class Router extends EventEmitter implements RouterApi {
     }
     this.native.setRules(
       next.in.map((r) => r.native), next.out.map((r) => r.native),
-      carryMap(this.rules.in, next.in), carryMap(this.rules.out, next.out),
+      carryMap(this.rules.in, next.in), carryMap(this.rules.out, next.out), this.config.conntrack,
     );
     this.rules = next;
     this.reloadCounts.ok++;

@@ -37,7 +37,7 @@ export function rulesCheck(files: string[], out: Output = process.stdout, err: O
   return 0;
 }
 
-const TRACE_USAGE = 'usage: moat rules trace FILE... (--dir in|out --src A --dst B [--proto P] [--sport N] [--dport N] [--icmp-type N] [--fragment] | --packets FILE)';
+const TRACE_USAGE = 'usage: moat rules trace FILE... (--dir in|out --src A --dst B [--proto P] [--sport N] [--dport N] [--icmp-type N] [--fragment] [--state S] | --packets FILE)';
 
 /** `moat rules trace FILE... --dir in|out --src A --dst B [...]` prints one
  *  line, `VERDICT ORIGIN` (ORIGIN is the deciding rule's origin or `default`);
@@ -47,7 +47,7 @@ export function rulesTrace(args: string[], out: Output = process.stdout, err: Ou
   const files: string[] = [];
   const flags = new Map<string, string>();
   let fragment = false;
-  const valued = new Set(['--dir', '--src', '--dst', '--proto', '--sport', '--dport', '--icmp-type', '--packets']);
+  const valued = new Set(['--dir', '--src', '--dst', '--proto', '--sport', '--dport', '--icmp-type', '--state', '--packets']);
   const bad = (msg: string): number => {
     err.write(`moat rules trace: ${msg}\n${TRACE_USAGE}\n`);
     return 1;
@@ -84,11 +84,11 @@ export function rulesTrace(args: string[], out: Output = process.stdout, err: Ou
       const spec: PacketSpec = {
         chain: flags.get('--dir')!, src: flags.get('--src')!, dst: flags.get('--dst')!,
         proto: flags.get('--proto'), sport: flags.get('--sport'), dport: flags.get('--dport'),
-        icmpType: flags.get('--icmp-type'), fragment,
+        icmpType: flags.get('--icmp-type'), fragment, state: flags.get('--state'),
       };
       const option: Record<keyof PacketSpec, string> = {
         chain: '--dir', src: '--src', dst: '--dst', proto: '--proto', sport: '--sport', dport: '--dport',
-        icmpType: '--icmp-type', fragment: '--fragment',
+        icmpType: '--icmp-type', fragment: '--fragment', state: '--state',
       };
       packets = [buildPacket(spec, (field, reason) => { throw new RuleError(`${option[field]}: ${reason}`); })];
     }

@@ -1,6 +1,6 @@
 // compile.ts: rule AST -> what the native classifier takes (NativeRule), the
 // rule's canonical text, and the map that carries hit counters across reloads.
-import type { NativeRule } from '../native';
+import { STATES, type NativeRule } from '../native';
 import type { CompiledRule, Origin } from './types';
 import { formatIpv4, PROTO_NAMES, type RuleAst } from './parse';
 
@@ -20,6 +20,11 @@ function portsText(ranges: Array<[number, number]>): string {
   return ranges.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)).join(',');
 }
 
+/** 'established,related' for a states mask, in STATES order. */
+export function statesText(bits: number): string {
+  return STATES.filter((_, i) => bits & (1 << i)).join(',');
+}
+
 export function protoText(proto: number): string {
   return PROTO_NAMES[proto] ?? String(proto);
 }
@@ -27,25 +32,27 @@ export function protoText(proto: number): string {
 /** The native form: addresses already masked (parse.ts did), 0.0.0.0 as /0. */
 export function toNative(ast: RuleAst): NativeRule {
   return {
-    action: ast.action === 'deny' ? 1 : 0,
+    action: ast.action === 'reject' ? 2 : ast.action === 'deny' ? 1 : 0,
     src: ast.src.addr, srcBits: ast.src.addr === 0 ? 0 : ast.src.bits,
     dst: ast.dst.addr, dstBits: ast.dst.addr === 0 ? 0 : ast.dst.bits,
     proto: ast.proto,
     sport: normalisePorts(ast.sport),
     dport: normalisePorts(ast.dport),
     icmpType: ast.icmpType,
+    states: ast.states,
   };
 }
 
 /** Canonical text of a native rule: equal texts mean equal rules.
  *  e.g. `allow 192.168.0.0/24 0.0.0.0/0 proto tcp dport 80,443` */
 export function ruleText(r: NativeRule): string {
-  const action = r.action === 1 ? 'deny' : 'allow';
+  const action = r.action === 2 ? 'reject' : r.action === 1 ? 'deny' : 'allow';
   let s = `${action} ${formatIpv4(r.src)}/${r.srcBits} ${formatIpv4(r.dst)}/${r.dstBits}`;
   if (r.proto >= 0) s += ` proto ${protoText(r.proto)}`;
   if (r.sport.length) s += ` sport ${portsText(r.sport)}`;
   if (r.dport.length) s += ` dport ${portsText(r.dport)}`;
   if (r.icmpType >= 0) s += ` icmp-type ${r.icmpType}`;
+  if (r.states) s += ` state ${statesText(r.states)}`;
   return s;
 }
 

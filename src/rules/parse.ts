@@ -4,17 +4,21 @@
 // Grammar (one rule per line, '#' starts a comment that runs to the end of the line):
 //   file line:   in|out RULE
 //   option:      RULE                       (tuntap-router-firewall-in/out = RULE)
-//   RULE:        allow | deny               (bare: matches every packet)
+//   RULE:        ACTION                     (bare: matches every packet)
 //              | ACTION SRC DST MATCH*
+//   ACTION:      allow | deny | reject      (reject: a deny that answers)
 //   SRC, DST:    A.B.C.D[/BITS]             (no /BITS = /32; 0.0.0.0 matches any)
 //   MATCH:       proto tcp|udp|icmp|N  |  sport LIST  |  dport LIST  |  icmp-type N
+//              | state STATES
 //   LIST:        PORT or LO-HI, comma separated (tcp/udp only)
+//   STATES:      new, established, related, invalid, comma separated
 //
 // Files are strict: host bits set in a network are an error. Options are read
 // as uWSGI reads them where that is harmless (host bits are masked, with a
 // warning) and refused where uWSGI silently misreads them (a typo'd action
 // becomes allow, a one-address rule is skipped).
 import type { Chain } from './types';
+import { STATES } from '../native';
 import { RuleError } from './types';
 
 export interface Token {
@@ -30,7 +34,7 @@ export interface Address {
 
 export interface RuleAst {
   chain: Chain;
-  action: 'allow' | 'deny';
+  action: Action;
   actionCol: number;
   src: Address;
   dst: Address;
@@ -39,7 +43,11 @@ export interface RuleAst {
   sport: Array<[number, number]>;    // as written (compile.ts normalises)
   dport: Array<[number, number]>;
   icmpType: number;                  // -1 any
+  states: number;                    // bits 1 << STATES index; 0 any
 }
+
+export type Action = 'allow' | 'deny' | 'reject';
+const ACTIONS: readonly string[] = ['allow', 'deny', 'reject'];
 
 /** Where a line came from. File errors read `file:line:column: reason`;
  *  option errors `file:line: tuntap-router-firewall-X (option:N): reason`. */
@@ -50,7 +58,7 @@ export interface LineSource {
 
 export const PROTOCOLS: Readonly<Record<string, number>> = { icmp: 1, tcp: 6, udp: 17 };
 export const PROTO_NAMES: Readonly<Record<number, string>> = { 1: 'icmp', 6: 'tcp', 17: 'udp' };
-const KEYWORDS = ['proto', 'sport', 'dport', 'icmp-type'] as const;
+const KEYWORDS = ['proto', 'sport', 'dport', 'icmp-type', 'state'] as const;
 type Keyword = (typeof KEYWORDS)[number];
 
 /** Splits a line into tokens with their columns; '#' ends the line. */
@@ -151,17 +159,31 @@ class LineParser {
     return ranges;
   }
 
+  states(tok: Token): number {
+    let bits = 0;
+    let offset = 0;
+    for (const item of tok.text.split(',')) {
+      const col = tok.col + offset;
+      offset += item.length + 1;
+      const i = (STATES as readonly string[]).indexOf(item);
+      if (i < 0) this.fail(col, `unknown state '${item}' (expected ${STATES.join(', ')}, comma separated)`);
+      if (bits & (1 << i)) this.fail(col, `state '${item}' listed twice`);
+      bits |= 1 << i;
+    }
+    return bits;
+  }
+
   /** tokens: the rule's tokens, without the chain word. */
   rule(chain: Chain, tokens: Token[], lineEndCol: number): RuleAst {
     const [act, ...rest] = tokens;
-    if (act.text !== 'allow' && act.text !== 'deny') {
+    if (!ACTIONS.includes(act.text)) {
       const hint = this.mode === 'option' ? '; uWSGI would read it as allow' : '';
-      this.fail(act.col, `unknown action '${act.text}' (expected allow or deny${hint})`);
+      this.fail(act.col, `unknown action '${act.text}' (expected allow, deny or reject${hint})`);
     }
     const any: Address = { addr: 0, bits: 0, col: 0 };
     const ast: RuleAst = {
-      chain, action: act.text, actionCol: act.col, src: any, dst: { ...any },
-      proto: -1, protoCol: 0, sport: [], dport: [], icmpType: -1,
+      chain, action: act.text as Action, actionCol: act.col, src: any, dst: { ...any },
+      proto: -1, protoCol: 0, sport: [], dport: [], icmpType: -1, states: 0,
     };
     if (rest.length === 0) return ast;  // bare allow / deny
     const skipped = this.mode === 'option' ? ' (uWSGI would skip this rule)' : '';
@@ -175,7 +197,7 @@ class LineParser {
     const seen = new Map<Keyword, Token>();
     for (let i = 2; i < rest.length; i += 2) {
       const kw = rest[i];
-      if (!isKeyword(kw.text)) this.fail(kw.col, `unknown keyword '${kw.text}' (expected proto, sport, dport or icmp-type)`);
+      if (!isKeyword(kw.text)) this.fail(kw.col, `unknown keyword '${kw.text}' (expected proto, sport, dport, icmp-type or state)`);
       if (seen.has(kw.text)) this.fail(kw.col, `duplicate '${kw.text}' (first at column ${seen.get(kw.text)!.col})`);
       seen.set(kw.text, kw);
       const val = rest[i + 1];
@@ -196,6 +218,7 @@ class LineParser {
           ast.icmpType = Number(val.text);
           break;
         }
+        case 'state': ast.states = this.states(val); break;
       }
     }
     // Cross checks, once every match is known (the order of matches is free).
@@ -224,11 +247,11 @@ export function parseFileLine(text: string, where: LineSource): ParsedLine {
   const p = new LineParser(where, 'file', '');
   const first = tokens[0];
   if (first.text !== 'in' && first.text !== 'out') {
-    if (first.text === 'allow' || first.text === 'deny')
+    if (ACTIONS.includes(first.text))
       p.fail(first.col, `missing chain word: write 'in ${first.text} ...' or 'out ${first.text} ...'`);
     p.fail(first.col, `unknown chain '${first.text}' (expected in or out)`);
   }
-  if (tokens.length === 1) p.fail(endCol(text), `missing action after '${first.text}' (expected allow or deny)`);
+  if (tokens.length === 1) p.fail(endCol(text), `missing action after '${first.text}' (expected allow, deny or reject)`);
   const rule = p.rule(first.text as Chain, tokens.slice(1), endCol(text));
   return { rule, warnings: p.warnings };
 }
@@ -240,7 +263,7 @@ export function parseOptionRule(text: string, chain: Chain, where: LineSource, i
   const name = `${option}-${chain} (option:${index})`;
   const p = new LineParser(where, 'option', name);
   const tokens = tokenize(text);
-  if (tokens.length === 0) p.fail(1, 'empty rule (expected allow or deny)');
+  if (tokens.length === 0) p.fail(1, 'empty rule (expected allow, deny or reject)');
   const rule = p.rule(chain, tokens, endCol(text));
   return { rule, warnings: p.warnings };
 }

@@ -32,6 +32,9 @@ function portsWithin(inner: Array<[number, number]>, outer: Array<[number, numbe
  *  (the buckets have already checked that a's prefixes contain b's)? */
 export function coversBeyondAddresses(a: NativeRule, b: NativeRule): boolean {
   if (a.proto >= 0 && a.proto !== b.proto) return false;
+  // a state match: b's states (all of them when it names none) must lie in a's.
+  const all = 15;
+  if (a.states && ((b.states || all) & ~a.states) !== 0) return false;
   if (!wantsL4(a)) return true;
   // a needs a transport header; b must need one too, or b also matches fragments.
   if (!wantsL4(b)) return false;

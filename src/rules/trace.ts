@@ -2,10 +2,10 @@
 // classifier as the router (addon().Classifier, keys in KEY_FIELDS order), one
 // match() call per chain for a whole batch of packets, so a trace can never
 // disagree with the data path.
-import { addon, KEY_FIELDS, type NativeClassifier } from '../native';
+import { addon, KEY_FIELDS, STATES, type NativeClassifier } from '../native';
 import type { Chain, Origin, RuleSet } from './types';
 import { RuleError } from './types';
-import { parseIpv4, parseProto, tokenize } from './parse';
+import { parseIpv4, parseProto, tokenize, type Token } from './parse';
 
 /** A packet as a rule sees it. */
 export interface TracePacket {
@@ -17,16 +17,18 @@ export interface TracePacket {
   sport: number;
   dport: number;
   icmpType: number;
+  state?: number;     // STATES index the packet meets (rules naming states look at it); absent: new
 }
 
 export interface Verdict {
-  verdict: 'allow' | 'deny';
+  verdict: 'allow' | 'deny' | 'reject';
   index: number;              // rule index in its chain, -1 for the default policy
   origin: Origin | 'default';
+  state?: string;             // the state the packet met, when a rule of its chain names states
 }
 
 export function formatVerdict(v: Verdict): string {
-  return `${v.verdict} ${v.origin}`;
+  return `${v.verdict} ${v.origin}${v.state ? ` (${v.state})` : ''}`;
 }
 
 /** Fills the 7-uint32-per-packet key array the native classifier takes. */
@@ -43,32 +45,47 @@ export function packetKeys(packets: readonly TracePacket[]): Uint32Array {
   return keys;
 }
 
-export class Tracer {
-  private readonly classifiers: Record<Chain, NativeClassifier>;
+/** A chain as the router compiles it for one state (native/chain.h): the
+ *  rules that can match a packet in that state, with their indices. */
+interface StateChain { classifier: NativeClassifier; index: number[] }
 
-  constructor(private readonly set: RuleSet) {
-    const { Classifier } = addon();
-    this.classifiers = {
-      in: new Classifier(set.in.map((r) => r.native)),
-      out: new Classifier(set.out.map((r) => r.native)),
-    };
+export class Tracer {
+  private readonly chains = new Map<string, StateChain>();
+
+  constructor(private readonly set: RuleSet) {}
+
+  private chain(chain: Chain, state: number): StateChain {
+    const key = `${chain}/${state}`;
+    let c = this.chains.get(key);
+    if (!c) {
+      const index: number[] = [];
+      this.set[chain].forEach((r, i) => { if (!r.native.states || (r.native.states >> state) & 1) index.push(i); });
+      c = { classifier: new (addon().Classifier)(index.map((i) => this.set[chain][i].native)), index };
+      this.chains.set(key, c);
+    }
+    return c;
   }
 
-  /** Verdicts in input order; one native match() call per chain. */
+  /** Verdicts in input order; one native match() call per chain and state. */
   trace(packets: readonly TracePacket[]): Verdict[] {
     const out: Verdict[] = new Array(packets.length);
     for (const chain of ['in', 'out'] as const) {
-      const positions: number[] = [];
-      packets.forEach((p, i) => { if (p.chain === chain) positions.push(i); });
-      if (positions.length === 0) continue;
-      const hits = this.classifiers[chain].match(packetKeys(positions.map((i) => packets[i])));
-      positions.forEach((pos, j) => {
-        const idx = hits[j];
-        const rule = idx >= 0 ? this.set[chain][idx] : undefined;
-        out[pos] = rule
-          ? { verdict: rule.native.action === 1 ? 'deny' : 'allow', index: idx, origin: rule.origin }
-          : { verdict: 'allow', index: -1, origin: 'default' };
-      });
+      const stateful = this.set[chain].some((r) => r.native.states);
+      for (let state = 0; state < STATES.length; state++) {
+        const positions: number[] = [];
+        packets.forEach((p, i) => { if (p.chain === chain && (p.state ?? 0) === state) positions.push(i); });
+        if (positions.length === 0) continue;
+        const c = this.chain(chain, stateful ? state : 0);
+        const hits = c.classifier.match(packetKeys(positions.map((i) => packets[i])));
+        positions.forEach((pos, j) => {
+          const idx = hits[j] >= 0 ? c.index[hits[j]] : -1;
+          const rule = idx >= 0 ? this.set[chain][idx] : undefined;
+          const st = stateful ? { state: STATES[state] } : {};
+          out[pos] = rule
+            ? { verdict: (['allow', 'deny', 'reject'] as const)[rule.native.action], index: idx, origin: rule.origin, ...st }
+            : { verdict: 'allow', index: -1, origin: 'default', ...st };
+        });
+      }
     }
     return out;
   }
@@ -83,6 +100,7 @@ export interface PacketSpec {
   dport?: string;
   icmpType?: string;
   fragment?: boolean;
+  state?: string;
 }
 
 /** Checks a packet description; `fail(field, reason)` reports a bad field. */
@@ -107,10 +125,12 @@ export function buildPacket(spec: PacketSpec, fail: (field: keyof PacketSpec, re
   if ((spec.sport !== undefined || spec.dport !== undefined) && proto !== 6 && proto !== 17)
     fail(spec.sport !== undefined ? 'sport' : 'dport', 'ports need protocol tcp or udp');
   if (spec.icmpType !== undefined && proto !== 1) fail('icmpType', 'an icmp type needs protocol icmp');
+  const state = spec.state === undefined ? 0 : (STATES as readonly string[]).indexOf(spec.state);
+  if (state < 0) fail('state', `unknown state '${spec.state}' (expected ${STATES.join(', ')})`);
   return {
     chain: spec.chain as Chain, src, dst, proto,
     hasL4: !spec.fragment && (proto === 1 || proto === 6 || proto === 17),
-    sport: num('sport', 65535), dport: num('dport', 65535), icmpType: num('icmpType', 255),
+    sport: num('sport', 65535), dport: num('dport', 65535), icmpType: num('icmpType', 255), state,
   };
 }
 
@@ -125,11 +145,14 @@ export function parsePackets(text: string, file: string): TracePacket[] {
       throw new RuleError(`${file}:${i + 1}:${col}: ${reason}`);
     };
     let end = toks.length;
+    // `state S` at the end: the state the packet meets.
+    let state: Token | undefined;
+    if (end >= 2 && toks[end - 2].text === 'state') { state = toks[end - 1]; end -= 2; }
     const fragment = toks[end - 1].text === 'fragment';
     if (fragment) end--;
     if (end < 3) at(toks[end - 1]?.col ?? 1, 'expected in|out SRC DST [PROTO [SPORT DPORT]]');
-    const spec: PacketSpec = { chain: toks[0].text, src: toks[1].text, dst: toks[2].text, fragment };
-    const col: Partial<Record<keyof PacketSpec, number>> = { chain: toks[0].col, src: toks[1].col, dst: toks[2].col };
+    const spec: PacketSpec = { chain: toks[0].text, src: toks[1].text, dst: toks[2].text, fragment, state: state?.text };
+    const col: Partial<Record<keyof PacketSpec, number>> = { chain: toks[0].col, src: toks[1].col, dst: toks[2].col, state: state?.col };
     if (end > 3) { spec.proto = toks[3].text; col.proto = toks[3].col; }
     const p = spec.proto === undefined ? null : parseProto(spec.proto);
     if (end > 4) {

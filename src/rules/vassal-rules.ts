@@ -53,6 +53,12 @@ export function vassalFirewall(vassalFile: string, opts: OptionList, warnings: s
     ruleFiles.push(p);
     inFile(o, () => { for (const f of expandRulePath(p)) all.push(...loadRuleFile(f, warnings)); });
   }
+  // The connection table is the router's, kept for its own rules; a vassal's
+  // chains see no state, and their verdict is a drop without an answer.
+  for (const r of all) {
+    if (r.native.states) throw new ConfigError(`${r.origin}: a vassal's own rules cannot match state (yet): the router's rules decide by connection state; here write addresses, protocols and ports`);
+    if (r.native.action === 2) throw new ConfigError(`${r.origin}: reject in a vassal's own rules is not supported (yet): write deny`);
+  }
   const firewall = { in: all.filter((r) => r.chain === 'in'), out: all.filter((r) => r.chain === 'out') };
   warnings.push(...findShadowed(firewall.in).warnings, ...findShadowed(firewall.out).warnings);
   return { firewall, ruleFiles };

@@ -16,6 +16,7 @@ import type { Option, RouterConfig } from '../../src/config/types';
 import { Lab, uniqueName } from './netns';
 import { tempDir } from './moat';
 import { captureLog, LogLine } from './log';
+import { conntrackDefaults } from '../../src/config/router-config';
 
 /** The Python interpreter itself (not a pyenv shim: the vassal's PATH has none of the host's). */
 export function pythonPath(): string {
@@ -149,7 +150,7 @@ export class EmperorLab {
     const ns = this.lab.netns('mtn');
     const cfg: RouterConfig = {
       device: uniqueName('mtn'), socket: path.join(dir, 'r.sock'), socketMode: 0o666, maxFrame: 8188, queueBytes: 1 << 18,
-      offload: false, holdMs: 50, busyPollUs: 100, sndbuf: 0,
+      offload: false, holdMs: 50, busyPollUs: 100, sndbuf: 0, conntrack: conntrackDefaults(),
       rules: [], ruleFiles: [], bindings: [], peerLimits: [], useCredentials: false, netns: `/run/netns/${ns}`, warnings: [],
     };
     this.router = new Router(cfg, captureLog().log);

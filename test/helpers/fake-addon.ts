@@ -55,7 +55,7 @@ export function routerStats(over: Partial<RouterStats> = {}): RouterStats {
   return {
     rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, fragmented: 0, fragNeeded: 0, gsoSplit: 0, gsoSegments: 0,
     usoTx: 0, usoSegments: 0, heldFrames: 0, heldWrites: 0, busyPolls: 0, busyPollCaught: 0, busyPollNs: 0,
-    drops: {}, peers: [], hits: { in: [], out: [] }, peerHits: [], ...over,
+    drops: {}, conntrack: { entries: 0, slots: 0, slotBytes: 32 }, rejects: 0, rejectsLimited: 0, peers: [], hits: { in: [], out: [] }, peerHits: [], ...over,
   };
 }
 
@@ -173,6 +173,8 @@ export class FakeAddon implements Addon {
   readonly SharedPty = this.recorded(FakeNativeSharedPty, this.sharedPtys);
   readonly parseFrames = notFaked('parseFrames');
   readonly checkIpv4 = notFaked('checkIpv4');
+  readonly Firewall = class { constructor() { notFaked('Firewall')(); } } as unknown as Addon['Firewall'];
+  readonly rejectAnswer = notFaked('rejectAnswer');
   readonly ptyClient = notFaked('ptyClient');
   readonly gsoSplit = notFaked('gsoSplit');
   // The real limits are compared with the option table by a native test; nothing here reads them.

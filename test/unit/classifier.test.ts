@@ -306,7 +306,7 @@ test('malformed rules and keys throw precise TypeErrors', () => {
     assert.throws(() => new Classifier(rules as NativeRule[]), (e: Error) => e instanceof TypeError && msg.test(e.message));
   bad('x', /expected an array of rules/);
   bad([null], /rules\[0\]: expected a rule object/);
-  bad([rule({}), { ...rule({}), action: 2 }], /rules\[1\]\.action: expected an integer 0\.\.1, got 2/);
+  bad([rule({}), { ...rule({}), action: 3 }], /rules\[1\]\.action: expected an integer 0\.\.2, got 3/);
   bad([{ ...rule({}), srcBits: 33 }], /rules\[0\]\.srcBits/);
   bad([{ ...rule({}), dst: 1.5 }], /rules\[0\]\.dst/);
   bad([{ ...rule({}), dst: 2 ** 32 }], /rules\[0\]\.dst/);

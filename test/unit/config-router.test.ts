@@ -3,7 +3,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseIni } from '../../src/config/ini';
 import { loadArgv } from '../../src/config/load';
-import { deviceConfig, routerConfig, routerProcessUser } from '../../src/config/router-config';
+import { conntrackDefaults, deviceConfig, routerConfig, routerProcessUser } from '../../src/config/router-config';
 import { TempDir, throwsConfig } from './config-helpers';
 
 const tmp = new TempDir();
@@ -59,7 +59,7 @@ test('defaults', () => {
   const c = router('tuntap-router = emperor0 /tmp/t.sock\n');
   assert.deepEqual(c, {
     device: 'emperor0', socket: '/tmp/t.sock', stats: undefined, gateway: undefined, socketMode: 0o660,
-    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 50, busyPollUs: 100, sndbuf: 0, rules: [], ruleFiles: [], bindings: [], peerLimits: [],
+    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 50, busyPollUs: 100, sndbuf: 0, conntrack: conntrackDefaults(), rules: [], ruleFiles: [], bindings: [], peerLimits: [],
     useCredentials: false, metrics: undefined, netns: undefined, warnings: [],
   });
 });

@@ -189,6 +189,6 @@ describe('rules check', () => {
   test('exit 1 with file:line:column on an error', () => {
     const f = path.join(tmp, 'typo.rules');
     fs.writeFileSync(f, '# x\nin dney\n');
-    assert.deepEqual(run((o, e) => rulesCheck([f], o, e)), { code: 1, out: '', err: `${f}:2:4: unknown action 'dney' (expected allow or deny)\n` });
+    assert.deepEqual(run((o, e) => rulesCheck([f], o, e)), { code: 1, out: '', err: `${f}:2:4: unknown action 'dney' (expected allow, deny or reject)\n` });
   });
 });

@@ -47,8 +47,8 @@ function rule(line: string, origin = 'x'): CompiledRule {
 
 describe('rule file errors (file:line:column: reason)', () => {
   const cases: Array<[string, string]> = [
-    ['in dney 1.2.3.4 5.6.7.8', "3:4: unknown action 'dney' (expected allow or deny)"],
-    ['out Deny', "3:5: unknown action 'Deny' (expected allow or deny)"],
+    ['in dney 1.2.3.4 5.6.7.8', "3:4: unknown action 'dney' (expected allow, deny or reject)"],
+    ['out Deny', "3:5: unknown action 'Deny' (expected allow, deny or reject)"],
     ['out deny 10.0.0.0/8', "3:20: 'deny' needs a source and a destination address, found only one"],
     ['out deny 10.0.0.0/8 proto tcp', "3:21: 'deny' needs a source and a destination address, found only one"],
     ['in allow proto tcp', "3:10: expected a source address before 'proto' (write 0.0.0.0/0 0.0.0.0/0 to match any)"],
@@ -68,20 +68,20 @@ describe('rule file errors (file:line:column: reason)', () => {
     ['in allow 0.0.0.0/0 0.0.0.0/0 proto tcp icmp-type 8', "3:40: 'icmp-type' needs 'proto icmp'"],
     ['in allow 0.0.0.0/0 0.0.0.0/0 proto icmp icmp-type 256', "3:51: icmp-type '256' is outside 0-255"],
     ['in allow 0.0.0.0/0 0.0.0.0/0 proto sctp', "3:36: bad protocol 'sctp' (expected tcp, udp, icmp or 0-255)"],
-    ['in allow 0.0.0.0/0 0.0.0.0/0 port 80', "3:30: unknown keyword 'port' (expected proto, sport, dport or icmp-type)"],
-    ['in allow 0.0.0.0/0 0.0.0.0/0 1.2.3.4', "3:30: unknown keyword '1.2.3.4' (expected proto, sport, dport or icmp-type)"],
+    ['in allow 0.0.0.0/0 0.0.0.0/0 port 80', "3:30: unknown keyword 'port' (expected proto, sport, dport, icmp-type or state)"],
+    ['in allow 0.0.0.0/0 0.0.0.0/0 1.2.3.4', "3:30: unknown keyword '1.2.3.4' (expected proto, sport, dport, icmp-type or state)"],
     ['in allow 0.0.0.0/0 0.0.0.0/0 proto tcp proto udp', "3:40: duplicate 'proto' (first at column 30)"],
     ['in allow 0.0.0.0/0 0.0.0.0/0 proto tcp dport', "3:45: 'dport' needs a value"],
     ['allow 1.2.3.4 5.6.7.8', "3:1: missing chain word: write 'in allow ...' or 'out allow ...'"],
     ['  inn deny', "3:3: unknown chain 'inn' (expected in or out)"],
-    ['out   # nothing', "3:4: missing action after 'out' (expected allow or deny)"],
+    ['out   # nothing', "3:4: missing action after 'out' (expected allow, deny or reject)"],
   ];
   for (const [line, expected] of cases) test(line, () => assert.equal(fileError(line), expected));
 
   test('the first error fails the whole load, whatever else loaded fine', () => {
     const good = write('good.rules', 'in deny\n');
     const badOne = write('bad.rules', 'out allow\nout alow\n');
-    assert.throws(() => loadRuleSet([opt('in', 'allow')], [good, badOne]), { message: `${badOne}:2:5: unknown action 'alow' (expected allow or deny)` });
+    assert.throws(() => loadRuleSet([opt('in', 'allow')], [good, badOne]), { message: `${badOne}:2:5: unknown action 'alow' (expected allow, deny or reject)` });
   });
 
   test('a missing file is an error naming it', () => {
@@ -100,7 +100,7 @@ describe('options are read as uWSGI reads them, where that is harmless', () => {
   });
   test('a typo in the action is refused (uWSGI reads it as allow)', () => {
     assert.throws(() => loadRuleSet([opt('in', 'allow'), opt('out', 'dney 1.2.3.4 5.6.7.8', 2, 9)], []),
-      { message: "vassal.ini:9: tuntap-router-firewall-out (option:2): unknown action 'dney' (expected allow or deny; uWSGI would read it as allow)" });
+      { message: "vassal.ini:9: tuntap-router-firewall-out (option:2): unknown action 'dney' (expected allow, deny or reject; uWSGI would read it as allow)" });
     assert.throws(() => loadRuleSet([opt('out', 'dney')], []), RuleError);
   });
   test('a one-address rule is refused (uWSGI skips it)', () => {
@@ -218,7 +218,7 @@ test('a budget bounds pathological chains, and the check says where it stopped',
 describe('compiled form', () => {
   test('native fields and canonical text', () => {
     const r = rule('in allow 192.168.0.0/24 0.0.0.0 proto 6 dport 443,80,81-85,86');
-    assert.deepEqual(r.native, { action: 0, src: 0xc0a80000, srcBits: 24, dst: 0, dstBits: 0, proto: 6, sport: [], dport: [[80, 86], [443, 443]], icmpType: -1 });
+    assert.deepEqual(r.native, { action: 0, src: 0xc0a80000, srcBits: 24, dst: 0, dstBits: 0, proto: 6, sport: [], dport: [[80, 86], [443, 443]], icmpType: -1, states: 0 });
     assert.equal(r.text, 'allow 192.168.0.0/24 0.0.0.0/0 proto tcp dport 80-86,443');
     assert.equal(rule('out deny').text, 'deny 0.0.0.0/0 0.0.0.0/0');
     assert.equal(rule('out deny 0.0.0.0/0 10.0.0.1 proto 47').text, 'deny 0.0.0.0/0 10.0.0.1/32 proto 47');
