@@ -157,3 +157,16 @@ test('moat rules trace takes the state a packet meets', () => {
   assert.match(e, /^allow .*outbound\.rules:7 \(established\)$/);
   assert.match(i, /^reject .*outbound\.rules:9 \(invalid\)$/);
 });
+
+test('the seed policy with state (rules/stateful-isolation): answers come in, nothing else from outside; vassals never reach each other', () => {
+  const set = loadRuleSet([], [path.join(__dirname, '../../../rules/stateful-isolation')]);
+  assert.deepEqual(set.warnings, []);
+  const t = new Tracer(set);
+  const pkt = (chain: 'in' | 'out', src: string, dst: string, state: number) =>
+    formatVerdict(t.trace([{ chain, src: ipToInt(src), dst: ipToInt(dst), proto: 17, hasL4: true, sport: 5000, dport: 53, icmpType: 0, state }])[0]);
+  assert.match(pkt('out', '192.168.0.5', '8.8.8.8', 0), /^allow .*:9 \(new\)$/, 'a vassal opens a flow to the outside');
+  assert.match(pkt('in', '8.8.8.8', '192.168.0.5', 1), /^allow .*:12 \(established\)$/, 'its answer comes in');
+  assert.match(pkt('in', '8.8.8.8', '192.168.0.5', 0), /^deny .*:14 \(new\)$/, 'nothing from outside opens one');
+  assert.match(pkt('out', '192.168.0.5', '192.168.0.6', 0), /^deny .*:8 \(new\)$/, 'never another vassal');
+  assert.match(pkt('in', '192.168.0.1', '192.168.0.5', 0), /^allow .*:13 \(new\)$/, 'the gateway may open one, as in the seed');
+});
