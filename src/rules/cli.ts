@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { loadRuleSet } from './load';
 import { RuleError, type RuleSet } from './types';
-import { buildPacket, formatVerdict, parsePackets, Tracer, type PacketSpec, type TracePacket } from './trace';
+import { buildPacket, formatVerdict, parsePackets, Tracer, traceSequence, type PacketSpec, type TracePacket } from './trace';
 
 /** Where the commands write: process.stdout / process.stderr, or a test's collector. */
 export interface Output {
@@ -37,7 +37,7 @@ export function rulesCheck(files: string[], out: Output = process.stdout, err: O
   return 0;
 }
 
-const TRACE_USAGE = 'usage: moat rules trace FILE... (--dir in|out --src A --dst B [--proto P] [--sport N] [--dport N] [--icmp-type N] [--fragment] [--state S] | --packets FILE)';
+const TRACE_USAGE = 'usage: moat rules trace FILE... (--dir in|out --src A --dst B [--proto P] [--sport N] [--dport N] [--icmp-type N] [--fragment] [--state S] | --packets FILE [--sequence])';
 
 /** `moat rules trace FILE... --dir in|out --src A --dst B [...]` prints one
  *  line, `VERDICT ORIGIN` (ORIGIN is the deciding rule's origin or `default`);
@@ -47,6 +47,7 @@ export function rulesTrace(args: string[], out: Output = process.stdout, err: Ou
   const files: string[] = [];
   const flags = new Map<string, string>();
   let fragment = false;
+  let sequence = false;
   const valued = new Set(['--dir', '--src', '--dst', '--proto', '--sport', '--dport', '--icmp-type', '--state', '--packets']);
   const bad = (msg: string): number => {
     err.write(`moat rules trace: ${msg}\n${TRACE_USAGE}\n`);
@@ -55,6 +56,7 @@ export function rulesTrace(args: string[], out: Output = process.stdout, err: Ou
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === '--fragment') { fragment = true; continue; }
+    if (a === '--sequence') { sequence = true; continue; }
     if (!a.startsWith('--')) { files.push(a); continue; }
     const eq = a.indexOf('=');
     const name = eq >= 0 ? a.slice(0, eq) : a;
@@ -79,6 +81,7 @@ export function rulesTrace(args: string[], out: Output = process.stdout, err: Ou
         return bad(`${packetsFile}: cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
       }
       packets = parsePackets(text, packetsFile === '-' ? '<stdin>' : packetsFile);
+      if (sequence && packets.some((p) => p.stated)) return bad('--sequence: the connection table decides each packet\'s state; drop the `state` fields');
     } else {
       for (const f of ['--dir', '--src', '--dst']) if (!flags.has(f)) return bad(`'${f}' is required`);
       const spec: PacketSpec = {
@@ -88,7 +91,7 @@ export function rulesTrace(args: string[], out: Output = process.stdout, err: Ou
       };
       const option: Record<keyof PacketSpec, string> = {
         chain: '--dir', src: '--src', dst: '--dst', proto: '--proto', sport: '--sport', dport: '--dport',
-        icmpType: '--icmp-type', fragment: '--fragment', state: '--state',
+        icmpType: '--icmp-type', fragment: '--fragment', state: '--state', flags: 'flags', at: 'at',
       };
       packets = [buildPacket(spec, (field, reason) => { throw new RuleError(`${option[field]}: ${reason}`); })];
     }
@@ -103,6 +106,8 @@ export function rulesTrace(args: string[], out: Output = process.stdout, err: Ou
   } catch (e) {
     return report(e, err);
   }
-  for (const v of new Tracer(set).trace(packets)) out.write(`${formatVerdict(v)}\n`);
+  if (sequence && flags.get('--packets') === undefined) return bad('--sequence plays a --packets file');
+  const verdicts = sequence ? traceSequence(set, packets) : new Tracer(set).trace(packets);
+  for (const v of verdicts) out.write(`${formatVerdict(v)}\n`);
   return 0;
 }

@@ -6,6 +6,8 @@ import { addon, KEY_FIELDS, STATES, type NativeClassifier } from '../native';
 import type { Chain, Origin, RuleSet } from './types';
 import { RuleError } from './types';
 import { parseIpv4, parseProto, tokenize, type Token } from './parse';
+import { packetBytes, parseTcpFlags } from './trace-packet';
+import { conntrackDefaults } from '../config/router-config';
 
 /** A packet as a rule sees it. */
 export interface TracePacket {
@@ -18,6 +20,9 @@ export interface TracePacket {
   dport: number;
   icmpType: number;
   state?: number;     // STATES index the packet meets (rules naming states look at it); absent: new
+  flags?: number;     // tcp: its flags (trace-packet.ts; default SYN), for --sequence
+  at?: number;        // --sequence: seconds since the first packet (default: the previous packet's time)
+  stated?: boolean;   // its state was given (not with --sequence: the table decides)
 }
 
 export interface Verdict {
@@ -101,6 +106,8 @@ export interface PacketSpec {
   icmpType?: string;
   fragment?: boolean;
   state?: string;
+  flags?: string;     // tcp flags letters (S, A, F, R, P)
+  at?: string;        // seconds (--sequence)
 }
 
 /** Checks a packet description; `fail(field, reason)` reports a bad field. */
@@ -127,15 +134,47 @@ export function buildPacket(spec: PacketSpec, fail: (field: keyof PacketSpec, re
   if (spec.icmpType !== undefined && proto !== 1) fail('icmpType', 'an icmp type needs protocol icmp');
   const state = spec.state === undefined ? 0 : (STATES as readonly string[]).indexOf(spec.state);
   if (state < 0) fail('state', `unknown state '${spec.state}' (expected ${STATES.join(', ')})`);
+  let flags: number | undefined;
+  if (spec.flags !== undefined) {
+    if (proto !== 6) fail('flags', 'flags need protocol tcp');
+    const f = parseTcpFlags(spec.flags);
+    if (f === null) fail('flags', `bad tcp flags '${spec.flags}' (letters of S, A, F, R, P, e.g. SA)`);
+    flags = f!;
+  }
+  let at: number | undefined;
+  if (spec.at !== undefined) {
+    if (!/^\d+(\.\d+)?$/.test(spec.at)) fail('at', `bad time '${spec.at}' (seconds since the first packet, e.g. 31.5)`);
+    at = Number(spec.at);
+  }
   return {
+    ...(flags !== undefined ? { flags } : {}), ...(at !== undefined ? { at } : {}), ...(spec.state !== undefined ? { stated: true } : {}),
     chain: spec.chain as Chain, src, dst, proto,
     hasL4: !spec.fragment && (proto === 1 || proto === 6 || proto === 17),
     sport: num('sport', 65535), dport: num('dport', 65535), icmpType: num('icmpType', 255), state,
   };
 }
 
+/** Plays packets in order through the router's own chains and connection
+ *  table (addon().Firewall: the code the router runs, with the default
+ *  table limits and timeouts), each at its `at` time: the verdict of each
+ *  and the state it met (a new flow over a quota: `deny conntrack_full` or
+ *  `conntrack_vassal`). A packet's own `state` is not used: the table decides. */
+export function traceSequence(set: RuleSet, packets: readonly TracePacket[]): Verdict[] {
+  const stateful = [...set.in, ...set.out].some((r) => r.native.states);
+  const fw = new (addon().Firewall)(set.in.map((r) => r.native), set.out.map((r) => r.native), stateful ? conntrackDefaults() : null);
+  const tracer = new Tracer(set);
+  let t = 0;
+  return packets.map((p) => {
+    t = p.at ?? t;
+    const j = fw.judge(p.chain, packetBytes(p), Math.round(t * 1e9) + 1, p.chain === 'out' ? p.src : p.dst);
+    const v = tracer.trace([{ ...p, state: j.state < 0 ? 0 : j.state }])[0];
+    return j.refused ? { ...v, verdict: 'deny', origin: j.refused } : v;
+  });
+}
+
 /** Packets file: `in|out SRC DST [PROTO [SPORT DPORT]] [fragment]`, for icmp
- *  `in|out SRC DST icmp [TYPE] [fragment]`; '#' comments, blank lines. */
+ *  `in|out SRC DST icmp [TYPE] [fragment]`, then any of `state S`, `flags F`
+ *  (tcp), `at T`; '#' comments, blank lines. */
 export function parsePackets(text: string, file: string): TracePacket[] {
   const packets: TracePacket[] = [];
   text.split(/\r?\n/).forEach((line, i) => {
@@ -145,14 +184,19 @@ export function parsePackets(text: string, file: string): TracePacket[] {
       throw new RuleError(`${file}:${i + 1}:${col}: ${reason}`);
     };
     let end = toks.length;
-    // `state S` at the end: the state the packet meets.
-    let state: Token | undefined;
-    if (end >= 2 && toks[end - 2].text === 'state') { state = toks[end - 1]; end -= 2; }
+    // `state S`, `flags F`, `at T` at the end, in any order: the state the
+    // packet meets; a tcp packet's flags; its time (--sequence).
+    const tail: Partial<Record<'state' | 'flags' | 'at', Token>> = {};
+    while (end >= 2 && ['state', 'flags', 'at'].includes(toks[end - 2].text) && !tail[toks[end - 2].text as 'state']) {
+      tail[toks[end - 2].text as 'state' | 'flags' | 'at'] = toks[end - 1];
+      end -= 2;
+    }
+    const state = tail.state;
     const fragment = toks[end - 1].text === 'fragment';
     if (fragment) end--;
     if (end < 3) at(toks[end - 1]?.col ?? 1, 'expected in|out SRC DST [PROTO [SPORT DPORT]]');
-    const spec: PacketSpec = { chain: toks[0].text, src: toks[1].text, dst: toks[2].text, fragment, state: state?.text };
-    const col: Partial<Record<keyof PacketSpec, number>> = { chain: toks[0].col, src: toks[1].col, dst: toks[2].col, state: state?.col };
+    const spec: PacketSpec = { chain: toks[0].text, src: toks[1].text, dst: toks[2].text, fragment, state: state?.text, flags: tail.flags?.text, at: tail.at?.text };
+    const col: Partial<Record<keyof PacketSpec, number>> = { chain: toks[0].col, src: toks[1].col, dst: toks[2].col, state: state?.col, flags: tail.flags?.col, at: tail.at?.col };
     if (end > 3) { spec.proto = toks[3].text; col.proto = toks[3].col; }
     const p = spec.proto === undefined ? null : parseProto(spec.proto);
     if (end > 4) {

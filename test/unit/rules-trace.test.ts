@@ -192,3 +192,39 @@ describe('rules check', () => {
     assert.deepEqual(run((o, e) => rulesCheck([f], o, e)), { code: 1, out: '', err: `${f}:2:4: unknown action 'dney' (expected allow, deny or reject)\n` });
   });
 });
+
+describe('rules trace --sequence: packets played through the router\'s own connection table', () => {
+  const OUT = 'rules/stateful/outbound.rules';
+  const seq = (lines: string[]) => {
+    const f = path.join(tmp, `seq-${Math.random().toString(36).slice(2)}.packets`);
+    fs.writeFileSync(f, lines.join('\n') + '\n');
+    return trace(OUT, '--packets', f, '--sequence');
+  };
+
+  test('a TCP connection out, its answer, an outsider\'s ACK and SYN; a UDP answer within and after its timeout', () => {
+    const r = seq([
+      'out 192.168.0.5 8.8.8.8 tcp 40000 443 flags S',
+      'in 8.8.8.8 192.168.0.5 tcp 443 40000 flags SA',
+      'out 192.168.0.5 8.8.8.8 tcp 40000 443 flags A',
+      'in 8.8.8.8 192.168.0.5 tcp 443 40001 flags A',
+      'in 8.8.8.8 192.168.0.5 tcp 5555 22 flags S',
+      'out 192.168.0.5 8.8.8.8 udp 5000 53 at 200',
+      'in 8.8.8.8 192.168.0.5 udp 53 5000 at 210',
+      'in 8.8.8.8 192.168.0.5 udp 53 5000 at 400   # 190 s later: past the 180 s of an answered UDP flow',
+    ]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(r.out.trim().split('\n'), [
+      `allow ${OUT}:5 (new)`, `allow ${OUT}:7 (established)`, `allow ${OUT}:5 (established)`,
+      `reject ${OUT}:9 (invalid)`, `reject ${OUT}:9 (new)`,
+      `allow ${OUT}:5 (new)`, `allow ${OUT}:7 (established)`, `deny ${OUT}:10 (new)`,
+    ]);
+  });
+
+  test('a given state, flags without tcp, a bad time: clear errors', () => {
+    assert.match(seq(['out 192.168.0.5 8.8.8.8 udp 1 2 state new']).err, /--sequence: the connection table decides each packet's state/);
+    assert.match(seq(['out 192.168.0.5 8.8.8.8 udp 1 2 flags S']).err, /:1:\d+: flags need protocol tcp/);
+    assert.match(seq(['out 192.168.0.5 8.8.8.8 tcp 1 2 flags X']).err, /bad tcp flags 'X'/);
+    assert.match(seq(['out 192.168.0.5 8.8.8.8 tcp 1 2 at soon']).err, /bad time 'soon'/);
+    assert.match(trace(OUT, '--dir', 'out', '--src', '1.2.3.4', '--dst', '5.6.7.8', '--sequence').err, /--sequence plays a --packets file/);
+  });
+});
