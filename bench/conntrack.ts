@@ -9,8 +9,10 @@
 // so every packet of the stateful router looks its flow up in a table of
 // 100,000 (it stays full: the UDP timeout is raised to 600 s for the run).
 // The figure is packets/s the router wrote to its tun (stats().txPackets),
-// rounds interleaved (stateful, stateless, alternating which goes first),
-// the median of each; the issue's bar: stateful >= 90% of stateless. The
+// rounds interleaved (stateful, stateless, alternating which goes first).
+// The ratio is best stateful / best stateless (as scale.ts: noise on a
+// shared box only ever lowers a figure); the median of the rounds' own
+// ratios is printed beside it. The issue's bar: the ratio >= 0.9. The
 // memory per entry is the process's RSS growth while the table filled,
 // divided by its entries (beside it, what the table's slots take).
 //
@@ -57,8 +59,10 @@ type Variant = 'stateful' | 'stateless';
 export interface ConntrackSection {
   options: ConntrackBenchOptions;
   pps: Record<Variant, number[]>;
-  median: Record<Variant, number>;
-  ratio: number;
+  best: Record<Variant, number>;
+  ratio: number;                // best stateful / best stateless
+  roundRatios: number[];        // each round's stateful / stateless
+  medianRoundRatio: number;
   entries: number;              // the stateful router's table once filled
   slots: number; slotBytes: number;
   rssGrowthBytes: number;
@@ -145,9 +149,10 @@ export async function measureConntrack(o: ConntrackBenchOptions, say: (s: string
       }
     }
     const end = sf.router.stats();
-    const m = { stateful: median(pps.stateful), stateless: median(pps.stateless) };
+    const best = { stateful: Math.max(...pps.stateful), stateless: Math.max(...pps.stateless) };
+    const roundRatios = pps.stateful.map((x, i) => x / pps.stateless[i]);
     return {
-      options: o, pps, median: m, ratio: m.stateful / m.stateless,
+      options: o, pps, best, ratio: best.stateful / best.stateless, roundRatios, medianRoundRatio: median(roundRatios),
       entries: st.conntrack.entries, slots: st.conntrack.slots, slotBytes: st.conntrack.slotBytes,
       rssGrowthBytes: rss1 - rss0, bytesPerEntry: st.conntrack.entries ? (rss1 - rss0) / st.conntrack.entries : NaN,
       refused: (end.drops.conntrack_full ?? 0) + (end.drops.conntrack_vassal ?? 0),
@@ -161,10 +166,10 @@ export function conntrackText(s: ConntrackSection): string {
   const k = (n: number) => Math.round(n).toLocaleString('en-US');
   const mib = (b: number) => (b / 1048576).toFixed(1);
   return [
-    `conntrack: router pps with ${k(s.options.flows)} tracked flows (${s.options.peers} peers, 64-byte UDP, ${s.options.rounds} interleaved rounds of ${s.options.seconds} s, median)`,
-    `  stateless rules: ${k(s.median.stateless)} pps (${s.pps.stateless.map(k).join(', ')})`,
-    `  stateful rules:  ${k(s.median.stateful)} pps (${s.pps.stateful.map(k).join(', ')})`,
-    `  ratio ${s.ratio.toFixed(3)}; the bar is ${CONNTRACK_TARGET}: ${s.ratio >= CONNTRACK_TARGET ? 'met' : 'NOT met'}`,
+    `conntrack: router pps with ${k(s.options.flows)} tracked flows (${s.options.peers} peers, 64-byte UDP, ${s.options.rounds} interleaved rounds of ${s.options.seconds} s, best)`,
+    `  stateless rules: ${k(s.best.stateless)} pps (rounds ${s.pps.stateless.map(k).join(', ')})`,
+    `  stateful rules:  ${k(s.best.stateful)} pps (rounds ${s.pps.stateful.map(k).join(', ')})`,
+    `  ratio ${s.ratio.toFixed(3)} (best / best; the rounds' own ratios ${s.roundRatios.map((r) => r.toFixed(2)).join(', ')}, median ${s.medianRoundRatio.toFixed(2)}); the bar is ${CONNTRACK_TARGET}: ${s.ratio >= CONNTRACK_TARGET ? 'met' : 'NOT met'}`,
     `  table: ${k(s.entries)} entries in ${k(s.slots)} slots of ${s.slotBytes} bytes (${mib(s.slots * s.slotBytes)} MiB reserved); refused flows ${s.refused}`,
     `  memory: RSS grew ${mib(s.rssGrowthBytes)} MiB while the table filled: ${s.bytesPerEntry.toFixed(0)} bytes per entry (slots x ${s.slotBytes} B / entries = ${(s.slots * s.slotBytes / Math.max(1, s.entries)).toFixed(0)} B once every page is touched)`,
   ].join('\n');
