@@ -7,7 +7,8 @@
 // can use one: a UDP echo server and a TCP server in the gateway namespace,
 // a moat Device in a vassal namespace (its kernel's TCP: real SYN, ACK, FIN).
 // Covered: each state, reject's answers (TCP reset, ICMP port unreachable),
-// the per-vassal and global quotas, reloads with live connections.
+// the per-vassal and global quotas, reloads with live connections, a
+// vassal's own rules narrowing the router's in the tracked path.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChildProcess } from 'node:child_process';
@@ -290,6 +291,41 @@ test('reload with a live TCP connection: the same rules, then one more (8080 no 
   } finally {
     holder.kill();
     await load();
+  }
+});
+
+test('a vassal\'s own rules narrow the router\'s in the tracked path, never widen them', async () => {
+  const a = await learnedPeer();
+  const b = await learnedPeer();
+  const own = (lines: string[]) => lines.map((l, i) => compileRule(parseFileLine(l, { file: 'vassal.rules', line: i + 1 }).rule!, `vassal.rules:${i + 1}`).native);
+  L.router.setPeerRules([{
+    key: 1, addr: ipToInt(a.addr),
+    out: own([`out deny ${a.addr} ${L.gw} proto udp dport 7998`]),
+    // its in chain denies the echo server's answers to one port, and tries to let every UDP in
+    in: own([`in deny ${L.gw} ${a.addr} proto udp sport ${ECHO_PORT} dport 44001`, `in allow 0.0.0.0/0 ${a.addr} proto udp`]),
+  }]);
+  try {
+    await waitFor(() => L.router.stats().peerHits.length === 1, 2000, 'peer rules installed');
+    const p0 = L.peerStats(a.addr).drops;
+    a.peer.send(udpPacket(a.addr, L.gw, 44000, 7998, 'own-out'));
+    await waitFor(() => L.peerStats(a.addr).drops.vassal_firewall_out - (p0.vassal_firewall_out ?? 0) === 1, 2000, 'vassal_firewall_out');
+    // the router's rules and its own pass a flow out: its answer (established
+    // for the router) meets its own in deny on one port, passes on another
+    a.peer.send(udpPacket(a.addr, L.gw, 44001, ECHO_PORT, 'denied answer'));
+    await waitFor(() => L.peerStats(a.addr).drops.vassal_firewall_in - (p0.vassal_firewall_in ?? 0) === 1, 2000, 'vassal_firewall_in');
+    a.peer.send(udpPacket(a.addr, L.gw, 44002, ECHO_PORT, 'answered'));
+    assert.ok(await a.peer.waitPacket(isUdp(L.gw, ECHO_PORT, a.addr, 44002), 2000), 'answer to 44002');
+    assert.ok(!a.peer.packets.some(isUdp(L.gw, ECHO_PORT, a.addr, 44001)), 'no answer to 44001');
+    a.peer.clear();
+    // its own `in allow` does not let a new flow in: the router's in deny judged first
+    assert.equal(await L.udpFromGateway(a.addr, 5055, 2, 10), 0);
+    await waitFor(() => L.peerStats(a.addr).drops.firewall_in - (p0.firewall_in ?? 0) === 2, 2000, 'router in deny');
+    assert.ok(!a.peer.packets.some((p) => parseIpv4(p).proto === PROTO_UDP), 'no UDP reached a');
+    // b, without own rules, still reaches the echo server
+    b.peer.send(udpPacket(b.addr, L.gw, 44000, ECHO_PORT, 'b'));
+    assert.ok(await b.peer.waitPacket(isUdp(L.gw, ECHO_PORT, b.addr, 44000), 2000));
+  } finally {
+    L.router.setPeerRules([]);
   }
 });
 
