@@ -5,6 +5,7 @@
 //                          [--skip-flood] [--skip-paced] [--skip-tcp] [--skip-rtt]
 //                          [--skip-scale] [--scale-peers N] [--scale-seconds S] [--scale-rounds R]
 //                          [--skip-limits | --limits-only]   (the limits section, limits.ts)
+//                          [--skip-conntrack | --conntrack-only]   (the conntrack section, conntrack.ts)
 //                          [--busy-poll US]   (moat's polling after traffic, both ends; docs/busy-poll.md)
 //                          [--mtu N]   (links at MTU N; uWSGI's at most 8188)
 //                          [--offload on|off]   (moat's virtio-net offloads; default on)
@@ -26,6 +27,7 @@ import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, pingTi
 import { limitsTargetsText, targetsText } from './targets';
 import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summarize } from './scale';
 import { limitsDefaults, limitsFailed, LimitsSection, limitsText, measureLimits } from './limits';
+import { CONNTRACK_TARGET, ConntrackSection, conntrackText, measureConntrack, parseConntrackArgs } from './conntrack';
 import { Kind, KINDS, makeScenario, moatBuilt, Scenario } from './scenarios';
 
 // Kept here too: rules-sweep.ts and others import it from run.
@@ -47,10 +49,12 @@ export interface Options {
   scaleRounds: number;
   /** Only the limits section (--limits-only): no rtt, no kinds, no scale. */
   limitsOnly: boolean;
+  /** Only the conntrack section (--conntrack-only). */
+  conntrackOnly: boolean;
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false };
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false };
   let scaleSeconds: number | undefined;
   let scaleRounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -60,8 +64,9 @@ export function parseArgs(argv: string[]): Options {
       const list = (argv[++i] ?? '').split(',').filter(Boolean);
       for (const k of list) if (!KINDS.includes(k as Kind)) throw new Error(`--only: unknown scenario ${k} (veth, uwsgi, moat)`);
       o.only = list as Kind[];
-    } else if (/^--skip-(flood|paced|tcp|rtt|scale|limits)$/.test(a)) o.skip.add(a.slice(7));
+    } else if (/^--skip-(flood|paced|tcp|rtt|scale|limits|conntrack)$/.test(a)) o.skip.add(a.slice(7));
     else if (a === '--limits-only') o.limitsOnly = true;
+    else if (a === '--conntrack-only') o.conntrackOnly = true;
     else if (a === '--scale-peers') {
       o.scalePeers = Number(argv[++i]);
       if (!Number.isInteger(o.scalePeers) || o.scalePeers < 1 || o.scalePeers > 20000) throw new Error('--scale-peers must be an integer 1..20000');
@@ -90,6 +95,8 @@ export function parseArgs(argv: string[]): Options {
     else throw new Error(`unknown option ${a}`);
   }
   if (o.limitsOnly && o.skip.has('limits')) throw new Error('--limits-only and --skip-limits: nothing left to measure');
+  if (o.conntrackOnly && o.skip.has('conntrack')) throw new Error('--conntrack-only and --skip-conntrack: nothing left to measure');
+  if (o.conntrackOnly && o.limitsOnly) throw new Error('--conntrack-only and --limits-only: pick one');
   o.scaleSeconds = scaleSeconds ?? (o.quick ? 1 : 3);
   o.scaleRounds = scaleRounds ?? (o.quick ? 1 : 3);
   checkScaleOptions({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: o.scaleRounds });
@@ -236,12 +243,17 @@ export interface ScaleSection {
 
 /** Whether this run has a scale section: moat is measured and it is not skipped. */
 export function wantScale(o: Options): boolean {
-  return !o.limitsOnly && o.only.includes('moat') && !o.skip.has('scale');
+  return !o.limitsOnly && !o.conntrackOnly && o.only.includes('moat') && !o.skip.has('scale');
 }
 
 /** Whether this run has a limits section: moat is measured and it is not skipped, or --limits-only. */
 export function wantLimits(o: Options): boolean {
-  return o.limitsOnly || (o.only.includes('moat') && !o.skip.has('limits'));
+  return o.limitsOnly || (!o.conntrackOnly && o.only.includes('moat') && !o.skip.has('limits'));
+}
+
+/** Whether this run has a conntrack section: moat is measured and it is not skipped, or --conntrack-only. */
+export function wantConntrack(o: Options): boolean {
+  return o.conntrackOnly || (!o.limitsOnly && o.only.includes('moat') && !o.skip.has('conntrack'));
 }
 
 async function runLimits(o: Options): Promise<LimitsSection | { error: string }> {
@@ -367,11 +379,12 @@ async function main(): Promise<void> {
   if (loadBefore[0] > 0.5) process.stderr.write(`bench: load average ${loadBefore[0].toFixed(2)} before start: other work on this box will lower the figures\n`);
   const results: Partial<Record<Kind, KindResult>> = {};
   let rtts = new Map<Kind, Partial<Record<Dir, RttResult>>>();
-  if (!o.skip.has('rtt') && !o.limitsOnly) {
+  const sectionOnly = o.limitsOnly || o.conntrackOnly;
+  if (!o.skip.has('rtt') && !sectionOnly) {
     process.stderr.write(`bench: rtt (${o.only.join(', ')} interleaved)\n`);
     rtts = await measureRtt(o.only, o);
   }
-  for (const k of o.limitsOnly ? [] : o.only) {
+  for (const k of sectionOnly ? [] : o.only) {
     process.stderr.write(`bench: ${k}\n`);
     results[k] = await measureKind(k, o, rtts.get(k));
   }
@@ -385,9 +398,15 @@ async function main(): Promise<void> {
     process.stderr.write('bench: limits\n');
     limitsRun = await runLimits(o);
   }
+  let conntrackRun: ConntrackSection | { error: string } | undefined;
+  if (wantConntrack(o)) {
+    process.stderr.write('bench: conntrack\n');
+    conntrackRun = await measureConntrack(parseConntrackArgs(o.quick ? ['--quick'] : []), (l) => process.stderr.write(l + '\n'))
+      .catch((e: Error) => ({ error: e.message }));
+  }
   const limits = limitsRun && !('error' in limitsRun) ? limitsRun : undefined;
   const parts: string[] = [];
-  if (!o.limitsOnly) {
+  if (!sectionOnly) {
     let t = table(results);
     if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
     t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off); busy polling: ${o.busyPollUs === undefined ? 'default (100 µs)' : `${o.busyPollUs} µs`} (--busy-poll US)`;
@@ -396,14 +415,16 @@ async function main(): Promise<void> {
   }
   if (limits) parts.push(limitsText(limits));
   else if (limitsRun && 'error' in limitsRun) parts.push(`limits: error: ${limitsRun.error.split('\n')[0]}`);
-  if (!o.limitsOnly && results.moat && o.only.length === KINDS.length) parts.push(targetsText(results, scale, limits));
+  if (conntrackRun) parts.push('error' in conntrackRun ? `conntrack: error: ${conntrackRun.error.split('\n')[0]}` : conntrackText(conntrackRun));
+  if (!sectionOnly && results.moat && o.only.length === KINDS.length) parts.push(targetsText(results, scale, limits));
   else if (limits) parts.push(limitsTargetsText(limits));
   const t = parts.join('\n\n');
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, conntrack: conntrackRun, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error' ||
-    (limitsRun !== undefined && ('error' in limitsRun || limitsFailed(limitsRun)));
+    (limitsRun !== undefined && ('error' in limitsRun || limitsFailed(limitsRun))) ||
+    (conntrackRun !== undefined && ('error' in conntrackRun || conntrackRun.ratio < CONNTRACK_TARGET));
   process.exitCode = failed ? 1 : 0;
 }
 

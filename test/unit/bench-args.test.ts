@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { parseArgs, scaleText, wantLimits, wantScale } from '../../bench/run';
+import { parseArgs, scaleText, wantConntrack, wantLimits, wantScale } from '../../bench/run';
+import { conntrackText, parseConntrackArgs } from '../../bench/conntrack';
 import { checkScaleOptions, Round, summarize } from '../../bench/scale';
 import { judge, LIMIT_CASES, Burst, LimitScale, LIMITS_SCALE_TARGET, parseLimitsArgs, peerLimitArgs, RateRow, ratesTable, ScaleConfig, scaleLines, scaleRatios } from '../../bench/limits';
 import { limitsTargetLines } from '../../bench/targets';
@@ -199,4 +200,41 @@ test('limits rates: the table and the target name what is off', () => {
   assert.equal(t[0], 'limits: 2 of 3 received rates within 10% of the limit: NOT met (off: 10 Mbit/s TCP out 0.85)');
   assert.equal(t[1], 'limits at scale: not measured');
   assert.match(limitsTargetLines({ quick: false, rateSeconds: 4, rates: rows.filter((r) => r.within) })[0], /2 of 2 .*: met$/);
+});
+
+test('conntrack section: on with moat, --skip-conntrack leaves it out, --conntrack-only runs it alone', () => {
+  assert.equal(wantConntrack(parseArgs([])), true);
+  assert.equal(wantConntrack(parseArgs(['--only', 'veth,uwsgi'])), false);
+  assert.equal(wantConntrack(parseArgs(['--skip-conntrack'])), false);
+  const only = parseArgs(['--conntrack-only']);
+  assert.equal(only.conntrackOnly, true);
+  assert.equal(wantConntrack(only), true);
+  assert.equal(wantScale(only), false);
+  assert.equal(wantLimits(only), false);
+  assert.equal(wantConntrack(parseArgs(['--limits-only'])), false);
+  assert.throws(() => parseArgs(['--conntrack-only', '--skip-conntrack']), /nothing left/);
+  assert.throws(() => parseArgs(['--conntrack-only', '--limits-only']), /pick one/);
+});
+
+test('conntrack bench options: 100,000 flows from 4 peers, 5 rounds of 2 s (2 of 1 s quick), bounds named', () => {
+  assert.deepEqual(parseConntrackArgs([]), { quick: false, flows: 100000, peers: 4, seconds: 2, rounds: 5 });
+  assert.deepEqual(parseConntrackArgs(['--quick']), { quick: true, flows: 100000, peers: 4, seconds: 1, rounds: 2 });
+  assert.deepEqual(parseConntrackArgs(['--flows', '5000', '--peers', '1', '--seconds', '0.5', '--rounds', '3']),
+    { quick: false, flows: 5000, peers: 1, seconds: 0.5, rounds: 3 });
+  for (const [bad, re] of [[['--flows', '0'], /--flows/], [['--flows', '1.5'], /--flows/], [['--peers', '65'], /--peers/],
+    [['--seconds', '0'], /--seconds/], [['--rounds', '11'], /--rounds/], [['--rounds'], /--rounds/], [['--x'], /unknown option/],
+    [['--flows', '100000', '--peers', '1'], /share of the table/]] as Array<[string[], RegExp]>) {
+    assert.throws(() => parseConntrackArgs(bad), re, bad.join(' '));
+  }
+});
+
+test('conntrack text: the ratio against the 0.9 bar and the memory per entry', () => {
+  const s = {
+    options: parseConntrackArgs([]), pps: { stateful: [95, 90], stateless: [100, 100] }, best: { stateful: 95, stateless: 100 }, ratio: 0.95, roundRatios: [0.95, 0.9], medianRoundRatio: 0.9,
+    entries: 100000, slots: 524288, slotBytes: 32, rssGrowthBytes: 16 * 1048576, bytesPerEntry: 167.77, refused: 0,
+  };
+  const t = conntrackText(s);
+  assert.match(t, /ratio 0\.950 \(best \/ best; the rounds' own ratios 0\.95, 0\.90, median 0\.90\); the bar is 0\.9: met/);
+  assert.match(t, /168 bytes per entry/);
+  assert.match(conntrackText({ ...s, ratio: 0.85 }), /NOT met/);
 });
