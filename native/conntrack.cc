@@ -164,6 +164,14 @@ uint64_t Conntrack::timeout_ns(const Entry& e) const {
   return uint64_t(s) * kSecondNs;
 }
 
+void Conntrack::prefetch(const uint8_t* pkt, size_t len) const {
+  CtLookup l;
+  uint8_t icmp_type = 0;
+  if (!tuple_of(pkt, len, &l, &icmp_type)) return;
+  bool src_is_a;
+  __builtin_prefetch(&slots_[hash(key_of(l.src, l.dst, l.sport, l.dport, l.proto, &src_is_a)) & mask_]);
+}
+
 CtLookup Conntrack::lookup(const uint8_t* pkt, size_t len, uint64_t now) {
   CtLookup l;
   uint8_t icmp_type = 0;

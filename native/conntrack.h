@@ -70,6 +70,10 @@ class Conntrack {
 
   // The state pkt (passed ipv4_check) meets at time now (ns).
   CtLookup lookup(const uint8_t* pkt, size_t len, uint64_t now);
+  // Starts loading the slot pkt's flow hashes to, so that its lookup, a
+  // packet later, does not wait on memory (the table is larger than the
+  // caches: one miss per packet otherwise). No effect on the table.
+  void prefetch(const uint8_t* pkt, size_t len) const;
   // pkt was accepted: create or update its entry. vassal: the address of the
   // vassal whose flow it is (its quota). A new flow over a quota is refused.
   CtRefusal commit(const CtLookup& l, uint32_t vassal, uint64_t now);

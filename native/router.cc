@@ -653,6 +653,7 @@ struct RouterLoop final : Router::Loop {
         return close_peer(p, "protocol_error");
       }
       p->rx.add(1);
+      if (ct) prefetch_flow(buf + off + kFrameHeaderSize + h.size, p->in_len - off - kFrameHeaderSize - h.size, limit);
       route_up(p, h, buf + off + kFrameHeaderSize);
       off += kFrameHeaderSize + h.size;
     }
@@ -662,6 +663,24 @@ struct RouterLoop final : Router::Loop {
       memmove(p->in.get(), buf + off, p->in_len - off);
       p->in_len -= off;
     }
+  }
+
+  // The connection table's slot of the next frame's packet (at next, avail
+  // bytes read) starts loading while this one is routed: with a table larger
+  // than the caches, one memory wait per packet fewer (bench/conntrack.ts).
+  void prefetch_flow(const uint8_t* next, size_t avail, size_t limit) const {
+    FrameHeader h;
+    if (next_frame(next, avail, limit, &h) != FrameStatus::Ok) return;
+    const uint8_t* pkt = next + kFrameHeaderSize;
+    size_t len = h.size;
+    if (h.mod2 == kModVnet) {
+      if (len < kVnetHdrLen) return;
+      pkt += kVnetHdrLen;
+      len -= kVnetHdrLen;
+    } else if (h.mod2 != 0) {
+      return;
+    }
+    ct->prefetch(pkt, len);
   }
 
   void route_up(Peer* p, const FrameHeader& h, const uint8_t* payload) {
