@@ -44,6 +44,7 @@ constexpr size_t kTunBatch = 64;            // packets read from the tun per wak
 constexpr size_t kTunBufSize = 65536 + 16;  // one IPv4 packet at most, with a virtio_net_hdr
 constexpr size_t kArenaSize = 512 * 1024;   // one batch of frames read from the tun
 constexpr size_t kPeerInMin = 65536;        // a peer's input buffer, at least
+constexpr size_t kSharedRead = 16384;       // a read while other peers wait in the same wakeup
 constexpr int kEpollEvents = 64;
 constexpr int kAcceptBatch = 16;
 constexpr size_t kMaxPendingEvents = 65536; // beyond: events are dropped (JS not draining)
@@ -129,6 +130,7 @@ struct RouterLoop final : Router::Loop {
   // Connection tracking (conntrack.h): a table only while the rule set
   // names a state. Answers to rejected packets: at most kRejectPerSecond.
   std::unique_ptr<Conntrack> ct;
+  int readable_peers = 0;  // peers with input in this wakeup (on_peer_readable)
   Counter ct_entries, ct_capacity, rejects, rejects_limited;
   uint64_t reject_window = 0;
   uint32_t reject_budget = 0;
@@ -265,6 +267,12 @@ struct RouterLoop final : Router::Loop {
       // Shaped packets whose tokens came leave before newer ones arrive.
       if (shape_due != 0 && now >= shape_due) release_shaped();
       bool tun_event = false;
+      // Several peers with input in one wakeup: each reads a smaller share,
+      // so one that sends a little (a ping beside floods) waits for a
+      // shorter round of the others (on_peer_readable).
+      readable_peers = 0;
+      for (int i = 0; i < n; i++)
+        if (evs[i].data.u64 > kTagControl && (evs[i].events & EPOLLIN)) readable_peers++;  // a peer (its pointer)
       for (int i = 0; i < n; i++) {
         const uint64_t tag = evs[i].data.u64;
         if (tag == kTagControl) {
@@ -628,10 +636,16 @@ struct RouterLoop final : Router::Loop {
   // ---- up: peer -> tun ----------------------------------------------------
 
   // At most one read (one buffer-full) per peer per wakeup: a flooding peer
-  // cannot starve the others.
+  // cannot starve the others. With other peers readable in the same wakeup,
+  // the read is at most kSharedRead (and at least what completes a frame):
+  // a round of every busy peer takes less time, so the latency a light
+  // peer sees beside floods falls (router-fairness test), while a peer
+  // alone still reads its whole buffer.
   void on_peer_readable(Peer* p) {
     const size_t limit = p->offload ? kMaxFramePayload : opts.max_frame;
-    const ssize_t n = read(p->fd, p->in.get() + p->in_len, p->in_cap - p->in_len);
+    size_t want = p->in_cap - p->in_len;
+    if (readable_peers > 1) want = std::min(want, std::max(kSharedRead, limit + kFrameHeaderSize));
+    const ssize_t n = read(p->fd, p->in.get() + p->in_len, want);
     if (n == 0) return close_peer(p, "closed");
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;

@@ -1,8 +1,9 @@
 // router-fairness.test.ts: when the router is the bottleneck, busy vassals
 // share it fairly (issue 16, item 3): two peers flooding without limits get
 // rates within 20% of each other, and a third vassal's ping keeps a median
-// under 2 ms, none lost, while they flood (its p99 is printed: the 2 ms p99
-// the issue asks for is not met on this VM, see the comment at the end). The floods come from frame peers in child
+// under 1 ms, none lost, while they flood (its p99 is printed: the 2 ms p99
+// the issue asks for is not met every run on this VM, see the comment at
+// the end). The floods come from frame peers in child
 // processes that write pre-built frames (UDP, 1400 bytes) as fast as the
 // router reads them: on this 2-core machine a generator that runs the
 // kernel's UDP stack and a device per packet (iperf3 through moat devices)
@@ -144,7 +145,7 @@ after(async () => {
   await L.cleanup();
 });
 
-test('two peers flooding without limits get rates within 20% of each other; a third one\'s ping answers within 2 ms (median) while they flood', async () => {
+test('two peers flooding without limits get rates within 20% of each other; a third one\'s ping answers within 1 ms (median) while they flood', async () => {
   figures.push(`load average before: ${loadavg()}`);
   const q0 = threadSched();
   const quiet = await pings(nsC, PINGS);
@@ -173,9 +174,11 @@ test('two peers flooding without limits get rates within 20% of each other; a th
   assert.equal(peer(3).ipPacketsOut - pb(3).ipPacketsOut, gotB.packets, 'B: what the router wrote is what arrived');
   assert.ok(ratio <= 1.2, `rates within 20%: A ${gotA.bytes}, B ${gotB.bytes} bytes`);
   // The router's share of the neighbour's wait is at most one round of the
-  // floods' reads (one buffer per peer per wakeup): the median stays under
-  // 2 ms. The tail on this VM is not the floods': a stall of one scheduler
-  // tick (4 ms) shows without them too (the quiet figure above; issue 19).
-  assert.ok(busy.p50 < 2, `ping p50 under 2 ms while they flood: ${fmt(busy)}`);
+  // floods' reads (one read per peer per wakeup, 16 KB while others wait):
+  // the median stays under 1 ms (measured 0.30-0.37 ms; 0.72-1.14 with a
+  // whole 64 KB buffer per read). The p99 measured 1.1-3.1 ms: the rest is
+  // the pinging process's own wakeups on CPUs the floods keep busy
+  // (docs/latency.md), not asserted here.
+  assert.ok(busy.p50 < 1, `ping p50 under 1 ms while they flood: ${fmt(busy)}`);
   assert.equal(busy.got, busy.sent, `no ping lost while they flood: ${fmt(busy)}`);
 });
