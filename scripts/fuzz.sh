@@ -32,14 +32,16 @@ declare -A SOURCES=(
   [fuzz_frame]="native/frame.cc native/offload.cc native/gso.cc"
   [fuzz_classifier]="native/classifier.cc"
   [fuzz_gso]="native/gso.cc"
+  [fuzz_conntrack]="native/conntrack.cc native/reject.cc native/frame.cc native/offload.cc native/gso.cc"
 )
 declare -A MAXLEN=(
   [fuzz_frame]=70000
   [fuzz_classifier]=4096
   [fuzz_gso]=65545
+  [fuzz_conntrack]=8192
 )
 HARNESSES=("$@")
-[ ${#HARNESSES[@]} -eq 0 ] && HARNESSES=(fuzz_frame fuzz_classifier fuzz_gso)
+[ ${#HARNESSES[@]} -eq 0 ] && HARNESSES=(fuzz_frame fuzz_classifier fuzz_gso fuzz_conntrack)
 
 # UBSan findings abort (and so are saved); leaks are reported by LSan.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
