@@ -66,7 +66,8 @@ async function peerAt(addr: string): Promise<FramePeer> {
   const peer = await FramePeer.connect(L.sockPath);
   L.lab.onCleanup(() => peer.close());
   peer.send(udpPacket(addr, L.gw, 4000, PORT, 'hello'));
-  await waitFor(() => L.router.stats().peers.some((p) => p.addr === ipToInt(addr)), 3000, `${addr} learned`);
+  // Learned, and the datagram written to the tun (the address is taken before the write).
+  await waitFor(() => L.router.stats().peers.some((p) => p.addr === ipToInt(addr) && p.ipPacketsOut === 1), 3000, `${addr} learned`);
   return peer;
 }
 
