@@ -70,7 +70,7 @@ export function buildInstance(options: OptionList, checked: CheckedOptions, opts
   } else if (emperorCfg && hooks.length) {
     throw new Error('exec-as-root in the emperor\'s config needs tuntap-router (the hooks run once its device exists)');
   }
-  const emperor = emperorCfg ? new Emperor(emperorCfg, { router: routerProcess, log: emperorLog }) : undefined;
+  const emperor = emperorCfg ? new Emperor(emperorCfg, { router: routerProcess, log: emperorLog, reread: opts.reread }) : undefined;
   if (emperor) components.push(emperor);
   if (has('tuntap-device')) components.push(deviceComponent(new Device(deviceConfig(options))));
   for (const c of ptys) components.push(ptyRouterComponent(new PtyRouter(c)));

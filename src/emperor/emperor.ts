@@ -27,7 +27,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import client from 'prom-client';
 import { formatOf, loadFile } from '../config/load';
-import { ConfigError } from '../config/types';
+import { ConfigError, type OptionList } from '../config/types';
 import { formatNetwork, ipv4ToInt, intToIpv4 } from '../addr';
 import { logger, Logger } from '../log';
 import type { LearnNetwork, PeerBinding, PeerLimit, PeerStats } from '../native';
@@ -42,7 +42,7 @@ import { describeLimits } from '../vassal/cgroup-limits';
 import { registerVassalMetrics } from './vassal-metrics';
 import { removeVassalDir } from '../vassal/remove-dir';
 import { DEFAULT_SUPERVISOR, SupervisorOptions, Vassal, VassalState } from '../vassal/vassal';
-import type { EmperorConfig } from './config';
+import { emperorConfig, type EmperorConfig } from './config';
 import { Clock, CronMetrics, CronScheduler, parseJobExit } from '../plugins/cron';
 import { runtimeStartTime } from './runtime-start';
 import { deviceNetwork } from './vassal-network';
@@ -96,6 +96,8 @@ export interface EmperorOptions {
   debounceMs?: number;
   log?: Logger;
   cronClock?: Clock;           // the clock cron schedules by (tests replace it)
+  /** The emperor's options read again from their files (SIGHUP: reload()). */
+  reread?: () => OptionList;
 }
 
 export class Emperor extends EventEmitter implements Component {
@@ -132,10 +134,12 @@ export class Emperor extends EventEmitter implements Component {
     this.router = opts.router;
     this.debounceMs = opts.debounceMs ?? 200;
     this.cronClock = opts.cronClock;
+    this.reread = opts.reread;
     // A file that failed to deploy still reserves the address it names.
     this.on('scanned', () => this.pushBindings());
   }
   private readonly cronClock?: Clock;
+  private readonly reread?: () => OptionList;
   private readonly debounceMs: number;
 
   /** Starts watching and deploys what the directory holds. */
@@ -230,6 +234,35 @@ export class Emperor extends EventEmitter implements Component {
       this.debounceTimer = undefined;
       void this.scan();
     }, delay);
+  }
+
+  /** SIGHUP: the emperor's config read again. New vassal defaults (traffic
+   *  and cgroup limits, emperor-vassal-*) apply to the running vassals they
+   *  change, without a restart or a reconnect; the other emperor options
+   *  take effect at the next start. A bad config changes nothing. */
+  reload(why: string): void {
+    if (!this.reread || this.stopped) return;
+    let next: EmperorConfig;
+    try {
+      next = emperorConfig(this.reread());
+    } catch (err) {
+      this.log.error({ why, err: (err as Error).message }, 'emperor config not reloaded: the old vassal defaults stay in force');
+      return;
+    }
+    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    if (same(next.vassalTraffic, this.config.vassalTraffic) && same(next.vassalLimits, this.config.vassalLimits)) return;
+    this.config.vassalTraffic = next.vassalTraffic;
+    this.config.vassalLimits = next.vassalLimits;
+    this.busy = this.busy.then(() => {
+      for (const e of this.entries.values()) {
+        if (!e.vassal || !e.spec) continue;
+        const probe: Entry = { name: e.name, file: e.file, hash: e.hash, rulePaths: e.rulePaths };
+        const spec = this.parse(probe, e);
+        if (spec && onlyLimitsDiffer(e.spec, spec)) this.applyLimits(e, spec);
+      }
+      this.pushLimits();
+      this.log.info({ why, traffic: describeTraffic(next.vassalTraffic) || 'none' }, 'vassal defaults reloaded: applied to the running vassals');
+    });
   }
 
   /** One pass over the directory; passes never overlap. Resolves when done. */

@@ -6,7 +6,8 @@
 // runtime, same connection) at the new rate; the emperor's totals by vassal
 // name and its accounting log equal what the gateway received, within 1%,
 // across a restart of moat (router process and emperor), every interval
-// written once.
+// written once; a SIGHUP with new emperor-wide defaults applies them to the
+// running vassals.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -119,12 +120,29 @@ function sameCount(counted: number, received: number, what: string): void {
   assert.ok(counted <= received && counted >= received * 0.99, `${what}: counted ${counted}, the gateway received ${received} (within 1%)`);
 }
 
+describe('the emperor\'s defaults reloaded', () => {
+  test('SIGHUP with a new emperor-vassal-rate-out: the vassal it limits gets it, same runtime and connection', async () => {
+    const before = (await row('learner.ini'))!;
+    const peer = (await peers()).find((p) => p.pid === before.pid)!;
+    assert.ok(peer && before.address === host(9), 'the learner is connected with its learned address');
+    fs.writeFileSync(ini, fs.readFileSync(ini, 'utf8').replace('emperor-vassal-rate-out = 4mbit', 'emperor-vassal-rate-out = 6mbit'));
+    moat.child.kill('SIGHUP');
+    await waitFor(() => /vassal defaults reloaded/.test(moat.output()), 10000, 'the reload applied');
+    within((await sendAndMeasure('learner.ini', before.pid!, host(9), 1400, 4000)).bits, 6e6, 'learned address after SIGHUP, emperor-vassal-rate-out = 6mbit');
+    const after = (await row('learner.ini'))!;
+    assert.deepEqual([after.pid, after.restarts], [before.pid, before.restarts], 'not restarted');
+    assert.ok((await peers()).some((p) => p.id === peer.id), 'still the same connection');
+  });
+});
+
 describe('accounting by vassal name through moat emperor', () => {
   test('totals by name and the accounting log equal what the gateway received, across a restart of moat', async () => {
     const stat = async (name: string) => (await row(name) as unknown as { accounting: { packets_out: number } | null }).accounting;
-    await until(async () => (await stat('named.ini'))?.packets_out === heard['named.ini'], 'the emperor counted what the gateway heard', 5000)
-      .catch(async () => sameCount((await stat('named.ini'))?.packets_out ?? 0, heard['named.ini'], 'named.ini before the restart (status)'));
-    sameCount((await stat('learner.ini'))!.packets_out, heard['learner.ini'], 'learner.ini before the restart (status)');
+    // The emperor samples the router's counters every second.
+    for (const name of ['named.ini', 'learner.ini']) {
+      await until(async () => (await stat(name))?.packets_out === heard[name], `the emperor counted what the gateway heard from ${name}`, 5000).catch(() => undefined);
+      sameCount((await stat(name))?.packets_out ?? 0, heard[name], `${name} before the restart (status)`);
+    }
     // A clean restart: the interval in progress is written at the stop, the totals restored at the start.
     moat.child.kill('SIGTERM');
     await Promise.race([moat.exited, sleep(20000)]);
@@ -142,7 +160,7 @@ describe('accounting by vassal name through moat emperor', () => {
     figures.push(`--status:\n${status.trimEnd()}`);
     assert.match(status, /OUT NOW\/LIMIT/);
     assert.match(status, /^named\.ini\s.*\s[\d.]+[km]?bit\/2mbit\s/m, 'named.ini: its rate now beside its 2mbit limit');
-    assert.match(status, /^learner\.ini\s.*\s[\d.]+[km]?bit\/4mbit\s/m, 'learner.ini: beside the emperor\'s default');
+    assert.match(status, /^learner\.ini\s.*\s[\d.]+[km]?bit\/6mbit\s/m, 'learner.ini: beside the emperor\'s default (6mbit since the SIGHUP)');
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const m = /moat_vassal_network_packets_total\{vassal="named\.ini",direction="out"\} (\d+)/.exec(metrics);
     assert.ok(m, 'the vassal\'s packets by name in /metrics');
