@@ -350,7 +350,7 @@ export class Emperor extends EventEmitter implements Component {
       if (spec.address) {
         for (const other of this.entries.values()) {
           if (other === e || other === current) continue;
-          const a = other.spec?.address ?? other.learned;
+          const a = addressOf(other);
           if (a === spec.address && (other.vassal || other.learned)) {
             throw new ConfigError(`tuntap-device-address: ${spec.address} is already ${other.spec?.address ? 'named by' : 'used by'} vassal ${other.name}`);
           }
@@ -627,7 +627,7 @@ export class Emperor extends EventEmitter implements Component {
     const held = new Set<number>();
     for (const e of this.entries.values()) {
       if (!e.vassal || !e.spec?.device) continue;
-      const a = e.spec.address ?? e.learned;
+      const a = addressOf(e);
       const rt = this.runtimeOf(e);
       out.push({ uid: -1, pid: rt?.pid ?? -1, start: rt?.start ?? 0, vassal: this.vassalKey(e), addr: a ? ipv4ToInt(a) : 0 });
       if (a) held.add(ipv4ToInt(a));
@@ -641,20 +641,25 @@ export class Emperor extends EventEmitter implements Component {
     return out;
   }
 
-  private lastPushed?: string;   // what the router has (a rescan changes nothing most of the time)
+  // What the router has of each kind (a rescan changes nothing most of the time).
+  private readonly pushed = new Map<string, string>();
+
+  /** Calls send unless what it carries (value) is what the router already has of this kind. */
+  private pushIfChanged(kind: 'bindings' | 'limits' | 'peer-rules', value: unknown, send: () => void): void {
+    const text = JSON.stringify(value);
+    if (this.pushed.get(kind) === text) return;
+    this.pushed.set(kind, text);
+    send();
+  }
 
   private pushBindings(): void {
     if (!this.router) return;
     this.pushLimits();
     this.pushPeerRules();
+    const router = this.router;
     const list = this.bindings();
-    const sent = JSON.stringify([list, this.learn === undefined ? 'unrestricted' : this.learn]);
-    if (sent === this.lastPushed) return;
-    this.lastPushed = sent;
-    this.router.setBindings('emperor', list, this.learn);
+    this.pushIfChanged('bindings', [list, this.learn === undefined ? 'unrestricted' : this.learn], () => router.setBindings('emperor', list, this.learn));
   }
-
-  private lastLimits?: string;
 
   /** Each vassal's traffic limits by its address (named in its file or
    *  learned), the emperor's defaults for every other peer (address 0). A
@@ -664,22 +669,18 @@ export class Emperor extends EventEmitter implements Component {
     const out: PeerLimit[] = [];
     if (hasTrafficLimits(this.config.vassalTraffic ?? {})) out.push(peerLimit(0, this.config.vassalTraffic));
     for (const e of this.entries.values()) {
-      const a = e.spec?.address ?? e.learned;
+      const a = addressOf(e);
       if (e.vassal && e.spec && a) out.push(peerLimit(ipv4ToInt(a), e.spec.traffic));
     }
     return out;
   }
 
   private pushLimits(): void {
-    if (!this.router) return;
+    const router = this.router;
+    if (!router) return;
     const list = this.trafficLimits();
-    const sent = JSON.stringify(list);
-    if (sent === this.lastLimits) return;
-    this.lastLimits = sent;
-    this.router.setLimits('emperor', list);
+    this.pushIfChanged('limits', list, () => router.setLimits('emperor', list));
   }
-
-  private lastPeerRules?: string;
 
   /** Each vassal's own rules (vassal-firewall-*) by its address, named in
    *  its file or learned. A vassal that learns its address is judged by the
@@ -688,7 +689,7 @@ export class Emperor extends EventEmitter implements Component {
   peerRules(): VassalRules[] {
     const out: VassalRules[] = [];
     for (const e of this.entries.values()) {
-      const a = e.spec?.address ?? e.learned;
+      const a = addressOf(e);
       const fw = e.spec?.firewall;
       if (e.vassal && fw && a && (fw.in.length || fw.out.length)) out.push({ name: e.name, addr: ipv4ToInt(a), in: fw.in, out: fw.out });
     }
@@ -696,12 +697,10 @@ export class Emperor extends EventEmitter implements Component {
   }
 
   private pushPeerRules(): void {
-    if (!this.router) return;
+    const router = this.router;
+    if (!router) return;
     const list = this.peerRules();
-    const sent = JSON.stringify(list);
-    if (sent === this.lastPeerRules) return;
-    this.lastPeerRules = sent;
-    this.router.setPeerRules('emperor', list);
+    this.pushIfChanged('peer-rules', list, () => router.setPeerRules('emperor', list));
   }
 
   /** One row per vassal file (the stats document's emperor.vassals). */
@@ -710,7 +709,7 @@ export class Emperor extends EventEmitter implements Component {
     try { if (this.router?.running) peers = this.router.stats().peers; } catch { /* stopping */ }
     return [...this.entries.values()].sort((a, b) => a.name.localeCompare(b.name)).map((e) => {
       const v = e.vassal;
-      const address = e.spec?.address ?? e.learned ?? null;
+      const address = addressOf(e) ?? null;
       const p = v?.pid ? peers.find((x) => x.pid === v.pid) ?? (address ? peers.find((x) => x.addr === ipv4ToInt(address)) : undefined) : undefined;
       return {
         name: e.name,
@@ -760,4 +759,9 @@ function fullHash(textHash: string, rulePaths?: string[]): string {
 function onlyLimitsDiffer(a: VassalSpec, b: VassalSpec): boolean {
   const rest = (s: VassalSpec) => JSON.stringify({ ...s, limits: undefined, traffic: undefined, firewall: undefined, ruleFiles: undefined, warnings: undefined });
   return rest(a) === rest(b);
+}
+
+/** The address a vassal holds: the one its file names, else the one it learned (undefined: none yet). */
+function addressOf(e: Entry): string | undefined {
+  return e.spec?.address ?? e.learned;
 }
