@@ -161,6 +161,8 @@ describe('accounting by vassal name through moat emperor', () => {
     assert.match(status, /OUT NOW\/LIMIT/);
     assert.match(status, /^named\.ini\s.*\s[\d.]+[km]?bit\/2mbit\s/m, 'named.ini: its rate now beside its 2mbit limit');
     assert.match(status, /^learner\.ini\s.*\s[\d.]+[km]?bit\/6mbit\s/m, 'learner.ini: beside the emperor\'s default (6mbit since the SIGHUP)');
+    // The emperor samples every second: /metrics and the status are compared once the last datagrams are counted.
+    await until(async () => (await stat('named.ini'))?.packets_out === heard['named.ini'], 'the emperor counted the burst', 5000).catch(() => undefined);
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const m = /moat_vassal_network_packets_total\{vassal="named\.ini",direction="out"\} (\d+)/.exec(metrics);
     assert.ok(m, 'the vassal\'s packets by name in /metrics');
