@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { NativeRule, PeerRuleSet } from '../../src/native';
-import { requireRoot } from '../helpers/netns';
+import { requireRoot, waitFor } from '../helpers/netns';
 import { ipToInt, PROTO_ICMP } from '../helpers/packets';
 import { FramePeer } from '../helpers/frame-peer';
 import { RouterLab } from '../helpers/native-router';
@@ -115,22 +115,30 @@ test('a peer\'s allow never widens the router\'s deny, in either chain', async (
 test('a reload of a peer\'s rules keeps its connection and the counters of unchanged rules', async () => {
   const book = new PeerRuleBook();
   const compiled = (lines: string[]) => lines.map((l, i) => compileRule(parseFileLine(l, { file: 'a.rules', line: i + 1 }).rule!, `a.rules:${i + 1}`));
-  const set = (lines: string[]) => {
+  const set = async (lines: string[]) => {
     const rules = compiled(lines);
-    book.set('emperor', [{ name: 'a.ini', addr: ipToInt(A), in: rules.filter((r) => r.chain === 'in'), out: rules.filter((r) => r.chain === 'out') }]);
+    const inRules = rules.filter((r) => r.chain === 'in');
+    const outRules = rules.filter((r) => r.chain === 'out');
+    book.set('emperor', [{ name: 'a.ini', addr: ipToInt(A), in: inRules, out: outRules }]);
     L.router.setPeerRules(book.next());
+    // The loop thread takes a new set at its next wakeup: wait until the
+    // stats show it (each set here differs from the last in its shape).
+    await waitFor(() => {
+      const h = peerHits(A);
+      return h !== undefined && h.in.length === inRules.length && h.out.length === outRules.length;
+    }, 3000, 'the router to install the new rule set');
   };
   const denyPing = `out deny ${A}/32 ${gw}/32 proto icmp`;
   try {
     const idBefore = L.peerStats(A).id;
-    set([denyPing]);
+    await set([denyPing]);
     assert.equal(await a.ping(A, gw, 300), false);
     assert.equal(await a.ping(A, gw, 300), false);
     const denied = peerHits(A)!.out[0];
     assert.ok(denied >= 2, `two pings denied (${denied})`);
 
     // An allow in front of it: the deny moves to index 1 with its counter; pings pass now.
-    set([`out allow ${A}/32 ${gw}/32 proto icmp`, denyPing, `in allow ${gw}/32 ${A}/32`]);
+    await set([`out allow ${A}/32 ${gw}/32 proto icmp`, denyPing, `in allow ${gw}/32 ${A}/32`]);
     assert.ok(await a.ping(A, gw), 'allowed by the new first rule');
     let h = peerHits(A)!;
     assert.equal(h.out[1], denied, 'the unchanged deny kept its counter');
@@ -139,7 +147,7 @@ test('a reload of a peer\'s rules keeps its connection and the counters of uncha
 
     // Rules that changed start from 0; the key (the vassal) stays the same.
     const key = h.key;
-    set([`out allow ${A}/32 ${gw}/32 proto icmp`, `out deny ${A}/32 ${L.host(98)}/32`]);
+    await set([`out allow ${A}/32 ${gw}/32 proto icmp`, `out deny ${A}/32 ${L.host(98)}/32`]);
     h = peerHits(A)!;
     assert.equal(h.key, key);
     assert.ok(h.out[0] >= 1, 'the unchanged allow (now alone at index 0) kept its count');
