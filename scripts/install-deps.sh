@@ -12,6 +12,7 @@ packages=(
   busybox-static                  # small roots for pivot-root tests
   util-linux procps               # nsenter, unshare, ps
   tmux openssh-server openssh-client  # pty tests: a real terminal, an ssh login
+  etcd-server etcd-client          # the fleet store (tests start etcd as a child process)
 )
 missing=()
 for p in "${packages[@]}"; do
