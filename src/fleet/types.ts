@@ -13,6 +13,7 @@ export interface FleetEndpointOptions {
   prefix: string;              // '/moat' (leading slash, no trailing one)
   tls?: { ca?: string; cert?: string; key?: string };   // PEM file paths (https endpoints)
   auth?: { username: string; password: string };
+  callTimeoutMs?: number;      // deadline of each etcd call (default 2000): an outage never hangs a call
 }
 
 export interface FleetStoreOptions extends FleetEndpointOptions {

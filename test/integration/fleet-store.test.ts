@@ -1,0 +1,253 @@
+// fleet-store.test.ts: the fleet's etcd side against a real etcd (Debian's
+// etcd-server in a namespace of the test, reached over a veth): registration
+// and a refused duplicate host, the watch, claim races, address conflicts,
+// release and report, fencing across etcd outages (SIGSTOP), and stop().
+// Each test works under a prefix of its own.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import pino from 'pino';
+import { Lab, requireRoot, sh, sleep, uniqueName, waitFor } from '../helpers/netns';
+import { EtcdServer } from '../helpers/etcd-server';
+import { FleetStore } from '../../src/fleet/fleet-store';
+import type { FleetStoreOptions } from '../../src/fleet/types';
+
+const lab = new Lab();
+let etcd: EtcdServer;
+const stores: FleetStore[] = [];
+const log = pino({ level: process.env.MOAT_TEST_LOG ?? 'silent' });
+let prefixes = 0;
+const newPrefix = () => `/t${process.pid}-${++prefixes}`;
+
+before(async () => {
+  requireRoot();
+  const ns = lab.netns('mfs');
+  const outer = uniqueName('mfo');
+  const inner = uniqueName('mfi');
+  const net = `10.${16 + crypto.randomInt(200)}.${crypto.randomInt(250)}.${4 * crypto.randomInt(60)}`.split('.').map(Number);
+  const ip = (n: number) => `${net[0]}.${net[1]}.${net[2]}.${net[3] + n}`;
+  sh('ip', ['link', 'add', outer, 'type', 'veth', 'peer', 'name', inner]);
+  lab.onCleanup(() => sh('ip', ['link', 'del', outer]));
+  sh('ip', ['link', 'set', inner, 'netns', ns]);
+  sh('ip', ['addr', 'add', `${ip(1)}/30`, 'dev', outer]);
+  sh('ip', ['link', 'set', outer, 'up']);
+  sh('ip', ['addr', 'add', `${ip(2)}/30`, 'dev', inner], { ns });
+  sh('ip', ['link', 'set', inner, 'up'], { ns });
+  etcd = new EtcdServer(ns, ip(2), 2379);
+  await etcd.start();
+});
+
+after(async () => {
+  if (etcd) etcd.resume();
+  await Promise.all(stores.map((s) => s.stop()));
+  if (etcd) await etcd.stop();
+  await lab.cleanup();
+});
+
+function store(host: string, prefix: string, over: Partial<FleetStoreOptions> = {}): FleetStore {
+  const s = new FleetStore({
+    endpoints: [etcd.url], prefix, host, hostAddress: '192.0.2.10', ttlSec: 2, renewMs: 300, marginMs: 500,
+    callTimeoutMs: 1000, log: log.child({ host }), ...over,
+  });
+  stores.push(s);
+  return s;
+}
+
+/** Records the store's events with their time. */
+function events(s: FleetStore): Array<{ name: string; at: number }> {
+  const seen: Array<{ name: string; at: number }> = [];
+  for (const name of ['fenced', 'unfenced', 'lease-lost', 'registered', 'change']) s.on(name, () => seen.push({ name, at: Date.now() }));
+  return seen;
+}
+
+test('a host registers under a lease; its name is refused while it lives and taken over once its lease expired', async () => {
+  const p = newPrefix();
+  const a = store('h1', p);
+  await a.start();
+  const rec = JSON.parse(etcd.get(`${p}/hosts/h1`)!) as { address: string; since: string };
+  assert.equal(rec.address, '192.0.2.10');
+  assert.ok(!Number.isNaN(Date.parse(rec.since)));
+  assert.equal(a.fenced, false);
+  assert.equal(a.snapshot().hosts.get('h1')?.lease, a.lease);
+
+  await assert.rejects(store('h1', p).start(), /^Error: fleet-host h1 is held by a live host \(its lease has [12] s left\)$/);
+
+  // a host that died: its key under a lease nobody renews
+  const lease = /lease ([0-9a-f]+) granted/.exec(etcd.ctl(['lease', 'grant', '2']))![1];
+  etcd.ctl(['put', `--lease=${lease}`, `${p}/hosts/h2`, '{"since":"x"}']);
+  await assert.rejects(store('h2', p).start(), /fleet-host h2 is held by a live host/);
+  await sleep(3200);
+  const c = store('h2', p);
+  await c.start();
+  assert.equal(c.snapshot().hosts.size, 2);
+});
+
+test('the snapshot is read at start and the watch applies puts and deletes of vassals and rules within a second', async () => {
+  const p = newPrefix();
+  etcd.put(`${p}/vassals/old.ini`, '[uwsgi]\n');
+  etcd.put(`${p}/other/ignored`, 'x');
+  const s = store('w1', p);
+  const seen = events(s);
+  await s.start();
+  assert.deepEqual([...s.snapshot().vassals.keys()], ['old.ini']);
+  const within = async (what: string, pred: () => boolean) => {
+    const t0 = Date.now();
+    await waitFor(pred, 1000, what);
+    return Date.now() - t0;
+  };
+  etcd.put(`${p}/vassals/a.ini`, 'A');
+  await within('a.ini put', () => s.snapshot().vassals.get('a.ini') === 'A');
+  etcd.put(`${p}/rules/10-base.rules`, 'allow all');
+  await within('rule put', () => s.snapshot().rules.get('10-base.rules') === 'allow all');
+  etcd.put(`${p}/vassals/a.ini`, 'A2');
+  await within('a.ini changed', () => s.snapshot().vassals.get('a.ini') === 'A2');
+  etcd.del(`${p}/vassals/old.ini`);
+  await within('old.ini deleted', () => !s.snapshot().vassals.has('old.ini'));
+  etcd.del(`${p}/rules/`, true);
+  await within('rules deleted', () => s.snapshot().rules.size === 0);
+  assert.ok(seen.filter((e) => e.name === 'change').length >= 5);
+  assert.equal(s.snapshot().vassals.size, 1);
+});
+
+test('two hosts racing for the same 20 vassals (with addresses): each vassal is won by exactly one', async () => {
+  const p = newPrefix();
+  const a = store('ra', p);
+  const b = store('rb', p);
+  await Promise.all([a.start(), b.start()]);
+  const names = Array.from({ length: 20 }, (_, i) => `v${i}.ini`);
+  const addr = (i: number) => `10.99.0.${i + 1}`;
+  const [ra, rb] = await Promise.all([
+    Promise.all(names.map((n, i) => a.claim(n, addr(i)))),
+    Promise.all(names.map((n, i) => b.claim(n, addr(i)))),
+  ]);
+  const placements = etcd.list(`${p}/placement/`);
+  const addresses = etcd.list(`${p}/addresses/`);
+  names.forEach((n, i) => {
+    assert.equal(Number(ra[i].ok) + Number(rb[i].ok), 1, `${n}: ${JSON.stringify([ra[i], rb[i]])}`);
+    const [winner, loser] = ra[i].ok ? ['ra', rb[i]] : ['rb', ra[i]];
+    assert.deepEqual(loser, { ok: false, reason: 'placed', host: winner }, n);
+    assert.deepEqual(JSON.parse(placements.get(`${p}/placement/${n}`)!), { host: winner, address: addr(i) });
+    assert.equal(addresses.get(`${p}/addresses/${addr(i)}`), n);
+  });
+});
+
+test('an address is held by one vassal: a second claim names the holder and places nothing; release and releaseAddress', async () => {
+  const p = newPrefix();
+  const a = store('aa', p);
+  const b = store('ab', p);
+  await Promise.all([a.start(), b.start()]);
+  assert.deepEqual(await a.claim('one.ini', '10.98.0.1'), { ok: true });
+  assert.deepEqual(await b.claim('two.ini', '10.98.0.1'), { ok: false, reason: 'address', holder: 'one.ini' });
+  assert.equal(etcd.get(`${p}/placement/two.ini`), undefined, 'the refused claim placed nothing');
+  assert.deepEqual(await b.claimAddress('three.ini', '10.98.0.1'), { ok: false, reason: 'address', holder: 'one.ini' });
+  assert.deepEqual(await a.claim('one.ini', '10.98.0.1'), { ok: true }, 'claiming again what is already ours');
+
+  // the address stays with the vassal when it moves: released by a, claimed by b
+  assert.equal(await b.release('one.ini'), false, 'not b\'s placement');
+  assert.equal(await a.release('one.ini'), true);
+  assert.equal(etcd.get(`${p}/placement/one.ini`), undefined);
+  assert.equal(etcd.get(`${p}/addresses/10.98.0.1`), 'one.ini');
+  assert.deepEqual(await b.claim('one.ini', '10.98.0.1'), { ok: true });
+  assert.deepEqual(JSON.parse(etcd.get(`${p}/placement/one.ini`)!), { host: 'ab', address: '10.98.0.1' });
+
+  // a learned address, then the vassal's key removed: its address freed
+  assert.deepEqual(await a.claimAddress('four.ini', '10.98.0.4'), { ok: true });
+  assert.deepEqual(await a.claimAddress('four.ini', '10.98.0.4'), { ok: true });
+  assert.equal(await a.releaseAddress('10.98.0.4', 'five.ini'), false);
+  assert.equal(await a.releaseAddress('10.98.0.4', 'four.ini'), true);
+  assert.equal(etcd.get(`${p}/addresses/10.98.0.4`), undefined);
+});
+
+test('report writes state and a learned address into this host\'s placement, and skips unchanged values', async () => {
+  const p = newPrefix();
+  const a = store('pa', p);
+  await a.start();
+  assert.deepEqual(await a.claim('r.ini'), { ok: true });
+  assert.equal(await a.report('r.ini', 'running'), true);
+  assert.deepEqual(JSON.parse(etcd.get(`${p}/placement/r.ini`)!), { host: 'pa', state: 'running' });
+  const txns = a.requests.get('txn');
+  assert.equal(await a.report('r.ini', 'running'), true);
+  assert.equal(a.requests.get('txn'), txns, 'an unchanged report is not written');
+  assert.equal(await a.report('r.ini', 'running', '10.97.0.5'), true);
+  assert.deepEqual(JSON.parse(etcd.get(`${p}/placement/r.ini`)!), { host: 'pa', address: '10.97.0.5', state: 'running' });
+  assert.equal(await a.report('elsewhere.ini', 'running'), false, 'no placement of this host');
+  await waitFor(() => a.snapshot().placements.get('r.ini')?.state === 'running', 1000, 'the report in the snapshot');
+  assert.match(await a.registry.metrics(), /moat_fleet_placements 1/);
+});
+
+test('an etcd outage shorter than ttl - renew - margin fences nothing; a longer one fences, and renewing in time unfences', async () => {
+  const p = newPrefix();
+  // fenced 2 s after the last renewal sent; the lease outlives a 2.4 s outage
+  const s = store('fa', p, { ttlSec: 3, renewMs: 300, marginMs: 1000 });
+  const seen = events(s);
+  await s.start();
+  assert.deepEqual(await s.claim('f.ini'), { ok: true });
+  await sleep(400);
+
+  etcd.pause();
+  await sleep(1300);                   // < 3000 - 300 - 1000
+  etcd.resume();
+  await sleep(700);
+  assert.deepEqual(seen.filter((e) => e.name !== 'change'), [], 'a short outage fences nothing');
+  assert.equal(s.fenced, false);
+
+  const t0 = Date.now();
+  etcd.pause();
+  await waitFor(() => s.fenced, 2500, 'fenced');
+  assert.ok(seen.some((e) => e.name === 'fenced'));
+  const fencedAfter = seen.find((e) => e.name === 'fenced')!.at - t0;
+  assert.ok(fencedAfter >= 1500 && fencedAfter <= 2300, `fenced ${fencedAfter} ms into the outage`);
+  assert.deepEqual(await s.claim('g.ini'), { ok: false, reason: 'fenced', message: 'fleet-host fa is fenced (no lease renewal in time)' });
+  await sleep(2400 - (Date.now() - t0));
+  etcd.resume();
+  await waitFor(() => !s.fenced, 2000, 'unfenced');
+  await waitFor(() => seen.some((e) => e.name === 'unfenced'), 500, "'unfenced'");
+  assert.ok(!seen.some((e) => e.name === 'lease-lost'));
+  assert.ok(etcd.get(`${p}/placement/f.ini`), 'the placement survived');
+
+  // the watch goes on after the outages
+  etcd.put(`${p}/vassals/after.ini`, 'x');
+  await waitFor(() => s.snapshot().vassals.has('after.ini'), 3000, 'the watch after the outage');
+});
+
+test('an outage longer than the ttl: fenced, the lease lost, registered again under a new lease', async () => {
+  const p = newPrefix();
+  const s = store('fb', p);            // ttl 2 s, fenced at 1.5 s
+  const seen = events(s);
+  await s.start();
+  const first = s.lease;
+  assert.deepEqual(await s.claim('l.ini'), { ok: true });
+  etcd.pause();
+  await sleep(3000);
+  etcd.resume();
+  await waitFor(() => seen.some((e) => e.name === 'registered'), 5000, "'registered'");
+  const names = seen.map((e) => e.name).filter((n) => n !== 'change');
+  assert.deepEqual(names, ['fenced', 'lease-lost', 'registered']);
+  assert.equal(s.fenced, false);
+  assert.notEqual(s.lease, first);
+  assert.equal(etcd.get(`${p}/placement/l.ini`), undefined, 'the old lease took its placement along');
+  assert.ok(etcd.get(`${p}/hosts/fb`));
+  assert.deepEqual(await s.claim('l.ini'), { ok: true });
+});
+
+test('stop() revokes the lease: the host\'s placements vanish at once; with etcd stopped it still returns in a few seconds', async () => {
+  const p = newPrefix();
+  const a = store('sa', p);
+  const b = store('sb', p);
+  await Promise.all([a.start(), b.start()]);
+  for (const n of ['x.ini', 'y.ini', 'z.ini']) assert.deepEqual(await a.claim(n), { ok: true });
+  await waitFor(() => b.snapshot().placements.size === 3, 1000, 'b sees the placements');
+  await a.stop();
+  assert.equal(etcd.list(`${p}/placement/`).size, 0);
+  assert.equal(etcd.get(`${p}/hosts/sa`), undefined);
+  await waitFor(() => b.snapshot().placements.size === 0 && !b.snapshot().hosts.has('sa'), 1000, 'b sees them gone');
+
+  etcd.pause();
+  try {
+    const t0 = Date.now();
+    await b.stop();
+    assert.ok(Date.now() - t0 < 3000, `stop took ${Date.now() - t0} ms`);
+  } finally {
+    etcd.resume();
+  }
+});
