@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import { Etcd3, IOptions } from 'etcd3';
 import { noop } from 'cockatiel';
+import { parseEtcdUrl } from './etcd-url';
 import type { FleetEndpointOptions } from './types';
 
 export const DEFAULT_CALL_TIMEOUT_MS = 2000;
@@ -84,4 +85,34 @@ function readPem(file: string, what: string): Buffer {
 export function readPasswordFile(file: string): string {
   const text = fs.readFileSync(file, 'utf8');
   return text.split(/\r?\n/)[0];
+}
+
+/** What the etcd options say (the CLI's --etcd-* flags, the emperor's
+ *  fleet options): the URL with its TLS files and user. */
+export interface EtcdFlags {
+  url: string;
+  ca?: string; cert?: string; key?: string;
+  user?: string; passwordFile?: string;
+  callTimeoutMs?: number;
+}
+
+export function endpointOptions(f: EtcdFlags): FleetEndpointOptions {
+  const { endpoints, prefix } = parseEtcdUrl(f.url);
+  const opts: FleetEndpointOptions = { endpoints, prefix };
+  if (f.ca || f.cert || f.key) {
+    if (!endpoints[0].startsWith('https://')) throw new Error('etcd TLS files given for an etcd:// URL: use etcds://');
+    opts.tls = { ca: f.ca, cert: f.cert, key: f.key };
+  }
+  if (!f.user !== !f.passwordFile) throw new Error('etcd auth needs both the user and the password file');
+  if (f.user && f.passwordFile) {
+    let password: string;
+    try {
+      password = readPasswordFile(f.passwordFile);
+    } catch (err) {
+      throw new Error(`etcd password file ${f.passwordFile}: ${(err as Error).message}`);
+    }
+    opts.auth = { username: f.user, password };
+  }
+  if (f.callTimeoutMs !== undefined) opts.callTimeoutMs = f.callTimeoutMs;
+  return opts;
 }

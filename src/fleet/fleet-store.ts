@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import client from 'prom-client';
 import type { ICompare, IKeyValue, IRequestOp, IWatchResponse, Watcher } from 'etcd3';
 import { EtcdConnection } from './etcd-client';
-import { checkName, fleetKey, Kind, parseFleetKey, parseHostValue, parsePlacementValue, placementValue } from './keys';
+import { applyFleetKey, checkName, emptySnapshot, fleetKey, Kind, parsePlacementValue, placementValue } from './keys';
 import type { ClaimResult, FleetSnapshot, FleetStoreOptions, PlacementRecord } from './types';
 
 const FENCE_CHECK_MS = 100;
@@ -30,10 +30,6 @@ const CLAIM_ATTEMPTS = 3;
 
 const buf = (s: string) => Buffer.from(s, 'utf8');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-
-export function emptySnapshot(): FleetSnapshot {
-  return { revision: '0', vassals: new Map(), rules: new Map(), hosts: new Map(), placements: new Map(), addresses: new Map() };
-}
 
 export class FleetStore extends EventEmitter {
   readonly registry = new client.Registry();
@@ -440,29 +436,8 @@ export class FleetStore extends EventEmitter {
 
   /** Applies one key to snap; its kind if it is one of the fleet's keys. */
   private applyKv(snap: FleetSnapshot, kv: IKeyValue, deleted: boolean): Kind | undefined {
-    const key = kv.key.toString('utf8');
-    const k = parseFleetKey(this.opts.prefix, key);
-    if (!k) return undefined;
-    const value = kv.value.toString('utf8');
-    const bad = () => { this.opts.log.warn({ key }, 'fleet: a value that is not what this key holds (ignored)'); };
-    switch (k.kind) {
-      case 'vassals': if (deleted) snap.vassals.delete(k.name); else snap.vassals.set(k.name, value); break;
-      case 'rules': if (deleted) snap.rules.delete(k.name); else snap.rules.set(k.name, value); break;
-      case 'addresses': if (deleted) snap.addresses.delete(k.name); else snap.addresses.set(k.name, value); break;
-      case 'hosts': {
-        const h = deleted ? undefined : parseHostValue(value, kv.lease);
-        if (!deleted && !h) bad();
-        if (h) snap.hosts.set(k.name, h); else snap.hosts.delete(k.name);
-        break;
-      }
-      case 'placement': {
-        const p = deleted ? undefined : parsePlacementValue(value);
-        if (!deleted && !p) bad();
-        if (p) snap.placements.set(k.name, p); else snap.placements.delete(k.name);
-        break;
-      }
-    }
-    return k.kind;
+    return applyFleetKey(this.opts.prefix, snap, kv.key.toString('utf8'), kv.value.toString('utf8'), kv.lease, deleted,
+      (key) => this.opts.log.warn({ key }, 'fleet: a value that is not what this key holds (ignored)'));
   }
 
   // ---- claims ----

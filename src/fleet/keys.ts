@@ -1,6 +1,6 @@
 // keys.ts: the fleet's etcd keys (layout in types.ts) and their values,
 // shared by the store and `moat fleet status`.
-import type { HostRecord, PlacementRecord } from './types';
+import type { FleetSnapshot, HostRecord, PlacementRecord } from './types';
 
 export const KINDS = ['vassals', 'rules', 'hosts', 'placement', 'addresses'] as const;
 export type Kind = typeof KINDS[number];
@@ -59,4 +59,35 @@ export function parsePlacementValue(value: string): PlacementRecord | undefined 
 
 export function placementValue(p: PlacementRecord): string {
   return JSON.stringify({ host: p.host, ...(p.address ? { address: p.address } : {}), ...(p.state ? { state: p.state } : {}) });
+}
+
+/** Applies one key (put, or deleted) to snap; its kind if it is one of the
+ *  fleet's keys. onBad hears of a host or placement value it cannot read
+ *  (such a key counts as absent). */
+export function applyFleetKey(prefix: string, snap: FleetSnapshot, key: string, value: string, lease: string,
+  deleted: boolean, onBad: (key: string) => void): Kind | undefined {
+  const k = parseFleetKey(prefix, key);
+  if (!k) return undefined;
+  switch (k.kind) {
+    case 'vassals': if (deleted) snap.vassals.delete(k.name); else snap.vassals.set(k.name, value); break;
+    case 'rules': if (deleted) snap.rules.delete(k.name); else snap.rules.set(k.name, value); break;
+    case 'addresses': if (deleted) snap.addresses.delete(k.name); else snap.addresses.set(k.name, value); break;
+    case 'hosts': {
+      const h = deleted ? undefined : parseHostValue(value, lease);
+      if (!deleted && !h) onBad(key);
+      if (h) snap.hosts.set(k.name, h); else snap.hosts.delete(k.name);
+      break;
+    }
+    case 'placement': {
+      const p = deleted ? undefined : parsePlacementValue(value);
+      if (!deleted && !p) onBad(key);
+      if (p) snap.placements.set(k.name, p); else snap.placements.delete(k.name);
+      break;
+    }
+  }
+  return k.kind;
+}
+
+export function emptySnapshot(): FleetSnapshot {
+  return { revision: '0', vassals: new Map(), rules: new Map(), hosts: new Map(), placements: new Map(), addresses: new Map() };
 }

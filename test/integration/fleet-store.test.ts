@@ -6,10 +6,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import pino from 'pino';
 import { Lab, requireRoot, sh, sleep, uniqueName, waitFor } from '../helpers/netns';
 import { EtcdServer } from '../helpers/etcd-server';
 import { FleetStore } from '../../src/fleet/fleet-store';
+import { readFleetStatus } from '../../src/fleet/fleet-status';
+import { endpointOptions } from '../../src/fleet/etcd-client';
 import type { FleetStoreOptions } from '../../src/fleet/types';
 
 const lab = new Lab();
@@ -247,6 +251,65 @@ test('stop() revokes the lease: the host\'s placements vanish at once; with etcd
     const t0 = Date.now();
     await b.stop();
     assert.ok(Date.now() - t0 < 3000, `stop took ${Date.now() - t0} ms`);
+  } finally {
+    etcd.resume();
+  }
+});
+
+/** `moat fleet status ARGS` (fleetCommand in a node of its own): exit code and output. */
+function fleetStatus(args: string[]): { code: number; out: string; err: string } {
+  const js = `require(${JSON.stringify(path.resolve(__dirname, '../../src/commands/fleet'))}).fleetCommand(process.argv.slice(1)).then((c) => { process.exitCode = c; })`;
+  const r = spawnSync(process.execPath, ['-e', js, ...args], { encoding: 'utf8', timeout: 15000 });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+test('fleet status: hosts with their lease, vassals with host, address and state, rule files; JSON; bad usage; etcd down', async () => {
+  const p = newPrefix();
+  const a = store('sta', p);
+  const b = store('stb', p, { hostAddress: undefined });
+  await Promise.all([a.start(), b.start()]);
+  etcd.put(`${p}/vassals/a.ini`, 'A');
+  etcd.put(`${p}/vassals/b.ini`, 'B');
+  etcd.put(`${p}/vassals/c.ini`, 'C');
+  etcd.put(`${p}/rules/20-x.rules`, 'x');
+  etcd.put(`${p}/rules/10-y.rules`, 'y');
+  assert.deepEqual(await a.claim('a.ini', '10.96.0.1'), { ok: true });
+  assert.equal(await a.report('a.ini', 'running'), true);
+  assert.deepEqual(await b.claim('b.ini'), { ok: true });
+  assert.deepEqual(await b.claimAddress('c.ini', '10.96.0.3'), { ok: true });
+  const url = `etcd://${etcd.url.slice('http://'.length)}${p}`;
+
+  const s = await readFleetStatus(endpointOptions({ url }));
+  assert.deepEqual(s.hosts.map((h) => [h.name, h.address, typeof h.ttl === 'number' && h.ttl >= 1 && h.ttl <= 2]),
+    [['sta', '192.0.2.10', true], ['stb', null, true]]);
+  assert.deepEqual(s.vassals, [
+    { name: 'a.ini', host: 'sta', address: '10.96.0.1', state: 'running' },
+    { name: 'b.ini', host: 'stb', address: null, state: 'placed' },
+    { name: 'c.ini', host: null, address: '10.96.0.3', state: 'unplaced' },
+  ]);
+  assert.deepEqual(s.rules, ['10-y.rules', '20-x.rules']);
+
+  const text = fleetStatus(['status', '--etcd', url]);
+  assert.equal(text.code, 0, text.err);
+  assert.match(text.out, /^HOST +ADDRESS +LEASE LEFT +SINCE$/m);
+  assert.match(text.out, /^sta +192\.0\.2\.10 +[12] s +\d{4}-/m);
+  assert.match(text.out, /^a\.ini +sta +10\.96\.0\.1 +running$/m);
+  assert.match(text.out, /^c\.ini +- +10\.96\.0\.3 +unplaced$/m);
+  assert.match(text.out, /^rules: 10-y\.rules 20-x\.rules$/m);
+  const json = fleetStatus(['status', '--etcd', url, '--json']);
+  assert.equal(json.code, 0, json.err);
+  assert.deepEqual((JSON.parse(json.out) as { vassals: unknown }).vassals, s.vassals);
+
+  assert.equal(fleetStatus(['status']).code, 2);
+  assert.match(fleetStatus(['status', '--etcd', 'etcd://x:1']).err, /prefix is missing/);
+  assert.equal(fleetStatus(['status', '--etcd', url, '--etcd-user', 'u']).code, 2);
+  etcd.pause();
+  try {
+    const t0 = Date.now();
+    const down = fleetStatus(['status', '--etcd', url, '--timeout', '500']);
+    assert.equal(down.code, 1, down.err);
+    assert.match(down.err, /DEADLINE_EXCEEDED/);
+    assert.ok(Date.now() - t0 < 5000);
   } finally {
     etcd.resume();
   }
