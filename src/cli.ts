@@ -7,6 +7,7 @@ import { rulesCommand } from './commands/rules';
 import { demoCommand } from './commands/demo';
 import { emperorCommand } from './commands/emperor';
 import { ptyCommand } from './commands/pty';
+import { fleetCommand } from './commands/fleet';
 import { routerProcessCommand } from './commands/router-process';
 import { ROUTER_PROCESS_COMMAND } from './router/ipc-messages';
 
@@ -25,6 +26,8 @@ const USAGE = `usage:
   moat rules trace FILE... --dir in|out --src A --dst B [--proto P] [--sport N] [--dport N] [--icmp-type N]
   moat rules trace FILE... --packets LIST
   moat rules stats [--stats ADDR]   per-rule hit counters of a running router
+  moat fleet status --etcd etcd://HOST:PORT/PREFIX [--json]
+      a fleet's hosts (lease state), vassals (host, address, state) and rule files
   moat demo [--keep]                emperor demo in namespaces it creates (root)
   moat pty-connect ADDR             this terminal on a forkpty-router or pty-socket (raw)
   moat pty-uconnect ADDR            this terminal on a forkpty-urouter (framed; sshd ForceCommand)
@@ -46,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === ROUTER_PROCESS_COMMAND) return routerProcessCommand().then((code) => process.exit(code));
   if (cmd === 'rules') return rulesCommand(rest);
   if (cmd === 'demo') return demoCommand(rest);
+  if (cmd === 'fleet') return fleetCommand(rest);
   if (cmd === 'emperor') return emperorCommand(rest);
   if (cmd === 'pty-connect' || cmd === 'pty-uconnect') return ptyCommand(cmd, rest);
   if (!cmd.startsWith('-')) {

@@ -22,6 +22,8 @@ import { hooksComponent } from '../router/hooks';
 import { Router } from '../router/router';
 import { routerComponent } from '../router/router-component';
 import { RouterProcessHandle } from '../router/router-process-handle';
+import { FleetAgent } from '../fleet/fleet-agent';
+import { FleetStore } from '../fleet/fleet-store';
 
 export interface Instance {
   readonly components: Component[];
@@ -47,6 +49,16 @@ export function buildInstance(options: OptionList, checked: CheckedOptions, opts
   const emperorLog = emperorCfg ? logger().child({ component: 'emperor', dir: emperorCfg.dir }) : undefined;
 
   const components: Component[] = [];
+  // A fleet (emperor = etcd://...): the store first, so the router starts
+  // with the fleet's rules (copied into a directory it reads as rule files).
+  let fleet: FleetAgent | undefined;
+  if (emperorCfg?.fleet) {
+    const f = emperorCfg.fleet;
+    const fleetLog = logger().child({ component: 'fleet', host: f.host });
+    fleet = new FleetAgent(f, new FleetStore({ ...f, log: fleetLog }), fleetLog);
+    components.push(fleet.first);
+    options = [...options, { key: 'tuntap-router-firewall-file', value: fleet.rules.dir, source: { file: `<fleet ${f.url}>` } }];
+  }
   let router: Router | undefined;
   let routerProcess: RouterProcessHandle | undefined;
   if (has('tuntap-router')) {
@@ -70,8 +82,12 @@ export function buildInstance(options: OptionList, checked: CheckedOptions, opts
   } else if (emperorCfg && hooks.length) {
     throw new Error('exec-as-root in the emperor\'s config needs tuntap-router (the hooks run once its device exists)');
   }
-  const emperor = emperorCfg ? new Emperor(emperorCfg, { router: routerProcess, log: emperorLog, reread: opts.reread }) : undefined;
+  const emperor = emperorCfg ? new Emperor(emperorCfg, {
+    router: routerProcess, log: emperorLog, reread: opts.reread,
+    ...(fleet ? { fleet: { describe: fleet.describe, knownAddress: fleet.knownAddress } } : {}),
+  }) : undefined;
   if (emperor) components.push(emperor);
+  if (emperor && fleet) components.push(fleet.second(emperor, routerProcess));
   if (has('tuntap-device')) components.push(deviceComponent(new Device(deviceConfig(options))));
   for (const c of ptys) components.push(ptyRouterComponent(new PtyRouter(c)));
   if (shared) components.push(sharedPtyComponent(shared));

@@ -10,9 +10,12 @@ import { parseEmperorCgroupPath } from '../vassal/cgroup';
 import type { OutputBudgetOptions } from '../vassal/output-budget';
 import { Ipv4Network, parseNetwork } from '../addr';
 import { CloneName, parseClone } from '../vassal/spec';
+import { FleetConfig, fleetConfig, isEtcdUrl } from '../fleet/fleet-config';
+import path from 'node:path';
 
 export interface EmperorConfig {
-  dir: string;                 // emperor = DIR
+  dir: string;                 // emperor = DIR (in a fleet: this host's copies of the vassal files it runs)
+  fleet?: FleetConfig;         // emperor = etcd://... (src/fleet, docs/fleet.md)
   clone: CloneName[];          // emperor-use-clone (alias emperor-user-clone)
   freqMs: number;              // emperor-freq: rescan period (inotify also wakes the watcher)
   vassalsDirRoot: string;      // vassals-dir-root
@@ -29,9 +32,15 @@ export function emperorConfig(options: OptionList | CheckedOptions): EmperorConf
   const last = (keys: string[]) => opts.options.filter((o) => keys.includes(o.key)).pop();
   const e = last(['emperor']);
   if (!e) throw new ConfigError('no emperor option: emperor = DIR (a directory of vassal files)');
-  const dir = e.value.trim();
+  let dir = e.value.trim();
+  let fleet: FleetConfig | undefined;
   if (dir === '') throw new ConfigError('emperor: empty directory', e.source);
-  if (/^[a-z]+:\/\//.test(dir) || /[*?[]/.test(dir)) throw new ConfigError(`emperor: '${dir}': only a directory is supported (no glob, no scheme)`, e.source);
+  if (isEtcdUrl(dir)) {
+    fleet = fleetConfig(opts, e);
+    dir = path.join(fleet.dir, 'vassals');
+  } else if (/^[a-z]+:\/\//.test(dir) || /[*?[]/.test(dir)) {
+    throw new ConfigError(`emperor: '${dir}': a directory or etcd://HOST:PORT/PREFIX (no glob, no other scheme)`, e.source);
+  }
   const c = last(['emperor-use-clone', 'emperor-user-clone'])
     ?? { key: 'emperor-use-clone', value: String(spec('emperor-use-clone').default), source: { file: '<default>' } };
   const clone = parseClone(c);
@@ -52,7 +61,7 @@ export function emperorConfig(options: OptionList | CheckedOptions): EmperorConf
     try { vassalNetwork = parseNetwork(n.value); } catch (err) { throw new ConfigError(`emperor-vassal-network: ${(err as Error).message}`, n.source); }
   }
   return {
-    dir, clone, freqMs, vassalsDirRoot, cgroupPath, ...(vassalNetwork ? { vassalNetwork } : {}),
+    dir, ...(fleet ? { fleet } : {}), clone, freqMs, vassalsDirRoot, cgroupPath, ...(vassalNetwork ? { vassalNetwork } : {}),
     vassalLimits: emperorVassalLimits(opts.options),
     vassalTraffic: emperorTrafficLimits(opts.options),
     ...accountingOf(opts),

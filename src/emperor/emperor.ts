@@ -26,7 +26,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import client from 'prom-client';
-import { formatOf, loadFile } from '../config/load';
+import { formatOf, loadFile, parseConfig } from '../config/load';
 import { ConfigError, type OptionList } from '../config/types';
 import { formatNetwork, ipv4ToInt, intToIpv4 } from '../addr';
 import { logger, Logger } from '../log';
@@ -98,6 +98,10 @@ export interface EmperorOptions {
   cronClock?: Clock;           // the clock cron schedules by (tests replace it)
   /** The emperor's options read again from their files (SIGHUP: reload()). */
   reread?: () => OptionList;
+  /** In a fleet (src/fleet): the name a vassal file goes by in messages (its
+   *  etcd key; such a file is read without includes), and the address a vassal
+   *  learned on another host, bound again here before its first packet. */
+  fleet?: { describe: (file: string) => string; knownAddress: (name: string) => string | undefined };
 }
 
 export class Emperor extends EventEmitter implements Component {
@@ -135,12 +139,23 @@ export class Emperor extends EventEmitter implements Component {
     this.debounceMs = opts.debounceMs ?? 200;
     this.cronClock = opts.cronClock;
     this.reread = opts.reread;
+    this.fleet = opts.fleet;
     // A file that failed to deploy still reserves the address it names.
     this.on('scanned', () => this.pushBindings());
   }
   private readonly cronClock?: Clock;
   private readonly reread?: () => OptionList;
+  private readonly fleet?: EmperorOptions['fleet'];
   private readonly debounceMs: number;
+
+  /** A vassal file's options: in a fleet, named by their etcd key. */
+  private readFile(file: string): OptionList {
+    if (!this.fleet) return loadFile(file);
+    const format = formatOf(file);
+    if (!format) throw new ConfigError(`${this.fleet.describe(file)}: unknown config format`);
+    return parseConfig(fs.readFileSync(file, 'utf8'), format, this.fleet.describe(file));
+  }
+  private shown(file: string): string { return this.fleet ? this.fleet.describe(file) : file; }
 
   /** Starts watching and deploys what the directory holds. */
   async start(): Promise<void> {
@@ -265,6 +280,15 @@ export class Emperor extends EventEmitter implements Component {
     });
   }
 
+  /** Kills every vassal now, with no grace and no restart (a fleet host
+   *  whose lease may expire: another host may start them any moment). The
+   *  next scan retires them as their files go. */
+  async fence(why: string): Promise<void> {
+    const running = [...this.entries.values()].filter((e) => e.vassal);
+    if (running.length) this.log.error({ why, vassals: running.length }, 'killing every vassal now');
+    await Promise.all(running.map((e) => e.vassal!.kill()));
+  }
+
   /** One pass over the directory; passes never overlap. Resolves when done. */
   scan(): Promise<void> {
     this.busy = this.busy.then(() => this.scanOnce()).catch((err) => {
@@ -332,7 +356,7 @@ export class Emperor extends EventEmitter implements Component {
     const textHash = e.hash;
     e.hash = fullHash(textHash, e.rulePaths);
     try {
-      const options = loadFile(e.file);
+      const options = this.readFile(e.file);
       e.rulePaths = vassalRulePaths(e.file, options);
       e.hash = fullHash(textHash, e.rulePaths);
       const spec = vassalSpec(e.file, options, {
@@ -362,7 +386,8 @@ export class Emperor extends EventEmitter implements Component {
       e.error = undefined;
       return spec;
     } catch (err) {
-      const msg = err instanceof ConfigError && !err.message.startsWith(e.file) ? `${e.file}: ${err.message}` : (err as Error).message;
+      const shown = this.shown(e.file);
+      const msg = err instanceof ConfigError && !err.message.startsWith(shown) ? `${shown}: ${err.message}` : (err as Error).message;
       e.error = msg;
       this.log.error({ vassal: e.name, file: e.file, err: msg }, 'bad vassal file: not deployed');
       this.emit('invalid', e.name, msg);
@@ -379,6 +404,7 @@ export class Emperor extends EventEmitter implements Component {
   private async launch(e: Entry, spec: VassalSpec): Promise<void> {
     e.spec = spec;
     if (spec.address) e.learned = undefined;
+    else e.learned ??= this.fleet?.knownAddress(e.name);
     const log = this.log.child({ vassal: e.name });
     try {
       e.hostDir = path.join(this.config.vassalsDirRoot, vassalDirName(e.name));
@@ -547,6 +573,7 @@ export class Emperor extends EventEmitter implements Component {
       e.learned = address;
       e.vassal!.log.info({ address }, 'vassal address learned from its first packet: bound and reserved');
       this.pushBindings();
+      this.emit('learned', e.name, address);
       return;
     }
   }
@@ -611,7 +638,7 @@ export class Emperor extends EventEmitter implements Component {
     if (cached?.hash === e.hash) return cached.address;
     let address: number | undefined;
     try {
-      const o = loadFile(e.file).filter((x) => x.key === 'tuntap-device-address').pop();
+      const o = this.readFile(e.file).filter((x) => x.key === 'tuntap-device-address').pop();
       const m = o && /^\s*(\d{1,3}(?:\.\d{1,3}){3})(?:\/\d{1,2})?\s*$/.exec(o.value);
       if (m) address = ipv4ToInt(m[1]);
     } catch { /* unreadable, or not an address: names none */ }

@@ -35,6 +35,7 @@ export interface VassalSpec {
   lines: string[];             // config lines for the runtime, without 'start'
   address?: string;            // tuntap-device-address's address (no /BITS)
   addressSource?: string;      // file:line of it
+  host?: string;               // vassal-host: in a fleet, the only host that runs it
   device?: { name: string; socket: string };
   uid?: number;
   gid?: number;
@@ -93,6 +94,13 @@ function id(o: Option, kind: 'uid' | 'gid'): number {
 /** The vassal's name: its file name, as in uWSGI (unique within the directory). */
 export function vassalName(file: string): string {
   return path.basename(file);
+}
+
+/** A fleet host's name (fleet-host, vassal-host): it becomes an etcd key's last part. */
+export function fleetHostName(o: Option): string {
+  const v = o.value.trim();
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(v)) fail(o, `'${o.value}' is not a host name (letters, digits, _ . -; 1 to 63, not starting with _ . -)`);
+  return v;
 }
 
 /** A vassal's name becomes a directory, a cgroup and log fields: letters,
@@ -191,7 +199,9 @@ export function vassalSpec(file: string, options: OptionList, ctx: VassalContext
   if ((fw.firewall.in.length || fw.firewall.out.length) && !device) {
     fail(opts.find((o) => o.key.startsWith('vassal-firewall-'))!, 'needs a tuntap-device (the rules judge its traffic)');
   }
-  return { name, lines, address, addressSource, device, uid, gid, cron: parseCronOptions(opts), limits: cg.limits,
+  const hostOpt = last('vassal-host');
+  const host = hostOpt ? fleetHostName(hostOpt) : undefined;
+  return { name, lines, address, addressSource, ...(host ? { host } : {}), device, uid, gid, cron: parseCronOptions(opts), limits: cg.limits,
     traffic: vassalTrafficLimits(opts, ctx.trafficDefaults), firewall: fw.firewall, ruleFiles: fw.ruleFiles, warnings };
 }
 

@@ -299,6 +299,27 @@ export class Vassal extends EventEmitter {
     return true;
   }
 
+  /** Kills the vassal now, with no grace: its cgroup (every process of it)
+   *  and the launcher, and no restart. A fleet host that lost its lease does
+   *  this (another host may start the vassal once the lease expires). */
+  async kill(): Promise<void> {
+    this.wanted = false;
+    if (this.restartTimer) {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = undefined;
+      this.setState('stopped');
+      return;
+    }
+    const child = this.child;
+    if (!child) return;
+    this.setState('stopping');
+    this.log.warn('killing the vassal now');
+    const exited = this.exited!;
+    await this.killLeftovers();
+    child.kill('SIGKILL');
+    await exited;
+  }
+
   /** 'stop' to the runtime; SIGKILL to it (pid 1 of its namespace) and the launcher after the timeout. */
   async stop(): Promise<void> {
     this.wanted = false;

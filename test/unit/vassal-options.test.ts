@@ -44,6 +44,8 @@ const SAMPLE: Record<string, string> = {
   'emperor-vassal-rate-out': '10mbit', 'emperor-vassal-rate-in': '5mbit', 'emperor-vassal-pps-out': '1000', 'emperor-vassal-pps-in': '2000',
   'vassal-firewall-in': 'deny 10.1.2.3 0.0.0.0/0', 'vassal-firewall-out': 'deny 0.0.0.0/0 10.1.2.0/24 proto tcp dport 25', 'vassal-firewall-file': 'vassal.rules',
   'emperor-vassal-burst': '64K', 'emperor-vassal-pps-burst': '50', 'tuntap-router-peer-limit': 'default out rate 10mbit', 'accounting-log': '/var/log/moat/accounting.log', 'forkpty-router-socket-mode': '0660', 'forkpty-router-socket-owner': 'root', 'forkpty-router-user': 'root',
+  'fleet-host': 'h1', 'fleet-address': '10.0.0.1', 'fleet-dir': '/run/moat/fleet', 'fleet-etcd-ca': '/etc/moat/ca.pem', 'fleet-etcd-cert': '/etc/moat/c.pem',
+  'fleet-etcd-key': '/etc/moat/k.pem', 'fleet-etcd-user': 'moat', 'fleet-etcd-password-file': '/etc/moat/etcd.pw', 'vassal-host': 'h2',
 };
 /** Options that act only beside another one (the pty servers' settings need a server). */
 const NEEDS: Record<string, string> = {
@@ -76,7 +78,7 @@ function read(name: string, extra: string[]): VassalSpec {
   return vassalSpec(file, loadFile(file), CTX);
 }
 
-const effect = (v: VassalSpec) => JSON.stringify({ lines: v.lines, cron: v.cron, uid: v.uid, gid: v.gid, address: v.address, limits: v.limits, traffic: v.traffic, firewall: v.firewall });
+const effect = (v: VassalSpec) => JSON.stringify({ lines: v.lines, cron: v.cron, uid: v.uid, gid: v.gid, address: v.address, host: v.host, limits: v.limits, traffic: v.traffic, firewall: v.firewall });
 
 test('every option in a vassal file takes effect, warns or is an error, naming file:line', () => {
   const seen: Record<string, string[]> = { applies: [], implicit: [], warns: [], refused: [] };

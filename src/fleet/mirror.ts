@@ -1,0 +1,38 @@
+// mirror.ts: a directory of files that copies etcd values for the parts of
+// moat that read files: this host's vassal files for its emperor, the
+// fleet's rule files for its router. A file is replaced whole (written
+// beside it under a dot-name, then renamed), so a reader never sees half of
+// one; only the emperor writes here (root), readable by the router's user.
+import fs from 'node:fs';
+import path from 'node:path';
+
+export class MirrorDir {
+  constructor(readonly dir: string) {}
+
+  /** Makes the directory (and its parents), emptied of what an earlier run left. */
+  reset(): void {
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    for (const n of fs.readdirSync(this.dir)) fs.rmSync(path.join(this.dir, n), { force: true, recursive: true });
+  }
+
+  path(name: string): string { return path.join(this.dir, name); }
+
+  /** Writes name's text unless it already holds it; true if it changed. */
+  write(name: string, text: string): boolean {
+    const file = this.path(name);
+    try { if (fs.readFileSync(file, 'utf8') === text) return false; } catch { /* new */ }
+    const tmp = path.join(this.dir, `.${name}.${process.pid}.tmp`);
+    fs.writeFileSync(tmp, text, { mode: 0o644 });
+    fs.renameSync(tmp, file);
+    return true;
+  }
+
+  /** Removes name; true if it was there. */
+  remove(name: string): boolean {
+    try { fs.unlinkSync(this.path(name)); return true; } catch { return false; }
+  }
+
+  names(): string[] {
+    try { return fs.readdirSync(this.dir).filter((n) => !n.startsWith('.')); } catch { return []; }
+  }
+}
