@@ -8,7 +8,8 @@
 // its vassals' cgroups).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import { FleetLab, FleetHost } from '../helpers/fleet-lab';
 import { requireRoot, sleep } from '../helpers/netns';
 import { CLI, readStats } from '../helpers/moat';
@@ -67,6 +68,10 @@ test('a vassal added in etcd runs on one host and reaches a vassal on another ho
   assert.ok(await pingsFrom('b.ini', `${F.net}10`), 'and b reaches a');
   assert.ok(await pingsFrom('a.ini', `${F.net}1`), 'a reaches its own host\'s gateway');
   console.log(`# a -> b across hosts after ${ms} ms`);
+  // The path: a's host routes b's address via b's host on the hosts' network.
+  const hostOf = (n: string) => F.hosts.find((h) => h.name === where!.get(n))!;
+  const routes = execFileSync('ip', ['netns', 'exec', hostOf('a.ini').ns, 'ip', 'route', 'show', 'proto', '77'], { encoding: 'utf8' });
+  assert.match(routes, new RegExp(`^${F.net.replace(/\./g, '\\.')}11 via ${hostOf('b.ini').address.replace(/\./g, '\\.')} `, 'm'), routes);
 
   // moat fleet status: hosts with their leases, vassals with host, address and state.
   const st = JSON.parse(execFileSync('ip', ['netns', 'exec', F.hosts[0].ns, process.execPath, CLI, 'fleet', 'status', '--etcd', F.etcdUrl, '--json'], { encoding: 'utf8', timeout: 15000 }));
@@ -125,6 +130,31 @@ test('vassals added at once: each runs on exactly one host, never on two', async
   names.forEach((n) => F.delVassal(n));
   await until(async () => { const w = await F.where(); return names.every((n) => !w.has(n)); }, 20000, 'the removed vassals to stop');
   await until(() => ![...F.etcd.list(`${F.prefix}/addresses/`).values()].some((v) => names.includes(v)), 5000, 'their addresses to be freed');
+});
+
+test('a second emperor with a live host\'s fleet-host is refused', async () => {
+  const h = F.hosts[0];
+  const ini = h.ini.replace(/emperor\.ini$/, 'twin.ini');
+  fs.writeFileSync(ini, fs.readFileSync(h.ini, 'utf8').replace(/fleet-dir = .*/, `fleet-dir = ${ini}.d`));
+  const r = spawnSync('ip', ['netns', 'exec', h.ns, process.execPath, CLI, 'emperor', '--ini', ini], { encoding: 'utf8', timeout: 20000 });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stdout + r.stderr, /fleet-host h1 is held by a live host/);
+  assert.ok((await F.where()).get('a.ini'), 'the running fleet is untouched');
+});
+
+test('a vassal pinned to another host moves there with its address, and traffic to it follows', async () => {
+  const from = (await F.pidOf('b.ini'))!.host;
+  const aHost = (await F.pidOf('a.ini'))!.host;
+  const target = F.hosts.find((h) => h !== from && h !== aHost)!;   // a third host: a's traffic crosses hosts still
+  const t0 = Date.now();
+  F.putVassal('b.ini', F.vassal(11, [`vassal-host = ${target.name}`]));
+  await until(async () => (await placed(['b.ini']))?.get('b.ini') === target.name, 20000, `b to move to ${target.name}`);
+  const moved = Date.now() - t0;
+  const resumed = await until(() => pingsFrom('a.ini', `${F.net}11`), 10000, 'a to reach b on its new host');
+  console.log(`# move: b running on ${target.name} ${moved} ms after its pin changed, a reached it ${resumed} ms later`);
+  F.putVassal('b.ini', F.vassal(11));   // unpinned again: it stays where it runs
+  await sleep(1500);
+  assert.equal((await placed(['b.ini']))?.get('b.ini'), target.name, 'an unpinned vassal is not moved again');
 });
 
 test('etcd stopped for a third of the TTL: nothing stops', async () => {
