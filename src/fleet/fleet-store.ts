@@ -388,6 +388,7 @@ export class FleetStore extends EventEmitter {
       if (this.watcher !== w) return;
       this.watcher = undefined;
       w.cancel().catch(() => undefined);
+      this.opts.log.info({ revision: String(this.appliedRev + 1n) }, 'fleet: the watch stream broke: watching again');
       this.rewatchTimer = setTimeout(() => { if (!this.watcher && !this.resyncing) void this.watchFrom(this.appliedRev + 1n); }, REWATCH_MS);
       this.rewatchTimer.unref();
     });

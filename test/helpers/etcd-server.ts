@@ -2,7 +2,9 @@
 // as a child process inside a network namespace the test made, on an address
 // of that namespace, its data in a temporary directory; stop() kills it by
 // pid and removes the directory. pause()/resume() (SIGSTOP/SIGCONT) play an
-// etcd outage without losing its data.
+// etcd outage without losing its data. With tls (PEM files: a CA and one
+// certificate valid for both server and client auth), it serves https and
+// asks clients for a certificate of that CA.
 import { spawn, ChildProcess, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,8 +18,17 @@ export class EtcdServer {
   private output = '';
 
   /** ns: the namespace to run in; ip: an address of that namespace. */
-  constructor(readonly ns: string, readonly ip: string, readonly port = 2379) {
-    this.url = `http://${ip}:${port}`;
+  constructor(readonly ns: string, readonly ip: string, readonly port = 2379,
+    readonly tls?: { ca: string; cert: string; key: string }) {
+    this.url = `${tls ? 'https' : 'http'}://${ip}:${port}`;
+  }
+
+  private tlsArgs(server: boolean): string[] {
+    const t = this.tls;
+    if (!t) return [];
+    return server
+      ? ['--cert-file', t.cert, '--key-file', t.key, '--trusted-ca-file', t.ca, '--client-cert-auth']
+      : ['--cacert', t.ca, '--cert', t.cert, '--key', t.key];
   }
 
   get pid(): number | undefined { return this.child?.pid; }
@@ -34,6 +45,7 @@ export class EtcdServer {
       '--initial-advertise-peer-urls', `http://${this.ip}:${peerPort}`,
       '--initial-cluster', `moat-test=http://${this.ip}:${peerPort}`,
       '--log-level', 'warn',
+      ...this.tlsArgs(true),
     ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ETCD_UNSUPPORTED_ARCH: os.arch() === 'x64' ? '' : os.arch() } });
     const keep = (b: Buffer) => { this.output = (this.output + b.toString()).slice(-8000); };
     this.child.stdout!.on('data', keep);
@@ -42,7 +54,7 @@ export class EtcdServer {
     for (;;) {
       if (this.child.exitCode !== null) throw new Error(`etcd exited (${this.child.exitCode}): ${this.output}`);
       try {
-        execFileSync('ip', ['netns', 'exec', this.ns, 'etcdctl', '--endpoints', this.url, 'endpoint', 'health'],
+        execFileSync('ip', ['netns', 'exec', this.ns, 'etcdctl', '--endpoints', this.url, ...this.tlsArgs(false), 'endpoint', 'health'],
           { stdio: 'pipe', timeout: 5000, env: { ...process.env, ETCDCTL_API: '3' } });
         return;
       } catch {
@@ -54,7 +66,7 @@ export class EtcdServer {
 
   /** etcdctl against this server (from inside its namespace). */
   ctl(args: string[], input?: string): string {
-    return execFileSync('ip', ['netns', 'exec', this.ns, 'etcdctl', '--endpoints', this.url, ...args],
+    return execFileSync('ip', ['netns', 'exec', this.ns, 'etcdctl', '--endpoints', this.url, ...this.tlsArgs(false), ...args],
       { encoding: 'utf8', input, timeout: 10000, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ETCDCTL_API: '3' } });
   }
 

@@ -6,6 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import pino from 'pino';
@@ -312,5 +314,89 @@ test('fleet status: hosts with their lease, vassals with host, address and state
     assert.ok(Date.now() - t0 < 5000);
   } finally {
     etcd.resume();
+  }
+});
+
+test('an idle host sends etcd one keepalive per renew interval and nothing else; the metrics name what it did', async () => {
+  const p = newPrefix();
+  const s = store('idle', p, { renewMs: 250 });
+  await s.start();
+  assert.deepEqual(await s.claim('m.ini'), { ok: true });
+  await sleep(300);
+  const before = new Map(s.requests);
+  await sleep(2000);
+  const delta = [...s.requests].map(([op, n]) => [op, n - (before.get(op) ?? 0)] as const).filter(([, n]) => n > 0);
+  assert.equal(delta.length, 1, JSON.stringify(delta));
+  assert.equal(delta[0][0], 'leaseKeepAlive');
+  assert.ok(delta[0][1] >= 7 && delta[0][1] <= 9, `${delta[0][1]} keepalives in 2 s`);
+  const text = await s.registry.metrics();
+  for (const re of [/^moat_fleet_etcd_requests_total\{op="leaseKeepAlive"\} \d+$/m, /^moat_fleet_etcd_requests_total\{op="txn"\} [1-9]/m,
+    /^moat_fleet_lease_renewals_total\{result="ok"\} [1-9]/m, /^moat_fleet_fenced 0$/m, /^moat_fleet_placements 1$/m,
+    /^moat_fleet_claims_total\{result="ok"\} 1$/m, /^moat_fleet_lease_renewal_age_seconds 0\.[0-3]/m, /^moat_fleet_resyncs_total 1$/m]) {
+    assert.match(text, re);
+  }
+  etcd.put(`${p}/vassals/x.ini`, 'x');
+  await waitFor(() => s.snapshot().vassals.has('x.ini'), 1000, 'the put');
+  assert.match(await s.registry.metrics(), /^moat_fleet_watch_events_total\{kind="vassals",type="put"\} 1$/m);
+});
+
+test('user and password: a user limited to the prefix runs a store; a wrong password is refused at start', async () => {
+  const secure = new EtcdServer(etcd.ns, etcd.ip, 2479);
+  try {
+    await secure.start();
+    const ctl = (args: string[]) => secure.ctl(args);
+    ctl(['user', 'add', 'root', '--new-user-password', 'rootpw']);
+    ctl(['user', 'grant-role', 'root', 'root']);
+    ctl(['role', 'add', 'moat']);
+    ctl(['role', 'grant-permission', 'moat', '--prefix=true', 'readwrite', '/secure/']);
+    ctl(['user', 'add', 'fleet', '--new-user-password', 'fleetpw']);
+    ctl(['user', 'grant-role', 'fleet', 'moat']);
+    ctl(['auth', 'enable']);
+    const opts = { endpoints: [secure.url], prefix: '/secure' };
+    const s = store('au', '/secure', { ...opts, auth: { username: 'fleet', password: 'fleetpw' } });
+    await s.start();
+    assert.deepEqual(await s.claim('s.ini', '10.95.0.1'), { ok: true });
+    ctl(['--user', 'root:rootpw', 'put', '/secure/vassals/s.ini', 'S']);
+    await waitFor(() => s.snapshot().vassals.get('s.ini') === 'S', 1000, 'the watch under auth');
+    await s.stop();
+    assert.equal(ctl(['--user', 'root:rootpw', 'get', '/secure/placement/s.ini']), '', 'revoked under auth');
+    await assert.rejects(store('au2', '/secure', { ...opts, auth: { username: 'fleet', password: 'wrong' } }).start(), /authentication failed/i);
+  } finally {
+    await secure.stop();
+  }
+});
+
+/** A CA and one certificate for ip, good for server and client auth (PEM files in dir). */
+function makeCerts(dir: string, ip: string): { ca: string; cert: string; key: string } {
+  const f = (n: string) => path.join(dir, n);
+  const ossl = (args: string[]) => sh('openssl', args);
+  ossl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=moat-test-ca']);
+  ossl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('node.key'), '-out', f('node.csr'), '-subj', '/CN=moat-test']);
+  fs.writeFileSync(f('ext'), `subjectAltName=IP:${ip}\nextendedKeyUsage=serverAuth,clientAuth\n`);
+  ossl(['x509', '-req', '-in', f('node.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('node.pem'), '-days', '1', '-extfile', f('ext')]);
+  return { ca: f('ca.pem'), cert: f('node.pem'), key: f('node.key') };
+}
+
+test('TLS (etcds://): a store and fleet status with the CA and a client certificate; no client certificate, no start', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moat-etcd-tls-'));
+  const tls = makeCerts(dir, etcd.ip);
+  const secure = new EtcdServer(etcd.ns, etcd.ip, 2579, tls);
+  try {
+    await secure.start();
+    const url = `etcds://${etcd.ip}:2579/tls`;
+    const opts = endpointOptions({ url, ca: tls.ca, cert: tls.cert, key: tls.key });
+    assert.deepEqual(opts.endpoints, [secure.url]);
+    const s = store('tl', '/tls', opts);
+    await s.start();
+    assert.deepEqual(await s.claim('t.ini'), { ok: true });
+    const st = fleetStatus(['status', '--etcd', url, '--etcd-ca', tls.ca, '--etcd-cert', tls.cert, '--etcd-key', tls.key, '--json']);
+    assert.equal(st.code, 0, st.err);
+    assert.deepEqual((JSON.parse(st.out) as { vassals: unknown }).vassals, [{ name: 't.ini', host: 'tl', address: null, state: 'placed', keyMissing: true }]);
+    await s.stop();
+    await assert.rejects(store('tl2', '/tls', { ...opts, tls: { ca: tls.ca } }).start());
+    assert.throws(() => endpointOptions({ url: `etcd://${etcd.ip}:2579/tls`, ca: tls.ca }), /use etcds:\/\//);
+  } finally {
+    await secure.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
