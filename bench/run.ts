@@ -28,7 +28,7 @@ import { limitsTargetsText, targetsText } from './targets';
 import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summarize } from './scale';
 import { limitsDefaults, limitsFailed, LimitsSection, limitsText, measureLimits } from './limits';
 import { CONNTRACK_TARGET, ConntrackSection, conntrackText, measureConntrack, parseConntrackArgs } from './conntrack';
-import { Kind, KINDS, makeScenario, moatBuilt, Scenario } from './scenarios';
+import { Kind, KINDS, makeScenario, moatBuilt, Scenario, setUp } from './scenarios';
 
 // Kept here too: rules-sweep.ts and others import it from run.
 export { writeResults };
@@ -106,21 +106,6 @@ export function parseArgs(argv: string[]): Options {
 export interface DirFigures { flood?: FloodResult; paced?: PacedResult; tcp?: TcpResult; rtt?: RttResult }
 export interface KindResult { status: 'ok' | 'skipped' | 'error'; reason?: string; restarts?: number; dirs: Partial<Record<Dir, DirFigures>> }
 
-// uWSGI's device sometimes exits while its path is being built (its tun
-// vanishes under `ip addr add`): a failed setup is retried, twice at most.
-async function setUp(sc: Scenario, step: (what: string) => void): Promise<void> {
-  step('setting up');
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await sc.setup();
-      return;
-    } catch (err) {
-      if (attempt >= 3) throw err;
-      step(`setup failed (${(err as Error).message.split('\n')[0]}); retrying`);
-      await sc.teardown();
-    }
-  }
-}
 
 /**
  * Ping RTT of every kind, interleaved: all paths are up at once and take

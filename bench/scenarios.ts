@@ -272,6 +272,22 @@ export function makeScenario(kind: Kind, opts: ScenarioOptions = {}): Scenario {
   return kind === 'veth' ? new VethScenario(opts) : new TuntapScenario(kind, opts);
 }
 
+// uWSGI's device sometimes exits while its path is being built (its tun
+// vanishes under `ip addr add`): a failed setup is retried, twice at most.
+export async function setUp(sc: Scenario, step: (what: string) => void): Promise<void> {
+  step('setting up');
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await sc.setup();
+      return;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      step(`setup failed (${(err as Error).message.split('\n')[0]}); retrying`);
+      await sc.teardown();
+    }
+  }
+}
+
 export function moatBuilt(): boolean {
   return fs.existsSync(MOAT_CLI);
 }
