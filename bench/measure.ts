@@ -32,12 +32,35 @@ export interface StepResult {
 /** One run of the generator: a receiver in the destination netns, a sender in the source. */
 export async function udpStep(sc: Scenario, dir: Dir, rate: number | null, seconds: number, size = 64): Promise<StepResult> {
   const { from, to, dst } = ends(sc, dir);
+  const flow = await startUdp(sc.lab, { from, to, dst, port: UDP_PORT, rate, seconds, size, idle: 0.5 });
+  return flow.done;
+}
+
+export interface UdpFlowSpec {
+  from: string;          // the sender's netns
+  to: string;            // the receiver's netns
+  dst: string;           // the receiver's address (in `to`)
+  port: number;
+  rate: number | null;   // packets/s, null = unpaced
+  seconds: number;       // the sender's bound
+  size: number;          // IPv4 packet bytes
+  idle: number;          // the receiver stops this long after the last packet, s
+}
+
+/**
+ * Starts one run of the generator (receiver bound, then the sender) and
+ * returns once the sender is started: `done` resolves with the figures
+ * after the sender's bound or after stop() (SIGTERM: the sender ends early
+ * and reports what it sent). Both processes are killed by their pid at
+ * seconds + 10 s at the latest.
+ */
+export async function startUdp(lab: Lab, f: UdpFlowSpec): Promise<{ stop: () => void; done: Promise<StepResult> }> {
   const tag = String(++nextTag >>> 0);
-  const lab: Lab = sc.lab;
-  const recv = lab.spawn(FLOOD, ['recv', '--bind', dst, '--port', String(UDP_PORT), '--duration', String(seconds + 4),
-    '--idle', '0.5', '--tag', tag], { ns: to });
+  const recv = lab.spawn(FLOOD, ['recv', '--bind', f.dst, '--port', String(f.port), '--duration', String(f.seconds + 4),
+    '--idle', String(f.idle), '--tag', tag], { ns: f.to });
   const rc = collect(recv);
-  const killer = setTimeout(() => recv.kill('SIGKILL'), (seconds + 10) * 1000);
+  const killRecv = setTimeout(() => recv.kill('SIGKILL'), (f.seconds + 10) * 1000);
+  const reap = () => { clearTimeout(killRecv); if (recv.exitCode === null) recv.kill('SIGKILL'); };
   try {
     // Wait for the receiver to be bound (it says so on stderr).
     const readyBy = Date.now() + 5000;
@@ -45,24 +68,37 @@ export async function udpStep(sc: Scenario, dir: Dir, rate: number | null, secon
       if (recv.exitCode !== null || Date.now() > readyBy) throw new Error(`flood recv did not start: ${rc.err()}`);
       await sleep(20);
     }
-    const args = ['send', '--dst', dst, '--port', String(UDP_PORT), '--size', String(size), '--duration', String(seconds), '--tag', tag];
-    if (rate !== null) args.push('--rate', String(Math.round(rate)));
-    const s = await run(lab, from, FLOOD, args, (seconds + 10) * 1000);
-    const sj = lastJson(s.stdout);
-    if (!sj) throw new Error(`flood send failed: ${s.stderr || s.stdout}`);
-    const r = await rc.done;
-    const rj = lastJson(r.stdout);
-    if (!rj) throw new Error(`flood recv failed: ${r.stderr}`);
-    const sent = Number(sj.sent);
-    const received = Number(rj.received);
-    return {
-      rate, sent, txPps: Number(sj.pps), received, rxPps: Number(rj.pps),
-      loss: sent > 0 ? Math.max(0, 1 - received / sent) : 1,
-    };
-  } finally {
-    clearTimeout(killer);
-    if (recv.exitCode === null) recv.kill('SIGKILL');
+  } catch (e) {
+    reap();
+    throw e;
   }
+  const args = ['send', '--dst', f.dst, '--port', String(f.port), '--size', String(f.size), '--duration', String(f.seconds), '--tag', tag];
+  if (f.rate !== null) args.push('--rate', String(Math.round(f.rate)));
+  const send = lab.spawn(FLOOD, args, { ns: f.from });
+  send.stdin?.end();
+  const sc = collect(send);
+  const killSend = setTimeout(() => send.kill('SIGKILL'), (f.seconds + 10) * 1000);
+  const done = (async (): Promise<StepResult> => {
+    try {
+      const s = await sc.done;
+      const sj = lastJson(s.stdout);
+      if (!sj) throw new Error(`flood send failed: ${s.stderr || s.stdout}`);
+      const r = await rc.done;
+      const rj = lastJson(r.stdout);
+      if (!rj) throw new Error(`flood recv failed: ${r.stderr}`);
+      const sent = Number(sj.sent);
+      const received = Number(rj.received);
+      return {
+        rate: f.rate, sent, txPps: Number(sj.pps), received, rxPps: Number(rj.pps),
+        loss: sent > 0 ? Math.max(0, 1 - received / sent) : 1,
+      };
+    } finally {
+      clearTimeout(killSend);
+      if (send.exitCode === null) send.kill('SIGKILL');
+      reap();
+    }
+  })();
+  return { stop: () => { if (send.exitCode === null) send.kill('SIGTERM'); }, done };
 }
 
 export interface FloodResult extends StepResult {
@@ -159,7 +195,12 @@ export async function rtt(sc: Scenario, dir: Dir, count: number): Promise<RttRes
 /** count pings at 0.01 s through sc in direction dir: the round-trip times (ms) received. */
 export async function pingTimes(sc: Scenario, dir: Dir, count: number): Promise<{ times: number[]; error?: string }> {
   const { from, dst } = ends(sc, dir);
-  const r = await run(sc.lab, from, 'ping', ['-n', '-c', String(count), '-i', '0.01', '-W', '1', dst], count * 50 + 5000);
+  return pingFrom(sc.lab, from, dst, count);
+}
+
+/** count pings at 0.01 s from netns `from` to dst: the round-trip times (ms) received. */
+export async function pingFrom(lab: Lab, from: string, dst: string, count: number): Promise<{ times: number[]; error?: string }> {
+  const r = await run(lab, from, 'ping', ['-n', '-c', String(count), '-i', '0.01', '-W', '1', dst], count * 50 + 5000);
   const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
   return { times, ...(times.length === 0 ? { error: (r.stderr || r.stdout).slice(0, 300) } : {}) };
 }

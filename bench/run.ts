@@ -6,6 +6,8 @@
 //                          [--skip-scale] [--scale-peers N] [--scale-seconds S] [--scale-rounds R]
 //                          [--skip-limits | --limits-only]   (the limits section, limits.ts)
 //                          [--skip-conntrack | --conntrack-only]   (the conntrack section, conntrack.ts)
+//                          [--skip-neighbour | --neighbour-only] [--neighbour-rate PPS]
+//                                              (the interactive neighbour section, neighbour.ts)
 //                          [--busy-poll US]   (moat's polling after traffic, both ends; docs/busy-poll.md)
 //                          [--mtu N]   (links at MTU N; uWSGI's at most 8188)
 //                          [--offload on|off]   (moat's virtio-net offloads; default on)
@@ -13,7 +15,8 @@
 //
 // RTT is measured first, all kinds up at once and interleaved (measureRtt).
 // Prints a table (each figure for veth / uWSGI / moat, and moat/uWSGI, moat/veth),
-// then, when moat is measured, the scale section (scale.ts: moat's router with
+// then, when moat is measured, the interactive neighbour section (neighbour.ts:
+// a third vassal's ping while two others flood, uWSGI and moat), the scale section (scale.ts: moat's router with
 // 1 peer and with N peers, default 1000), the limits section (limits.ts: received
 // rates against per-peer limits, and 1000 peers each limited against
 // unlimited) and writes bench/results/bench-<timestamp>.json. --limits-only
@@ -24,11 +27,12 @@ import path from 'node:path';
 import { requireRoot } from '../test/helpers/netns';
 import { buildFlood, cleanupAll, writeResults } from './lib';
 import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, pingTimes, RttResult, rttSummary, tcp, TcpResult } from './measure';
-import { limitsTargetsText, targetsText } from './targets';
+import { sectionTargetsText, targetsText } from './targets';
 import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summarize } from './scale';
 import { limitsDefaults, limitsFailed, LimitsSection, limitsText, measureLimits } from './limits';
 import { CONNTRACK_TARGET, ConntrackSection, conntrackText, measureConntrack, parseConntrackArgs } from './conntrack';
-import { Kind, KINDS, makeScenario, moatBuilt, Scenario } from './scenarios';
+import { measureNeighbour, NEIGHBOUR_KINDS, neighbourDefaults, NeighbourSection, neighbourText } from './neighbour';
+import { Kind, KINDS, makeScenario, moatBuilt, Scenario, setUp } from './scenarios';
 
 // Kept here too: rules-sweep.ts and others import it from run.
 export { writeResults };
@@ -51,10 +55,14 @@ export interface Options {
   limitsOnly: boolean;
   /** Only the conntrack section (--conntrack-only). */
   conntrackOnly: boolean;
+  /** Only the interactive neighbour section (--neighbour-only). */
+  neighbourOnly: boolean;
+  /** The neighbour section's floods, packets/s each (--neighbour-rate; absent: unpaced). */
+  neighbourRate?: number;
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false };
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false, neighbourOnly: false };
   let scaleSeconds: number | undefined;
   let scaleRounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -64,9 +72,14 @@ export function parseArgs(argv: string[]): Options {
       const list = (argv[++i] ?? '').split(',').filter(Boolean);
       for (const k of list) if (!KINDS.includes(k as Kind)) throw new Error(`--only: unknown scenario ${k} (veth, uwsgi, moat)`);
       o.only = list as Kind[];
-    } else if (/^--skip-(flood|paced|tcp|rtt|scale|limits|conntrack)$/.test(a)) o.skip.add(a.slice(7));
+    } else if (/^--skip-(flood|paced|tcp|rtt|scale|limits|conntrack|neighbour)$/.test(a)) o.skip.add(a.slice(7));
     else if (a === '--limits-only') o.limitsOnly = true;
     else if (a === '--conntrack-only') o.conntrackOnly = true;
+    else if (a === '--neighbour-only') o.neighbourOnly = true;
+    else if (a === '--neighbour-rate') {
+      o.neighbourRate = Number(argv[++i]);
+      if (!Number.isInteger(o.neighbourRate) || o.neighbourRate < 1000 || o.neighbourRate > 10_000_000) throw new Error('--neighbour-rate must be an integer 1000..10000000 (packets/s per flood)');
+    }
     else if (a === '--scale-peers') {
       o.scalePeers = Number(argv[++i]);
       if (!Number.isInteger(o.scalePeers) || o.scalePeers < 1 || o.scalePeers > 20000) throw new Error('--scale-peers must be an integer 1..20000');
@@ -96,7 +109,8 @@ export function parseArgs(argv: string[]): Options {
   }
   if (o.limitsOnly && o.skip.has('limits')) throw new Error('--limits-only and --skip-limits: nothing left to measure');
   if (o.conntrackOnly && o.skip.has('conntrack')) throw new Error('--conntrack-only and --skip-conntrack: nothing left to measure');
-  if (o.conntrackOnly && o.limitsOnly) throw new Error('--conntrack-only and --limits-only: pick one');
+  if (o.neighbourOnly && o.skip.has('neighbour')) throw new Error('--neighbour-only and --skip-neighbour: nothing left to measure');
+  if ([o.conntrackOnly, o.limitsOnly, o.neighbourOnly].filter(Boolean).length > 1) throw new Error('--conntrack-only, --limits-only, --neighbour-only: pick one');
   o.scaleSeconds = scaleSeconds ?? (o.quick ? 1 : 3);
   o.scaleRounds = scaleRounds ?? (o.quick ? 1 : 3);
   checkScaleOptions({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: o.scaleRounds });
@@ -106,21 +120,6 @@ export function parseArgs(argv: string[]): Options {
 export interface DirFigures { flood?: FloodResult; paced?: PacedResult; tcp?: TcpResult; rtt?: RttResult }
 export interface KindResult { status: 'ok' | 'skipped' | 'error'; reason?: string; restarts?: number; dirs: Partial<Record<Dir, DirFigures>> }
 
-// uWSGI's device sometimes exits while its path is being built (its tun
-// vanishes under `ip addr add`): a failed setup is retried, twice at most.
-async function setUp(sc: Scenario, step: (what: string) => void): Promise<void> {
-  step('setting up');
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await sc.setup();
-      return;
-    } catch (err) {
-      if (attempt >= 3) throw err;
-      step(`setup failed (${(err as Error).message.split('\n')[0]}); retrying`);
-      await sc.teardown();
-    }
-  }
-}
 
 /**
  * Ping RTT of every kind, interleaved: all paths are up at once and take
@@ -243,17 +242,27 @@ export interface ScaleSection {
 
 /** Whether this run has a scale section: moat is measured and it is not skipped. */
 export function wantScale(o: Options): boolean {
-  return !o.limitsOnly && !o.conntrackOnly && o.only.includes('moat') && !o.skip.has('scale');
+  return !sectionOnly(o) && o.only.includes('moat') && !o.skip.has('scale');
+}
+
+/** One section alone (--limits-only, --conntrack-only, --neighbour-only): no rtt, no kinds, no scale. */
+export function sectionOnly(o: Options): boolean {
+  return o.limitsOnly || o.conntrackOnly || o.neighbourOnly;
+}
+
+/** Whether this run has the interactive neighbour section: moat is measured and it is not skipped, or --neighbour-only. */
+export function wantNeighbour(o: Options): boolean {
+  return o.neighbourOnly || (!sectionOnly(o) && o.only.includes('moat') && !o.skip.has('neighbour'));
 }
 
 /** Whether this run has a limits section: moat is measured and it is not skipped, or --limits-only. */
 export function wantLimits(o: Options): boolean {
-  return o.limitsOnly || (!o.conntrackOnly && o.only.includes('moat') && !o.skip.has('limits'));
+  return o.limitsOnly || (!sectionOnly(o) && o.only.includes('moat') && !o.skip.has('limits'));
 }
 
 /** Whether this run has a conntrack section: moat is measured and it is not skipped, or --conntrack-only. */
 export function wantConntrack(o: Options): boolean {
-  return o.conntrackOnly || (!o.limitsOnly && o.only.includes('moat') && !o.skip.has('conntrack'));
+  return o.conntrackOnly || (!sectionOnly(o) && o.only.includes('moat') && !o.skip.has('conntrack'));
 }
 
 async function runLimits(o: Options): Promise<LimitsSection | { error: string }> {
@@ -379,14 +388,21 @@ async function main(): Promise<void> {
   if (loadBefore[0] > 0.5) process.stderr.write(`bench: load average ${loadBefore[0].toFixed(2)} before start: other work on this box will lower the figures\n`);
   const results: Partial<Record<Kind, KindResult>> = {};
   let rtts = new Map<Kind, Partial<Record<Dir, RttResult>>>();
-  const sectionOnly = o.limitsOnly || o.conntrackOnly;
-  if (!o.skip.has('rtt') && !sectionOnly) {
+  const alone = sectionOnly(o);
+  if (!o.skip.has('rtt') && !alone) {
     process.stderr.write(`bench: rtt (${o.only.join(', ')} interleaved)\n`);
     rtts = await measureRtt(o.only, o);
   }
-  for (const k of sectionOnly ? [] : o.only) {
+  for (const k of alone ? [] : o.only) {
     process.stderr.write(`bench: ${k}\n`);
     results[k] = await measureKind(k, o, rtts.get(k));
+  }
+  let neighbour: NeighbourSection | undefined;
+  if (wantNeighbour(o)) {
+    const no = { ...neighbourDefaults(o.quick, { mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs }), kinds: NEIGHBOUR_KINDS.filter((k) => o.only.includes(k)) };
+    if (o.neighbourRate !== undefined) no.rate = o.neighbourRate;
+    process.stderr.write(`bench: interactive neighbour (${no.kinds.join(', ')} in turns)\n`);
+    neighbour = await measureNeighbour(no, (l) => process.stderr.write(l + '\n'));
   }
   let scale: ScaleSection | undefined;
   if (wantScale(o)) {
@@ -406,23 +422,25 @@ async function main(): Promise<void> {
   }
   const limits = limitsRun && !('error' in limitsRun) ? limitsRun : undefined;
   const parts: string[] = [];
-  if (!sectionOnly) {
+  if (!alone) {
     let t = table(results);
     if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
     t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off); busy polling: ${o.busyPollUs === undefined ? 'default (100 µs)' : `${o.busyPollUs} µs`} (--busy-poll US)`;
     parts.push(t);
     if (scale) parts.push(scaleText(scale));
   }
+  if (neighbour) parts.push(neighbourText(neighbour));
   if (limits) parts.push(limitsText(limits));
   else if (limitsRun && 'error' in limitsRun) parts.push(`limits: error: ${limitsRun.error.split('\n')[0]}`);
   if (conntrackRun) parts.push('error' in conntrackRun ? `conntrack: error: ${conntrackRun.error.split('\n')[0]}` : conntrackText(conntrackRun));
-  if (!sectionOnly && results.moat && o.only.length === KINDS.length) parts.push(targetsText(results, scale, limits));
-  else if (limits) parts.push(limitsTargetsText(limits));
+  if (!alone && results.moat && o.only.length === KINDS.length) parts.push(targetsText(results, scale, limits, neighbour));
+  else if (limits || neighbour) parts.push(sectionTargetsText(limits, neighbour));
   const t = parts.join('\n\n');
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, conntrack: conntrackRun, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, neighbourRate: o.neighbourRate }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error' ||
+    Object.values(neighbour?.kinds ?? {}).some((r) => r?.status === 'error') ||
     (limitsRun !== undefined && ('error' in limitsRun || limitsFailed(limitsRun))) ||
     (conntrackRun !== undefined && ('error' in conntrackRun || conntrackRun.ratio < CONNTRACK_TARGET));
   process.exitCode = failed ? 1 : 0;

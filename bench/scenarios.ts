@@ -4,7 +4,9 @@
 //   uwsgi  uWSGI 2.0's tuntap router in the gateway, its tuntap device in the vassal
 //   moat   moat's CLI in the same two roles
 // setup() builds one, teardown() removes it (processes, namespaces, socket
-// directory), restart() does both after a lost vassal.
+// directory), restart() does both after a lost vassal. uwsgi and moat can
+// serve more vassals on the one router (`vassals`: 192.168.0.2, .3, ...,
+// each a namespace and device of its own; the neighbour section).
 import { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -17,6 +19,13 @@ export type Kind = 'veth' | 'uwsgi' | 'moat';
 export const KINDS: Kind[] = ['veth', 'uwsgi', 'moat'];
 export const GW_ADDR = '192.168.0.1';
 export const V_ADDR = '192.168.0.2';
+
+/** The address of vassal i (0-based): V_ADDR for the first. */
+export function vassalAddr(i: number): string {
+  return `192.168.0.${2 + i}`;
+}
+
+export interface Vassal { ns: string; addr: string }
 
 export interface ScenarioOptions {
   /** moat: a rule file for --tuntap-router-firewall-file. */
@@ -39,6 +48,8 @@ export interface ScenarioOptions {
   busyPollUs?: number;
   /** moat: more options for its router (limits.ts: --tuntap-router-peer-limit lines). */
   moatRouterArgs?: string[];
+  /** uwsgi, moat: vassals on the router, each in a namespace of its own (default 1, at most 20). */
+  vassals?: number;
 }
 
 export const UWSGI_MAX_MTU = 8188;
@@ -49,6 +60,8 @@ export abstract class Scenario {
   lab!: Lab;
   gw = '';
   vns = '';
+  /** Every vassal: the first is vns at V_ADDR. */
+  vassals: Vassal[] = [];
   restarts = 0;
   readonly log: string[] = [];
 
@@ -59,16 +72,22 @@ export abstract class Scenario {
     this.lab = trackLab(new Lab());
     this.gw = this.lab.netns('mbg');
     this.vns = this.lab.netns('mbv');
-    for (const ns of [this.gw, this.vns]) {
+    const n = this.opts.vassals ?? 1;
+    if (!(Number.isInteger(n) && n >= 1 && n <= 20)) throw new Error(`vassals must be 1..20, not ${n}`);
+    this.vassals = [{ ns: this.vns, addr: V_ADDR }];
+    for (let i = 1; i < n; i++) this.vassals.push({ ns: this.lab.netns('mbv'), addr: vassalAddr(i) });
+    for (const ns of [this.gw, ...this.vassals.map((v) => v.ns)]) {
       // No IPv6 on the test links: uWSGI's router drops a peer that sends an
       // IPv6 router solicitation (see uwsgi-compat.md).
       sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns });
     }
     await this.build();
     if (this.opts.waitPing === false) { await sleep(500); return; }
-    let ok = false;
-    for (let i = 0; i < 50 && !ok; i++) ok = await this.alive();
-    if (!ok) throw new Error(`${this.kind}: no ping answer through the new path\n${this.diagnostics()}`);
+    for (const v of this.vassals) {
+      let ok = false;
+      for (let i = 0; i < 50 && !ok; i++) ok = await this.alive(v.ns);
+      if (!ok) throw new Error(`${this.kind}: no ping answer through the new path from ${v.addr}\n${this.diagnostics()}`);
+    }
   }
 
   protected abstract build(): Promise<void>;
@@ -83,9 +102,9 @@ export abstract class Scenario {
     await this.setup();
   }
 
-  /** A ping from the vassal to the gateway answers (one try, 1 s). */
-  async alive(): Promise<boolean> {
-    const r = await run(this.lab, this.vns, 'ping', ['-n', '-c', '1', '-W', '1', GW_ADDR], 4000);
+  /** A ping from the vassal (the first, or the one in ns) to the gateway answers (one try, 1 s). */
+  async alive(ns = this.vns): Promise<boolean> {
+    const r = await run(this.lab, ns, 'ping', ['-n', '-c', '1', '-W', '1', GW_ADDR], 4000);
     return r.code === 0;
   }
 
@@ -103,6 +122,7 @@ export class VethScenario extends Scenario {
   constructor(opts: ScenarioOptions = {}) { super('veth', opts); }
 
   protected async build(): Promise<void> {
+    if (this.vassals.length > 1) throw new Error('veth: one vassal only');
     const a = uniqueName('mba');
     const b = uniqueName('mbb');
     sh('ip', ['link', 'add', a, 'netns', this.gw, 'type', 'veth', 'peer', 'name', b, 'netns', this.vns]);
@@ -122,47 +142,48 @@ export class TuntapScenario extends Scenario {
   dir = '';
   statsPath = '';
   router?: ChildProcess;
+  /** The first vassal's device. */
   device?: ChildProcess;
+  /** Every vassal's device, in the order of `vassals`. */
+  devices: ChildProcess[] = [];
 
   constructor(kind: 'uwsgi' | 'moat', opts: ScenarioOptions = {}) { super(kind, opts); }
 
   protected async build(): Promise<void> {
     this.dir = trackDir(fs.mkdtempSync(path.join(os.tmpdir(), 'moat-bench-')));
     fs.chmodSync(this.dir, 0o755);
-    const vdir = path.join(this.dir, 'v');
-    fs.mkdirSync(vdir);
-    fs.chownSync(vdir, 65534, 65534); // uWSGI's jailed device binds its own socket here after dropping to 65534
     const sock = path.join(this.dir, 'router.sock');
     this.statsPath = path.join(this.dir, 'stats.sock');
     const gtun = uniqueName('mbt');
-    const vtun = uniqueName('mbu');
 
     let routerArgs: string[];
-    let deviceArgs: string[];
+    /** A device's command line: its tun, and a directory of its own (uWSGI binds a socket there). */
+    let deviceArgs: (vtun: string, vdir: string) => string[];
     if (this.kind === 'uwsgi') {
       const ini = path.join(this.dir, 'router.ini');
       const lines = ['[uwsgi]', 'plugin = tuntap', `tuntap-router = ${gtun} ${sock} ${this.statsPath}`, 'master = true'];
       for (const r of this.opts.uwsgiFirewallOut ?? []) lines.push(`tuntap-router-firewall-out = ${r}`);
       fs.writeFileSync(ini, lines.join('\n') + '\n');
       routerArgs = ['uwsgi', '--ini', ini];
-      deviceArgs = ['uwsgi', '--plugin', 'tuntap', '--tuntap-device', `${vtun} ${sock}`, '--master',
+      deviceArgs = (vtun, vdir) => ['uwsgi', '--plugin', 'tuntap', '--tuntap-device', `${vtun} ${sock}`, '--master',
         '--jailed', '--uid', '65534', '--gid', '65534', '--socket', path.join(vdir, 'device.sock')];
     } else {
       routerArgs = [process.execPath, MOAT_CLI, '--tuntap-router', `${gtun} ${sock}`, '--tuntap-router-stats', this.statsPath];
       if (this.opts.moatFirewallFile) routerArgs.push('--tuntap-router-firewall-file', this.opts.moatFirewallFile);
       routerArgs.push(...(this.opts.moatRouterArgs ?? []));
-      deviceArgs = [process.execPath, MOAT_CLI, '--tuntap-device', `${vtun} ${sock}`];
+      const deviceOpts: string[] = [];
       const offload = this.opts.offload ?? true;
       routerArgs.push(`--tuntap-router-offload=${offload}`);
-      deviceArgs.push(`--tuntap-device-offload=${offload}`);
+      deviceOpts.push(`--tuntap-device-offload=${offload}`);
       if (this.opts.busyPollUs !== undefined) {
         routerArgs.push('--tuntap-router-busy-poll', String(this.opts.busyPollUs));
-        deviceArgs.push('--tuntap-device-busy-poll', String(this.opts.busyPollUs));
+        deviceOpts.push('--tuntap-device-busy-poll', String(this.opts.busyPollUs));
       }
       if (this.opts.mtu && this.opts.mtu > UWSGI_MAX_MTU) {
         routerArgs.push('--tuntap-router-max-frame', String(this.opts.mtu));
-        deviceArgs.push('--tuntap-device-max-frame', String(this.opts.mtu));
+        deviceOpts.push('--tuntap-device-max-frame', String(this.opts.mtu));
       }
+      deviceArgs = (vtun) => [process.execPath, MOAT_CLI, '--tuntap-device', `${vtun} ${sock}`, ...deviceOpts];
     }
     const mtu = this.opts.mtu ? String(this.kind === 'uwsgi' ? Math.min(this.opts.mtu, UWSGI_MAX_MTU) : this.opts.mtu) : undefined;
 
@@ -182,20 +203,30 @@ export class TuntapScenario extends Scenario {
     if (mtu) sh('ip', ['-n', this.gw, 'link', 'set', gtun, 'mtu', mtu]);
     sh('ip', ['-n', this.gw, 'link', 'set', gtun, 'up']);
 
-    this.device = this.lab.spawn(deviceArgs[0], deviceArgs.slice(1), { ns: this.vns });
-    const dout = collect(this.device);
-    dout.done.then((r) => this.log.push(`device exited code=${r.code} signal=${r.signal}`));
-    try {
-      await until(() => tunExists(this.vns, vtun), 15000, `${this.kind} device ${vtun}`);
-    } catch (e) {
-      await sleep(200);
-      this.log.push(`device: ${deviceArgs.join(' ')}`, dout.err().slice(-3000), dout.out().slice(-1000));
-      throw new Error(`${this.kind} device did not come up: ${(e as Error).message}\n${this.diagnostics()}`);
+    this.devices = [];
+    for (const [i, v] of this.vassals.entries()) {
+      const vdir = path.join(this.dir, i === 0 ? 'v' : `v${i}`);
+      fs.mkdirSync(vdir);
+      fs.chownSync(vdir, 65534, 65534); // uWSGI's jailed device binds its own socket here after dropping to 65534
+      const vtun = uniqueName('mbu');
+      const args = deviceArgs(vtun, vdir);
+      const device = this.lab.spawn(args[0], args.slice(1), { ns: v.ns });
+      this.devices.push(device);
+      const dout = collect(device);
+      dout.done.then((r) => this.log.push(`device ${v.addr} exited code=${r.code} signal=${r.signal}`));
+      try {
+        await until(() => tunExists(v.ns, vtun), 15000, `${this.kind} device ${vtun}`);
+      } catch (e) {
+        await sleep(200);
+        this.log.push(`device: ${args.join(' ')}`, dout.err().slice(-3000), dout.out().slice(-1000));
+        throw new Error(`${this.kind} device did not come up: ${(e as Error).message}\n${this.diagnostics()}`);
+      }
+      this.addAddr(v.ns, vtun, `${v.addr}/24`);
+      if (mtu) sh('ip', ['-n', v.ns, 'link', 'set', vtun, 'mtu', mtu]);
+      sh('ip', ['-n', v.ns, 'link', 'set', vtun, 'up']);
+      sh('ip', ['-n', v.ns, 'route', 'replace', 'default', 'via', GW_ADDR, 'dev', vtun]);
     }
-    this.addAddr(this.vns, vtun, `${V_ADDR}/24`);
-    if (mtu) sh('ip', ['-n', this.vns, 'link', 'set', vtun, 'mtu', mtu]);
-    sh('ip', ['-n', this.vns, 'link', 'set', vtun, 'up']);
-    sh('ip', ['-n', this.vns, 'route', 'replace', 'default', 'via', GW_ADDR, 'dev', vtun]);
+    this.device = this.devices[0];
   }
 
   private addAddr(ns: string, dev: string, cidr: string): void {
@@ -207,8 +238,9 @@ export class TuntapScenario extends Scenario {
     }
   }
 
+  /** Every vassal's device is still running. */
   deviceRunning(): boolean {
-    return !!this.device && this.device.exitCode === null && this.device.signalCode === null;
+    return this.devices.length > 0 && this.devices.every((d) => d.exitCode === null && d.signalCode === null);
   }
 
   override async stats(): Promise<PeerStats[] | null> {
@@ -238,6 +270,22 @@ export class TuntapScenario extends Scenario {
 
 export function makeScenario(kind: Kind, opts: ScenarioOptions = {}): Scenario {
   return kind === 'veth' ? new VethScenario(opts) : new TuntapScenario(kind, opts);
+}
+
+// uWSGI's device sometimes exits while its path is being built (its tun
+// vanishes under `ip addr add`): a failed setup is retried, twice at most.
+export async function setUp(sc: Scenario, step: (what: string) => void): Promise<void> {
+  step('setting up');
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await sc.setup();
+      return;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      step(`setup failed (${(err as Error).message.split('\n')[0]}); retrying`);
+      await sc.teardown();
+    }
+  }
 }
 
 export function moatBuilt(): boolean {

@@ -4,6 +4,7 @@
 // Each line names the figures it used.
 import type { LimitsSection } from './limits';
 import type { Dir } from './measure';
+import { NEIGHBOUR_P99_MS, type NeighbourSection } from './neighbour';
 import type { KindResult, ScaleSection } from './run';
 import { SCALE_TARGET } from './scale';
 
@@ -21,7 +22,7 @@ function uwsgiSustained(r: Results, dir: Dir): number | undefined {
   return v > 0 ? v : undefined;
 }
 
-export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSection): string[] {
+export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSection, neighbour?: NeighbourSection): string[] {
   const out: string[] = [];
   for (const dir of ['v2g', 'g2v'] as Dir[]) {
     const m = r.moat?.dirs[dir];
@@ -49,8 +50,27 @@ export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSec
   if (scale && scale.status === 'ok' && scale.ratio !== undefined && Number.isFinite(scale.ratio)) {
     out.push(`${scale.peers} peers / 1 peer: ${scale.ratio.toFixed(2)} (>= ${SCALE_TARGET.toFixed(2)}): ${yes(scale.ratio >= SCALE_TARGET)}`);
   } else out.push('scale: not measured');
+  if (neighbour) out.push(...neighbourTargetLines(neighbour));
   if (limits) out.push(...limitsTargetLines(limits));
   return out;
+}
+
+/** Issue 19's interactive neighbour: its p99 under two floods through moat at most 2 ms and at most uWSGI's. */
+export function neighbourTargetLines(s: NeighbourSection): string[] {
+  const m = s.kinds.moat, u = s.kinds.uwsgi;
+  const f = (v: number) => (Number.isFinite(v) ? `${v.toFixed(3)} ms` : 'lost');
+  if (!m || m.status !== 'ok' || !m.loaded) return [`interactive neighbour: moat ${m ? `${m.status}${m.reason ? ': ' + m.reason : ''}` : 'not measured'}`];
+  const pm = m.loaded.p99;
+  const parts = [`interactive neighbour's ping p99 under two floods: moat ${f(pm)} (<= ${NEIGHBOUR_P99_MS} ms): ${yes(pm <= NEIGHBOUR_P99_MS)}`];
+  if (u && u.status === 'ok' && u.loaded) parts.push(`uWSGI ${f(u.loaded.p99)} (moat at most): ${yes(pm <= u.loaded.p99)}`);
+  else parts.push(`uWSGI ${u ? `${u.status}${u.reason ? ': ' + u.reason : ''}` : 'not measured'}`);
+  return [parts.join('; ') + ` (p50 moat ${f(m.loaded.p50)}${u?.loaded ? `, uWSGI ${f(u.loaded.p50)}` : ''})`];
+}
+
+/** The targets of the sections run alone (--limits-only, --neighbour-only). */
+export function sectionTargetsText(limits?: LimitsSection, neighbour?: NeighbourSection): string {
+  const lines = [...(neighbour ? neighbourTargetLines(neighbour) : []), ...(limits ? limitsTargetLines(limits) : [])];
+  return ['targets (one run):', ...lines.map((x) => '  ' + x)].join('\n');
 }
 
 /** Issue 16's limits: each received rate within +-10% of its limit; N limited peers >= 0.95 of N unlimited. */
@@ -77,6 +97,6 @@ export function limitsTargetsText(l: LimitsSection): string {
   return ['targets (one run):', ...limitsTargetLines(l).map((x) => '  ' + x)].join('\n');
 }
 
-export function targetsText(r: Results, scale?: ScaleSection, limits?: LimitsSection): string {
-  return ['targets (one run):', ...targetLines(r, scale, limits).map((l) => '  ' + l)].join('\n');
+export function targetsText(r: Results, scale?: ScaleSection, limits?: LimitsSection, neighbour?: NeighbourSection): string {
+  return ['targets (one run):', ...targetLines(r, scale, limits, neighbour).map((l) => '  ' + l)].join('\n');
 }

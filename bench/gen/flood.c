@@ -10,6 +10,8 @@
  *     late batch does not lower the average); without it, as fast as the
  *     socket takes them. Stops at --count packets or --duration seconds,
  *     whichever comes first (both bounded: the defaults are 10 s and 100M).
+ *     SIGTERM or SIGINT ends the run early, as the limits do (the neighbour
+ *     section stops its floods when its pings are done).
  *     Prints {"sent":..,"errors":..,"elapsed":..,"pps":..}. With
  *     --dst-count N the socket is not connected and the datagrams go to
  *     --dst, --dst + 1, ... --dst + N - 1 in turn (the 1,000-peer bench).
@@ -26,12 +28,13 @@
  * buffer of 4 MiB is asked for (the kernel caps it at rmem_max unless root
  * uses SO_RCVBUFFORCE, which is tried first).
  * Syscalls: socket, bind, setsockopt, connect, sendmmsg, recvmmsg,
- * clock_gettime, clock_nanosleep, write.
+ * clock_gettime, clock_nanosleep, write, rt_sigaction.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,12 +52,16 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Set by SIGTERM/SIGINT in `send`: stop sending and report. */
+static volatile sig_atomic_t stop_sending;
+static void on_stop(int sig) { (void)sig; stop_sending = 1; }
+
 static void sleep_until(double t) {
   struct timespec ts;
   ts.tv_sec = (time_t)t;
   ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
   if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR && !stop_sending) {}
 }
 
 static void die(const char *what) {
@@ -157,10 +164,17 @@ static int do_send(struct opts *o) {
   int batch = o->batch;
   if (o->rate > 0 && o->rate / 1000.0 < batch) batch = o->rate / 1000.0 < 1 ? 1 : (int)(o->rate / 1000.0);
 
+  /* No SA_RESTART: a sendmmsg blocked on a full socket returns EINTR. */
+  struct sigaction sa_stop;
+  memset(&sa_stop, 0, sizeof sa_stop);
+  sa_stop.sa_handler = on_stop;
+  sigaction(SIGTERM, &sa_stop, NULL);
+  sigaction(SIGINT, &sa_stop, NULL);
+
   unsigned long long sent = 0, errors = 0, attempts = 0;
   double start = now_s(), end = start + o->duration;
   double t = start;
-  while (sent < o->count) {
+  while (sent < o->count && !stop_sending) {
     t = now_s();
     if (t >= end) break;
     int n = batch;

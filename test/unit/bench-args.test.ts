@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { parseArgs, scaleText, wantConntrack, wantLimits, wantScale } from '../../bench/run';
+import { parseArgs, scaleText, wantConntrack, wantLimits, wantNeighbour, wantScale } from '../../bench/run';
 import { conntrackText, parseConntrackArgs } from '../../bench/conntrack';
 import { checkScaleOptions, Round, summarize } from '../../bench/scale';
 import { judge, LIMIT_CASES, Burst, LimitScale, LIMITS_SCALE_TARGET, parseLimitsArgs, peerLimitArgs, RateRow, ratesTable, ScaleConfig, scaleLines, scaleRatios } from '../../bench/limits';
@@ -237,4 +237,24 @@ test('conntrack text: the ratio against the 0.9 bar and the memory per entry', (
   assert.match(t, /ratio 0\.950 \(best \/ best; the rounds' own ratios 0\.95, 0\.90, median 0\.90\); the bar is 0\.9: met/);
   assert.match(t, /168 bytes per entry/);
   assert.match(conntrackText({ ...s, ratio: 0.85 }), /NOT met/);
+});
+
+test('neighbour section: on with moat, --skip-neighbour leaves it out, --neighbour-only runs it alone, --neighbour-rate bounded', () => {
+  assert.equal(wantNeighbour(parseArgs([])), true);
+  assert.equal(wantNeighbour(parseArgs(['--only', 'veth,uwsgi'])), false);
+  assert.equal(wantNeighbour(parseArgs(['--skip-neighbour'])), false);
+  assert.equal(wantNeighbour(parseArgs(['--limits-only'])), false);
+  const only = parseArgs(['--neighbour-only']);
+  assert.equal(only.neighbourOnly, true);
+  assert.equal(wantNeighbour(only), true);
+  assert.equal(wantScale(only), false);
+  assert.equal(wantLimits(only), false);
+  assert.equal(wantConntrack(only), false);
+  assert.equal(parseArgs([]).neighbourRate, undefined);
+  assert.equal(parseArgs(['--neighbour-only', '--neighbour-rate', '50000']).neighbourRate, 50000);
+  for (const bad of [['--neighbour-rate', '999'], ['--neighbour-rate', '1.5'], ['--neighbour-rate', 'x'], ['--neighbour-rate']]) {
+    assert.throws(() => parseArgs(bad), /--neighbour-rate/, bad.join(' '));
+  }
+  assert.throws(() => parseArgs(['--neighbour-only', '--skip-neighbour']), /nothing left/);
+  assert.throws(() => parseArgs(['--neighbour-only', '--limits-only']), /pick one/);
 });

@@ -2,7 +2,8 @@
 // (bench/targets.ts), from made-up figures: met, not met, not measured.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { targetLines } from '../../bench/targets';
+import { neighbourTargetLines, sectionTargetsText, targetLines } from '../../bench/targets';
+import { neighbourText, pingStats, type NeighbourSection } from '../../bench/neighbour';
 import type { KindResult, ScaleSection } from '../../bench/run';
 
 function kind(flood: number, paced: number, tcp: number, p50: number): KindResult {
@@ -49,4 +50,42 @@ test('with a limits section, its targets follow the throughput targets', () => {
   const lines = targetLines({ moat: kind(220_000, 200_000, 9_000, 0.2) }, scale(0.75), limits);
   assert.deepEqual(lines.slice(7), ['limits: 1 of 1 received rates within 10% of the limit: met', 'limits at scale: 1000 peers each limited / unlimited pps, best of each: 0.970 (>= 0.95): met (median of the rounds\' own ratios 0.960)']);
   assert.equal(targetLines({ moat: kind(220_000, 200_000, 9_000, 0.2) }, scale(0.75)).length, 7, 'no limits section: no limits lines');
+});
+
+function neighbour(moatP99: number, uwsgiP99: number): NeighbourSection {
+  const kind = (p99: number) => ({
+    status: 'ok' as const, restarts: 0,
+    quiet: { sent: 100, received: 100, p50: 0.2, p90: 0.3, p99: 0.5, max: 0.6 },
+    loaded: { sent: 100, received: 100, p50: 0.5, p90: 1, p99, max: p99 + 1 },
+    floods: [{ from: '192.168.0.2', txPps: 600_000, rxPps: 100_000, loss: 0.8, failed: 0 }, { from: '192.168.0.3', txPps: 600_000, rxPps: 90_000, loss: 0.85, failed: 0 }],
+  });
+  return { rounds: 4, block: 100, rate: null, size: 64, kinds: { uwsgi: kind(uwsgiP99), moat: kind(moatP99) }, loadavgBefore: [1, 1, 1], loadavgAfter: [2, 2, 2], seconds: 34 };
+}
+
+test('interactive neighbour: moat\'s p99 under two floods against 2 ms and against uWSGI\'s', () => {
+  assert.deepEqual(neighbourTargetLines(neighbour(1.5, 3)), [
+    'interactive neighbour\'s ping p99 under two floods: moat 1.500 ms (<= 2 ms): met; uWSGI 3.000 ms (moat at most): met (p50 moat 0.500 ms, uWSGI 0.500 ms)']);
+  assert.match(neighbourTargetLines(neighbour(2.5, 2))[0], /moat 2\.500 ms \(<= 2 ms\): NOT met; uWSGI 2\.000 ms \(moat at most\): NOT met/);
+  const noUwsgi = neighbour(1, 1);
+  delete noUwsgi.kinds.uwsgi;
+  assert.match(neighbourTargetLines(noUwsgi)[0], /: met; uWSGI not measured/);
+  const failed = neighbour(1, 1);
+  failed.kinds.moat = { status: 'error', reason: 'setup: boom', floods: [], restarts: 0 };
+  assert.deepEqual(neighbourTargetLines(failed), ['interactive neighbour: moat error: setup: boom']);
+  assert.equal(targetLines({}, undefined, undefined, neighbour(1, 1)).length, 8, 'a full run prints it after the scale line');
+  assert.match(sectionTargetsText(undefined, neighbour(1, 1)), /^targets \(one run\):\n  interactive neighbour/);
+});
+
+test('interactive neighbour: lost pings count as infinitely late; the table prints them as lost', () => {
+  const p = pingStats(100, Array.from({ length: 98 }, (_, i) => 0.1 + i / 1000));
+  assert.equal(p.received, 98);
+  assert.equal(p.p50.toFixed(3), '0.149');
+  assert.equal(p.p99, Infinity);
+  assert.equal(p.max, Infinity);
+  const s = neighbour(1, 1);
+  s.kinds.moat!.loaded = p;
+  const t = neighbourText(s);
+  assert.match(t, /ping p99 ms, 2 floods +1\.000 +lost/);
+  assert.match(t, /pings answered, 2 floods +100 +98 +0\.98/);
+  assert.match(t, /flood 1 rx pps +100,000 +100,000 +1\.00/);
 });
