@@ -21,7 +21,6 @@ struct SchedAttr {
   uint64_t sched_deadline;
   uint64_t sched_period;
 };
-constexpr uint64_t kKeepParams = 0x10;  // SCHED_FLAG_KEEP_PARAMS: the nice level stays
 }  // namespace
 
 bool request_short_slice() {
@@ -29,15 +28,19 @@ bool request_short_slice() {
   // MOAT_SHORT_SLICE=0: the kernel's default slice (to compare; docs/latency.md).
   const char* env = getenv("MOAT_SHORT_SLICE");
   if (env && strcmp(env, "0") == 0) return false;
+  // The thread's own attributes (its nice level) with only the slice
+  // changed. Not SCHED_FLAG_KEEP_PARAMS: with it the kernel keeps the
+  // runtime too and succeeds without changing the slice (seen on 6.18:
+  // se.slice stayed at the default 1.4 ms).
   SchedAttr a;
   memset(&a, 0, sizeof a);
+  if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) != 0 || a.sched_policy != SCHED_OTHER) {
+    memset(&a, 0, sizeof a);
+    a.sched_policy = SCHED_OTHER;
+  }
   a.size = sizeof a;
-  a.sched_policy = SCHED_OTHER;
-  a.sched_flags = kKeepParams;
-  a.sched_runtime = kShortSliceNs;
-  if (syscall(SYS_sched_setattr, 0, &a, 0) == 0) return true;
-  // Kernels that do not know KEEP_PARAMS: the same without it (nice 0, as a new thread has).
   a.sched_flags = 0;
+  a.sched_runtime = kShortSliceNs;
   return syscall(SYS_sched_setattr, 0, &a, 0) == 0;
 #else
   return false;
