@@ -157,6 +157,26 @@ test('a vassal pinned to another host moves there with its address, and traffic 
   assert.equal((await placed(['b.ini']))?.get('b.ini'), target.name, 'an unpinned vassal is not moved again');
 });
 
+test('a learned address is claimed in etcd and stays the vassal\'s when it moves to another host', async () => {
+  const aHost = (await F.pidOf('a.ini'))!.host;
+  const [x, y] = F.hosts.filter((h) => h !== aHost);
+  const learner = (pin: string) => ['[uwsgi]', 'tuntap-device = uwsgi0', `exec-as-root = ip addr add ${F.net}40/24 dev uwsgi0`, 'exec-as-root = ip link set uwsgi0 up',
+    `exec-as-root = ip route add default via ${F.net}1 dev uwsgi0`, 'attach-daemon = sleep 3600', `vassal-host = ${pin}`, ''].join('\n');
+  F.putVassal('l.ini', learner(x.name));
+  await until(async () => (await placed(['l.ini']))?.get('l.ini') === x.name, 20000, `l to run on ${x.name}`);
+  await until(() => pingsFrom('l.ini', `${F.net}10`), 10000, 'l\'s first packets (to a) to pass: its address learned');
+  await until(() => F.etcd.get(`${F.prefix}/addresses/${F.net}40`) === 'l.ini', 5000, 'the learned address claimed in etcd');
+  await until(() => pingsFrom('a.ini', `${F.net}40`), 10000, 'a to reach l by its learned address');
+
+  F.putVassal('l.ini', learner(y.name));
+  await until(async () => (await placed(['l.ini']))?.get('l.ini') === y.name, 20000, `l to move to ${y.name}`);
+  const row = (await F.rows(y)).find((r) => r.name === 'l.ini')!;
+  assert.equal(row.address, `${F.net}40`, 'bound on the new host before its first packet');
+  await until(() => pingsFrom('a.ini', `${F.net}40`), 10000, 'a to reach l on its new host');
+  F.delVassal('l.ini');
+  await until(() => F.etcd.get(`${F.prefix}/addresses/${F.net}40`) === undefined, 20000, 'its address freed with its key');
+});
+
 test('etcd stopped for a third of the TTL: nothing stops', async () => {
   const before = [(await F.pidOf('a.ini'))!, (await F.pidOf('b.ini'))!];
   F.etcd.pause();

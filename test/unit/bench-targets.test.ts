@@ -16,23 +16,25 @@ function kind(flood: number, paced: number, tcp: number, p50: number): KindResul
   return { status: 'ok', dirs: { v2g: dir, g2v: dir } } as unknown as KindResult;
 }
 
-const scale = (ratio: number): ScaleSection => ({ status: 'ok', peers: 1000, seconds: 3, rounds: [], ratio, target: 0.7, lines: [] });
+const scale = (ratio: number): ScaleSection => ({ status: 'ok', peers: 1000, seconds: 3, rounds: [], ratio, target: 0.9, lines: [] });
 
-test('every target met: flood against uWSGI\'s best sustained rate (paced or flooded), TCP, added RTT, scale', () => {
-  // uWSGI: flood 50k, paced 70k -> best sustained 70k; moat 220k = 3.14x.
-  const lines = targetLines({ veth: kind(300_000, 300_000, 20_000, 0.05), uwsgi: kind(50_000, 70_000, 800, 0.25), moat: kind(220_000, 200_000, 9_000, 0.2) }, scale(0.75));
-  assert.equal(lines.length, 7);
+test('every target met: flood against uWSGI\'s best sustained rate (paced or flooded) and veth, TCP, added RTT, p99, scale', () => {
+  // uWSGI: flood 50k, paced 70k -> best sustained 70k; moat 250k = 3.57x, 0.83 of veth.
+  const lines = targetLines({ veth: kind(300_000, 300_000, 20_000, 0.05), uwsgi: kind(50_000, 70_000, 800, 0.25), moat: kind(250_000, 200_000, 15_000, 0.14) }, scale(0.95));
+  assert.equal(lines.length, 9);
   assert.ok(lines.every((l) => !/NOT met|not measured/.test(l)), lines.join('\n'));
-  assert.match(lines[0], /3\.14x uWSGI's best sustained 70,000/);
-  assert.match(lines[2], /moat adds 0\.150 ms over veth, uWSGI 0\.200 ms/);
+  assert.match(lines[0], /3\.57x uWSGI's best sustained 70,000 \(>= 3\): met; 0\.83 of veth \(issue 19: >= 0\.8\): met/);
+  assert.match(lines[2], /moat adds 0\.090 ms over veth, uWSGI 0\.200 ms \(issue 19: moat at most half\): met/);
+  assert.match(lines[3], /ping p99 vassal->gateway: moat 0\.280 ms, uWSGI 0\.500.*: met/);
 });
 
 test('each target that is missed says NOT met', () => {
-  const lines = targetLines({ veth: kind(300_000, 300_000, 20_000, 0.05), uwsgi: kind(80_000, 70_000, 800, 0.2), moat: kind(190_000, 200_000, 3_000, 0.2) }, scale(0.69));
-  assert.match(lines[0], /\(>= 3\): NOT met; 0\.63 of veth \(>= 0\.65\): NOT met/);
-  assert.match(lines[1], /3\.75x uWSGI \(>= 5\): NOT met; 0\.15 of veth \(>= 0\.40\): NOT met/);
-  assert.match(lines[2], /\(moat below\): NOT met/);
-  assert.match(lines[6], /0\.69 \(>= 0\.70\): NOT met/);
+  const lines = targetLines({ veth: kind(300_000, 300_000, 20_000, 0.05), uwsgi: kind(80_000, 70_000, 800, 0.2), moat: kind(190_000, 200_000, 3_000, 0.25) }, scale(0.69));
+  assert.match(lines[0], /\(>= 3\): NOT met; 0\.63 of veth \(issue 19: >= 0\.8\): NOT met/);
+  assert.match(lines[1], /3\.75x uWSGI \(>= 5\): NOT met; 0\.15 of veth \(issue 19: >= 0\.7\): NOT met/);
+  assert.match(lines[2], /\(issue 19: moat at most half\): NOT met/);
+  assert.match(lines[3], /moat 0\.500 ms, uWSGI 0\.400.*\(issue 19: moat at most uWSGI's\): NOT met/);
+  assert.match(lines[8], /0\.69 \(>= 0\.90\): NOT met/);
 });
 
 test('a kind that was not measured is said so, not counted as met', () => {
