@@ -83,10 +83,10 @@ test('summary: ratio of best N-peer to best 1-peer pps, RSS per idle peer, lines
   assert.deepEqual(s.rssPerIdlePeerKiB, [2, 1]);
   assert.equal(s.lines[0], 'peers  received pps  offered pps  peers reached');
   assert.equal(s.lines[2], ' 1000       300,000      390,000           1000');
-  assert.equal(s.lines[5], '1000 peers / 1 peer (best of each): 0.70 (target >= 0.70)');
+  assert.equal(s.lines[5], '1000 peers / 1 peer (best of each): 0.70 (target >= 0.90)');
   assert.match(s.lines[6], /^router RSS per idle peer: 2\.0, 1\.0 KiB/);
   const one = summarize({ peers: 1000, seconds: 3, rounds: 1 }, rounds.slice(0, 2));
-  assert.equal(one.lines[3], '1000 peers / 1 peer: 0.75 (target >= 0.70)');
+  assert.equal(one.lines[3], '1000 peers / 1 peer: 0.75 (target >= 0.90)');
 });
 
 test('scale section text: heading, lines, status when not ok', () => {
