@@ -183,30 +183,36 @@ test('report writes state and a learned address into this host\'s placement, and
 
 test('an etcd outage shorter than ttl - renew - margin fences nothing; a longer one fences, and renewing in time unfences', async () => {
   const p = newPrefix();
-  // fenced 2 s after the last renewal sent; the lease outlives a 2.4 s outage
-  const s = store('fa', p, { ttlSec: 3, renewMs: 300, marginMs: 1000 });
+  // Wide windows, so a loaded machine (timers late by hundreds of ms) cannot
+  // turn them: fenced 5 s after the last renewal sent, the lease lives 8 s.
+  const s = store('fa', p, { ttlSec: 8, renewMs: 500, marginMs: 3000 });
   const seen = events(s);
   await s.start();
   assert.deepEqual(await s.claim('f.ini'), { ok: true });
-  await sleep(400);
+  await sleep(600);
 
-  etcd.pause();
-  await sleep(1300);                   // < 3000 - 300 - 1000
-  etcd.resume();
-  await sleep(700);
-  assert.deepEqual(seen.filter((e) => e.name !== 'change'), [], 'a short outage fences nothing');
-  assert.equal(s.fenced, false);
+  try {
+    etcd.pause();
+    await sleep(3000);                   // < 8000 - 500 - 3000
+    etcd.resume();
+    await sleep(1000);
+    assert.deepEqual(seen.filter((e) => e.name !== 'change'), [], 'a short outage fences nothing');
+    assert.equal(s.fenced, false);
 
-  const t0 = Date.now();
-  etcd.pause();
-  await waitFor(() => s.fenced, 2500, 'fenced');
-  assert.ok(seen.some((e) => e.name === 'fenced'));
-  const fencedAfter = seen.find((e) => e.name === 'fenced')!.at - t0;
-  assert.ok(fencedAfter >= 1500 && fencedAfter <= 2300, `fenced ${fencedAfter} ms into the outage`);
-  assert.deepEqual(await s.claim('g.ini'), { ok: false, reason: 'fenced', message: 'fleet-host fa is fenced (no lease renewal in time)' });
-  await sleep(2400 - (Date.now() - t0));
-  etcd.resume();
-  await waitFor(() => !s.fenced, 2000, 'unfenced');
+    const t0 = Date.now();
+    etcd.pause();
+    await waitFor(() => s.fenced, 7000, 'fenced');
+    assert.ok(seen.some((e) => e.name === 'fenced'));
+    const fencedAfter = seen.find((e) => e.name === 'fenced')!.at - t0;
+    // Not before ttl - margin - renew; and well before etcd may expire the lease (8 s after the last renewal).
+    assert.ok(fencedAfter >= 4400 && fencedAfter <= 6500, `fenced ${fencedAfter} ms into the outage`);
+    assert.deepEqual(await s.claim('g.ini'), { ok: false, reason: 'fenced', message: 'fleet-host fa is fenced (no lease renewal in time)' });
+    await sleep(Math.max(0, 5800 - (Date.now() - t0)));
+    etcd.resume();
+  } finally {
+    etcd.resume();
+  }
+  await waitFor(() => !s.fenced, 3000, 'unfenced');
   await waitFor(() => seen.some((e) => e.name === 'unfenced'), 500, "'unfenced'");
   assert.ok(!seen.some((e) => e.name === 'lease-lost'));
   assert.ok(etcd.get(`${p}/placement/f.ini`), 'the placement survived');
@@ -224,8 +230,7 @@ test('an outage longer than the ttl: fenced, the lease lost, registered again un
   const first = s.lease;
   assert.deepEqual(await s.claim('l.ini'), { ok: true });
   etcd.pause();
-  await sleep(3000);
-  etcd.resume();
+  try { await sleep(3000); } finally { etcd.resume(); }
   await waitFor(() => seen.some((e) => e.name === 'registered'), 5000, "'registered'");
   const names = seen.map((e) => e.name).filter((n) => n !== 'change');
   assert.deepEqual(names, ['fenced', 'lease-lost', 'registered']);
