@@ -236,6 +236,14 @@ function summaryText(s: DirSummary): string[] {
     const c = s.cpu[l];
     out.push('  ' + line([`  ${l}`, f2(c.busy), f2(c.user), f2(c.system), f2(c.softirq), f2(c.steal), ...PARTS.map((p) => f2(c.parts[p])), f2(c.other)]));
   }
+  // CPU per received packet: which part a cheaper router could save at most.
+  for (const l of LAYOUTS) {
+    const c = s.cpu[l];
+    const pps = l === 'A' ? s.aPps : s.bPps;
+    const us = (cores: number) => f2((cores / pps) * 1e6);
+    out.push(`  ${l}: CPU per received packet, µs: router loop ${us(c.parts.routerLoop)}, devices ${us(c.parts.deviceLoop + c.parts.deviceRest)}, ` +
+      `senders ${us(c.parts.sender)}, receivers ${us(c.parts.receiver)}, whole machine ${us(c.busy)}`);
+  }
   return out;
 }
 
