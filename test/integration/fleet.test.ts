@@ -132,6 +132,17 @@ test('vassals added at once: each runs on exactly one host, never on two', async
   await until(() => ![...F.etcd.list(`${F.prefix}/addresses/`).values()].some((v) => names.includes(v)), 5000, 'their addresses to be freed');
 });
 
+test('a bad vassal value is reported by every host with its key and line, runs nowhere, and touches no other vassal', async () => {
+  const before = [(await F.pidOf('a.ini'))!.pid, (await F.pidOf('b.ini'))!.pid];
+  F.putVassal('bad.ini', ['[uwsgi]', 'tuntap-device = uwsgi0', 'tuntap-device-address = not-an-address', ''].join('\n'));
+  await until(() => F.hosts.every((h) => new RegExp(`${F.prefix}/vassals/bad\\.ini:3`).test(h.proc!.output())), 5000, 'every host to report bad.ini:3');
+  await sleep(1500);
+  assert.equal((await F.where()).has('bad.ini'), false, 'not run anywhere');
+  assert.equal(F.etcd.get(`${F.prefix}/placement/bad.ini`), undefined, 'not placed');
+  assert.deepEqual([(await F.pidOf('a.ini'))!.pid, (await F.pidOf('b.ini'))!.pid], before, 'a and b untouched');
+  F.delVassal('bad.ini');
+});
+
 test('a second emperor with a live host\'s fleet-host is refused', async () => {
   const h = F.hosts[0];
   const ini = h.ini.replace(/emperor\.ini$/, 'twin.ini');
