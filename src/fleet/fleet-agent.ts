@@ -14,6 +14,7 @@
 //     is killed at once (another host may start them when the lease expires).
 // Two components: `first` (the store, the rules) before the router starts,
 // `second` (placement, routes) after the emperor started.
+import type { EventEmitter } from 'node:events';
 import client from 'prom-client';
 import { formatOf, parseConfig } from '../config/load';
 import { ConfigError } from '../config/types';
@@ -88,12 +89,7 @@ export class FleetAgent {
         this.emperor = emperor;
         this.router = router;
         this.routes.clear();
-        this.store.on('change', this.kick);
-        this.store.on('unfenced', this.kick);
-        this.store.on('registered', this.kick);
-        this.store.on('fenced', this.onFenced);
-        emperor.on('vassal-state', this.onState);
-        emperor.on('learned', this.onLearned);
+        for (const [em, ev, fn] of this.listeners(emperor)) em.on(ev, fn);
         router?.addMetrics(this.registry);
         router?.addMetrics(this.store.registry);
         router?.addStatsSection('fleet', () => this.statsSection());
@@ -103,12 +99,7 @@ export class FleetAgent {
       stop: async () => {
         this.stopped = true;
         clearInterval(this.timer);
-        this.store.off('change', this.kick);
-        this.store.off('unfenced', this.kick);
-        this.store.off('registered', this.kick);
-        this.store.off('fenced', this.onFenced);
-        emperor.off('vassal-state', this.onState);
-        emperor.off('learned', this.onLearned);
+        for (const [em, ev, fn] of this.listeners(emperor)) em.off(ev, fn);
         await this.running;
         router?.removeMetrics(this.registry);
         router?.removeMetrics(this.store.registry);
@@ -119,6 +110,14 @@ export class FleetAgent {
   }
 
   private readonly kick = (): void => { void this.sync(); };
+
+  /** What the agent listens to: the store's changes and lease, the emperor's vassals. */
+  private listeners(emperor: Emperor): Array<[EventEmitter, string, (...args: any[]) => void]> {
+    return [
+      [this.store, 'change', this.kick], [this.store, 'unfenced', this.kick], [this.store, 'registered', this.kick],
+      [this.store, 'fenced', this.onFenced], [emperor, 'vassal-state', this.onState], [emperor, 'learned', this.onLearned],
+    ];
+  }
 
   /** One pass; passes never overlap (one asked for meanwhile runs after). */
   sync(): Promise<void> {

@@ -299,20 +299,27 @@ export class Vassal extends EventEmitter {
     return true;
   }
 
-  /** Kills the vassal now, with no grace: its cgroup (every process of it)
-   *  and the launcher, and no restart. A fleet host that lost its lease does
-   *  this (another host may start the vassal once the lease expires). */
-  async kill(): Promise<void> {
+  /** No more runs: a pending restart is cancelled (the vassal is stopped
+   *  then); the running child, now 'stopping', if there is one. */
+  private unwant(): ChildProcess | undefined {
     this.wanted = false;
     if (this.restartTimer) {
       clearTimeout(this.restartTimer);
       this.restartTimer = undefined;
       this.setState('stopped');
-      return;
+      this.log.info('vassal stopped (it was waiting to restart)');
+      return undefined;
     }
-    const child = this.child;
+    if (this.child) this.setState('stopping');
+    return this.child;
+  }
+
+  /** Kills the vassal now, with no grace: its cgroup (every process of it)
+   *  and the launcher, and no restart. A fleet host that lost its lease does
+   *  this (another host may start the vassal once the lease expires). */
+  async kill(): Promise<void> {
+    const child = this.unwant();
     if (!child) return;
-    this.setState('stopping');
     this.log.warn('killing the vassal now');
     const exited = this.exited!;
     await this.killLeftovers();
@@ -322,17 +329,8 @@ export class Vassal extends EventEmitter {
 
   /** 'stop' to the runtime; SIGKILL to it (pid 1 of its namespace) and the launcher after the timeout. */
   async stop(): Promise<void> {
-    this.wanted = false;
-    if (this.restartTimer) {
-      clearTimeout(this.restartTimer);
-      this.restartTimer = undefined;
-      this.setState('stopped');
-      this.log.info('vassal stopped (it was waiting to restart)');
-      return;
-    }
-    const child = this.child;
+    const child = this.unwant();
     if (!child) return;
-    this.setState('stopping');
     this.log.info('stopping the vassal');
     try { this.channel?.write('stop\n'); } catch { /* closed */ }
     const exited = this.exited!;
