@@ -56,8 +56,8 @@ export class FleetAgent {
   private readonly fences = new client.Counter({ name: 'moat_fleet_fences_total', help: 'times this host killed its vassals because its lease might have expired', registers: [this.registry] });
 
   constructor(readonly cfg: FleetConfig, readonly store: FleetStore, private readonly log: Logger) {
-    this.vassals = new MirrorDir(`${cfg.dir}/vassals`);
-    this.rules = new MirrorDir(`${cfg.dir}/rules`);
+    this.vassals = new MirrorDir(`${cfg.dir}/vassals`, 0o600);
+    this.rules = new MirrorDir(`${cfg.dir}/rules`, 0o644);
     this.routes = new FleetRoutes(log);
   }
 

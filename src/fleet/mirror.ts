@@ -2,12 +2,13 @@
 // moat that read files: this host's vassal files for its emperor, the
 // fleet's rule files for its router. A file is replaced whole (written
 // beside it under a dot-name, then renamed), so a reader never sees half of
-// one; only the emperor writes here (root), readable by the router's user.
+// one; only the emperor writes here (root). Rule files are readable by the
+// router's user; vassal files (their env may hold a tenant's secrets) by root only.
 import fs from 'node:fs';
 import path from 'node:path';
 
 export class MirrorDir {
-  constructor(readonly dir: string) {}
+  constructor(readonly dir: string, private readonly fileMode: number) {}
 
   /** Makes the directory (and its parents), emptied of what an earlier run left. */
   reset(): void {
@@ -22,7 +23,8 @@ export class MirrorDir {
     const file = this.path(name);
     try { if (fs.readFileSync(file, 'utf8') === text) return false; } catch { /* new */ }
     const tmp = path.join(this.dir, `.${name}.${process.pid}.tmp`);
-    fs.writeFileSync(tmp, text, { mode: 0o644 });
+    fs.writeFileSync(tmp, text, { mode: this.fileMode });
+    fs.chmodSync(tmp, this.fileMode);   // whatever the umask
     fs.renameSync(tmp, file);
     return true;
   }
