@@ -24,6 +24,7 @@ import { routerComponent } from '../router/router-component';
 import { RouterProcessHandle } from '../router/router-process-handle';
 import { FleetAgent } from '../fleet/fleet-agent';
 import { FleetStore } from '../fleet/fleet-store';
+import { defaultFleetAddress } from '../fleet/fleet-address';
 
 export interface Instance {
   readonly components: Component[];
@@ -55,6 +56,11 @@ export function buildInstance(options: OptionList, checked: CheckedOptions, opts
   if (emperorCfg?.fleet) {
     const f = emperorCfg.fleet;
     const fleetLog = logger().child({ component: 'fleet', host: f.host });
+    if (!f.hostAddress) {
+      f.hostAddress = defaultFleetAddress(f.endpoints);
+      if (f.hostAddress) fleetLog.info({ address: f.hostAddress }, 'fleet-address not set: this host\'s source address toward etcd');
+      else fleetLog.warn('fleet-address not set and no route toward etcd: the other hosts cannot route to this host\'s vassals');
+    }
     fleet = new FleetAgent(f, new FleetStore({ ...f, log: fleetLog }), fleetLog);
     components.push(fleet.first);
     options = [...options, { key: 'tuntap-router-firewall-file', value: fleet.rules.dir, source: { file: `<fleet ${f.url}>` } }];

@@ -115,7 +115,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     { note: 'a directory or etcd (no glob, no pg:// mongodb:// amqp:// zmq://); a file that becomes bad keeps its running vassal and is reported' }),
   // the fleet (issue 18; src/fleet, docs/fleet.md): many hosts, one set of vassals in etcd
   m('fleet-host', 'string', 'emperor', 'this host\'s name in the fleet (with emperor = etcd://...): unique among live hosts; refused while another live host holds it'),
-  m('fleet-address', 'string', 'emperor', 'this host\'s IPv4 address on the network between the hosts: the other hosts route its vassals\' addresses there'),
+  m('fleet-address', 'string', 'emperor', 'this host\'s IPv4 address on the network between the hosts: the other hosts route its vassals\' addresses there; default: the source address of this host\'s route toward the first etcd endpoint'),
   m('fleet-lease-ttl', 'int', 'emperor', 'seconds of this host\'s etcd lease: a host silent that long is dead and its vassals start elsewhere; it stops them itself once ttl - margin passed without a renewal (renewal and margin: a fifth of it each, at least 0.5 s and 1 s)',
     { min: 3, max: 600, default: 10, unit: 's' }),
   m('fleet-dir', 'string', 'emperor', 'the host directory where the emperor keeps this host\'s copies of its vassal files and the fleet\'s rule files from etcd (subdirectory per fleet-host)', { default: '/run/moat/fleet' }),

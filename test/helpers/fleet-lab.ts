@@ -52,10 +52,10 @@ export class FleetLab {
     this.etcd = new EtcdServer(this.dcNs, `${this.dc}254`);
     this.lab.onCleanup(() => { void this.etcd.stop(); });
     await this.etcd.start();
-    for (let i = 1; i <= n; i++) this.hosts.push(this.makeHost(i, ttlSec, extra));
+    for (let i = 1; i <= n; i++) this.hosts.push(this.makeHost(i, ttlSec, extra, i === n));
   }
 
-  private makeHost(i: number, ttlSec: number, extra: string[]): FleetHost {
+  private makeHost(i: number, ttlSec: number, extra: string[], last: boolean): FleetHost {
     const ns = this.lab.netns(`fh${i}`);
     const a = uniqueName(`fva${i}`);
     const b = uniqueName(`fvb${i}`);
@@ -75,7 +75,8 @@ export class FleetLab {
       name, ns, address: `${this.dc}${i}`, ini: path.join(dir, 'emperor.ini'), stats: path.join(dir, 's.sock'), sock: path.join(dir, 't.sock'), cgroup,
     };
     fs.writeFileSync(host.ini, [
-      '[uwsgi]', `emperor = ${this.etcdUrl}`, `fleet-host = ${name}`, `fleet-address = ${host.address}`, `fleet-lease-ttl = ${ttlSec}`,
+      // The last host leaves fleet-address to its default (its source address toward etcd: the same).
+      '[uwsgi]', `emperor = ${this.etcdUrl}`, `fleet-host = ${name}`, ...(last ? [] : [`fleet-address = ${host.address}`]), `fleet-lease-ttl = ${ttlSec}`,
       `fleet-dir = ${path.join(dir, 'fleet')}`, 'emperor-use-clone = fs,ipc,uts,net,pid', 'emperor-freq = 1',
       `vassals-dir-root = ${path.join(dir, 'run')}`, `emperor-cgroup = ${cgroup}`,
       `tuntap-router = ${tun} ${host.sock} ${host.stats}`,
