@@ -98,6 +98,7 @@ struct Device::Loop {
   int tun = -1, sock = -1, ep = -1, timer = -1;
   uint64_t sock_gen = 0;          // tells a stale socket event from the current socket's
   bool want_out = false;          // EPOLLOUT armed on the socket
+  KeepWarm warm;                  // short sleeps for a while after traffic (busy_poll.h)
   bool ever_connected = false;
   uint32_t failures = 0;          // connection attempts failed in a row
   uint32_t next_delay_ms;         // backoff before the next attempt
@@ -592,7 +593,7 @@ struct Device::Loop {
         sink(std::move(events));
         events.clear();
       }
-      int n = busy_epoll_wait(d.bp_, ep, evs, 8, -1);
+      int n = busy_epoll_wait(d.bp_, ep, evs, 8, -1, &warm);
       if (n < 0) {
         if (errno == EINTR) continue;
         event(DeviceEvent::Type::Error, errno_text("epoll_wait", errno) + "; device loop stopped");

@@ -100,6 +100,7 @@ struct RouterLoop final : Router::Loop {
   HoldList holds;          // peers whose frames wait for later ones (peer.h)
   bool backlog = false;    // the last tun batch ended with packets still queued
   BusyPoll busy;  // polling after traffic (busy_poll.h)
+  KeepWarm warm;  // short sleeps for a while after traffic (busy_poll.h)
   std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
   // The down batch: frames built in place in the arena; slots chain each
   // peer's frames in order (Peer::batch_head/tail index them).
@@ -253,7 +254,7 @@ struct RouterLoop final : Router::Loop {
     struct epoll_event evs[kEpollEvents];
     bool stopping = false;
     while (!stopping) {
-      const int n = busy_epoll_wait(busy, epfd, evs, kEpollEvents, wait_ms());
+      const int n = busy_epoll_wait(busy, epfd, evs, kEpollEvents, wait_ms(), &warm);
       if (n < 0) {
         if (errno == EINTR) continue;
         emit_error(errno_text("epoll_wait"));
