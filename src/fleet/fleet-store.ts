@@ -334,24 +334,32 @@ export class FleetStore extends EventEmitter {
   private async reregister(): Promise<void> {
     if (this.reregistering) return;
     this.reregistering = true;
-    let delay = 200;
     try {
-      while (!this.stopped) {
-        try {
-          await this.register();
-          if (this.stopped) return;
-          this.fencedState = false;
-          this.opts.log.info({ lease: this.leaseId }, 'fleet: registered again');
-          this.emit('registered');
-          return;
-        } catch (err) {
-          this.opts.log.warn({ err: (err as Error).message, retryMs: delay }, 'fleet: registering again failed');
-          await sleep(delay);
-          delay = Math.min(delay * 2, BACKOFF_MAX_MS);
-        }
-      }
+      await this.untilDone('fleet: registering again failed', async () => {
+        await this.register();
+        if (this.stopped) return;
+        this.fencedState = false;
+        this.opts.log.info({ lease: this.leaseId }, 'fleet: registered again');
+        this.emit('registered');
+      });
     } finally {
       this.reregistering = false;
+    }
+  }
+
+  /** attempt() again until it succeeds or the store stops: 200 ms after
+   *  a failure (logged as `failed`), doubling up to BACKOFF_MAX_MS. */
+  private async untilDone(failed: string, attempt: () => Promise<void>): Promise<void> {
+    let delay = 200;
+    while (!this.stopped) {
+      try {
+        await attempt();
+        return;
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message, retryMs: delay }, failed);
+        await sleep(delay);
+        delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+      }
     }
   }
 
@@ -398,20 +406,12 @@ export class FleetStore extends EventEmitter {
   private async resync(): Promise<void> {
     if (this.resyncing) return;
     this.resyncing = true;
-    let delay = 200;
     try {
-      while (!this.stopped) {
-        try {
-          await this.readAll();
-          this.emit('change');
-          void this.watchFrom(this.appliedRev + 1n);
-          return;
-        } catch (err) {
-          this.opts.log.warn({ err: (err as Error).message, retryMs: delay }, 'fleet: reading the fleet failed');
-          await sleep(delay);
-          delay = Math.min(delay * 2, BACKOFF_MAX_MS);
-        }
-      }
+      await this.untilDone('fleet: reading the fleet failed', async () => {
+        await this.readAll();
+        this.emit('change');
+        void this.watchFrom(this.appliedRev + 1n);
+      });
     } finally {
       this.resyncing = false;
     }
