@@ -23,8 +23,9 @@ import type { Component } from '../lifecycle/component';
 import type { Logger } from '../log';
 import type { RouterApi } from '../router/router-api';
 import { parseFileLine } from '../rules/parse';
-import { fleetHostName, unsafeNameReason } from '../vassal/spec';
+import { cidr, fleetHostName, unsafeNameReason } from '../vassal/spec';
 import type { FleetConfig } from './fleet-config';
+import type { FleetSnapshot } from './types';
 import type { FleetStore } from './fleet-store';
 import { MirrorDir } from './mirror';
 import { learnedAddress, placementPlan, Wanted } from './placement';
@@ -72,7 +73,7 @@ export class FleetAgent {
       this.vassals.reset();
       this.rules.reset();
       await this.store.start();
-      this.syncRules();
+      this.syncRules(this.store.snapshot());
       this.log.info({ host: this.cfg.host, etcd: this.cfg.url, ttl: this.cfg.ttlSec }, 'fleet: host registered');
     },
     stop: async () => {
@@ -136,8 +137,8 @@ export class FleetAgent {
 
   private async pass(): Promise<void> {
     if (this.stopped || !this.emperor) return;
-    this.syncRules();
     const snap = this.store.snapshot();
+    this.syncRules(snap);
     this.readVassals(snap.vassals);
     const now = Date.now();
     for (const name of this.known.keys()) {
@@ -173,13 +174,12 @@ export class FleetAgent {
       for (const [addr, v] of snap.addresses) if (!snap.vassals.has(v)) await this.store.releaseAddress(addr, v);
     }
     this.placed.set(mine.size);
-    this.syncRoutes();
+    this.syncRoutes(snap);
   }
 
   /** The fleet's rule files into the router's rules directory; a bad one is
    *  reported (key:line) and its previous copy stays. */
-  private syncRules(): void {
-    const snap = this.store.snapshot();
+  private syncRules(snap: FleetSnapshot): void {
     let bad = 0;
     for (const [name, text] of snap.rules) {
       if (!name.endsWith('.rules') || name.startsWith('.') || name.includes('/')) {
@@ -218,8 +218,7 @@ export class FleetAgent {
         const opts = parseConfig(text, format, key);
         const a = opts.filter((o) => o.key === 'tuntap-device-address').pop();
         const h = opts.filter((o) => o.key === 'vassal-host').pop();
-        const address = a ? /^\s*(\d{1,3}(?:\.\d{1,3}){3})(?:\/\d{1,2})?\s*$/.exec(a.value)?.[1] : undefined;
-        if (a && !address) throw new ConfigError(`tuntap-device-address: '${a.value}' is not an address A.B.C.D/BITS`, a.source);
+        const address = a ? cidr(a).addr : undefined;   // checked as the emperor will check it
         this.known.set(name, { text, ...(address ? { address } : {}), ...(h ? { pin: fleetHostName(h) } : {}) });
         this.reported.delete(name);
         this.blocked.delete(name);
@@ -232,8 +231,7 @@ export class FleetAgent {
     this.invalid.set({ kind: 'vassals' }, bad);
   }
 
-  private syncRoutes(): void {
-    const snap = this.store.snapshot();
+  private syncRoutes(snap: FleetSnapshot): void {
     const want = new Map<string, string>();
     for (const [name, p] of snap.placements) {
       if (p.host === this.cfg.host) continue;

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CheckedOptions } from '../config/schema';
 import { ConfigError, Option } from '../config/types';
-import { fleetHostName } from '../vassal/spec';
+import { fleetHostName, ipv4 } from '../vassal/spec';
 import { parseEtcdUrl } from './etcd-url';
 import type { FleetEndpointOptions } from './types';
 
@@ -39,13 +39,7 @@ export function fleetConfig(opts: CheckedOptions, emperor: Option): FleetConfig 
   };
   const host = fleetHostName(need('fleet-host'));
   const a = opts.last('fleet-address');
-  let hostAddress: string | undefined;
-  if (a) {
-    hostAddress = a.value.trim();
-    if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(hostAddress) || hostAddress.split('.').some((p) => Number(p) > 255)) {
-      throw new ConfigError(`fleet-address: '${a.value}' is not an IPv4 address`, a.source);
-    }
-  }
+  const hostAddress = a ? ipv4(a) : undefined;
   const ttlSec = opts.int('fleet-lease-ttl');
   const root = opts.string('fleet-dir')!.trim();
   if (!root.startsWith('/')) throw new ConfigError(`fleet-dir: '${root}' is not an absolute path`, opts.last('fleet-dir')?.source);

@@ -66,7 +66,8 @@ function oneLine(o: Option): string {
   return o.value;
 }
 
-function cidr(o: Option): { addr: string; bits: number } {
+/** tuntap-device-address's value: a vassal's address A.B.C.D/BITS. Throws ConfigError naming o. */
+export function cidr(o: Option): { addr: string; bits: number } {
   const m = /^\s*(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})\s*$/.exec(o.value);
   if (!m) fail(o, `expected A.B.C.D/BITS, got '${o.value}'`);
   const parts = m![1].split('.').map(Number);
@@ -76,7 +77,8 @@ function cidr(o: Option): { addr: string; bits: number } {
   return { addr: m![1], bits };
 }
 
-function ipv4(o: Option): string {
+/** An IPv4 address option's value. Throws ConfigError naming o. */
+export function ipv4(o: Option): string {
   const v = o.value.trim();
   const parts = v.split('.');
   if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) fail(o, `'${v}' is not an IPv4 address`);
