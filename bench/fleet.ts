@@ -13,9 +13,9 @@
 // Everything runs in namespaces the run makes; removed at the end.
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { FleetLab, FleetHost } from '../test/helpers/fleet-lab';
+import { FleetLab } from '../test/helpers/fleet-lab';
 import { requireRoot, sleep } from '../test/helpers/netns';
-import { readStats } from '../test/helpers/moat';
+import { percentile } from './lib';
 
 interface Args { kills: number; ttl: number; idleSeconds: number }
 
@@ -31,18 +31,8 @@ export function parseFleetArgs(argv: string[]): Args {
   return a;
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
-const median = (xs: number[]) => pct(xs, 50);
+const median = (xs: number[]) => percentile([...xs].sort((x, y) => x - y), 50);
 const s = (ms: number) => (ms / 1000).toFixed(2);
-
-async function until(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    if (await pred()) return Date.now() - t0;
-    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** etcd's own counter of gRPC messages received, summed over methods. */
 function etcdMessages(F: FleetLab): Promise<number> {
@@ -73,8 +63,8 @@ async function main(): Promise<void> {
     F.putVassal('f1.ini', F.vassal(30, ['vassal-host = h1']));
     F.putVassal('f2.ini', F.vassal(31, ['vassal-host = h1']));
     F.putVassal('b.ini', F.vassal(11));
-    await until(async () => { const w = await F.where(); return ['a.ini', 'b.ini', 'f1.ini', 'f2.ini'].every((n) => w.get(n)?.length === 1); }, 30000, 'the vassals to run');
-    await until(() => ping(F, 'a.ini', `${F.net}11`), 10000, 'a to reach b');
+    await F.until(async () => { const w = await F.where(); return ['a.ini', 'b.ini', 'f1.ini', 'f2.ini'].every((n) => w.get(n)?.length === 1); }, 30000, 'the vassals to run');
+    await F.until(() => F.pingFrom('a.ini', `${F.net}11`), 10000, 'a to reach b');
 
     // etcd's load from idle hosts.
     await sleep(2000);
@@ -90,7 +80,7 @@ async function main(): Promise<void> {
       const file = `50-bench-${i}.rules`;
       const t = Date.now();
       F.putRules(file, `out allow ${F.net}10/32 ${F.net}${200 + i}/32\n`);
-      for (const h of F.hosts) await until(() => hasRule(h, file), 10000, `${h.name} to load ${file}`);
+      for (const h of F.hosts) await F.until(() => F.hasRule(h, file), 10000, `${h.name} to load ${file}`);
       ruleMs.push(Date.now() - t);
       F.etcd.del(`${F.prefix}/rules/${file}`);
       await sleep(500);
@@ -103,13 +93,13 @@ async function main(): Promise<void> {
       const victim = (await F.pidOf('b.ini'))!.host;
       const t = Date.now();
       F.kill(victim);
-      await until(async () => { const w = await F.where(); const hs = w.get('b.ini'); return hs?.length === 1 && hs[0] !== victim.name; }, (args.ttl + 30) * 1000, 'b to run elsewhere');
+      await F.until(async () => { const w = await F.where(); const hs = w.get('b.ini'); return hs?.length === 1 && hs[0] !== victim.name; }, (args.ttl + 30) * 1000, 'b to run elsewhere');
       runMs.push(Date.now() - t);
-      await until(() => ping(F, 'a.ini', `${F.net}11`), 20000, 'a to reach b again');
+      await F.until(() => F.pingFrom('a.ini', `${F.net}11`), 20000, 'a to reach b again');
       pingMs.push(Date.now() - t);
       console.log(`  kill ${k + 1}: ${victim.name} killed; b running on another host after ${s(runMs[k])} s, a reaches it after ${s(pingMs[k])} s`);
       await F.start(victim);
-      await until(() => F.etcd.list(`${F.prefix}/hosts/`).size === 3, 20000, `${victim.name} to rejoin`);
+      await F.until(() => F.etcd.list(`${F.prefix}/hosts/`).size === 3, 20000, `${victim.name} to rejoin`);
     }
 
     console.log('');
@@ -121,18 +111,6 @@ async function main(): Promise<void> {
   } finally {
     await F.cleanup();
   }
-}
-
-async function hasRule(h: FleetHost, file: string): Promise<boolean> {
-  try {
-    const doc = await readStats(h.stats);
-    return (doc.moat.rules.out as Array<{ rule: string }>).some((r) => r.rule.includes(`/rules/${file}:`));
-  } catch { return false; }
-}
-
-async function ping(F: FleetLab, from: string, to: string): Promise<boolean> {
-  const p = await F.pidOf(from);
-  return p !== undefined && F.ping(p.pid, to);
 }
 
 function loadavg(): string {

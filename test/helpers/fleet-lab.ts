@@ -141,6 +141,35 @@ export class FleetLab {
     return undefined;
   }
 
+  /** Polls pred every 50 ms until true; the elapsed ms. A timeout says where
+   *  the vassals run and each host's last log lines. */
+  async until(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<number> {
+    const t0 = Date.now();
+    for (;;) {
+      if (await pred()) return Date.now() - t0;
+      if (Date.now() - t0 > ms) {
+        const where = JSON.stringify(Object.fromEntries(await this.where()));
+        const tails = this.hosts.map((h) => `--- ${h.name}:\n${(h.proc?.output() ?? '').split('\n').slice(-25).join('\n')}`).join('\n');
+        throw new Error(`timed out after ${ms} ms waiting for ${what}; running: ${where}\n${tails}`);
+      }
+      await sleep(50);
+    }
+  }
+
+  /** One ping from inside a running vassal to an address; false if it runs nowhere or no answer. */
+  async pingFrom(vassal: string, to: string): Promise<boolean> {
+    const p = await this.pidOf(vassal);
+    return p !== undefined && this.ping(p.pid, to);
+  }
+
+  /** Whether a host's router has loaded the fleet rule file `file` (its out chain). */
+  async hasRule(h: FleetHost, file: string): Promise<boolean> {
+    try {
+      const doc = await readStats(h.stats);
+      return (doc.moat.rules.out as Array<{ rule: string }>).some((r) => r.rule.includes(`/rules/${file}:`));
+    } catch { return false; }
+  }
+
   /** One ping from inside a vassal (its network namespace) to an address; true if answered. */
   ping(pid: number, to: string, timeoutS = 1): boolean {
     try {

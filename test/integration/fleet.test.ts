@@ -10,26 +10,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import { FleetLab, FleetHost } from '../helpers/fleet-lab';
+import { FleetLab } from '../helpers/fleet-lab';
 import { requireRoot, sleep } from '../helpers/netns';
-import { CLI, readStats } from '../helpers/moat';
+import { CLI } from '../helpers/moat';
 
 const TTL = 6;                 // s: renewal 1.2 s, margin 1.2 s, outages up to 3.6 s stop nothing
 const F = new FleetLab();
 
-/** Polls pred (async) every 100 ms until true; the elapsed ms. */
-async function until(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    if (await pred()) return Date.now() - t0;
-    if (Date.now() - t0 > ms) {
-      const where = JSON.stringify(Object.fromEntries(await F.where()));
-      const tails = F.hosts.map((h) => `--- ${h.name}:\n${(h.proc?.output() ?? '').split('\n').slice(-25).join('\n')}`).join('\n');
-      throw new Error(`timed out after ${ms} ms waiting for ${what}; running: ${where}\n${tails}`);
-    }
-    await sleep(100);
-  }
-}
+const until = F.until.bind(F);
 
 /** Each of names runs on exactly one host: name -> host. */
 async function placed(names: string[]): Promise<Map<string, string> | undefined> {
@@ -43,10 +31,7 @@ async function placed(names: string[]): Promise<Map<string, string> | undefined>
   return out;
 }
 
-async function pingsFrom(vassal: string, to: string): Promise<boolean> {
-  const p = await F.pidOf(vassal);
-  return p !== undefined && F.ping(p.pid, to);
-}
+const pingsFrom = F.pingFrom.bind(F);
 
 before(async () => {
   requireRoot();
@@ -83,10 +68,7 @@ test('a vassal added in etcd runs on one host and reaches a vassal on another ho
 });
 
 test('a rule changed in etcd is applied by every host\'s router within 2 s, and a bad one changes nothing', async () => {
-  const hasRule = async (h: FleetHost, file: string) => {
-    const doc = await readStats(h.stats);
-    return (doc.moat.rules.out as Array<{ rule: string }>).some((r) => r.rule.includes(`/rules/${file}:`));
-  };
+  const hasRule = F.hasRule.bind(F);
   const t0 = Date.now();
   F.putRules('10-no-ping.rules', `out deny ${F.net}10/32 ${F.net}11/32 proto icmp\n`);
   const spent: number[] = [];
