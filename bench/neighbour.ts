@@ -66,6 +66,8 @@ export interface NeighbourSection {
   block: number;
   rate: number | null;
   size: number;
+  /** Each vassal in a cgroup of its own (vassal-cgroups.ts), as the emperor runs them. */
+  cgroups: boolean;
   kinds: Partial<Record<NeighbourKind, NeighbourKindResult>>;
   loadavgBefore: number[];
   loadavgAfter: number[];
@@ -175,7 +177,7 @@ export async function measureNeighbour(o: NeighbourOptions, log: (l: string) => 
   } finally {
     for (const sc of up.values()) await sc.teardown().catch(() => undefined);
   }
-  return { rounds: o.rounds, block: o.block, rate: o.rate, size: o.size, kinds, loadavgBefore, loadavgAfter: os.loadavg(), seconds: (Date.now() - t0) / 1000 };
+  return { rounds: o.rounds, block: o.block, rate: o.rate, size: o.size, cgroups: o.scenario.cgroups ?? false, kinds, loadavgBefore, loadavgAfter: os.loadavg(), seconds: (Date.now() - t0) / 1000 };
 }
 
 // ---- printing ----
@@ -186,7 +188,8 @@ const pps = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ?
 export function neighbourText(s: NeighbourSection): string {
   const load = s.rate === null ? 'unpaced' : `paced at ${pps(s.rate)} pps each`;
   const head = `interactive neighbour (192.168.0.4 pings the gateway every 10 ms while 192.168.0.2 and .3 flood it with ${s.size} B UDP, ${load}; ` +
-    `${s.rounds} rounds of ${s.block} pings quiet and ${s.block} under the floods, routers in turns; a lost ping counts as late):`;
+    `${s.rounds} rounds of ${s.block} pings quiet and ${s.block} under the floods, routers in turns; ` +
+    `${s.cgroups ? 'each vassal in a cgroup of its own, as the emperor runs them' : 'vassals in no cgroup of their own (--neighbour-cgroups off)'}; a lost ping counts as late):`;
   const ks = NEIGHBOUR_KINDS.filter((k) => s.kinds[k]);
   const cols = ['figure', ...ks.map((k) => (k === 'uwsgi' ? 'uWSGI' : 'moat')), ...(ks.length === 2 ? ['moat/uWSGI'] : [])];
   const rows: string[][] = [cols];

@@ -7,7 +7,10 @@
 //                          [--skip-limits | --limits-only]   (the limits section, limits.ts)
 //                          [--skip-conntrack | --conntrack-only]   (the conntrack section, conntrack.ts)
 //                          [--skip-neighbour | --neighbour-only] [--neighbour-rate PPS]
+//                          [--neighbour-cgroups on|off]
 //                                              (the interactive neighbour section, neighbour.ts)
+//                          [--moat-device runtime|cli]   (moat's vassal device: the native
+//                                              runtime, as the emperor runs it (default), or the CLI)
 //                          [--busy-poll US]   (moat's polling after traffic, both ends; docs/busy-poll.md)
 //                          [--mtu N]   (links at MTU N; uWSGI's at most 8188)
 //                          [--offload on|off]   (moat's virtio-net offloads; default on)
@@ -59,10 +62,14 @@ export interface Options {
   neighbourOnly: boolean;
   /** The neighbour section's floods, packets/s each (--neighbour-rate; absent: unpaced). */
   neighbourRate?: number;
+  /** The neighbour section: each vassal in a cgroup of its own, as the emperor runs them (--neighbour-cgroups; default on). */
+  neighbourCgroups: boolean;
+  /** moat's vassal device (--moat-device): the native runtime (default) or the CLI. */
+  moatDevice: 'runtime' | 'cli';
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false, neighbourOnly: false };
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false, neighbourOnly: false, neighbourCgroups: true, moatDevice: 'runtime' };
   let scaleSeconds: number | undefined;
   let scaleRounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -105,6 +112,16 @@ export function parseArgs(argv: string[]): Options {
       if (v !== 'on' && v !== 'off') throw new Error('--offload must be on or off');
       o.offload = v === 'on';
     }
+    else if (a === '--neighbour-cgroups') {
+      const v = argv[++i];
+      if (v !== 'on' && v !== 'off') throw new Error('--neighbour-cgroups must be on or off');
+      o.neighbourCgroups = v === 'on';
+    }
+    else if (a === '--moat-device') {
+      const v = argv[++i];
+      if (v !== 'runtime' && v !== 'cli') throw new Error('--moat-device must be runtime or cli');
+      o.moatDevice = v;
+    }
     else throw new Error(`unknown option ${a}`);
   }
   if (o.limitsOnly && o.skip.has('limits')) throw new Error('--limits-only and --skip-limits: nothing left to measure');
@@ -136,7 +153,7 @@ export async function measureRtt(kinds: Kind[], o: Options): Promise<Map<Kind, P
   try {
     for (const k of kinds) {
       if (k === 'moat' && !moatBuilt()) continue;
-      const sc = makeScenario(k, { mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs });
+      const sc = makeScenario(k, { mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, moatDevice: o.moatDevice });
       try {
         await setUp(sc, (what) => process.stderr.write(`  rtt ${k}: ${what}\n`));
         up.set(k, sc);
@@ -172,7 +189,7 @@ async function measureKind(kind: Kind, o: Options, rtts?: Partial<Record<Dir, Rt
   const res: KindResult = { status: 'ok', dirs: { v2g: { rtt: rtts?.v2g }, g2v: { rtt: rtts?.g2v } } };
   const measures = ['tcp', 'paced', 'flood'].filter((m) => !o.skip.has(m));
   if (measures.length === 0) return res;
-  const sc = makeScenario(kind, { mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs });
+  const sc = makeScenario(kind, { mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, moatDevice: o.moatDevice });
   const q = o.quick;
   const step = (what: string) => process.stderr.write(`  ${kind}: ${what}\n`);
   // uWSGI's vassal may die under a TCP stream or a paced step, not only under
@@ -399,7 +416,7 @@ async function main(): Promise<void> {
   }
   let neighbour: NeighbourSection | undefined;
   if (wantNeighbour(o)) {
-    const no = { ...neighbourDefaults(o.quick, { mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs }), kinds: NEIGHBOUR_KINDS.filter((k) => o.only.includes(k)) };
+    const no = { ...neighbourDefaults(o.quick, { mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, moatDevice: o.moatDevice, cgroups: o.neighbourCgroups }), kinds: NEIGHBOUR_KINDS.filter((k) => o.only.includes(k)) };
     if (o.neighbourRate !== undefined) no.rate = o.neighbourRate;
     process.stderr.write(`bench: interactive neighbour (${no.kinds.join(', ')} in turns)\n`);
     neighbour = await measureNeighbour(no, (l) => process.stderr.write(l + '\n'));
@@ -437,7 +454,7 @@ async function main(): Promise<void> {
   else if (limits || neighbour) parts.push(sectionTargetsText(limits, neighbour));
   const t = parts.join('\n\n');
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, neighbourRate: o.neighbourRate }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, neighbourRate: o.neighbourRate, neighbourCgroups: o.neighbourCgroups, moatDevice: o.moatDevice }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error' ||
     Object.values(neighbour?.kinds ?? {}).some((r) => r?.status === 'error') ||

@@ -2,7 +2,8 @@
 // netns (192.168.0.1) and a vassal netns (192.168.0.2) made for this run:
 //   veth   the kernel's own path: a veth pair
 //   uwsgi  uWSGI 2.0's tuntap router in the gateway, its tuntap device in the vassal
-//   moat   moat's CLI in the same two roles
+//   moat   moat's CLI as the router; each vassal's device the native runtime
+//          (moat-vassal, as the emperor runs it), or moat's CLI (moatDevice: 'cli')
 // setup() builds one, teardown() removes it (processes, namespaces, socket
 // directory), restart() does both after a lost vassal. uwsgi and moat can
 // serve more vassals on the one router (`vassals`: 192.168.0.2, .3, ...,
@@ -12,7 +13,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { deviceConfigFor } from '../src/config/router-config';
+import type { DeviceConfig } from '../src/config/types';
+import { deviceRuntimeLines } from '../src/vassal/spec';
+import { DEFAULT_RUNTIME as VASSAL_RUNTIME } from '../src/vassal/vassal';
 import { Lab, sh, uniqueName } from '../test/helpers/netns';
+import { VassalCgroups } from './vassal-cgroups';
 import { collect, MOAT_CLI, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until } from './lib';
 
 export type Kind = 'veth' | 'uwsgi' | 'moat';
@@ -50,6 +57,12 @@ export interface ScenarioOptions {
   moatRouterArgs?: string[];
   /** uwsgi, moat: vassals on the router, each in a namespace of its own (default 1, at most 20). */
   vassals?: number;
+  /** moat: which program runs each vassal's device: 'runtime' (default) is
+   *  build/Release/moat-vassal driven over fd 3, the way the emperor runs every
+   *  vassal; 'cli' is the standalone `moat --tuntap-device` (a Node.js process). */
+  moatDevice?: 'runtime' | 'cli';
+  /** uwsgi, moat: each vassal in a cgroup of its own, as moat's emperor runs them (vassal-cgroups.ts). */
+  cgroups?: boolean;
 }
 
 export const UWSGI_MAX_MTU = 8188;
@@ -64,6 +77,7 @@ export abstract class Scenario {
   vassals: Vassal[] = [];
   restarts = 0;
   readonly log: string[] = [];
+  private cgroups?: VassalCgroups;
 
   constructor(readonly kind: Kind, protected readonly opts: ScenarioOptions = {}) {}
 
@@ -82,6 +96,7 @@ export abstract class Scenario {
       sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns });
     }
     await this.build();
+    if (this.opts.cgroups) this.cgroups = await VassalCgroups.place(this.lab, this.vassals);
     if (this.opts.waitPing === false) { await sleep(500); return; }
     for (const v of this.vassals) {
       let ok = false;
@@ -93,6 +108,8 @@ export abstract class Scenario {
   protected abstract build(): Promise<void>;
 
   async teardown(): Promise<void> {
+    if (this.cgroups) await this.cgroups.destroy().catch((e) => this.log.push(`cgroups: ${(e as Error).message}`));
+    this.cgroups = undefined;
     if (this.lab) await releaseLab(this.lab);
   }
 
@@ -159,6 +176,8 @@ export class TuntapScenario extends Scenario {
     let routerArgs: string[];
     /** A device's command line: its tun, and a directory of its own (uWSGI binds a socket there). */
     let deviceArgs: (vtun: string, vdir: string) => string[];
+    /** The runtime's control lines for a device (moat's 'runtime' device only). */
+    let runtimeLines: ((vtun: string) => string[]) | undefined;
     if (this.kind === 'uwsgi') {
       const ini = path.join(this.dir, 'router.ini');
       const lines = ['[uwsgi]', 'plugin = tuntap', `tuntap-router = ${gtun} ${sock} ${this.statsPath}`, 'master = true'];
@@ -184,6 +203,14 @@ export class TuntapScenario extends Scenario {
         deviceOpts.push('--tuntap-device-max-frame', String(this.opts.mtu));
       }
       deviceArgs = (vtun) => [process.execPath, MOAT_CLI, '--tuntap-device', `${vtun} ${sock}`, ...deviceOpts];
+      if ((this.opts.moatDevice ?? 'runtime') === 'runtime') {
+        // The same values as the CLI's options, as the emperor sends them.
+        const more: Partial<DeviceConfig> = { offload };
+        if (this.opts.busyPollUs !== undefined) more.busyPollUs = this.opts.busyPollUs;
+        if (this.opts.mtu && this.opts.mtu > UWSGI_MAX_MTU) more.maxFrame = this.opts.mtu;
+        deviceArgs = () => [VASSAL_RUNTIME];
+        runtimeLines = (vtun) => ['name bench', `device ${vtun} ${sock}`, ...deviceRuntimeLines(deviceConfigFor(vtun, sock, more)), 'start'];
+      }
     }
     const mtu = this.opts.mtu ? String(this.kind === 'uwsgi' ? Math.min(this.opts.mtu, UWSGI_MAX_MTU) : this.opts.mtu) : undefined;
 
@@ -210,7 +237,9 @@ export class TuntapScenario extends Scenario {
       fs.chownSync(vdir, 65534, 65534); // uWSGI's jailed device binds its own socket here after dropping to 65534
       const vtun = uniqueName('mbu');
       const args = deviceArgs(vtun, vdir);
-      const device = this.lab.spawn(args[0], args.slice(1), { ns: v.ns });
+      const device = this.lab.spawn(args[0], args.slice(1), { ns: v.ns, fd3: runtimeLines !== undefined });
+      // The runtime runs as long as its channel is open (the lab stops it with SIGINT).
+      if (runtimeLines) (device.stdio[3] as Writable).write(runtimeLines(vtun).map((l) => l + '\n').join(''));
       this.devices.push(device);
       const dout = collect(device);
       dout.done.then((r) => this.log.push(`device ${v.addr} exited code=${r.code} signal=${r.signal}`));

@@ -29,6 +29,8 @@ export class Lab {
   readonly namespaces: string[] = [];
   readonly children: ChildProcess[] = [];
   readonly cleanups: Array<() => void> = [];
+  /** Called with each process spawn() starts (e.g. to put it in a cgroup). */
+  readonly spawnHooks: Array<(child: ChildProcess, ns: string | undefined) => void> = [];
 
   netns(prefix = 'mt'): string {
     const name = uniqueName(prefix);
@@ -38,11 +40,14 @@ export class Lab {
     return name;
   }
 
-  /** Starts a process inside ns (or the current one) and remembers it. */
-  spawn(cmd: string, args: string[], opts: { ns?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+  /** Starts a process inside ns (or the current one) and remembers it;
+   *  `fd3`: a fourth pipe (child.stdio[3]), e.g. moat-vassal's control channel. */
+  spawn(cmd: string, args: string[], opts: { ns?: string; env?: NodeJS.ProcessEnv; fd3?: boolean } = {}): ChildProcess {
     const argv = opts.ns ? ['netns', 'exec', opts.ns, cmd, ...args] : args;
-    const child = spawn(opts.ns ? 'ip' : cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    const stdio: Array<'pipe'> = opts.fd3 ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
+    const child = spawn(opts.ns ? 'ip' : cmd, argv, { stdio, env: opts.env ?? process.env });
     this.children.push(child);
+    for (const hook of this.spawnHooks) hook(child, opts.ns);
     return child;
   }
 

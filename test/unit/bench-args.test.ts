@@ -258,3 +258,14 @@ test('neighbour section: on with moat, --skip-neighbour leaves it out, --neighbo
   assert.throws(() => parseArgs(['--neighbour-only', '--skip-neighbour']), /nothing left/);
   assert.throws(() => parseArgs(['--neighbour-only', '--limits-only']), /pick one/);
 });
+
+test('--neighbour-cgroups on|off (default on) and --moat-device runtime|cli (default runtime)', () => {
+  assert.equal(parseArgs([]).neighbourCgroups, true);
+  assert.equal(parseArgs(['--neighbour-cgroups', 'off']).neighbourCgroups, false);
+  assert.equal(parseArgs(['--neighbour-cgroups', 'on']).neighbourCgroups, true);
+  assert.equal(parseArgs([]).moatDevice, 'runtime');
+  assert.equal(parseArgs(['--moat-device', 'cli']).moatDevice, 'cli');
+  for (const bad of [['--neighbour-cgroups', 'yes'], ['--neighbour-cgroups'], ['--moat-device', 'node'], ['--moat-device']]) {
+    assert.throws(() => parseArgs(bad), /--neighbour-cgroups|--moat-device/, bad.join(' '));
+  }
+});

@@ -61,7 +61,7 @@ function neighbour(moatP99: number, uwsgiP99: number): NeighbourSection {
     loaded: { sent: 100, received: 100, p50: 0.5, p90: 1, p99, max: p99 + 1 },
     floods: [{ from: '192.168.0.2', txPps: 600_000, rxPps: 100_000, loss: 0.8, failed: 0 }, { from: '192.168.0.3', txPps: 600_000, rxPps: 90_000, loss: 0.85, failed: 0 }],
   });
-  return { rounds: 4, block: 100, rate: null, size: 64, kinds: { uwsgi: kind(uwsgiP99), moat: kind(moatP99) }, loadavgBefore: [1, 1, 1], loadavgAfter: [2, 2, 2], seconds: 34 };
+  return { rounds: 4, block: 100, rate: null, size: 64, cgroups: true, kinds: { uwsgi: kind(uwsgiP99), moat: kind(moatP99) }, loadavgBefore: [1, 1, 1], loadavgAfter: [2, 2, 2], seconds: 34 };
 }
 
 test('interactive neighbour: moat\'s p99 under two floods against 2 ms and against uWSGI\'s', () => {
