@@ -255,7 +255,8 @@ async function main(): Promise<void> {
   const log = (l: string) => process.stderr.write(l + '\n');
   const started = new Date().toISOString();
   const loadBefore = os.loadavg();
-  const up: Up = { A: makeScenario('moat', { vassals: 2 }) as TuntapScenario, B: [0, 1].map(() => makeScenario('moat') as TuntapScenario) };
+  // The CLI device: its loop thread lives in the spawned process, where threads() reads it.
+  const up: Up = { A: makeScenario('moat', { vassals: 2, moatDevice: 'cli' }) as TuntapScenario, B: [0, 1].map(() => makeScenario('moat', { moatDevice: 'cli' }) as TuntapScenario) };
   const all = [up.A, ...up.B];
   const blocks: Block[] = [];
   const lines: string[] = [];

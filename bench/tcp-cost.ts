@@ -31,7 +31,7 @@ function perfStat(sc: TuntapScenario, pid: number, seconds: number): { done: Pro
 }
 
 async function measure(offload: boolean, dir: Dir, seconds: number) {
-  const sc = makeScenario('moat', { offload }) as TuntapScenario;
+  const sc = makeScenario('moat', { offload, moatDevice: 'cli' }) as TuntapScenario;   // perf stat -p follows the spawned device process: the CLI's
   await sc.setup();
   try {
     const router = perfStat(sc, sc.router!.pid!, seconds);
