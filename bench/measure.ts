@@ -4,6 +4,7 @@
 //   pacedMax  the highest paced rate with under 1% loss (doubling, then bisection)
 //   tcp       iperf3, one stream
 //   rtt       ping p50 / p99
+import { histogram } from './rtt-histogram';
 import { Lab } from '../test/helpers/netns';
 import { collect, FLOOD, lastJson, percentile, run, sleep } from './lib';
 import { GW_ADDR, Scenario, V_ADDR } from './scenarios';
@@ -185,7 +186,12 @@ export async function tcp(sc: Scenario, dir: Dir, seconds: number): Promise<TcpR
   }
 }
 
-export interface RttResult { sent: number; received: number; p50: number; p99: number; error?: string }
+export interface RttResult {
+  sent: number; received: number; p50: number; p90: number; p99: number; max: number;
+  /** Pings per bucket of rtt-histogram.ts's RTT_BUCKETS_MS. */
+  histogram: number[];
+  error?: string;
+}
 
 export async function rtt(sc: Scenario, dir: Dir, count: number): Promise<RttResult> {
   const s = await pingTimes(sc, dir, count);
@@ -208,7 +214,8 @@ export async function pingFrom(lab: Lab, from: string, dst: string, count: numbe
 export function rttSummary(sent: number, times: number[], error?: string): RttResult {
   const sorted = [...times].sort((a, b) => a - b);
   return {
-    sent, received: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99),
+    sent, received: sorted.length, p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99),
+    max: sorted.length ? sorted[sorted.length - 1] : NaN, histogram: histogram(sorted),
     ...(sorted.length === 0 ? { error: error ?? 'no reply' } : {}),
   };
 }

@@ -2,7 +2,7 @@
 // beside uWSGI's tuntap router, in one run, in namespaces made for the run.
 //
 //   node dist/bench/run.js [--quick] [--only veth,uwsgi,moat]
-//                          [--skip-flood] [--skip-paced] [--skip-tcp] [--skip-rtt]
+//                          [--skip-flood] [--skip-paced] [--skip-tcp] [--skip-rtt] [--rtt-pings N]
 //                          [--skip-scale] [--scale-peers N] [--scale-seconds S] [--scale-rounds R]
 //                          [--skip-limits | --limits-only]   (the limits section, limits.ts)
 //                          [--skip-conntrack | --conntrack-only]   (the conntrack section, conntrack.ts)
@@ -30,6 +30,7 @@ import path from 'node:path';
 import { requireRoot } from '../test/helpers/netns';
 import { buildFlood, cleanupAll, writeResults } from './lib';
 import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, pingTimes, RttResult, rttSummary, tcp, TcpResult } from './measure';
+import { histogramText } from './rtt-histogram';
 import { sectionTargetsText, targetsText } from './targets';
 import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summarize } from './scale';
 import { limitsDefaults, limitsFailed, LimitsSection, limitsText, measureLimits } from './limits';
@@ -66,10 +67,12 @@ export interface Options {
   neighbourCgroups: boolean;
   /** moat's vassal device (--moat-device): the native runtime (default) or the CLI. */
   moatDevice: 'runtime' | 'cli';
+  /** Pings per path and direction in the RTT section, a multiple of RTT_BLOCK (--rtt-pings; 800, 50 quick). */
+  rttPings: number;
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false, neighbourOnly: false, neighbourCgroups: true, moatDevice: 'runtime' };
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false, neighbourOnly: false, neighbourCgroups: true, moatDevice: 'runtime', rttPings: 0 };
   let scaleSeconds: number | undefined;
   let scaleRounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -117,6 +120,10 @@ export function parseArgs(argv: string[]): Options {
       if (v !== 'on' && v !== 'off') throw new Error('--neighbour-cgroups must be on or off');
       o.neighbourCgroups = v === 'on';
     }
+    else if (a === '--rtt-pings') {
+      o.rttPings = Number(argv[++i]);
+      if (!Number.isInteger(o.rttPings) || o.rttPings < RTT_BLOCK || o.rttPings > 4000 || o.rttPings % RTT_BLOCK !== 0) throw new Error(`--rtt-pings must be a multiple of ${RTT_BLOCK} from ${RTT_BLOCK} to 4000`);
+    }
     else if (a === '--moat-device') {
       const v = argv[++i];
       if (v !== 'runtime' && v !== 'cli') throw new Error('--moat-device must be runtime or cli');
@@ -124,6 +131,7 @@ export function parseArgs(argv: string[]): Options {
     }
     else throw new Error(`unknown option ${a}`);
   }
+  if (o.rttPings === 0) o.rttPings = o.quick ? 50 : 800;
   if (o.limitsOnly && o.skip.has('limits')) throw new Error('--limits-only and --skip-limits: nothing left to measure');
   if (o.conntrackOnly && o.skip.has('conntrack')) throw new Error('--conntrack-only and --skip-conntrack: nothing left to measure');
   if (o.neighbourOnly && o.skip.has('neighbour')) throw new Error('--neighbour-only and --skip-neighbour: nothing left to measure');
@@ -149,7 +157,7 @@ export const RTT_BLOCK = 25;
 export async function measureRtt(kinds: Kind[], o: Options): Promise<Map<Kind, Partial<Record<Dir, RttResult>>>> {
   const out = new Map<Kind, Partial<Record<Dir, RttResult>>>();
   const up = new Map<Kind, Scenario>();
-  const rounds = (o.quick ? 50 : 200) / RTT_BLOCK;
+  const rounds = o.rttPings / RTT_BLOCK;
   try {
     for (const k of kinds) {
       if (k === 'moat' && !moatBuilt()) continue;
@@ -328,7 +336,9 @@ const ROWS: Row[] = [
   { label: 'paced max pps <1% loss', get: (r) => (r.paced ? fmt(r.paced.maxPps) + (senderBound(r.paced) ? '^' : '') : undefined), unit: 'pps', higherBetter: true },
   { label: 'tcp Mbit/s', get: (r) => r.tcp?.mbps, unit: 'Mbit/s', higherBetter: true },
   { label: 'rtt p50 ms', get: (r) => r.rtt?.p50, unit: 'ms', higherBetter: false },
+  { label: 'rtt p90 ms', get: (r) => r.rtt?.p90, unit: 'ms', higherBetter: false },
   { label: 'rtt p99 ms', get: (r) => r.rtt?.p99, unit: 'ms', higherBetter: false },
+  { label: 'rtt max ms', get: (r) => r.rtt?.max, unit: 'ms', higherBetter: false },
 ];
 
 /** The search stopped because the generator could not offer more, not because of loss. */
@@ -444,6 +454,9 @@ async function main(): Promise<void> {
     if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
     t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off); busy polling: ${o.busyPollUs === undefined ? 'default (100 µs)' : `${o.busyPollUs} µs`} (--busy-poll US)`;
     parts.push(t);
+    const names: Record<Kind, string> = { veth: 'veth', uwsgi: 'uWSGI', moat: 'moat' };
+    const hists = o.only.map((k) => ({ name: names[k], byDir: { v2g: results[k]?.dirs.v2g?.rtt?.histogram, g2v: results[k]?.dirs.g2v?.rtt?.histogram } }));
+    if (hists.some((h) => h.byDir.v2g || h.byDir.g2v)) parts.push(histogramText(hists, DIRS));
     if (scale) parts.push(scaleText(scale));
   }
   if (neighbour) parts.push(neighbourText(neighbour));
@@ -454,7 +467,7 @@ async function main(): Promise<void> {
   else if (limits || neighbour) parts.push(sectionTargetsText(limits, neighbour));
   const t = parts.join('\n\n');
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, neighbourRate: o.neighbourRate, neighbourCgroups: o.neighbourCgroups, moatDevice: o.moatDevice }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, neighbourRate: o.neighbourRate, neighbourCgroups: o.neighbourCgroups, moatDevice: o.moatDevice, rttPings: o.rttPings }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error' ||
     Object.values(neighbour?.kinds ?? {}).some((r) => r?.status === 'error') ||

@@ -269,3 +269,12 @@ test('--neighbour-cgroups on|off (default on) and --moat-device runtime|cli (def
     assert.throws(() => parseArgs(bad), /--neighbour-cgroups|--moat-device/, bad.join(' '));
   }
 });
+
+test('--rtt-pings: 800 by default (50 quick), a multiple of the block of 25 up to 4000', () => {
+  assert.equal(parseArgs([]).rttPings, 800);
+  assert.equal(parseArgs(['--quick']).rttPings, 50);
+  assert.equal(parseArgs(['--rtt-pings', '200']).rttPings, 200);
+  for (const bad of [['--rtt-pings', '30'], ['--rtt-pings', '0'], ['--rtt-pings', '4025'], ['--rtt-pings']]) {
+    assert.throws(() => parseArgs(bad), /--rtt-pings/, bad.join(' '));
+  }
+});
