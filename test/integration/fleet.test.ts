@@ -170,6 +170,32 @@ test('a learned address is claimed in etcd and stays the vassal\'s when it moves
   await until(() => F.etcd.get(`${F.prefix}/addresses/${F.net}40`) === undefined, 20000, 'its address freed with its key');
 });
 
+test('a tenant sending from another host\'s vassal address is stopped; the address stays its owner\'s and traffic to it still reaches the owner', async () => {
+  const aHost = (await F.pidOf('a.ini'))!.host;
+  if ((await F.pidOf('b.ini'))!.host === aHost) {
+    // The hijacker runs beside a, so a's own router is the one it tries to fool.
+    const other = F.hosts.find((h) => h !== aHost)!;
+    F.putVassal('b.ini', F.vassal(11, [`vassal-host = ${other.name}`]));
+    await until(async () => (await placed(['b.ini']))?.get('b.ini') === other.name, 20000, `b to move to ${other.name}`);
+  }
+  const bPid = (await F.pidOf('b.ini'))!;
+  const stolen = `${F.net}11`;
+  // No address in its file: the tenant sets b's address on its own device and sends.
+  F.putVassal('h.ini', ['[uwsgi]', 'tuntap-device = uwsgi0', `exec-as-root = ip addr add ${stolen}/24 dev uwsgi0`, 'exec-as-root = ip link set uwsgi0 up',
+    `exec-as-root = ip route add default via ${F.net}1 dev uwsgi0`, 'attach-daemon = sleep 3600', `vassal-host = ${aHost.name}`, ''].join('\n'));
+  await until(async () => (await F.pidOf('h.ini')) !== undefined, 20000, `h to run on ${aHost.name}`);
+  F.pingFrom('h.ini', `${F.net}10`).catch(() => false);   // its first packets: the router on a's host learns the address
+  await until(async () => (await F.pidOf('h.ini')) === undefined, 10000, 'the hijacker stopped once the fleet refused its address');
+  assert.match(aHost.proc!.output(), new RegExp(`learned address ${stolen.replace(/\./g, '\\.')} is held by vassal b\\.ini`), 'the refusal is logged, naming the owner');
+  assert.equal(F.etcd.get(`${F.prefix}/addresses/${stolen}`), 'b.ini', 'the address stays b\'s in etcd');
+  await until(() => pingsFrom('a.ini', stolen), 10000, 'a to reach b\'s address');
+  assert.deepEqual((await F.where()).get('b.ini'), [bPid.host.name], 'b runs where it ran');
+  assert.equal((await F.pidOf('b.ini'))!.pid, bPid.pid, 'the same b');
+  await sleep(1500);
+  assert.equal(await F.pidOf('h.ini'), undefined, 'the hijacker stays stopped');
+  F.delVassal('h.ini');
+});
+
 test('etcd stopped for a third of the TTL: nothing stops', async () => {
   const before = [(await F.pidOf('a.ini'))!, (await F.pidOf('b.ini'))!];
   F.etcd.pause();
