@@ -6,8 +6,10 @@
 // processes: a vassal whose processes flood does not get more CPU by running
 // more of them. No limits are set. Used for uWSGI's vassals and moat's alike.
 import { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { Lab, sh } from '../test/helpers/netns';
-import { EmperorCgroup, VassalCgroup } from '../src/vassal/cgroup';
+import { EmperorCgroup, VassalCgroup, VASSALS_DIR } from '../src/vassal/cgroup';
 import type { Vassal } from './scenarios';
 
 export class VassalCgroups {
@@ -29,12 +31,26 @@ export class VassalCgroups {
       await made.destroy();
       throw e;
     }
+    // On Ctrl-C the lab is cleaned up without teardown(): its processes are
+    // killed there, and this removes what they leave, empty cgroups.
+    lab.onCleanup(() => made.removeEmpty());
     lab.spawnHooks.push((child: ChildProcess, ns: string | undefined) => {
       const cg = ns === undefined ? undefined : byNs.get(ns);
       // `ip netns exec` execs the command: the pid is the command's.
       if (cg && child.pid !== undefined) { try { cg.join(child.pid); } catch { /* exited already */ } }
     });
     return made;
+  }
+
+  /** Removes the cgroups that are empty now (best effort, synchronous). */
+  removeEmpty(): void {
+    const rm = (dir: string) => { try { fs.rmdirSync(dir); } catch { /* gone, or not empty */ } };
+    for (const p of this.emperor.places) {
+      const vassals = path.join(p.dir, VASSALS_DIR);
+      try { for (const d of fs.readdirSync(vassals)) rm(path.join(vassals, d)); } catch { /* gone */ }
+      rm(vassals);
+      rm(p.dir);
+    }
   }
 
   /** Kills what is left in the vassals' cgroups and removes them. */
