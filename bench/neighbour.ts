@@ -11,7 +11,7 @@
 import os from 'node:os';
 import { startUdp, pingFrom, StepResult } from './measure';
 import { percentile, sleep } from './lib';
-import { GW_ADDR, makeScenario, moatBuilt, Scenario, ScenarioOptions, setUp } from './scenarios';
+import { GW_ADDR, KIND_LABEL, makeScenario, moatBuilt, Scenario, ScenarioOptions, setUp } from './scenarios';
 
 export type NeighbourKind = 'uwsgi' | 'moat';
 export const NEIGHBOUR_KINDS: NeighbourKind[] = ['uwsgi', 'moat'];
@@ -191,7 +191,7 @@ export function neighbourText(s: NeighbourSection): string {
     `${s.rounds} rounds of ${s.block} pings quiet and ${s.block} under the floods, routers in turns; ` +
     `${s.cgroups ? 'each vassal in a cgroup of its own, as the emperor runs them' : 'vassals in no cgroup of their own (--neighbour-cgroups off)'}; a lost ping counts as late):`;
   const ks = NEIGHBOUR_KINDS.filter((k) => s.kinds[k]);
-  const cols = ['figure', ...ks.map((k) => (k === 'uwsgi' ? 'uWSGI' : 'moat')), ...(ks.length === 2 ? ['moat/uWSGI'] : [])];
+  const cols = ['figure', ...ks.map((k) => KIND_LABEL[k]), ...(ks.length === 2 ? ['moat/uWSGI'] : [])];
   const rows: string[][] = [cols];
   const row = (label: string, get: (r: NeighbourKindResult) => number | undefined, f: (v: number | undefined) => string) => {
     const vals = ks.map((k) => get(s.kinds[k]!));

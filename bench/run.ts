@@ -36,7 +36,7 @@ import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summa
 import { limitsDefaults, limitsFailed, LimitsSection, limitsText, measureLimits } from './limits';
 import { CONNTRACK_TARGET, ConntrackSection, conntrackText, measureConntrack, parseConntrackArgs } from './conntrack';
 import { measureNeighbour, NEIGHBOUR_KINDS, neighbourDefaults, NeighbourSection, neighbourText } from './neighbour';
-import { Kind, KINDS, makeScenario, moatBuilt, Scenario, setUp } from './scenarios';
+import { Kind, KIND_LABEL, KINDS, makeScenario, moatBuilt, Scenario, setUp } from './scenarios';
 
 // Kept here too: rules-sweep.ts and others import it from run.
 export { writeResults };
@@ -454,8 +454,7 @@ async function main(): Promise<void> {
     if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
     t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off); busy polling: ${o.busyPollUs === undefined ? 'default (100 µs)' : `${o.busyPollUs} µs`} (--busy-poll US)`;
     parts.push(t);
-    const names: Record<Kind, string> = { veth: 'veth', uwsgi: 'uWSGI', moat: 'moat' };
-    const hists = o.only.map((k) => ({ name: names[k], byDir: { v2g: results[k]?.dirs.v2g?.rtt?.histogram, g2v: results[k]?.dirs.g2v?.rtt?.histogram } }));
+    const hists = o.only.map((k) => ({ name: KIND_LABEL[k], byDir: { v2g: results[k]?.dirs.v2g?.rtt?.histogram, g2v: results[k]?.dirs.g2v?.rtt?.histogram } }));
     if (hists.some((h) => h.byDir.v2g || h.byDir.g2v)) parts.push(histogramText(hists, DIRS));
     if (scale) parts.push(scaleText(scale));
   }

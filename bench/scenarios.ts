@@ -14,8 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { deviceConfigFor } from '../src/config/router-config';
-import type { DeviceConfig } from '../src/config/types';
+import { deviceConfig } from '../src/config/router-config';
 import { deviceRuntimeLines } from '../src/vassal/spec';
 import { DEFAULT_RUNTIME as VASSAL_RUNTIME } from '../src/vassal/vassal';
 import { Lab, sh, uniqueName } from '../test/helpers/netns';
@@ -24,6 +23,8 @@ import { collect, MOAT_CLI, releaseDir, releaseLab, run, sleep, trackDir, trackL
 
 export type Kind = 'veth' | 'uwsgi' | 'moat';
 export const KINDS: Kind[] = ['veth', 'uwsgi', 'moat'];
+/** How each kind is named in printed tables. */
+export const KIND_LABEL: Record<Kind, string> = { veth: 'veth', uwsgi: 'uWSGI', moat: 'moat' };
 export const GW_ADDR = '192.168.0.1';
 export const V_ADDR = '192.168.0.2';
 
@@ -190,26 +191,28 @@ export class TuntapScenario extends Scenario {
       routerArgs = [process.execPath, MOAT_CLI, '--tuntap-router', `${gtun} ${sock}`, '--tuntap-router-stats', this.statsPath];
       if (this.opts.moatFirewallFile) routerArgs.push('--tuntap-router-firewall-file', this.opts.moatFirewallFile);
       routerArgs.push(...(this.opts.moatRouterArgs ?? []));
-      const deviceOpts: string[] = [];
+      // moat's device options, once: CLI flags for the CLI device, or read by
+      // deviceConfig into the runtime's lines, as the emperor reads a vassal file.
+      const deviceOpts: Array<[string, string]> = [];
       const offload = this.opts.offload ?? true;
       routerArgs.push(`--tuntap-router-offload=${offload}`);
-      deviceOpts.push(`--tuntap-device-offload=${offload}`);
+      deviceOpts.push(['tuntap-device-offload', String(offload)]);
       if (this.opts.busyPollUs !== undefined) {
         routerArgs.push('--tuntap-router-busy-poll', String(this.opts.busyPollUs));
-        deviceOpts.push('--tuntap-device-busy-poll', String(this.opts.busyPollUs));
+        deviceOpts.push(['tuntap-device-busy-poll', String(this.opts.busyPollUs)]);
       }
       if (this.opts.mtu && this.opts.mtu > UWSGI_MAX_MTU) {
         routerArgs.push('--tuntap-router-max-frame', String(this.opts.mtu));
-        deviceOpts.push('--tuntap-device-max-frame', String(this.opts.mtu));
+        deviceOpts.push(['tuntap-device-max-frame', String(this.opts.mtu)]);
       }
-      deviceArgs = (vtun) => [process.execPath, MOAT_CLI, '--tuntap-device', `${vtun} ${sock}`, ...deviceOpts];
       if ((this.opts.moatDevice ?? 'runtime') === 'runtime') {
-        // The same values as the CLI's options, as the emperor sends them.
-        const more: Partial<DeviceConfig> = { offload };
-        if (this.opts.busyPollUs !== undefined) more.busyPollUs = this.opts.busyPollUs;
-        if (this.opts.mtu && this.opts.mtu > UWSGI_MAX_MTU) more.maxFrame = this.opts.mtu;
         deviceArgs = () => [VASSAL_RUNTIME];
-        runtimeLines = (vtun) => ['name bench', `device ${vtun} ${sock}`, ...deviceRuntimeLines(deviceConfigFor(vtun, sock, more)), 'start'];
+        runtimeLines = (vtun) => {
+          const list = [['tuntap-device', `${vtun} ${sock}`], ...deviceOpts].map(([key, value]) => ({ key, value, source: { file: '<bench>' } }));
+          return ['name bench', `device ${vtun} ${sock}`, ...deviceRuntimeLines(deviceConfig(list)), 'start'];
+        };
+      } else {
+        deviceArgs = (vtun) => [process.execPath, MOAT_CLI, '--tuntap-device', `${vtun} ${sock}`, ...deviceOpts.map(([k, v]) => `--${k}=${v}`)];
       }
     }
     const mtu = this.opts.mtu ? String(this.kind === 'uwsgi' ? Math.min(this.opts.mtu, UWSGI_MAX_MTU) : this.opts.mtu) : undefined;
