@@ -31,7 +31,7 @@ done
 mkdir -p "$BIN"
 cc -O2 -Wall -o "$BIN/flood" "$ROOT/bench/gen/flood.c"
 c++ -std=c++17 -O2 -g -Wall -o "$BIN/pathd" "$ROOT/bench/gen/pathd.cc" \
-  "$ROOT"/native/{frame,tun,classifier,router,router_control,peer,limiter,addresses,peer_identity,listen_socket,device,offload,gso,coalesce}.cc -lpthread
+  "$ROOT"/native/{frame,tun,classifier,router,router_control,peer,limiter,addresses,peer_identity,listen_socket,device,offload,gso,coalesce,conntrack,reject,sched_slice}.cc -lpthread
 
 ID="pf$$"
 GW="${ID}g"; VN="${ID}v"; GT="${ID}t"; VT="${ID}u"
