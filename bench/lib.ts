@@ -99,6 +99,27 @@ export async function run(lab: Lab, ns: string | undefined, cmd: string, args: s
   return { ...r, timedOut };
 }
 
+/** CPU time (ns) of every thread of pid so far (/proc/PID/task/TID/schedstat); NaN if gone. */
+export function cpuNs(pid: number): number {
+  try {
+    let sum = 0;
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try { sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]); } catch { /* the thread ended */ }
+    }
+    return sum;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The machine's busy CPU time so far, in ns, all CPUs (/proc/stat: user,
+ *  nice, system, irq, softirq, steal; ticks of USER_HZ = 100). */
+export function machineBusyNs(): number {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return (user + nice + system + irq + softirq + (steal || 0)) * 1e7;
+}
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Waits until pred() is true, polling every 50 ms, at most timeoutMs. */

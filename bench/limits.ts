@@ -35,7 +35,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Lab, requireRoot } from '../test/helpers/netns';
-import { buildFlood, cleanupAll, collect, FLOOD, lastJson, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
+import { buildFlood, cleanupAll, collect, cpuNs, FLOOD, lastJson, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
 import { Dir, tcp, udpStep } from './measure';
 import { BASE, buildPeers, GW, PEERS, PORT, startScaleRouter } from './scale';
 import { TuntapScenario, V_ADDR } from './scenarios';
@@ -345,19 +345,6 @@ export function scaleLines(s: LimitScale): string[] {
   if (s.rateLimitDrops !== undefined) out.push(`limited router's rate_limit drops: ${int(s.rateLimitDrops)} (0: the limits cost bookkeeping only)`);
   if (s.status !== 'ok') out.push(`limits at scale: ${s.status}${s.reason ? ': ' + s.reason.split('\n')[0] : ''}`);
   return out;
-}
-
-/** CPU time (ns) of every thread of pid so far (/proc/PID/task/TID/schedstat); NaN if gone. */
-function cpuNs(pid: number): number {
-  try {
-    let sum = 0;
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      try { sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]); } catch { /* the thread ended */ }
-    }
-    return sum;
-  } catch {
-    return NaN;
-  }
 }
 
 /** Per peer with an address: packets handed to it so far; and the router's rate_limit drops. */

@@ -10,14 +10,17 @@
 // received packets/s (at the peers), and the router's RSS growth per idle
 // connected peer (RSS with N peers connected and their addresses learned,
 // minus RSS before they connected, divided by N). Results also go to
-// bench/results/scale-<timestamp>.json. measureScale() is the measurement;
+// bench/results/scale-<timestamp>.json. Each round also prints where the
+// machine's CPU went per received packet (router, receivers, the rest: mostly
+// the unpaced generator), so a lower ratio can be told apart as the router's
+// cost or the others'. measureScale() is the measurement;
 // run.ts (`npm run bench`) calls it too and prints its lines under its table.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Lab, requireRoot, sh, uniqueName } from '../test/helpers/netns';
-import { buildFlood, cleanupAll, collect, FLOOD, lastJson, MOAT_CLI, ROOT, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
+import { buildFlood, cleanupAll, collect, cpuNs, FLOOD, lastJson, machineBusyNs, MOAT_CLI, ROOT, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
 
 // The peers generator, the gateway's address, the first peer's address and
 // the flood's UDP port (limits.ts uses them too).
@@ -42,7 +45,12 @@ function extraRouterArgs(): string[] {
   return (process.env.MOAT_SCALE_ROUTER_ARGS ?? '').split(/\s+/).filter(Boolean);
 }
 
-export interface Round { peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number }
+/** CPU time per received packet during the flood, µs: the router (all its
+ *  threads), the receiving peers' process, and the rest of the machine's busy
+ *  time (the generator, its kernel path into the tun, everything else). */
+export interface CpuSplit { router: number; receivers: number; rest: number }
+
+export interface Round { peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number; cpu?: CpuSplit }
 
 async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number): Promise<Round> {
   const tag = String(Math.floor(Math.random() * 1e9));
@@ -62,8 +70,10 @@ async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: n
     ? lab.spawn('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,task-clock,syscalls:sys_enter_read,syscalls:sys_enter_sendto', '-p', String(routerPid)])
     : undefined;
   const perfOut = perf ? collect(perf) : undefined;
+  const cpu0 = { router: cpuNs(routerPid), receivers: cpuNs(peers.pid!), busy: machineBusyNs() };
   const s = await run(lab, gw, FLOOD, ['send', '--dst', BASE, '--dst-count', String(n), '--port', String(PORT), '--size', '64',
     '--duration', String(seconds), '--tag', tag], (seconds + 15) * 1000);
+  const cpu1 = { router: cpuNs(routerPid), receivers: cpuNs(peers.pid!), busy: machineBusyNs() };
   const sj = lastJson(s.stdout);
   if (!sj) throw new Error(`flood send failed: ${s.stderr}`);
   const r = await pc.done;
@@ -78,8 +88,19 @@ async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: n
     process.stderr.write(`  router per received packet (${n} peers): ${per.join(' ')} (task-clock in us)\n`);
   }
   await sleep(500);  // the router closes the peers
-  return { peers: n, received: Number(rj.received), pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
-    offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB };
+  const received = Number(rj.received);
+  return { peers: n, received, pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
+    offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB, cpu: cpuSplit(cpu0, cpu1, received) };
+}
+
+/** µs per received packet of each part between two samples (ns); undefined if a sample failed. */
+export function cpuSplit(a: { router: number; receivers: number; busy: number }, b: typeof a, received: number): CpuSplit | undefined {
+  const router = b.router - a.router;
+  const receivers = b.receivers - a.receivers;
+  const busy = b.busy - a.busy;
+  if (![router, receivers, busy].every(Number.isFinite) || received <= 0) return undefined;
+  const us = (ns: number) => ns / 1000 / received;
+  return { router: us(router), receivers: us(receivers), rest: us(Math.max(0, busy - router - receivers)) };
 }
 
 /**
@@ -138,9 +159,11 @@ export function summarize(o: ScaleOptions, results: Round[]): Pick<ScaleResult, 
   const ratio = best(many) / best(one);
   const rssPerIdlePeerKiB = many.map((r) => (r.rssIdleKiB - r.rssBeforeKiB) / n);
   const int = (v: number) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a');
+  const us = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v.toFixed(2) : 'n/a');
   const lines = [
-    'peers  received pps  offered pps  peers reached',
-    ...results.map((r) => `${String(r.peers).padStart(5)}  ${int(r.pps).padStart(12)}  ${int(r.offeredPps).padStart(11)}  ${String(r.peersHit).padStart(13)}`),
+    'peers  received pps  offered pps  peers reached  CPU µs per received packet: router  receivers  rest',
+    ...results.map((r) => `${String(r.peers).padStart(5)}  ${int(r.pps).padStart(12)}  ${int(r.offeredPps).padStart(11)}  ${String(r.peersHit).padStart(13)}` +
+      `  ${us(r.cpu?.router).padStart(34)}  ${us(r.cpu?.receivers).padStart(9)}  ${us(r.cpu?.rest).padStart(4)}`),
     `${n} peers / 1 peer${o.rounds > 1 ? ' (best of each)' : ''}: ${Number.isFinite(ratio) ? ratio.toFixed(2) : 'n/a'} (target >= ${SCALE_TARGET.toFixed(2)})`,
     `router RSS per idle peer: ${rssPerIdlePeerKiB.map((k) => k.toFixed(1)).join(', ')} KiB (RSS with ${n} peers connected and learned minus before, / ${n})`,
   ];

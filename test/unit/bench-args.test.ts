@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 
 import { parseArgs, scaleText, wantConntrack, wantLimits, wantNeighbour, wantScale } from '../../bench/run';
 import { conntrackText, parseConntrackArgs } from '../../bench/conntrack';
-import { checkScaleOptions, Round, summarize } from '../../bench/scale';
+import { checkScaleOptions, cpuSplit, Round, summarize } from '../../bench/scale';
 import { judge, LIMIT_CASES, Burst, LimitScale, LIMITS_SCALE_TARGET, parseLimitsArgs, peerLimitArgs, RateRow, ratesTable, ScaleConfig, scaleLines, scaleRatios } from '../../bench/limits';
 import { limitsTargetLines } from '../../bench/targets';
 import { parsePeerLimits } from '../../src/config/traffic-limits';
@@ -81,12 +81,22 @@ test('summary: ratio of best N-peer to best 1-peer pps, RSS per idle peer, lines
   const s = summarize({ peers: 1000, seconds: 3, rounds: 2 }, rounds);
   assert.equal(s.ratio, 350000 / 500000);
   assert.deepEqual(s.rssPerIdlePeerKiB, [2, 1]);
-  assert.equal(s.lines[0], 'peers  received pps  offered pps  peers reached');
-  assert.equal(s.lines[2], ' 1000       300,000      390,000           1000');
+  assert.equal(s.lines[0], 'peers  received pps  offered pps  peers reached  CPU µs per received packet: router  receivers  rest');
+  assert.equal(s.lines[2], ' 1000       300,000      390,000           1000                                 n/a        n/a   n/a');
+  const withCpu = summarize({ peers: 1000, seconds: 3, rounds: 1 }, [{ ...rounds[0], cpu: { router: 2.456, receivers: 0.5, rest: 2.1 } }]);
+  assert.match(withCpu.lines[1], /  2\.46       0\.50  2\.10$/);
   assert.equal(s.lines[5], '1000 peers / 1 peer (best of each): 0.70 (target >= 0.90)');
   assert.match(s.lines[6], /^router RSS per idle peer: 2\.0, 1\.0 KiB/);
   const one = summarize({ peers: 1000, seconds: 3, rounds: 1 }, rounds.slice(0, 2));
   assert.equal(one.lines[3], '1000 peers / 1 peer: 0.75 (target >= 0.90)');
+});
+
+test('CPU split: µs per received packet of router, receivers and the rest of the busy time', () => {
+  const a = { router: 1e9, receivers: 5e8, busy: 1e10 };
+  const b = { router: 1e9 + 2.5e9, receivers: 5e8 + 0.5e9, busy: 1e10 + 6e9 };
+  assert.deepEqual(cpuSplit(a, b, 1e6), { router: 2.5, receivers: 0.5, rest: 3 });
+  assert.equal(cpuSplit(a, { ...b, router: NaN }, 1e6), undefined);   // the router was gone
+  assert.equal(cpuSplit(a, b, 0), undefined);
 });
 
 test('scale section text: heading, lines, status when not ok', () => {
