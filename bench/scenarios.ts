@@ -217,6 +217,11 @@ export class TuntapScenario extends Scenario {
     }
     const mtu = this.opts.mtu ? String(this.kind === 'uwsgi' ? Math.min(this.opts.mtu, UWSGI_MAX_MTU) : this.opts.mtu) : undefined;
 
+    // MOAT_BENCH_PATHD=FILE: moat's router is that bench/bin/pathd build (the
+    // router's native core without Node.js; its defaults: busy polling 100 µs,
+    // hold 50 ms), to tell what the Node.js process around the loop costs.
+    const pathd = process.env.MOAT_BENCH_PATHD;
+    if (this.kind === 'moat' && pathd) routerArgs = [pathd, 'router', gtun, sock, '--hold-us', '50000', ...(this.opts.offload ?? true ? ['--offload'] : [])];
     this.router = this.lab.spawn(routerArgs[0], routerArgs.slice(1), { ns: this.gw });
     const rout = collect(this.router);
     rout.done.then((r) => this.log.push(`router exited code=${r.code} signal=${r.signal}`));
