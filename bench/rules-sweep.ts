@@ -7,7 +7,9 @@
 //   nft-set   the same rules as one interval concatenation verdict map
 // Each figure is the received rate of an unpaced 64-byte flood vassal->gateway
 // (the `out` chain), the median of a few runs; ratios are to each one's own
-// 0-rule figure. The issue's bar: moat at 10,000 rules >= 90% of moat at 0.
+// 0-rule figure. The bar: moat at 10,000 rules >= 95% of moat at 0 (issue 19;
+// 90% before it). `npm run bench` measures that one figure itself, interleaved
+// (rules-cost.ts); this sweep is the long form.
 //
 //   node dist/bench/run.js --rules-sweep [--quick] [--only moat,uwsgi,nft-rules,nft-set] [--counts 0,100,1000,10000]
 //   (or node dist/bench/rules-sweep.js ...)
@@ -280,7 +282,7 @@ function sweepTable(points: Point[], engines: Engine[], checks: Partial<Record<E
   const m10 = points.filter((p) => p.engine === 'moat' && p.rules === 10000 && p.pps !== null);
   if (mb && m10.length) {
     const worst = Math.min(...m10.map((p) => p.pps! / mb));
-    out.push(`moat at 10,000 rules: ${(worst * 100).toFixed(0)}% of its 0-rule figure (worst of last/none); the bar is 90%: ${worst >= 0.9 ? 'met' : 'NOT met'}`);
+    out.push(`moat at 10,000 rules: ${(worst * 100).toFixed(0)}% of its 0-rule figure (worst of last/none); the bar is 95% (issue 19): ${worst >= 0.95 ? 'met' : 'NOT met'}`);
   }
   return out.join('\n');
 }

@@ -6,6 +6,7 @@
 //                          [--skip-scale] [--scale-peers N] [--scale-seconds S] [--scale-rounds R]
 //                          [--skip-limits | --limits-only]   (the limits section, limits.ts)
 //                          [--skip-conntrack | --conntrack-only]   (the conntrack section, conntrack.ts)
+//                          [--skip-rules | --rules-only]   (the 10,000-rule section, rules-cost.ts)
 //                          [--skip-neighbour | --neighbour-only] [--neighbour-rate PPS]
 //                          [--neighbour-cgroups on|off]
 //                                              (the interactive neighbour section, neighbour.ts)
@@ -34,6 +35,7 @@ import { histogramText } from './rtt-histogram';
 import { sectionTargetsText, targetsText } from './targets';
 import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summarize } from './scale';
 import { limitsDefaults, limitsFailed, LimitsSection, limitsText, measureLimits } from './limits';
+import { measureRules, rulesDefaults, RulesSection, rulesText } from './rules-cost';
 import { CONNTRACK_TARGET, ConntrackSection, conntrackText, measureConntrack, parseConntrackArgs } from './conntrack';
 import { measureNeighbour, NEIGHBOUR_KINDS, neighbourDefaults, NeighbourSection, neighbourText } from './neighbour';
 import { Kind, KIND_LABEL, KINDS, makeScenario, moatBuilt, Scenario, setUp } from './scenarios';
@@ -61,6 +63,8 @@ export interface Options {
   conntrackOnly: boolean;
   /** Only the interactive neighbour section (--neighbour-only). */
   neighbourOnly: boolean;
+  /** Only the 10,000-rule section (--rules-only). */
+  rulesOnly: boolean;
   /** The neighbour section's floods, packets/s each (--neighbour-rate; absent: unpaced). */
   neighbourRate?: number;
   /** The neighbour section: each vassal in a cgroup of its own, as the emperor runs them (--neighbour-cgroups; default on). */
@@ -72,7 +76,7 @@ export interface Options {
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false, neighbourOnly: false, neighbourCgroups: true, moatDevice: 'runtime', rttPings: 0 };
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false, neighbourOnly: false, rulesOnly: false, neighbourCgroups: true, moatDevice: 'runtime', rttPings: 0 };
   let scaleSeconds: number | undefined;
   let scaleRounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -82,10 +86,11 @@ export function parseArgs(argv: string[]): Options {
       const list = (argv[++i] ?? '').split(',').filter(Boolean);
       for (const k of list) if (!KINDS.includes(k as Kind)) throw new Error(`--only: unknown scenario ${k} (veth, uwsgi, moat)`);
       o.only = list as Kind[];
-    } else if (/^--skip-(flood|paced|tcp|rtt|scale|limits|conntrack|neighbour)$/.test(a)) o.skip.add(a.slice(7));
+    } else if (/^--skip-(flood|paced|tcp|rtt|scale|limits|conntrack|neighbour|rules)$/.test(a)) o.skip.add(a.slice(7));
     else if (a === '--limits-only') o.limitsOnly = true;
     else if (a === '--conntrack-only') o.conntrackOnly = true;
     else if (a === '--neighbour-only') o.neighbourOnly = true;
+    else if (a === '--rules-only') o.rulesOnly = true;
     else if (a === '--neighbour-rate') {
       o.neighbourRate = Number(argv[++i]);
       if (!Number.isInteger(o.neighbourRate) || o.neighbourRate < 1000 || o.neighbourRate > 10_000_000) throw new Error('--neighbour-rate must be an integer 1000..10000000 (packets/s per flood)');
@@ -135,7 +140,8 @@ export function parseArgs(argv: string[]): Options {
   if (o.limitsOnly && o.skip.has('limits')) throw new Error('--limits-only and --skip-limits: nothing left to measure');
   if (o.conntrackOnly && o.skip.has('conntrack')) throw new Error('--conntrack-only and --skip-conntrack: nothing left to measure');
   if (o.neighbourOnly && o.skip.has('neighbour')) throw new Error('--neighbour-only and --skip-neighbour: nothing left to measure');
-  if ([o.conntrackOnly, o.limitsOnly, o.neighbourOnly].filter(Boolean).length > 1) throw new Error('--conntrack-only, --limits-only, --neighbour-only: pick one');
+  if (o.rulesOnly && o.skip.has('rules')) throw new Error('--rules-only and --skip-rules: nothing left to measure');
+  if ([o.conntrackOnly, o.limitsOnly, o.neighbourOnly, o.rulesOnly].filter(Boolean).length > 1) throw new Error('--conntrack-only, --limits-only, --neighbour-only, --rules-only: pick one');
   o.scaleSeconds = scaleSeconds ?? (o.quick ? 1 : 3);
   o.scaleRounds = scaleRounds ?? (o.quick ? 1 : 3);
   checkScaleOptions({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: o.scaleRounds });
@@ -270,9 +276,14 @@ export function wantScale(o: Options): boolean {
   return !sectionOnly(o) && o.only.includes('moat') && !o.skip.has('scale');
 }
 
-/** One section alone (--limits-only, --conntrack-only, --neighbour-only): no rtt, no kinds, no scale. */
+/** One section alone (--limits-only, --conntrack-only, --neighbour-only, --rules-only): no rtt, no kinds, no scale. */
 export function sectionOnly(o: Options): boolean {
-  return o.limitsOnly || o.conntrackOnly || o.neighbourOnly;
+  return o.limitsOnly || o.conntrackOnly || o.neighbourOnly || o.rulesOnly;
+}
+
+/** Whether this run has the 10,000-rule section: moat is measured and it is not skipped, or --rules-only. */
+export function wantRules(o: Options): boolean {
+  return o.rulesOnly || (!sectionOnly(o) && o.only.includes('moat') && !o.skip.has('rules'));
 }
 
 /** Whether this run has the interactive neighbour section: moat is measured and it is not skipped, or --neighbour-only. */
@@ -431,6 +442,14 @@ async function main(): Promise<void> {
     process.stderr.write(`bench: interactive neighbour (${no.kinds.join(', ')} in turns)\n`);
     neighbour = await measureNeighbour(no, (l) => process.stderr.write(l + '\n'));
   }
+  let rulesRun: RulesSection | { error: string } | undefined;
+  if (wantRules(o)) {
+    process.stderr.write('bench: 10,000 rules\n');
+    rulesRun = !moatBuilt() ? { error: 'not built (dist/src/cli.js missing)' }
+      : await measureRules(rulesDefaults(o.quick, { mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, moatDevice: o.moatDevice }), (l) => process.stderr.write(l + '\n'))
+        .catch((e: Error) => ({ error: e.message }));
+  }
+  const rules = rulesRun && !('error' in rulesRun) ? rulesRun : undefined;
   let scale: ScaleSection | undefined;
   if (wantScale(o)) {
     process.stderr.write(`bench: scale (${o.scalePeers} peers)\n`);
@@ -458,18 +477,19 @@ async function main(): Promise<void> {
     if (hists.some((h) => h.byDir.v2g || h.byDir.g2v)) parts.push(histogramText(hists, DIRS));
     if (scale) parts.push(scaleText(scale));
   }
+  if (rulesRun) parts.push('error' in rulesRun ? `rules: error: ${rulesRun.error.split('\n')[0]}` : rulesText(rulesRun));
   if (neighbour) parts.push(neighbourText(neighbour));
   if (limits) parts.push(limitsText(limits));
   else if (limitsRun && 'error' in limitsRun) parts.push(`limits: error: ${limitsRun.error.split('\n')[0]}`);
   if (conntrackRun) parts.push('error' in conntrackRun ? `conntrack: error: ${conntrackRun.error.split('\n')[0]}` : conntrackText(conntrackRun));
-  if (!alone && results.moat && o.only.length === KINDS.length) parts.push(targetsText(results, scale, limits, neighbour));
-  else if (limits || neighbour) parts.push(sectionTargetsText(limits, neighbour));
+  if (!alone && results.moat && o.only.length === KINDS.length) parts.push(targetsText(results, scale, limits, neighbour, rules));
+  else if (limits || neighbour || rules) parts.push(sectionTargetsText(limits, neighbour, rules));
   const t = parts.join('\n\n');
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, neighbourRate: o.neighbourRate, neighbourCgroups: o.neighbourCgroups, moatDevice: o.moatDevice, rttPings: o.rttPings }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, rulesOnly: o.rulesOnly, neighbourRate: o.neighbourRate, neighbourCgroups: o.neighbourCgroups, moatDevice: o.moatDevice, rttPings: o.rttPings }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, rules: rulesRun, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error' ||
-    Object.values(neighbour?.kinds ?? {}).some((r) => r?.status === 'error') ||
+    Object.values(neighbour?.kinds ?? {}).some((r) => r?.status === 'error') || (rulesRun !== undefined && 'error' in rulesRun) ||
     (limitsRun !== undefined && ('error' in limitsRun || limitsFailed(limitsRun))) ||
     (conntrackRun !== undefined && ('error' in conntrackRun || conntrackRun.ratio < CONNTRACK_TARGET));
   process.exitCode = failed ? 1 : 0;

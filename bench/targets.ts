@@ -6,6 +6,7 @@ import type { LimitsSection } from './limits';
 import type { Dir } from './measure';
 import { NEIGHBOUR_P99_MS, type NeighbourSection } from './neighbour';
 import type { KindResult, ScaleSection } from './run';
+import { rulesTargetLine, type RulesSection } from './rules-cost';
 import { SCALE_TARGET } from './scale';
 
 type Results = Partial<Record<'veth' | 'uwsgi' | 'moat', KindResult>>;
@@ -22,7 +23,7 @@ function uwsgiSustained(r: Results, dir: Dir): number | undefined {
   return v > 0 ? v : undefined;
 }
 
-export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSection, neighbour?: NeighbourSection): string[] {
+export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSection, neighbour?: NeighbourSection, rules?: RulesSection): string[] {
   const out: string[] = [];
   for (const dir of ['v2g', 'g2v'] as Dir[]) {
     const m = r.moat?.dirs[dir];
@@ -51,6 +52,7 @@ export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSec
   if (scale && scale.status === 'ok' && scale.ratio !== undefined && Number.isFinite(scale.ratio)) {
     out.push(`${scale.peers} peers / 1 peer: ${scale.ratio.toFixed(2)} (>= ${SCALE_TARGET.toFixed(2)}): ${yes(scale.ratio >= SCALE_TARGET)}`);
   } else out.push('scale: not measured');
+  out.push(rules ? rulesTargetLine(rules) : 'rules: not measured');
   if (neighbour) out.push(...neighbourTargetLines(neighbour));
   if (limits) out.push(...limitsTargetLines(limits));
   return out;
@@ -72,9 +74,9 @@ export function neighbourTargetLines(s: NeighbourSection): string[] {
   return [parts.join('; ') + ` (p50 moat ${f(m.loaded.p50)}${u?.loaded ? `, uWSGI ${f(u.loaded.p50)}` : ''})`];
 }
 
-/** The targets of the sections run alone (--limits-only, --neighbour-only). */
-export function sectionTargetsText(limits?: LimitsSection, neighbour?: NeighbourSection): string {
-  const lines = [...(neighbour ? neighbourTargetLines(neighbour) : []), ...(limits ? limitsTargetLines(limits) : [])];
+/** The targets of the sections run alone (--limits-only, --neighbour-only, --rules-only). */
+export function sectionTargetsText(limits?: LimitsSection, neighbour?: NeighbourSection, rules?: RulesSection): string {
+  const lines = [...(rules ? [rulesTargetLine(rules)] : []), ...(neighbour ? neighbourTargetLines(neighbour) : []), ...(limits ? limitsTargetLines(limits) : [])];
   return ['targets (one run):', ...lines.map((x) => '  ' + x)].join('\n');
 }
 
@@ -102,6 +104,6 @@ export function limitsTargetsText(l: LimitsSection): string {
   return ['targets (one run):', ...limitsTargetLines(l).map((x) => '  ' + x)].join('\n');
 }
 
-export function targetsText(r: Results, scale?: ScaleSection, limits?: LimitsSection, neighbour?: NeighbourSection): string {
-  return ['targets (one run):', ...targetLines(r, scale, limits, neighbour).map((l) => '  ' + l)].join('\n');
+export function targetsText(r: Results, scale?: ScaleSection, limits?: LimitsSection, neighbour?: NeighbourSection, rules?: RulesSection): string {
+  return ['targets (one run):', ...targetLines(r, scale, limits, neighbour, rules).map((l) => '  ' + l)].join('\n');
 }

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { neighbourTargetLines, sectionTargetsText, targetLines } from '../../bench/targets';
 import { neighbourText, pingStats, type NeighbourSection } from '../../bench/neighbour';
 import type { KindResult, ScaleSection } from '../../bench/run';
+import { rulesRatios, type RulesSection } from '../../bench/rules-cost';
 
 function kind(flood: number, paced: number, tcp: number, p50: number): KindResult {
   const dir = {
@@ -16,12 +17,17 @@ function kind(flood: number, paced: number, tcp: number, p50: number): KindResul
   return { status: 'ok', dirs: { v2g: dir, g2v: dir } } as unknown as KindResult;
 }
 
+function rules(kept: number): RulesSection {
+  const pps = { '0 rules': [400_000, 380_000], last: [400_000 * kept, 300_000 * kept], none: [399_000, 360_000] };
+  return { rules: 10000, seconds: 2, rounds: 2, pps, ...rulesRatios(pps) };
+}
+
 const scale = (ratio: number): ScaleSection => ({ status: 'ok', peers: 1000, seconds: 3, rounds: [], ratio, target: 0.9, lines: [] });
 
 test('every target met: flood against uWSGI\'s best sustained rate (paced or flooded) and veth, TCP, added RTT, p99, scale', () => {
   // uWSGI: flood 50k, paced 70k -> best sustained 70k; moat 250k = 3.57x, 0.83 of veth.
-  const lines = targetLines({ veth: kind(300_000, 300_000, 20_000, 0.05), uwsgi: kind(50_000, 70_000, 800, 0.25), moat: kind(250_000, 200_000, 15_000, 0.14) }, scale(0.95));
-  assert.equal(lines.length, 9);
+  const lines = targetLines({ veth: kind(300_000, 300_000, 20_000, 0.05), uwsgi: kind(50_000, 70_000, 800, 0.25), moat: kind(250_000, 200_000, 15_000, 0.14) }, scale(0.95), undefined, undefined, rules(0.97));
+  assert.equal(lines.length, 10);
   assert.ok(lines.every((l) => !/NOT met|not measured/.test(l)), lines.join('\n'));
   assert.match(lines[0], /3\.57x uWSGI's best sustained 70,000 \(>= 3\): met; 0\.83 of veth \(issue 19: >= 0\.8\): met/);
   assert.match(lines[2], /moat adds 0\.090 ms over veth, uWSGI 0\.200 ms \(issue 19: moat at most half\): met/);
@@ -29,12 +35,13 @@ test('every target met: flood against uWSGI\'s best sustained rate (paced or flo
 });
 
 test('each target that is missed says NOT met', () => {
-  const lines = targetLines({ veth: kind(300_000, 300_000, 20_000, 0.05), uwsgi: kind(80_000, 70_000, 800, 0.2), moat: kind(190_000, 200_000, 3_000, 0.25) }, scale(0.69));
+  const lines = targetLines({ veth: kind(300_000, 300_000, 20_000, 0.05), uwsgi: kind(80_000, 70_000, 800, 0.2), moat: kind(190_000, 200_000, 3_000, 0.25) }, scale(0.69), undefined, undefined, rules(0.9));
   assert.match(lines[0], /\(>= 3\): NOT met; 0\.63 of veth \(issue 19: >= 0\.8\): NOT met/);
   assert.match(lines[1], /3\.75x uWSGI \(>= 5\): NOT met; 0\.15 of veth \(issue 19: >= 0\.7\): NOT met/);
   assert.match(lines[2], /\(issue 19: moat at most half\): NOT met/);
   assert.match(lines[3], /moat 0\.500 ms, uWSGI 0\.400.*\(issue 19: moat at most uWSGI's\): NOT met/);
   assert.match(lines[8], /0\.69 \(>= 0\.90\): NOT met/);
+  assert.equal(lines[9], '10,000 rules: 90.0% of the 0-rule rate (issue 19: >= 95%): NOT met');
 });
 
 test('a kind that was not measured is said so, not counted as met', () => {
@@ -42,7 +49,7 @@ test('a kind that was not measured is said so, not counted as met', () => {
   assert.deepEqual(lines, [
     '64 B flood vassal->gateway: not measured for all three', 'TCP vassal->gateway: not measured for all three', 'ping vassal->gateway: not measured for all three',
     '64 B flood gateway->vassal: not measured for all three', 'TCP gateway->vassal: not measured for all three', 'ping gateway->vassal: not measured for all three',
-    'scale: not measured',
+    'scale: not measured', 'rules: not measured',
   ]);
 });
 
@@ -50,8 +57,8 @@ test('with a limits section, its targets follow the throughput targets', () => {
   const rates = [{ limit: '1,000 pps', unit: 'pps' as const, value: 1000, traffic: 'UDP' as const, dir: 'g2v' as const, received: 1004, ratio: 1.004, within: true }];
   const limits = { quick: true, rateSeconds: 2, rates, scale: { status: 'ok' as const, peers: 1000, seconds: 1, bursts: [], ratio: 0.97, pairRatio: 0.96, target: 0.95 } };
   const lines = targetLines({ moat: kind(220_000, 200_000, 9_000, 0.2) }, scale(0.75), limits);
-  assert.deepEqual(lines.slice(7), ['limits: 1 of 1 received rates within 10% of the limit: met', 'limits at scale: 1000 peers each limited / unlimited pps, best of each: 0.970 (>= 0.95): met (median of the rounds\' own ratios 0.960)']);
-  assert.equal(targetLines({ moat: kind(220_000, 200_000, 9_000, 0.2) }, scale(0.75)).length, 7, 'no limits section: no limits lines');
+  assert.deepEqual(lines.slice(8), ['limits: 1 of 1 received rates within 10% of the limit: met', 'limits at scale: 1000 peers each limited / unlimited pps, best of each: 0.970 (>= 0.95): met (median of the rounds\' own ratios 0.960)']);
+  assert.equal(targetLines({ moat: kind(220_000, 200_000, 9_000, 0.2) }, scale(0.75)).length, 8, 'no limits section: no limits lines');
 });
 
 function neighbour(moatP99: number, uwsgiP99: number): NeighbourSection {
@@ -74,7 +81,7 @@ test('interactive neighbour: moat\'s p99 under two floods against 2 ms and again
   const failed = neighbour(1, 1);
   failed.kinds.moat = { status: 'error', reason: 'setup: boom', floods: [], restarts: 0 };
   assert.deepEqual(neighbourTargetLines(failed), ['interactive neighbour: moat error: setup: boom']);
-  assert.equal(targetLines({}, undefined, undefined, neighbour(1, 1)).length, 8, 'a full run prints it after the scale line');
+  assert.equal(targetLines({}, undefined, undefined, neighbour(1, 1)).length, 9, 'a full run prints it after the scale and rules lines');
   assert.match(sectionTargetsText(undefined, neighbour(1, 1)), /^targets \(one run\):\n  interactive neighbour/);
 });
 
@@ -90,4 +97,11 @@ test('interactive neighbour: lost pings count as infinitely late; the table prin
   assert.match(t, /ping p99 ms, 2 floods +1\.000 +lost/);
   assert.match(t, /pings answered, 2 floods +100 +98 +0\.98/);
   assert.match(t, /flood 1 rx pps +100,000 +100,000 +1\.00/);
+});
+
+test('rules section: the worse of last and none over the 0-rule rate, best of each; the rounds\' own ratios', () => {
+  const r = rulesRatios({ '0 rules': [400_000, 500_000], last: [390_000, 480_000], none: [500_000, 470_000] });
+  assert.equal(r.ratio, 480_000 / 500_000);
+  assert.deepEqual(r.roundRatios, [390_000 / 400_000, 470_000 / 500_000]);
+  assert.match(sectionTargetsText(undefined, undefined, rules(0.99)), /^targets \(one run\):\n  10,000 rules: 9\d\.\d% of the 0-rule rate \(issue 19: >= 95%\): met$/);
 });

@@ -1,0 +1,104 @@
+// rules-cost.ts: the bench's 10,000-rule section (issue 19: "10,000 rules
+// keep at least 95%"). Three moat paths are up at once, each its own router:
+//   0 rules   no firewall file
+//   last      10,000 random CIDR/port rules (rules-sweep.ts's, seeded), the
+//             flood's packets matching the last one, an allow
+//   none      the same rules, the flood matching none of them
+// and an unpaced 64-byte UDP flood vassal->gateway (the `out` chain) is run
+// through each in interleaved rounds, the order rotating per round, so drift
+// of this shared box falls on all three alike. A figure is the received
+// packets/s; the ratio is the worse of best(last) and best(none) over
+// best(0 rules) (as scale.ts and conntrack.ts: noise only ever lowers a
+// figure); each round's own ratios are printed beside it.
+// bench/rules-sweep.ts (`npm run bench -- --rules-sweep`) is the long form:
+// 100 to 10,000 rules, uWSGI and nftables beside moat.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { releaseDir, trackDir } from './lib';
+import { udpStep } from './measure';
+import { moatRules, randomRules } from './rules-sweep';
+import { makeScenario, Scenario, ScenarioOptions, setUp } from './scenarios';
+
+/** Issue 19: moat at 10,000 rules keeps at least this share of its 0-rule rate. */
+export const RULES_TARGET = 0.95;
+
+export const RULES_VARIANTS = ['0 rules', 'last', 'none'] as const;
+export type RulesVariant = typeof RULES_VARIANTS[number];
+
+export interface RulesOptions { rules: number; seconds: number; rounds: number; scenario: ScenarioOptions }
+
+export interface RulesSection {
+  rules: number; seconds: number; rounds: number;
+  /** Received packets/s per variant, one per round. */
+  pps: Record<RulesVariant, number[]>;
+  /** min(best last, best none) / best 0 rules. */
+  ratio: number;
+  /** Per round: min(last, none) / 0 rules of that round. */
+  roundRatios: number[];
+}
+
+export function rulesDefaults(quick: boolean, scenario: ScenarioOptions = {}): RulesOptions {
+  return { rules: 10000, seconds: quick ? 1 : 2, rounds: quick ? 2 : 4, scenario };
+}
+
+/** The ratio and the rounds' ratios from the per-round figures (no I/O). */
+export function rulesRatios(pps: Record<RulesVariant, number[]>): Pick<RulesSection, 'ratio' | 'roundRatios'> {
+  const best = (v: RulesVariant) => Math.max(0, ...pps[v]);
+  const base = best('0 rules');
+  const ratio = base > 0 ? Math.min(best('last'), best('none')) / base : NaN;
+  const roundRatios = pps['0 rules'].map((b, i) => (b > 0 ? Math.min(pps.last[i] ?? 0, pps.none[i] ?? 0) / b : NaN));
+  return { ratio, roundRatios };
+}
+
+export async function measureRules(o: RulesOptions, say: (s: string) => void = () => undefined): Promise<RulesSection> {
+  const dir = trackDir(fs.mkdtempSync(path.join(os.tmpdir(), 'moat-rules-')));
+  fs.chmodSync(dir, 0o755);
+  const rules = randomRules(o.rules);
+  const scenarios = new Map<RulesVariant, Scenario>();
+  try {
+    for (const v of RULES_VARIANTS) {
+      const opts: ScenarioOptions = { ...o.scenario };
+      if (v !== '0 rules') {
+        const f = path.join(dir, `moat-${o.rules}-${v}.rules`);
+        fs.writeFileSync(f, moatRules(rules, v));
+        opts.moatFirewallFile = f;
+      }
+      const sc = makeScenario('moat', opts);
+      scenarios.set(v, sc);
+      await setUp(sc, (what) => say(`  rules ${v}: ${what}`));
+    }
+    const pps = Object.fromEntries(RULES_VARIANTS.map((v) => [v, [] as number[]])) as Record<RulesVariant, number[]>;
+    for (let r = 0; r < o.rounds; r++) {
+      for (let i = 0; i < RULES_VARIANTS.length; i++) {
+        const v = RULES_VARIANTS[(r + i) % RULES_VARIANTS.length];
+        const sc = scenarios.get(v)!;
+        const step = await udpStep(sc, 'v2g', null, o.seconds);
+        pps[v][r] = Math.round(step.rxPps);
+        if (!(await sc.alive())) throw new Error(`rules ${v}: the vassal did not answer after a flood`);
+      }
+      say(`  rules round ${r + 1}: ${RULES_VARIANTS.map((v) => `${v} ${pps[v][r]}`).join(', ')}`);
+    }
+    return { rules: o.rules, seconds: o.seconds, rounds: o.rounds, pps, ...rulesRatios(pps) };
+  } finally {
+    for (const sc of scenarios.values()) await sc.teardown().catch(() => undefined);
+    releaseDir(dir);
+  }
+}
+
+export function rulesText(s: RulesSection): string {
+  const k = (n: number) => Math.round(n).toLocaleString('en-US');
+  const best = (v: RulesVariant) => Math.max(0, ...s.pps[v]);
+  const name: Record<RulesVariant, string> = { '0 rules': '0 rules', last: `${k(s.rules)}, flood on the last`, none: `${k(s.rules)}, flood on none` };
+  return [
+    `rules: moat's received pps, 64 B UDP flood vassal->gateway through its out chain (${s.rounds} interleaved rounds of ${s.seconds} s, best)`,
+    ...RULES_VARIANTS.map((v) => `  ${name[v].padEnd(26)} ${k(best(v)).padStart(9)} pps (rounds ${s.pps[v].map(k).join(', ')})`),
+    `  ${k(s.rules)} rules keep ${(s.ratio * 100).toFixed(1)}% (worse of last/none, best / best; the rounds' own ${s.roundRatios.map((r) => r.toFixed(2)).join(', ')})`,
+  ].join('\n');
+}
+
+/** The target line for targets.ts. */
+export function rulesTargetLine(s: RulesSection): string {
+  const met = Number.isFinite(s.ratio) && s.ratio >= RULES_TARGET;
+  return `${s.rules.toLocaleString('en-US')} rules: ${(s.ratio * 100).toFixed(1)}% of the 0-rule rate (issue 19: >= ${RULES_TARGET * 100}%): ${met ? 'met' : 'NOT met'}`;
+}
