@@ -30,6 +30,9 @@ constexpr Bounds kBusyPollUsBounds{0, 1000};
 constexpr Bounds kHoldUsBounds{0, 1000000};
 // A connection's send buffer (sndbuf, sndbuf.h): 0 (the kernel's) to 64 MiB.
 constexpr Bounds kSndbufBounds{0, int64_t(1) << 26};
+// What the router's grown send buffers may add up to (sndbufBudget, sndbuf.h's
+// SndbufGrowth): 0 (none grows) to 16 GiB.
+constexpr Bounds kSndbufBudgetBounds{0, int64_t(1) << 34};
 // The device's reconnect delays (reconnectMinMs, reconnectMaxMs; max >= min
 // is checked too): 1 ms to an hour.
 constexpr Bounds kReconnectMsBounds{1, 3600000};
@@ -58,6 +61,7 @@ constexpr FieldBounds kOptionBounds[] = {
     {"maxFrame", kMaxFrameBounds},       {"queueBytes", kQueueBytesBounds},
     {"busyPollUs", kBusyPollUsBounds},   {"holdUs", kHoldUsBounds},
     {"sndbuf", kSndbufBounds},           {"reconnectMinMs", kReconnectMsBounds},
+    {"sndbufBusy", kSndbufBounds},       {"sndbufBudget", kSndbufBudgetBounds},
     {"reconnectMaxMs", kReconnectMsBounds}, {"socketMode", kSocketModeBounds},
     {"ctMax", kCtMaxBounds}, {"ctMaxPerVassal", kCtMaxBounds},
     {"ctTimeoutTcpSynSent", kCtTimeoutBounds}, {"ctTimeoutTcpSynRecv", kCtTimeoutBounds},

@@ -125,6 +125,7 @@ PeerStats Peer::stats() const {
   s.vnet_tx = vnet_tx.get();
   s.gso_tx = gso_tx.get();
   s.uso_tx = uso_tx.get();
+  s.sndbuf_grown = sndbuf_grown.get();
   s.shaped_in = shaped_in.get();
   s.shaped_out = shaped_out.get();
   s.shape_queued_in = shape_queued_in.get();

@@ -63,6 +63,11 @@ struct Peer {
   bool dead = false;       // closed, waiting to be freed at the end of the wakeup
   bool dirty = false;      // has frames to write after this batch
   bool want_out = false;   // EPOLLOUT registered (a write was partial)
+  // Send buffer growth (sndbuf.h, SndbufGrowth): the bytes added (0: not
+  // grown), the size before, and when the buffer last drained after filling.
+  uint32_t sndbuf_extra = 0, sndbuf_base = 0;
+  uint64_t sndbuf_drained_at = 0;
+  Counter sndbuf_grown;  // sndbuf_extra, for stats() from other threads
   // Largest packet this peer can read in one frame. uWSGI's device reads into
   // 8192-byte buffers (8188 of payload); set from the router's max_frame at
   // accept (configuration; a later negotiation may raise it per peer). Bigger

@@ -98,6 +98,8 @@ struct RouterLoop final : Router::Loop {
   AddressBook addrs;       // who holds and who may take which address
   std::vector<Peer*> dirty;
   HoldList holds;          // peers whose frames wait for later ones (peer.h)
+  SndbufGrowth sndbufs;    // send buffers of peers that stream (sndbuf.h)
+  uint64_t last_sndbuf_check = 0;
   bool backlog = false;    // the last tun batch ended with packets still queued
   BusyPoll busy;  // polling after traffic (busy_poll.h)
   KeepWarm warm;  // short sleeps for a while after traffic (busy_poll.h)
@@ -169,6 +171,7 @@ struct RouterLoop final : Router::Loop {
 
   bool init(std::string* err) override {
     busy.configure(opts.busy_poll_us);
+    sndbufs.configure(opts.sndbuf_busy, opts.sndbuf_budget);
     if (!enter_netns(opts.netns, err)) return false;
     vnet = opts.offload;
     tun = tun_open(opts.tun_name, vnet, kTunGsoMaxSize, err);
@@ -285,7 +288,10 @@ struct RouterLoop final : Router::Loop {
           on_accept();
         } else {
           Peer* p = static_cast<Peer*>(evs[i].data.ptr);
-          if (!p->dead && (evs[i].events & EPOLLOUT)) flush(p);
+          if (!p->dead && (evs[i].events & EPOLLOUT)) {
+            drained(p);
+            flush(p);
+          }
           if (!p->dead && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_peer_readable(p);
         }
       }
@@ -294,6 +300,7 @@ struct RouterLoop final : Router::Loop {
       if (!holds.empty() && !tun_event) release_held(true);
       if (accept_resume_at != 0 && now >= accept_resume_at) resume_accept();
       if (now - last_sweep >= kSecond) sweep_refused();
+      if (sndbufs.peers() != 0 && now - last_sndbuf_check >= kSecond) shrink_idle_sndbufs();
       if (ct) {
         ct->sweep(now, kConntrackSweep);
         ct_entries.set(ct->size());
@@ -623,6 +630,25 @@ struct RouterLoop final : Router::Loop {
     if (full) drops[int(Drop::QueueFull)].add(full);
     if (e != 0) return close_peer(p, errno_text("write", e));
     want_out(p, p->out_len > 0);
+  }
+
+  // p's socket filled and drained again: it reads a stream; grow its buffer.
+  void drained(Peer* p) {
+    p->sndbuf_drained_at = now;
+    if (p->sndbuf_extra != 0) return;
+    p->sndbuf_extra = sndbufs.grow(p->fd, &p->sndbuf_base);
+    p->sndbuf_grown.set(p->sndbuf_extra);
+  }
+
+  // Grown peers idle for SndbufGrowth::kIdleNs give their growth back.
+  void shrink_idle_sndbufs() {
+    last_sndbuf_check = now;
+    for (auto& p : peers) {
+      if (p->sndbuf_extra == 0 || !SndbufGrowth::idle(p->fd, now, p->sndbuf_drained_at, p->out_len, p->sndbuf_base)) continue;
+      sndbufs.shrink(p->fd, p->sndbuf_base, p->sndbuf_extra);
+      p->sndbuf_extra = 0;
+      p->sndbuf_grown.set(0);
+    }
   }
 
   void want_out(Peer* p, bool on) {
@@ -1037,6 +1063,8 @@ struct RouterLoop final : Router::Loop {
     p->fd = -1;
     p->dead = true;
     holds.forget(p);
+    if (p->sndbuf_extra != 0) sndbufs.release(p->sndbuf_extra);
+    p->sndbuf_extra = 0;
     // Packets still waiting in its shapers go with it: counted as rate_limit,
     // the router's and the peer's (its final counters below include them).
     const uint64_t waiting = (p->shape_in ? p->shape_in->queued_segments() : 0) +
@@ -1244,6 +1272,9 @@ struct RouterLoop final : Router::Loop {
     s.uso_segments = uso_segments.get();
     s.held_frames = holds.frames();
     s.held_writes = holds.writes();
+    s.sndbuf_grown_peers = sndbufs.peers();
+    s.sndbuf_grown_bytes = sndbufs.used();
+    s.sndbuf_grows = sndbufs.grows();
     s.busy_polls = busy.polls();
     s.busy_poll_caught = busy.caught();
     s.busy_poll_ns = busy.poll_ns();

@@ -122,6 +122,12 @@ struct RouterOptions {
   // stretches how much a peer that stops reading absorbs before its queue
   // fills and drops are counted).
   uint32_t sndbuf = 0;
+  // A peer that streams (its buffer filled and drained again) gets a send
+  // buffer of sndbuf_busy bytes while the growths of all peers stay within
+  // sndbuf_budget bytes (as the kernel keeps them: twice what is asked);
+  // idle, it gets its size back (sndbuf.h, SndbufGrowth). 0: never grown.
+  uint32_t sndbuf_busy = 0;
+  uint64_t sndbuf_budget = 0;
   // Latency: how long the loop polls after moving a packet before it
   // sleeps (busy_poll.h); 0: never.
   uint32_t busy_poll_us = 0;
@@ -149,6 +155,7 @@ struct PeerStats {
   uint64_t vnet_rx, gso_rx;      // kModVnet frames from the peer; of them super-packets
   uint64_t vnet_tx, gso_tx;      // kModVnet frames to the peer; of them super-packets
   uint64_t uso_tx;               // of them runs of UDP datagrams merged here
+  uint64_t sndbuf_grown;         // bytes its send buffer grew by (RouterOptions::sndbuf_busy); 0: not grown
   // Rate limits (set_limits): packets that waited in the shaper, each
   // direction; the bytes (IPv4 lengths) waiting there now. Drops for a
   // limit are drops[rate_limit].
@@ -193,6 +200,9 @@ struct RouterStats {
   uint64_t uso_segments;          // the datagrams in them
   uint64_t held_frames;           // frames held to share a write (RouterOptions::hold_us)
   uint64_t held_writes;           // writes that carried held frames
+  uint64_t sndbuf_grown_peers;    // peers whose send buffer is grown now (RouterOptions::sndbuf_busy)
+  uint64_t sndbuf_grown_bytes;    // what those growths add up to (within sndbuf_budget)
+  uint64_t sndbuf_grows;          // growths so far
   uint64_t busy_polls, busy_poll_caught, busy_poll_ns;  // polls before sleeping (busy_poll.h); those an event ended; time in them
   uint64_t drops[kDropCount];
   uint64_t conntrack_entries;     // flows tracked (conntrack.h; 0 while no rule names a state)

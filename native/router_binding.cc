@@ -157,6 +157,7 @@ Napi::Object PeerStatsToJs(Napi::Env env, const PeerStats& p) {
   po.Set("vnetTx", double(p.vnet_tx));
   po.Set("gsoTx", double(p.gso_tx));
   po.Set("usoTx", double(p.uso_tx));
+  po.Set("sndbufGrown", double(p.sndbuf_grown));
   po.Set("shapedIn", double(p.shaped_in));
   po.Set("shapedOut", double(p.shaped_out));
   po.Set("shapeQueuedIn", double(p.shape_queued_in));
@@ -249,6 +250,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     opts.offload = o.boolean("offload");
     opts.hold_us = uint32_t(o.integer("holdUs", kHoldUsBounds));
     opts.sndbuf = uint32_t(o.integer("sndbuf", kSndbufBounds));
+    opts.sndbuf_busy = uint32_t(o.integer("sndbufBusy", kSndbufBounds));
+    opts.sndbuf_budget = uint64_t(o.integer("sndbufBudget", kSndbufBudgetBounds));
     opts.busy_poll_us = uint32_t(o.integer("busyPollUs", kBusyPollUsBounds));
     opts.bindings = ToBindings(o.get("bindings"), o.name("bindings"), o.get("learn"), o.name("learn"));
     core_ = std::make_shared<Router>(std::move(opts));
@@ -359,6 +362,9 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     o.Set("usoSegments", double(s.uso_segments));
     o.Set("heldFrames", double(s.held_frames));
     o.Set("heldWrites", double(s.held_writes));
+    o.Set("sndbufGrownPeers", double(s.sndbuf_grown_peers));
+    o.Set("sndbufGrownBytes", double(s.sndbuf_grown_bytes));
+    o.Set("sndbufGrows", double(s.sndbuf_grows));
     o.Set("busyPolls", double(s.busy_polls));
     o.Set("busyPollCaught", double(s.busy_poll_caught));
     o.Set("busyPollNs", double(s.busy_poll_ns));

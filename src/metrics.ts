@@ -102,6 +102,10 @@ export function registerRouterMetrics(reg: client.Registry, src: MetricsSource):
     name: 'moat_held_total', help: 'Frames held to share one write with later ones while the tun had a backlog (frames), and the writes that carried them (writes); tuntap-router-hold', labelNames: ['unit'], registers: [reg],
     collect() { const s = snapshot(); this.reset(); setCounter(this, { unit: 'frames' }, s.heldFrames); setCounter(this, { unit: 'writes' }, s.heldWrites); },
   });
+  new client.Gauge({
+    name: 'moat_sndbuf_grown', help: 'Peer send buffers grown because the peer streams (peers) and what the growths add up to (bytes, within tuntap-router-sndbuf-budget)', labelNames: ['unit'], registers: [reg],
+    collect() { const s = snapshot(); this.reset(); this.set({ unit: 'peers' }, s.sndbufGrownPeers); this.set({ unit: 'bytes' }, s.sndbufGrownBytes); },
+  });
   new client.Counter({
     name: 'moat_busy_polls_total', help: 'Polls of the router loop after moving a packet, before it sleeps (all), and those an event ended (caught); tuntap-router-busy-poll', labelNames: ['result'], registers: [reg],
     collect() { const s = snapshot(); this.reset(); setCounter(this, { result: 'all' }, s.busyPolls); setCounter(this, { result: 'caught' }, s.busyPollCaught); },

@@ -65,6 +65,8 @@ export interface RouterOptions {
   offload: boolean;         // virtio-net offloads with moat devices that ask (docs/offload.md)
   holdUs: number;           // spread traffic under a backlog: how long a peer's frames may wait to share a write; 0: never
   sndbuf: number;           // each peer socket's send buffer, bytes; 0: the kernel's (native/sndbuf.h)
+  sndbufBusy: number;       // a streaming peer's send buffer, bytes; 0: never grown (native/sndbuf.h, SndbufGrowth)
+  sndbufBudget: number;     // the most all growths add up to, bytes as the kernel keeps them
   busyPollUs: number;       // polling after moving a packet before sleeping (native/busy_poll.h); 0: never
   bindings: PeerBinding[];
   learn: LearnNetwork | null;  // where addresses no binding gives may be learned from; null: nowhere
@@ -128,6 +130,7 @@ export interface PeerStats {
   vnetRx: number; gsoRx: number;  // kModVnet frames from the peer; of them super-packets
   vnetTx: number; gsoTx: number;  // kModVnet frames to the peer; of them super-packets
   usoTx: number;                  // of them runs of UDP datagrams merged here (one write for the peer)
+  sndbufGrown: number;            // bytes its send buffer grew by (sndbufBusy); 0: not grown
   // Rate limits (setLimits): packets that waited in the peer's shaper, each
   // direction; the bytes (IPv4 lengths) waiting there now. Drops for a
   // limit are drops.rate_limit.
@@ -169,6 +172,7 @@ export interface RouterStats {
   gsoSegments: number;                   // the packets those splits made
   usoTx: number; usoSegments: number;    // UDP runs merged into one super-packet for offload peers; datagrams in them
   heldFrames: number; heldWrites: number; // frames held to share a write (holdUs); the writes that carried them
+  sndbufGrownPeers: number; sndbufGrownBytes: number; sndbufGrows: number; // peers whose send buffer is grown now (sndbufBusy); what the growths add up to; growths so far
   busyPolls: number; busyPollCaught: number; busyPollNs: number; // polls before sleeping (busyPollUs); those an event ended; ns spent in them
   drops: DropCounts;
   conntrack: { entries: number; slots: number; slotBytes: number }; // tracked flows; the table's slots and their size (0 slots: no rule names a state)

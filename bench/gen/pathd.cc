@@ -73,6 +73,8 @@ int main(int argc, char** argv) {
     o.max_frame = 8188;
     o.queue_bytes = 262144;
     o.sndbuf = 0;
+    o.sndbuf_busy = 524288;
+    o.sndbuf_budget = 64ull << 20;
     o.busy_poll_us = 100;
     moat::Router r(o);
     if (!r.start([] {}, &err)) {

@@ -182,6 +182,8 @@ export function routerConfig(options: OptionList | CheckedOptions, accounts: Acc
     holdMs: opts.int('tuntap-router-hold'),
     busyPollUs: opts.int('tuntap-router-busy-poll'),
     sndbuf: opts.int('tuntap-router-sndbuf'),
+    sndbufBusy: opts.int('tuntap-router-sndbuf-busy'),
+    sndbufBudget: opts.int('tuntap-router-sndbuf-budget'),
     conntrack: conntrackOptions(opts),
     rules, ruleFiles, bindings, peerLimits: parsePeerLimits(opts.all('tuntap-router-peer-limit')),
     useCredentials, metrics, netns: netnsPath(opts.last('tuntap-router-netns')), warnings,

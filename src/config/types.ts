@@ -44,6 +44,8 @@ export interface RouterConfig {
   holdMs: number;               // moat: tuntap-router-hold (docs/scale.md)
   busyPollUs: number;           // moat: tuntap-router-busy-poll (docs/busy-poll.md)
   sndbuf: number;               // moat: tuntap-router-sndbuf (0: the kernel's default)
+  sndbufBusy: number;           // moat: tuntap-router-sndbuf-busy (a streaming peer's buffer; 0: never grown)
+  sndbufBudget: number;         // moat: tuntap-router-sndbuf-budget (all growths together)
   conntrack: ConntrackOptions;  // moat: tuntap-router-conntrack-* (used while a rule names a state)
   rules: OptionRule[];          // firewall options, in file order
   ruleFiles: string[];          // tuntap-router-firewall-file (file or directory of *.rules), in order

@@ -84,6 +84,8 @@ export class Router extends EventEmitter implements RouterApi {
       holdUs: c.holdMs * 1000,
       busyPollUs: c.busyPollUs,
       sndbuf: c.sndbuf,
+      sndbufBusy: c.sndbufBusy,
+      sndbufBudget: c.sndbufBudget,
       acceptRuleBlocks: false,
       bindings: this.allBindings(),
       learn: this.learnNetwork(),
@@ -273,7 +275,7 @@ export class Router extends EventEmitter implements RouterApi {
         // uWSGI counts bytes on the socket (headers included) as tx/rx.
         tx: p.txBytes, rx: p.rxBytes, dropped: p.dropped,
         tx_packets: p.tx, rx_packets: p.rx, drops: p.drops, queued: p.queued,
-        offload: p.offload, vnet_rx: p.vnetRx, gso_rx: p.gsoRx, vnet_tx: p.vnetTx, gso_tx: p.gsoTx, uso_tx: p.usoTx,
+        offload: p.offload, vnet_rx: p.vnetRx, gso_rx: p.gsoRx, vnet_tx: p.vnetTx, gso_tx: p.gsoTx, uso_tx: p.usoTx, sndbuf_grown: p.sndbufGrown,
         id: p.id, shaped_in: p.shapedIn, shaped_out: p.shapedOut, shape_queued_in: p.shapeQueuedIn, shape_queued_out: p.shapeQueuedOut,
       })),
       moat: {
@@ -282,6 +284,7 @@ export class Router extends EventEmitter implements RouterApi {
         tun: { rx_packets: s.rxPackets, rx_bytes: s.rxBytes, tx_packets: s.txPackets, tx_bytes: s.txBytes },
         offload: { enabled: this.config.offload ?? false, gso_split: s.gsoSplit, gso_segments: s.gsoSegments, uso_tx: s.usoTx, uso_segments: s.usoSegments },
         hold: { ms: this.config.holdMs, held_frames: s.heldFrames, held_writes: s.heldWrites },
+        sndbuf: { busy: this.config.sndbufBusy, budget: this.config.sndbufBudget, grown_peers: s.sndbufGrownPeers, grown_bytes: s.sndbufGrownBytes, grows: s.sndbufGrows },
         busy_poll: { us: this.config.busyPollUs, polls: s.busyPolls, caught: s.busyPollCaught, ms: Math.round(s.busyPollNs / 1e3) / 1e3 },
         drops: s.drops,
         rules: { in: hits(this.rules.in, s.hits.in), out: hits(this.rules.out, s.hits.out) },

@@ -45,7 +45,7 @@ class FakeNative<O, E> {
 export function peerStats(over: Partial<PeerStats> = {}): PeerStats {
   return {
     id: 1, addr: 0, uid: 0, gid: 0, pid: 0, tx: 0, rx: 0, txBytes: 0, rxBytes: 0, dropped: 0, drops: {}, queued: 0,
-    offload: false, vnetRx: 0, gsoRx: 0, vnetTx: 0, gsoTx: 0, usoTx: 0,
+    offload: false, vnetRx: 0, gsoRx: 0, vnetTx: 0, gsoTx: 0, usoTx: 0, sndbufGrown: 0,
     shapedIn: 0, shapedOut: 0, shapeQueuedIn: 0, shapeQueuedOut: 0,
     ipPacketsIn: 0, ipPacketsOut: 0, ipBytesIn: 0, ipBytesOut: 0, ...over,
   };
@@ -54,7 +54,7 @@ export function peerStats(over: Partial<PeerStats> = {}): PeerStats {
 export function routerStats(over: Partial<RouterStats> = {}): RouterStats {
   return {
     rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, fragmented: 0, fragNeeded: 0, gsoSplit: 0, gsoSegments: 0,
-    usoTx: 0, usoSegments: 0, heldFrames: 0, heldWrites: 0, busyPolls: 0, busyPollCaught: 0, busyPollNs: 0,
+    usoTx: 0, usoSegments: 0, heldFrames: 0, heldWrites: 0, sndbufGrownPeers: 0, sndbufGrownBytes: 0, sndbufGrows: 0, busyPolls: 0, busyPollCaught: 0, busyPollNs: 0,
     drops: {}, conntrack: { entries: 0, slots: 0, slotBytes: 32 }, rejects: 0, rejectsLimited: 0, peers: [], hits: { in: [], out: [] }, peerHits: [], ...over,
   };
 }

@@ -5,7 +5,8 @@
 // socket (both ends show in the device's namespace: an accepted unix socket
 // belongs to the connecting side's): the device asks 4 MiB by default, the
 // router the kernel's default unless configured (the kernel keeps double, as
-// for any SO_SNDBUF), the kernel's default with 0.
+// for any SO_SNDBUF), the kernel's default with 0. (A router's peer buffer
+// grows later once the peer streams: router-sndbuf-growth.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';

@@ -59,7 +59,7 @@ test('defaults', () => {
   const c = router('tuntap-router = emperor0 /tmp/t.sock\n');
   assert.deepEqual(c, {
     device: 'emperor0', socket: '/tmp/t.sock', stats: undefined, gateway: undefined, socketMode: 0o660,
-    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 50, busyPollUs: 100, sndbuf: 0, conntrack: conntrackDefaults(), rules: [], ruleFiles: [], bindings: [], peerLimits: [],
+    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, holdMs: 50, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(), rules: [], ruleFiles: [], bindings: [], peerLimits: [],
     useCredentials: false, metrics: undefined, netns: undefined, warnings: [],
   });
 });
@@ -181,6 +181,9 @@ test('tuntap-router-sndbuf / tuntap-device-sndbuf: bytes, 0..64 MiB, defaults 0 
   assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf = 0\n').sndbuf, 0);
   assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf = 1048576\n').sndbuf, 1048576);
   throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf = 67108865\n'), /tuntap-router-sndbuf: '67108865' is outside/, 3);
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf-busy = 0\n').sndbufBusy, 0, 'never grown');
+  assert.equal(router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf-budget = 1048576\n').sndbufBudget, 1048576);
+  throwsConfig(() => router('tuntap-router = e0 /tmp/t.sock\ntuntap-router-sndbuf-budget = -1\n'), /tuntap-router-sndbuf-budget: '-1' is outside/, 3);
   assert.equal(deviceConfig(ini('tuntap-device = u0 /tmp/t.sock\ntuntap-device-sndbuf = 65536\n')).sndbuf, 65536);
   assert.equal(deviceConfig(ini('tuntap-device = u0 /tmp/t.sock\n')).sndbuf, 4194304);
 });

@@ -13,7 +13,7 @@ import { peerStats, routerStats } from '../helpers/fake-addon';
 const ip = (s: string) => s.split('.').reduce((n, b) => n * 256 + Number(b), 0);
 
 const SNAPSHOT = routerStats({
-  rxPackets: 10, rxBytes: 1000, txPackets: 20, txBytes: 2500, gsoSplit: 2, gsoSegments: 9, heldFrames: 6, heldWrites: 2,
+  rxPackets: 10, rxBytes: 1000, txPackets: 20, txBytes: 2500, gsoSplit: 2, gsoSegments: 9, heldFrames: 6, heldWrites: 2, sndbufGrownPeers: 1, sndbufGrownBytes: 835584,
   busyPolls: 40, busyPollCaught: 30, busyPollNs: 1_500_000_000, drops: { no_peer: 3, firewall_in: 0 },
   hits: { in: [4], out: [7, 0] },
   peers: [
@@ -48,6 +48,7 @@ test('router totals, drops and rule hits: names, labels and values from the snap
     'moat_peers 2', 'moat_peers_offload 1',
     'moat_gso_split_total{unit="packets"} 2', 'moat_gso_split_total{unit="segments"} 9',
     'moat_held_total{unit="frames"} 6', 'moat_held_total{unit="writes"} 2',
+    'moat_sndbuf_grown{unit="peers"} 1', 'moat_sndbuf_grown{unit="bytes"} 835584',
     'moat_busy_polls_total{result="all"} 40', 'moat_busy_polls_total{result="caught"} 30',
     'moat_busy_poll_seconds_total 1.5',
     'moat_rule_hits_total{chain="in",rule="policy.rules:1"} 4', 'moat_rule_hits_total{chain="out",rule="option:1"} 7',

@@ -45,7 +45,7 @@ test('start hands the config to one native Router: its options, the bindings, th
   const s = setup(t, [
     'tuntap-router = mt0 DIR/run/r.sock',
     'tuntap-router-max-frame = 1500', 'tuntap-router-queue-bytes = 65536', 'tuntap-router-socket-mode = 0600',
-    'tuntap-router-hold = 7', 'tuntap-router-busy-poll = 250', 'tuntap-router-sndbuf = 1048576', 'tuntap-router-offload = false',
+    'tuntap-router-hold = 7', 'tuntap-router-busy-poll = 250', 'tuntap-router-sndbuf = 1048576', 'tuntap-router-sndbuf-busy = 2097152', 'tuntap-router-sndbuf-budget = 8388608', 'tuntap-router-offload = false',
     'tuntap-router-netns = /run/netns/gw1', 'tuntap-router-bind = 1234 10.0.0.9',
     'tuntap-router-firewall-in = deny 10.0.0.1 10.0.0.0/24',
   ]);
@@ -54,7 +54,7 @@ test('start hands the config to one native Router: its options, the bindings, th
   const n = s.native();
   assert.deepEqual(n.options, {
     tunName: 'mt0', netns: '/run/netns/gw1', socketPath: path.join(s.dir, 'run/r.sock'), socketMode: 0o600, socketUid: -1, socketGid: -1,
-    maxFrame: 1500, queueBytes: 65536, offload: false, holdUs: 7000, busyPollUs: 250, sndbuf: 1048576, acceptRuleBlocks: false,
+    maxFrame: 1500, queueBytes: 65536, offload: false, holdUs: 7000, busyPollUs: 250, sndbuf: 1048576, sndbufBusy: 2097152, sndbufBudget: 8388608, acceptRuleBlocks: false,
     bindings: [{ uid: 1234, pid: -1, addr: ip('10.0.0.9') }], learn: { net: 0, bits: 0 },
   });
   assert.deepEqual(n.calls, ['setRules', 'setLimits', 'start'], 'rules and limits are in place before the first packet');
@@ -65,12 +65,12 @@ test('start hands the config to one native Router: its options, the bindings, th
   assert.equal(logged(s.lines, 'router started')[0]?.rulesOut, 2);
 });
 
-test('defaults: hold 50 ms, busy poll 100 us, offload on, sndbuf 0 (the kernel\'s)', async (t) => {
+test('defaults: hold 50 ms, busy poll 100 us, offload on, sndbuf 0 (the kernel\'s), 512 KiB for streaming peers within 64 MiB', async (t) => {
   const s = setup(t, ['tuntap-router = mt0 DIR/r.sock']);
   await s.router.start();
   const o = s.native().options;
-  assert.deepEqual([o.holdUs, o.busyPollUs, o.offload, o.sndbuf, o.maxFrame, o.queueBytes, o.socketMode, o.netns],
-    [50000, 100, true, 0, 8188, 262144, 0o660, '']);
+  assert.deepEqual([o.holdUs, o.busyPollUs, o.offload, o.sndbuf, o.sndbufBusy, o.sndbufBudget, o.maxFrame, o.queueBytes, o.socketMode, o.netns],
+    [50000, 100, true, 0, 524288, 67108864, 8188, 262144, 0o660, '']);
 });
 
 test('setBindings: each owner\'s bindings after the config\'s; the learnable network is its owner\'s (anywhere without one), sent with them', async (t) => {
@@ -168,18 +168,20 @@ test('stats(): the native counters while running; the stats socket serves uWSGI\
   const n = s.native();
   n.snapshot = routerStats({
     rxPackets: 10, rxBytes: 1000, txPackets: 20, txBytes: 2000, heldFrames: 6, heldWrites: 2, drops: { no_peer: 3 },
-    peers: [peerStats({ id: 3, addr: ip('10.0.0.2'), uid: 1000, pid: 77, tx: 5, rx: 6, txBytes: 500, rxBytes: 600, drops: { spoof: 1 }, dropped: 1 })],
+    sndbufGrownPeers: 1, sndbufGrownBytes: 835584, sndbufGrows: 4,
+    peers: [peerStats({ id: 3, addr: ip('10.0.0.2'), uid: 1000, pid: 77, tx: 5, rx: 6, txBytes: 500, rxBytes: 600, drops: { spoof: 1 }, dropped: 1, sndbufGrown: 835584 })],
   });
   assert.equal(s.router.stats().txPackets, 20);
   const doc = await readStats(path.join(s.dir, 's.sock'));
   assert.equal(doc.pid, process.pid);
   assert.deepEqual(doc.peers, [{
     addr: '10.0.0.2', addr_32: doc.peers[0].addr_32, uid: 1000, gid: 0, pid: 77, tx: 500, rx: 600, dropped: 1,
-    tx_packets: 5, rx_packets: 6, drops: { spoof: 1 }, queued: 0, offload: false, vnet_rx: 0, gso_rx: 0, vnet_tx: 0, gso_tx: 0, uso_tx: 0,
+    tx_packets: 5, rx_packets: 6, drops: { spoof: 1 }, queued: 0, offload: false, vnet_rx: 0, gso_rx: 0, vnet_tx: 0, gso_tx: 0, uso_tx: 0, sndbuf_grown: 835584,
     id: 3, shaped_in: 0, shaped_out: 0, shape_queued_in: 0, shape_queued_out: 0,
   }]);
   assert.deepEqual(doc.moat.tun, { rx_packets: 10, rx_bytes: 1000, tx_packets: 20, tx_bytes: 2000 });
   assert.deepEqual(doc.moat.hold, { ms: 3, held_frames: 6, held_writes: 2 });
+  assert.deepEqual(doc.moat.sndbuf, { busy: 524288, budget: 67108864, grown_peers: 1, grown_bytes: 835584, grows: 4 });
   assert.deepEqual(doc.moat.drops, { no_peer: 3 });
   assert.equal(doc.moat.device, 'mt0');
 });
