@@ -191,6 +191,8 @@ export class TuntapScenario extends Scenario {
       routerArgs = [process.execPath, MOAT_CLI, '--tuntap-router', `${gtun} ${sock}`, '--tuntap-router-stats', this.statsPath];
       if (this.opts.moatFirewallFile) routerArgs.push('--tuntap-router-firewall-file', this.opts.moatFirewallFile);
       routerArgs.push(...(this.opts.moatRouterArgs ?? []));
+      // MOAT_BENCH_ROUTER_ARGS: more options for moat's router, blank-separated (to compare settings).
+      routerArgs.push(...(process.env.MOAT_BENCH_ROUTER_ARGS ?? '').split(/\s+/).filter(Boolean));
       // moat's device options, once: CLI flags for the CLI device, or read by
       // deviceConfig into the runtime's lines, as the emperor reads a vassal file.
       const deviceOpts: Array<[string, string]> = [];
