@@ -35,6 +35,7 @@
 #include "reject.h"
 #include "router_loop.h"
 #include "sndbuf.h"
+#include "tun_batch.h"
 #include "tun.h"
 
 namespace moat {
@@ -43,6 +44,7 @@ namespace {
 constexpr size_t kTunBatch = 64;            // packets read from the tun per wakeup
 constexpr size_t kTunBufSize = 65536 + 16;  // one IPv4 packet at most, with a virtio_net_hdr
 constexpr size_t kArenaSize = 512 * 1024;   // one batch of frames read from the tun
+constexpr size_t kBatchedMax = 16384;       // mean packet size up to which tun reads are batched (tun_batch.h)
 constexpr size_t kPeerInMin = 65536;        // a peer's input buffer, at least
 constexpr size_t kSharedRead = 16384;       // a read while other peers wait in the same wakeup
 constexpr int kEpollEvents = 64;
@@ -98,6 +100,12 @@ struct RouterLoop final : Router::Loop {
   AddressBook addrs;       // who holds and who may take which address
   std::vector<Peer*> dirty;
   HoldList holds;          // peers whose frames wait for later ones (peer.h)
+  // Small packets are read from the tun many per system call (tun_batch.h)
+  // and copied into the arena; big ones (offload super-packets, where the
+  // copy would cost more than the call) are read in place with read().
+  TunBatch tun_batch;
+  unsigned tun_batch_next = 1;  // reads to try in the next batch
+  bool tun_small = true;        // the last wakeup's packets were small
   SndbufGrowth sndbufs;    // send buffers of peers that stream (sndbuf.h)
   uint64_t last_sndbuf_check = 0;
   bool backlog = false;    // the last tun batch ended with packets still queued
@@ -184,6 +192,7 @@ struct RouterLoop final : Router::Loop {
       gsosrc.reset(new uint8_t[kTunBufSize]);
       segbuf.reset(new uint8_t[kTunBufSize]);
     }
+    tun_batch.init(tun, kTunBatch, kTunBufSize);  // failing: read() only
     if (!open_socket(&listener, err)) return false;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) {
@@ -314,11 +323,22 @@ struct RouterLoop final : Router::Loop {
 
   void on_tun(uint32_t ev) {
     if (ev & (EPOLLERR | EPOLLHUP)) return tun_lost("tun device " + opts.tun_name + " failed (deleted?)");
-    // Packets are read straight into the batch arena, 4 bytes after the
-    // write position, so each frame (header + packet) is built in place and
-    // sent from there: no copy into a peer's queue unless a send falls short.
     arena_len = 0;
     backlog = true;
+    size_t packets = 0, bytes = 0;
+    if (tun_small && tun_batch.ready()) on_tun_batched(&packets, &bytes);
+    else on_tun_in_place(&packets, &bytes);
+    // Mostly small packets: batch the next reads; super-packets: in place.
+    tun_small = packets == 0 || bytes / packets <= kBatchedMax;
+    flush_batch();
+    now = mono_ns();
+    release_held(!backlog);
+  }
+
+  // Packets are read straight into the batch arena, 4 bytes after the
+  // write position, so each frame (header + packet) is built in place and
+  // sent from there: no copy into a peer's queue unless a send falls short.
+  void on_tun_in_place(size_t* packets, size_t* bytes) {
     for (size_t k = 0; k < kTunBatch && arena_len + kFrameHeaderSize + kTunBufSize <= kArenaSize; k++) {
       uint8_t* buf = arena.get() + arena_len + kFrameHeaderSize;
       const ssize_t n = read(tun, buf, kTunBufSize);
@@ -333,15 +353,58 @@ struct RouterLoop final : Router::Loop {
         backlog = false;
         break;
       }
-      tun_rx.add(1);
-      tun_rx_bytes.add(uint64_t(n));
-      busy.moved();
-      if (vnet) route_down_vnet(buf, size_t(n));
-      else route_down(buf, size_t(n));
+      (*packets)++;
+      *bytes += size_t(n);
+      route_tun_packet(buf, size_t(n));
     }
-    flush_batch();
-    now = mono_ns();
-    release_held(!backlog);
+  }
+
+  // Reads in batches of tun_batch_next (doubling while every read finds a
+  // packet, so a lone ping costs one read and a flood 64 a call), each
+  // packet copied to where on_tun_in_place would have read it.
+  void on_tun_batched(size_t* packets, size_t* bytes) {
+    size_t k = 0;
+    while (k < kTunBatch) {
+      const unsigned n = unsigned(std::min<size_t>(tun_batch_next, kTunBatch - k));
+      if (tun_batch.read(n) != n) {  // io_uring failed: read() from here on
+        if (tun_batch.disabled()) emit_notice("tun device " + opts.tun_name + ": batched reads refused by the kernel, reading one packet a call");
+        tun_small = false;
+        return on_tun_in_place(packets, bytes);
+      }
+      bool drained = false;
+      for (unsigned i = 0; i < n; i++) {
+        const int r = tun_batch.result(i);
+        if (r == -EAGAIN || r == -EWOULDBLOCK || r == 0) {
+          drained = true;
+          continue;
+        }
+        if (r < 0) {
+          backlog = false;
+          return tun_lost(errno_text("read from tun device " + opts.tun_name, -r));
+        }
+        if (arena_len + kFrameHeaderSize + size_t(r) > kArenaSize) flush_batch();
+        uint8_t* buf = arena.get() + arena_len + kFrameHeaderSize;
+        memcpy(buf, tun_batch.slot(i), size_t(r));
+        (*packets)++;
+        *bytes += size_t(r);
+        route_tun_packet(buf, size_t(r));
+      }
+      k += n;
+      if (drained) {
+        backlog = false;
+        tun_batch_next = std::max<unsigned>(1, unsigned(*packets));
+        return;
+      }
+      tun_batch_next = std::min<unsigned>(unsigned(kTunBatch), tun_batch_next * 2);
+    }
+  }
+
+  void route_tun_packet(uint8_t* buf, size_t n) {
+    tun_rx.add(1);
+    tun_rx_bytes.add(uint64_t(n));
+    busy.moved();
+    if (vnet) route_down_vnet(buf, n);
+    else route_down(buf, n);
   }
 
   // The device is gone (`ip link del` under us: poll says EPOLLERR, read
@@ -1157,6 +1220,12 @@ struct RouterLoop final : Router::Loop {
 
   void emit_error(const std::string& message) {
     RouterEvent e(RouterEvent::Type::Error);
+    e.message = message;
+    emit(std::move(e));
+  }
+
+  void emit_notice(const std::string& message) {
+    RouterEvent e(RouterEvent::Type::Notice);
     e.message = message;
     emit(std::move(e));
   }
