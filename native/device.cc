@@ -39,6 +39,7 @@
 #include "sched_slice.h"
 #include "sndbuf.h"
 #include "tun.h"
+#include "tun_batch.h"
 
 namespace moat {
 
@@ -47,6 +48,11 @@ namespace {
 constexpr int kTunBatch = 64;        // packets read from the tun per wakeup
 constexpr int kSocketReads = 4;      // reads from the socket per wakeup
 constexpr size_t kTunReadSize = 65536 + 16;  // one packet, with a virtio_net_hdr
+// Batched tun reads (tun_batch.h): slots of kTunReadSize (virtual memory,
+// touched as packets land: a vassal counts its megabytes), used while the
+// packets' mean size stays at most kBatchedMax (big ones: read() in place).
+constexpr unsigned kTunSlots = 16;
+constexpr size_t kBatchedMax = 16384;
 constexpr uint32_t kIcmpPerSecond = 100;  // fragmentation-needed answers
 // Merge runs of same-flow UDP datagrams for a negotiated router
 // (coalesce.h); the IPv4 super-packet stays within the tuns' gso_max_size.
@@ -109,6 +115,12 @@ struct Device::Loop {
   std::vector<uint8_t> in;        // inbound bytes: [0, in_len) not yet parsed
   size_t in_len = 0;
   std::vector<uint8_t> scratch;   // one packet read from the tun
+  TunBatch tun_batch;             // several packets a system call (tun_batch.h)
+  unsigned tun_batch_next = 1;    // reads to try in the next batch
+  bool tun_small = true;          // the last wakeup's packets were small
+  // A batch's packets not yet queued (slots stash_next..stash_end-1): the
+  // queue had no room; flush() queues them as the socket takes the queue.
+  unsigned stash_next = 0, stash_end = 0;
   std::vector<uint8_t> frag;      // one fragment being built (too_big)
   // Offloads: vnet = the tun has IFF_VNET_HDR (o.offload); negotiated once
   // the router answered this connection's hello; hello_sent per connection.
@@ -167,6 +179,7 @@ struct Device::Loop {
     out.resize(o.queue_bytes);
     in.resize(std::max<size_t>(65536, 2 * (kFrameHeaderSize + (vnet ? kMaxFramePayload : o.max_frame))));
     scratch.resize(kTunReadSize);
+    tun_batch.init(tun, kTunSlots, kTunReadSize);  // failing: read() only
     frag.resize(o.max_frame);
     return true;
   }
@@ -285,6 +298,7 @@ struct Device::Loop {
     out_head = out_tail = 0;
     uso = UsoRun();
     in_len = 0;
+    drain_stash();  // sock is gone: a batch's waiting packets count as dropped while disconnected
     d.connected_.store(false);
     resume_tun();
     if (negotiated) {
@@ -315,24 +329,40 @@ struct Device::Loop {
 
   // Sends everything queued in as few send() calls as the socket allows.
   void flush() {
-    close_run();
-    while (sock >= 0 && out_tail > out_head) {
-      ssize_t n = send(sock, out.data() + out_head, out_tail - out_head, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n > 0) {
-        out_head += size_t(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        set_want_out(true);
+    for (;;) {
+      close_run();
+      while (sock >= 0 && out_tail > out_head) {
+        ssize_t n = send(sock, out.data() + out_head, out_tail - out_head, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+          out_head += size_t(n);
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          set_want_out(true);
+          return;
+        }
+        disconnect(n == 0 ? std::string("write: nothing written") : errno_text("write", errno));
         return;
       }
-      disconnect(n == 0 ? std::string("write: nothing written") : errno_text("write", errno));
-      return;
+      out_head = out_tail = 0;
+      if (stash_end == 0) break;
+      drain_stash();  // the queue is empty: the batch's rest goes in
     }
-    out_head = out_tail = 0;
     set_want_out(false);
     resume_tun();
+  }
+
+  // Queues the stashed packets while the queue has room for each; the rest
+  // stays (a connected, negotiated peer only waits: others never stash).
+  void drain_stash() {
+    for (; stash_next < stash_end; stash_next++) {
+      const int r = tun_batch.result(stash_next);
+      if (r <= 0) continue;
+      if (sock >= 0 && negotiated && queue_room() < kFrameHeaderSize + size_t(r)) return;
+      from_tun(tun_batch.slot(stash_next), size_t(r));
+    }
+    stash_next = stash_end = 0;
   }
 
   // With super-packets a full queue would drop up to 64 KB at once: instead
@@ -355,40 +385,86 @@ struct Device::Loop {
   size_t queue_room() const { return o.queue_bytes - (out_tail - out_head); }
 
   void on_tun() {
-    for (int i = 0; i < kTunBatch; i++) {
-      if (negotiated && queue_room() < kFrameHeaderSize + kMaxFramePayload) {
+    if (stash_end != 0) return;  // packets of the last batch still wait for the socket
+    size_t packets = 0, bytes = 0;
+    for (int i = 0; i < kTunBatch;) {
+      // Room in the queue for one super-packet a read, or the tun waits.
+      const size_t max_read = kFrameHeaderSize + kMaxFramePayload;
+      if (negotiated && queue_room() < max_read) {
         if (!want_out) flush();
-        if (sock >= 0 && queue_room() < kFrameHeaderSize + kMaxFramePayload) {
+        if (sock >= 0 && queue_room() < max_read) {
           pause_tun();
-          return;
+          break;
         }
+      }
+      if (tun_small && tun_batch.ready()) {
+        const unsigned n = unsigned(std::min<size_t>(tun_batch_next, size_t(kTunBatch - i)));
+        if (tun_batch.read(n) != n) {  // io_uring failed: read() from here on
+          tun_small = false;
+          continue;
+        }
+        bool drained = false;
+        for (unsigned k = 0; k < n; k++) {
+          const int r = tun_batch.result(k);
+          if (r == -EAGAIN || r == -EWOULDBLOCK || r == 0) {
+            drained = true;
+          } else if (r < 0) {
+            return tun_failed(-r);
+          } else {
+            packets++;
+            bytes += size_t(r);
+          }
+        }
+        stash_next = 0;
+        stash_end = n;
+        drain_stash();
+        if (stash_end != 0) {  // the queue is full: the socket first
+          if (!want_out) flush();
+          if (stash_end != 0) {
+            pause_tun();
+            break;
+          }
+        }
+        i += int(n);
+        if (drained) {
+          tun_batch_next = unsigned(std::max<size_t>(1, std::min<size_t>(packets, kTunSlots)));
+          break;
+        }
+        tun_batch_next = std::min(kTunSlots, tun_batch_next * 2);
+        continue;
       }
       ssize_t n = read(tun, scratch.data(), scratch.size());
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-        event(DeviceEvent::Type::Error, errno_text("tun read", errno) + "; device loop stopped");
-        running = false;
-        return;
+        return tun_failed(errno);
       }
-      const size_t len = size_t(n);
-      d.bp_.moved();
-      if (sock < 0) {
-        d.disconnected_drops_.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      if (vnet) {
-        from_vnet_tun(len);
-        continue;
-      }
-      Drop why;
-      if (!ipv4_check(scratch.data(), len, &why)) {
-        d.count_drop(why);
-        continue;
-      }
-      send_plain(scratch.data(), len);
+      i++;
+      packets++;
+      bytes += size_t(n);
+      from_tun(scratch.data(), size_t(n));
     }
+    // Mostly small packets: batch the next reads; super-packets: read() in place.
+    tun_small = packets == 0 || bytes / packets <= kBatchedMax;
     if (!want_out) flush();  // with EPOLLOUT armed, the socket's turn will flush
+  }
+
+  void tun_failed(int e) {
+    event(DeviceEvent::Type::Error, errno_text("tun read", e) + "; device loop stopped");
+    running = false;
+  }
+
+  // One packet read from the tun, buf[0..len) (a virtio_net_hdr first with vnet).
+  void from_tun(const uint8_t* buf, size_t len) {
+    d.bp_.moved();
+    if (sock < 0) {
+      d.disconnected_drops_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (vnet) return from_vnet_tun(buf, len);
+    Drop why;
+    if (!ipv4_check(buf, len, &why)) return d.count_drop(why);
+    send_plain(buf, len);
   }
 
   // One checked IPv4 packet to the router as a plain frame (too big: fragment
@@ -398,11 +474,11 @@ struct Device::Loop {
     queue(pkt, len);
   }
 
-  // scratch[0..n) = virtio_net_hdr + packet, read from our vnet tun.
-  void from_vnet_tun(size_t n) {
+  // buf[0..n) = virtio_net_hdr + packet, read from our vnet tun.
+  void from_vnet_tun(const uint8_t* buf, size_t n) {
     if (n < kVnetHdrLen) return d.count_drop(Drop::Short);
-    const virtio_net_hdr h = vnet_read(scratch.data());
-    const uint8_t* pkt = scratch.data() + kVnetHdrLen;
+    const virtio_net_hdr h = vnet_read(buf);
+    const uint8_t* pkt = buf + kVnetHdrLen;
     const size_t len = n - kVnetHdrLen;
     Drop why;
     if (!ipv4_check(pkt, len, &why)) return d.count_drop(why);
@@ -420,7 +496,7 @@ struct Device::Loop {
       }
       d.vnet_tx_.fetch_add(1, std::memory_order_relaxed);
       if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) d.gso_tx_.fetch_add(1, std::memory_order_relaxed);
-      if (queue(scratch.data(), n, kModVnet) && payload >= 0) {
+      if (queue(buf, n, kModVnet) && payload >= 0) {
         run_off = out_tail - kFrameHeaderSize - n;
         uso_start(&uso, out.data() + run_off + kFrameHeaderSize, n, payload);
       }
