@@ -86,6 +86,7 @@ struct RouterLoop final : Router::Loop {
   std::unique_ptr<RuleSet> rules;
   std::unique_ptr<PeerRuleTable> peer_rules;  // each peer's own rules (peer_rules.h)
   Counter tun_rx, tun_rx_bytes, tun_tx, tun_tx_bytes;
+  Counter tun_read_calls;  // system calls that read the tun (read() or io_uring_enter)
   Counter fragmented, frag_needed;  // packets split for a peer; ICMP answers sent
   Counter split_packets, split_segments;  // super-packets split for a plain peer; segments made
   Counter drops[kDropCount];
@@ -341,6 +342,7 @@ struct RouterLoop final : Router::Loop {
   void on_tun_in_place(size_t* packets, size_t* bytes) {
     for (size_t k = 0; k < kTunBatch && arena_len + kFrameHeaderSize + kTunBufSize <= kArenaSize; k++) {
       uint8_t* buf = arena.get() + arena_len + kFrameHeaderSize;
+      tun_read_calls.add(1);
       const ssize_t n = read(tun, buf, kTunBufSize);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -366,6 +368,7 @@ struct RouterLoop final : Router::Loop {
     size_t k = 0;
     while (k < kTunBatch) {
       const unsigned n = unsigned(std::min<size_t>(tun_batch_next, kTunBatch - k));
+      tun_read_calls.add(1);
       if (tun_batch.read(n) != n) {  // io_uring failed: read() from here on
         if (tun_batch.disabled()) emit_notice("tun device " + opts.tun_name + ": batched reads refused by the kernel, reading one packet a call");
         tun_small = false;
@@ -1331,6 +1334,7 @@ struct RouterLoop final : Router::Loop {
     std::lock_guard<std::mutex> g(stats_mu);
     s.rx_packets = tun_rx.get();
     s.rx_bytes = tun_rx_bytes.get();
+    s.tun_read_calls = tun_read_calls.get();
     s.tx_packets = tun_tx.get();
     s.tx_bytes = tun_tx_bytes.get();
     s.fragmented = fragmented.get();

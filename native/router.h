@@ -191,6 +191,7 @@ struct RouterEvent {
 
 struct RouterStats {
   uint64_t rx_packets, rx_bytes;  // read from the tun device
+  uint64_t tun_read_calls;        // system calls that read them (batched reads: tun_batch.h)
   uint64_t tx_packets, tx_bytes;  // written to the tun device
   uint64_t fragmented;            // packets (DF clear) split to fit a peer's frame limit
   uint64_t frag_needed;           // ICMP fragmentation-needed answers written to the tun

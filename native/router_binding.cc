@@ -352,6 +352,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     Napi::Object o = Napi::Object::New(env);
     o.Set("rxPackets", double(s.rx_packets));
     o.Set("rxBytes", double(s.rx_bytes));
+    o.Set("tunReadCalls", double(s.tun_read_calls));
     o.Set("txPackets", double(s.tx_packets));
     o.Set("txBytes", double(s.tx_bytes));
     o.Set("fragmented", double(s.fragmented));

@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -42,8 +43,11 @@ class TunBatch {
   TunBatch& operator=(const TunBatch&) = delete;
   ~TunBatch() { close_ring(); }
 
-  // false: io_uring is not available here (the caller uses read()).
+  // false: io_uring is not available here, or MOAT_TUN_BATCH=0 in the
+  // environment (the caller uses read()).
   bool init(int tun_fd, unsigned slots, size_t slot_size) {
+    const char* env = getenv("MOAT_TUN_BATCH");
+    if (env && strcmp(env, "0") == 0) return false;
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
     const int fd = int(syscall(__NR_io_uring_setup, slots, &p));
