@@ -370,7 +370,7 @@ struct RouterLoop final : Router::Loop {
       const unsigned n = unsigned(std::min<size_t>(tun_batch_next, kTunBatch - k));
       tun_read_calls.add(1);
       if (tun_batch.read(n) != n) {  // io_uring failed: read() from here on
-        if (tun_batch.disabled()) emit_notice("tun device " + opts.tun_name + ": batched reads refused by the kernel, reading one packet a call");
+        emit_notice("tun device " + opts.tun_name + ": batched reads (io_uring) failed, reading one packet a call from now on");
         tun_small = false;
         return on_tun_in_place(packets, bytes);
       }

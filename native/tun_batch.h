@@ -82,11 +82,13 @@ class TunBatch {
   }
 
   bool ready() const { return ring_fd_ >= 0 && !disabled_; }
-  // The kernel refused a READ with RWF_NOWAIT on the tun: read() from now on.
+  // The kernel refused a READ with RWF_NOWAIT on the tun, or io_uring failed:
+  // read() from now on.
   bool disabled() const { return disabled_; }
 
-  // Tries n reads (1..slots) at once. Returns how many were tried (0 on a
-  // failure of io_uring itself: errno set, the caller falls back to read()).
+  // Tries n reads (1..slots) at once. Returns how many were tried; 0 on a
+  // failure of io_uring itself, after which ready() is false for good and
+  // the caller reads with read().
   // Afterwards result(i) for i < n is the packet's length, or -errno
   // (-EAGAIN: nothing was queued at that moment).
   unsigned read(unsigned n) {
@@ -111,7 +113,10 @@ class TunBatch {
     do {
       r = int(syscall(__NR_io_uring_enter, ring_fd_, n, n, IORING_ENTER_GETEVENTS, nullptr, 0));
     } while (r < 0 && errno == EINTR);
-    if (r < 0) return 0;
+    if (r < 0) {
+      disabled_ = true;  // nothing known of what ran: never again
+      return 0;
+    }
     unsigned head = *cq_head_;
     const unsigned ctail = __atomic_load_n(cq_tail_, __ATOMIC_ACQUIRE);
     unsigned seen = 0;
@@ -122,8 +127,8 @@ class TunBatch {
       seen++;
     }
     __atomic_store_n(cq_head_, head, __ATOMIC_RELEASE);
-    if (disabled_) return 0;
-    return seen == n ? n : 0;
+    if (seen != n) disabled_ = true;  // a read left pending would fill a slot later: never again
+    return disabled_ ? 0 : n;
   }
 
   int result(unsigned i) const { return res_[i]; }
