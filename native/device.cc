@@ -35,6 +35,7 @@
 
 #include "coalesce.h"
 #include "frame.h"
+#include "lazy_buffer.h"
 #include "offload.h"
 #include "sched_slice.h"
 #include "sndbuf.h"
@@ -110,18 +111,18 @@ struct Device::Loop {
   uint32_t next_delay_ms;         // backoff before the next attempt
   std::chrono::steady_clock::time_point connected_at;
 
-  std::vector<uint8_t> out;       // outbound queue: [out_head, out_tail) pending
+  LazyBuffer out;       // outbound queue: [out_head, out_tail) pending
   size_t out_head = 0, out_tail = 0;
-  std::vector<uint8_t> in;        // inbound bytes: [0, in_len) not yet parsed
+  LazyBuffer in;        // inbound bytes: [0, in_len) not yet parsed
   size_t in_len = 0;
-  std::vector<uint8_t> scratch;   // one packet read from the tun
+  LazyBuffer scratch;   // one packet read from the tun
   TunBatch tun_batch;             // several packets a system call (tun_batch.h)
   unsigned tun_batch_next = 1;    // reads to try in the next batch
   bool tun_small = true;          // the last wakeup's packets were small
   // A batch's packets not yet queued (slots stash_next..stash_end-1): the
   // queue had no room; flush() queues them as the socket takes the queue.
   unsigned stash_next = 0, stash_end = 0;
-  std::vector<uint8_t> frag;      // one fragment being built (too_big)
+  LazyBuffer frag;      // one fragment being built (too_big)
   // Offloads: vnet = the tun has IFF_VNET_HDR (o.offload); negotiated once
   // the router answered this connection's hello; hello_sent per connection.
   bool vnet = false, negotiated = false, hello_sent = false;
@@ -129,7 +130,7 @@ struct Device::Loop {
   uint16_t my_caps = 0;           // what our tun takes (kernel support probed at init)
   uint16_t router_caps = 0;       // what the router's hello said it takes
   size_t in_limit = 0;            // frame limit from the router: max_frame, 65535 once negotiated
-  std::vector<uint8_t> segbuf;    // one segment of a super-packet being split
+  LazyBuffer segbuf;    // one segment of a super-packet being split
   // The open USO run (coalesce.h): always the last frame in the queue, its
   // frame header at run_off; closed before anything else is queued or sent.
   UsoRun uso;
