@@ -50,10 +50,8 @@ constexpr int kTunBatch = 64;        // packets read from the tun per wakeup
 constexpr int kSocketReads = 4;      // reads from the socket per wakeup
 constexpr size_t kTunReadSize = 65536 + 16;  // one packet, with a virtio_net_hdr
 // Batched tun reads (tun_batch.h): slots of kTunReadSize (virtual memory,
-// touched as packets land: a vassal counts its megabytes), used while the
-// packets' mean size stays at most kBatchedMax (big ones: read() in place).
+// touched as packets land: a vassal counts its megabytes).
 constexpr unsigned kTunSlots = 16;
-constexpr size_t kBatchedMax = 16384;
 constexpr uint32_t kIcmpPerSecond = 100;  // fragmentation-needed answers
 // Merge runs of same-flow UDP datagrams for a negotiated router
 // (coalesce.h); the IPv4 super-packet stays within the tuns' gso_max_size.
@@ -117,8 +115,6 @@ struct Device::Loop {
   size_t in_len = 0;
   LazyBuffer scratch;   // one packet read from the tun
   TunBatch tun_batch;             // several packets a system call (tun_batch.h)
-  unsigned tun_batch_next = 1;    // reads to try in the next batch
-  bool tun_small = true;          // the last wakeup's packets were small
   // A batch's packets not yet queued (slots stash_next..stash_end-1): the
   // queue had no room; flush() queues them as the socket takes the queue.
   unsigned stash_next = 0, stash_end = 0;
@@ -398,16 +394,13 @@ struct Device::Loop {
           break;
         }
       }
-      if (tun_small && tun_batch.ready()) {
-        const unsigned n = unsigned(std::min<size_t>(tun_batch_next, size_t(kTunBatch - i)));
-        if (tun_batch.read(n) != n) {  // io_uring failed: read() from here on
-          tun_small = false;
-          continue;
-        }
+      if (tun_batch.wanted()) {
+        const unsigned n = tun_batch.next(size_t(kTunBatch - i));
+        if (tun_batch.read(n) != n) continue;  // io_uring failed: read() from here on
         bool drained = false;
         for (unsigned k = 0; k < n; k++) {
           const int r = tun_batch.result(k);
-          if (r == -EAGAIN || r == -EWOULDBLOCK || r == 0) {
+          if (TunBatch::empty(r)) {
             drained = true;
           } else if (r < 0) {
             return tun_failed(-r);
@@ -427,11 +420,8 @@ struct Device::Loop {
           }
         }
         i += int(n);
-        if (drained) {
-          tun_batch_next = unsigned(std::max<size_t>(1, std::min<size_t>(packets, kTunSlots)));
-          break;
-        }
-        tun_batch_next = std::min(kTunSlots, tun_batch_next * 2);
+        tun_batch.after_call(drained, packets);
+        if (drained) break;
         continue;
       }
       ssize_t n = read(tun, scratch.data(), scratch.size());
@@ -445,8 +435,7 @@ struct Device::Loop {
       bytes += size_t(n);
       from_tun(scratch.data(), size_t(n));
     }
-    // Mostly small packets: batch the next reads; super-packets: read() in place.
-    tun_small = packets == 0 || bytes / packets <= kBatchedMax;
+    tun_batch.after_wakeup(packets, bytes);  // super-packets: read() in place next time
     if (!want_out) flush();  // with EPOLLOUT armed, the socket's turn will flush
   }
 

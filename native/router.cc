@@ -44,7 +44,6 @@ namespace {
 constexpr size_t kTunBatch = 64;            // packets read from the tun per wakeup
 constexpr size_t kTunBufSize = 65536 + 16;  // one IPv4 packet at most, with a virtio_net_hdr
 constexpr size_t kArenaSize = 512 * 1024;   // one batch of frames read from the tun
-constexpr size_t kBatchedMax = 16384;       // mean packet size up to which tun reads are batched (tun_batch.h)
 constexpr size_t kPeerInMin = 65536;        // a peer's input buffer, at least
 constexpr size_t kSharedRead = 16384;       // a read while other peers wait in the same wakeup
 constexpr int kEpollEvents = 64;
@@ -105,8 +104,6 @@ struct RouterLoop final : Router::Loop {
   // and copied into the arena; big ones (offload super-packets, where the
   // copy would cost more than the call) are read in place with read().
   TunBatch tun_batch;
-  unsigned tun_batch_next = 1;  // reads to try in the next batch
-  bool tun_small = true;        // the last wakeup's packets were small
   SndbufGrowth sndbufs;    // send buffers of peers that stream (sndbuf.h)
   uint64_t last_sndbuf_check = 0;
   bool backlog = false;    // the last tun batch ended with packets still queued
@@ -327,10 +324,9 @@ struct RouterLoop final : Router::Loop {
     arena_len = 0;
     backlog = true;
     size_t packets = 0, bytes = 0;
-    if (tun_small && tun_batch.ready()) on_tun_batched(&packets, &bytes);
+    if (tun_batch.wanted()) on_tun_batched(&packets, &bytes);
     else on_tun_in_place(&packets, &bytes);
-    // Mostly small packets: batch the next reads; super-packets: in place.
-    tun_small = packets == 0 || bytes / packets <= kBatchedMax;
+    tun_batch.after_wakeup(packets, bytes);  // super-packets: in place next time
     flush_batch();
     now = mono_ns();
     release_held(!backlog);
@@ -361,23 +357,21 @@ struct RouterLoop final : Router::Loop {
     }
   }
 
-  // Reads in batches of tun_batch_next (doubling while every read finds a
-  // packet, so a lone ping costs one read and a flood 64 a call), each
-  // packet copied to where on_tun_in_place would have read it.
+  // Reads in batches (the policy is TunBatch's), each packet copied to
+  // where on_tun_in_place would have read it.
   void on_tun_batched(size_t* packets, size_t* bytes) {
     size_t k = 0;
     while (k < kTunBatch) {
-      const unsigned n = unsigned(std::min<size_t>(tun_batch_next, kTunBatch - k));
+      const unsigned n = tun_batch.next(kTunBatch - k);
       tun_read_calls.add(1);
       if (tun_batch.read(n) != n) {  // io_uring failed: read() from here on
         emit_notice("tun device " + opts.tun_name + ": batched reads (io_uring) failed, reading one packet a call from now on");
-        tun_small = false;
         return on_tun_in_place(packets, bytes);
       }
       bool drained = false;
       for (unsigned i = 0; i < n; i++) {
         const int r = tun_batch.result(i);
-        if (r == -EAGAIN || r == -EWOULDBLOCK || r == 0) {
+        if (TunBatch::empty(r)) {
           drained = true;
           continue;
         }
@@ -393,12 +387,11 @@ struct RouterLoop final : Router::Loop {
         route_tun_packet(buf, size_t(r));
       }
       k += n;
+      tun_batch.after_call(drained, *packets);
       if (drained) {
         backlog = false;
-        tun_batch_next = std::max<unsigned>(1, unsigned(*packets));
         return;
       }
-      tun_batch_next = std::min<unsigned>(unsigned(kTunBatch), tun_batch_next * 2);
     }
   }
 

@@ -132,8 +132,31 @@ class TunBatch {
   }
 
   int result(unsigned i) const { return res_[i]; }
+  // A result that carries no packet: the tun was empty at that moment.
+  static bool empty(int r) { return r == -EAGAIN || r == -EWOULDBLOCK || r == 0; }
   uint8_t* slot(unsigned i) { return buf_.get() + size_t(i) * slot_size_; }
   unsigned slots() const { return slots_; }
+
+  // ---- the batching policy, the same for the router and the device ----
+  // A lone ping should cost one read and a flood `slots` a call; packets of
+  // TCP with offloads (up to 64 KB) are better read() in place, one copy less.
+
+  // Read this wakeup in batches: io_uring works and the last wakeup's
+  // packets were small (mean at most kSmallMax bytes).
+  bool wanted() const { return ready() && small_; }
+  // Reads to try in the next call: what the last wakeup found to begin
+  // with, doubling while every read finds a packet; at most `room`.
+  unsigned next(size_t room) const { return unsigned(std::min<size_t>(next_, room)); }
+  // After a call: `drained` if one of its reads found nothing, `packets`
+  // found in this wakeup so far.
+  void after_call(bool drained, size_t packets) {
+    if (drained) next_ = unsigned(std::clamp<size_t>(packets, 1, slots_));
+    else next_ = std::min(slots_, next_ * 2);
+  }
+  // At the end of every wakeup, batched or not.
+  void after_wakeup(size_t packets, size_t bytes) { small_ = packets == 0 || bytes / packets <= kSmallMax; }
+
+  static constexpr size_t kSmallMax = 16384;
 
  private:
   void* map(size_t len, off_t off) {
@@ -163,6 +186,8 @@ class TunBatch {
   std::unique_ptr<uint8_t[]> buf_;
   std::vector<int> res_;
   bool disabled_ = false;
+  unsigned next_ = 1;   // reads to try in the next call
+  bool small_ = true;   // the last wakeup's packets were small
 };
 
 }  // namespace moat
