@@ -1,6 +1,7 @@
 // tun-read.ts: what reading one packet from a tun device costs, with read()
 // and with io_uring reads batched 1, 4, 16 and 64 a call (native/tun_batch.h),
-// side by side in one run (bench/gen/tunread.c in a namespace of its own).
+// side by side in one run (bench/gen/tunread.cc, built on tun_batch.h itself,
+// in a namespace of its own).
 //
 //   node dist/bench/tun-read.js [--rounds 200]
 //
@@ -24,7 +25,7 @@ async function main(argv: string[]): Promise<void> {
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 10000) throw new Error('--rounds must be an integer 1..10000');
   requireRoot();
   fs.mkdirSync(path.dirname(BIN), { recursive: true });
-  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', BIN, path.join(ROOT, 'bench', 'gen', 'tunread.c')], { stdio: 'inherit', timeout: 60000 });
+  execFileSync('c++', ['-O2', '-std=c++17', '-Wall', '-Wextra', '-Werror', '-I', path.join(ROOT, 'native'), '-o', BIN, path.join(ROOT, 'bench', 'gen', 'tunread.cc')], { stdio: 'inherit', timeout: 60000 });
   const lab = trackLab(new Lab());
   try {
     const ns = lab.netns('mtr');
