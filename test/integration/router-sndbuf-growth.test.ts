@@ -6,7 +6,10 @@
 // that then reads (its buffer drained: EPOLLOUT) gets the larger buffer, as
 // the kernel shows (`ss` reads the router's socket) and the stats say; idle,
 // it gets its size back; a peer that never reads never grows; the budget
-// bounds the growths of all peers, and a closed peer's growth returns to it.
+// bounds the growths of all peers, and a closed peer's growth returns to it;
+// a grown peer that stops reading pins no more than its grown buffer and
+// moat's queue, and keeps its growth (out of others' reach) only until it
+// reads again or goes away.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireRoot, sh, waitFor } from '../helpers/netns';
@@ -21,18 +24,22 @@ function wmemDefault(): number {
   return Number(sh('sysctl', ['-n', 'net.core.wmem_default']).trim());
 }
 
-/** The send buffers (ss's skmem tb) of this process's unix sockets on path: the router's accepted ends. */
-function routerSendBuffers(path: string): number[] {
+/** The skmem of this process's unix sockets on path (the router's accepted ends): tb, the send buffer; t, the bytes sent and not yet read. */
+function routerSendMemory(path: string): { tb: number; t: number }[] {
   const out = sh('ss', ['-x', '-m', '-n', '-p', 'state', 'established']);
-  const tbs: number[] = [];
+  const mem: { tb: number; t: number }[] = [];
   // ss prints a socket on one line, its skmem on the next when long: join them.
   const text = out.replace(/\n\s+skmem/g, ' skmem');
   for (const line of text.split('\n')) {
     if (!line.includes(` ${path} `) || !line.includes(`pid=${process.pid},`)) continue;
-    const m = /tb(\d+)/.exec(line);
-    if (m) tbs.push(Number(m[1]));
+    const tb = /tb(\d+)/.exec(line), t = /[(,]t(\d+)/.exec(line);
+    if (tb && t) mem.push({ tb: Number(tb[1]), t: Number(t[1]) });
   }
-  return tbs;
+  return mem;
+}
+
+function routerSendBuffers(path: string): number[] {
+  return routerSendMemory(path).map((m) => m.tb);
 }
 
 /** A peer on the router that has learned addr (it sent one datagram from it). */
@@ -116,6 +123,50 @@ test('a peer that never reads never grows; the budget bounds all growths; a clos
     assert.equal(s.sndbufGrownPeers, 1);
     assert.equal(s.sndbufGrows, 2);
     assert.equal(r.peerStats(c).sndbufGrown, 0, 'c still not grown');
+  } finally {
+    await r.cleanup();
+  }
+});
+
+test('a grown peer that stops reading pins at most its buffer and queue, and keeps its growth only until it reads again', async () => {
+  requireRoot();
+  const r = new RouterLab();
+  const QUEUE = 1 << 20;
+  try {
+    const base = wmemDefault();
+    const one = 2 * BUSY - base;
+    r.start('msg', { sndbufBusy: BUSY, sndbufBudget: one, queueBytes: QUEUE });
+    const [a, b] = [r.host(2), r.host(3)];
+    const pa = await peerAt(r, a), pb = await peerAt(r, b);
+    await fill(r, pa, a);
+    pa.sock.resume();
+    await waitFor(() => r.peerStats(a).sndbufGrown === one, 10000, 'a grown');
+    await waitFor(() => r.peerStats(a).queued === 0, 10000, 'a drained');
+    // a stops reading while the gateway goes on sending to it.
+    const droppedBefore = r.peerStats(a).dropped;
+    await fill(r, pa, a);
+    await r.udpFromGateway(a, PORT, 3000, 1400);
+    const mem = routerSendMemory(r.sockPath).find((m) => m.tb === 2 * BUSY);
+    assert.ok(mem, 'a still has the grown buffer while it has unread data');
+    // The kernel lets a send overshoot the buffer by one message at most.
+    assert.ok(mem.t <= mem.tb + 70000, `unread bytes in the kernel ${mem.t} within the grown buffer ${mem.tb}`);
+    assert.ok(r.peerStats(a).queued <= QUEUE, `moat's queue for a ${r.peerStats(a).queued} within queue-bytes ${QUEUE}`);
+    assert.ok(r.peerStats(a).dropped > droppedBefore, 'the rest was dropped and counted');
+    // Its growth is not given back while data waits unread (past the 5 s idle rule)...
+    await new Promise((res) => setTimeout(res, 6500));
+    assert.equal(r.peerStats(a).sndbufGrown, one, 'a keeps its growth while its data waits');
+    // ... and b, streaming meanwhile, finds the budget taken.
+    await fill(r, pb, b);
+    pb.sock.resume();
+    await waitFor(() => r.peerStats(b).queued === 0, 10000, 'b drained');
+    assert.equal(r.peerStats(b).sndbufGrown, 0, 'b not grown: a holds the budget');
+    // a reads again: drained and idle, its growth goes back, and b can grow.
+    pa.sock.resume();
+    await waitFor(() => r.peerStats(a).queued === 0, 10000, 'a drained again');
+    await waitFor(() => r.peerStats(a).sndbufGrown === 0, 12000, "a's growth given back after 5 s idle");
+    await fill(r, pb, b);
+    pb.sock.resume();
+    await waitFor(() => r.peerStats(b).sndbufGrown === one, 10000, 'b grown once a gave its growth back');
   } finally {
     await r.cleanup();
   }
