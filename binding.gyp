@@ -51,7 +51,6 @@
         "native/frame.cc",
         "native/tun.cc",
         "native/device.cc",
-        "native/sched_slice.cc",
         "native/pty_common.cc",
         "native/pty_socket.cc",
         "native/path_walk.cc",

@@ -37,7 +37,6 @@
 #include "frame.h"
 #include "lazy_buffer.h"
 #include "offload.h"
-#include "sched_slice.h"
 #include "sndbuf.h"
 #include "tun.h"
 #include "tun_batch.h"
@@ -723,7 +722,9 @@ bool Device::start(EventSink sink, std::string* err) {
   std::future<std::string> result = ready.get_future();
   thread_ = std::thread([this, &ready, sink = std::move(sink), addr]() mutable {
     pthread_setname_np(pthread_self(), "moat-device");
-    request_short_slice();  // woken by a packet, run at once (sched_slice.h)
+    // No short slice here (the router's loop has one): in the vassal's
+    // cgroup, beside the tenant's processes, it made round trips slower
+    // (docs/latency.md, "The device keeps the kernel's slice").
     Loop loop(*this, std::move(sink), std::move(addr));
     std::string e;
     if (!loop.init(&e)) {

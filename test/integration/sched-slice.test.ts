@@ -1,14 +1,18 @@
 // sched-slice.test.ts: the router's loop thread runs with a 0.1 ms EEVDF
 // slice (native/sched_slice.cc; docs/latency.md): read back from the kernel
-// (/proc/self/task/TID/sched, se.slice) for the thread named moat-router.
+// (/proc/self/task/TID/sched, se.slice) for the thread named moat-router; a
+// device's loop thread (moat-device) keeps the kernel's default, which
+// measured better beside a tenant's processes in its cgroup.
 // An earlier version passed SCHED_FLAG_KEEP_PARAMS, which the kernel
 // accepted without changing the slice: only reading it back shows that.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
-import { Lab, requireRoot, waitFor } from '../helpers/netns';
+import { Lab, requireRoot, uniqueName, waitFor } from '../helpers/netns';
 import { startNativeRouter } from '../helpers/native-router';
+import { deviceConfigFor } from '../../src/config/router-config';
+import { Device } from '../../src/device/device';
 
 const lab = new Lab();
 after(() => lab.cleanup());
@@ -45,4 +49,25 @@ test('the router loop thread asks for, and gets, a 0.1 ms slice', async (t) => {
   // The rest of the process keeps the kernel's default.
   const main = Number(/se\.slice\s*:\s*(\d+)/.exec(fs.readFileSync('/proc/self/sched', 'utf8'))![1]);
   assert.notEqual(main, 100000);
+});
+
+test("a device's loop thread keeps the kernel's default slice", async (t) => {
+  requireRoot();
+  if (!sliceSettable()) {
+    t.diagnostic(`kernel ${os.release()} has no settable slice (6.12+)`);
+    return;
+  }
+  const ns = lab.netns('sd');
+  const { sock } = startNativeRouter(lab, ns, 'sd');
+  const vns = lab.netns('sv');
+  const dev = new Device(deviceConfigFor(uniqueName('sdv'), sock, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200, offload: false }), { netns: `/run/netns/${vns}` });
+  dev.start();
+  try {
+    await waitFor(() => threadSlices('moat-device').length > 0, 3000, 'a thread named moat-device');
+    const main = Number(/se\.slice\s*:\s*(\d+)/.exec(fs.readFileSync('/proc/self/sched', 'utf8'))![1]);
+    assert.deepEqual(threadSlices('moat-device'), [main], 'se.slice of moat-device: the same as the main thread\'s');
+    assert.notEqual(main, 100000);
+  } finally {
+    dev.stop();
+  }
 });
