@@ -1,20 +1,20 @@
 // sched_slice.h: asks the kernel for a short scheduler slice for the calling
-// thread (the router's packet-moving loop).
+// thread (the router's packet-moving loop), when MOAT_SHORT_SLICE=1 is in
+// the environment; otherwise nothing changes.
 //
-// Why: on EEVDF kernels (Linux 6.6+) a thread woken by a packet does not
-// preempt the task running on its CPU until that task's slice ends, which a
-// kernel with HZ=250 notices at the next tick: up to 4 ms per hop of a
-// round trip that crosses four wakeups (device, router, router, device).
-// A thread with a shorter slice gets an earlier deadline and, from Linux
-// 6.12, preempts at its wakeup (docs/latency.md has the traces). It changes
-// nothing about the share of CPU the thread gets: its weight is its nice
-// level's, as before. Unprivileged; an older kernel refuses the request
-// (EINVAL) or ignores it, and nothing else changes. MOAT_SHORT_SLICE=0 in the
-// environment leaves the kernel's default (for comparisons).
+// Why it exists: on EEVDF kernels (Linux 6.6+) a thread woken by a packet
+// does not preempt the task running on its CPU until that task's slice
+// ends, which a kernel with HZ=250 notices at the next tick. A thread with
+// a shorter slice gets an earlier deadline and, from Linux 6.12, preempts at
+// its wakeup (docs/latency.md has the traces). Its share of the CPU is
+// unchanged; unprivileged; an older kernel refuses the request (EINVAL).
 //
-// Not for a vassal's device: in the vassal's cgroup, beside the tenant's
-// processes, a device thread with the short slice made quiet round trips
-// 0.12 ms slower and the tail under floods no better (docs/latency.md).
+// Why it is off by default: measured again on the bench (docs/latency.md,
+// "The short slice, measured again"), a short-slice loop thread preempts
+// the very process that woke it (the pinger, in the same cgroup), and
+// quiet round trips took 0.1 ms longer in the direction whose first hop it
+// is, while the tail under floods was no better. It stays as a switch to
+// measure other kernels with.
 #pragma once
 #include <cstdint>
 
