@@ -35,6 +35,7 @@
 #include "reject.h"
 #include "router_loop.h"
 #include "sndbuf.h"
+#include "sched_slice.h"
 #include "tun_batch.h"
 #include "tun.h"
 
@@ -109,6 +110,7 @@ struct RouterLoop final : Router::Loop {
   bool backlog = false;    // the last tun batch ended with packets still queued
   BusyPoll busy;  // polling after traffic (busy_poll.h)
   KeepWarm warm;  // short sleeps for a while after traffic (busy_poll.h)
+  LoadSlice slice;  // a short scheduler slice while busy (sched_slice.h)
   std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
   // The down batch: frames built in place in the arena; slots chain each
   // peer's frames in order (Peer::batch_head/tail index them).
@@ -178,6 +180,7 @@ struct RouterLoop final : Router::Loop {
   bool init(std::string* err) override {
     busy.configure(opts.busy_poll_us);
     sndbufs.configure(opts.sndbuf_busy, opts.sndbuf_budget);
+    slice.init();  // init runs on the loop thread, whose slice it is
     if (!enter_netns(opts.netns, err)) return false;
     vnet = opts.offload;
     tun = tun_open(opts.tun_name, vnet, kTunGsoMaxSize, err);
@@ -272,6 +275,7 @@ struct RouterLoop final : Router::Loop {
         return;
       }
       now = mono_ns();
+      slice.tick(now);
       // Control first: a rule change made before a packet was sent judges it.
       for (int i = 0; i < n; i++)
         if (evs[i].data.u64 == kTagControl) stopping = on_control();
@@ -399,6 +403,7 @@ struct RouterLoop final : Router::Loop {
     tun_rx.add(1);
     tun_rx_bytes.add(uint64_t(n));
     busy.moved();
+    slice.moved();
     if (vnet) route_down_vnet(buf, n);
     else route_down(buf, n);
   }
@@ -843,6 +848,7 @@ struct RouterLoop final : Router::Loop {
     tun_tx.add(1);
     tun_tx_bytes.add(vnet_frame ? n - kVnetHdrLen : n);
     busy.moved();
+    slice.moved();
   }
 
   // ---- rate limits (limiter.h) ----------------------------------------------

@@ -17,7 +17,6 @@
 
 #include "router.h"
 #include "router_loop.h"
-#include "sched_slice.h"
 
 namespace moat {
 
@@ -49,7 +48,6 @@ bool Router::start(std::function<void()> wake, std::string* err) {
   Loop* loop = loop_.get();
   thread_ = std::thread([loop, &init] {
     pthread_setname_np(pthread_self(), "moat-router");  // top -H, ps -L, /proc/PID/task/*/comm
-    request_short_slice();  // only with MOAT_SHORT_SLICE=1 (sched_slice.h)
     std::string e;
     const bool ok = loop->init(&e);
     if (!ok) loop->teardown();

@@ -23,16 +23,13 @@ struct SchedAttr {
 };
 }  // namespace
 
-bool request_short_slice() {
+bool set_slice(uint64_t ns) {
 #ifdef SYS_sched_setattr
-  // Only with MOAT_SHORT_SLICE=1: by default the kernel's slice, which
-  // measured better for round trips (docs/latency.md).
-  const char* env = getenv("MOAT_SHORT_SLICE");
-  if (!env || strcmp(env, "1") != 0) return false;
   // The thread's own attributes (its nice level) with only the slice
   // changed. Not SCHED_FLAG_KEEP_PARAMS: with it the kernel keeps the
   // runtime too and succeeds without changing the slice (seen on 6.18:
-  // se.slice stayed at the default 1.4 ms).
+  // se.slice stayed at the default 1.4 ms). A runtime of 0 gives the
+  // thread the kernel's default slice back.
   SchedAttr a;
   memset(&a, 0, sizeof a);
   if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) != 0 || a.sched_policy != SCHED_OTHER) {
@@ -41,11 +38,30 @@ bool request_short_slice() {
   }
   a.size = sizeof a;
   a.sched_flags = 0;
-  a.sched_runtime = kShortSliceNs;
+  a.sched_runtime = ns;
   return syscall(SYS_sched_setattr, 0, &a, 0) == 0;
 #else
+  (void)ns;
   return false;
 #endif
+}
+
+void LoadSlice::init() {
+  const char* env = getenv("MOAT_SHORT_SLICE");
+  if (env && strcmp(env, "1") == 0) mode_ = Mode::Always;
+  else if (env && strcmp(env, "0") == 0) mode_ = Mode::Never;
+  if (mode_ == Mode::Always) short_ = set_slice(kShortSliceNs);
+}
+
+void LoadSlice::decide(uint64_t packets) {
+  if (mode_ != Mode::ByLoad || refused_) return;
+  if (!short_ && packets >= kBusyPackets) {
+    if (set_slice(kShortSliceNs)) short_ = true;
+    else refused_ = true;  // an older kernel: nothing to switch
+  } else if (short_ && packets < kQuietPackets) {
+    set_slice(0);
+    short_ = false;
+  }
 }
 
 }  // namespace moat

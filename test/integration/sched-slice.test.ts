@@ -1,9 +1,11 @@
-// sched-slice.test.ts: the router's and a device's loop threads keep the
-// kernel's default slice, which measured better for round trips than a
-// short one (docs/latency.md); with MOAT_SHORT_SLICE=1 in the environment
-// the router's loop asks for a 0.1 ms EEVDF slice (native/sched_slice.cc).
-// Read back from the kernel (/proc/self/task/TID/sched, se.slice) for the
-// threads named moat-router and moat-device.
+// sched-slice.test.ts: the router's loop thread runs with a 0.1 ms EEVDF
+// slice while it is busy and with the kernel's default while it is quiet;
+// a device's loop thread keeps the default (native/sched_slice.{h,cc},
+// docs/latency.md); MOAT_SHORT_SLICE=1 in the environment keeps the router's
+// short from the start. Read back from the kernel
+// (/proc/self/task/TID/sched, se.slice) for the threads named moat-router
+// and moat-device: an earlier version passed SCHED_FLAG_KEEP_PARAMS, which
+// the kernel accepted without changing the slice.
 // An earlier version passed SCHED_FLAG_KEEP_PARAMS, which the kernel
 // accepted without changing the slice: only reading it back shows that.
 import { test, after } from 'node:test';
@@ -11,7 +13,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import { Lab, requireRoot, uniqueName, waitFor } from '../helpers/netns';
-import { startNativeRouter } from '../helpers/native-router';
+import { RouterLab, startNativeRouter } from '../helpers/native-router';
+import { FramePeer } from '../helpers/frame-peer';
+import { ipToInt, udpPacket } from '../helpers/packets';
 import { deviceConfigFor } from '../../src/config/router-config';
 import { Device } from '../../src/device/device';
 
@@ -40,7 +44,7 @@ function mainSlice(): number {
   return Number(/se\.slice\s*:\s*(\d+)/.exec(fs.readFileSync('/proc/self/sched', 'utf8'))![1]);
 }
 
-test("the router loop thread keeps the kernel's slice; with MOAT_SHORT_SLICE=1 it asks for, and gets, 0.1 ms", async (t) => {
+test("the router loop thread: the kernel's slice while quiet, 0.1 ms while busy, the default again once quiet", async (t) => {
   requireRoot();
   if (!sliceSettable()) {
     t.diagnostic(`kernel ${os.release()} has no settable slice (6.12+): the request is refused and nothing else changes`);
@@ -49,21 +53,46 @@ test("the router loop thread keeps the kernel's slice; with MOAT_SHORT_SLICE=1 i
   assert.ok(fs.existsSync('/proc/self/sched'), 'this kernel shows scheduler details in /proc (CONFIG_SCHED_DEBUG)');
   const main = mainSlice();
   assert.notEqual(main, 100000);
-  const a = startNativeRouter(lab, lab.netns('ss'), 'ss');
-  await waitFor(() => threadSlices('moat-router').length === 1, 3000, 'a thread named moat-router');
-  assert.deepEqual(threadSlices('moat-router'), [main], 'se.slice of moat-router by default: the main thread\'s');
-  a.router.stop();
-  await waitFor(() => threadSlices('moat-router').length === 0, 3000, 'the first router stopped');
+  const r = new RouterLab();
+  try {
+    r.start('ss');
+    await waitFor(() => threadSlices('moat-router').length === 1, 3000, 'a thread named moat-router');
+    assert.deepEqual(threadSlices('moat-router'), [main], 'quiet: the kernel default');
+    const addr = r.host(2);
+    const p = await FramePeer.connect(r.sockPath, { keep: false });
+    p.send(udpPacket(addr, r.gw, 9000, 9000, 'hello'));
+    await waitFor(() => r.router.stats().peers.some((x) => x.addr === ipToInt(addr)), 5000, `router learned ${addr}`);
+    // Pings at 10 ms are not busy: 100 packets a second.
+    await new Promise((res) => setTimeout(res, 300));
+    assert.deepEqual(threadSlices('moat-router'), [main], 'after a hello: still the default');
+    const flood = r.udpFromGateway(addr, 9000, 200000, 64);
+    await waitFor(() => threadSlices('moat-router')[0] === 100000, 20000, 'the short slice while the gateway floods the peer');
+    assert.equal(await flood, 0, 'the gateway sent its datagrams');
+    await waitFor(() => threadSlices('moat-router')[0] === main, 3000, 'the default again once quiet');
+    assert.equal(mainSlice(), main, 'the rest of the process keeps the kernel default');
+    p.sock.destroy();
+  } finally {
+    await r.cleanup();
+  }
+});
+
+test('with MOAT_SHORT_SLICE=1 the router loop thread has the 0.1 ms slice from the start', async (t) => {
+  requireRoot();
+  if (!sliceSettable()) {
+    t.diagnostic(`kernel ${os.release()} has no settable slice (6.12+)`);
+    return;
+  }
   const saved = process.env.MOAT_SHORT_SLICE;
   process.env.MOAT_SHORT_SLICE = '1';
+  let started;
   try {
-    startNativeRouter(lab, lab.netns('ss'), 'ss');
+    started = startNativeRouter(lab, lab.netns('ss'), 'ss');
     await waitFor(() => threadSlices('moat-router').length === 1, 3000, 'a thread named moat-router');
   } finally {
     if (saved === undefined) delete process.env.MOAT_SHORT_SLICE; else process.env.MOAT_SHORT_SLICE = saved;
   }
   assert.deepEqual(threadSlices('moat-router'), [100000], 'se.slice of moat-router with MOAT_SHORT_SLICE=1');
-  assert.equal(mainSlice(), main, 'the rest of the process keeps the kernel default');
+  started.router.stop();
 });
 
 test("a device's loop thread keeps the kernel's default slice", async (t) => {
