@@ -51,7 +51,6 @@ class LoadSlice {
     window_start_ = now_ns;
     at_start_ = packets_;
   }
-  bool is_short() const { return short_; }
 
  private:
   void decide(uint64_t packets);

@@ -16,7 +16,8 @@
 //
 // Where io_uring is missing or refused (an old kernel, kernel.io_uring_disabled,
 // a seccomp filter) init() fails and the caller reads with read(); so does a
-// kernel whose tun refuses RWF_NOWAIT (the first batch says so: disabled()).
+// kernel whose tun refuses RWF_NOWAIT, or any failure of io_uring itself
+// (ready() turns false for good).
 // Threads: the caller's loop thread only. Syscalls: io_uring_setup,
 // io_uring_enter, mmap, munmap, close.
 #pragma once
@@ -81,10 +82,9 @@ class TunBatch {
     return true;
   }
 
+  // false once the kernel refused a READ with RWF_NOWAIT on the tun or
+  // io_uring failed: read() from then on.
   bool ready() const { return ring_fd_ >= 0 && !disabled_; }
-  // The kernel refused a READ with RWF_NOWAIT on the tun, or io_uring failed:
-  // read() from now on.
-  bool disabled() const { return disabled_; }
 
   // Tries n reads (1..slots) at once. Returns how many were tried; 0 on a
   // failure of io_uring itself, after which ready() is false for good and
