@@ -15,7 +15,11 @@
 // - nothing under load: there the poll finds the next event at once;
 // - other tasks are not starved: between polls it calls sched_yield(), so
 //   a task woken on this CPU runs at once (without it, the woken task waited
-//   for the window to end and round trips got longer, not shorter);
+//   for the window to end and round trips got longer, not shorter); once a
+//   yield has run another task the poll ends and the loop sleeps (on EEVDF
+//   every yield that lets another task run puts this thread's deadline a
+//   slice later: a device polling beside a busy router waited ~1 ms for its
+//   turn, where a sleeping one is woken afresh: docs/latency.md);
 // - at most kBudgetPermille of one CPU on average (sparse one-way traffic
 //   would otherwise keep it polling all the time): polling spends from a
 //   budget that refills at that rate, holding at most kBurstNs (a poll that
@@ -41,6 +45,7 @@ class BusyPoll {
   static constexpr uint64_t kBurstNs = 10000000;    // 10 ms of polling saved up at most
   static constexpr uint64_t kMinPollNs = 5000;      // less budget than this: sleep
   static constexpr uint32_t kMaxWindowUs = 1000;
+  static constexpr uint64_t kYieldedNs = 10000;     // a sched_yield() this long let another task run
 
   // window_us: how long to poll after traffic (0: never; at most kMaxWindowUs).
   void configure(uint32_t window_us) {
@@ -130,6 +135,14 @@ inline int busy_epoll_wait(BusyPoll& bp, int ep, struct epoll_event* evs, int ma
         t = mono_ns();
         if (n != 0 || t >= deadline) break;
         sched_yield();
+        // A yield this long ran another task: the CPU is contended, and on
+        // EEVDF each further yield would push this thread's deadline back
+        // a slice. Sleep instead; a wakeup places it afresh.
+        const uint64_t after = mono_ns();
+        if (after - t > BusyPoll::kYieldedNs) {
+          t = after;
+          break;
+        }
       }
       bp.end(n > 0, start, t);
       if (n != 0) return n;
