@@ -51,14 +51,18 @@ void LoadSlice::init() {
   if (env && strcmp(env, "1") == 0) mode_ = Mode::Always;
   else if (env && strcmp(env, "0") == 0) mode_ = Mode::Never;
   if (mode_ == Mode::Always) short_ = set_slice(kShortSliceNs);
+  const char* y = getenv("MOAT_BUSY_YIELD");
+  yields_ = !(y && strcmp(y, "0") == 0);
 }
 
 void LoadSlice::decide(uint64_t packets) {
+  if (packets >= kBusyPackets) busy_ = true;
+  else if (packets < kQuietPackets) busy_ = false;
   if (mode_ != Mode::ByLoad || refused_) return;
-  if (!short_ && packets >= kBusyPackets) {
+  if (!short_ && busy_) {
     if (set_slice(kShortSliceNs)) short_ = true;
     else refused_ = true;  // an older kernel: nothing to switch
-  } else if (short_ && packets < kQuietPackets) {
+  } else if (short_ && !busy_) {
     set_slice(0);
     short_ = false;
   }

@@ -1,5 +1,6 @@
-// sched_slice.h: a short scheduler slice for the router's loop thread while
-// it is busy (LoadSlice), the kernel's default while it is not.
+// sched_slice.h: how the router's loop thread shares its CPU, by its load
+// (LoadSlice): while busy it takes a short scheduler slice and gives the CPU
+// back every 50 us; while quiet it keeps the kernel's default.
 //
 // Why short when busy: on EEVDF kernels (Linux 6.6+) a thread woken by a
 // packet does not preempt the task running on its CPU until that task's
@@ -12,6 +13,18 @@
 // its wakeup. Its share of the CPU is unchanged; unprivileged; an older
 // kernel refuses the request (EINVAL) and nothing else changes.
 //
+// Why yield when busy: a router kept busy by floods never sleeps, so the
+// kernel looks at its CPU again only at the next tick (4 ms at HZ=250). Its
+// write to a vassal's socket wakes the device with a "sync" wakeup, which
+// puts the device on the writer's CPU (the writer is expected to sleep
+// soon), even while the other CPU idles. There the device, and with it the
+// vassal's reply, waited up to a tick behind the router: the worst round
+// trips of a neighbour under two floods (docs/latency.md, "The device
+// behind a busy router"). sched_yield() makes the kernel look: it picks by
+// its own fairness (a thread that waited goes before the router, which has
+// had more than its share) and returns at once if nothing waits. At most
+// one per kYieldNs of busy loop turns: 20,000 calls a second.
+//
 // Why default when quiet: a short-slice thread preempts the very process
 // that woke it before that one has gone to sleep, and a quiet round trip
 // took 0.1 ms longer in the direction whose first hop it is
@@ -19,9 +32,11 @@
 // keeps the default always: beside the tenant's processes in its cgroup
 // the short slice was worse quiet and under floods alike.
 //
-// MOAT_SHORT_SLICE=1 in the environment: always short; =0: never (to
-// compare).
+// MOAT_SHORT_SLICE=1 in the environment: always short; =0: never.
+// MOAT_BUSY_YIELD=0: no yields. Both to compare.
 #pragma once
+#include <sched.h>
+
 #include <cstdint>
 
 namespace moat {
@@ -33,19 +48,25 @@ constexpr uint64_t kShortSliceNs = 100000;
 // (0). Best effort: true if the kernel took it.
 bool set_slice(uint64_t ns);
 
-// The loop thread's slice by its load, decided once per window.
+// The loop thread's slice and yields by its load, decided once per window.
 class LoadSlice {
  public:
   static constexpr uint64_t kWindowNs = 100000000;  // 100 ms
-  static constexpr uint64_t kBusyPackets = 1000;    // 10,000 packets/s: short
-  static constexpr uint64_t kQuietPackets = 100;    // under 1,000 packets/s: default again
+  static constexpr uint64_t kBusyPackets = 1000;    // 10,000 packets/s: busy
+  static constexpr uint64_t kQuietPackets = 100;    // under 1,000 packets/s: quiet again
+  static constexpr uint64_t kYieldNs = 50000;       // while busy, a yield per 50 us
 
-  // Reads MOAT_SHORT_SLICE; call on the loop thread.
+  // Reads MOAT_SHORT_SLICE and MOAT_BUSY_YIELD; call on the loop thread.
   void init();
   // A packet moved (per packet: a counter, nothing else).
   void moved() { packets_++; }
-  // Once per loop turn: at a window's end, the slice for the next.
+  // Once per loop turn: while busy a yield when one is due; at a window's
+  // end, busy or quiet for the next.
   void tick(uint64_t now_ns) {
+    if (busy_ && yields_ && now_ns - last_yield_ >= kYieldNs) {
+      last_yield_ = now_ns;
+      sched_yield();
+    }
     if (now_ns - window_start_ < kWindowNs) return;
     decide(packets_ - at_start_);
     window_start_ = now_ns;
@@ -56,7 +77,9 @@ class LoadSlice {
   void decide(uint64_t packets);
 
   enum class Mode { ByLoad, Always, Never } mode_ = Mode::ByLoad;
-  uint64_t packets_ = 0, at_start_ = 0, window_start_ = 0;
+  uint64_t packets_ = 0, at_start_ = 0, window_start_ = 0, last_yield_ = 0;
+  bool busy_ = false;     // the last window moved kBusyPackets (until one under kQuietPackets)
+  bool yields_ = true;    // MOAT_BUSY_YIELD=0: never
   bool short_ = false;
   bool refused_ = false;  // the kernel refused once: stop asking
 };
