@@ -10,7 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { addon, LEARN_ANYWHERE, NativeRouter, RouterEvent, RouterOptions } from '../../src/native';
 import { ipToInt } from './packets';
-import { Lab, sh, uniqueName } from './netns';
+import { Lab, sh, uniqueName, waitFor } from './netns';
+import { Device } from '../../src/device/device';
+import { deviceConfigFor } from '../../src/config/router-config';
 
 export interface StartedRouter { router: NativeRouter; tun: string; sock: string }
 
@@ -120,6 +122,25 @@ export class RouterLab {
     const p = this.router.stats().peers.find((x) => x.addr === ipToInt(addr));
     if (!p) throw new Error(`no peer holds ${addr}`);
     return p;
+  }
+
+  /**
+   * A vassal as the emperor's runtime would give it: a moat device (in this
+   * process) in a namespace of its own with addr/24, up, and learned by the
+   * router (one ping to the gateway). Returns the namespace.
+   */
+  async deviceVassal(addr: string, tag: string): Promise<string> {
+    const ns = this.lab.netns(tag);
+    const name = uniqueName(tag);
+    const d = new Device(deviceConfigFor(name, this.sockPath, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200 }),
+      { netns: `/run/netns/${ns}` });
+    d.start();
+    this.lab.onCleanup(() => d.stop());
+    sh('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', name]);
+    sh('ip', ['-n', ns, 'link', 'set', name, 'up']);
+    sh('ping', ['-n', '-c', '1', '-W', '2', this.gw], { ns });
+    await waitFor(() => this.router.stats().peers.some((p) => p.addr === ipToInt(addr)), 5000, `${addr} learned`);
+    return ns;
   }
 
   async cleanup(): Promise<void> {

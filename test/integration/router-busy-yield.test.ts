@@ -12,10 +12,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
-import { Device } from '../../src/device/device';
-import { deviceConfigFor } from '../../src/config/router-config';
-import { ipToInt } from '../helpers/packets';
-import { requireRoot, sh, sleep, uniqueName, waitFor } from '../helpers/netns';
+import { requireRoot, sh, sleep } from '../helpers/netns';
 import { RouterLab } from '../helpers/native-router';
 import { buildFrameFlood, startFrameFlood } from '../helpers/frame-flood';
 
@@ -42,16 +39,8 @@ async function measure(env: Record<string, string>): Promise<Rtt> {
     for (const [k, v] of Object.entries(saved)) { if (v === undefined) delete process.env[k]; else process.env[k] = v; }
     sh('ip', ['-n', L.ns, 'link', 'set', L.tun, 'up']);
     const flood = buildFrameFlood(L.lab);
-    const ns = L.lab.netns('byv');
-    const name = uniqueName('byd');
     const addr = L.host(4);
-    const d = new Device(deviceConfigFor(name, L.sockPath, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200 }), { netns: `/run/netns/${ns}` });
-    d.start();
-    L.lab.onCleanup(() => d.stop());
-    sh('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', name]);
-    sh('ip', ['-n', ns, 'link', 'set', name, 'up']);
-    sh('ping', ['-n', '-c', '1', '-W', '2', L.gw], { ns });
-    await waitFor(() => L.router.stats().peers.some((p) => p.addr === ipToInt(addr)), 5000, `${addr} learned`);
+    const ns = await L.deviceVassal(addr, 'byv');
     const [router] = threads('moat-router').slice(-1), [device] = threads('moat-device').slice(-1);
     sh('taskset', ['-p', '-c', '0', router]);
     sh('taskset', ['-p', '-c', '0', device]);

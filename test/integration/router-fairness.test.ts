@@ -25,10 +25,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Device } from '../../src/device/device';
-import { deviceConfigFor } from '../../src/config/router-config';
 import { ipToInt } from '../helpers/packets';
-import { requireRoot, sh, sleep, uniqueName, waitFor } from '../helpers/netns';
+import { requireRoot, sh, sleep } from '../helpers/netns';
 import { RouterLab } from '../helpers/native-router';
 import { buildFrameFlood, startFrameFlood } from '../helpers/frame-flood';
 import { EmperorCgroup, VassalCgroup } from '../../src/vassal/cgroup';
@@ -51,21 +49,6 @@ const figures: string[] = [];
 let emperorCg: EmperorCgroup | undefined;
 const cgs = new Map<string, VassalCgroup>();
 function cgroupOf(key: string): VassalCgroup { return cgs.get(key)!; }
-
-/** A moat device in a namespace of its own, learned by the router at addr. */
-async function vassal(addr: string): Promise<string> {
-  const ns = L.lab.netns('rfv');
-  const name = uniqueName('rfd');
-  const d = new Device(deviceConfigFor(name, L.sockPath, { maxFrame: 8188, queueBytes: 262144, reconnectMinMs: 20, reconnectMaxMs: 200 }),
-    { netns: `/run/netns/${ns}` });
-  d.start();
-  L.lab.onCleanup(() => d.stop());
-  sh('ip', ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', name]);
-  sh('ip', ['-n', ns, 'link', 'set', name, 'up']);
-  sh('ping', ['-n', '-c', '1', '-W', '2', L.gw], { ns });
-  await waitFor(() => L.router.stats().peers.some((p) => p.addr === ipToInt(addr)), 5000, `${addr} learned`);
-  return ns;
-}
 
 interface PingFigures { sent: number; got: number; p50: number; p99: number; max: number }
 
@@ -147,7 +130,7 @@ before(async () => {
   L.start('rf', { maxFrame: 8188, queueBytes: 1 << 20 });
   FLOODER = buildFrameFlood(L.lab);
   sh('ip', ['-n', L.ns, 'link', 'set', L.tun, 'up']);
-  nsC = await vassal(L.host(4));
+  nsC = await L.deviceVassal(L.host(4), 'rfv');
   emperorCg = EmperorCgroup.create({ name: `moat-test-rf-${process.pid}` });
   for (const [key, name] of [[L.host(2), 'A'], [L.host(3), 'B'], ['C', 'C']]) cgs.set(key, (await emperorCg.createVassal(name)).cgroup);
 });
