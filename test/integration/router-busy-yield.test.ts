@@ -35,8 +35,11 @@ async function measure(env: Record<string, string>): Promise<Rtt> {
   Object.assign(process.env, env);
   const L = new RouterLab();
   try {
-    L.start('by', { maxFrame: 8188, queueBytes: 1 << 20 });   // the loop thread reads env as it starts
-    for (const [k, v] of Object.entries(saved)) { if (v === undefined) delete process.env[k]; else process.env[k] = v; }
+    try {
+      L.start('by', { maxFrame: 8188, queueBytes: 1 << 20 });   // the loop thread reads env as it starts
+    } finally {
+      for (const [k, v] of Object.entries(saved)) { if (v === undefined) delete process.env[k]; else process.env[k] = v; }
+    }
     sh('ip', ['-n', L.ns, 'link', 'set', L.tun, 'up']);
     const flood = buildFrameFlood(L.lab);
     const addr = L.host(4);
