@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "csum.h"
+
 #define MAX_PEERS 20000
 #define BUF 131072
 
@@ -52,14 +54,6 @@ static double now_s(void) {
 static void die(const char *what) {
   fprintf(stderr, "{\"error\":\"%s: %s\"}\n", what, strerror(errno));
   exit(2);
-}
-
-static uint16_t csum(const unsigned char *p, size_t n) {
-  uint32_t s = 0;
-  for (size_t i = 0; i + 1 < n; i += 2) s += (uint32_t)(p[i] << 8 | p[i + 1]);
-  if (n & 1) s += (uint32_t)p[n - 1] << 8;
-  while (s >> 16) s = (s & 0xffff) + (s >> 16);
-  return (uint16_t)~s;
 }
 
 /* A framed ICMP echo request src -> dst (4-byte header + 28-byte packet). */

@@ -1,4 +1,4 @@
-// frame-flood.ts: builds and starts test/helpers/gen/frame-flood.c, a
+// frame-flood.ts: builds and starts bench/gen/frame-flood.c, a
 // flooding vassal as the router sees it that sleeps in write() while the
 // router's socket is full (a frame peer in JavaScript holds a CPU for a
 // millisecond or more per wakeup, which the vassal under test needs).
@@ -14,7 +14,7 @@ export function buildFrameFlood(lab: Lab): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moat-ff-'));
   lab.onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
   const bin = path.join(dir, 'frame-flood');
-  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', bin, path.join(REPO, 'test', 'helpers', 'gen', 'frame-flood.c')], { stdio: 'inherit', timeout: 60000 });
+  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', bin, path.join(REPO, 'bench', 'gen', 'frame-flood.c')], { stdio: 'inherit', timeout: 60000 });
   return bin;
 }
 

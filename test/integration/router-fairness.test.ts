@@ -4,7 +4,7 @@
 // 2 ms (median under 1 ms, none lost) while they flood. Each vassal runs in a
 // cgroup of its own, as moat's emperor runs every vassal (src/vassal/
 // cgroup.ts): the scheduler shares the two CPUs between vassals, not between
-// their processes. The floods come from test/helpers/gen/frame-flood.c, one
+// their processes. The floods come from bench/gen/frame-flood.c, one
 // process per flooding vassal writing pre-built frames (UDP, 1400 bytes) as
 // fast as the router reads them and sleeping in write() while its socket is
 // full, as a device does: on this 2-core machine a generator that runs the

@@ -1,9 +1,10 @@
 /*
- * frame-flood.c: a flooding vassal as the router sees it, for tests that
- * need the router, not the CPU, to be the bottleneck. A frame peer in
- * JavaScript runs its event loop for a millisecond or more per wakeup and so
- * holds a CPU that the vassal under test needs; this one sleeps in write()
- * whenever the router's socket is full, as a vassal's device does.
+ * frame-flood.c: a flooding vassal as the router sees it, for the tests that
+ * need the router, not the CPU, to be the bottleneck (test/helpers/
+ * frame-flood.ts builds and starts it). A frame peer in JavaScript runs its
+ * event loop for a millisecond or more per wakeup and so holds a CPU that
+ * the vassal under test needs; this one sleeps in write() whenever the
+ * router's socket is full, as a vassal's device does.
  *
  *   frame-flood SOCKET SRC GW PORT SIZE SECONDS
  *
@@ -28,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "csum.h"
+
 #define CHUNK 65536
 
 static void die(const char *what) {
@@ -39,14 +42,6 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint16_t csum(const unsigned char *p, size_t n) {
-  uint32_t s = 0;
-  for (size_t i = 0; i + 1 < n; i += 2) s += (uint32_t)(p[i] << 8 | p[i + 1]);
-  if (n & 1) s += (uint32_t)p[n - 1] << 8;
-  while (s >> 16) s = (s & 0xffff) + (s >> 16);
-  return (uint16_t)~s;
 }
 
 /* One frame holding an IPv4 packet of len bytes (header filled, payload
