@@ -10,22 +10,20 @@
 // device waits at most one 50 us interval and a loop turn.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import os from 'node:os';
-import { requireRoot, sh, sleep } from '../helpers/netns';
+import { Lab, requireRoot, sh, sleep } from '../helpers/netns';
+import { threadsNamed } from '../helpers/proc';
 import { RouterLab } from '../helpers/native-router';
 import { buildFrameFlood, startFrameFlood } from '../helpers/frame-flood';
 
 const PINGS = 150;
 const figures: string[] = [];
-after(() => { if (figures.length) console.log(`# busy yield measured:\n${figures.map((f) => `#   ${f}`).join('\n')}`); });
-
-/** This process's threads named name (newest last). */
-function threads(name: string): string[] {
-  return fs.readdirSync('/proc/self/task').filter((tid) => {
-    try { return fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === name; } catch { return false; }
-  }).sort((a, b) => Number(a) - Number(b));
-}
+const lab = new Lab();     // owns the flooder binary, built once for both measurements
+let flooder = '';   // bench/gen/frame-flood.c, compiled
+after(async () => {
+  if (figures.length) console.log(`# busy yield measured:\n${figures.map((f) => `#   ${f}`).join('\n')}`);
+  await lab.cleanup();
+});
 
 interface Rtt { p50: number; p99: number; got: number; over: number }
 
@@ -41,15 +39,14 @@ async function measure(env: Record<string, string>): Promise<Rtt> {
       for (const [k, v] of Object.entries(saved)) { if (v === undefined) delete process.env[k]; else process.env[k] = v; }
     }
     sh('ip', ['-n', L.ns, 'link', 'set', L.tun, 'up']);
-    const flood = buildFrameFlood(L.lab);
     const addr = L.host(4);
     const ns = await L.deviceVassal(addr, 'byv');
-    const [router] = threads('moat-router').slice(-1), [device] = threads('moat-device').slice(-1);
+    const [router] = threadsNamed('moat-router').slice(-1), [device] = threadsNamed('moat-device').slice(-1);
     sh('taskset', ['-p', '-c', '0', router]);
     sh('taskset', ['-p', '-c', '0', device]);
     // The gateway drops the flood before its UDP stack: the router's work is the test's load.
     sh('nft', ['-f', '-'], { ns: L.ns, input: `table ip byflood {\n chain pre {\n  type filter hook prerouting priority -300;\n  ip saddr ${L.host(2)} udp dport 9001 drop\n }\n}\n` });
-    const f = await startFrameFlood(L.lab, flood, { sock: L.sockPath, addr: L.host(2), gw: L.gw, port: 9001, size: 1400, secs: 5, wrap: ['taskset', '-c', '0'] });
+    const f = await startFrameFlood(L.lab, flooder, { sock: L.sockPath, addr: L.host(2), gw: L.gw, port: 9001, size: 1400, secs: 5, wrap: ['taskset', '-c', '0'] });
     const done = f.go();
     await sleep(700);   // at full speed, and the router busy (a 100 ms window)
     const child = L.lab.spawn('taskset', ['-c', '1', 'ping', '-n', '-c', String(PINGS), '-i', '0.01', '-W', '1', '-U', L.gw], { ns });
@@ -70,6 +67,7 @@ const fmt = (r: Rtt) => `p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms,
 test('a busy router gives its CPU to the device waiting on it: round trips through a device on the router\'s CPU stay well under a tick', async () => {
   requireRoot();
   assert.ok(os.cpus().length >= 2, 'two CPUs: the router, its device and the flood on one, the ping on the other');
+  flooder = buildFrameFlood(lab);
   const withYield = await measure({});
   // For comparison only (not asserted: a kernel that looks at a busy CPU
   // more often than every 4 ms would not show the difference).

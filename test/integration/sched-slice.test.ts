@@ -14,6 +14,7 @@ import os from 'node:os';
 import { Lab, requireRoot, uniqueName, waitFor } from '../helpers/netns';
 import { RouterLab, startNativeRouter } from '../helpers/native-router';
 import { FramePeer } from '../helpers/frame-peer';
+import { threadsNamed } from '../helpers/proc';
 import { ipToInt, udpPacket } from '../helpers/packets';
 import { deviceConfigFor } from '../../src/config/router-config';
 import { Device } from '../../src/device/device';
@@ -29,9 +30,8 @@ function sliceSettable(): boolean {
 
 function threadSlices(name: string): number[] {
   const out: number[] = [];
-  for (const tid of fs.readdirSync('/proc/self/task')) {
+  for (const tid of threadsNamed(name)) {
     try {
-      if (fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() !== name) continue;
       const m = /se\.slice\s*:\s*(\d+)/.exec(fs.readFileSync(`/proc/self/task/${tid}/sched`, 'utf8'));
       if (m) out.push(Number(m[1]));
     } catch { /* the thread ended */ }
