@@ -130,6 +130,8 @@ PeerStats Peer::stats() const {
   s.shaped_out = shaped_out.get();
   s.shape_queued_in = shape_queued_in.get();
   s.shape_queued_out = shape_queued_out.get();
+  s.shape_peak_in = shape_peak_in.get();
+  s.shape_peak_out = shape_peak_out.get();
   s.ip_packets_in = ip_packets_in.get();
   s.ip_packets_out = ip_packets_out.get();
   s.ip_bytes_in = ip_bytes_in.get();

@@ -115,8 +115,10 @@ struct Peer {
   // (packets wait in one of them).
   std::unique_ptr<Shaper> shape_in, shape_out;
   bool shaping = false;
-  // Packets that waited in a shaper; bytes (their cost) waiting now.
+  // Packets that waited in a shaper; bytes (their cost) waiting now; the
+  // most packets (segments) that waited at once, the queue's high-water mark.
   Counter shaped_in, shaped_out, shape_queued_in, shape_queued_out;
+  Counter shape_peak_in, shape_peak_out;
   // Accounting (PeerStats::ip_*): IPv4 packets and bytes as the wire
   // carries them. in: accepted for the peer (where tx is counted); out:
   // written to the tun.

@@ -886,6 +886,8 @@ struct RouterLoop final : Router::Loop {
     }
     (in ? p->shaped_in : p->shaped_out).add(1);
     (in ? p->shape_queued_in : p->shape_queued_out).set(s->queued_bytes());
+    Counter& peak = in ? p->shape_peak_in : p->shape_peak_out;
+    if (s->queued_segments() > peak.get()) peak.set(s->queued_segments());
     if (!p->shaping) {
       p->shaping = true;
       shaping.push_back(p);

@@ -161,6 +161,7 @@ struct PeerStats {
   // limit are drops[rate_limit].
   uint64_t shaped_in, shaped_out;
   uint64_t shape_queued_in, shape_queued_out;
+  uint64_t shape_peak_in, shape_peak_out;   // most packets (segments) waiting at once
   // What the peer's traffic was on the wire, for accounting: IPv4 packets
   // and their bytes, a super-packet as its segments with their headers
   // (what a shaper charges). out: from the peer, counted when written to

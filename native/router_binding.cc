@@ -162,6 +162,8 @@ Napi::Object PeerStatsToJs(Napi::Env env, const PeerStats& p) {
   po.Set("shapedOut", double(p.shaped_out));
   po.Set("shapeQueuedIn", double(p.shape_queued_in));
   po.Set("shapeQueuedOut", double(p.shape_queued_out));
+  po.Set("shapePeakIn", double(p.shape_peak_in));
+  po.Set("shapePeakOut", double(p.shape_peak_out));
   po.Set("ipPacketsIn", double(p.ip_packets_in));
   po.Set("ipPacketsOut", double(p.ip_packets_out));
   po.Set("ipBytesIn", double(p.ip_bytes_in));

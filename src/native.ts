@@ -136,6 +136,8 @@ export interface PeerStats {
   // limit are drops.rate_limit.
   shapedIn: number; shapedOut: number;
   shapeQueuedIn: number; shapeQueuedOut: number;
+  /** The most packets (segments) that waited at once in each direction's shaper. */
+  shapePeakIn: number; shapePeakOut: number;
   // Accounting: IPv4 packets and bytes as the wire carries them (a
   // super-packet counts its segments, each with its headers). out: from the
   // peer, counted when written to the tun; in: toward the peer, counted when

@@ -277,6 +277,7 @@ export class Router extends EventEmitter implements RouterApi {
         tx_packets: p.tx, rx_packets: p.rx, drops: p.drops, queued: p.queued,
         offload: p.offload, vnet_rx: p.vnetRx, gso_rx: p.gsoRx, vnet_tx: p.vnetTx, gso_tx: p.gsoTx, uso_tx: p.usoTx, sndbuf_grown: p.sndbufGrown,
         id: p.id, shaped_in: p.shapedIn, shaped_out: p.shapedOut, shape_queued_in: p.shapeQueuedIn, shape_queued_out: p.shapeQueuedOut,
+        shape_peak_in: p.shapePeakIn, shape_peak_out: p.shapePeakOut,
       })),
       moat: {
         device: this.config.device,

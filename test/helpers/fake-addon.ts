@@ -46,7 +46,7 @@ export function peerStats(over: Partial<PeerStats> = {}): PeerStats {
   return {
     id: 1, addr: 0, uid: 0, gid: 0, pid: 0, tx: 0, rx: 0, txBytes: 0, rxBytes: 0, dropped: 0, drops: {}, queued: 0,
     offload: false, vnetRx: 0, gsoRx: 0, vnetTx: 0, gsoTx: 0, usoTx: 0, sndbufGrown: 0,
-    shapedIn: 0, shapedOut: 0, shapeQueuedIn: 0, shapeQueuedOut: 0,
+    shapedIn: 0, shapedOut: 0, shapeQueuedIn: 0, shapeQueuedOut: 0, shapePeakIn: 0, shapePeakOut: 0,
     ipPacketsIn: 0, ipPacketsOut: 0, ipBytesIn: 0, ipBytesOut: 0, ...over,
   };
 }
