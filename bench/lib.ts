@@ -10,11 +10,18 @@ export const ROOT = path.resolve(__dirname, '..', '..');
 export const FLOOD = path.join(ROOT, 'bench', 'bin', 'flood');
 export const MOAT_CLI = path.join(ROOT, 'dist', 'src', 'cli.js');
 
-/** Compiles bench/gen/flood.c with the system cc into bench/bin/flood. */
+/** Compiles bench/gen/NAME.c with the system cc into bench/bin/NAME; returns its path. */
+export function buildGen(name: string): string {
+  const bin = path.join(ROOT, 'bench', 'bin', name);
+  fs.mkdirSync(path.dirname(bin), { recursive: true });
+  const src = path.join(ROOT, 'bench', 'gen', `${name}.c`);
+  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', bin, src], { stdio: 'inherit', timeout: 60000 });
+  return bin;
+}
+
+/** Compiles bench/gen/flood.c into bench/bin/flood (FLOOD). */
 export function buildFlood(): void {
-  fs.mkdirSync(path.dirname(FLOOD), { recursive: true });
-  const src = path.join(ROOT, 'bench', 'gen', 'flood.c');
-  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', FLOOD, src], { stdio: 'inherit', timeout: 60000 });
+  buildGen('flood');
 }
 
 /** Writes data as bench/results/<prefix>-<timestamp>.json; returns the path. */

@@ -80,7 +80,8 @@ export abstract class Scenario {
   readonly log: string[] = [];
   private cgroups?: VassalCgroups;
 
-  constructor(readonly kind: Kind, protected readonly opts: ScenarioOptions = {}) {}
+  /** 'relay': bench/one-hop.ts's comparison path (bench/gen/tunrelay.c). */
+  constructor(readonly kind: Kind | 'relay', protected readonly opts: ScenarioOptions = {}) {}
 
   /** Builds the namespaces and the path; resolves once a ping answers through it. */
   async setup(): Promise<void> {

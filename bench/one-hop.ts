@@ -1,0 +1,136 @@
+// one-hop.ts: what would a router that held each vassal's tun itself give?
+// (docs/rates.md, "One hop instead of two".) moat's path has two hops: the
+// vassal's tun -> the device (in the vassal) -> a unix socket -> the router ->
+// the host's tun, four copies a packet and two threads to wake. A router
+// handed the vassal's tun fd (by the emperor, which makes it) would have one:
+// two copies, one thread. bench/gen/tunrelay.c is that hop with nothing else
+// (no firewall, limits, accounting): an upper bound, measured beside veth and
+// moat, all three up at once:
+//   rtt  pings in turns, blocks of 25 at 10 ms (as the bench's RTT section)
+//   tcp  iperf3, one stream, each path in turn, per round
+//   flood  64-byte UDP, unpaced, 3 s, each path in turn, per round (what the
+//        one thread doing both hops' work costs the packet rate)
+// Usage: node dist/bench/one-hop.js [--rounds N] [--pings N] [--tcp-seconds S] [--busy-us N]
+import fs from 'node:fs';
+import { requireRoot, sh, uniqueName } from '../test/helpers/netns';
+import { buildGen, cleanupAll, collect, percentile, sleep, until, writeResults } from './lib';
+import { Dir, DIRS, DIR_LABEL, flood, pingTimes, tcp } from './measure';
+import { RTT_BLOCK } from './run';
+import { GW_ADDR, makeScenario, moatBuilt, Scenario, setUp, V_ADDR } from './scenarios';
+
+/** The one-hop path: tunrelay in no namespace of its own, a tun in each. */
+class RelayScenario extends Scenario {
+  constructor(private readonly bin: string, private readonly busyUs: number) { super('relay'); }
+
+  protected async build(): Promise<void> {
+    const gtun = uniqueName('mbr');
+    const vtun = uniqueName('mbs');
+    const relay = this.lab.spawn(this.bin, [this.gw, gtun, this.vns, vtun, '--busy-us', String(this.busyUs)]);
+    const out = collect(relay);
+    out.done.then((r) => this.log.push(`relay exited code=${r.code} signal=${r.signal}: ${out.err().slice(-500)}`));
+    const exists = (ns: string, dev: string) => { try { sh('ip', ['-n', ns, 'link', 'show', dev]); return true; } catch { return false; } };
+    await until(() => exists(this.gw, gtun) && exists(this.vns, vtun), 10000, 'the relay\'s tuns');
+    sh('ip', ['-n', this.gw, 'addr', 'add', `${GW_ADDR}/24`, 'dev', gtun]);
+    sh('ip', ['-n', this.gw, 'link', 'set', gtun, 'up']);
+    sh('ip', ['-n', this.vns, 'addr', 'add', `${V_ADDR}/24`, 'dev', vtun]);
+    sh('ip', ['-n', this.vns, 'link', 'set', vtun, 'up']);
+    sh('ip', ['-n', this.vns, 'route', 'replace', 'default', 'via', GW_ADDR, 'dev', vtun]);
+  }
+}
+
+interface Options { rounds: number; pings: number; tcpSeconds: number; busyUs: number }
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { rounds: 2, pings: 400, tcpSeconds: 4, busyUs: 100 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = () => { const s = argv[++i]; if (s === undefined) throw new Error(`${a} needs a value`); return Number(s); };
+    if (a === '--rounds') o.rounds = v();
+    else if (a === '--pings') o.pings = v();
+    else if (a === '--tcp-seconds') o.tcpSeconds = v();
+    else if (a === '--busy-us') o.busyUs = v();
+    else throw new Error(`unknown option ${a} (--rounds N, --pings N, --tcp-seconds S, --busy-us N)`);
+  }
+  if (!(Number.isInteger(o.rounds) && o.rounds >= 1 && o.rounds <= 10)) throw new Error('--rounds must be 1..10');
+  if (!(Number.isInteger(o.pings) && o.pings >= RTT_BLOCK && o.pings <= 4000)) throw new Error(`--pings must be ${RTT_BLOCK}..4000`);
+  if (!(o.tcpSeconds >= 1 && o.tcpSeconds <= 30)) throw new Error('--tcp-seconds must be 1..30');
+  if (!(Number.isInteger(o.busyUs) && o.busyUs >= 0 && o.busyUs <= 10000)) throw new Error('--busy-us must be 0..10000');
+  return o;
+}
+
+const NAMES = ['veth', 'moat', 'one hop'] as const;
+type Name = typeof NAMES[number];
+
+async function main(): Promise<void> {
+  requireRoot();
+  if (!moatBuilt()) throw new Error('moat is not built (npm run build)');
+  const o = parseArgs(process.argv.slice(2));
+  const bin = buildGen('tunrelay');
+  const paths = new Map<Name, Scenario>();
+  const log = (s: string) => process.stderr.write(s + '\n');
+  try {
+    paths.set('veth', makeScenario('veth'));
+    paths.set('moat', makeScenario('moat'));
+    paths.set('one hop', new RelayScenario(bin, o.busyUs));
+    for (const [name, sc] of paths) await setUp(sc, (what) => log(`  ${name}: ${what}`));
+
+    const times = new Map<string, number[]>();
+    const mbps = new Map<string, number[]>();
+    const pps = new Map<string, number[]>();
+    const key = (n: Name, d: Dir) => `${n} ${d}`;
+    for (let round = 0; round < o.rounds; round++) {
+      for (const dir of DIRS) {
+        log(`round ${round + 1}: rtt ${dir}, ${o.pings} pings a path in turns of ${RTT_BLOCK}`);
+        for (let b = 0; b < o.pings / RTT_BLOCK; b++) {
+          for (let i = 0; i < NAMES.length; i++) {
+            const n = NAMES[(i + b) % NAMES.length];
+            const got = await pingTimes(paths.get(n)!, dir, RTT_BLOCK);
+            times.set(key(n, dir), [...(times.get(key(n, dir)) ?? []), ...got.times]);
+          }
+        }
+        for (const n of NAMES) {
+          log(`round ${round + 1}: tcp ${dir} ${n}`);
+          const t = await tcp(paths.get(n)!, dir, o.tcpSeconds);
+          mbps.set(key(n, dir), [...(mbps.get(key(n, dir)) ?? []), t.mbps]);
+          await sleep(300);
+        }
+        for (const n of NAMES) {
+          log(`round ${round + 1}: flood ${dir} ${n}`);
+          const f = await flood(paths.get(n)!, dir, 3);
+          pps.set(key(n, dir), [...(pps.get(key(n, dir)) ?? []), f.rxPps]);
+          await sleep(300);
+        }
+      }
+    }
+
+    const rows: string[][] = [['figure', 'direction', ...NAMES, 'moat adds', 'one hop adds', 'one hop / moat']];
+    const result: Record<string, unknown> = { options: o };
+    for (const dir of DIRS) {
+      const p50 = (n: Name) => percentile([...(times.get(key(n, dir)) ?? [])].sort((a, b) => a - b), 50);
+      const p99 = (n: Name) => percentile([...(times.get(key(n, dir)) ?? [])].sort((a, b) => a - b), 99);
+      const best = (n: Name) => Math.max(...(mbps.get(key(n, dir)) ?? [NaN]));
+      const bestPps = (n: Name) => Math.max(...(pps.get(key(n, dir)) ?? [NaN]));
+      const addM = p50('moat') - p50('veth');
+      const addR = p50('one hop') - p50('veth');
+      rows.push(['rtt p50 ms', DIR_LABEL[dir], ...NAMES.map((n) => p50(n).toFixed(3)), addM.toFixed(3), addR.toFixed(3), (addR / addM).toFixed(2)]);
+      rows.push(['rtt p99 ms', DIR_LABEL[dir], ...NAMES.map((n) => p99(n).toFixed(3)), '', '', (p99('one hop') / p99('moat')).toFixed(2)]);
+      rows.push(['tcp Mbit/s (best)', DIR_LABEL[dir], ...NAMES.map((n) => best(n).toFixed(0)),
+        `${(best('moat') / best('veth')).toFixed(2)} of veth`, `${(best('one hop') / best('veth')).toFixed(2)} of veth`, (best('one hop') / best('moat')).toFixed(2)]);
+      rows.push(['flood rx pps (best)', DIR_LABEL[dir], ...NAMES.map((n) => bestPps(n).toFixed(0)),
+        `${(bestPps('moat') / bestPps('veth')).toFixed(2)} of veth`, `${(bestPps('one hop') / bestPps('veth')).toFixed(2)} of veth`, (bestPps('one hop') / bestPps('moat')).toFixed(2)]);
+      result[dir] = Object.fromEntries(NAMES.map((n) => [n, { p50: p50(n), p99: p99(n), tcp: mbps.get(key(n, dir)), flood: pps.get(key(n, dir)) }]));
+    }
+    const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    for (const r of rows) console.log(r.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  '));
+    console.log(`one hop: bench/gen/tunrelay.c, busy polling ${o.busyUs} µs; load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]} (2 cpus)`);
+    console.log(`results: ${writeResults('one-hop', result)}`);
+  } finally {
+    for (const sc of paths.values()) await sc.teardown().catch(() => undefined);
+    await cleanupAll();
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
