@@ -10,12 +10,13 @@ export const ROOT = path.resolve(__dirname, '..', '..');
 export const FLOOD = path.join(ROOT, 'bench', 'bin', 'flood');
 export const MOAT_CLI = path.join(ROOT, 'dist', 'src', 'cli.js');
 
-/** Compiles bench/gen/NAME.c with the system cc into bench/bin/NAME; returns its path. */
+/** Compiles bench/gen/NAME.c (cc) or NAME.cc (c++) into bench/bin/NAME; returns its path. */
 export function buildGen(name: string): string {
   const bin = path.join(ROOT, 'bench', 'bin', name);
   fs.mkdirSync(path.dirname(bin), { recursive: true });
-  const src = path.join(ROOT, 'bench', 'gen', `${name}.c`);
-  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', bin, src], { stdio: 'inherit', timeout: 60000 });
+  const c = path.join(ROOT, 'bench', 'gen', `${name}.c`);
+  const [cc, src, std] = fs.existsSync(c) ? ['cc', c, []] : ['c++', path.join(ROOT, 'bench', 'gen', `${name}.cc`), ['-std=c++17']];
+  execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', ...std, '-o', bin, src], { stdio: 'inherit', timeout: 60000 });
   return bin;
 }
 

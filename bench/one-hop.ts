@@ -10,7 +10,7 @@
 //   tcp  iperf3, one stream, each path in turn, per round
 //   flood  64-byte UDP, unpaced, 3 s, each path in turn, per round (what the
 //        one thread doing both hops' work costs the packet rate)
-// Usage: node dist/bench/one-hop.js [--rounds N] [--pings N] [--tcp-seconds S] [--busy-us N]
+// Usage: node dist/bench/one-hop.js [--rounds N] [--pings N] [--tcp-seconds S] [--busy-us N] [--batch 0|1]
 import fs from 'node:fs';
 import { requireRoot, sh, uniqueName } from '../test/helpers/netns';
 import { buildGen, cleanupAll, collect, percentile, sleep, until, writeResults } from './lib';
@@ -20,12 +20,12 @@ import { GW_ADDR, makeScenario, moatBuilt, Scenario, setUp, V_ADDR } from './sce
 
 /** The one-hop path: tunrelay in no namespace of its own, a tun in each. */
 class RelayScenario extends Scenario {
-  constructor(private readonly bin: string, private readonly busyUs: number) { super('relay'); }
+  constructor(private readonly bin: string, private readonly busyUs: number, private readonly batch: boolean) { super('relay'); }
 
   protected async build(): Promise<void> {
     const gtun = uniqueName('mbr');
     const vtun = uniqueName('mbs');
-    const relay = this.lab.spawn(this.bin, [this.gw, gtun, this.vns, vtun, '--busy-us', String(this.busyUs)]);
+    const relay = this.lab.spawn(this.bin, [this.gw, gtun, this.vns, vtun, '--busy-us', String(this.busyUs), '--batch', this.batch ? '1' : '0']);
     const out = collect(relay);
     out.done.then((r) => this.log.push(`relay exited code=${r.code} signal=${r.signal}: ${out.err().slice(-500)}`));
     const exists = (ns: string, dev: string) => { try { sh('ip', ['-n', ns, 'link', 'show', dev]); return true; } catch { return false; } };
@@ -38,10 +38,10 @@ class RelayScenario extends Scenario {
   }
 }
 
-interface Options { rounds: number; pings: number; tcpSeconds: number; busyUs: number }
+interface Options { rounds: number; pings: number; tcpSeconds: number; busyUs: number; batch: boolean }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 2, pings: 400, tcpSeconds: 4, busyUs: 100 };
+  const o: Options = { rounds: 2, pings: 400, tcpSeconds: 4, busyUs: 100, batch: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = () => { const s = argv[++i]; if (s === undefined) throw new Error(`${a} needs a value`); return Number(s); };
@@ -49,7 +49,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--pings') o.pings = v();
     else if (a === '--tcp-seconds') o.tcpSeconds = v();
     else if (a === '--busy-us') o.busyUs = v();
-    else throw new Error(`unknown option ${a} (--rounds N, --pings N, --tcp-seconds S, --busy-us N)`);
+    else if (a === '--batch') o.batch = v() !== 0;
+    else throw new Error(`unknown option ${a} (--rounds N, --pings N, --tcp-seconds S, --busy-us N, --batch 0|1)`);
   }
   if (!(Number.isInteger(o.rounds) && o.rounds >= 1 && o.rounds <= 10)) throw new Error('--rounds must be 1..10');
   if (!(Number.isInteger(o.pings) && o.pings >= RTT_BLOCK && o.pings <= 4000)) throw new Error(`--pings must be ${RTT_BLOCK}..4000`);
@@ -71,7 +72,7 @@ async function main(): Promise<void> {
   try {
     paths.set('veth', makeScenario('veth'));
     paths.set('moat', makeScenario('moat'));
-    paths.set('one hop', new RelayScenario(bin, o.busyUs));
+    paths.set('one hop', new RelayScenario(bin, o.busyUs, o.batch));
     for (const [name, sc] of paths) await setUp(sc, (what) => log(`  ${name}: ${what}`));
 
     const times = new Map<string, number[]>();
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
     }
     const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
     for (const r of rows) console.log(r.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  '));
-    console.log(`one hop: bench/gen/tunrelay.c, busy polling ${o.busyUs} µs; load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]} (2 cpus)`);
+    console.log(`one hop: bench/gen/tunrelay.cc, busy polling ${o.busyUs} µs, small packets read ${o.batch ? 'through io_uring' : 'with read()'}; load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]} (2 cpus)`);
     console.log(`results: ${writeResults('one-hop', result)}`);
   } finally {
     for (const sc of paths.values()) await sc.teardown().catch(() => undefined);
