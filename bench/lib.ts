@@ -10,12 +10,12 @@ export const ROOT = path.resolve(__dirname, '..', '..');
 export const FLOOD = path.join(ROOT, 'bench', 'bin', 'flood');
 export const MOAT_CLI = path.join(ROOT, 'dist', 'src', 'cli.js');
 
-/** Compiles bench/gen/NAME.c (cc) or NAME.cc (c++) into bench/bin/NAME; returns its path. */
-export function buildGen(name: string): string {
-  const bin = path.join(ROOT, 'bench', 'bin', name);
-  fs.mkdirSync(path.dirname(bin), { recursive: true });
+/** Compiles bench/gen/NAME.c (cc) or NAME.cc (c++, native/ on the include path) into binDir/NAME (default bench/bin); returns its path. */
+export function buildGen(name: string, binDir = path.join(ROOT, 'bench', 'bin')): string {
+  const bin = path.join(binDir, name);
+  fs.mkdirSync(binDir, { recursive: true });
   const c = path.join(ROOT, 'bench', 'gen', `${name}.c`);
-  const [cc, src, std] = fs.existsSync(c) ? ['cc', c, []] : ['c++', path.join(ROOT, 'bench', 'gen', `${name}.cc`), ['-std=c++17']];
+  const [cc, src, std] = fs.existsSync(c) ? ['cc', c, []] : ['c++', path.join(ROOT, 'bench', 'gen', `${name}.cc`), ['-std=c++17', '-I', path.join(ROOT, 'native')]];
   execFileSync(cc, ['-O2', '-Wall', '-Wextra', '-Werror', ...std, '-o', bin, src], { stdio: 'inherit', timeout: 60000 });
   return bin;
 }

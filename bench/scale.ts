@@ -15,12 +15,11 @@
 // the unpaced generator), so a lower ratio can be told apart as the router's
 // cost or the others'. measureScale() is the measurement;
 // run.ts (`npm run bench`) calls it too and prints its lines under its table.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Lab, requireRoot, sh, uniqueName } from '../test/helpers/netns';
-import { buildFlood, cleanupAll, collect, cpuNs, FLOOD, lastJson, machineBusyNs, MOAT_CLI, ROOT, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
+import { buildFlood, buildGen, cleanupAll, collect, cpuNs, FLOOD, lastJson, machineBusyNs, MOAT_CLI, ROOT, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
 
 // The peers generator, the gateway's address, the first peer's address and
 // the flood's UDP port (limits.ts uses them too).
@@ -29,9 +28,9 @@ export const GW = '10.77.0.1';
 export const BASE = '10.77.1.0';
 export const PORT = 9000;
 
+/** Compiles bench/gen/peers.c into bench/bin/peers (PEERS). */
 export function buildPeers(): void {
-  fs.mkdirSync(path.dirname(PEERS), { recursive: true });
-  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', PEERS, path.join(ROOT, 'bench', 'gen', 'peers.c')], { stdio: 'inherit', timeout: 60000 });
+  buildGen('peers');
 }
 
 function rssKiB(pid: number): number {

@@ -8,11 +8,9 @@
 // Each round queues 1,000 64-byte datagrams into the tun and times reading
 // them back; methods alternate round by round. Printed: µs per packet and
 // the ratio to read().
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, requireRoot, uniqueName } from '../test/helpers/netns';
-import { cleanupAll, lastJson, releaseLab, ROOT, run, trackLab } from './lib';
+import { buildGen, cleanupAll, lastJson, releaseLab, ROOT, run, trackLab } from './lib';
 
 const BIN = path.join(ROOT, 'bench', 'bin', 'tunread');
 
@@ -24,8 +22,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 10000) throw new Error('--rounds must be an integer 1..10000');
   requireRoot();
-  fs.mkdirSync(path.dirname(BIN), { recursive: true });
-  execFileSync('c++', ['-O2', '-std=c++17', '-Wall', '-Wextra', '-Werror', '-I', path.join(ROOT, 'native'), '-o', BIN, path.join(ROOT, 'bench', 'gen', 'tunread.cc')], { stdio: 'inherit', timeout: 60000 });
+  buildGen('tunread');
   const lab = trackLab(new Lab());
   try {
     const ns = lab.netns('mtr');

@@ -5,17 +5,14 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { buildGen } from '../../bench/lib';
 import { Lab, waitFor } from './netns';
-import { REPO } from './moat';
 
 /** Compiles frame-flood.c into a temporary directory the lab removes; returns the binary. */
 export function buildFrameFlood(lab: Lab): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moat-ff-'));
   lab.onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const bin = path.join(dir, 'frame-flood');
-  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', bin, path.join(REPO, 'bench', 'gen', 'frame-flood.c')], { stdio: 'inherit', timeout: 60000 });
-  return bin;
+  return buildGen('frame-flood', dir);
 }
 
 export interface FrameFlood { pid: number; go: () => Promise<void> }
