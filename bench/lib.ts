@@ -25,6 +25,19 @@ export function buildFlood(): void {
   buildGen('flood');
 }
 
+/**
+ * Rows as aligned text columns: the first `left` columns padded on the
+ * right, the rest (figures) on the left, joined by sep. Returns the lines and
+ * a rule of dashes as wide as each column.
+ */
+export function alignColumns(rows: string[][], left: number, sep = '  '): { lines: string[]; rule: string } {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return {
+    lines: rows.map((r) => r.map((c, i) => (i < left ? c.padEnd(w[i]) : c.padStart(w[i]))).join(sep)),
+    rule: w.map((n) => '-'.repeat(n)).join(sep),
+  };
+}
+
 /** Writes data as bench/results/<prefix>-<timestamp>.json; returns the path. */
 export function writeResults(prefix: string, data: unknown): string {
   const dir = path.join(ROOT, 'bench', 'results');

@@ -35,7 +35,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Lab, requireRoot } from '../test/helpers/netns';
-import { buildFlood, cleanupAll, collect, cpuNs, FLOOD, lastJson, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
+import { alignColumns, buildFlood, cleanupAll, collect, cpuNs, FLOOD, lastJson, releaseDir, releaseLab, run, sleep, trackDir, trackLab, until, writeResults } from './lib';
 import { Dir, tcp, udpStep } from './measure';
 import { BASE, buildPeers, GW, PEERS, PORT, startScaleRouter } from './scale';
 import { TuntapScenario, V_ADDR } from './scenarios';
@@ -252,13 +252,11 @@ export function ratesTable(rows: RateRow[], seconds: number): string[] {
     r.within === undefined ? '-' : r.within ? 'yes' : 'NO',
     r.rateLimitDrops === undefined ? '-' : int(r.rateLimitDrops),
   ]);
-  const all = [head, ...cells];
-  const w = head.map((_, i) => Math.max(...all.map((c) => c[i].length)));
-  const line = (c: string[]) => c.map((x, i) => (i < 3 ? x.padEnd(w[i]) : x.padStart(w[i]))).join('  ').trimEnd();
+  const { lines, rule } = alignColumns([head, ...cells], 3);
   return [
     `limits: received rate against the limit (moat router + device, ${seconds} s per run; UDP paced at ${OFFER}x the limit,` +
       ' rate from first to last arrival, the queue\'s drain included; TCP: iperf3 payload, one stream)',
-    line(head), w.map((n) => '-'.repeat(n)).join('  '), ...cells.map(line),
+    lines[0].trimEnd(), rule, ...lines.slice(1).map((l) => l.trimEnd()),
   ];
 }
 

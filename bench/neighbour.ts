@@ -10,7 +10,7 @@
 // every vassal must still answer a ping, else the path is rebuilt (counted).
 import os from 'node:os';
 import { startUdp, pingFrom, StepResult } from './measure';
-import { percentile, sleep } from './lib';
+import { alignColumns, percentile, sleep } from './lib';
 import { GW_ADDR, KIND_LABEL, makeScenario, moatBuilt, Scenario, ScenarioOptions, setUp } from './scenarios';
 
 export type NeighbourKind = 'uwsgi' | 'moat';
@@ -206,9 +206,8 @@ export function neighbourText(s: NeighbourSection): string {
     row(`flood ${i + 1} rx pps`, (r) => r.floods[i]?.rxPps, pps);
     row(`flood ${i + 1} offered pps`, (r) => r.floods[i]?.txPps, pps);
   }
-  const w = cols.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
-  const out = [head, line(rows[0]), w.map((n) => '-'.repeat(n)).join('  '), ...rows.slice(1).map(line)];
+  const { lines, rule } = alignColumns(rows, 1);
+  const out = [head, lines[0], rule, ...lines.slice(1)];
   for (const k of ks) {
     const r = s.kinds[k]!;
     if (r.status !== 'ok') out.push(`${k}: ${r.status}${r.reason ? ': ' + r.reason : ''}`);

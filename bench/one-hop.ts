@@ -13,8 +13,8 @@
 // Usage: node dist/bench/one-hop.js [--rounds N] [--pings N] [--tcp-seconds S] [--busy-us N] [--batch 0|1]
 import fs from 'node:fs';
 import { requireRoot, sh, uniqueName } from '../test/helpers/netns';
-import { buildGen, cleanupAll, collect, percentile, sleep, until, writeResults } from './lib';
-import { Dir, DIRS, DIR_LABEL, flood, pingTimes, tcp } from './measure';
+import { alignColumns, buildGen, cleanupAll, collect, sleep, until, writeResults } from './lib';
+import { Dir, DIRS, DIR_LABEL, flood, pingTimes, rttSummary, tcp } from './measure';
 import { RTT_BLOCK } from './run';
 import { GW_ADDR, makeScenario, moatBuilt, Scenario, setUp, V_ADDR } from './scenarios';
 
@@ -75,30 +75,30 @@ async function main(): Promise<void> {
     paths.set('one hop', new RelayScenario(bin, o.busyUs, o.batch));
     for (const [name, sc] of paths) await setUp(sc, (what) => log(`  ${name}: ${what}`));
 
-    const times = new Map<string, number[]>();
-    const mbps = new Map<string, number[]>();
-    const pps = new Map<string, number[]>();
-    const key = (n: Name, d: Dir) => `${n} ${d}`;
+    // Per path and direction: round-trip times, TCP Mbit/s and flood pps of every round.
+    const got = new Map<string, { times: number[]; mbps: number[]; pps: number[] }>();
+    const of = (n: Name, d: Dir) => {
+      const k = `${n} ${d}`;
+      if (!got.has(k)) got.set(k, { times: [], mbps: [], pps: [] });
+      return got.get(k)!;
+    };
     for (let round = 0; round < o.rounds; round++) {
       for (const dir of DIRS) {
         log(`round ${round + 1}: rtt ${dir}, ${o.pings} pings a path in turns of ${RTT_BLOCK}`);
         for (let b = 0; b < o.pings / RTT_BLOCK; b++) {
           for (let i = 0; i < NAMES.length; i++) {
             const n = NAMES[(i + b) % NAMES.length];
-            const got = await pingTimes(paths.get(n)!, dir, RTT_BLOCK);
-            times.set(key(n, dir), [...(times.get(key(n, dir)) ?? []), ...got.times]);
+            of(n, dir).times.push(...(await pingTimes(paths.get(n)!, dir, RTT_BLOCK)).times);
           }
         }
         for (const n of NAMES) {
           log(`round ${round + 1}: tcp ${dir} ${n}`);
-          const t = await tcp(paths.get(n)!, dir, o.tcpSeconds);
-          mbps.set(key(n, dir), [...(mbps.get(key(n, dir)) ?? []), t.mbps]);
+          of(n, dir).mbps.push((await tcp(paths.get(n)!, dir, o.tcpSeconds)).mbps);
           await sleep(300);
         }
         for (const n of NAMES) {
           log(`round ${round + 1}: flood ${dir} ${n}`);
-          const f = await flood(paths.get(n)!, dir, 3);
-          pps.set(key(n, dir), [...(pps.get(key(n, dir)) ?? []), f.rxPps]);
+          of(n, dir).pps.push((await flood(paths.get(n)!, dir, 3)).rxPps);
           await sleep(300);
         }
       }
@@ -107,22 +107,21 @@ async function main(): Promise<void> {
     const rows: string[][] = [['figure', 'direction', ...NAMES, 'moat adds', 'one hop adds', 'one hop / moat']];
     const result: Record<string, unknown> = { options: o };
     for (const dir of DIRS) {
-      const p50 = (n: Name) => percentile([...(times.get(key(n, dir)) ?? [])].sort((a, b) => a - b), 50);
-      const p99 = (n: Name) => percentile([...(times.get(key(n, dir)) ?? [])].sort((a, b) => a - b), 99);
-      const best = (n: Name) => Math.max(...(mbps.get(key(n, dir)) ?? [NaN]));
-      const bestPps = (n: Name) => Math.max(...(pps.get(key(n, dir)) ?? [NaN]));
+      const rtt = new Map(NAMES.map((n) => [n, rttSummary(o.rounds * o.pings, of(n, dir).times)]));
+      const p50 = (n: Name) => rtt.get(n)!.p50;
+      const p99 = (n: Name) => rtt.get(n)!.p99;
       const addM = p50('moat') - p50('veth');
       const addR = p50('one hop') - p50('veth');
       rows.push(['rtt p50 ms', DIR_LABEL[dir], ...NAMES.map((n) => p50(n).toFixed(3)), addM.toFixed(3), addR.toFixed(3), (addR / addM).toFixed(2)]);
       rows.push(['rtt p99 ms', DIR_LABEL[dir], ...NAMES.map((n) => p99(n).toFixed(3)), '', '', (p99('one hop') / p99('moat')).toFixed(2)]);
-      rows.push(['tcp Mbit/s (best)', DIR_LABEL[dir], ...NAMES.map((n) => best(n).toFixed(0)),
+      // A rate row: the best round of each path, each tuntap path as a fraction of veth, one hop over moat.
+      const rateRow = (label: string, best: (n: Name) => number) => rows.push([label, DIR_LABEL[dir], ...NAMES.map((n) => best(n).toFixed(0)),
         `${(best('moat') / best('veth')).toFixed(2)} of veth`, `${(best('one hop') / best('veth')).toFixed(2)} of veth`, (best('one hop') / best('moat')).toFixed(2)]);
-      rows.push(['flood rx pps (best)', DIR_LABEL[dir], ...NAMES.map((n) => bestPps(n).toFixed(0)),
-        `${(bestPps('moat') / bestPps('veth')).toFixed(2)} of veth`, `${(bestPps('one hop') / bestPps('veth')).toFixed(2)} of veth`, (bestPps('one hop') / bestPps('moat')).toFixed(2)]);
-      result[dir] = Object.fromEntries(NAMES.map((n) => [n, { p50: p50(n), p99: p99(n), tcp: mbps.get(key(n, dir)), flood: pps.get(key(n, dir)) }]));
+      rateRow('tcp Mbit/s (best)', (n) => Math.max(...of(n, dir).mbps));
+      rateRow('flood rx pps (best)', (n) => Math.max(...of(n, dir).pps));
+      result[dir] = Object.fromEntries(NAMES.map((n) => [n, { p50: p50(n), p99: p99(n), tcp: of(n, dir).mbps, flood: of(n, dir).pps }]));
     }
-    const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-    for (const r of rows) console.log(r.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  '));
+    for (const line of alignColumns(rows, 2).lines) console.log(line);
     console.log(`one hop: bench/gen/tunrelay.cc, busy polling ${o.busyUs} µs, small packets read ${o.batch ? 'through io_uring' : 'with read()'}; load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]} (2 cpus)`);
     console.log(`results: ${writeResults('one-hop', result)}`);
   } finally {

@@ -29,7 +29,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { requireRoot } from '../test/helpers/netns';
-import { buildFlood, cleanupAll, writeResults } from './lib';
+import { alignColumns, buildFlood, cleanupAll, writeResults } from './lib';
 import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, pingTimes, RttResult, rttSummary, tcp, TcpResult } from './measure';
 import { histogramText } from './rtt-histogram';
 import { sectionTargetsText, targetsText } from './targets';
@@ -391,9 +391,8 @@ export function table(results: Partial<Record<Kind, KindResult>>): string {
       rows.push([row.label, DIR_LABEL[dir], fmt(v('veth')), fmt(v('uwsgi')), fmt(v('moat')), ratio(v('moat'), v('uwsgi')), ratio(v('moat'), v('veth'))]);
     }
   }
-  const w = head.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const line = (r: string[]) => r.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
-  const out = [line(rows[0]), w.map((n) => '-'.repeat(n)).join('  '), ...rows.slice(1).map(line)];
+  const { lines, rule } = alignColumns(rows, 2);
+  const out = [lines[0], rule, ...lines.slice(1)];
   for (const k of KINDS) {
     const r = results[k];
     if (r && r.status !== 'ok') out.push(`${k}: ${r.status}${r.reason ? ': ' + r.reason.split('\n')[0] : ''}`);

@@ -80,7 +80,7 @@ export abstract class Scenario {
   readonly log: string[] = [];
   private cgroups?: VassalCgroups;
 
-  /** 'relay': bench/one-hop.ts's comparison path (bench/gen/tunrelay.c). */
+  /** 'relay': bench/one-hop.ts's comparison path (bench/gen/tunrelay.cc). */
   constructor(readonly kind: Kind | 'relay', protected readonly opts: ScenarioOptions = {}) {}
 
   /** Builds the namespaces and the path; resolves once a ping answers through it. */
