@@ -15,6 +15,7 @@ import { Lab, requireRoot, sh, sleep } from '../helpers/netns';
 import { threadsNamed } from '../helpers/proc';
 import { RouterLab } from '../helpers/native-router';
 import { buildFrameFlood, startFrameFlood } from '../helpers/frame-flood';
+import { percentile } from '../../bench/lib';
 
 const PINGS = 150;
 const figures: string[] = [];
@@ -55,8 +56,8 @@ async function measure(env: Record<string, string>): Promise<Rtt> {
     await new Promise((r) => child.once('exit', r));
     await done;
     const rtts = [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
-    const at = (q: number) => rtts[Math.min(rtts.length - 1, Math.ceil(q * rtts.length) - 1)] ?? Infinity;
-    return { p50: at(0.5), p99: at(0.99), got: rtts.length, over: rtts.filter((x) => x > 1.5).length };
+    const at = (p: number) => (rtts.length ? percentile(rtts, p) : Infinity);
+    return { p50: at(50), p99: at(99), got: rtts.length, over: rtts.filter((x) => x > 1.5).length };
   } finally {
     await L.cleanup();
   }

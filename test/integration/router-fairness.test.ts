@@ -34,6 +34,7 @@ import { ipToInt } from '../helpers/packets';
 import { requireRoot, sh, sleep } from '../helpers/netns';
 import { RouterLab } from '../helpers/native-router';
 import { buildFrameFlood, startFrameFlood } from '../helpers/frame-flood';
+import { percentile } from '../../bench/lib';
 import { EmperorCgroup, VassalCgroup } from '../../src/vassal/cgroup';
 
 const L = new RouterLab();
@@ -90,8 +91,7 @@ function window(echoes: Echo[], fromMs: number, toMs: number): PingFigures {
   const seqs = inside.map((e) => e.seq);
   const sent = seqs.length ? Math.max(...seqs) - Math.min(...seqs) + 1 : 0;
   const all = [...inside.map((e) => e.rtt), ...Array(Math.max(0, sent - inside.length)).fill(Infinity)].sort((a, b) => a - b);
-  const at = (q: number) => all[Math.min(all.length - 1, Math.ceil(q * all.length) - 1)];
-  return { sent, got: inside.length, p50: at(0.5), p99: at(0.99), max: all[all.length - 1], over2: all.filter((x) => x > 2).length };
+  return { sent, got: inside.length, p50: percentile(all, 50), p99: percentile(all, 99), max: all[all.length - 1], over2: all.filter((x) => x > 2).length };
 }
 
 /** Per-vassal counters on the gateway, where packets leave the tun (prerouting). */
