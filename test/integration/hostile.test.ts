@@ -196,7 +196,13 @@ test(`a peer flooding 64-byte frames (${FLOOD_FRAMES}): every frame counted, oth
 });
 
 test('peers sending random bytes: closed as protocol errors or their frames dropped by reason; never a crash', async () => {
-  const peers = await Promise.all(Array.from({ length: 20 }, () => tracked()));
+  // One at a time: tracked() takes the first peer it had not seen, so two
+  // connecting at once could both take the same id (CI once checked a peer
+  // that the loop below had already closed as its twin: "gone without a
+  // protocol error").
+  const peers: Array<{ peer: FramePeer; id: number }> = [];
+  for (let i = 0; i < 20; i++) peers.push(await tracked());
+  assert.equal(new Set(peers.map((p) => p.id)).size, peers.length, 'each peer its own id');
   for (const { peer } of peers) peer.sock.write(crypto.randomBytes(16384));
   await sleep(500);
   for (const { peer, id } of peers) {
