@@ -35,6 +35,7 @@
 
 #include "coalesce.h"
 #include "frame.h"
+#include "handoff.h"
 #include "lazy_buffer.h"
 #include "offload.h"
 #include "sndbuf.h"
@@ -122,6 +123,10 @@ struct Device::Loop {
   // the router answered this connection's hello; hello_sent per connection.
   bool vnet = false, negotiated = false, hello_sent = false;
   bool tun_paused = false;        // tun reads paused: the queue has no room for a super-packet
+  // One hop (o.handoff): the router offered to take the tun (its hello);
+  // handed_off once it has it, and the tun is not read here until the
+  // connection breaks.
+  bool handoff_pending = false, handed_off = false;
   uint16_t my_caps = 0;           // what our tun takes (kernel support probed at init)
   uint16_t router_caps = 0;       // what the router's hello said it takes
   size_t in_limit = 0;            // frame limit from the router: max_frame, 65535 once negotiated
@@ -279,6 +284,7 @@ struct Device::Loop {
     }
     router_caps = caps & kCapAll;
     negotiated = true;
+    handoff_pending = o.handoff && (caps & kCapHandoff);
     in_limit = kMaxFramePayload;
     d.offload_.store(true);
   }
@@ -296,6 +302,11 @@ struct Device::Loop {
     in_len = 0;
     drain_stash();  // sock is gone: a batch's waiting packets count as dropped while disconnected
     d.connected_.store(false);
+    handoff_pending = false;
+    if (handed_off) {
+      handed_off = false;  // the tun is ours again
+      d.handoff_.store(false);
+    }
     resume_tun();
     if (negotiated) {
       // The next router may be a uWSGI one: plain until it answers a hello.
@@ -345,8 +356,31 @@ struct Device::Loop {
       if (stash_end == 0) break;
       drain_stash();  // the queue is empty: the batch's rest goes in
     }
+    if (handoff_pending && !hand_off()) return;
     set_want_out(false);
     resume_tun();
+  }
+
+  // Everything read from the tun so far has gone to the router: the tun
+  // itself goes now, behind it on the same stream. Reads stop first, so
+  // no packet is read here after the router began reading. false: the
+  // socket is full (EPOLLOUT retries) or broke (disconnected).
+  bool hand_off() {
+    pause_tun();
+    const int e = send_handoff(sock, tun);
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      set_want_out(true);
+      return false;
+    }
+    handoff_pending = false;
+    if (e != 0) {
+      disconnect(errno_text("handoff", e));
+      return false;
+    }
+    handed_off = true;
+    d.handoff_.store(true);
+    d.handoffs_.fetch_add(1, std::memory_order_relaxed);
+    return true;
   }
 
   // Queues the stashed packets while the queue has room for each; the rest
@@ -371,7 +405,7 @@ struct Device::Loop {
   }
 
   void resume_tun() {
-    if (!tun_paused) return;
+    if (!tun_paused || handed_off) return;
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = kTagTun;
@@ -381,7 +415,7 @@ struct Device::Loop {
   size_t queue_room() const { return o.queue_bytes - (out_tail - out_head); }
 
   void on_tun() {
-    if (stash_end != 0) return;  // packets of the last batch still wait for the socket
+    if (stash_end != 0 || handed_off) return;  // packets of the last batch still wait for the socket; or the router reads the tun
     size_t packets = 0, bytes = 0;
     for (int i = 0; i < kTunBatch;) {
       // Room in the queue for one super-packet a read, or the tun waits.
@@ -676,7 +710,7 @@ struct Device::Loop {
           case kTagSocket:
             if ((evs[i].data.u64 >> 8) != sock_gen || sock < 0) break;  // an earlier connection's
             if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_socket_in();
-            if (sock >= 0 && (evs[i].events & EPOLLOUT)) flush();
+            if (sock >= 0 && ((evs[i].events & EPOLLOUT) || (handoff_pending && !want_out))) flush();
             break;
           case kTagTimer:
             on_timer();
@@ -768,6 +802,8 @@ DeviceStatsSnapshot Device::stats() const {
   for (int i = 0; i < kDropCount; i++) s.drops[i] = drops_[i].load(std::memory_order_relaxed);
   s.disconnected_drops = disconnected_drops_.load(std::memory_order_relaxed);
   s.offload = offload_.load();
+  s.handoff = handoff_.load();
+  s.handoffs = handoffs_.load();
   s.vnet_tx = vnet_tx_.load(std::memory_order_relaxed);
   s.gso_tx = gso_tx_.load(std::memory_order_relaxed);
   s.vnet_rx = vnet_rx_.load(std::memory_order_relaxed);

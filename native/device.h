@@ -58,6 +58,11 @@ struct DeviceOptions {
   // with its own do TSO/USO/checksum offloads go on and kModVnet frames
   // (up to 65535 bytes) flow. A uWSGI router never answers: plain frames.
   bool offload = false;
+  // One hop (handoff.h, docs/one-hop.md): with offloads negotiated and a
+  // router that offers it, send it the tun's fd and stop reading the tun
+  // (the router reads and writes it); the connection stays, idle, and the
+  // device takes the tun back when it breaks. Needs offload.
+  bool handoff = false;
 };
 
 struct DeviceEvent {
@@ -76,6 +81,8 @@ struct DeviceStatsSnapshot {
   uint64_t drops[kDropCount] = {};
   uint64_t disconnected_drops = 0;  // read from the tun while no router was connected
   bool offload = false;             // offloads negotiated with the current router
+  bool handoff = false;             // the current router holds the tun (handoff.h)
+  uint64_t handoffs = 0;            // tuns handed over, one per connection at most
   uint64_t vnet_tx = 0, gso_tx = 0; // kModVnet frames sent; of them super-packets
   uint64_t vnet_rx = 0, gso_rx = 0; // kModVnet frames written to the tun; of them super-packets
   uint64_t gso_split = 0, gso_segments = 0;  // super-packets split for a plain router; segments made
@@ -129,6 +136,8 @@ class Device {
   std::atomic<uint64_t> drops_[kDropCount] = {};
   std::atomic<uint64_t> disconnected_drops_{0};
   std::atomic<bool> offload_{false};
+  std::atomic<bool> handoff_{false};
+  std::atomic<uint64_t> handoffs_{0};
   std::atomic<uint64_t> vnet_tx_{0}, gso_tx_{0}, vnet_rx_{0}, gso_rx_{0}, gso_split_{0}, gso_segments_{0};
   std::atomic<uint64_t> uso_tx_{0}, uso_segments_{0};
   BusyPoll bp_;

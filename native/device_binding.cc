@@ -71,6 +71,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     opts.sndbuf = uint32_t(o.integer("sndbuf", kSndbufBounds));
     opts.busy_poll_us = uint32_t(o.integer("busyPollUs", kBusyPollUsBounds));
     opts.offload = o.boolean("offload");
+    opts.handoff = o.boolean("handoff");
     device_ = std::make_unique<Device>(std::move(opts));
     // A running device must not outlive its environment (worker exit, process teardown).
     napi_add_env_cleanup_hook(env, OnEnvCleanup, this);
@@ -123,6 +124,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
     drops.Set(kDisconnectedDropName, Napi::Number::New(env, double(s.disconnected_drops)));
     o.Set("drops", drops);
     o.Set("offload", Napi::Boolean::New(env, s.offload));
+    o.Set("handoff", Napi::Boolean::New(env, s.handoff));
+    o.Set("handoffs", Napi::Number::New(env, double(s.handoffs)));
     o.Set("vnetTx", Napi::Number::New(env, double(s.vnet_tx)));
     o.Set("gsoTx", Napi::Number::New(env, double(s.gso_tx)));
     o.Set("vnetRx", Napi::Number::New(env, double(s.vnet_rx)));

@@ -120,6 +120,7 @@ PeerStats Peer::stats() const {
   }
   s.queued = queued.get();
   s.offload = offload;
+  s.handoff = tun_fd >= 0;
   s.vnet_rx = vnet_rx.get();
   s.gso_rx = gso_rx.get();
   s.vnet_tx = vnet_tx.get();

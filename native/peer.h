@@ -78,6 +78,11 @@ struct Peer {
   // them. caps: what its hello said it takes. Written under stats_mu.
   bool offload = false;
   uint16_t caps = 0;
+  // One hop (handoff.h): the vassal's tun, read and written here (-1: the
+  // socket carries the packets); an fd received and not yet claimed by a
+  // kModHandoff frame. tun_fd is written under stats_mu.
+  int tun_fd = -1;
+  int pending_fd = -1;
   // This tun batch's frames for the peer (BatchSlot indexes; -1: none).
   int32_t batch_head = -1, batch_tail = -1;
   // Held (HoldList): frames wait in the queue, not yet written;

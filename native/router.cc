@@ -26,6 +26,7 @@
 #include "coalesce.h"
 #include "conntrack.h"
 #include "frame.h"
+#include "handoff.h"
 #include "listen_socket.h"
 #include "mono_clock.h"
 #include "offload.h"
@@ -47,6 +48,8 @@ constexpr size_t kTunBufSize = 65536 + 16;  // one IPv4 packet at most, with a v
 constexpr size_t kArenaSize = 512 * 1024;   // one batch of frames read from the tun
 constexpr size_t kPeerInMin = 65536;        // a peer's input buffer, at least
 constexpr size_t kSharedRead = 16384;       // a read while other peers wait in the same wakeup
+constexpr int kPeerTunReads = 64;           // packets read from a handed-off peer's tun per wakeup
+constexpr int kPeerTunShared = 8;           // the same while other peers wait in the same wakeup
 constexpr int kEpollEvents = 64;
 constexpr int kAcceptBatch = 16;
 constexpr size_t kMaxPendingEvents = 65536; // beyond: events are dropped (JS not draining)
@@ -63,6 +66,8 @@ constexpr uint64_t kAcceptReportEvery = 10 * kSecond; // while it keeps failing,
 
 // epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
 constexpr uint64_t kTagTun = 1, kTagListen = 2, kTagControl = 3;
+// A handed-off peer's tun: the Peer's pointer (8-byte aligned) with bit 0 set.
+constexpr uint64_t kTagPeerTun = 1;
 
 std::string errno_text(const std::string& what, int e = errno) {
   return what + ": " + strerror(e);
@@ -125,6 +130,8 @@ struct RouterLoop final : Router::Loop {
   bool vnet = false;
   uint16_t caps = 0;
   std::unique_ptr<uint8_t[]> gsosrc, segbuf;
+  // One hop (opts.handoff): one packet read from a peer's tun.
+  std::unique_ptr<uint8_t[]> peer_tun_buf;
   Peer* split_peer = nullptr;  // the peer a split is for (gso_split's sink)
   // The open USO run (coalesce.h) for run_peer: the last frame in the arena
   // (slot run_slot; the next datagram is read right behind it), or with
@@ -192,6 +199,7 @@ struct RouterLoop final : Router::Loop {
       caps = kCapCsum | kCapTso4 | ((f & TUN_F_USO4) ? kCapUso4 : 0);
       gsosrc.reset(new uint8_t[kTunBufSize]);
       segbuf.reset(new uint8_t[kTunBufSize]);
+      if (opts.handoff) peer_tun_buf.reset(new uint8_t[kTunBufSize]);
     }
     tun_batch.init(tun, kTunBatch, kTunBufSize);  // failing: read() only
     if (!open_socket(&listener, err)) return false;
@@ -220,8 +228,11 @@ struct RouterLoop final : Router::Loop {
   void teardown() override {
     {
       std::lock_guard<std::mutex> g(stats_mu);
-      for (auto& p : peers)
+      for (auto& p : peers) {
         if (p->fd >= 0) close(p->fd);
+        if (p->tun_fd >= 0) close(p->tun_fd);
+        if (p->pending_fd >= 0) close(p->pending_fd);
+      }
       peers.clear();
     }
     addrs.clear();
@@ -297,6 +308,9 @@ struct RouterLoop final : Router::Loop {
           on_tun(evs[i].events);
         } else if (tag == kTagListen) {
           on_accept();
+        } else if (tag & kTagPeerTun) {
+          Peer* p = reinterpret_cast<Peer*>(uintptr_t(tag & ~kTagPeerTun));
+          if (!p->dead) on_peer_tun(p, evs[i].events);
         } else {
           Peer* p = static_cast<Peer*>(evs[i].data.ptr);
           if (!p->dead && (evs[i].events & EPOLLOUT)) {
@@ -639,7 +653,7 @@ struct RouterLoop final : Router::Loop {
     close_run();
     for (Peer* p : dirty) {
       p->dirty = false;
-      if (!p->dead && !holds.hold(p, slots.data(), backlog, now)) flush(p);
+      if (!p->dead && (p->tun_fd >= 0 || !holds.hold(p, slots.data(), backlog, now))) flush(p);
       p->batch_head = p->batch_tail = -1;
     }
     dirty.clear();
@@ -688,12 +702,47 @@ struct RouterLoop final : Router::Loop {
   // write keeps the rest and waits for EPOLLOUT.
   void flush(Peer* p) {
     if (run_peer == p) close_run();  // never send half a run
+    if (p->tun_fd >= 0 && p->out_len == 0) return flush_tun(p);
     holds.writing(p);
     uint32_t full;
     const int e = p->send(slots.data(), &full);
     if (full) drops[int(Drop::QueueFull)].add(full);
     if (e != 0) return close_peer(p, errno_text("write", e));
     want_out(p, p->out_len > 0);
+  }
+
+  // A handed-off peer: this batch's packets written to its tun, one write
+  // each (a tun takes a packet whole or refuses it: nothing is queued).
+  // What its socket still had queued from before the handoff went first
+  // (flush: out_len == 0 here).
+  void flush_tun(Peer* p) {
+    static const uint8_t zero[kVnetHdrLen] = {};
+    uint64_t sent = 0, bytes = 0, ip_packets = 0, ip_bytes = 0;
+    for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
+      const BatchSlot& sl = slots[s];
+      const FrameHeader h = decode_frame_header(sl.ptr);
+      uint8_t* pl = sl.ptr + kFrameHeaderSize;
+      const size_t n = sl.len - kFrameHeaderSize;
+      bool ok;
+      if (h.mod2 == kModVnet) {
+        ok = write(p->tun_fd, pl, n) == ssize_t(n);
+      } else {  // a plain packet (a fragment, an ICMP answer): the tun wants a header first
+        struct iovec iov[2] = {{const_cast<uint8_t*>(zero), kVnetHdrLen}, {pl, n}};
+        ok = writev(p->tun_fd, iov, 2) == ssize_t(kVnetHdrLen + n);
+      }
+      if (!ok) {
+        drop(p, Drop::TunWrite, sl.segs);
+        continue;
+      }
+      sent += sl.segs;
+      bytes += n;
+      ip_packets += sl.ip_packets;
+      ip_bytes += sl.ip_bytes;
+    }
+    p->tx.add(sent);
+    p->tx_bytes.add(bytes);
+    p->count_in(ip_packets, ip_bytes);
+    p->batch_head = p->batch_tail = -1;
   }
 
   // p's socket filled and drained again: it reads a stream; grow its buffer.
@@ -736,7 +785,16 @@ struct RouterLoop final : Router::Loop {
     const size_t limit = p->offload ? kMaxFramePayload : opts.max_frame;
     size_t want = p->in_cap - p->in_len;
     if (readable_peers > 1) want = std::min(want, std::max(kSharedRead, limit + kFrameHeaderSize));
-    const ssize_t n = read(p->fd, p->in.get() + p->in_len, want);
+    ssize_t n;
+    if (handoff_possible(p)) {
+      int fd;
+      n = recv_with_fd(p->fd, p->in.get() + p->in_len, want, &fd);
+      if (fd >= 0 && p->pending_fd >= 0) close(fd);  // one waits already: a peer hands off once
+      else if (fd >= 0) p->pending_fd = fd;
+    } else {
+      // An fd sent now is closed by the kernel as read() consumes it.
+      n = read(p->fd, p->in.get() + p->in_len, want);
+    }
     if (n == 0) return close_peer(p, "closed");
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
@@ -789,11 +847,12 @@ struct RouterLoop final : Router::Loop {
   }
 
   void route_up(Peer* p, const FrameHeader& h, const uint8_t* payload) {
-    if (h.mod1 != 0 || h.mod2 > kModVnet) return drop(p, Drop::BadModifier);
+    if (h.mod1 != 0 || h.mod2 > kModHandoff) return drop(p, Drop::BadModifier);
     // A peer's rule block would let a vassal set its own rules (a uWSGI
     // misbehaviour): refused. opts.accept_rule_blocks is reserved.
     if (h.mod2 == kModRuleBlock) return refuse(p, Drop::RuleBlock, p->addr);
     if (h.mod2 == kModHello) return on_hello(p, payload, h.size);
+    if (h.mod2 == kModHandoff) return on_handoff(p, h.size);
     const uint8_t* pkt = payload;
     size_t len = h.size;
     virtio_net_hdr vh;
@@ -985,7 +1044,7 @@ struct RouterLoop final : Router::Loop {
     if (!hello_parse(payload, len, &peer_caps, &peer_max)) return drop(p, Drop::BadHello);
     if (!vnet) return;
     uint8_t hello[kHelloLen];
-    hello_build(hello, addrs.gateway(), caps, uint16_t(kMaxFramePayload));
+    hello_build(hello, addrs.gateway(), uint16_t(caps | (opts.handoff ? kCapHandoff : 0)), uint16_t(kMaxFramePayload));
     if (!p->enqueue(hello, kHelloLen, kModHello)) return drop(p, Drop::QueueFull);
     {
       std::lock_guard<std::mutex> g(stats_mu);
@@ -993,6 +1052,72 @@ struct RouterLoop final : Router::Loop {
       p->caps = peer_caps & kCapAll;
     }
     want_out(p, true);  // sent when the socket is writable, before any kModVnet
+  }
+
+  // ---- one hop: a peer's own tun (handoff.h) ------------------------------
+
+  // Only a peer we offered it (offloads negotiated, handoff on) may hand
+  // over its tun, once: only then is its socket read with recvmsg().
+  bool handoff_possible(const Peer* p) const { return opts.handoff && p->offload && p->tun_fd < 0; }
+
+  // The kModHandoff frame: the fd that came with it must be a tun as a moat
+  // device opens it. Anything else is a protocol error: a device of ours
+  // never sends it, so the peer is not one.
+  void on_handoff(Peer* p, size_t len) {
+    const int fd = p->pending_fd;
+    p->pending_fd = -1;
+    std::string why;
+    if (!handoff_possible(p)) why = "a tun handed over without the router's offer";
+    else if (len != 0) why = "a handoff frame with a payload";
+    else if (fd < 0) why = "a handoff frame without an fd";
+    if (why.empty() && !tun_handoff_check(fd, &why)) why = "handoff: " + why;
+    if (why.empty() && !watch(fd, uint64_t(reinterpret_cast<uintptr_t>(p)) | kTagPeerTun, EPOLLIN))
+      why = errno_text("epoll_ctl (peer tun)");
+    if (!why.empty()) {
+      if (fd >= 0) close(fd);
+      RouterEvent e(RouterEvent::Type::ProtocolError);
+      e.id = p->id;
+      e.reason = "handoff";
+      e.message = why;
+      emit(std::move(e));
+      return close_peer(p, "protocol_error");
+    }
+    std::lock_guard<std::mutex> g(stats_mu);
+    p->tun_fd = fd;
+  }
+
+  // Packets from a handed-off peer's tun: each judged exactly as a kModVnet
+  // frame from its socket would be (route_up). At most kPeerTunReads a
+  // wakeup, fewer while other peers wait: a flood cannot starve them.
+  void on_peer_tun(Peer* p, uint32_t ev) {
+    const int budget = readable_peers > 1 ? kPeerTunShared : kPeerTunReads;
+    for (int k = 0; k < budget && !p->dead; k++) {
+      const ssize_t n = read(p->tun_fd, peer_tun_buf.get(), kTunBufSize);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+        return close_peer(p, errno_text("tun read"));
+      }
+      if (n == 0) break;
+      p->rx.add(1);
+      p->rx_bytes.add(uint64_t(n));
+      if (size_t(n) > kMaxFramePayload) {
+        drop(p, Drop::BadVnet);
+        continue;
+      }
+      route_up(p, FrameHeader{0, uint16_t(n), kModVnet}, peer_tun_buf.get());
+    }
+    // The vassal's tun is gone (its namespace ended): the peer with it.
+    if (!p->dead && (ev & (EPOLLERR | EPOLLHUP)) && !(ev & EPOLLIN)) close_peer(p, "tun gone");
+  }
+
+  void close_tun_fds(Peer* p) {
+    if (p->pending_fd >= 0) close(p->pending_fd);
+    p->pending_fd = -1;
+    if (p->tun_fd < 0) return;
+    if (epfd >= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, p->tun_fd, nullptr);
+    close(p->tun_fd);
+    std::lock_guard<std::mutex> g(stats_mu);
+    p->tun_fd = -1;
   }
 
   // ---- addresses ------------------------------------------------------------
@@ -1128,6 +1253,7 @@ struct RouterLoop final : Router::Loop {
     epoll_ctl(epfd, EPOLL_CTL_DEL, p->fd, nullptr);
     close(p->fd);
     p->fd = -1;
+    close_tun_fds(p);
     p->dead = true;
     holds.forget(p);
     if (p->sndbuf_extra != 0) sndbufs.release(p->sndbuf_extra);

@@ -135,6 +135,10 @@ struct RouterOptions {
   // is opened with IFF_VNET_HDR and TSO/USO/checksum offload; plain peers get
   // plain packets (super-packets split here).
   bool offload = false;
+  // One hop (handoff.h, docs/one-hop.md): offer moat devices that
+  // negotiated offloads to take their tun; the router then reads and
+  // writes it itself. Needs offload.
+  bool handoff = false;
   bool accept_rule_blocks = false;  // reserved: rule blocks are always refused for now
   Bindings bindings;
 };
@@ -152,6 +156,7 @@ struct PeerStats {
   uint64_t drops[kDropCount];
   uint64_t queued;
   bool offload;                  // offloads negotiated with this peer
+  bool handoff;                  // the router holds the peer's tun (handoff.h): packets skip the socket
   uint64_t vnet_rx, gso_rx;      // kModVnet frames from the peer; of them super-packets
   uint64_t vnet_tx, gso_tx;      // kModVnet frames to the peer; of them super-packets
   uint64_t uso_tx;               // of them runs of UDP datagrams merged here
@@ -184,7 +189,7 @@ struct RouterEvent {
   uint32_t addr = 0;                   // PeerAddr, PeerDown, Refused
   uint64_t count = 0;                  // Refused: drops since the previous event
   std::string reason;                  // PeerDown, Refused, ProtocolError
-  std::string message;                 // Error, Fatal, Notice
+  std::string message;                 // Error, Fatal, Notice; ProtocolError: the detail (may be empty)
   // PeerDown: the peer's counters as it closed, its last (null otherwise:
   // an event waiting for JS stays small).
   std::unique_ptr<PeerStats> stats;

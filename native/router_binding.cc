@@ -152,6 +152,7 @@ Napi::Object PeerStatsToJs(Napi::Env env, const PeerStats& p) {
   po.Set("drops", DropsObject(env, p.drops));
   po.Set("queued", double(p.queued));
   po.Set("offload", p.offload);
+  po.Set("handoff", p.handoff);
   po.Set("vnetRx", double(p.vnet_rx));
   po.Set("gsoRx", double(p.gso_rx));
   po.Set("vnetTx", double(p.vnet_tx));
@@ -206,6 +207,7 @@ Napi::Value EventToJs(Napi::Env env, const RouterEvent& e) {
       o.Set("type", "protocol_error");
       num("id", e.id);
       o.Set("reason", e.reason);
+      if (!e.message.empty()) o.Set("message", e.message);
       break;
     case RouterEvent::Type::Error:
       o.Set("type", "error");
@@ -250,6 +252,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
                                           kQueueBytesBounds.hi));
     opts.accept_rule_blocks = o.boolean("acceptRuleBlocks");
     opts.offload = o.boolean("offload");
+    opts.handoff = o.boolean("handoff");
     opts.hold_us = uint32_t(o.integer("holdUs", kHoldUsBounds));
     opts.sndbuf = uint32_t(o.integer("sndbuf", kSndbufBounds));
     opts.sndbuf_busy = uint32_t(o.integer("sndbufBusy", kSndbufBounds));

@@ -63,6 +63,7 @@ export interface RouterOptions {
   acceptRuleBlocks: boolean;// modifier2 = 1 from peers: refused and counted unless true
   // Every value is required: the option table has the defaults, native code none.
   offload: boolean;         // virtio-net offloads with moat devices that ask (docs/offload.md)
+  handoff: boolean;         // take the tun of moat devices that hand it over (docs/one-hop.md)
   holdUs: number;           // spread traffic under a backlog: how long a peer's frames may wait to share a write; 0: never
   sndbuf: number;           // each peer socket's send buffer, bytes; 0: the kernel's (native/sndbuf.h)
   sndbufBusy: number;       // a streaming peer's send buffer, bytes; 0: never grown (native/sndbuf.h, SndbufGrowth)
@@ -108,7 +109,7 @@ export type RouterEvent =
   | { type: 'peer_addr'; id: number; addr: number }
   | { type: 'peer_down'; id: number; addr: number; reason: string; stats: PeerStats }  // stats: the peer's counters as it closed (its last: what it did since the last stats() is there)
   | { type: 'refused'; id: number; reason: string; addr: number; count: number }  // spoof, collision, gateway, bad_source, unbound, outside_network, rule_block (rate-limited, count = drops since last event)
-  | { type: 'protocol_error'; id: number; reason: string }
+  | { type: 'protocol_error'; id: number; reason: string; message?: string }
   | { type: 'error'; message: string }                     // something failed; the router goes on
   | { type: 'fatal'; message: string }                     // the router cannot go on (its tun device is gone): stop it
   | { type: 'notice'; message: string };                   // a recovery worth a log line
@@ -127,6 +128,7 @@ export interface PeerStats {
   drops: DropCounts;
   queued: number;           // bytes waiting in the outbound queue
   offload: boolean;         // offloads negotiated with this peer (docs/offload.md)
+  handoff: boolean;         // the router holds the peer's tun: its packets skip the socket (docs/one-hop.md)
   vnetRx: number; gsoRx: number;  // kModVnet frames from the peer; of them super-packets
   vnetTx: number; gsoTx: number;  // kModVnet frames to the peer; of them super-packets
   usoTx: number;                  // of them runs of UDP datagrams merged here (one write for the peer)
@@ -217,6 +219,7 @@ export interface DeviceOptions {
   reconnectMinMs: number;
   reconnectMaxMs: number;
   offload: boolean;         // ask the router for offloads (docs/offload.md)
+  handoff: boolean;         // hand the tun to a router that offers to take it (docs/one-hop.md)
   sndbuf: number;           // the connection's send buffer, bytes; 0: the kernel's (native/sndbuf.h)
   busyPollUs: number;       // polling after moving a packet before sleeping (native/busy_poll.h); 0: never
 }
@@ -234,6 +237,8 @@ export interface DeviceStats {
   fromRouterPackets: number; fromRouterBytes: number;
   drops: DropCounts;
   offload: boolean;                 // offloads negotiated with the current router
+  handoff: boolean;                 // the current router holds the tun (docs/one-hop.md)
+  handoffs: number;                 // tuns handed over (one per connection at most)
   vnetTx: number; gsoTx: number;    // kModVnet frames sent; of them super-packets
   vnetRx: number; gsoRx: number;    // kModVnet frames written to the tun; of them super-packets
   gsoSplit: number; gsoSegments: number;  // super-packets split for a plain router; segments made

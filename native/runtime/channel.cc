@@ -169,6 +169,12 @@ const DeviceLine kDeviceLines[] = {
 };
 const size_t kDeviceLineCount = sizeof(kDeviceLines) / sizeof(kDeviceLines[0]);
 
+const DeviceSwitch kDeviceSwitches[] = {
+    {"device-offload", &Config::device_offload},
+    {"device-handoff", &Config::device_handoff},
+};
+const size_t kDeviceSwitchCount = sizeof(kDeviceSwitches) / sizeof(kDeviceSwitches[0]);
+
 bool Config::once(const std::string& keyword, std::string* err) {
   if (std::find(seen_.begin(), seen_.end(), keyword) != seen_.end()) {
     *err = "'" + keyword + "' given twice";
@@ -235,10 +241,11 @@ bool Config::apply(const std::string& k, const std::string& v, std::string* err)
     has_device = true;
     return true;
   }
-  if (k == "device-offload") {
+  for (size_t i = 0; i < kDeviceSwitchCount; i++) {
+    if (k != kDeviceSwitches[i].keyword) continue;
     if (!once(k, err)) return false;
     if (v != "on" && v != "off") return bad("expected 'on' or 'off'");
-    device_offload = v == "on";
+    this->*kDeviceSwitches[i].field = v == "on";
     return true;
   }
   for (size_t i = 0; i < kDeviceLineCount; i++) {
@@ -352,9 +359,11 @@ bool Config::check(std::string* err) const {
   }
   if (has_device) {
     // No defaults here: a missing line is the sender's bug, not a choice.
-    if (std::find(seen_.begin(), seen_.end(), "device-offload") == seen_.end()) {
-      *err = "device without device-offload (every device option must be sent)";
-      return false;
+    for (size_t i = 0; i < kDeviceSwitchCount; i++) {
+      if (std::find(seen_.begin(), seen_.end(), kDeviceSwitches[i].keyword) == seen_.end()) {
+        *err = std::string("device without ") + kDeviceSwitches[i].keyword + " (every device option must be sent)";
+        return false;
+      }
     }
     for (size_t i = 0; i < kDeviceLineCount; i++) {
       if (std::find(seen_.begin(), seen_.end(), kDeviceLines[i].keyword) == seen_.end()) {

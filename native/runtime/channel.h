@@ -71,6 +71,7 @@ struct Config {
   // emperor sends every one from its row of the option table; the runtime
   // has no defaults of its own). kDeviceLines says their bounds.
   bool device_offload = false;         // device-offload on|off (docs/offload.md)
+  bool device_handoff = false;         // device-handoff on|off (docs/one-hop.md)
   uint32_t device_busy_poll_us = 0;    // device-busy-poll MICROSECONDS (docs/busy-poll.md)
   uint32_t device_sndbuf = 0;          // device-sndbuf BYTES (0: the kernel's)
   uint32_t device_max_frame = 0;       // device-max-frame BYTES
@@ -122,6 +123,14 @@ struct DeviceLine {
 };
 extern const DeviceLine kDeviceLines[];
 extern const size_t kDeviceLineCount;
+
+// The device's on|off lines, required with `device` as the numbers are.
+struct DeviceSwitch {
+  const char* keyword;
+  bool Config::*field;
+};
+extern const DeviceSwitch kDeviceSwitches[];
+extern const size_t kDeviceSwitchCount;
 
 // Event lines to the emperor. Thread-safe; a failed write is dropped (the
 // emperor is gone: the runtime notices through EOF on the read side).

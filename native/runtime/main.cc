@@ -46,8 +46,8 @@ int usage_error(const std::string& msg) {
 int main(int argc, char** argv) {
   if (argc == 2 && strcmp(argv[1], "--device-options") == 0) {
     // The device lines this runtime takes and their bounds, for the option
-    // table's unit test: "device-offload on|off", then "KEYWORD LO HI".
-    printf("device-offload on|off\n");
+    // table's unit test: "KEYWORD on|off" for each switch, then "KEYWORD LO HI".
+    for (size_t i = 0; i < kDeviceSwitchCount; i++) printf("%s on|off\n", kDeviceSwitches[i].keyword);
     for (size_t i = 0; i < kDeviceLineCount; i++)
       printf("%s %lld %lld\n", kDeviceLines[i].keyword, (long long)kDeviceLines[i].lo, (long long)kDeviceLines[i].hi);
     return 0;

@@ -239,6 +239,7 @@ bool Runtime::start_device(std::string* err) {
   o.reconnect_min_ms = cfg_.device_reconnect_min_ms;
   o.reconnect_max_ms = cfg_.device_reconnect_max_ms;
   o.offload = cfg_.device_offload;
+  o.handoff = cfg_.device_handoff;
   o.busy_poll_us = cfg_.device_busy_poll_us;
   connect_efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (connect_efd_ < 0) {

@@ -41,6 +41,7 @@ export interface RouterConfig {
   maxFrame: number;             // moat: tuntap-router-max-frame (options-table.ts has every default)
   queueBytes: number;           // moat: tuntap-router-queue-bytes
   offload: boolean;             // moat: tuntap-router-offload (docs/offload.md)
+  handoff: boolean;             // moat: tuntap-router-handoff (docs/one-hop.md)
   holdMs: number;               // moat: tuntap-router-hold (docs/scale.md)
   busyPollUs: number;           // moat: tuntap-router-busy-poll (docs/busy-poll.md)
   sndbuf: number;               // moat: tuntap-router-sndbuf (0: the kernel's default)
@@ -63,6 +64,7 @@ export interface DeviceConfig {
   maxFrame: number;             // moat: tuntap-device-max-frame
   queueBytes: number;           // moat: tuntap-device-queue-bytes
   offload: boolean;             // moat: tuntap-device-offload (docs/offload.md)
+  handoff: boolean;             // moat: tuntap-device-handoff (docs/one-hop.md)
   sndbuf: number;               // moat: tuntap-device-sndbuf (0: the kernel's default)
   busyPollUs: number;           // moat: tuntap-device-busy-poll (docs/busy-poll.md)
   reconnectMinMs: number;       // moat: tuntap-device-reconnect-min 

@@ -74,9 +74,11 @@ export function deviceOptions(config: DeviceConfig, extra: DeviceExtra = {}): De
   const reconnectMaxMs = bounded(config.reconnectMaxMs, 'reconnectMaxMs', 'tuntap-device-reconnect-max', reconnectMinMs);
   const offload = config.offload;
   if (typeof offload !== 'boolean') throw new TypeError('offload must be a boolean');
+  const handoff = config.handoff;
+  if (typeof handoff !== 'boolean') throw new TypeError('handoff must be a boolean');
   const sndbuf = bounded(config.sndbuf, 'sndbuf', 'tuntap-device-sndbuf');
   const busyPollUs = bounded(config.busyPollUs, 'busyPollUs', 'tuntap-device-busy-poll');
-  return { name, netns, socketPath: config.socket, dirFd, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, offload, busyPollUs, sndbuf };
+  return { name, netns, socketPath: config.socket, dirFd, maxFrame, queueBytes, reconnectMinMs, reconnectMaxMs, offload, handoff, busyPollUs, sndbuf };
 }
 
 export interface Device {

@@ -81,6 +81,7 @@ export class Router extends EventEmitter implements RouterApi {
       maxFrame: c.maxFrame,
       queueBytes: c.queueBytes,
       offload: c.offload,
+      handoff: c.handoff,
       holdUs: c.holdMs * 1000,
       busyPollUs: c.busyPollUs,
       sndbuf: c.sndbuf,
@@ -275,7 +276,7 @@ export class Router extends EventEmitter implements RouterApi {
         // uWSGI counts bytes on the socket (headers included) as tx/rx.
         tx: p.txBytes, rx: p.rxBytes, dropped: p.dropped,
         tx_packets: p.tx, rx_packets: p.rx, drops: p.drops, queued: p.queued,
-        offload: p.offload, vnet_rx: p.vnetRx, gso_rx: p.gsoRx, vnet_tx: p.vnetTx, gso_tx: p.gsoTx, uso_tx: p.usoTx, sndbuf_grown: p.sndbufGrown,
+        offload: p.offload, handoff: p.handoff, vnet_rx: p.vnetRx, gso_rx: p.gsoRx, vnet_tx: p.vnetTx, gso_tx: p.gsoTx, uso_tx: p.usoTx, sndbuf_grown: p.sndbufGrown,
         id: p.id, shaped_in: p.shapedIn, shaped_out: p.shapedOut, shape_queued_in: p.shapeQueuedIn, shape_queued_out: p.shapeQueuedOut,
         shape_peak_in: p.shapePeakIn, shape_peak_out: p.shapePeakOut,
       })),
@@ -428,7 +429,7 @@ export class Router extends EventEmitter implements RouterApi {
           this.emit('refused', { ...e, address: intToIpv4(e.addr) });
           break;
         case 'protocol_error':
-          this.log.warn({ peer: e.id, reason: e.reason }, 'protocol error, peer closed');
+          this.log.warn({ peer: e.id, reason: e.reason, detail: e.message }, 'protocol error, peer closed');
           this.emit('protocol-error', e);
           break;
         case 'error':

@@ -45,7 +45,7 @@ class FakeNative<O, E> {
 export function peerStats(over: Partial<PeerStats> = {}): PeerStats {
   return {
     id: 1, addr: 0, uid: 0, gid: 0, pid: 0, tx: 0, rx: 0, txBytes: 0, rxBytes: 0, dropped: 0, drops: {}, queued: 0,
-    offload: false, vnetRx: 0, gsoRx: 0, vnetTx: 0, gsoTx: 0, usoTx: 0, sndbufGrown: 0,
+    offload: false, handoff: false, vnetRx: 0, gsoRx: 0, vnetTx: 0, gsoTx: 0, usoTx: 0, sndbufGrown: 0,
     shapedIn: 0, shapedOut: 0, shapeQueuedIn: 0, shapeQueuedOut: 0, shapePeakIn: 0, shapePeakOut: 0,
     ipPacketsIn: 0, ipPacketsOut: 0, ipBytesIn: 0, ipBytesOut: 0, ...over,
   };
@@ -132,7 +132,7 @@ export class FakeNativeRouter extends FakeNative<RouterOptions, RouterEvent> {
 export class FakeNativeDevice extends FakeNative<DeviceOptions, DeviceEvent> {
   snapshot: DeviceStats = {
     connected: false, reconnects: 0, toRouterPackets: 0, toRouterBytes: 0, fromRouterPackets: 0, fromRouterBytes: 0,
-    drops: {}, offload: false, vnetTx: 0, gsoTx: 0, vnetRx: 0, gsoRx: 0, gsoSplit: 0, gsoSegments: 0,
+    drops: {}, offload: false, handoff: false, handoffs: 0, vnetTx: 0, gsoTx: 0, vnetRx: 0, gsoRx: 0, gsoSplit: 0, gsoSegments: 0,
     busyPolls: 0, busyPollCaught: 0, busyPollNs: 0, usoTx: 0, usoSegments: 0,
   };
   stats(): DeviceStats { return this.snapshot; }

@@ -8,11 +8,16 @@ import path from 'node:path';
 import { buildGen } from '../../bench/lib';
 import { Lab, waitFor } from './netns';
 
+/** Compiles bench/gen's program `name` into a temporary directory the lab removes; returns the binary. */
+export function buildInLab(lab: Lab, name: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `moat-${name}-`));
+  lab.onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return buildGen(name, dir);
+}
+
 /** Compiles frame-flood.c into a temporary directory the lab removes; returns the binary. */
 export function buildFrameFlood(lab: Lab): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moat-ff-'));
-  lab.onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return buildGen('frame-flood', dir);
+  return buildInLab(lab, 'frame-flood');
 }
 
 export interface FrameFlood { pid: number; go: () => Promise<void> }

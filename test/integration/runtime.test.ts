@@ -35,7 +35,7 @@ const host = (n: number): string => net24 + n;
 function routerOptions(): RouterOptions {
   return {
     tunName: tun, netns: `/run/netns/${ns}`, socketPath: sockPath, socketMode: 0o666, socketUid: -1, socketGid: -1,
-    maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, offload: false, holdUs: 0, sndbuf: 0, sndbufBusy: 0, sndbufBudget: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE,
+    maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, offload: false, handoff: false, holdUs: 0, sndbuf: 0, sndbufBusy: 0, sndbufBudget: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE,
   };
 }
 
@@ -321,7 +321,8 @@ test('set-up errors: unknown keyword, bad values, too long line, pivot-root with
     [['device-address 10.0.0.300/24'], /bad 'device-address'/],
     [['uid 12x'], /bad 'uid'/],
     [['device u0 /tmp/x.sock', 'device-busy-poll 1001'], /bad 'device-busy-poll'.*0\.\.1000/],
-    [['device u0 /tmp/x.sock', 'device-offload on'], /device without device-busy-poll/],
+    [['device u0 /tmp/x.sock', 'device-offload on'], /device without device-handoff/],
+    [['device u0 /tmp/x.sock', 'device-offload on', 'device-handoff on'], /device without device-busy-poll/],
     [['device-busy-poll 100'], /device options .* need a device/],
     [['uid 5'], /uid without gid/],
     [['name a', 'name b'], /'name' given twice/],

@@ -54,7 +54,7 @@ test('start hands the config to one native Router: its options, the bindings, th
   const n = s.native();
   assert.deepEqual(n.options, {
     tunName: 'mt0', netns: '/run/netns/gw1', socketPath: path.join(s.dir, 'run/r.sock'), socketMode: 0o600, socketUid: -1, socketGid: -1,
-    maxFrame: 1500, queueBytes: 65536, offload: false, holdUs: 7000, busyPollUs: 250, sndbuf: 1048576, sndbufBusy: 2097152, sndbufBudget: 8388608, acceptRuleBlocks: false,
+    maxFrame: 1500, queueBytes: 65536, offload: false, handoff: false, holdUs: 7000, busyPollUs: 250, sndbuf: 1048576, sndbufBusy: 2097152, sndbufBudget: 8388608, acceptRuleBlocks: false,
     bindings: [{ uid: 1234, pid: -1, addr: ip('10.0.0.9') }], learn: { net: 0, bits: 0 },
   });
   assert.deepEqual(n.calls, ['setRules', 'setLimits', 'start'], 'rules and limits are in place before the first packet');
@@ -176,7 +176,7 @@ test('stats(): the native counters while running; the stats socket serves uWSGI\
   assert.equal(doc.pid, process.pid);
   assert.deepEqual(doc.peers, [{
     addr: '10.0.0.2', addr_32: doc.peers[0].addr_32, uid: 1000, gid: 0, pid: 77, tx: 500, rx: 600, dropped: 1,
-    tx_packets: 5, rx_packets: 6, drops: { spoof: 1 }, queued: 0, offload: false, vnet_rx: 0, gso_rx: 0, vnet_tx: 0, gso_tx: 0, uso_tx: 0, sndbuf_grown: 835584,
+    tx_packets: 5, rx_packets: 6, drops: { spoof: 1 }, queued: 0, offload: false, handoff: false, vnet_rx: 0, gso_rx: 0, vnet_tx: 0, gso_tx: 0, uso_tx: 0, sndbuf_grown: 835584,
     id: 3, shaped_in: 0, shaped_out: 0, shape_queued_in: 0, shape_queued_out: 0, shape_peak_in: 0, shape_peak_out: 0,
   }]);
   assert.deepEqual(doc.moat.tun, { rx_packets: 10, rx_bytes: 1000, tx_packets: 20, tx_bytes: 2000, read_calls: 0 });
