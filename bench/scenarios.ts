@@ -51,6 +51,9 @@ export interface ScenarioOptions {
   /** moat: virtio-net offloads on both ends (--tuntap-router-offload /
    *  --tuntap-device-offload; docs/offload.md). Default on. */
   offload?: boolean;
+  /** moat: one hop, the device hands its tun to the router (--tuntap-router-handoff /
+   *  --tuntap-device-handoff; docs/one-hop.md). Default off. */
+  handoff?: boolean;
   /** moat: µs of polling after traffic on both ends (--tuntap-router-busy-poll /
    *  --tuntap-device-busy-poll; docs/busy-poll.md). Absent: moat's default. */
   busyPollUs?: number;
@@ -200,6 +203,10 @@ export class TuntapScenario extends Scenario {
       const offload = this.opts.offload ?? true;
       routerArgs.push(`--tuntap-router-offload=${offload}`);
       deviceOpts.push(['tuntap-device-offload', String(offload)]);
+      if (this.opts.handoff) {
+        routerArgs.push('--tuntap-router-handoff=true');
+        deviceOpts.push(['tuntap-device-handoff', 'true']);
+      }
       if (this.opts.busyPollUs !== undefined) {
         routerArgs.push('--tuntap-router-busy-poll', String(this.opts.busyPollUs));
         deviceOpts.push(['tuntap-device-busy-poll', String(this.opts.busyPollUs)]);

@@ -48,8 +48,8 @@ constexpr size_t kTunBufSize = 65536 + 16;  // one IPv4 packet at most, with a v
 constexpr size_t kArenaSize = 512 * 1024;   // one batch of frames read from the tun
 constexpr size_t kPeerInMin = 65536;        // a peer's input buffer, at least
 constexpr size_t kSharedRead = 16384;       // a read while other peers wait in the same wakeup
-constexpr int kPeerTunReads = 64;           // packets read from a handed-off peer's tun per wakeup
-constexpr int kPeerTunShared = 8;           // the same while other peers wait in the same wakeup
+constexpr uint32_t kPeerTunReads = 64;      // reads from a handed-over peer's tun per wakeup (<= kTunBatch)
+constexpr uint32_t kPeerTunShared = 8;      // the same while other peers wait in the same wakeup
 constexpr int kEpollEvents = 64;
 constexpr int kAcceptBatch = 16;
 constexpr size_t kMaxPendingEvents = 65536; // beyond: events are dropped (JS not draining)
@@ -130,8 +130,17 @@ struct RouterLoop final : Router::Loop {
   bool vnet = false;
   uint16_t caps = 0;
   std::unique_ptr<uint8_t[]> gsosrc, segbuf;
-  // One hop (opts.handoff): one packet read from a peer's tun.
-  std::unique_ptr<uint8_t[]> peer_tun_buf;
+  // One hop (opts.handoff): one packet read from a peer's tun; the open run
+  // of same-flow datagrams read from it (coalesce.h), built in up_buf and
+  // written to our tun as one super-packet: up_segs, up_cost its packets
+  // and wire bytes (packet_cost), for up_peer's accounting. Open only
+  // within on_peer_tun (coalescing_up).
+  std::unique_ptr<uint8_t[]> peer_tun_buf, up_buf;
+  UsoRun up_run;
+  Peer* up_peer = nullptr;
+  uint32_t up_segs = 0;
+  size_t up_cost = 0;
+  bool coalescing_up = false;
   Peer* split_peer = nullptr;  // the peer a split is for (gso_split's sink)
   // The open USO run (coalesce.h) for run_peer: the last frame in the arena
   // (slot run_slot; the next datagram is read right behind it), or with
@@ -199,7 +208,10 @@ struct RouterLoop final : Router::Loop {
       caps = kCapCsum | kCapTso4 | ((f & TUN_F_USO4) ? kCapUso4 : 0);
       gsosrc.reset(new uint8_t[kTunBufSize]);
       segbuf.reset(new uint8_t[kTunBufSize]);
-      if (opts.handoff) peer_tun_buf.reset(new uint8_t[kTunBufSize]);
+      if (opts.handoff) {
+        peer_tun_buf.reset(new uint8_t[kTunBufSize]);
+        up_buf.reset(new uint8_t[kTunBufSize]);
+      }
     }
     tun_batch.init(tun, kTunBatch, kTunBufSize);  // failing: read() only
     if (!open_socket(&listener, err)) return false;
@@ -897,17 +909,61 @@ struct RouterLoop final : Router::Loop {
   // vnet) to the tun; once written, counted as p's ip_out (cost, segs:
   // packet_cost).
   void to_tun(Peer* p, const uint8_t* payload, size_t n, bool vnet_frame, bool gso, size_t cost, uint32_t segs) {
+    if (coalescing_up && vnet_frame && !gso && coalesce_up(p, payload, n, cost, segs)) return;
     if (!write_tun(payload, n, vnet_frame)) return drop(p, Drop::TunWrite);
+    counted_out(p, n - (vnet_frame ? kVnetHdrLen : 0), 1, cost, segs, vnet_frame, gso);
+  }
+
+  // bytes: IPv4 bytes written to our tun as `packets` packets; cost, segs:
+  // what they were on the wire (packet_cost).
+  void counted_out(Peer* p, size_t bytes, uint32_t packets, size_t cost, uint32_t segs, bool vnet_frame, bool gso) {
     p->ip_packets_out.add(segs);
     p->ip_bytes_out.add(cost);
     if (vnet_frame) {
-      p->vnet_rx.add(1);
+      p->vnet_rx.add(packets);
       if (gso) p->gso_rx.add(1);
     }
-    tun_tx.add(1);
-    tun_tx_bytes.add(vnet_frame ? n - kVnetHdrLen : n);
+    tun_tx.add(packets);
+    tun_tx_bytes.add(bytes);
     busy.moved();
     slice.moved();
+  }
+
+  // A judged datagram read from a handed-over tun: it joins the open run of
+  // its flow, or starts one (our tun takes USO), so a flood of small
+  // datagrams costs one write a run, as a device's runs do (device.cc).
+  // false: it goes out alone (to_tun writes it; the run is closed first).
+  bool coalesce_up(Peer* p, const uint8_t* payload, size_t n, size_t cost, uint32_t segs) {
+    const virtio_net_hdr h = vnet_read(payload);
+    const uint8_t* pkt = payload + kVnetHdrLen;
+    const size_t len = n - kVnetHdrLen;
+    const int pl = uso_payload(h, pkt, len);
+    if (up_run.count > 0 && up_peer == p && pl >= 0 && uso_fits(up_run, pkt, len, pl, kUsoMaxPacket) &&
+        up_run.len + size_t(pl) <= kTunBufSize) {
+      uso_append(&up_run, pkt, len);
+      up_segs += segs;
+      up_cost += cost;
+      return true;
+    }
+    close_up_run();
+    if (pl < 0 || !(caps & kCapUso4)) return false;
+    memcpy(up_buf.get(), payload, n);
+    uso_start(&up_run, up_buf.get(), n, pl);
+    up_peer = p;
+    up_segs = segs;
+    up_cost = cost;
+    return true;
+  }
+
+  // The open run to our tun, as one super-packet (one datagram: as it was).
+  void close_up_run() {
+    if (up_run.count == 0) return;
+    const uint32_t count = up_run.count;
+    const size_t n = uso_finish(&up_run);
+    Peer* p = up_peer;
+    up_peer = nullptr;
+    if (!write_tun_now(up_buf.get(), n, true)) return drop(p, Drop::TunWrite, count);
+    counted_out(p, n - kVnetHdrLen, count, up_cost, up_segs, true, false);  // a run made here, not a super-packet from the peer
   }
 
   // ---- rate limits (limiter.h) ----------------------------------------------
@@ -1030,6 +1086,11 @@ struct RouterLoop final : Router::Loop {
   // One packet to the tun: a vnet tun takes a header first (with_hdr: the
   // payload starts with the peer's; else a zero header goes in front).
   bool write_tun(const uint8_t* payload, size_t n, bool with_hdr) {
+    close_up_run();  // what was read before this packet goes before it
+    return write_tun_now(payload, n, with_hdr);
+  }
+
+  bool write_tun_now(const uint8_t* payload, size_t n, bool with_hdr) {
     if (!vnet || with_hdr) return write(tun, payload, n) == ssize_t(n);
     static const uint8_t zero[kVnetHdrLen] = {};
     struct iovec iov[2] = {{const_cast<uint8_t*>(zero), kVnetHdrLen}, {const_cast<uint8_t*>(payload), n}};
@@ -1089,25 +1150,62 @@ struct RouterLoop final : Router::Loop {
   // Packets from a handed-off peer's tun: each judged exactly as a kModVnet
   // frame from its socket would be (route_up). At most kPeerTunReads a
   // wakeup, fewer while other peers wait: a flood cannot starve them.
+  // Reads go through the router's io_uring (tun_batch.h, its slots are free
+  // between two host tun batches) several at once, as many as the last
+  // wakeup found, doubling while every read finds a packet: a ping costs
+  // one call, a flood a call per kPeerTunShared or more packets.
   void on_peer_tun(Peer* p, uint32_t ev) {
-    const int budget = readable_peers > 1 ? kPeerTunShared : kPeerTunReads;
-    for (int k = 0; k < budget && !p->dead; k++) {
+    coalescing_up = true;
+    read_peer_tun(p, ev);
+    coalescing_up = false;
+    close_up_run();
+  }
+
+  void read_peer_tun(Peer* p, uint32_t ev) {
+    const uint32_t budget = readable_peers > 1 ? kPeerTunShared : kPeerTunReads;
+    uint32_t tried = 0;
+    while (tried < budget && !p->dead) {
+      if (tun_batch.ready()) {
+        const uint32_t want = std::min(std::max<uint32_t>(p->tun_next, 1), budget - tried);
+        if (tun_batch.read_from(p->tun_fd, want) == want) {
+          uint32_t got = 0;
+          bool drained = false;
+          for (uint32_t i = 0; i < want && !p->dead; i++) {
+            const int r = tun_batch.result(i);
+            if (TunBatch::empty(r)) {
+              drained = true;
+            } else if (r < 0) {
+              return close_peer(p, errno_text("tun read", -r));
+            } else {
+              got++;
+              from_peer_tun(p, tun_batch.slot(i), size_t(r));
+            }
+          }
+          tried += want;
+          p->tun_next = drained ? std::max<uint32_t>(got, 1) : std::min<uint32_t>(want * 2, kPeerTunReads);
+          if (drained) break;
+          continue;
+        }  // io_uring failed for good: read() from here on
+      }
       const ssize_t n = read(p->tun_fd, peer_tun_buf.get(), kTunBufSize);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
         return close_peer(p, errno_text("tun read"));
       }
       if (n == 0) break;
-      p->rx.add(1);
-      p->rx_bytes.add(uint64_t(n));
-      if (size_t(n) > kMaxFramePayload) {
-        drop(p, Drop::BadVnet);
-        continue;
-      }
-      route_up(p, FrameHeader{0, uint16_t(n), kModVnet}, peer_tun_buf.get());
+      tried++;
+      from_peer_tun(p, peer_tun_buf.get(), size_t(n));
     }
     // The vassal's tun is gone (its namespace ended): the peer with it.
     if (!p->dead && (ev & (EPOLLERR | EPOLLHUP)) && !(ev & EPOLLIN)) close_peer(p, "tun gone");
+  }
+
+  // One packet read from p's tun (virtio_net_hdr first): a kModVnet frame's payload.
+  void from_peer_tun(Peer* p, const uint8_t* buf, size_t n) {
+    p->rx.add(1);
+    p->rx_bytes.add(uint64_t(n));
+    if (n > kMaxFramePayload) return drop(p, Drop::BadVnet);
+    route_up(p, FrameHeader{0, uint16_t(n), kModVnet}, buf);
   }
 
   void close_tun_fds(Peer* p) {

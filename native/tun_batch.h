@@ -91,7 +91,11 @@ class TunBatch {
   // the caller reads with read().
   // Afterwards result(i) for i < n is the packet's length, or -errno
   // (-EAGAIN: nothing was queued at that moment).
-  unsigned read(unsigned n) {
+  unsigned read(unsigned n) { return read_from(tun_, n); }
+
+  // The same from another tun (the router reads handed-over vassal tuns
+  // through its own ring, into the same slots: one ring for all of them).
+  unsigned read_from(int fd, unsigned n) {
     if (n == 0 || n > slots_ || !ready()) return 0;
     const unsigned tail = *sq_tail_;
     for (unsigned i = 0; i < n; i++) {
@@ -99,7 +103,7 @@ class TunBatch {
       struct io_uring_sqe* e = &sqes_[idx];
       memset(e, 0, sizeof *e);
       e->opcode = IORING_OP_READ;
-      e->fd = tun_;
+      e->fd = fd;
       e->addr = uint64_t(reinterpret_cast<uintptr_t>(slot(i)));
       e->len = uint32_t(slot_size_);
       e->off = uint64_t(-1);  // a character device: no offset
