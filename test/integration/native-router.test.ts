@@ -175,7 +175,7 @@ test('an oversize header closes only that peer', async () => {
 test('rule blocks and unknown modifiers are refused and counted, the peer stays', async () => {
   const p = await learnedPeer(host(13));
   p.send(Buffer.from('deny 0.0.0.0 0.0.0.0'), 1);
-  p.send(icmpEcho(host(13), gw, 1, 1), 4);  // 2 and 3 are offload frames (docs/offload.md)
+  p.send(icmpEcho(host(13), gw, 1, 1), 5);  // 2 and 3 are offload frames (docs/offload.md), 4 a handoff (docs/one-hop.md)
   p.send(icmpEcho(host(13), gw, 1, 1), 0, 1);
   await waitFor(() => { const s = peerStats(host(13)); return s.drops.rule_block === 1 && s.drops.bad_modifier === 2; }, 2000, 'rule_block + bad_modifier');
   await waitEvent((e) => e.type === 'refused' && e.reason === 'rule_block', 'refused rule_block');
