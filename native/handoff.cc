@@ -19,18 +19,24 @@
 namespace moat {
 namespace {
 constexpr int kFdRoom = 4;  // fds a control buffer takes; all but the first are closed
+
+// A message of one buffer and a control buffer.
+struct msghdr message(struct iovec* iov, char* control, size_t control_len) {
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = control_len;
+  return mh;
+}
 }  // namespace
 
 ssize_t recv_with_fd(int sock, uint8_t* buf, size_t len, int* fd) {
   *fd = -1;
   struct iovec iov = {buf, len};
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFdRoom)];
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
+  struct msghdr mh = message(&iov, control, sizeof control);
   const ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
   if (n < 0) return n;
   for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
@@ -52,12 +58,7 @@ int send_handoff(int sock, int fd) {
   struct iovec iov = {hdr, sizeof hdr};
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))];
   memset(control, 0, sizeof control);
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
+  struct msghdr mh = message(&iov, control, sizeof control);
   struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;

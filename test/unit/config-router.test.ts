@@ -59,7 +59,7 @@ test('defaults', () => {
   const c = router('tuntap-router = emperor0 /tmp/t.sock\n');
   assert.deepEqual(c, {
     device: 'emperor0', socket: '/tmp/t.sock', stats: undefined, gateway: undefined, socketMode: 0o660,
-    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, handoff: false, holdMs: 50, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(), rules: [], ruleFiles: [], bindings: [], peerLimits: [],
+    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, handoff: true, holdMs: 50, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(), rules: [], ruleFiles: [], bindings: [], peerLimits: [],
     useCredentials: false, metrics: undefined, netns: undefined, warnings: [],
   });
 });
@@ -123,7 +123,7 @@ test('from the command line', () => {
 test('deviceConfig', () => {
   const c = deviceConfig(ini('tuntap-device = uwsgi0 /run/moat/tuntap.sock\ntuntap-device-reconnect-min = 50\ntuntap-device-netns = /run/netns/v1\n'));
   assert.deepEqual(c, {
-    device: 'uwsgi0', socket: '/run/moat/tuntap.sock', maxFrame: 8188, queueBytes: 262144, offload: true, handoff: false, busyPollUs: 100, sndbuf: 4194304,
+    device: 'uwsgi0', socket: '/run/moat/tuntap.sock', maxFrame: 8188, queueBytes: 262144, offload: true, handoff: true, busyPollUs: 100, sndbuf: 4194304,
     reconnectMinMs: 50, reconnectMaxMs: 5000, netns: '/run/netns/v1', warnings: [],
   });
   // uWSGI splits at the first space: the rest is the path

@@ -38,7 +38,7 @@ test('checks at the edge: names, socket paths, numbers', () => {
 test('the native options: every value passed through, extras (netns, dirFd) applied', () => {
   assert.deepEqual(deviceOptions(baseConfig('uwsgi0', 'rel/x.sock'), { dirFd: 7, netns: '/run/netns/v' }), {
     name: 'uwsgi0', netns: '/run/netns/v', socketPath: 'rel/x.sock', dirFd: 7, maxFrame: 8188, queueBytes: 262144,
-    reconnectMinMs: 20, reconnectMaxMs: 200, offload: false, handoff: false, busyPollUs: 100, sndbuf: 4194304,
+    reconnectMinMs: 20, reconnectMaxMs: 200, offload: false, handoff: true, busyPollUs: 100, sndbuf: 4194304,
   });
   const o = deviceOptions({ ...baseConfig('uwsgi0', '/s'), busyPollUs: 0, sndbuf: 0, offload: true, netns: '/run/netns/cfg' });
   assert.deepEqual([o.busyPollUs, o.sndbuf, o.offload, o.netns, o.dirFd], [0, 0, true, '/run/netns/cfg', -1]);

@@ -84,7 +84,7 @@ function makeEmperor(tag: string, backoffMinMs = 100, more: { ini?: string[]; ro
 
 // In the option table's order.
 const DEVICE_DEFAULTS = ['device-reconnect-min 100', 'device-reconnect-max 5000', 'device-max-frame 8188', 'device-offload on',
-  'device-handoff off', 'device-sndbuf 4194304', 'device-busy-poll 100', 'device-queue-bytes 262144'];
+  'device-handoff on', 'device-sndbuf 4194304', 'device-busy-poll 100', 'device-queue-bytes 262144'];
 
 test('vassal spec: options to runtime lines, in the protocol\'s words', () => {
   const opts = parseIni([
@@ -106,7 +106,7 @@ test('vassal spec: options to runtime lines, in the protocol\'s words', () => {
   const z = vassalSpec('v3.yaml', parseYaml('uwsgi:\n  tuntap-device: uwsgi0\n  tuntap-device-offload: false\n  tuntap-device-busy-poll: 0\n  tuntap-device-sndbuf: 65536\n'
     + '  tuntap-device-max-frame: 1500\n  tuntap-device-queue-bytes: 100000\n  tuntap-device-reconnect-min: 10\n  tuntap-device-reconnect-max: 99\n', 'v3.yaml'), { clone: [], hostDir: '/x', routerSocket: '/run/r.sock' });
   assert.deepEqual(z.lines, ['name v3.yaml', 'device uwsgi0 /run/r.sock', 'device-reconnect-min 10', 'device-reconnect-max 99',
-    'device-max-frame 1500', 'device-offload off', 'device-handoff off', 'device-sndbuf 65536', 'device-busy-poll 0', 'device-queue-bytes 100000']);
+    'device-max-frame 1500', 'device-offload off', 'device-handoff on', 'device-sndbuf 65536', 'device-busy-poll 0', 'device-queue-bytes 100000']);
 });
 
 test('vassal spec: a bad value is a ConfigError with file:line', () => {

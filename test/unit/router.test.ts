@@ -54,7 +54,7 @@ test('start hands the config to one native Router: its options, the bindings, th
   const n = s.native();
   assert.deepEqual(n.options, {
     tunName: 'mt0', netns: '/run/netns/gw1', socketPath: path.join(s.dir, 'run/r.sock'), socketMode: 0o600, socketUid: -1, socketGid: -1,
-    maxFrame: 1500, queueBytes: 65536, offload: false, handoff: false, holdUs: 7000, busyPollUs: 250, sndbuf: 1048576, sndbufBusy: 2097152, sndbufBudget: 8388608, acceptRuleBlocks: false,
+    maxFrame: 1500, queueBytes: 65536, offload: false, handoff: true, holdUs: 7000, busyPollUs: 250, sndbuf: 1048576, sndbufBusy: 2097152, sndbufBudget: 8388608, acceptRuleBlocks: false,
     bindings: [{ uid: 1234, pid: -1, addr: ip('10.0.0.9') }], learn: { net: 0, bits: 0 },
   });
   assert.deepEqual(n.calls, ['setRules', 'setLimits', 'start'], 'rules and limits are in place before the first packet');
