@@ -1183,7 +1183,10 @@ struct RouterLoop final : Router::Loop {
           }
           tried += want;
           p->tun_next = drained ? std::max<uint32_t>(got, 1) : std::min<uint32_t>(want * 2, kPeerTunReads);
-          if (drained) break;
+          // Every read found a packet: more may wait, and epoll (level-
+          // triggered) says so at once; a lone packet (a ping) then costs
+          // one call, not a second that finds nothing.
+          if (drained || want < 4) break;
           continue;
         }  // io_uring failed for good: read() from here on
       }
