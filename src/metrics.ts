@@ -90,6 +90,10 @@ export function registerRouterMetrics(reg: client.Registry, src: MetricsSource):
     name: 'moat_peers_offload', help: 'Connected peers with virtio-net offloads negotiated (docs/offload.md)', registers: [reg],
     collect() { this.set(snapshot().peers.filter((p) => p.offload).length); },
   });
+  new client.Gauge({
+    name: 'moat_peers_handoff', help: 'Connected peers whose tun the router holds: one hop (docs/one-hop.md)', registers: [reg],
+    collect() { this.set(snapshot().peers.filter((p) => p.handoff).length); },
+  });
   new client.Counter({
     name: 'moat_gso_split_total', help: 'Offload super-packets split for plain peers (packets), and the segments made (segments)', labelNames: ['unit'], registers: [reg],
     collect() { const s = snapshot(); this.reset(); setCounter(this, { unit: 'packets' }, s.gsoSplit); setCounter(this, { unit: 'segments' }, s.gsoSegments); },

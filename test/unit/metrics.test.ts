@@ -17,7 +17,7 @@ const SNAPSHOT = routerStats({
   busyPolls: 40, busyPollCaught: 30, busyPollNs: 1_500_000_000, drops: { no_peer: 3, firewall_in: 0 },
   hits: { in: [4], out: [7, 0] },
   peers: [
-    peerStats({ id: 1, addr: ip('10.0.0.2'), tx: 5, rx: 6, txBytes: 500, rxBytes: 600, drops: { spoof: 2 }, offload: true, vnetTx: 3, gsoTx: 1, vnetRx: 4, gsoRx: 2 }),
+    peerStats({ id: 1, addr: ip('10.0.0.2'), tx: 5, rx: 6, txBytes: 500, rxBytes: 600, drops: { spoof: 2 }, offload: true, handoff: true, vnetTx: 3, gsoTx: 1, vnetRx: 4, gsoRx: 2 }),
     peerStats({ id: 9, addr: 0, rx: 1, rxBytes: 40, drops: { unbound: 1 } }),
   ],
 });
@@ -45,7 +45,7 @@ test('router totals, drops and rule hits: names, labels and values from the snap
     'moat_tun_packets_total{direction="rx"} 10', 'moat_tun_packets_total{direction="tx"} 20',
     'moat_tun_bytes_total{direction="rx"} 1000', 'moat_tun_bytes_total{direction="tx"} 2500',
     'moat_drops_total{reason="no_peer"} 3',
-    'moat_peers 2', 'moat_peers_offload 1',
+    'moat_peers 2', 'moat_peers_offload 1', 'moat_peers_handoff 1',
     'moat_gso_split_total{unit="packets"} 2', 'moat_gso_split_total{unit="segments"} 9',
     'moat_held_total{unit="frames"} 6', 'moat_held_total{unit="writes"} 2',
     'moat_sndbuf_grown{unit="peers"} 1', 'moat_sndbuf_grown{unit="bytes"} 835584',
