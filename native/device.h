@@ -22,8 +22,12 @@
 // vassal runtime can run it as is. Events reach the sink on the device
 // thread, batched per loop iteration.
 //
+// One hop (DeviceOptions::handoff, handoff.h): with a moat router that
+// offers it, the device sends its tun's fd to the router and stops reading
+// the tun until the connection breaks; it keeps the fd.
+//
 // Syscalls: setns (via enter_netns), open/ioctl/netlink (via tun_open),
-// ioctl(TUNSETOFFLOAD), writev, epoll_create1,
+// ioctl(TUNSETOFFLOAD), writev, sendmsg (SCM_RIGHTS), epoll_create1,
 // epoll_ctl, epoll_wait, eventfd, timerfd_create, timerfd_settime, socket
 // (AF_UNIX, SOCK_STREAM), connect, read, write, send (MSG_NOSIGNAL), close.
 #pragma once

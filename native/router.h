@@ -22,6 +22,10 @@
 // when tokens allow (the loop's epoll timeout wakes it); what does not fit
 // is dropped as rate_limit. An unlimited peer does not touch any of it.
 //
+// One hop (RouterOptions::handoff, handoff.h): a moat device may hand over
+// its tun; the router then reads it (up, judged as the peer's frames are)
+// and writes it (down) instead of the peer's socket.
+//
 // Threads: start/stop/set_rules/set_bindings/set_limits/relisten/stats/take_events may be called
 // from any one controlling thread; the data path runs on the router's own
 // thread, which enters Options::netns before opening anything.
@@ -31,7 +35,9 @@
 // epoll_wait, eventfd read/write, accept4, getsockopt(SO_PEERCRED), the
 // peer's start time at accept (peer_identity.h: getsockopt(SO_PEERPIDFD),
 // open/read /proc/PID/stat, pidfd_send_signal), read/send(MSG_NOSIGNAL),
-// write (tun), getifaddrs (netlink), clock_gettime, close.
+// write (tun), getifaddrs (netlink), clock_gettime, close; for handed-over
+// tuns (RouterOptions::handoff, handoff.h) recvmsg (SCM_RIGHTS), fstat,
+// ioctl(TUNGETIFF, TUNGETVNETHDRSZ), fcntl, io_uring_enter, write/writev.
 // This file includes no napi.h (router_binding.cc does).
 #pragma once
 #include <atomic>

@@ -7,7 +7,8 @@
 // name and its accounting log equal what the gateway received, within 1%,
 // across a restart of moat (router process and emperor), every interval
 // written once; a SIGHUP with new emperor-wide defaults applies them to the
-// running vassals.
+// running vassals. With moat's defaults each runtime hands its tun to the
+// router (one hop, docs/one-hop.md): the limits and accounting hold there.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -34,7 +35,7 @@ const figures: string[] = [];
 let host: (n: number) => string = () => { throw new Error('not set up'); };
 
 interface Row { name: string; state: string; pid: number | null; restarts: number; address: string | null }
-interface Peer { id: number; pid: number; addr: string }
+interface Peer { id: number; pid: number; addr: string; handoff: boolean }
 const rows = async (): Promise<Row[]> => (await readStats(stats)).emperor.vassals as Row[];
 const row = async (name: string) => (await rows()).find((v) => v.name === name);
 const peers = async (): Promise<Peer[]> => (await readStats(stats)).peers as Peer[];
@@ -102,6 +103,8 @@ describe('per-vassal traffic limits through moat emperor', () => {
     const before = (await row('named.ini'))!;
     const peer = (await peers()).find((p) => p.pid === before.pid)!;
     assert.ok(peer, 'the vassal is connected');
+    // moat's defaults: its runtime handed the vassal's tun to the router (one hop), and the limits hold on that path.
+    assert.equal(peer.handoff, true, 'the vassal\'s tun is with the router');
     fs.writeFileSync(path.join(dir, 'named.ini'), named(['vassal-rate-out = 2mbit']));
     await waitFor(() => /changed only its limits/.test(moat.output()), 10000, 'the change applied');
     within((await sendAndMeasure('named.ini', before.pid!, host(7), 600, 4000)).bits, 2e6, 'named vassal after reload, 2mbit');
