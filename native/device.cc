@@ -598,17 +598,7 @@ struct Device::Loop {
   }
 
   // One packet to the tun; a vnet tun gets a zero header in front.
-  bool write_tun(const uint8_t* pkt, size_t len) {
-    ssize_t n;
-    if (!vnet) {
-      do n = write(tun, pkt, len); while (n < 0 && errno == EINTR);
-      return n == ssize_t(len);
-    }
-    static const uint8_t zero[kVnetHdrLen] = {};
-    iovec iov[2] = {{const_cast<uint8_t*>(zero), kVnetHdrLen}, {const_cast<uint8_t*>(pkt), len}};
-    do n = writev(tun, iov, 2); while (n < 0 && errno == EINTR);
-    return n == ssize_t(kVnetHdrLen + len);
-  }
+  bool write_tun(const uint8_t* pkt, size_t len) { return tun_write(tun, pkt, len, vnet); }
 
   void on_frame(const FrameHeader& h, const uint8_t* payload) {
     if (h.mod1 != 0 || (h.mod2 != kModPacket && h.mod2 != kModHello && h.mod2 != kModVnet)) {
@@ -623,9 +613,7 @@ struct Device::Loop {
       virtio_net_hdr vh;
       if (!negotiated) return d.count_drop(Drop::NotNegotiated);
       if (!vnet_check(payload, h.size, &vh, &why)) return d.count_drop(why);
-      ssize_t n;
-      do n = write(tun, payload, h.size); while (n < 0 && errno == EINTR);
-      ok = n == ssize_t(h.size);
+      ok = tun_write(tun, payload, h.size, false);
       if (ok) {
         d.vnet_rx_.fetch_add(1, std::memory_order_relaxed);
         if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) d.gso_rx_.fetch_add(1, std::memory_order_relaxed);

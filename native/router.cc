@@ -665,7 +665,7 @@ struct RouterLoop final : Router::Loop {
     close_run();
     for (Peer* p : dirty) {
       p->dirty = false;
-      if (!p->dead && (p->tun_fd >= 0 || !holds.hold(p, slots.data(), backlog, now))) flush(p);
+      if (!p->dead && !holds.hold(p, slots.data(), backlog, now)) flush(p);
       p->batch_head = p->batch_tail = -1;
     }
     dirty.clear();
@@ -728,21 +728,12 @@ struct RouterLoop final : Router::Loop {
   // What its socket still had queued from before the handoff went first
   // (flush: out_len == 0 here).
   void flush_tun(Peer* p) {
-    static const uint8_t zero[kVnetHdrLen] = {};
     uint64_t sent = 0, bytes = 0, ip_packets = 0, ip_bytes = 0;
     for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
       const BatchSlot& sl = slots[s];
-      const FrameHeader h = decode_frame_header(sl.ptr);
-      uint8_t* pl = sl.ptr + kFrameHeaderSize;
       const size_t n = sl.len - kFrameHeaderSize;
-      bool ok;
-      if (h.mod2 == kModVnet) {
-        ok = write(p->tun_fd, pl, n) == ssize_t(n);
-      } else {  // a plain packet (a fragment, an ICMP answer): the tun wants a header first
-        struct iovec iov[2] = {{const_cast<uint8_t*>(zero), kVnetHdrLen}, {pl, n}};
-        ok = writev(p->tun_fd, iov, 2) == ssize_t(kVnetHdrLen + n);
-      }
-      if (!ok) {
+      // A plain frame (a fragment, an ICMP answer) gets the header the tun wants.
+      if (!tun_write(p->tun_fd, sl.ptr + kFrameHeaderSize, n, decode_frame_header(sl.ptr).mod2 != kModVnet)) {
         drop(p, Drop::TunWrite, sl.segs);
         continue;
       }
@@ -1091,10 +1082,7 @@ struct RouterLoop final : Router::Loop {
   }
 
   bool write_tun_now(const uint8_t* payload, size_t n, bool with_hdr) {
-    if (!vnet || with_hdr) return write(tun, payload, n) == ssize_t(n);
-    static const uint8_t zero[kVnetHdrLen] = {};
-    struct iovec iov[2] = {{const_cast<uint8_t*>(zero), kVnetHdrLen}, {const_cast<uint8_t*>(payload), n}};
-    return writev(tun, iov, 2) == ssize_t(kVnetHdrLen + n);
+    return tun_write(tun, payload, n, vnet && !with_hdr);
   }
 
   // A peer's offload hello (offload.h): never a source of its address.
@@ -1182,7 +1170,7 @@ struct RouterLoop final : Router::Loop {
             }
           }
           tried += want;
-          p->tun_next = drained ? std::max<uint32_t>(got, 1) : std::min<uint32_t>(want * 2, kPeerTunReads);
+          p->tun_next = TunBatch::next_after(want, drained, got, kPeerTunReads);
           // Every read found a packet: more may wait, and epoll (level-
           // triggered) says so at once; a lone packet (a ping) then costs
           // one call, not a second that finds nothing.

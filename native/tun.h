@@ -3,8 +3,9 @@
 // Syscalls: open(/dev/net/tun), ioctl(TUNSETIFF, TUNSETVNETHDRSZ,
 // TUNSETOFFLOAD), a NETLINK_ROUTE datagram socket (gso_max_size), ioctl(SIOCGIFFLAGS/
 // SIOCSIFFLAGS) on an AF_INET datagram socket to bring the link up,
-// getifaddrs, open(netns file) + setns(CLONE_NEWNET).
+// getifaddrs, open(netns file) + setns(CLONE_NEWNET), write/writev.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,6 +23,11 @@ int tun_open(const std::string& name, std::string* err);
 // gso_max (netlink; best effort: a kernel that refuses leaves it, and
 // oversize super-packets are split by the reader instead).
 int tun_open(const std::string& name, bool vnet, uint32_t gso_max, std::string* err);
+
+// Writes one packet to a tun in one call (writev with zero_hdr: a zeroed
+// virtio_net_hdr in front, for a vnet tun given a packet without one).
+// EINTR is retried; true if the tun took it whole.
+bool tun_write(int fd, const uint8_t* pkt, size_t len, bool zero_hdr);
 
 // TUNSETOFFLOAD with the TUN_F_* flags. With TUN_F_USO4/6 refused (kernels
 // before 6.2) it retries without them. Returns the flags in effect, or -1

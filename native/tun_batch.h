@@ -153,9 +153,11 @@ class TunBatch {
   unsigned next(size_t room) const { return unsigned(std::min<size_t>(next_, room)); }
   // After a call: `drained` if one of its reads found nothing, `packets`
   // found in this wakeup so far.
-  void after_call(bool drained, size_t packets) {
-    if (drained) next_ = unsigned(std::clamp<size_t>(packets, 1, slots_));
-    else next_ = std::min(slots_, next_ * 2);
+  void after_call(bool drained, size_t packets) { next_ = next_after(next_, drained, packets, slots_); }
+  // The policy itself, for a caller that keeps its own count (the router, one
+  // per handed-over tun): what a drained call found, else twice as many.
+  static unsigned next_after(unsigned next, bool drained, size_t packets, unsigned most) {
+    return drained ? unsigned(std::clamp<size_t>(packets, 1, most)) : std::min(most, next * 2);
   }
   // At the end of every wakeup, batched or not.
   void after_wakeup(size_t packets, size_t bytes) { small_ = packets == 0 || bytes / packets <= kSmallMax; }
