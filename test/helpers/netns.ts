@@ -10,6 +10,14 @@ export function sh(cmd: string, args: string[], opts: { ns?: string; input?: str
   return execFileSync(bin, argv, { encoding: 'utf8', input: opts.input, timeout: opts.timeoutMs ?? 20000, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
+export interface LinkCounters { packets: number; bytes: number; dropped: number }
+
+/** A link's kernel counters in ns (`ip -s -j link`): rx is what was written to
+ *  a tun (sent into the namespace's stack), tx what it queued for the reader. */
+export function linkStats(ns: string, dev: string): { rx: LinkCounters; tx: LinkCounters } {
+  return (JSON.parse(sh('ip', ['-s', '-j', '-n', ns, 'link', 'show', 'dev', dev])) as Array<{ stats64: { rx: LinkCounters; tx: LinkCounters } }>)[0].stats64;
+}
+
 /** True when this process may create namespaces and tun devices. Under CI a
  *  missing privilege is a failure, never a silent skip. */
 export function canRunIntegration(): boolean {

@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import { NativeRouter, PeerStats } from '../../src/native';
 import { Device } from '../../src/device/device';
 import { ipToInt } from '../helpers/packets';
-import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
+import { Lab, linkStats, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { startNativeRouter } from '../helpers/native-router';
 import { deviceConfigFor } from '../../src/config/router-config';
 
@@ -91,8 +91,7 @@ const socks = [dgram.createSocket('udp4'), dgram.createSocket('udp4')];
 // Packets the sending side's kernel dropped at its tun's queue (qlen 500):
 // an unpaced sender outruns the reader there, before moat sees anything.
 function tunTxDropped(ns: string, dev: string): number {
-  const j = JSON.parse(sh('ip', ['-s', '-j', '-n', ns, 'link', 'show', 'dev', dev])) as Array<{ stats64: { tx: { dropped: number } } }>;
-  return j[0].stats64.tx.dropped;
+  return linkStats(ns, dev).tx.dropped;
 }
 
 // Datagrams the receiving side's kernel dropped at the receiver's socket

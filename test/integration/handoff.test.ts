@@ -13,7 +13,7 @@ import { Device } from '../../src/device/device';
 import { deviceConfigFor } from '../../src/config/router-config';
 import type { NativeRule } from '../../src/native';
 import { ipToInt, PROTO_ICMP } from '../helpers/packets';
-import { sh, requireRoot, uniqueName, waitFor } from '../helpers/netns';
+import { linkStats, sh, requireRoot, uniqueName, waitFor } from '../helpers/netns';
 import { RouterLab } from '../helpers/native-router';
 import { tcpTransfer } from '../helpers/transfer';
 import { fdCount, settle } from '../helpers/footprint';
@@ -119,10 +119,6 @@ const [dst, port, count, size] = process.argv.slice(1);
   setTimeout(() => s.close(), 100);
 })();`;
 
-function tunRxPackets(ns: string, dev: string): number {
-  return JSON.parse(sh('ip', ['-n', ns, '-s', '-j', 'link', 'show', 'dev', dev]))[0].stats64.rx.packets;
-}
-
 test('datagrams read from a handed-over tun leave in runs (one write each), every one whole and in place', async () => {
   const COUNT = 4000, port = 30000 + Math.floor(Math.random() * 20000);
   const recv = L.lab.spawn(process.execPath, ['-e', UDP_RECEIVER, String(port), String(COUNT)], { ns: L.ns });
@@ -130,12 +126,12 @@ test('datagrams read from a handed-over tun leave in runs (one write each), ever
   let out = '';
   recv.stdout!.on('data', (d) => { out += d; });
   await waitFor(() => out.includes('ready'), 5000, 'receiver ready');
-  const writes0 = tunRxPackets(L.ns, L.tun);
+  const writes0 = linkStats(L.ns, L.tun).rx.packets;
   const p0 = peer(2)!;
   const send = L.lab.spawn(process.execPath, ['-e', UDP_BURSTS, L.gw, String(port), String(COUNT), '100'], { ns: nsA });
   await Promise.all([new Promise((r) => send.once('exit', r)), recvExit]);
   const { got, bad } = JSON.parse(out.split('\n').find((l) => l.startsWith('{'))!);
-  const writes = tunRxPackets(L.ns, L.tun) - writes0;
+  const writes = linkStats(L.ns, L.tun).rx.packets - writes0;
   const p1 = peer(2)!;
   console.log(`# ${COUNT} datagrams of 100 bytes: ${got} arrived whole, ${bad} damaged; ${writes} writes to the gateway's tun; router counted ${p1.ipPacketsOut - p0.ipPacketsOut} packets out`);
   assert.equal(bad, 0, 'no datagram damaged');

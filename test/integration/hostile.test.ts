@@ -9,7 +9,7 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { requireRoot, sh, sleep, uniqueName, waitFor } from '../helpers/netns';
+import { linkStats, requireRoot, sh, sleep, uniqueName, waitFor } from '../helpers/netns';
 import { frameHeader, encodeFrame, ipToInt, udpPacket } from '../helpers/packets';
 import type { RouterEvent } from '../../src/native';
 import { FramePeer, Pinger } from '../helpers/frame-peer';
@@ -38,7 +38,7 @@ async function tracked(): Promise<{ peer: FramePeer; id: number }> {
 
 /** Packets the kernel dropped on the router's tun before the router read them. */
 function tunTxDropped(): number {
-  return JSON.parse(sh('ip', ['-n', L.ns, '-s', '-j', 'link', 'show', 'dev', L.tun]))[0].stats64.tx.dropped;
+  return linkStats(L.ns, L.tun).tx.dropped;
 }
 
 const stats = (id: number) => L.router.stats().peers.find((p) => p.id === id);
