@@ -422,6 +422,14 @@ struct RouterLoop final : Router::Loop {
         backlog = false;
         return;
       }
+      // Every read of a small call found a packet: epoll (level-triggered)
+      // says at once if more wait, so a lone packet (a ping's answer) costs
+      // one call, not a second that finds nothing (as read_peer_tun does).
+      // No backlog is known: its frames are not held.
+      if (n < 4) {
+        backlog = false;
+        return;
+      }
     }
   }
 
