@@ -9,7 +9,12 @@
 // their indices in the chain): first match with a state costs one lookup,
 // as without.
 //
-// Threads: built on any one thread, then read by the loop thread; hit
+// A chain of VerdictCache::kMinRules rules or more remembers the rule it
+// chose for recent packet keys (verdict_cache.h): a flow's packets after its
+// first skip the tree.
+//
+// Threads: built on any one thread, then used by one thread (the loop, or
+// the firewall binding's caller): the verdict cache is that thread's; hit
 // counters are single-writer relaxed atomics (stats() reads them). Limits:
 // no allocation after construction. Syscalls: none.
 #pragma once
@@ -23,6 +28,7 @@
 #include "counter.h"
 #include "frame.h"
 #include "rule.h"
+#include "verdict_cache.h"
 
 namespace moat {
 
@@ -39,6 +45,7 @@ struct Chain {
   bool uses_state = false;
   std::unique_ptr<Classifier> by_state[kCtStates];
   std::vector<int32_t> index[kCtStates];
+  mutable std::unique_ptr<VerdictCache> cache;  // big chains only
 
   explicit Chain(std::vector<Rule> rules) {
     size = rules.size();
@@ -62,19 +69,30 @@ struct Chain {
       }
     }
     cls.reset(new Classifier(std::move(rules)));
+    if (size >= VerdictCache::kMinRules) cache.reset(new VerdictCache());
+  }
+
+  // The index of the first rule matching k (-1: none); state < 0: the
+  // chain's whole classifier, else the one for that conntrack state.
+  int32_t first_match(PacketKey k, int state) const {
+    k.state = state < 0 ? 0xff : uint8_t(state);
+    int32_t r;
+    if (cache && cache->find(k, &r)) return r;
+    if (state < 0) {
+      r = cls->match(k);
+    } else {
+      const int32_t j = by_state[state]->match(k);
+      r = j < 0 ? -1 : index[state][size_t(j)];
+    }
+    if (cache) cache->store(k, r);
+    return r;
   }
 
   // The verdict for a packet in conntrack state `state` (a chain without
   // states ignores it); counts the hit of the rule that judged it.
   Verdict judge(const uint8_t* pkt, size_t len, uint8_t state) const {
     if (size == 0) return Verdict::Allow;
-    int32_t r;
-    if (uses_state) {
-      const int32_t j = by_state[state]->match(ipv4_key(pkt, len));
-      r = j < 0 ? -1 : index[state][size_t(j)];
-    } else {
-      r = cls->match(ipv4_key(pkt, len));
-    }
+    const int32_t r = first_match(ipv4_key(pkt, len), uses_state ? int(state) : -1);
     if (r < 0 || size_t(r) >= size) return Verdict::Allow;
     hits[r].add(1);
     return Verdict(action[r]);
@@ -83,7 +101,7 @@ struct Chain {
   // true if the packet may pass; counts the hit of the rule that judged it.
   bool pass(const uint8_t* pkt, size_t len) const {
     if (size == 0) return true;
-    const int32_t r = cls->match(ipv4_key(pkt, len));
+    const int32_t r = first_match(ipv4_key(pkt, len), -1);
     if (r < 0 || size_t(r) >= size) return true;
     hits[r].add(1);
     return !deny[r];

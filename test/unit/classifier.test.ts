@@ -8,6 +8,7 @@ import fc from 'fast-check';
 
 import { addon, type NativeRule } from '../../src/native';
 import { encodePackets, firstMatch, ip, type Packet } from '../helpers/reference-firewall';
+import { ipv4Packet } from '../helpers/packets';
 
 const { Classifier } = addon();
 
@@ -201,6 +202,46 @@ test('matches the reference on big sparse rule lists (1,000-10,000 rules)', () =
     // Shrinking 10,000-rule lists takes too long: report the first failure.
     { numRuns: 6, endOnFailure: true },
   );
+});
+
+// The router judges through a Chain (native/chain.h), and a chain of 64
+// rules or more remembers its answers by packet key (native/verdict_cache.h).
+// Each packet's bytes, and the key the router reads from them.
+function onTheWire(p: Packet): [Buffer, Packet] {
+  const l4 = p.hasL4 && (p.proto === 1 || p.proto === 6 || p.proto === 17);
+  const k: Packet = { ...p, hasL4: l4, sport: l4 && p.proto !== 1 ? p.sport : 0, dport: l4 && p.proto !== 1 ? p.dport : 0, icmpType: l4 && p.proto === 1 ? p.icmpType : 0 };
+  let payload = Buffer.alloc(8);
+  if (k.proto === 1) payload = l4 ? Buffer.from([k.icmpType, 0, 0, 0]) : Buffer.alloc(0);
+  else if (k.proto === 6 || k.proto === 17) {
+    payload = Buffer.alloc(l4 ? 8 : 2);
+    if (l4) { payload.writeUInt16BE(k.sport, 0); payload.writeUInt16BE(k.dport, 2); }
+  }
+  return [ipv4Packet({ src: k.src, dst: k.dst, proto: k.proto, payload }), k];
+}
+
+test('a chain\'s verdict cache never changes an answer: packets judged again, in another order, and keys that collide', () => {
+  const { Firewall } = addon();
+  let judged = 0;
+  fc.assert(
+    fc.property(fc.array(ruleArb(overlappingNet), { minLength: 64, maxLength: 140 }), fc.array(recipe, { minLength: 400, maxLength: 400 }),
+      fc.array(fc.nat(), { minLength: 1500, maxLength: 1500 }),
+      (rules, recipes, picks) => {
+        const fw = new Firewall([], rules);
+        const wire = recipes.map((r) => onTheWire(packetFrom(rules, r)));
+        // Every packet twice in order (the second from the cache unless a
+        // collision pushed it out), then 1,500 drawn at random.
+        const order = [...wire.keys(), ...wire.keys(), ...picks.map((i) => i % wire.length)];
+        for (const i of order) {
+          const [bytes, key] = wire[i];
+          const want = firstMatch(rules, key);
+          const verdict = want >= 0 && rules[want].action !== 0 ? 'deny' : 'allow';
+          assert.equal(fw.judge('out', bytes, 0, 0).verdict, verdict, `packet ${JSON.stringify(key)}: rule ${want} of ${rules.length}`);
+          judged++;
+        }
+      }),
+    { numRuns: 60, interruptAfterTimeLimit: 60_000, markInterruptAsFailure: true },
+  );
+  assert.ok(judged >= 100_000, `only ${judged} packets judged`);
 });
 
 test('a property failure is caught: a wrong reference answer is reported', () => {
