@@ -1,8 +1,10 @@
 // classifier-bench.cc: times the compiled classifier against a linear
 // first-match walk (rule_matches) on random CIDR/port chains, and cross-checks
 // the two on every packet it times. Built by bench/classifier.ts with
-//   g++ -O2 -std=c++17 bench/classifier-bench.cc native/classifier.cc
+//   g++ -O2 -std=c++17 bench/classifier-bench.cc native/classifier.cc native/frame.cc
 // (no Node, no N-API). Output: one JSON object per chain size on stdout.
+// Also times the router's Chain::pass (chain.h, with its verdict cache) on
+// the packets of one flow and of 2,048 flows.
 // Usage: classifier-bench [sizes...]   (default 0 100 1000 10000)
 // Syscalls: clock_gettime, write.
 #include <chrono>
@@ -11,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "../native/chain.h"
 #include "../native/classifier.h"
 
 using moat::Classifier;
@@ -107,6 +110,26 @@ int32_t linear(const std::vector<Rule>& rules, const PacketKey& k) {
   return -1;
 }
 
+// The 28 bytes of an IPv4 packet with key k (a transport header where k has one).
+std::vector<uint8_t> packet_of(const PacketKey& k) {
+  std::vector<uint8_t> b(28, 0);
+  b[0] = 0x45;
+  b[3] = 28;
+  b[8] = 64;
+  b[9] = k.proto;
+  for (int i = 0; i < 4; i++) {
+    b[12 + i] = uint8_t(k.src >> (24 - 8 * i));
+    b[16 + i] = uint8_t(k.dst >> (24 - 8 * i));
+  }
+  if (k.proto == 1) {
+    b[20] = k.icmp_type;
+  } else {
+    b[20] = uint8_t(k.sport >> 8), b[21] = uint8_t(k.sport);
+    b[22] = uint8_t(k.dport >> 8), b[23] = uint8_t(k.dport);
+  }
+  return b;
+}
+
 double now_ns() {
   return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                  std::chrono::steady_clock::now().time_since_epoch()).count());
@@ -179,12 +202,32 @@ int main(int argc, char** argv) {
     } while (now_ns() - t0 < 2e8);
     const double linear_ns = (now_ns() - t0) / static_cast<double>(reps * keys.size());
 
+    // The router's own judgement (chain.h: key from the packet's bytes, the
+    // verdict cache of a big chain, the hit counter): the packets of one flow
+    // (the cache answers), and the 2,048 keys in turn (8 flows a cache slot:
+    // nearly every lookup a miss).
+    moat::Chain chain(rules);
+    std::vector<std::vector<uint8_t>> pkts;
+    for (const PacketKey& k : keys) pkts.push_back(packet_of(k));
+    const auto time_chain = [&](size_t flows) {
+      size_t n_pkts = 0;
+      const double t = now_ns();
+      do {
+        for (size_t i = 0; i < pkts.size(); i++) sink = sink + chain.pass(pkts[i % flows].data(), 28);
+        n_pkts += pkts.size();
+      } while (now_ns() - t < 2e8);
+      return (now_ns() - t) / static_cast<double>(n_pkts);
+    };
+    const double chain_flow_ns = pkts.empty() ? 0 : time_chain(1);
+    const double chain_many_ns = pkts.empty() ? 0 : time_chain(pkts.size());
+
     const Classifier::Stats s = c.stats();
     std::printf(
-        "{\"rules\":%zu,\"packets\":%zu,\"compiledNs\":%.1f,\"linearNs\":%.1f,\"buildMs\":%.2f,\"buildAvgMs\":%.2f,"
+        "{\"rules\":%zu,\"packets\":%zu,\"compiledNs\":%.1f,\"linearNs\":%.1f,\"chainFlowNs\":%.1f,\"chainManyNs\":%.1f,"
+        "\"buildMs\":%.2f,\"buildAvgMs\":%.2f,"
         "\"bytes\":%zu,\"nodes\":%zu,\"leaves\":%zu,\"entries\":%zu,\"maxDepth\":%zu,\"maxLeaf\":%zu,\"capped\":%s}\n",
-        n, keys.size(), compiled_ns, linear_ns, build_ms, build_avg_ms, s.bytes, s.nodes, s.leaves, s.entries,
-        s.max_depth, s.max_leaf, s.capped ? "true" : "false");
+        n, keys.size(), compiled_ns, linear_ns, chain_flow_ns, chain_many_ns, build_ms, build_avg_ms, s.bytes, s.nodes,
+        s.leaves, s.entries, s.max_depth, s.max_leaf, s.capped ? "true" : "false");
     std::fflush(stdout);
   }
   if (mismatches) {

@@ -39,7 +39,7 @@ export interface RulesSection {
 }
 
 export function rulesDefaults(quick: boolean, scenario: ScenarioOptions = {}): RulesOptions {
-  return { rules: 10000, seconds: quick ? 1 : 2, rounds: quick ? 2 : 4, scenario };
+  return { rules: 10000, seconds: quick ? 1 : 2, rounds: quick ? 2 : 6, scenario };
 }
 
 /** The ratio and the rounds' ratios from the per-round figures (no I/O). */
