@@ -52,7 +52,7 @@ export interface ScenarioOptions {
    *  --tuntap-device-offload; docs/offload.md). Default on. */
   offload?: boolean;
   /** moat: one hop, the device hands its tun to the router (--tuntap-router-handoff /
-   *  --tuntap-device-handoff; docs/one-hop.md). Default off. */
+   *  --tuntap-device-handoff; docs/one-hop.md). true sets both; absent: moat's default (on). */
   handoff?: boolean;
   /** moat: µs of polling after traffic on both ends (--tuntap-router-busy-poll /
    *  --tuntap-device-busy-poll; docs/busy-poll.md). Absent: moat's default. */
