@@ -32,7 +32,7 @@ struct msghdr message(struct iovec* iov, char* control, size_t control_len) {
 }
 }  // namespace
 
-ssize_t recv_with_fd(int sock, uint8_t* buf, size_t len, int* fd) {
+ssize_t recv_with_fd(int sock, uint8_t* buf, size_t len, int* fd, FdCloser* closer) {
   *fd = -1;
   struct iovec iov = {buf, len};
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFdRoom)];
@@ -46,7 +46,7 @@ ssize_t recv_with_fd(int sock, uint8_t* buf, size_t len, int* fd) {
       int f;
       memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
       if (*fd < 0) *fd = f;
-      else close(f);
+      else closer->close_later(f);
     }
   }
   return n;

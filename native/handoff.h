@@ -22,15 +22,18 @@
 #include <string>
 #include <sys/types.h>
 
+#include "fd_closer.h"
+
 namespace moat {
 
 constexpr uint8_t kModHandoff = 4;     // frame modifier2: the tun fd rides with it
 constexpr uint16_t kCapHandoff = 8;    // in the router's hello: it takes a device's tun
 
 // read() that also takes an fd sent with the bytes: *fd is -1 or the one fd
-// received (close-on-exec); any further fds, and a truncated set, are closed
-// at once. Returns what recvmsg returns (errno set on -1).
-ssize_t recv_with_fd(int sock, uint8_t* buf, size_t len, int* fd);
+// received (close-on-exec); any further fds, and a truncated set, go to
+// closer at once (any of them may be a tun's last reference: fd_closer.h).
+// Returns what recvmsg returns (errno set on -1).
+ssize_t recv_with_fd(int sock, uint8_t* buf, size_t len, int* fd, FdCloser* closer);
 
 // One kModHandoff frame with fd attached. Returns 0, or the errno (EAGAIN:
 // the socket is full, try again when it is writable).

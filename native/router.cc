@@ -25,6 +25,7 @@
 #include "chain.h"
 #include "coalesce.h"
 #include "conntrack.h"
+#include "fd_closer.h"
 #include "frame.h"
 #include "handoff.h"
 #include "listen_socket.h"
@@ -117,6 +118,7 @@ struct RouterLoop final : Router::Loop {
   KeepWarm warm;  // short sleeps for a while after traffic (busy_poll.h)
   LoadSlice slice;  // a short scheduler slice while busy (sched_slice.h)
   std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
+  FdCloser closer;  // fds received from peers (tuns): a last tun reference closes in ~36 ms
   // The down batch: frames built in place in the arena; slots chain each
   // peer's frames in order (Peer::batch_head/tail index them).
   std::unique_ptr<uint8_t[]> arena{new uint8_t[kArenaSize]};
@@ -242,8 +244,8 @@ struct RouterLoop final : Router::Loop {
       std::lock_guard<std::mutex> g(stats_mu);
       for (auto& p : peers) {
         if (p->fd >= 0) close(p->fd);
-        if (p->tun_fd >= 0) close(p->tun_fd);
-        if (p->pending_fd >= 0) close(p->pending_fd);
+        closer.close_later(p->tun_fd);
+        closer.close_later(p->pending_fd);
       }
       peers.clear();
     }
@@ -799,8 +801,8 @@ struct RouterLoop final : Router::Loop {
     ssize_t n;
     if (handoff_possible(p)) {
       int fd;
-      n = recv_with_fd(p->fd, p->in.get() + p->in_len, want, &fd);
-      if (fd >= 0 && p->pending_fd >= 0) close(fd);  // one waits already: a peer hands off once
+      n = recv_with_fd(p->fd, p->in.get() + p->in_len, want, &fd, &closer);
+      if (fd >= 0 && p->pending_fd >= 0) closer.close_later(fd);  // one waits already: a peer hands off once
       else if (fd >= 0) p->pending_fd = fd;
     } else {
       // An fd sent now is closed by the kernel as read() consumes it.
@@ -1131,7 +1133,7 @@ struct RouterLoop final : Router::Loop {
     if (why.empty() && !watch(fd, uint64_t(reinterpret_cast<uintptr_t>(p)) | kTagPeerTun, EPOLLIN))
       why = errno_text("epoll_ctl (peer tun)");
     if (!why.empty()) {
-      if (fd >= 0) close(fd);
+      closer.close_later(fd);
       RouterEvent e(RouterEvent::Type::ProtocolError);
       e.id = p->id;
       e.reason = "handoff";
@@ -1207,12 +1209,13 @@ struct RouterLoop final : Router::Loop {
     route_up(p, FrameHeader{0, uint16_t(n), kModVnet}, buf);
   }
 
+  // Off the loop (fd_closer.h): the router may hold a tun's last reference.
   void close_tun_fds(Peer* p) {
-    if (p->pending_fd >= 0) close(p->pending_fd);
+    closer.close_later(p->pending_fd);
     p->pending_fd = -1;
     if (p->tun_fd < 0) return;
     if (epfd >= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, p->tun_fd, nullptr);
-    close(p->tun_fd);
+    closer.close_later(p->tun_fd);
     std::lock_guard<std::mutex> g(stats_mu);
     p->tun_fd = -1;
   }

@@ -230,6 +230,38 @@ test('hostile peers: anything but a moat tun, or a handoff not offered, closes t
   assert.equal(ping(nsA, L.gw, 5), 5, 'the handed-over vassal still answered');
 });
 
+// A vassal's runtime that goes first leaves the router the last reference to
+// its tun, and closing that unregisters the device: ~36 ms here, waiting for
+// RCU. bench/gen/tun-peers.c hands over 40 tuns and closes its own copies;
+// when it exits, the router closes all 40 (fd_closer.h: on a thread of its
+// own). Closed on the loop, the neighbour's longest round trip was 850 ms.
+test('forty vassals going at once, the router holding their tuns\' last references: the neighbour\'s pings do not stall', async () => {
+  const bin = buildInLab(L.lab, 'tun-peers');
+  const ns = L.lab.netns('hot');
+  sh('sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'], { ns });
+  const peers = L.lab.spawn(bin, ['--socket', L.sockPath, '--count', '40', '--base', L.host(100), '--gw', L.gw, '--port', '9999', '--tag', '1', '--duration', '2'], { ns });
+  let err = '';
+  peers.stderr!.on('data', (d) => { err += d; });
+  const exited = new Promise((r) => peers.once('exit', r));
+  await waitFor(() => err.includes('"ready"') || err.includes('error'), 20000, 'forty tuns handed over');
+  assert.ok(err.includes('"ready"'), err);
+  await waitFor(() => L.router.stats().peers.filter((p) => p.handoff).length >= 41, 5000, 'the router holds the forty tuns');
+  // The neighbour pings every 10 ms through the helper's exit and the forty closes.
+  const pinger = L.lab.spawn('ping', ['-n', '-q', '-c', '250', '-i', '0.01', '-W', '1', L.gw], { ns: nsB });
+  let out = '';
+  pinger.stdout!.on('data', (d) => { out += d; });
+  const pinged = new Promise((r) => pinger.once('exit', r));
+  await exited;
+  await waitFor(() => L.router.stats().peers.filter((p) => p.handoff).length === 1, 5000, 'the forty peers closed');
+  await pinged;
+  const rtt = /= [\d.]+\/[\d.]+\/([\d.]+)\//.exec(out);
+  const received = Number(/(\d+) received/.exec(out)?.[1] ?? 0);
+  console.log(`# neighbour while forty handed-over vassals went: ${received}/250 answered, max ${rtt?.[1]} ms`);
+  assert.equal(received, 250, out);
+  assert.ok(Number(rtt?.[1]) < 200, `the neighbour's longest round trip ${rtt?.[1]} ms (40 tuns closed on the loop: 850 ms)`);
+  assert.equal(ping(nsA, L.gw, 5), 5, 'the handed-over vassal still answered');
+});
+
 test('the router going away: the vassal keeps its tun and hands it to the next router', async () => {
   L.router.stop();
   await waitFor(() => !devA.stats().connected, 3000, 'device A saw the router go');
