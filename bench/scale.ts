@@ -13,7 +13,14 @@
 // bench/results/scale-<timestamp>.json. Each round also prints where the
 // machine's CPU went per received packet (router, receivers, the rest: mostly
 // the unpaced generator), so a lower ratio can be told apart as the router's
-// cost or the others'. measureScale() is the measurement;
+// cost or the others'.
+//
+// Two kinds of peers, each 1 then N per round: framed peers (peers.c, as
+// uWSGI's vassals and framed moat devices are: the router writes frames to
+// their sockets) and one-hop peers (tun-peers.c, as moat's vassals are by
+// default: each hands the router a tun device of its own, in a namespace
+// made for the round, and the router writes packets to it; docs/one-hop.md).
+// measureScale() is the measurement;
 // run.ts (`npm run bench`) calls it too and prints its lines under its table.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,6 +31,7 @@ import { buildFlood, buildGen, cleanupAll, collect, cpuNs, FLOOD, lastJson, mach
 // The peers generator, the gateway's address, the first peer's address and
 // the flood's UDP port (limits.ts uses them too).
 export const PEERS = path.join(ROOT, 'bench', 'bin', 'peers');
+export const TUN_PEERS = path.join(ROOT, 'bench', 'bin', 'tun-peers');
 export const GW = '10.77.0.1';
 export const BASE = '10.77.1.0';
 export const PORT = 9000;
@@ -32,6 +40,10 @@ export const PORT = 9000;
 export function buildPeers(): void {
   buildGen('peers');
 }
+
+/** The peers a round connects: framed (peers.c) or one hop (tun-peers.c). */
+export type PeerKind = 'framed' | 'one hop';
+export const PEER_KINDS: PeerKind[] = ['framed', 'one hop'];
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -49,13 +61,14 @@ function extraRouterArgs(): string[] {
  *  time (the generator, its kernel path into the tun, everything else). */
 export interface CpuSplit { router: number; receivers: number; rest: number }
 
-export interface Round { peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number; cpu?: CpuSplit }
+export interface Round { kind?: PeerKind; peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number; cpu?: CpuSplit }
 
-async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number): Promise<Round> {
+async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number, kind: PeerKind = 'framed'): Promise<Round> {
   const tag = String(Math.floor(Math.random() * 1e9));
   const rssBeforeKiB = rssKiB(routerPid);
-  const peers = lab.spawn(PEERS, ['--socket', sock, '--count', String(n), '--base', BASE, '--gw', GW, '--port', String(PORT),
-    '--tag', tag, '--duration', String(seconds + 20), '--idle', '1']);
+  const args = ['--socket', sock, '--count', String(n), '--base', BASE, '--gw', GW, '--port', String(PORT),
+    '--tag', tag, '--duration', String(seconds + 20), '--idle', '1'];
+  const peers = kind === 'framed' ? lab.spawn(PEERS, args) : lab.spawn(TUN_PEERS, args, { ns: tunPeersNetns(lab) });
   const pc = collect(peers);
   await until(() => { if (peers.exitCode !== null) throw new Error(`peers exited: ${pc.err()}`); return pc.err().includes('"ready"'); }, 60000, 'peers connected');
   await sleep(1500);  // the router learns every address from the first frames
@@ -88,8 +101,17 @@ async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: n
   }
   await sleep(500);  // the router closes the peers
   const received = Number(rj.received);
-  return { peers: n, received, pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
+  return { kind, peers: n, received, pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
     offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB, cpu: cpuSplit(cpu0, cpu1, received) };
+}
+
+/** A namespace for one round's one-hop peers: their tun devices share the
+ *  peers' /16, so the reverse-path filter must not insist on one device. */
+function tunPeersNetns(lab: Lab): string {
+  const ns = lab.netns('msv');
+  sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1',
+    'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'], { ns });
+  return ns;
 }
 
 /** µs per received packet of each part between two samples (ns); undefined if a sample failed. */
@@ -129,8 +151,10 @@ export interface ScaleResult {
   seconds: number;
   /** 1 peer then N peers, per round, in the order run. */
   rounds: Round[];
-  /** Best N-peer received pps / best 1-peer received pps. */
+  /** Best N-peer received pps / best 1-peer received pps, framed peers. */
   ratio: number;
+  /** The same with one-hop peers (NaN when not measured). */
+  ratioOneHop: number;
   /** Router RSS growth per idle connected peer, one per N-peer round. */
   rssPerIdlePeerKiB: number[];
   /** The pathd build that was the router (MOAT_SCALE_PATHD), if any. */
@@ -150,23 +174,29 @@ export function checkScaleOptions(o: ScaleOptions): void {
 }
 
 /** Ratio, RSS per idle peer and printed lines from the rounds (no I/O). */
-export function summarize(o: ScaleOptions, results: Round[]): Pick<ScaleResult, 'ratio' | 'rssPerIdlePeerKiB' | 'lines'> {
+export function summarize(o: ScaleOptions, results: Round[]): Pick<ScaleResult, 'ratio' | 'ratioOneHop' | 'rssPerIdlePeerKiB' | 'lines'> {
   const n = o.peers;
-  const one = results.filter((r) => r.peers === 1);
-  const many = results.filter((r) => r.peers === n);
+  const kindOf = (r: Round): PeerKind => r.kind ?? 'framed';
   const best = (rs: Round[]) => (rs.length ? Math.max(...rs.map((r) => r.pps)) : NaN);
-  const ratio = best(many) / best(one);
+  const ratioOf = (kind: PeerKind) => {
+    const rs = results.filter((r) => kindOf(r) === kind);
+    return best(rs.filter((r) => r.peers === n)) / best(rs.filter((r) => r.peers === 1));
+  };
+  const ratio = ratioOf('framed');
+  const ratioOneHop = ratioOf('one hop');
+  const many = results.filter((r) => r.peers === n && kindOf(r) === 'framed');
   const rssPerIdlePeerKiB = many.map((r) => (r.rssIdleKiB - r.rssBeforeKiB) / n);
   const int = (v: number) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a');
   const us = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v.toFixed(2) : 'n/a');
+  const ratioText = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : 'n/a');
   const lines = [
-    'peers  received pps  offered pps  peers reached  CPU µs per received packet: router  receivers  rest',
-    ...results.map((r) => `${String(r.peers).padStart(5)}  ${int(r.pps).padStart(12)}  ${int(r.offeredPps).padStart(11)}  ${String(r.peersHit).padStart(13)}` +
+    'peers  kind     received pps  offered pps  peers reached  CPU µs per received packet: router  receivers  rest',
+    ...results.map((r) => `${String(r.peers).padStart(5)}  ${kindOf(r).padEnd(7)}  ${int(r.pps).padStart(12)}  ${int(r.offeredPps).padStart(11)}  ${String(r.peersHit).padStart(13)}` +
       `  ${us(r.cpu?.router).padStart(34)}  ${us(r.cpu?.receivers).padStart(9)}  ${us(r.cpu?.rest).padStart(4)}`),
-    `${n} peers / 1 peer${o.rounds > 1 ? ' (best of each)' : ''}: ${Number.isFinite(ratio) ? ratio.toFixed(2) : 'n/a'} (target >= ${SCALE_TARGET.toFixed(2)})`,
-    `router RSS per idle peer: ${rssPerIdlePeerKiB.map((k) => k.toFixed(1)).join(', ')} KiB (RSS with ${n} peers connected and learned minus before, / ${n})`,
+    `${n} peers / 1 peer${o.rounds > 1 ? ' (best of each)' : ''}: framed ${ratioText(ratio)}, one hop ${ratioText(ratioOneHop)} (target >= ${SCALE_TARGET.toFixed(2)})`,
+    `router RSS per idle framed peer: ${rssPerIdlePeerKiB.map((k) => k.toFixed(1)).join(', ')} KiB (RSS with ${n} peers connected and learned minus before, / ${n})`,
   ];
-  return { ratio, rssPerIdlePeerKiB, lines };
+  return { ratio, ratioOneHop, rssPerIdlePeerKiB, lines };
 }
 
 /** A failed scale run, with the rounds that completed before it failed. */
@@ -191,15 +221,18 @@ export async function measureScale(o: ScaleOptions): Promise<ScaleResult> {
   requireRoot();
   buildFlood();
   buildPeers();
+  buildGen('tun-peers');
   const lab = trackLab(new Lab());
   const dir = trackDir(fs.mkdtempSync(path.join(os.tmpdir(), 'moat-scale-')));
   const results: Round[] = [];
   try {
     const { gw, sock, pid } = await startScaleRouter(lab, dir, 'router', extraRouterArgs(), pathd);
+    // The pathd build takes no tuns (no handoff): framed peers only.
+    const kinds = pathd ? PEER_KINDS.filter((k) => k === 'framed') : PEER_KINDS;
     for (let k = 0; k < o.rounds; k++) {
-      for (const count of [1, n]) {
-        process.stderr.write(`scale: ${count} peer(s)\n`);
-        const r = await round(lab, gw, sock, pid, count, seconds);
+      for (const [kind, count] of kinds.flatMap((kd) => [[kd, 1], [kd, n]] as Array<[PeerKind, number]>)) {
+        process.stderr.write(`scale: ${count} ${kind} peer(s)\n`);
+        const r = await round(lab, gw, sock, pid, count, seconds, kind);
         process.stderr.write(`  -> ${Math.round(r.pps)} pps received (offered ${Math.round(r.offeredPps)}), ${r.peersHit} peers reached\n`);
         results.push(r);
       }
@@ -226,7 +259,7 @@ async function main(): Promise<void> {
   const r = await measureScale(o);
   const lines = [...r.lines, `load average: ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)`];
   process.stdout.write(lines.join('\n') + '\n');
-  const file = writeResults('scale', { peers: r.peers, seconds: r.seconds, results: r.rounds, ratio: r.ratio, rssPerIdlePeerKiB: r.rssPerIdlePeerKiB, pathd: r.pathd, loadavg: os.loadavg() });
+  const file = writeResults('scale', { peers: r.peers, seconds: r.seconds, results: r.rounds, ratio: r.ratio, ratioOneHop: r.ratioOneHop, rssPerIdlePeerKiB: r.rssPerIdlePeerKiB, pathd: r.pathd, loadavg: os.loadavg() });
   process.stdout.write(`results: ${path.relative(process.cwd(), file)}\n`);
 }
 

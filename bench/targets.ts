@@ -50,7 +50,12 @@ export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSec
     } else out.push(`ping ${name}: not measured for all three`);
   }
   if (scale && scale.status === 'ok' && scale.ratio !== undefined && Number.isFinite(scale.ratio)) {
-    out.push(`${scale.peers} peers / 1 peer: ${scale.ratio.toFixed(2)} (>= ${SCALE_TARGET.toFixed(2)}): ${yes(scale.ratio >= SCALE_TARGET)}`);
+    // moat's own vassals hand their tuns over (one hop, the default); uWSGI's
+    // and framed moat devices send frames: each kind against its own 1 peer.
+    if (scale.ratioOneHop !== undefined && Number.isFinite(scale.ratioOneHop)) {
+      out.push(`${scale.peers} peers / 1 peer, one hop (moat's vassals): ${scale.ratioOneHop.toFixed(2)} (>= ${SCALE_TARGET.toFixed(2)}): ${yes(scale.ratioOneHop >= SCALE_TARGET)}`);
+    }
+    out.push(`${scale.peers} peers / 1 peer, framed (uWSGI's vassals, framed devices): ${scale.ratio.toFixed(2)} (>= ${SCALE_TARGET.toFixed(2)}): ${yes(scale.ratio >= SCALE_TARGET)}`);
   } else out.push('scale: not measured');
   out.push(rules ? rulesTargetLine(rules) : 'rules: not measured');
   if (neighbour) out.push(...neighbourTargetLines(neighbour));

@@ -76,19 +76,27 @@ test('the other options still parse and still reject', () => {
 const round = (peers: number, pps: number, rssBeforeKiB: number, rssIdleKiB: number): Round =>
   ({ peers, received: pps * 3, pps, peersHit: peers, sent: pps * 4, offeredPps: pps * 1.3, rssBeforeKiB, rssIdleKiB });
 
-test('summary: ratio of best N-peer to best 1-peer pps, RSS per idle peer, lines', () => {
+test('summary: ratio of best N-peer to best 1-peer pps per kind of peer, RSS per idle peer, lines', () => {
   const rounds = [round(1, 400000, 50000, 50000), round(1000, 300000, 50000, 52000), round(1, 500000, 52000, 52000), round(1000, 350000, 52000, 53000)];
   const s = summarize({ peers: 1000, seconds: 3, rounds: 2 }, rounds);
   assert.equal(s.ratio, 350000 / 500000);
+  assert.ok(Number.isNaN(s.ratioOneHop), 'no one-hop rounds: no ratio');
   assert.deepEqual(s.rssPerIdlePeerKiB, [2, 1]);
-  assert.equal(s.lines[0], 'peers  received pps  offered pps  peers reached  CPU µs per received packet: router  receivers  rest');
-  assert.equal(s.lines[2], ' 1000       300,000      390,000           1000                                 n/a        n/a   n/a');
+  assert.equal(s.lines[0], 'peers  kind     received pps  offered pps  peers reached  CPU µs per received packet: router  receivers  rest');
+  assert.equal(s.lines[2], ' 1000  framed        300,000      390,000           1000                                 n/a        n/a   n/a');
   const withCpu = summarize({ peers: 1000, seconds: 3, rounds: 1 }, [{ ...rounds[0], cpu: { router: 2.456, receivers: 0.5, rest: 2.1 } }]);
   assert.match(withCpu.lines[1], /  2\.46       0\.50  2\.10$/);
-  assert.equal(s.lines[5], '1000 peers / 1 peer (best of each): 0.70 (target >= 0.90)');
-  assert.match(s.lines[6], /^router RSS per idle peer: 2\.0, 1\.0 KiB/);
+  assert.equal(s.lines[5], '1000 peers / 1 peer (best of each): framed 0.70, one hop n/a (target >= 0.90)');
+  assert.match(s.lines[6], /^router RSS per idle framed peer: 2\.0, 1\.0 KiB/);
   const one = summarize({ peers: 1000, seconds: 3, rounds: 1 }, rounds.slice(0, 2));
-  assert.equal(one.lines[3], '1000 peers / 1 peer: 0.75 (target >= 0.90)');
+  assert.equal(one.lines[3], '1000 peers / 1 peer: framed 0.75, one hop n/a (target >= 0.90)');
+  // One-hop rounds count against their own 1-peer round, not the framed one's.
+  const both = summarize({ peers: 1000, seconds: 3, rounds: 1 }, [...rounds.slice(0, 2),
+    { ...round(1, 600000, 53000, 53000), kind: 'one hop' }, { ...round(1000, 570000, 53000, 54000), kind: 'one hop' }]);
+  assert.equal(both.ratio, 0.75);
+  assert.equal(both.ratioOneHop, 0.95);
+  assert.equal(both.lines[4], ' 1000  one hop       570,000      741,000           1000                                 n/a        n/a   n/a');
+  assert.deepEqual(both.rssPerIdlePeerKiB, [2]);
 });
 
 test('CPU split: µs per received packet of router, receivers and the rest of the busy time', () => {

@@ -44,6 +44,14 @@ test('each target that is missed says NOT met', () => {
   assert.equal(lines[9], '10,000 rules: 90.0% of the 0-rule rate (issue 19: >= 95%): NOT met');
 });
 
+test('the scale target for each kind of peer: one hop (moat\'s vassals) and framed', () => {
+  const lines = targetLines({}, { ...scale(0.87), ratioOneHop: 0.96 });
+  assert.deepEqual(lines.slice(6, 8), [
+    '1000 peers / 1 peer, one hop (moat\'s vassals): 0.96 (>= 0.90): met',
+    '1000 peers / 1 peer, framed (uWSGI\'s vassals, framed devices): 0.87 (>= 0.90): NOT met',
+  ]);
+});
+
 test('a kind that was not measured is said so, not counted as met', () => {
   const lines = targetLines({ moat: kind(220_000, 200_000, 9_000, 0.2) });
   assert.deepEqual(lines, [
