@@ -119,6 +119,13 @@ struct RouterLoop final : Router::Loop {
   LoadSlice slice;  // a short scheduler slice while busy (sched_slice.h)
   std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
   FdCloser closer;  // fds received from peers (tuns): a last tun reference closes in ~36 ms
+  // A packet queued for a handed-off peer's tun (flush_tun), counted once sent.
+  struct TunWrite {
+    Peer* p;
+    uint32_t segs, bytes, ip_packets, ip_bytes;
+  };
+  std::vector<TunWrite> tun_writes;  // index = the write's in tun_batch
+  bool flushing_batch = false;       // in flush_batch: tun writes wait for its end
   // The down batch: frames built in place in the arena; slots chain each
   // peer's frames in order (Peer::batch_head/tail index them).
   std::unique_ptr<uint8_t[]> arena{new uint8_t[kArenaSize]};
@@ -673,11 +680,14 @@ struct RouterLoop final : Router::Loop {
   // batch, or mid-batch when fragments fill the arena.
   void flush_batch() {
     close_run();
+    flushing_batch = true;
     for (Peer* p : dirty) {
       p->dirty = false;
       if (!p->dead && !holds.hold(p, slots.data(), backlog, now)) flush(p);
       p->batch_head = p->batch_tail = -1;
     }
+    flushing_batch = false;
+    submit_tun_writes();
     dirty.clear();
     slots.clear();
     arena_len = 0;
@@ -733,29 +743,46 @@ struct RouterLoop final : Router::Loop {
     want_out(p, p->out_len > 0);
   }
 
-  // A handed-off peer: this batch's packets written to its tun, one write
-  // each (a tun takes a packet whole or refuses it: nothing is queued).
-  // What its socket still had queued from before the handoff went first
-  // (flush: out_len == 0 here).
+  // A handed-off peer: this batch's packets for its tun, one write each (a
+  // tun takes a packet whole or refuses it: nothing is queued), queued in
+  // the ring with every other handed-off peer's and sent together at the
+  // end of the batch (TunBatch::write_submit: one system call for many
+  // vassals; a wakeup's packets spread over vassals cost one write() each
+  // before). What its socket still had queued from before the handoff went
+  // first (flush: out_len == 0 here).
   void flush_tun(Peer* p) {
-    uint64_t sent = 0, bytes = 0, ip_packets = 0, ip_bytes = 0;
     for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
       const BatchSlot& sl = slots[s];
       const size_t n = sl.len - kFrameHeaderSize;
       // A plain frame (a fragment, an ICMP answer) gets the header the tun wants.
-      if (!tun_write(p->tun_fd, sl.ptr + kFrameHeaderSize, n, decode_frame_header(sl.ptr).mod2 != kModVnet)) {
-        drop(p, Drop::TunWrite, sl.segs);
-        continue;
+      const bool zero = decode_frame_header(sl.ptr).mod2 != kModVnet;
+      const TunWrite w{p, sl.segs, uint32_t(n), sl.ip_packets, sl.ip_bytes};
+      int i = tun_batch.write_add(p->tun_fd, sl.ptr + kFrameHeaderSize, n, zero);
+      if (i < 0 && tun_batch.writes_queued() > 0) {
+        submit_tun_writes();  // the ring is full: what it holds goes first
+        i = tun_batch.write_add(p->tun_fd, sl.ptr + kFrameHeaderSize, n, zero);
       }
-      sent += sl.segs;
-      bytes += n;
-      ip_packets += sl.ip_packets;
-      ip_bytes += sl.ip_bytes;
+      if (i < 0) tun_written(w, tun_write(p->tun_fd, sl.ptr + kFrameHeaderSize, n, zero));
+      else tun_writes.push_back(w);
     }
-    p->tx.add(sent);
-    p->tx_bytes.add(bytes);
-    p->count_in(ip_packets, ip_bytes);
     p->batch_head = p->batch_tail = -1;
+    if (!flushing_batch) submit_tun_writes();
+  }
+
+  // The queued tun writes, sent; each counted for its peer or dropped.
+  // Before any tun fd is closed (close_tun_fds) and before the arena the
+  // packets sit in is reused (flush_batch).
+  void submit_tun_writes() {
+    const unsigned n = tun_batch.write_submit();
+    for (unsigned i = 0; i < n && i < tun_writes.size(); i++) tun_written(tun_writes[i], tun_batch.write_ok(i));
+    tun_writes.clear();
+  }
+
+  void tun_written(const TunWrite& w, bool ok) {
+    if (!ok) return drop(w.p, Drop::TunWrite, w.segs);
+    w.p->tx.add(w.segs);
+    w.p->tx_bytes.add(w.bytes);
+    w.p->count_in(w.ip_packets, w.ip_bytes);
   }
 
   // p's socket filled and drained again: it reads a stream; grow its buffer.
@@ -1211,6 +1238,7 @@ struct RouterLoop final : Router::Loop {
 
   // Off the loop (fd_closer.h): the router may hold a tun's last reference.
   void close_tun_fds(Peer* p) {
+    if (tun_batch.writes_queued() > 0) submit_tun_writes();  // none may reach a closed (or reused) fd
     closer.close_later(p->pending_fd);
     p->pending_fd = -1;
     if (p->tun_fd < 0) return;

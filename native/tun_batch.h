@@ -18,13 +18,19 @@
 // a seccomp filter) init() fails and the caller reads with read(); so does a
 // kernel whose tun refuses RWF_NOWAIT, or any failure of io_uring itself
 // (ready() turns false for good).
+// Writes: the router also writes a wakeup's packets for handed-over vassal
+// tuns through the same ring (write_add, write_submit): one system call for
+// up to `slots` tuns instead of one each (docs/one-hop.md, "Many
+// vassals"), each a WRITEV with RWF_NOWAIT, so none is left pending either;
+// where io_uring fails they go out with writev().
 // Threads: the caller's loop thread only. Syscalls: io_uring_setup,
-// io_uring_enter, mmap, munmap, close.
+// io_uring_enter, mmap, munmap, close, writev.
 #pragma once
 #include <linux/fs.h>
 #include <linux/io_uring.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -79,6 +85,12 @@ class TunBatch {
     slot_size_ = slot_size;
     buf_.reset(new uint8_t[size_t(slots) * slot_size]);  // pages touched as packets land
     res_.assign(slots, 0);
+    wiov_.assign(size_t(slots) * 2, iovec{});
+    wfd_.assign(slots, -1);
+    wlen_.assign(slots, 0);
+    wzero_.assign(slots, 0);
+    wres_.assign(slots, 0);
+    wseen_.assign(slots, 0);
     return true;
   }
 
@@ -134,6 +146,80 @@ class TunBatch {
     if (seen != n) disabled_ = true;  // a read left pending would fill a slot later: never again
     return disabled_ ? 0 : n;
   }
+
+  // Queues a write of pkt (after a zero virtio-net header when zero_hdr) to
+  // fd; pkt must stay where it is until write_submit(). Returns the write's
+  // index, or -1 when the ring is full (submit first) or not usable (write
+  // it yourself).
+  int write_add(int fd, const uint8_t* pkt, size_t len, bool zero_hdr) {
+    static const uint8_t zero[10] = {};
+    if (!ready() || wn_ >= slots_) return -1;
+    iovec* v = &wiov_[size_t(wn_) * 2];
+    v[0] = {const_cast<uint8_t*>(zero), sizeof zero};
+    v[1] = {const_cast<uint8_t*>(pkt), len};
+    wfd_[wn_] = fd;
+    wlen_[wn_] = (zero_hdr ? sizeof zero : 0) + len;
+    wzero_[wn_] = zero_hdr;
+    return int(wn_++);
+  }
+  unsigned writes_queued() const { return wn_; }
+
+  // Sends the queued writes in one io_uring_enter (writev() each, if
+  // io_uring fails). Afterwards write_ok(i) for i < the count returned says
+  // whether write i went out whole; the queue is empty again.
+  unsigned write_submit() {
+    const unsigned n = wn_;
+    wn_ = 0;
+    if (n == 0) return 0;
+    std::vector<char>& seen = wseen_;
+    std::fill(seen.begin(), seen.begin() + n, 0);
+    if (ready()) {
+      const unsigned tail = *sq_tail_;
+      for (unsigned i = 0; i < n; i++) {
+        const unsigned idx = (tail + i) & sq_mask_;
+        struct io_uring_sqe* e = &sqes_[idx];
+        memset(e, 0, sizeof *e);
+        e->opcode = IORING_OP_WRITEV;
+        e->fd = wfd_[i];
+        e->addr = uint64_t(reinterpret_cast<uintptr_t>(&wiov_[size_t(i) * 2 + (wzero_[i] ? 0 : 1)]));
+        e->len = wzero_[i] ? 2 : 1;
+        e->off = uint64_t(-1);
+        e->rw_flags = RWF_NOWAIT;
+        e->user_data = i;
+        sq_array_[idx] = idx;
+        wres_[i] = -EAGAIN;
+      }
+      __atomic_store_n(sq_tail_, tail + n, __ATOMIC_RELEASE);
+      int r;
+      do {
+        r = int(syscall(__NR_io_uring_enter, ring_fd_, n, n, IORING_ENTER_GETEVENTS, nullptr, 0));
+      } while (r < 0 && errno == EINTR);
+      if (r < 0) disabled_ = true;
+      unsigned head = *cq_head_, got = 0;
+      const unsigned ctail = __atomic_load_n(cq_tail_, __ATOMIC_ACQUIRE);
+      for (; head != ctail; head++) {
+        const struct io_uring_cqe& c = cqes_[head & cq_mask_];
+        if (c.user_data < n) {
+          wres_[c.user_data] = c.res;
+          seen[c.user_data] = 1;
+          got++;
+        }
+        if (c.res == -EOPNOTSUPP || c.res == -EINVAL) disabled_ = true;
+      }
+      __atomic_store_n(cq_head_, head, __ATOMIC_RELEASE);
+      if (got != n) disabled_ = true;
+    }
+    // What io_uring did not take (or refused as unsupported) goes with writev().
+    for (unsigned i = 0; i < n; i++) {
+      if (seen[i] && wres_[i] != -EOPNOTSUPP && wres_[i] != -EINVAL) continue;
+      const iovec* v = &wiov_[size_t(i) * 2 + (wzero_[i] ? 0 : 1)];
+      ssize_t w;
+      do w = writev(wfd_[i], v, wzero_[i] ? 2 : 1); while (w < 0 && errno == EINTR);
+      wres_[i] = w < 0 ? -errno : int(w);
+    }
+    return n;
+  }
+  bool write_ok(unsigned i) const { return wres_[i] >= 0 && size_t(wres_[i]) == wlen_[i]; }
 
   int result(unsigned i) const { return res_[i]; }
   // A result that carries no packet: the tun was empty at that moment.
@@ -191,6 +277,13 @@ class TunBatch {
   size_t slot_size_ = 0;
   std::unique_ptr<uint8_t[]> buf_;
   std::vector<int> res_;
+  std::vector<iovec> wiov_;   // per queued write: a zero header, the packet
+  std::vector<int> wfd_;
+  std::vector<size_t> wlen_;  // bytes the write must take
+  std::vector<char> wzero_;   // per queued write: after the zero header
+  std::vector<int> wres_;     // per write: bytes written or -errno (reads keep res_)
+  std::vector<char> wseen_;   // per write: its completion came
+  unsigned wn_ = 0;           // writes queued
   bool disabled_ = false;
   unsigned next_ = 1;   // reads to try in the next call
   bool small_ = true;   // the last wakeup's packets were small

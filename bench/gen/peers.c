@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "csum.h"
+#include "peers-args.h"
 
 #define MAX_PEERS 20000
 #define BUF 131072
@@ -44,17 +45,6 @@ struct conn {
   uint64_t hits;
   unsigned char *buf;
 };
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what) {
-  fprintf(stderr, "{\"error\":\"%s: %s\"}\n", what, strerror(errno));
-  exit(2);
-}
 
 /* A framed ICMP echo request src -> dst (4-byte header + 28-byte packet). */
 static size_t echo_frame(unsigned char *f, uint32_t src, uint32_t dst, uint16_t id) {
@@ -71,35 +61,13 @@ static size_t echo_frame(unsigned char *f, uint32_t src, uint32_t dst, uint16_t 
 }
 
 int main(int argc, char **argv) {
-  const char *sock = NULL, *base_s = NULL, *gw_s = NULL;
-  int count = 0, port = 0;
-  uint32_t tag = 0;
-  double duration = 10, idle = 0.5;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const char *k = argv[i], *v = argv[i + 1];
-    if (!strcmp(k, "--socket")) sock = v;
-    else if (!strcmp(k, "--count")) count = atoi(v);
-    else if (!strcmp(k, "--base")) base_s = v;
-    else if (!strcmp(k, "--gw")) gw_s = v;
-    else if (!strcmp(k, "--port")) port = atoi(v);
-    else if (!strcmp(k, "--tag")) tag = (uint32_t)strtoul(v, NULL, 10);
-    else if (!strcmp(k, "--duration")) duration = atof(v);
-    else if (!strcmp(k, "--idle")) idle = atof(v);
-    else { fprintf(stderr, "unknown option %s\n", k); return 1; }
-  }
-  struct in_addr b, g;
-  if (!sock || !base_s || !gw_s || count < 1 || count > MAX_PEERS || port < 1 || port > 65535 ||
-      inet_pton(AF_INET, base_s, &b) != 1 || inet_pton(AF_INET, gw_s, &g) != 1 || duration <= 0 || duration > 600) {
-    fprintf(stderr, "usage: peers --socket PATH --count N --base IP --gw IP --port P --tag T [--duration S] [--idle S]\n");
-    return 1;
-  }
-  struct rlimit rl = {(rlim_t)count + 64, (rlim_t)count + 64};
-  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) die("setrlimit");
+  struct peers_args a;
+  if (!peers_args_parse(argc, argv, "peers", MAX_PEERS, &a)) return 1;
+  const int count = a.count, port = a.port;
+  const uint32_t tag = a.tag;
+  const double duration = a.duration, idle = a.idle;
   struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  if (strlen(sock) >= sizeof sa.sun_path) { fprintf(stderr, "socket path too long\n"); return 1; }
-  strcpy(sa.sun_path, sock);
+  if (!peers_prepare(&a, 1, &sa)) return 1;
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) die("epoll_create1");
   struct conn *c = calloc((size_t)count, sizeof *c);
@@ -113,7 +81,7 @@ int main(int argc, char **argv) {
       usleep(1000);  /* the router's backlog is full: let it accept */
     }
     unsigned char f[32];
-    size_t n = echo_frame(f, ntohl(b.s_addr) + (uint32_t)i, ntohl(g.s_addr), (uint16_t)i);
+    size_t n = echo_frame(f, a.base + (uint32_t)i, a.gw, (uint16_t)i);
     if (write(c[i].fd, f, n) != (ssize_t)n) die("write");
     c[i].buf = malloc(BUF);
     if (!c[i].buf) die("malloc");

@@ -43,82 +43,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "moat-wire.h"
+#include "peers-args.h"
+
 #define MAX_PEERS 5000
 #define BATCH 64
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what) {
-  fprintf(stderr, "{\"error\":\"%s: %s\"}\n", what, strerror(errno));
-  exit(2);
-}
-
-/* The offload hello (native/offload.h): csum, tso4, uso4, frames up to 65535. */
-static void hello(uint8_t *f) {
-  memset(f, 0, 42);
-  f[1] = 38;
-  f[3] = 2;
-  uint8_t *p = f + 4;
-  p[0] = 0x45;
-  p[3] = 38;
-  p[8] = 1;
-  p[9] = 253;
-  memcpy(p + 20, "moat-offload", 12);
-  p[32] = 1;
-  p[35] = 7;
-  p[36] = 0xff;
-  p[37] = 0xff;
-}
-
-/* Reads frames until the router's hello; 1 if it offers the handoff, 0 if
- * not, -1 when none came within 5 s. */
-static int router_hello(int s) {
-  uint8_t buf[4096];
-  size_t have = 0;
-  for (;;) {
-    struct pollfd p = {s, POLLIN, 0};
-    if (poll(&p, 1, 5000) <= 0) return -1;
-    ssize_t n = read(s, buf + have, sizeof buf - have);
-    if (n <= 0) return -1;
-    have += (size_t)n;
-    size_t off = 0;
-    while (have - off >= 4) {
-      size_t len = buf[off + 1] | (size_t)buf[off + 2] << 8;
-      if (have - off < 4 + len) break;
-      if (buf[off + 3] == 2) return len >= 36 && (buf[off + 4 + 35] & 8) ? 1 : 0;
-      off += 4 + len;
-    }
-    memmove(buf, buf + off, have - off);
-    have -= off;
-    if (have == sizeof buf) return -1;
-  }
-}
-
-static void hand_off(int s, int tun) {
-  uint8_t frame[4] = {0, 0, 0, 4};
-  struct iovec iov = {frame, sizeof frame};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.buf;
-  mh.msg_controllen = sizeof u.buf;
-  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &tun, sizeof tun);
-  if (sendmsg(s, &mh, MSG_NOSIGNAL) != 4) die("sendmsg (handoff)");
-}
 
 /* A tun device named name, up, with address addr/16. */
 static int make_tun(int ctl, const char *name, uint32_t addr) {
@@ -158,36 +87,13 @@ static void announce(const char *name, uint32_t addr, uint32_t gw) {
 }
 
 int main(int argc, char **argv) {
-  const char *sock = NULL, *base_s = NULL, *gw_s = NULL;
-  int count = 0, port = 0;
-  uint32_t tag = 0;
-  double duration = 10, idle = 0.5;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const char *k = argv[i], *v = argv[i + 1];
-    if (!strcmp(k, "--socket")) sock = v;
-    else if (!strcmp(k, "--count")) count = atoi(v);
-    else if (!strcmp(k, "--base")) base_s = v;
-    else if (!strcmp(k, "--gw")) gw_s = v;
-    else if (!strcmp(k, "--port")) port = atoi(v);
-    else if (!strcmp(k, "--tag")) tag = (uint32_t)strtoul(v, NULL, 10);
-    else if (!strcmp(k, "--duration")) duration = atof(v);
-    else if (!strcmp(k, "--idle")) idle = atof(v);
-    else { fprintf(stderr, "unknown option %s\n", k); return 1; }
-  }
-  struct in_addr b, g;
-  if (!sock || !base_s || !gw_s || count < 1 || count > MAX_PEERS || port < 1 || port > 65535 ||
-      inet_pton(AF_INET, base_s, &b) != 1 || inet_pton(AF_INET, gw_s, &g) != 1 || duration <= 0 || duration > 600) {
-    fprintf(stderr, "usage: tun-peers --socket PATH --count N --base IP --gw IP --port P --tag T [--duration S] [--idle S]\n");
-    return 1;
-  }
-  const uint32_t base = ntohl(b.s_addr), gw = ntohl(g.s_addr);
-  struct rlimit rl = {(rlim_t)count * 2 + 64, (rlim_t)count * 2 + 64};
-  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) die("setrlimit");
+  struct peers_args a;
+  if (!peers_args_parse(argc, argv, "tun-peers", MAX_PEERS, &a)) return 1;
+  const int count = a.count, port = a.port;
+  const uint32_t tag = a.tag, base = a.base, gw = a.gw;
+  const double duration = a.duration, idle = a.idle;
   struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  if (strlen(sock) >= sizeof sa.sun_path) { fprintf(stderr, "socket path too long\n"); return 1; }
-  strcpy(sa.sun_path, sock);
+  if (!peers_prepare(&a, 2, &sa)) return 1;
 
   /* The receiving socket first: nothing the flood sends is missed. */
   int rx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -214,15 +120,15 @@ int main(int argc, char **argv) {
       if (errno != EAGAIN || ++tries > 1000) die("connect");
       usleep(1000);  /* the router's backlog is full: let it accept */
     }
-    uint8_t f[42];
-    hello(f);
+    uint8_t f[MOAT_HELLO_BYTES];
+    moat_hello(f);
     if (write(s, f, sizeof f) != (ssize_t)sizeof f) die("write (hello)");
-    const int offered = router_hello(s);
-    if (offered != 1) {
-      fprintf(stderr, "{\"error\":\"peer %d: %s\"}\n", i, offered < 0 ? "no hello from the router" : "the router does not take tuns (handoff off)");
+    const int caps = moat_router_hello(s, 5000);
+    if (caps < 0 || !(caps & 8)) {
+      fprintf(stderr, "{\"error\":\"peer %d: %s\"}\n", i, caps < 0 ? "no hello from the router" : "the router does not take tuns (handoff off)");
       return 2;
     }
-    hand_off(s, tun);
+    if (moat_send_handoff(s, &tun, 1) != 0) die("sendmsg (handoff)");
     close(tun);  /* the router holds it now; the device lives as long as its fd there */
     conns[i] = s;
     announce(name, base + (uint32_t)i, gw);
