@@ -109,42 +109,15 @@ class TunBatch {
   // through its own ring, into the same slots: one ring for all of them).
   unsigned read_from(int fd, unsigned n) {
     if (n == 0 || n > slots_ || !ready()) return 0;
-    const unsigned tail = *sq_tail_;
-    for (unsigned i = 0; i < n; i++) {
-      const unsigned idx = (tail + i) & sq_mask_;
-      struct io_uring_sqe* e = &sqes_[idx];
-      memset(e, 0, sizeof *e);
+    for (unsigned i = 0; i < n; i++) res_[i] = -EAGAIN;
+    const bool ok = submit(n, [&](struct io_uring_sqe* e, unsigned i) {
       e->opcode = IORING_OP_READ;
       e->fd = fd;
       e->addr = uint64_t(reinterpret_cast<uintptr_t>(slot(i)));
       e->len = uint32_t(slot_size_);
-      e->off = uint64_t(-1);  // a character device: no offset
-      e->rw_flags = RWF_NOWAIT;
-      e->user_data = i;
-      sq_array_[idx] = idx;
-      res_[i] = -EAGAIN;
-    }
-    __atomic_store_n(sq_tail_, tail + n, __ATOMIC_RELEASE);
-    int r;
-    do {
-      r = int(syscall(__NR_io_uring_enter, ring_fd_, n, n, IORING_ENTER_GETEVENTS, nullptr, 0));
-    } while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      disabled_ = true;  // nothing known of what ran: never again
-      return 0;
-    }
-    unsigned head = *cq_head_;
-    const unsigned ctail = __atomic_load_n(cq_tail_, __ATOMIC_ACQUIRE);
-    unsigned seen = 0;
-    for (; head != ctail; head++) {
-      const struct io_uring_cqe& c = cqes_[head & cq_mask_];
-      if (c.user_data < n) res_[c.user_data] = c.res;
-      if (c.res == -EOPNOTSUPP || c.res == -EINVAL) disabled_ = true;
-      seen++;
-    }
-    __atomic_store_n(cq_head_, head, __ATOMIC_RELEASE);
-    if (seen != n) disabled_ = true;  // a read left pending would fill a slot later: never again
-    return disabled_ ? 0 : n;
+    }, [&](unsigned i, int res) { res_[i] = res; });
+    // A read left pending would fill a slot later: never again (submit).
+    return ok ? n : 0;
   }
 
   // Queues a write of pkt (after a zero virtio-net header when zero_hdr) to
@@ -173,41 +146,17 @@ class TunBatch {
     if (n == 0) return 0;
     std::vector<char>& seen = wseen_;
     std::fill(seen.begin(), seen.begin() + n, 0);
+    for (unsigned i = 0; i < n; i++) wres_[i] = -EAGAIN;
     if (ready()) {
-      const unsigned tail = *sq_tail_;
-      for (unsigned i = 0; i < n; i++) {
-        const unsigned idx = (tail + i) & sq_mask_;
-        struct io_uring_sqe* e = &sqes_[idx];
-        memset(e, 0, sizeof *e);
+      submit(n, [&](struct io_uring_sqe* e, unsigned i) {
         e->opcode = IORING_OP_WRITEV;
         e->fd = wfd_[i];
         e->addr = uint64_t(reinterpret_cast<uintptr_t>(&wiov_[size_t(i) * 2 + (wzero_[i] ? 0 : 1)]));
         e->len = wzero_[i] ? 2 : 1;
-        e->off = uint64_t(-1);
-        e->rw_flags = RWF_NOWAIT;
-        e->user_data = i;
-        sq_array_[idx] = idx;
-        wres_[i] = -EAGAIN;
-      }
-      __atomic_store_n(sq_tail_, tail + n, __ATOMIC_RELEASE);
-      int r;
-      do {
-        r = int(syscall(__NR_io_uring_enter, ring_fd_, n, n, IORING_ENTER_GETEVENTS, nullptr, 0));
-      } while (r < 0 && errno == EINTR);
-      if (r < 0) disabled_ = true;
-      unsigned head = *cq_head_, got = 0;
-      const unsigned ctail = __atomic_load_n(cq_tail_, __ATOMIC_ACQUIRE);
-      for (; head != ctail; head++) {
-        const struct io_uring_cqe& c = cqes_[head & cq_mask_];
-        if (c.user_data < n) {
-          wres_[c.user_data] = c.res;
-          seen[c.user_data] = 1;
-          got++;
-        }
-        if (c.res == -EOPNOTSUPP || c.res == -EINVAL) disabled_ = true;
-      }
-      __atomic_store_n(cq_head_, head, __ATOMIC_RELEASE);
-      if (got != n) disabled_ = true;
+      }, [&](unsigned i, int res) {
+        wres_[i] = res;
+        seen[i] = 1;
+      });
     }
     // What io_uring did not take (or refused as unsupported) goes with writev().
     for (unsigned i = 0; i < n; i++) {
@@ -251,6 +200,46 @@ class TunBatch {
   static constexpr size_t kSmallMax = 16384;
 
  private:
+  // n requests on a tun (fill sets the opcode, fd, buffer), each at no
+  // offset with RWF_NOWAIT, submitted in one io_uring_enter that waits for
+  // all n; done(i, res) for each completion. false when io_uring failed or
+  // did not complete all n (a request left pending could complete into a
+  // buffer the caller has moved on from): disabled_ then, for good.
+  template <typename Fill, typename Done>
+  bool submit(unsigned n, Fill fill, Done done) {
+    const unsigned tail = *sq_tail_;
+    for (unsigned i = 0; i < n; i++) {
+      const unsigned idx = (tail + i) & sq_mask_;
+      struct io_uring_sqe* e = &sqes_[idx];
+      memset(e, 0, sizeof *e);
+      fill(e, i);
+      e->off = uint64_t(-1);  // a character device: no offset
+      e->rw_flags = RWF_NOWAIT;
+      e->user_data = i;
+      sq_array_[idx] = idx;
+    }
+    __atomic_store_n(sq_tail_, tail + n, __ATOMIC_RELEASE);
+    int r;
+    do {
+      r = int(syscall(__NR_io_uring_enter, ring_fd_, n, n, IORING_ENTER_GETEVENTS, nullptr, 0));
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      disabled_ = true;  // nothing submitted, nothing known: never again
+      return false;
+    }
+    unsigned head = *cq_head_, seen = 0;
+    const unsigned ctail = __atomic_load_n(cq_tail_, __ATOMIC_ACQUIRE);
+    for (; head != ctail; head++) {
+      const struct io_uring_cqe& c = cqes_[head & cq_mask_];
+      if (c.user_data < n) done(unsigned(c.user_data), c.res);
+      if (c.res == -EOPNOTSUPP || c.res == -EINVAL) disabled_ = true;
+      seen++;
+    }
+    __atomic_store_n(cq_head_, head, __ATOMIC_RELEASE);
+    if (seen != n) disabled_ = true;
+    return !disabled_;
+  }
+
   void* map(size_t len, off_t off) {
     void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring_fd_, off);
     return m == MAP_FAILED ? nullptr : m;
