@@ -1238,7 +1238,7 @@ struct RouterLoop final : Router::Loop {
 
   // Off the loop (fd_closer.h): the router may hold a tun's last reference.
   void close_tun_fds(Peer* p) {
-    if (tun_batch.writes_queued() > 0) submit_tun_writes();  // none may reach a closed (or reused) fd
+    submit_tun_writes();  // none may reach a closed (or reused) fd
     closer.close_later(p->pending_fd);
     p->pending_fd = -1;
     if (p->tun_fd < 0) return;

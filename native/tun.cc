@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -88,16 +87,6 @@ static bool set_link_u32(const char* name, unsigned short attr, uint32_t size) {
   }
   close(s);
   return ok;
-}
-
-bool tun_write(int fd, const uint8_t* pkt, size_t len, bool zero_hdr) {
-  static const uint8_t zero[kVnetHdrLen] = {};
-  struct iovec iov[2] = {{const_cast<uint8_t*>(zero), kVnetHdrLen}, {const_cast<uint8_t*>(pkt), len}};
-  const int first = zero_hdr ? 0 : 1;
-  const size_t want = zero_hdr ? kVnetHdrLen + len : len;
-  ssize_t n;
-  do n = writev(fd, iov + first, 2 - first); while (n < 0 && errno == EINTR);
-  return n == ssize_t(want);
 }
 
 int tun_set_offload(int fd, unsigned flags, std::string* err) {

@@ -5,10 +5,15 @@
 // SIOCSIFFLAGS) on an AF_INET datagram socket to bring the link up,
 // getifaddrs, open(netns file) + setns(CLONE_NEWNET), write/writev.
 #pragma once
+#include <sys/uio.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "gso.h"
 
 namespace moat {
 
@@ -24,10 +29,21 @@ int tun_open(const std::string& name, std::string* err);
 // oversize super-packets are split by the reader instead).
 int tun_open(const std::string& name, bool vnet, uint32_t gso_max, std::string* err);
 
+// The virtio_net_hdr of a plain packet (no offload asked for).
+inline constexpr uint8_t kZeroVnetHdr[kVnetHdrLen] = {};
+
 // Writes one packet to a tun in one call (writev with zero_hdr: a zeroed
 // virtio_net_hdr in front, for a vnet tun given a packet without one).
-// EINTR is retried; true if the tun took it whole.
-bool tun_write(int fd, const uint8_t* pkt, size_t len, bool zero_hdr);
+// EINTR is retried; true if the tun took it whole. Inline: tun_batch.h
+// falls back to it and is used without tun.cc (bench/gen/tunrelay.cc).
+inline bool tun_write(int fd, const uint8_t* pkt, size_t len, bool zero_hdr) {
+  struct iovec iov[2] = {{const_cast<uint8_t*>(kZeroVnetHdr), kVnetHdrLen}, {const_cast<uint8_t*>(pkt), len}};
+  const int first = zero_hdr ? 0 : 1;
+  const size_t want = zero_hdr ? kVnetHdrLen + len : len;
+  ssize_t n;
+  do n = writev(fd, iov + first, 2 - first); while (n < 0 && errno == EINTR);
+  return n == ssize_t(want);
+}
 
 // TUNSETOFFLOAD with the TUN_F_* flags. With TUN_F_USO4/6 refused (kernels
 // before 6.2) it retries without them. Returns the flags in effect, or -1

@@ -24,7 +24,7 @@
 // vassals"), each a WRITEV with RWF_NOWAIT, so none is left pending either;
 // where io_uring fails they go out with writev().
 // Threads: the caller's loop thread only. Syscalls: io_uring_setup,
-// io_uring_enter, mmap, munmap, close, writev.
+// io_uring_enter, mmap, munmap, close, writev (tun_write).
 #pragma once
 #include <linux/fs.h>
 #include <linux/io_uring.h>
@@ -40,6 +40,8 @@
 #include <cstring>
 #include <memory>
 #include <vector>
+
+#include "tun.h"
 
 namespace moat {
 
@@ -85,12 +87,7 @@ class TunBatch {
     slot_size_ = slot_size;
     buf_.reset(new uint8_t[size_t(slots) * slot_size]);  // pages touched as packets land
     res_.assign(slots, 0);
-    wiov_.assign(size_t(slots) * 2, iovec{});
-    wfd_.assign(slots, -1);
-    wlen_.assign(slots, 0);
-    wzero_.assign(slots, 0);
-    wres_.assign(slots, 0);
-    wseen_.assign(slots, 0);
+    writes_.assign(slots, QueuedWrite{});
     return true;
   }
 
@@ -125,50 +122,45 @@ class TunBatch {
   // index, or -1 when the ring is full (submit first) or not usable (write
   // it yourself).
   int write_add(int fd, const uint8_t* pkt, size_t len, bool zero_hdr) {
-    static const uint8_t zero[10] = {};
     if (!ready() || wn_ >= slots_) return -1;
-    iovec* v = &wiov_[size_t(wn_) * 2];
-    v[0] = {const_cast<uint8_t*>(zero), sizeof zero};
-    v[1] = {const_cast<uint8_t*>(pkt), len};
-    wfd_[wn_] = fd;
-    wlen_[wn_] = (zero_hdr ? sizeof zero : 0) + len;
-    wzero_[wn_] = zero_hdr;
+    QueuedWrite& w = writes_[wn_];
+    w.fd = fd;
+    w.zero = zero_hdr;
+    w.iov[0] = {const_cast<uint8_t*>(kZeroVnetHdr), kVnetHdrLen};
+    w.iov[1] = {const_cast<uint8_t*>(pkt), len};
     return int(wn_++);
   }
   unsigned writes_queued() const { return wn_; }
 
-  // Sends the queued writes in one io_uring_enter (writev() each, if
-  // io_uring fails). Afterwards write_ok(i) for i < the count returned says
-  // whether write i went out whole; the queue is empty again.
+  // Sends the queued writes in one io_uring_enter (tun_write() each that
+  // io_uring did not complete or cannot do). Afterwards write_ok(i) for
+  // i < the count returned says whether write i went out whole; the queue
+  // is empty again.
   unsigned write_submit() {
     const unsigned n = wn_;
     wn_ = 0;
-    if (n == 0) return 0;
-    std::vector<char>& seen = wseen_;
-    std::fill(seen.begin(), seen.begin() + n, 0);
-    for (unsigned i = 0; i < n; i++) wres_[i] = -EAGAIN;
-    if (ready()) {
+    for (unsigned i = 0; i < n; i++) writes_[i].done = false;
+    if (n > 0 && ready()) {
       submit(n, [&](struct io_uring_sqe* e, unsigned i) {
+        const QueuedWrite& w = writes_[i];
         e->opcode = IORING_OP_WRITEV;
-        e->fd = wfd_[i];
-        e->addr = uint64_t(reinterpret_cast<uintptr_t>(&wiov_[size_t(i) * 2 + (wzero_[i] ? 0 : 1)]));
-        e->len = wzero_[i] ? 2 : 1;
+        e->fd = w.fd;
+        e->addr = uint64_t(reinterpret_cast<uintptr_t>(w.zero ? &w.iov[0] : &w.iov[1]));
+        e->len = w.zero ? 2 : 1;
       }, [&](unsigned i, int res) {
-        wres_[i] = res;
-        seen[i] = 1;
+        if (res == -EOPNOTSUPP || res == -EINVAL) return;  // io_uring cannot: tun_write below
+        QueuedWrite& w = writes_[i];
+        w.done = true;
+        w.ok = res >= 0 && size_t(res) == (w.zero ? kVnetHdrLen : 0) + w.iov[1].iov_len;
       });
     }
-    // What io_uring did not take (or refused as unsupported) goes with writev().
     for (unsigned i = 0; i < n; i++) {
-      if (seen[i] && wres_[i] != -EOPNOTSUPP && wres_[i] != -EINVAL) continue;
-      const iovec* v = &wiov_[size_t(i) * 2 + (wzero_[i] ? 0 : 1)];
-      ssize_t w;
-      do w = writev(wfd_[i], v, wzero_[i] ? 2 : 1); while (w < 0 && errno == EINTR);
-      wres_[i] = w < 0 ? -errno : int(w);
+      QueuedWrite& w = writes_[i];
+      if (!w.done) w.ok = tun_write(w.fd, static_cast<const uint8_t*>(w.iov[1].iov_base), w.iov[1].iov_len, w.zero);
     }
     return n;
   }
-  bool write_ok(unsigned i) const { return wres_[i] >= 0 && size_t(wres_[i]) == wlen_[i]; }
+  bool write_ok(unsigned i) const { return writes_[i].ok; }
 
   int result(unsigned i) const { return res_[i]; }
   // A result that carries no packet: the tun was empty at that moment.
@@ -266,13 +258,15 @@ class TunBatch {
   size_t slot_size_ = 0;
   std::unique_ptr<uint8_t[]> buf_;
   std::vector<int> res_;
-  std::vector<iovec> wiov_;   // per queued write: a zero header, the packet
-  std::vector<int> wfd_;
-  std::vector<size_t> wlen_;  // bytes the write must take
-  std::vector<char> wzero_;   // per queued write: after the zero header
-  std::vector<int> wres_;     // per write: bytes written or -errno (reads keep res_)
-  std::vector<char> wseen_;   // per write: its completion came
-  unsigned wn_ = 0;           // writes queued
+  // A queued write: its iovecs are a zero virtio-net header and the
+  // packet, the first skipped unless zero; done once io_uring completed it.
+  struct QueuedWrite {
+    int fd = -1;
+    bool zero = false, done = false, ok = false;
+    iovec iov[2] = {};
+  };
+  std::vector<QueuedWrite> writes_;  // slots_ of them, never resized: iov stays put
+  unsigned wn_ = 0;                  // writes queued
   bool disabled_ = false;
   unsigned next_ = 1;   // reads to try in the next call
   bool small_ = true;   // the last wakeup's packets were small
