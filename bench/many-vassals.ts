@@ -21,16 +21,9 @@ type Direction = 'g2v' | 'v2g';
 interface Figures { path: string; dir: Direction; rxPps: number; offeredPps: number; routerUsPerPkt: number }
 
 async function measure(path: 'one hop' | 'framed', n: number, rounds: number, seconds: number, dirs: Direction[], cgroups: boolean): Promise<Figures[]> {
-  // The scenario reads its extra router options when it builds the router.
-  const saved = process.env.MOAT_BENCH_ROUTER_ARGS;
-  process.env.MOAT_BENCH_ROUTER_ARGS = [saved ?? '', path === 'framed' ? '--tuntap-router-handoff=false' : ''].join(' ');
-  const sc = makeScenario('moat', { vassals: n, cgroups }) as TuntapScenario;
-  try {
-    await setUp(sc, () => undefined);
-  } finally {
-    if (saved === undefined) delete process.env.MOAT_BENCH_ROUTER_ARGS;
-    else process.env.MOAT_BENCH_ROUTER_ARGS = saved;
-  }
+  const moatRouterArgs = path === 'framed' ? ['--tuntap-router-handoff=false'] : [];
+  const sc = makeScenario('moat', { vassals: n, cgroups, moatRouterArgs }) as TuntapScenario;
+  await setUp(sc, () => undefined);
   const out: Figures[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
