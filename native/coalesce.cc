@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "frame.h"
+#include "offload.h"
 
 namespace moat {
 
@@ -101,6 +102,48 @@ size_t uso_finish(UsoRun* r) {
   }
   *r = UsoRun();
   return n;
+}
+
+size_t uso_merge_frames_cb(uint8_t* q, size_t len, size_t max_len, void* ctx,
+                           void (*next)(void* ctx, uint8_t* frame, size_t size, uint32_t segs)) {
+  UsoRun run;
+  size_t run_at = 0;  // the open run's frame header
+  size_t w = 0;       // where the next frame goes (behind the open run, if any)
+  const auto close = [&]() {
+    if (run.count == 0) return;
+    const uint32_t segs = run.count;
+    const size_t n = uso_finish(&run);
+    encode_frame_header(q + run_at, uint16_t(n), kModVnet);
+    next(ctx, q + run_at, n, segs);
+    w = run_at + kFrameHeaderSize + n;
+  };
+  size_t r = 0;
+  while (r + kFrameHeaderSize <= len) {
+    const FrameHeader h = decode_frame_header(q + r);
+    const size_t n = h.size;
+    if (r + kFrameHeaderSize + n > len) break;
+    uint8_t* payload = q + r + kFrameHeaderSize;
+    int pl = -1;
+    if (h.mod2 == kModVnet && n > kVnetHdrLen)
+      pl = uso_payload(vnet_read(payload), payload + kVnetHdrLen, n - kVnetHdrLen);
+    if (pl > 0 && uso_fits(run, payload + kVnetHdrLen, n - kVnetHdrLen, pl, max_len)) {
+      uso_append(&run, payload + kVnetHdrLen, n - kVnetHdrLen);  // behind the run: r is ahead of it
+      r += kFrameHeaderSize + n;
+      continue;
+    }
+    close();
+    if (w != r) memmove(q + w, q + r, kFrameHeaderSize + n);
+    if (pl > 0) {
+      run_at = w;
+      uso_start(&run, q + w + kFrameHeaderSize, n, pl);
+    } else {
+      next(ctx, q + w, n, 0);
+      w += kFrameHeaderSize + n;
+    }
+    r += kFrameHeaderSize + n;
+  }
+  close();
+  return w;
 }
 
 }  // namespace moat

@@ -64,4 +64,27 @@ void uso_append(UsoRun* r, const uint8_t* pkt, size_t len);
 // Returns the frame length (r->len); r is empty afterwards.
 size_t uso_finish(UsoRun* r);
 
+// Merges a queue of frames (frame.h: 4-byte header, then its payload) in
+// place: consecutive kModVnet frames that are single datagrams of one flow
+// (uso_payload() >= 0, uso_fits()) become one run each; other frames stay
+// as they are, in order. Calls emit(frame, size, segs) for each resulting
+// frame in order (frame: its header; segs: the datagrams merged into it
+// here, 0 for a frame left as it was) and returns the queue's new length. A frame whose header
+// says more than the queue holds ends the walk (the queue is the router's
+// own: never expected).
+template <class Emit>
+size_t uso_merge_frames(uint8_t* q, size_t len, size_t max_len, Emit&& emit);
+
+// The walk of uso_merge_frames, without the template: next(ctx, frame,
+// size, segs) for each resulting frame.
+size_t uso_merge_frames_cb(uint8_t* q, size_t len, size_t max_len, void* ctx,
+                           void (*next)(void* ctx, uint8_t* frame, size_t size, uint32_t segs));
+
+template <class Emit>
+size_t uso_merge_frames(uint8_t* q, size_t len, size_t max_len, Emit&& emit) {
+  return uso_merge_frames_cb(q, len, max_len, &emit, [](void* ctx, uint8_t* f, size_t n, uint32_t segs) {
+    (*static_cast<Emit*>(ctx))(f, n, segs);
+  });
+}
+
 }  // namespace moat

@@ -119,10 +119,12 @@ struct RouterLoop final : Router::Loop {
   LoadSlice slice;  // a short scheduler slice while busy (sched_slice.h)
   std::vector<std::unique_ptr<Peer>> graveyard;  // closed this wakeup, freed at its end
   FdCloser closer;  // fds received from peers (tuns): a last tun reference closes in ~36 ms
-  // A packet queued for a handed-off peer's tun (flush_tun), counted once sent.
+  // A packet queued for a handed-off peer's tun (flush_tun), counted once
+  // sent; a held one (write_held_tun) was counted when it was queued.
   struct TunWrite {
     Peer* p;
     uint32_t segs, bytes, ip_packets, ip_bytes;
+    bool counted;
   };
   std::vector<TunWrite> tun_writes;  // index = the write's in tun_batch
   bool flushing_batch = false;       // in flush_batch: tun writes wait for its end
@@ -543,9 +545,7 @@ struct RouterLoop final : Router::Loop {
     const uint16_t needs = vnet_needs(h);
     if (p->offload && (needs & ~p->caps) == 0 && n <= kMaxFramePayload &&
         vnet_segment_len(h, pkt, len) <= p->send_max) {
-      // A limited peer's packets are counted one by one: never merged.
-      const bool can_uso = kUsoCoalesce && !p->shape_in && (p->caps & (kCapUso4 | kCapCsum)) == (kCapUso4 | kCapCsum);
-      const int payload = can_uso ? uso_payload(h, pkt, len) : -1;
+      const int payload = uso_ok(p) ? uso_payload(h, pkt, len) : -1;
       if (run_peer == p && uso_fits(uso, pkt, len, payload, kUsoMaxPacket) &&
           (run_slot >= 0 ? kFrameHeaderSize + uso.len + size_t(payload) <= p->out_cap
                          : p->room_behind(size_t(payload)))) {
@@ -605,6 +605,18 @@ struct RouterLoop final : Router::Loop {
     if (len > p->send_max) return l->too_big(p, seg, len);
     l->deliver(p, seg, len);
   }
+
+  // Whether p's datagrams may merge into USO runs (coalesce.h): it takes
+  // them, and it has no limit (a limited peer's packets are counted one by
+  // one: never merged).
+  bool uso_ok(const Peer* p) const {
+    return kUsoCoalesce && !p->shape_in && (p->caps & (kCapUso4 | kCapCsum)) == (kCapUso4 | kCapCsum);
+  }
+
+  // Whether p may be held (HoldList): a socket always; a handed-over tun
+  // takes one packet a write, so holding pays only where its datagrams
+  // merge into runs (write_held_tun).
+  bool holdable(const Peer* p) const { return p->tun_fd < 0 || uso_ok(p); }
 
   // Hands one packet to p: with nothing queued for p, as a frame in the batch
   // arena (pkt is either already there, 4 bytes after arena_len, or copied
@@ -683,7 +695,7 @@ struct RouterLoop final : Router::Loop {
     flushing_batch = true;
     for (Peer* p : dirty) {
       p->dirty = false;
-      if (!p->dead && !holds.hold(p, slots.data(), backlog, now)) flush(p);
+      if (!p->dead && !(holdable(p) && holds.hold(p, slots.data(), backlog, now))) flush(p);
       p->batch_head = p->batch_tail = -1;
     }
     flushing_batch = false;
@@ -696,7 +708,11 @@ struct RouterLoop final : Router::Loop {
   // Writes held peers: all when the tun drained, else those held long
   // enough (HoldList::release).
   void release_held(bool all) {
+    if (holds.empty()) return;
+    flushing_batch = true;  // held tuns' writes go in one submission
     holds.release(now, all, [this](Peer* p) { flush(p); });
+    flushing_batch = false;
+    submit_tun_writes();
   }
 
   // A packet bigger than the peer can read, as a router answers it: DF set ->
@@ -734,7 +750,9 @@ struct RouterLoop final : Router::Loop {
   // write keeps the rest and waits for EPOLLOUT.
   void flush(Peer* p) {
     if (run_peer == p) close_run();  // never send half a run
-    if (p->tun_fd >= 0 && p->out_len == 0) return flush_tun(p);
+    // A handed-over tun's queue is what its socket had not taken before the
+    // handoff (written there first), or, held, packets for the tun.
+    if (p->tun_fd >= 0 && (p->out_len == 0 || p->held)) return flush_tun(p);
     holds.writing(p);
     uint32_t full;
     const int e = p->send(slots.data(), &full);
@@ -751,22 +769,57 @@ struct RouterLoop final : Router::Loop {
   // before). What its socket still had queued from before the handoff went
   // first (flush: out_len == 0 here).
   void flush_tun(Peer* p) {
+    if (p->held) {
+      holds.writing(p);
+      write_held_tun(p);
+    }
     for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
       const BatchSlot& sl = slots[s];
-      const size_t n = sl.len - kFrameHeaderSize;
-      // A plain frame (a fragment, an ICMP answer) gets the header the tun wants.
-      const bool zero = decode_frame_header(sl.ptr).mod2 != kModVnet;
-      const TunWrite w{p, sl.segs, uint32_t(n), sl.ip_packets, sl.ip_bytes};
-      int i = tun_batch.write_add(p->tun_fd, sl.ptr + kFrameHeaderSize, n, zero);
-      if (i < 0 && tun_batch.writes_queued() > 0) {
-        submit_tun_writes();  // the ring is full: what it holds goes first
-        i = tun_batch.write_add(p->tun_fd, sl.ptr + kFrameHeaderSize, n, zero);
-      }
-      if (i < 0) tun_written(w, tun_write(p->tun_fd, sl.ptr + kFrameHeaderSize, n, zero));
-      else tun_writes.push_back(w);
+      queue_tun_write(TunWrite{p, sl.segs, sl.len - uint32_t(kFrameHeaderSize), sl.ip_packets, sl.ip_bytes, false}, sl.ptr);
     }
     p->batch_head = p->batch_tail = -1;
     if (!flushing_batch) submit_tun_writes();
+  }
+
+  // A held tun's queue: the datagrams of one flow that waited side by side
+  // merge into runs (coalesce.h: uso_merge_frames), so a flood spread over
+  // many vassals costs each vassal's kernel one receive per run, not per
+  // datagram (one peer's flood gets runs within a batch). Each frame is one
+  // write, queued like the batch's; they were counted when held. The queue
+  // is empty afterwards; its bytes stay as they are until the writes are
+  // submitted (nothing is queued for p before: flush_batch and
+  // release_held submit at their end).
+  void write_held_tun(Peer* p) {
+    uint8_t* q = p->out.get() + p->out_head;
+    uso_merge_frames(q, p->out_len, kUsoMaxPacket, [&](uint8_t* f, size_t n, uint32_t segs) {
+      if (segs > 1) {
+        p->uso_tx.add(1);
+        uso_frames.add(1);
+        uso_segments.add(segs);
+      }
+      if (segs == 0) {
+        size_t cost;
+        packet_cost(f + kFrameHeaderSize, n, decode_frame_header(f).mod2, &cost, &segs);
+      }
+      queue_tun_write(TunWrite{p, segs, uint32_t(n), 0, 0, true}, f);
+    });
+    p->out_head = p->out_len = 0;
+    p->queued.set(0);
+  }
+
+  // One frame (at f: its header, then the packet) for p's tun, queued in the
+  // ring; written at once where the ring cannot take it.
+  void queue_tun_write(const TunWrite& w, uint8_t* f) {
+    // A plain frame (a fragment, an ICMP answer) gets the header the tun wants.
+    const bool zero = decode_frame_header(f).mod2 != kModVnet;
+    uint8_t* pkt = f + kFrameHeaderSize;
+    int i = tun_batch.write_add(w.p->tun_fd, pkt, w.bytes, zero);
+    if (i < 0 && tun_batch.writes_queued() > 0) {
+      submit_tun_writes();  // the ring is full: what it holds goes first
+      i = tun_batch.write_add(w.p->tun_fd, pkt, w.bytes, zero);
+    }
+    if (i < 0) tun_written(w, tun_write(w.p->tun_fd, pkt, w.bytes, zero));
+    else tun_writes.push_back(w);
   }
 
   // The queued tun writes, sent; each counted for its peer or dropped.
@@ -780,8 +833,9 @@ struct RouterLoop final : Router::Loop {
 
   void tun_written(const TunWrite& w, bool ok) {
     if (!ok) return drop(w.p, Drop::TunWrite, w.segs);
-    w.p->tx.add(w.segs);
     w.p->tx_bytes.add(w.bytes);
+    if (w.counted) return;
+    w.p->tx.add(w.segs);
     w.p->count_in(w.ip_packets, w.ip_bytes);
   }
 

@@ -19,47 +19,11 @@ import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { startMoat, tempDir, waitForSocket, readStats, MoatProcess } from '../helpers/moat';
 import { icmpEcho, parseIpv4, inetChecksum, PROTO_UDP } from '../helpers/packets';
 import { FramePeer } from '../helpers/frame-peer';
+import { datagram, procState, SENDER, tunStats } from '../helpers/hold-backlog';
 
 const PEERS = 100;
 const PER_PEER_DEFAULT = 40;
 const PORT = 9000;
-
-// The datagram for peer i, sequence seq: i (u16), seq (u32), then filler
-// that depends on both (a frame mixed up with another's shows), of a length
-// that varies by peer.
-function datagram(i: number, seq: number): Buffer {
-  const b = Buffer.alloc(120 + (i % 7) * 37);
-  b.writeUInt16BE(i, 0);
-  b.writeUInt32BE(seq, 2);
-  for (let k = 6; k < b.length; k++) b[k] = (i * 7 + seq * 13 + k) & 255;
-  return b;
-}
-
-// The sender, in the gateway namespace: reads commands on stdin, one a line:
-// "flood" sends PER_PEER datagrams to each peer, round-robin (peer 0 seq 0,
-// peer 1 seq 0, ...); "one I SEQ" sends one. Answers "ok" when sent.
-const SENDER = `
-const dgram = require('node:dgram');
-const readline = require('node:readline');
-const [src, prefix, peers, perPeer, port] = process.argv.slice(1);
-${datagram.toString()}
-const s = dgram.createSocket('udp4');
-const send = (i, seq) => new Promise((res, rej) => s.send(datagram(i, seq), Number(port), prefix + (i + 1), (e) => e ? rej(e) : res()));
-s.bind(0, src, () => {
-  const rl = readline.createInterface({ input: process.stdin });
-  rl.on('line', async (line) => {
-    const [cmd, a, b] = line.trim().split(' ');
-    if (cmd === 'flood') {
-      for (let seq = 0; seq < Number(perPeer); seq++)
-        for (let i = 0; i < Number(peers); i++) await send(i, seq);
-    } else if (cmd === 'one') {
-      await send(Number(a), Number(b));
-    }
-    process.stdout.write('ok\\n');
-  });
-  rl.on('close', () => s.close());
-  process.stdout.write('ready\\n');
-});`;
 
 interface PeerConn {
   peer: FramePeer;     // counts every frame (the echo reply too) and the bytes received
@@ -67,17 +31,6 @@ interface PeerConn {
   seqs: number[];      // UDP datagrams received, by seq
   bad: string[];       // what was wrong with a datagram
   hungUp: boolean;     // hung up by the test while the backlog was routed
-}
-
-function procState(pid: number): string {
-  // /proc/PID/stat: "pid (comm) S ..."; comm may hold spaces, the state follows the last ')'.
-  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
-}
-
-function tunStats(ns: string, tun: string): { txPackets: number; txDropped: number } {
-  const link = JSON.parse(sh('ip', ['-n', ns, '-s', '-j', 'link', 'show', tun]))[0];
-  return { txPackets: Number(link.stats64?.tx?.packets ?? link.stats?.tx?.packets ?? 0), txDropped: Number(link.stats64?.tx?.dropped ?? link.stats?.tx?.dropped ?? 0) };
 }
 
 /** Runs the whole case with the router's --tuntap-router-hold = holdMs. */
