@@ -4,10 +4,11 @@
 //     buf = 10-byte virtio_net_hdr (host order) + IPv4 packet
 //     -> { segments: Buffer[] } | { error: 'bad_header' | 'bad_ip' | 'unsupported' | 'too_many' }
 // A buf shorter than the header is bad_header.
-//   usoMerge(bufs: Buffer[], maxLen = 65000) -> Buffer[]
-//     each buf = virtio_net_hdr + IPv4 packet (ipv4_check'd by the caller);
-//     merged as the router and device merge consecutive datagrams
-//     (coalesce.h): each result is a vnet header + packet, one per run.
+//   usoMerge(bufs: Buffer[], maxLen = 65000, mods?: number[]) -> Buffer[]
+//     each buf = virtio_net_hdr + IPv4 packet (ipv4_check'd by the caller),
+//     a frame of type mods[i] (default kModVnet, 3); merged as the router
+//     merges a held peer's queue (coalesce.h, uso_merge_frames): each
+//     result is a frame's payload, one per run or frame left as it was.
 // Syscalls: none.
 #include <napi.h>
 
@@ -16,6 +17,8 @@
 
 #include "binding_args.h"
 #include "coalesce.h"
+#include "frame.h"
+#include "offload.h"
 #include "gso.h"
 
 namespace moat {
@@ -70,46 +73,28 @@ Napi::Value UsoMerge(const Napi::CallbackInfo& info) {
   Napi::Array in = arg_array(info[0], "usoMerge: bufs", "an array of Buffers");
   // An IPv4 super-packet: its total length is 16 bits.
   const size_t max_len = info[1].IsUndefined() ? 65000 : size_t(arg_int(info[1], "usoMerge: maxLen", 0, 65535));
-  std::vector<uint8_t> buf(1 << 20);  // the runs, back to back, as in the router's arena
-  std::vector<std::pair<size_t, size_t>> frames;  // offset, length
-  size_t used = 0;
-  UsoRun run;
-  size_t run_off = 0;
-  auto close = [&] {
-    if (run.count == 0) return;
-    const size_t n = uso_finish(&run);
-    frames.push_back({run_off, n});
-  };
+  const bool has_mods = !info[2].IsUndefined();
+  Napi::Array mods = has_mods ? arg_array(info[2], "usoMerge: mods", "an array of frame types") : Napi::Array::New(env);
+  if (has_mods && mods.Length() != in.Length()) throw Napi::RangeError::New(env, "usoMerge: one frame type per buffer");
+  // A held peer's queue: each buffer one frame behind a frame header.
+  std::vector<uint8_t> q;
   for (uint32_t i = 0; i < in.Length(); i++) {
     Napi::Buffer<uint8_t> b = arg_buffer(in.Get(i), "usoMerge: bufs[" + std::to_string(i) + "]");
-    if (b.Length() < kVnetHdrLen || b.Length() > 65535 + kVnetHdrLen || used + 2 * b.Length() > buf.size())
+    if (b.Length() < kVnetHdrLen || b.Length() > 65535 || q.size() + b.Length() > (1 << 22))
       throw Napi::RangeError::New(env, "usoMerge: a buffer is too short or too long");
-    // Copied right behind the run, as the router reads into its arena.
-    uint8_t* at = buf.data() + (run.count ? run_off + run.len : used);
-    memcpy(at, b.Data(), b.Length());
-    const virtio_net_hdr h = vnet_read(at);
-    const uint8_t* pkt = at + kVnetHdrLen;
-    const size_t len = b.Length() - kVnetHdrLen;
-    const int payload = uso_payload(h, pkt, len);
-    if (uso_fits(run, pkt, len, payload, max_len)) {
-      uso_append(&run, pkt, len);
-      used = run_off + run.len;
-      continue;
-    }
-    close();
-    used = size_t(at - buf.data());
-    if (payload >= 0) {
-      run_off = used;
-      uso_start(&run, at, b.Length(), payload);
-    } else {
-      frames.push_back({used, b.Length()});
-    }
-    used += b.Length();
+    const uint8_t mod2 = has_mods ? uint8_t(arg_int(mods.Get(i), "usoMerge: mods[" + std::to_string(i) + "]", 0, 255)) : kModVnet;
+    const size_t at = q.size();
+    q.resize(at + kFrameHeaderSize + b.Length());
+    encode_frame_header(q.data() + at, uint16_t(b.Length()), mod2);
+    memcpy(q.data() + at + kFrameHeaderSize, b.Data(), b.Length());
   }
-  close();
+  std::vector<std::pair<const uint8_t*, size_t>> frames;
+  uso_merge_frames(q.data(), q.size(), max_len, [&](uint8_t* f, size_t n, uint32_t) {
+    frames.push_back({f + kFrameHeaderSize, n});
+  });
   Napi::Array out = Napi::Array::New(env, frames.size());
   for (size_t i = 0; i < frames.size(); i++)
-    out.Set(uint32_t(i), Napi::Buffer<uint8_t>::Copy(env, buf.data() + frames[i].first, frames[i].second));
+    out.Set(uint32_t(i), Napi::Buffer<uint8_t>::Copy(env, frames[i].first, frames[i].second));
   return out;
 }
 

@@ -323,10 +323,11 @@ export interface Addon {
   /** gso_split for tests: buf = 10-byte virtio_net_hdr (host order) + IPv4
    *  packet; scratchLen (default 65535) is the scratch buffer gso_split gets. */
   gsoSplit(buf: Buffer, scratchLen?: number): { segments: Buffer[]; error?: undefined } | { error: GsoErrorName; segments?: undefined };
-  /** The USO merge (native/coalesce.h) for tests: bufs = virtio_net_hdr +
-   *  IPv4 packet each, merged as the router and device merge consecutive
-   *  datagrams; one vnet header + packet per run (maxLen: IPv4 bytes, 65000). */
-  usoMerge(bufs: Buffer[], maxLen?: number): Buffer[];
+  /** The USO merge (native/coalesce.h, uso_merge_frames) for tests: bufs =
+   *  virtio_net_hdr + IPv4 packet each, frames of type mods[i] (default 3,
+   *  kModVnet), merged as the router merges a held peer's queue; one frame
+   *  payload per run or frame left as it was (maxLen: IPv4 bytes, 65000). */
+  usoMerge(bufs: Buffer[], maxLen?: number, mods?: number[]): Buffer[];
   /** The hard limits native code enforces on option values (native/option_bounds.h),
    *  [lo, hi] inclusive, by the field names of RouterOptions and DeviceOptions:
    *  TypeScript's bounds must lie within them. Not defaults. */

@@ -160,3 +160,25 @@ test('random streams split back byte-exact', () => {
     merge(pkts, 1 + rnd(4) === 1 ? 600 : undefined);
   }
 });
+
+// A held one-hop peer's queue (router.cc, write_held_tun): frames of other
+// types sit between the datagrams, and a run merged earlier stays as it is.
+test('a held queue: plain frames and runs merged before stay in place and end a run', () => {
+  const kModPacket = 0, kModVnet = 3;
+  const a = run(6);
+  const icmp = plain(dgram({ sport: 7, seq: 99 }));
+  const bufs = [plain(a[0]), plain(a[1]), icmp, plain(a[2]), plain(a[3]), plain(a[4]), plain(a[5])];
+  const frames = usoMerge(bufs, undefined, [kModVnet, kModVnet, kModPacket, kModVnet, kModVnet, kModVnet, kModVnet]);
+  assert.equal(frames.length, 3, 'run, the plain frame, run');
+  assert.deepEqual(frames[1], icmp, 'the plain frame unchanged, in its place');
+  assert.deepEqual(frames.map((f) => (f[1] === GSO_UDP_L4 ? gsoSplit(f).segments!.length : 1)), [2, 1, 4]);
+  // A run merged within a batch is already a GSO frame: it is left alone,
+  // and the next datagram starts a run of its own.
+  const earlier = usoMerge(run(3).map(plain));
+  assert.equal(earlier.length, 1);
+  const later = run(3, {}, 3).map(plain);
+  const again = usoMerge([earlier[0], ...later]);
+  assert.equal(again.length, 2);
+  assert.deepEqual(again[0], earlier[0], 'the earlier run byte-exact');
+  assert.deepEqual(gsoSplit(again[1]).segments, run(3, {}, 3), 'the later datagrams, merged, split back byte-exact');
+});
