@@ -84,6 +84,7 @@ struct Peer {
   int tun_fd = -1;
   int pending_fd = -1;
   uint32_t tun_next = 1;   // reads to try at once on tun_fd (TunBatch's policy, per peer)
+  bool mergeable = false;  // the last packet routed to it may join a USO run (coalesce.h)
   // This tun batch's frames for the peer (BatchSlot indexes; -1: none).
   int32_t batch_head = -1, batch_tail = -1;
   // Held (HoldList): frames wait in the queue, not yet written;

@@ -546,6 +546,7 @@ struct RouterLoop final : Router::Loop {
     if (p->offload && (needs & ~p->caps) == 0 && n <= kMaxFramePayload &&
         vnet_segment_len(h, pkt, len) <= p->send_max) {
       const int payload = uso_ok(p) ? uso_payload(h, pkt, len) : -1;
+      p->mergeable = payload > 0;
       if (run_peer == p && uso_fits(uso, pkt, len, payload, kUsoMaxPacket) &&
           (run_slot >= 0 ? kFrameHeaderSize + uso.len + size_t(payload) <= p->out_cap
                          : p->room_behind(size_t(payload)))) {
@@ -615,8 +616,9 @@ struct RouterLoop final : Router::Loop {
 
   // Whether p may be held (HoldList): a socket always; a handed-over tun
   // takes one packet a write, so holding pays only where its datagrams
-  // merge into runs (write_held_tun).
-  bool holdable(const Peer* p) const { return p->tun_fd < 0 || uso_ok(p); }
+  // merge into runs (write_held_tun): while its packets are datagrams that
+  // may (a TCP stream's are not held for nothing).
+  bool holdable(const Peer* p) const { return p->tun_fd < 0 || (uso_ok(p) && p->mergeable); }
 
   // Hands one packet to p: with nothing queued for p, as a frame in the batch
   // arena (pkt is either already there, 4 bytes after arena_len, or copied
