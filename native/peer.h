@@ -195,6 +195,9 @@ struct Peer {
 // kHoldBytes, or the oldest has waited hold_ns, or the tun drains: one write
 // then carries them all. Light traffic is never held: a batch that empties
 // the tun releases everything at once.
+// A handed-over tun (one hop) takes one packet a write: the router holds it
+// only while its datagrams may merge, and writes its queue as USO runs
+// (router.cc, write_held_tun); its queue holds tun frames only while held.
 class HoldList {
  public:
   static constexpr uint32_t kHoldFrames = 16;   // a peer stops waiting at this many frames
