@@ -3,8 +3,11 @@
 // handed-over tuns). The router is stopped with SIGSTOP, a sender in the
 // gateway namespace queues datagrams spread round-robin over the peers in
 // the tun's queue (a large txqueuelen keeps them all), then SIGCONT.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { sh } from './netns';
+import path from 'node:path';
+import { Lab, sh, uniqueName, waitFor } from './netns';
+import { MoatProcess, startMoat, tempDir, waitForSocket } from './moat';
 
 /** The datagram for peer i, sequence seq: i (u16), seq (u32), then filler
  *  that depends on both (a frame mixed up with another's shows), of a length
@@ -55,4 +58,47 @@ export function procState(pid: number): string {
 export function tunStats(ns: string, tun: string): { txPackets: number; txDropped: number } {
   const link = JSON.parse(sh('ip', ['-n', ns, '-s', '-j', 'link', 'show', tun]))[0];
   return { txPackets: Number(link.stats64?.tx?.packets ?? link.stats?.tx?.packets ?? 0), txDropped: Number(link.stats64?.tx?.dropped ?? link.stats?.tx?.dropped ?? 0) };
+}
+
+/** A moat CLI router in a gateway namespace of lab, with holding at holdMs,
+ *  its tun up with gw/16 and room for a whole backlog (txqueuelen 50,000).
+ *  Peers are prefix + 1, prefix + 2, ... pid is the router's own (`ip netns
+ *  exec` execs it): the lab never leaves it stopped. */
+export interface HoldRouter { router: MoatProcess; pid: number; sock: string; stats: string; ns: string; tun: string; gw: string; prefix: string }
+
+export async function startHoldRouter(lab: Lab, holdMs: number, tag: string): Promise<HoldRouter> {
+  const dir = tempDir(lab);
+  const sock = path.join(dir, 'tuntap.sock');
+  const stats = path.join(dir, 'stats.sock');
+  const ns = lab.netns(tag);
+  const tun = uniqueName(`${tag}t`);
+  const a = 16 + crypto.randomInt(200);
+  const gw = `10.${a}.0.1`;
+  const prefix = `10.${a}.1.`;
+  const router = startMoat(lab, ['--tuntap-router', `${tun} ${sock}`, '--tuntap-router-stats', stats, '--tuntap-router-hold', String(holdMs)], ns);
+  let pid = 0;
+  // Never leave a stopped process behind (cleanups run last-added first).
+  lab.onCleanup(() => { if (pid) { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } } });
+  await waitForSocket(sock, router);
+  await waitForSocket(stats, router);
+  pid = router.child.pid!;
+  const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  if (!cmdline.includes('cli.js') || !cmdline.includes('--tuntap-router')) throw new Error(`pid ${pid} is not the router: ${cmdline}`);
+  sh('ip', ['-n', ns, 'addr', 'add', `${gw}/16`, 'dev', tun]);
+  sh('ip', ['-n', ns, 'link', 'set', tun, 'up', 'txqueuelen', '50000']);
+  return { router, pid, sock, stats, ns, tun, gw, prefix };
+}
+
+/** The backlog: the router stopped while send() queues datagrams in its tun,
+ *  then continued. Returns what the tun dropped meanwhile (0: it kept all). */
+export async function backlog(r: HoldRouter, send: () => Promise<void>): Promise<number> {
+  const before = tunStats(r.ns, r.tun);
+  process.kill(r.pid, 'SIGSTOP');
+  try {
+    await waitFor(() => procState(r.pid) === 'T', 5000, 'router stopped');
+    await send();
+    return tunStats(r.ns, r.tun).txDropped - before.txDropped;
+  } finally {
+    process.kill(r.pid, 'SIGCONT');
+  }
 }

@@ -11,12 +11,10 @@
 // Light traffic is never held. With holding off, nothing is held or merged.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import crypto from 'node:crypto';
-import { Lab, requireRoot, sh, uniqueName, waitFor, waitForAsync } from '../helpers/netns';
-import { startMoat, tempDir, waitForSocket, readStats } from '../helpers/moat';
+import { Lab, requireRoot, sh, waitFor, waitForAsync } from '../helpers/netns';
+import { readStats } from '../helpers/moat';
 import { buildInLab } from '../helpers/frame-flood';
-import { datagram, procState, SENDER, tunStats } from '../helpers/hold-backlog';
+import { backlog, datagram, SENDER, startHoldRouter } from '../helpers/hold-backlog';
 
 const PEERS = 50;
 const PER_PEER = 40;
@@ -75,24 +73,10 @@ async function runCase(holdMs: number, log: (s: string) => void): Promise<void> 
   const lab = new Lab();
   let routerPid = 0;
   try {
-    const dir = tempDir(lab);
-    const sock = path.join(dir, 'tuntap.sock');
-    const stats = path.join(dir, 'stats.sock');
-    const ns = lab.netns('mhh');
+    const hr = await startHoldRouter(lab, holdMs, 'mhh');
+    const { router, sock, stats, ns, gw, prefix } = hr;
+    routerPid = hr.pid;
     const vns = lab.netns('mhv');
-    const tun = uniqueName('mhht');
-    const a = 16 + crypto.randomInt(200);
-    const gw = `10.${a}.0.1`;
-    const prefix = `10.${a}.1.`;
-
-    const router = startMoat(lab, ['--tuntap-router', `${tun} ${sock}`, '--tuntap-router-stats', stats,
-      '--tuntap-router-hold', String(holdMs)], ns);
-    lab.onCleanup(() => { if (routerPid) { try { process.kill(routerPid, 'SIGCONT'); } catch { /* gone */ } } });
-    await waitForSocket(sock, router);
-    await waitForSocket(stats, router);
-    routerPid = router.child.pid!;
-    sh('ip', ['-n', ns, 'addr', 'add', `${gw}/16`, 'dev', tun]);
-    sh('ip', ['-n', ns, 'link', 'set', tun, 'up', 'txqueuelen', '50000']);
 
     // The vassals: one tun each (prefix + 1 ...), handed to the router.
     sh('sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'], { ns: vns });
@@ -118,12 +102,7 @@ async function runCase(holdMs: number, log: (s: string) => void): Promise<void> 
     const tx0 = new Map<string, number>(ours().map((q: any) => [q.addr, q.tx_packets]));
     const drops0 = new Map<string, number>(ours().map((q: any) => [q.addr, q.dropped]));
     // The backlog: the router stopped, every datagram in its tun's queue.
-    const tunBefore = tunStats(ns, tun);
-    process.kill(routerPid, 'SIGSTOP');
-    await waitFor(() => procState(routerPid) === 'T', 5000, 'router stopped');
-    assert.equal(await sl.ask('flood'), 'ok');
-    const dropped = tunStats(ns, tun).txDropped - tunBefore.txDropped;
-    process.kill(routerPid, 'SIGCONT');
+    const dropped = await backlog(hr, async () => assert.equal(await sl.ask('flood'), 'ok'));
     assert.equal(dropped, 0, `the tun dropped ${dropped} datagrams while the router was stopped`);
 
     const expect = Array.from({ length: PER_PEER }, (_, k) => k);

@@ -3,7 +3,7 @@
 // so that one write carries several. The backlog is made deterministic: the
 // router (the moat CLI, in a gateway namespace) is stopped with SIGSTOP, a
 // sender queues 4,000 datagrams spread round-robin over 100 peers in the
-// tun's queue (txqueuelen 20000: the kernel keeps them all), then SIGCONT.
+// tun's queue (txqueuelen 50000: the kernel keeps them all), then SIGCONT.
 // Every peer must get exactly its datagrams, in order, intact, as many as the
 // router counted for it; with holding on, writes carried several frames, and
 // light traffic (a tun batch that empties the tun) is never held. With
@@ -12,14 +12,11 @@
 // others get all theirs (this file also runs under the ASan addon in CI).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import crypto from 'node:crypto';
-import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
-import { startMoat, tempDir, waitForSocket, readStats, MoatProcess } from '../helpers/moat';
+import { Lab, requireRoot, waitFor } from '../helpers/netns';
+import { readStats } from '../helpers/moat';
 import { icmpEcho, parseIpv4, inetChecksum, PROTO_UDP } from '../helpers/packets';
 import { FramePeer } from '../helpers/frame-peer';
-import { datagram, procState, SENDER, tunStats } from '../helpers/hold-backlog';
+import { backlog, datagram, SENDER, startHoldRouter } from '../helpers/hold-backlog';
 
 const PEERS = 100;
 const PER_PEER_DEFAULT = 40;
@@ -40,31 +37,10 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
   const lab = new Lab();
   let routerPid = 0;
   try {
-    const dir = tempDir(lab);
-    const sock = path.join(dir, 'tuntap.sock');
-    const stats = path.join(dir, 'stats.sock');
-    const ns = lab.netns('mho');
-    const tun = uniqueName('mhot');
-    const a = 16 + crypto.randomInt(200);
-    const gw = `10.${a}.0.1`;
-    const prefix = `10.${a}.1.`;
+    const hr = await startHoldRouter(lab, holdMs, 'mho');
+    const { router, sock, stats, ns, gw, prefix } = hr;
+    routerPid = hr.pid;
     const peerAddr = (i: number) => prefix + (i + 1);
-
-    const router: MoatProcess = startMoat(lab, [
-      '--tuntap-router', `${tun} ${sock}`,
-      '--tuntap-router-stats', stats,
-      '--tuntap-router-hold', String(holdMs),
-    ], ns);
-    // Never leave a stopped process behind (cleanups run last-added first).
-    lab.onCleanup(() => { if (routerPid) { try { process.kill(routerPid, 'SIGCONT'); } catch { /* gone */ } } });
-    await waitForSocket(sock, router);
-    await waitForSocket(stats, router);
-    routerPid = router.child.pid!;
-    // `ip netns exec` execs the command: the child's pid is the router's.
-    const cmdline = fs.readFileSync(`/proc/${routerPid}/cmdline`, 'utf8');
-    assert.ok(cmdline.includes('cli.js') && cmdline.includes('--tuntap-router'), `pid ${routerPid} is the router: ${cmdline}`);
-    sh('ip', ['-n', ns, 'addr', 'add', `${gw}/16`, 'dev', tun]);
-    sh('ip', ['-n', ns, 'link', 'set', tun, 'up', 'txqueuelen', '50000']);
 
     // The peers: each says hello with an echo request (the router learns its
     // address from it; the kernel's reply is its first frame).
@@ -147,19 +123,15 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     senderLines.length = 0;
 
     // The backlog: the router stopped, 4,000 datagrams in the tun's queue.
-    const tunBefore = tunStats(ns, tun);
-    process.kill(routerPid, 'SIGSTOP');
-    await waitFor(() => procState(routerPid) === 'T', 5000, 'router stopped');
-    if (extra) await command(`one ${PEERS} 0`);
-    await command('flood');
-    const tunAfter = tunStats(ns, tun);
-    const dropped = tunAfter.txDropped - tunBefore.txDropped;
     // closeEven: even peers hang up on their 9th datagram, in the middle of
     // the backlog, when the router has held and written their frames before
     // and holds more.
     const live = peers.filter((_, i) => i < PEERS && !(opts.closeEven && i % 2 === 0));
+    const dropped = await backlog(hr, async () => {
+      if (extra) await command(`one ${PEERS} 0`);
+      await command('flood');
+    });
     const t0 = Date.now();
-    process.kill(routerPid, 'SIGCONT');
     assert.equal(dropped, 0, `the tun dropped ${dropped} of the ${PEERS * PER_PEER} datagrams while the router was stopped (txqueuelen 50000 should hold them all)`);
 
     const all = () => live.every((p) => p.seqs.length >= PER_PEER || p.bad.length > 0);
