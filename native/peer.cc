@@ -148,7 +148,7 @@ bool HoldList::hold(Peer* p, const BatchSlot* slots, bool backlog, uint64_t now)
   uint32_t frames = p->held_frames;  // counted by queued() as they were queued
   size_t bytes = p->out_len;
   for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {
-    frames++;
+    frames += slots[s].segs;
     bytes += slots[s].len;
   }
   if (frames >= kHoldFrames || bytes > kHoldBytes || bytes > p->out_cap) return false;

@@ -88,7 +88,7 @@ struct Peer {
   // This tun batch's frames for the peer (BatchSlot indexes; -1: none).
   int32_t batch_head = -1, batch_tail = -1;
   // Held (HoldList): frames wait in the queue, not yet written;
-  // held_frames counts them, held_since is when the first was held.
+  // held_frames counts their datagrams, held_since is when the first was held.
   bool held = false;
   uint32_t held_frames = 0;
   uint64_t held_since = 0;
@@ -194,13 +194,16 @@ struct Peer {
 // queue (copied there) for later ones, until it has kHoldFrames or
 // kHoldBytes, or the oldest has waited hold_ns, or the tun drains: one write
 // then carries them all. Light traffic is never held: a batch that empties
-// the tun releases everything at once.
+// the tun releases everything at once. Frames count by their datagrams (a
+// USO run of 64 is 64): a peer that gets a run a batch already has what
+// holding would gather, and is not held (gathering 16 KB of runs would
+// hand its reader hundreds of datagrams at once).
 // A handed-over tun (one hop) takes one packet a write: the router holds it
 // only while its datagrams may merge, and writes its queue as USO runs
 // (router.cc, write_held_tun); its queue holds tun frames only while held.
 class HoldList {
  public:
-  static constexpr uint32_t kHoldFrames = 16;   // a peer stops waiting at this many frames
+  static constexpr uint32_t kHoldFrames = 16;   // a peer stops waiting at this many datagrams
   static constexpr size_t kHoldBytes = 16384;   // or bytes: a write that carries them pays off
   static constexpr size_t kReleaseBatch = 64;   // held peers written per release()
 
@@ -210,11 +213,12 @@ class HoldList {
   // this batch were moved into its queue to wait (p is then not written).
   bool hold(Peer* p, const BatchSlot* slots, bool backlog, uint64_t now);
 
-  // A frame was queued for p (behind what waits): counted if p is held.
-  void queued(Peer* p) {
+  // A frame of segs datagrams was queued for p (behind what waits, or a
+  // datagram joined a run there): counted if p is held.
+  void queued(Peer* p, uint32_t segs = 1) {
     if (!p->held) return;
-    p->held_frames++;
-    frames_.add(1);
+    p->held_frames += segs;
+    frames_.add(segs);
   }
 
   // p is about to be written: what it held goes with this write.

@@ -564,6 +564,7 @@ struct RouterLoop final : Router::Loop {
           p->out_len += size_t(payload);
           p->tx.add(1);
           p->count_in(1, len);
+          holds.queued(p);
         }
         return;
       }
@@ -644,7 +645,7 @@ struct RouterLoop final : Router::Loop {
       if (!p->enqueue(pkt, len, mod2)) return drop(p, Drop::QueueFull);
       p->tx.add(1);
       p->count_in(segs, cost);
-      holds.queued(p);
+      holds.queued(p, segs);
     } else {
       if (pkt == arena.get() + arena_len + kFrameHeaderSize + kVnetHdrLen) {
         // Read from the vnet tun, going out plain: its header stays behind
@@ -755,6 +756,7 @@ struct RouterLoop final : Router::Loop {
     // A handed-over tun's queue is what its socket had not taken before the
     // handoff (written there first), or, held, packets for the tun.
     if (p->tun_fd >= 0 && (p->out_len == 0 || p->held)) return flush_tun(p);
+    if (p->held && uso_ok(p)) merge_held(p);
     holds.writing(p);
     uint32_t full;
     const int e = p->send(slots.data(), &full);
@@ -794,11 +796,7 @@ struct RouterLoop final : Router::Loop {
   void write_held_tun(Peer* p) {
     uint8_t* q = p->out.get() + p->out_head;
     uso_merge_frames(q, p->out_len, kUsoMaxPacket, [&](uint8_t* f, size_t n, uint32_t segs) {
-      if (segs > 1) {
-        p->uso_tx.add(1);
-        uso_frames.add(1);
-        uso_segments.add(segs);
-      }
+      count_run(p, segs);
       if (segs == 0) {
         size_t cost;
         packet_cost(f + kFrameHeaderSize, n, decode_frame_header(f).mod2, &cost, &segs);
@@ -807,6 +805,23 @@ struct RouterLoop final : Router::Loop {
     });
     p->out_head = p->out_len = 0;
     p->queued.set(0);
+  }
+
+  // A held offload peer's socket queue, merged the same way before it is
+  // sent: its device then writes a run to the vassal's tun with one write.
+  // The queue holds whole frames only (a peer with a partial write waiting
+  // is never held), and merging only shortens it.
+  void merge_held(Peer* p) {
+    p->out_len = uso_merge_frames(p->out.get() + p->out_head, p->out_len, kUsoMaxPacket,
+                                  [&](uint8_t*, size_t, uint32_t segs) { count_run(p, segs); });
+  }
+
+  // A run of segs datagrams merged for p (uso_merge_frames), counted.
+  void count_run(Peer* p, uint32_t segs) {
+    if (segs < 2) return;
+    p->uso_tx.add(1);
+    uso_frames.add(1);
+    uso_segments.add(segs);
   }
 
   // One frame (at f: its header, then the packet) for p's tun, queued in the

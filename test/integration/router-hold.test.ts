@@ -7,20 +7,25 @@
 // Every peer must get exactly its datagrams, in order, intact, as many as the
 // router counted for it; with holding on, writes carried several frames, and
 // light traffic (a tun batch that empties the tun) is never held. With
-// holding off (0) nothing is held. Peers that hang up while the backlog is
+// holding off (0) nothing is held. Offload peers (moat devices that keep
+// their tun) get their held datagrams merged into USO runs, which must split
+// back into exactly their datagrams, in order. Peers that hang up while the backlog is
 // routed (their frames held, written, held again) are closed cleanly and the
 // others get all theirs (this file also runs under the ASan addon in CI).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab, requireRoot, waitFor } from '../helpers/netns';
 import { readStats } from '../helpers/moat';
-import { icmpEcho, parseIpv4, inetChecksum, PROTO_UDP } from '../helpers/packets';
+import { icmpEcho, parseIpv4, inetChecksum, MOD_HELLO, MOD_VNET, offloadHello, PROTO_UDP } from '../helpers/packets';
+import { addon } from '../../src/native';
 import { FramePeer } from '../helpers/frame-peer';
 import { backlog, datagram, SENDER, startHoldRouter } from '../helpers/hold-backlog';
 
 const PEERS = 100;
 const PER_PEER_DEFAULT = 40;
 const PORT = 9000;
+const GSO_UDP_L4 = 5, NEEDS_CSUM = 1;
+const { gsoSplit } = addon();
 
 interface PeerConn {
   peer: FramePeer;     // counts every frame (the echo reply too) and the bytes received
@@ -28,10 +33,12 @@ interface PeerConn {
   seqs: number[];      // UDP datagrams received, by seq
   bad: string[];       // what was wrong with a datagram
   hungUp: boolean;     // hung up by the test while the backlog was routed
+  packets: number;     // IPv4 packets received (a USO run's each), the echo reply too
+  runs: number;        // USO runs received (offload peers)
 }
 
 /** Runs the whole case with the router's --tuntap-router-hold = holdMs. */
-async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEven?: boolean; perPeer?: number } = {}): Promise<void> {
+async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEven?: boolean; perPeer?: number; offload?: boolean } = {}): Promise<void> {
   requireRoot();
   const PER_PEER = opts.perPeer ?? PER_PEER_DEFAULT;
   const lab = new Lab();
@@ -51,24 +58,27 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     // and held again behind it.
     const extra = opts.closeEven ? 1 : 0;
     for (let i = 0; i < PEERS + extra; i++) {
-      const p = { addr: peerAddr(i), seqs: [], bad: [], hungUp: false } as unknown as PeerConn;
-      p.peer = await FramePeer.connect(sock, { keep: false, onFrame: (f) => {
-        if (p.hungUp) return;
+      const p = { addr: peerAddr(i), seqs: [], bad: [], hungUp: false, packets: 0, runs: 0 } as unknown as PeerConn;
+      // One IPv4 packet of a frame: exactly the peer's own datagram, intact.
+      // partial: its UDP checksum is the pseudo-header sum a NEEDS_CSUM
+      // packet carries (the receiving kernel completes it), not checked.
+      const check = (pkt: Buffer, partial: boolean) => {
+        p.packets++;
         let ip;
-        try { ip = parseIpv4(f.payload); } catch { p.bad.push('not IPv4'); return; }
+        try { ip = parseIpv4(pkt); } catch { p.bad.push('not IPv4'); return; }
         if (ip.proto !== PROTO_UDP) return;
         const u = ip.payload;
         const data = u.subarray(8);
-        if (!ip.headerOk || ip.totalLength !== f.payload.length || ip.src !== gw || ip.dst !== p.addr ||
+        if (!ip.headerOk || ip.totalLength !== pkt.length || ip.src !== gw || ip.dst !== p.addr ||
             u.length < 8 + 6 || u.readUInt16BE(2) !== PORT || u.readUInt16BE(4) !== u.length) {
-          p.bad.push(`bad header: ${ip.src} -> ${ip.dst} len ${f.payload.length}`);
+          p.bad.push(`bad header: ${ip.src} -> ${ip.dst} len ${pkt.length}`);
           return;
         }
         const pseudo = (a: string) => a.split('.').map(Number);
         const [s1, s2, s3, s4] = pseudo(ip.src);
         const [d1, d2, d3, d4] = pseudo(ip.dst);
         const sum = ((s1 << 8) | s2) + ((s3 << 8) | s4) + ((d1 << 8) | d2) + ((d3 << 8) | d4) + PROTO_UDP + u.length;
-        if (u.readUInt16BE(6) !== 0 && inetChecksum(u, 0, u.length, sum) !== 0) { p.bad.push('bad UDP checksum'); return; }
+        if (!partial && u.readUInt16BE(6) !== 0 && inetChecksum(u, 0, u.length, sum) !== 0) { p.bad.push('bad UDP checksum'); return; }
         const idx = data.readUInt16BE(0);
         const seq = data.readUInt32BE(2);
         if (idx !== i || !data.equals(datagram(i, seq))) { p.bad.push(`peer ${i} got datagram of peer ${idx} seq ${seq}, or mangled`); return; }
@@ -77,12 +87,23 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
           p.hungUp = true;
           p.peer.close();
         }
+      };
+      p.peer = await FramePeer.connect(sock, { keep: false, onFrame: (f) => {
+        if (p.hungUp || f.mod2 === MOD_HELLO) return;
+        if (f.mod2 !== MOD_VNET) return check(f.payload, false);
+        // An offload peer's frame: a virtio_net_hdr, then a packet or a USO run.
+        if (f.payload[1] !== GSO_UDP_L4) return check(f.payload.subarray(10), (f.payload[0] & NEEDS_CSUM) !== 0);
+        const split = gsoSplit(f.payload);
+        if (!split.segments) { p.bad.push(`a run that does not split: ${split.error}`); return; }
+        p.runs++;
+        for (const seg of split.segments) if (!p.hungUp) check(seg, false);
       } });
       lab.onCleanup(() => p.peer.close());
+      if (opts.offload) p.peer.send(offloadHello(p.addr), MOD_HELLO);
       p.peer.send(icmpEcho(p.addr, gw, 0x4000 + i, 1));
       peers.push(p);
     }
-    await waitFor(() => peers.every((p) => p.peer.received >= 1), 10000, 'echo replies to all peers');
+    await waitFor(() => peers.every((p) => p.packets >= 1), 10000, 'echo replies to all peers');
     let doc: any;
     const refresh = async () => {
       try {
@@ -97,7 +118,7 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     const learned = () => doc.peers.filter((q: any) => known.has(q.addr)).length;
     assert.equal(learned(), PEERS + extra, 'the router knows every peer by its address');
     assert.equal(doc.moat.hold.ms, holdMs, 'the stats show the hold option');
-    const held0 = { frames: doc.moat.hold.held_frames, writes: doc.moat.hold.held_writes };
+    const held0 = { frames: doc.moat.hold.held_frames, writes: doc.moat.hold.held_writes, runs: doc.moat.offload.uso_tx, merged: doc.moat.offload.uso_segments };
 
     const sender = lab.spawn(process.execPath, ['-e', SENDER, gw, prefix, String(PEERS), String(PER_PEER), String(PORT)], { ns });
     let senderOut = '';
@@ -162,15 +183,24 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     for (const p of live) {
       const q = byAddr.get(p.addr);
       assert.ok(q, `${p.addr} in the stats`);
-      assert.equal(q.tx_packets, p.peer.received, `${p.addr}: tx_packets = frames received`);
+      assert.equal(q.tx_packets, p.packets, `${p.addr}: tx_packets = packets received`);
       assert.equal(q.tx, p.peer.bytes, `${p.addr}: tx bytes = bytes received`);
       assert.equal(q.queued, 0, `${p.addr}: nothing left queued`);
       assert.equal(q.dropped, 0, `${p.addr}: nothing dropped`);
     }
     const heldFrames = doc.moat.hold.held_frames - held0.frames;
     const heldWrites = doc.moat.hold.held_writes - held0.writes;
-    log(`hold ${holdMs} ms: ${PEERS * PER_PEER} datagrams delivered in ${deliverMs} ms; held_frames ${heldFrames}, held_writes ${heldWrites}` +
-        (heldWrites ? ` (${(heldFrames / heldWrites).toFixed(2)} frames a write)` : ''));
+    const runs = doc.moat.offload.uso_tx - held0.runs;
+    const merged = doc.moat.offload.uso_segments - held0.merged;
+    log(`hold ${holdMs} ms${opts.offload ? ', offload peers' : ''}: ${PEERS * PER_PEER} datagrams delivered in ${deliverMs} ms; held_frames ${heldFrames}, held_writes ${heldWrites}` +
+        (heldWrites ? ` (${(heldFrames / heldWrites).toFixed(2)} frames a write)` : '') + `; ${runs} USO runs carried ${merged} datagrams`);
+    const received = live.reduce((t, p) => t + p.runs, 0);
+    assert.equal(received, runs, 'every run the router counted arrived as one frame');
+    if (opts.offload && holdMs > 0) {
+      assert.ok(runs > 0 && merged >= 2 * runs, `held datagrams left as USO runs: ${runs} runs, ${merged} datagrams`);
+    } else {
+      assert.equal(runs, 0, 'round-robin datagrams, unheld or to plain peers, never merge');
+    }
     if (holdMs > 0) {
       assert.ok(heldWrites > 0, `some writes carried held frames (held_writes ${heldWrites})`);
       assert.ok(heldFrames >= 2 * heldWrites, `held frames shared writes: held_frames ${heldFrames} >= 2 * held_writes ${heldWrites}`);
@@ -197,7 +227,7 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     assert.equal(doc.moat.hold.held_frames, before.frames, 'light traffic: held_frames unchanged');
     assert.equal(doc.moat.hold.held_writes, before.writes, 'light traffic: held_writes unchanged');
     const q0 = doc.peers.find((q: any) => q.addr === p0.addr);
-    assert.equal(q0.tx_packets, p0.peer.received, `${p0.addr}: tx_packets = frames received after the light traffic`);
+    assert.equal(q0.tx_packets, p0.packets, `${p0.addr}: tx_packets = packets received after the light traffic`);
     assert.ok(router.child.exitCode === null, `the router still runs:\n${router.output()}`);
     sender.stdin!.end();
   } finally {
@@ -212,6 +242,10 @@ test('a backlog spread over 100 peers: holding shares writes, delivers all in or
 
 test('the same backlog with --tuntap-router-hold 0: all delivered in order, nothing held', async (t) => {
   await runCase(0, (s) => t.diagnostic(s));
+});
+
+test('offload peers (moat devices that keep their tun): held datagrams leave as USO runs, split back in order', async (t) => {
+  await runCase(200, (s) => t.diagnostic(s), { offload: true });
 });
 
 test('peers that hang up while their frames are held: closed cleanly, the others get all theirs in order', async (t) => {
