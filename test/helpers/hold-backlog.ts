@@ -3,6 +3,7 @@
 // handed-over tuns). The router is stopped with SIGSTOP, a sender in the
 // gateway namespace queues datagrams spread round-robin over the peers in
 // the tun's queue (a large txqueuelen keeps them all), then SIGCONT.
+import { ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -101,4 +102,44 @@ export async function backlog(r: HoldRouter, send: () => Promise<void>): Promise
   } finally {
     process.kill(r.pid, 'SIGCONT');
   }
+}
+
+/** A child's stdout as lines, and a way to send a command and await its answer line. */
+export function lines(child: ChildProcess, what: string): { all: string[]; err: () => string; ask: (cmd: string) => Promise<string> } {
+  const all: string[] = [];
+  let buf = '', err = '';
+  child.stdout!.on('data', (d) => {
+    buf += d;
+    const ls = buf.split('\n');
+    buf = ls.pop()!;
+    all.push(...ls);
+  });
+  child.stderr!.on('data', (d) => { err += d; });
+  const ask = async (cmd: string) => {
+    const n = all.length;
+    child.stdin!.write(cmd + '\n');
+    await waitFor(() => {
+      if (child.exitCode !== null) throw new Error(`${what} exited: ${err}`);
+      return all.length > n;
+    }, 20000, `${what}: ${cmd} ${err}`);
+    return all[n];
+  };
+  return { all, err: () => err, ask };
+}
+
+/** The SENDER in the gateway namespace ns, ready: command(line) sends a
+ *  command and asserts its "ok"; end() closes its input (it exits). */
+export async function startSender(lab: Lab, ns: string, gw: string, prefix: string, peers: number, perPeer: number, port: number):
+  Promise<{ command: (line: string) => Promise<void>; end: () => void }> {
+  const child = lab.spawn(process.execPath, ['-e', SENDER, gw, prefix, String(peers), String(perPeer), String(port)], { ns });
+  const l = lines(child, 'sender');
+  await waitFor(() => l.all.includes('ready') || child.exitCode !== null, 10000, 'sender ready');
+  if (!l.all.includes('ready')) throw new Error(`sender exited: ${l.err()}`);
+  return {
+    command: async (line: string) => {
+      const answer = await l.ask(line);
+      if (answer !== 'ok') throw new Error(`sender: ${line}: ${answer} ${l.err()}`);
+    },
+    end: () => { child.stdin!.end(); },
+  };
 }

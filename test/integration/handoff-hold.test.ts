@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { Lab, requireRoot, sh, waitFor, waitForAsync } from '../helpers/netns';
 import { readStats } from '../helpers/moat';
 import { buildInLab } from '../helpers/frame-flood';
-import { backlog, datagram, SENDER, startHoldRouter } from '../helpers/hold-backlog';
+import { backlog, datagram, lines, startHoldRouter, startSender } from '../helpers/hold-backlog';
 
 const PEERS = 50;
 const PER_PEER = 40;
@@ -45,29 +45,6 @@ for (let i = 0; i < Number(peers); i++) {
 readline.createInterface({ input: process.stdin }).on('line', () => process.stdout.write(JSON.stringify({ seqs, bad }) + '\\n'));
 `;
 
-/** A child's stdout as lines, and a way to send a command and await its answer line. */
-function lines(child: ReturnType<Lab['spawn']>, what: string): { all: string[]; err: () => string; ask: (cmd: string) => Promise<string> } {
-  const all: string[] = [];
-  let buf = '', err = '';
-  child.stdout!.on('data', (d) => {
-    buf += d;
-    const ls = buf.split('\n');
-    buf = ls.pop()!;
-    all.push(...ls);
-  });
-  child.stderr!.on('data', (d) => { err += d; });
-  const ask = async (cmd: string) => {
-    const n = all.length;
-    child.stdin!.write(cmd + '\n');
-    await waitFor(() => {
-      if (child.exitCode !== null) throw new Error(`${what} exited: ${err}`);
-      return all.length > n;
-    }, 20000, `${what}: ${cmd} ${err}`);
-    return all[n];
-  };
-  return { all, err: () => err, ask };
-}
-
 async function runCase(holdMs: number, log: (s: string) => void): Promise<void> {
   requireRoot();
   const lab = new Lab();
@@ -93,16 +70,14 @@ async function runCase(holdMs: number, log: (s: string) => void): Promise<void> 
     const receiver = lab.spawn(process.execPath, ['-e', RECEIVER, prefix, String(PEERS), String(PORT)], { ns: vns });
     const rl = lines(receiver, 'receiver');
     await waitFor(() => rl.all.includes('ready') || receiver.exitCode !== null, 10000, 'receiver bound');
-    const sender = lab.spawn(process.execPath, ['-e', SENDER, gw, prefix, String(PEERS), String(PER_PEER), String(PORT)], { ns });
-    const sl = lines(sender, 'sender');
-    await waitFor(() => sl.all.includes('ready') || sender.exitCode !== null, 10000, 'sender ready');
+    const sender = await startSender(lab, ns, gw, prefix, PEERS, PER_PEER, PORT);
 
     await refresh();
     const before = { frames: doc.moat.hold.held_frames, writes: doc.moat.hold.held_writes, uso: doc.moat.offload.uso_tx, segs: doc.moat.offload.uso_segments };
     const tx0 = new Map<string, number>(ours().map((q: any) => [q.addr, q.tx_packets]));
     const drops0 = new Map<string, number>(ours().map((q: any) => [q.addr, q.dropped]));
     // The backlog: the router stopped, every datagram in its tun's queue.
-    const dropped = await backlog(hr, async () => assert.equal(await sl.ask('flood'), 'ok'));
+    const dropped = await backlog(hr, () => sender.command('flood'));
     assert.equal(dropped, 0, `the tun dropped ${dropped} datagrams while the router was stopped`);
 
     const expect = Array.from({ length: PER_PEER }, (_, k) => k);
@@ -142,7 +117,7 @@ async function runCase(holdMs: number, log: (s: string) => void): Promise<void> 
     // Light traffic: one datagram at a time to an idle router is never held.
     const light = { frames: doc.moat.hold.held_frames, writes: doc.moat.hold.held_writes };
     for (let k = 0; k < 10; k++) {
-      assert.equal(await sl.ask(`one 3 ${PER_PEER + k}`), 'ok');
+      await sender.command(`one 3 ${PER_PEER + k}`);
       await waitForAsync(async () => JSON.parse(await rl.ask('report')).seqs[3].length > PER_PEER + k, 5000, `light datagram ${k}`);
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -152,7 +127,7 @@ async function runCase(holdMs: number, log: (s: string) => void): Promise<void> 
     assert.equal(doc.moat.hold.held_frames, light.frames, 'light traffic: nothing held');
     assert.equal(doc.moat.hold.held_writes, light.writes, 'light traffic: no held writes');
     assert.ok(router.child.exitCode === null, `the router still runs:\n${router.output()}`);
-    sender.stdin!.end();
+    sender.end();
     receiver.stdin!.end();
   } finally {
     if (routerPid) { try { process.kill(routerPid, 'SIGCONT'); } catch { /* gone */ } }

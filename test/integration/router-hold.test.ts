@@ -19,7 +19,7 @@ import { readStats } from '../helpers/moat';
 import { icmpEcho, parseIpv4, inetChecksum, MOD_HELLO, MOD_VNET, offloadHello, PROTO_UDP } from '../helpers/packets';
 import { addon } from '../../src/native';
 import { FramePeer } from '../helpers/frame-peer';
-import { backlog, datagram, SENDER, startHoldRouter } from '../helpers/hold-backlog';
+import { backlog, datagram, startHoldRouter, startSender } from '../helpers/hold-backlog';
 
 const PEERS = 100;
 const PER_PEER_DEFAULT = 40;
@@ -120,28 +120,8 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     assert.equal(doc.moat.hold.ms, holdMs, 'the stats show the hold option');
     const held0 = { frames: doc.moat.hold.held_frames, writes: doc.moat.hold.held_writes, runs: doc.moat.offload.uso_tx, merged: doc.moat.offload.uso_segments };
 
-    const sender = lab.spawn(process.execPath, ['-e', SENDER, gw, prefix, String(PEERS), String(PER_PEER), String(PORT)], { ns });
-    let senderOut = '';
-    let senderErr = '';
-    sender.stderr!.on('data', (d) => { senderErr += d; });
-    const senderLines: string[] = [];
-    sender.stdout!.on('data', (d) => {
-      senderOut += d;
-      const lines = senderOut.split('\n');
-      senderOut = lines.pop()!;
-      senderLines.push(...lines);
-    });
-    const command = async (line: string) => {
-      const n = senderLines.length;
-      sender.stdin!.write(line + '\n');
-      await waitFor(() => {
-        if (sender.exitCode !== null) throw new Error(`sender exited: ${senderErr}`);
-        return senderLines.length > n;
-      }, 20000, `sender: ${line} ${senderErr}`);
-      assert.equal(senderLines[n], 'ok', `sender: ${line}`);
-    };
-    await waitFor(() => senderLines.includes('ready'), 10000, `sender ready ${senderErr}`);
-    senderLines.length = 0;
+    const sender = await startSender(lab, ns, gw, prefix, PEERS, PER_PEER, PORT);
+    const command = sender.command;
 
     // The backlog: the router stopped, 4,000 datagrams in the tun's queue.
     // closeEven: even peers hang up on their 9th datagram, in the middle of
@@ -229,7 +209,7 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     const q0 = doc.peers.find((q: any) => q.addr === p0.addr);
     assert.equal(q0.tx_packets, p0.packets, `${p0.addr}: tx_packets = packets received after the light traffic`);
     assert.ok(router.child.exitCode === null, `the router still runs:\n${router.output()}`);
-    sender.stdin!.end();
+    sender.end();
   } finally {
     if (routerPid) { try { process.kill(routerPid, 'SIGCONT'); } catch { /* gone */ } }
     await lab.cleanup();
