@@ -142,9 +142,6 @@ PeerStats Peer::stats() const {
 
 bool HoldList::hold(Peer* p, const BatchSlot* slots, bool backlog, uint64_t now) {
   if (hold_ns_ == 0 || !backlog || p->want_out) return false;
-  // A handed-over tun's queue may hold what its socket had not taken before
-  // the handoff: that goes to the socket first, unheld.
-  if (p->tun_fd >= 0 && !p->held && p->out_len != 0) return false;
   uint32_t frames = p->held_frames;  // counted by queued() as they were queued
   size_t bytes = p->out_len;
   for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {

@@ -618,8 +618,13 @@ struct RouterLoop final : Router::Loop {
   // Whether p may be held (HoldList): a socket always; a handed-over tun
   // takes one packet a write, so holding pays only where its datagrams
   // merge into runs (write_held_tun): while its packets are datagrams that
-  // may (a TCP stream's are not held for nothing).
-  bool holdable(const Peer* p) const { return p->tun_fd < 0 || (uso_ok(p) && p->mergeable); }
+  // may (a TCP stream's are not held for nothing), and not while its queue
+  // is what its socket had not taken before the handoff (that goes to the
+  // socket first, unheld).
+  bool holdable(const Peer* p) const {
+    if (p->tun_fd < 0) return true;
+    return uso_ok(p) && p->mergeable && (p->held || p->out_len == 0);
+  }
 
   // Hands one packet to p: with nothing queued for p, as a frame in the batch
   // arena (pkt is either already there, 4 bytes after arena_len, or copied
