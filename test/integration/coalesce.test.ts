@@ -70,7 +70,9 @@ idle = setTimeout(done, 30000);
 `;
 
 // argv: dst port count mode. Sends in bursts of 64 (so the tun queue holds
-// runs for the reader), a 1 ms pause every 1024 so nothing overflows.
+// runs for the reader), a 1 ms pause every 256 so the kernels' queues
+// outside moat (the sender's tun, the receiver's socket) rarely overflow,
+// also on a slower or busier machine.
 const SENDER = `${COMMON}
 const dgram = require('node:dgram');
 const [dst, port, count] = process.argv.slice(1);
@@ -82,7 +84,7 @@ const socks = [dgram.createSocket('udp4'), dgram.createSocket('udp4')];
     for (let k = 0; k < 64 && seq < Number(count); k++, seq++)
       lastSent = new Promise((r) => socks[flowOf(seq)].send(body(seq), Number(port), dst, r));
     await lastSent;
-    if (seq % 1024 < 64) await new Promise((r) => setTimeout(r, 1));
+    if (seq % 256 < 64) await new Promise((r) => setTimeout(r, 1));
   }
   for (const s of socks) s.close();
 })();
@@ -138,7 +140,9 @@ async function flood(fromNs: string, toNs: string, toAddr: string, mode: string,
   assert.equal(moatDrops() - drops, 0, 'moat dropped nothing');
   const overflow = udpRcvbufErrors(toNs) - rcvbuf;
   assert.equal(r.got + lost + overflow, count, `all ${count} datagrams arrived but the ${lost} the sender's tun queue dropped and the ${overflow} the receiver's full socket dropped`);
-  assert.ok(lost + overflow < count / 5, `the sender's tun queue dropped ${lost}, the receiver's socket ${overflow}`);
+  // Drops outside moat are the machine's, not moat's; the flood still has
+  // to be one for the checks above to mean something.
+  assert.ok(r.got >= count / 2, `at least half arrived (${r.got}): the sender's tun queue dropped ${lost}, the receiver's socket ${overflow}`);
   return r.got;
 }
 
