@@ -9,16 +9,19 @@
 // of this shared box falls on all three alike. A figure is the received
 // packets/s; the ratio is the worse of best(last) and best(none) over
 // best(0 rules) (as scale.ts and conntrack.ts: noise only ever lowers a
-// figure); each round's own ratios are printed beside it.
+// figure); each round's own ratios are printed beside it. Beside the rates,
+// the router's own CPU time per received packet (all its threads, from
+// /proc schedstat) per variant, median of rounds: what the rules cost the
+// router, which the shared box's noise moves far less than a rate.
 // bench/rules-sweep.ts (`npm run bench -- --rules-sweep`) is the long form:
 // 100 to 10,000 rules, uWSGI and nftables beside moat.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { releaseDir, trackDir } from './lib';
+import { cpuNs, releaseDir, trackDir } from './lib';
 import { udpStep } from './measure';
 import { moatRules, randomRules } from './rules-sweep';
-import { makeScenario, Scenario, ScenarioOptions, setUp } from './scenarios';
+import { makeScenario, Scenario, ScenarioOptions, setUp, TuntapScenario } from './scenarios';
 
 /** Issue 19: moat at 10,000 rules keeps at least this share of its 0-rule rate. */
 export const RULES_TARGET = 0.95;
@@ -36,6 +39,8 @@ export interface RulesSection {
   ratio: number;
   /** Per round: min(last, none) / 0 rules of that round. */
   roundRatios: number[];
+  /** The router's CPU µs per received packet per variant, one per round (NaN if unread). */
+  routerUs?: Record<RulesVariant, number[]>;
 }
 
 export function rulesDefaults(quick: boolean, scenario: ScenarioOptions = {}): RulesOptions {
@@ -69,17 +74,21 @@ export async function measureRules(o: RulesOptions, say: (s: string) => void = (
       await setUp(sc, (what) => say(`  rules ${v}: ${what}`));
     }
     const pps = Object.fromEntries(RULES_VARIANTS.map((v) => [v, [] as number[]])) as Record<RulesVariant, number[]>;
+    const routerUs = Object.fromEntries(RULES_VARIANTS.map((v) => [v, [] as number[]])) as Record<RulesVariant, number[]>;
     for (let r = 0; r < o.rounds; r++) {
       for (let i = 0; i < RULES_VARIANTS.length; i++) {
         const v = RULES_VARIANTS[(r + i) % RULES_VARIANTS.length];
         const sc = scenarios.get(v)!;
+        const pid = (sc as TuntapScenario).router?.pid ?? -1;
+        const cpu0 = cpuNs(pid);
         const step = await udpStep(sc, 'v2g', null, o.seconds);
+        routerUs[v][r] = step.received > 0 ? (cpuNs(pid) - cpu0) / 1000 / step.received : NaN;
         pps[v][r] = Math.round(step.rxPps);
         if (!(await sc.alive())) throw new Error(`rules ${v}: the vassal did not answer after a flood`);
       }
       say(`  rules round ${r + 1}: ${RULES_VARIANTS.map((v) => `${v} ${pps[v][r]}`).join(', ')}`);
     }
-    return { rules: o.rules, seconds: o.seconds, rounds: o.rounds, pps, ...rulesRatios(pps) };
+    return { rules: o.rules, seconds: o.seconds, rounds: o.rounds, pps, ...rulesRatios(pps), routerUs };
   } finally {
     for (const sc of scenarios.values()) await sc.teardown().catch(() => undefined);
     releaseDir(dir);
@@ -94,7 +103,24 @@ export function rulesText(s: RulesSection): string {
     `rules: moat's received pps, 64 B UDP flood vassal->gateway through its out chain (${s.rounds} interleaved rounds of ${s.seconds} s, best)`,
     ...RULES_VARIANTS.map((v) => `  ${name[v].padEnd(26)} ${k(best(v)).padStart(9)} pps (rounds ${s.pps[v].map(k).join(', ')})`),
     `  ${k(s.rules)} rules keep ${(s.ratio * 100).toFixed(1)}% (worse of last/none, best / best; the rounds' own ${s.roundRatios.map((r) => r.toFixed(2)).join(', ')})`,
+    ...(s.routerUs ? [routerCostLine(s.routerUs)] : []),
   ].join('\n');
+}
+
+/** The median of the finite values; NaN if none. */
+function median(xs: number[]): number {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+/** The router's CPU per received packet, median of rounds, per variant, and what 10,000 rules add. */
+function routerCostLine(us: Record<RulesVariant, number[]>): string {
+  const m = (v: RulesVariant) => median(us[v]);
+  const worse = Math.max(m('last'), m('none'));
+  return `  router CPU per received packet (all its threads, median of rounds): ${RULES_VARIANTS.map((v) => `${v} ${m(v).toFixed(3)} µs`).join(', ')}; ` +
+    `the rules add ${((worse / m('0 rules') - 1) * 100).toFixed(1)}% (worse of last/none)`;
 }
 
 /** The target line for targets.ts. */
