@@ -12,9 +12,13 @@
 // figure); each round's own ratios are printed beside it. Beside the rates,
 // the router's own CPU time per received packet (all its threads, from
 // /proc schedstat) per variant, the least of rounds: what the rules cost the
-// router. It is bimodal here as the rates are (about 1.05 µs at 730k pps and
-// 1.5 at 530k, with or without rules: where the scheduler put the router
-// beside the generator), so, as for the rates, noise only ever raises it.
+// router. It has the rates' two modes (about 1.0 µs a packet at 730-810k
+// pps, 1.3-1.5 at 500-600k, with or without rules: where the scheduler put
+// the router beside the generator), so, as for the rates, noise only ever
+// raises it, and a variant compares like with like only once one of its
+// rounds met the fast mode: in about a third of rounds here, so 10 rounds
+// (a variant missing it in all of them: (2/3)^10, under 2%; with the 6
+// rounds of before 9%, and one of the three variants in a quarter of runs).
 // bench/rules-sweep.ts (`npm run bench -- --rules-sweep`) is the long form:
 // 100 to 10,000 rules, uWSGI and nftables beside moat.
 import fs from 'node:fs';
@@ -46,7 +50,7 @@ export interface RulesSection {
 }
 
 export function rulesDefaults(quick: boolean, scenario: ScenarioOptions = {}): RulesOptions {
-  return { rules: 10000, seconds: quick ? 1 : 2, rounds: quick ? 2 : 6, scenario };
+  return { rules: 10000, seconds: quick ? 1 : 2, rounds: quick ? 2 : 10, scenario };
 }
 
 /** The ratio and the rounds' ratios from the per-round figures (no I/O). */

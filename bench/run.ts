@@ -143,7 +143,7 @@ export function parseArgs(argv: string[]): Options {
   if (o.rulesOnly && o.skip.has('rules')) throw new Error('--rules-only and --skip-rules: nothing left to measure');
   if ([o.conntrackOnly, o.limitsOnly, o.neighbourOnly, o.rulesOnly].filter(Boolean).length > 1) throw new Error('--conntrack-only, --limits-only, --neighbour-only, --rules-only: pick one');
   o.scaleSeconds = scaleSeconds ?? (o.quick ? 1 : 3);
-  o.scaleRounds = scaleRounds ?? (o.quick ? 1 : 3);
+  o.scaleRounds = scaleRounds ?? (o.quick ? 1 : 5);
   checkScaleOptions({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: o.scaleRounds });
   return o;
 }

@@ -19,7 +19,7 @@ test('defaults: all kinds, scale with 1000 peers for 3 s (1 s quick)', () => {
   assert.equal(o.scaleSeconds, 3);
   assert.equal(wantScale(o), true);
   assert.equal(parseArgs(['--quick']).scaleSeconds, 1);
-  assert.equal(o.scaleRounds, 3);
+  assert.equal(o.scaleRounds, 5);
   assert.equal(parseArgs(['--quick']).scaleRounds, 1);
   assert.equal(parseArgs(['--quick', '--scale-rounds', '2']).scaleRounds, 2);
   for (const bad of [['--scale-rounds', '0'], ['--scale-rounds', '6'], ['--scale-rounds', '1.5']]) assert.throws(() => parseArgs(bad), /--scale-rounds/);
