@@ -48,11 +48,9 @@ readline.createInterface({ input: process.stdin }).on('line', () => process.stdo
 async function runCase(holdMs: number, log: (s: string) => void): Promise<void> {
   requireRoot();
   const lab = new Lab();
-  let routerPid = 0;
   try {
     const hr = await startHoldRouter(lab, holdMs, 'mhh');
     const { router, sock, stats, ns, gw, prefix } = hr;
-    routerPid = hr.pid;
     const vns = lab.netns('mhv');
 
     // The vassals: one tun each (prefix + 1 ...), handed to the router.
@@ -130,7 +128,6 @@ async function runCase(holdMs: number, log: (s: string) => void): Promise<void> 
     sender.end();
     receiver.stdin!.end();
   } finally {
-    if (routerPid) { try { process.kill(routerPid, 'SIGCONT'); } catch { /* gone */ } }
     await lab.cleanup();
   }
 }

@@ -42,11 +42,9 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
   requireRoot();
   const PER_PEER = opts.perPeer ?? PER_PEER_DEFAULT;
   const lab = new Lab();
-  let routerPid = 0;
   try {
     const hr = await startHoldRouter(lab, holdMs, 'mho');
     const { router, sock, stats, ns, gw, prefix } = hr;
-    routerPid = hr.pid;
     const peerAddr = (i: number) => prefix + (i + 1);
 
     // The peers: each says hello with an echo request (the router learns its
@@ -211,7 +209,6 @@ async function runCase(holdMs: number, log: (s: string) => void, opts: { closeEv
     assert.ok(router.child.exitCode === null, `the router still runs:\n${router.output()}`);
     sender.end();
   } finally {
-    if (routerPid) { try { process.kill(routerPid, 'SIGCONT'); } catch { /* gone */ } }
     await lab.cleanup();
   }
 }
