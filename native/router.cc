@@ -1099,11 +1099,15 @@ struct RouterLoop final : Router::Loop {
   // the queue full, is dropped as rate_limit (false).
   bool shape_pass(Peer* p, Shaper* s, bool in, const uint8_t* payload, size_t n, uint8_t mod2, size_t cost, uint32_t segs) {
     if (s->pass(now, cost, segs)) return true;
+    uint32_t waiting = 1;
     if (!s->push(payload, n, mod2, cost, segs)) {
-      drop(p, Drop::RateLimit, segs);
-      return false;
+      waiting = segs > 1 && mod2 == kModVnet ? push_segments(p, s, payload, n) : 0;
+      if (waiting == 0) {
+        drop(p, Drop::RateLimit, segs);
+        return false;
+      }
     }
-    (in ? p->shaped_in : p->shaped_out).add(1);
+    (in ? p->shaped_in : p->shaped_out).add(waiting);
     (in ? p->shape_queued_in : p->shape_queued_out).set(s->queued_bytes());
     Counter& peak = in ? p->shape_peak_in : p->shape_peak_out;
     if (s->queued_segments() > peak.get()) peak.set(s->queued_segments());
@@ -1114,6 +1118,34 @@ struct RouterLoop final : Router::Loop {
     const uint64_t d = s->due(now);
     if (shape_due == 0 || d < shape_due) shape_due = d;
     return false;
+  }
+
+  // A super-packet the queue cannot take whole: its segments wait one by one
+  // while they fit and the rest is dropped as rate_limit, so TCP loses a
+  // tail it can retransmit rather than a whole 64 KiB burst (at 10 Mbit/s
+  // the queue's 50 ms is about one super-packet; whole drops cost TCP
+  // timeouts). Segments wait as plain packets (checksums done). Returns how
+  // many wait (0: none fit, or the packet does not split: the caller drops
+  // it whole). payload passed vnet_check or is our tun's.
+  struct SegmentPush {
+    Shaper* s;
+    uint32_t waiting = 0, dropped = 0;
+  };
+  static void shape_segment_sink(void* ctx, const uint8_t* seg, size_t len) {
+    SegmentPush* sp = static_cast<SegmentPush*>(ctx);
+    if (sp->dropped == 0 && sp->s->push(seg, len, kModPacket, len, 1)) sp->waiting++;
+    else sp->dropped++;
+  }
+  uint32_t push_segments(Peer* p, Shaper* s, const uint8_t* payload, size_t n) {
+    if (!segbuf || n <= kVnetHdrLen) return 0;
+    SegmentPush sp{s};
+    GsoError e;
+    if (gso_split(vnet_read(payload), payload + kVnetHdrLen, n - kVnetHdrLen, segbuf.get(), kTunBufSize,
+                  &RouterLoop::shape_segment_sink, &sp, &e) < 0 || sp.waiting == 0) {
+      return 0;  // nothing was queued (a failed split emits nothing)
+    }
+    if (sp.dropped) drop(p, Drop::RateLimit, sp.dropped);
+    return sp.waiting;
   }
 
   // Lets waiting packets go where their tokens came: out to the tun, in to

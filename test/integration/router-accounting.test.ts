@@ -206,3 +206,34 @@ test('a limited offload peer: a super-packet over the limit is dropped as its se
   endPeer(peer);
   L.router.setLimits([]);
 });
+
+test('a limited offload peer: a super-packet the queue cannot take whole waits as the segments that fit; only the rest is dropped', async () => {
+  const addr = L.host(6);
+  // 1 Mbit/s: a bucket of 8,192 bytes, a queue of 50 ms = 6,250 bytes.
+  L.router.setLimits([{ addr: ipToInt(addr), out: { bitsPerSec: 1_000_000, packetsPerSec: 0, burstBytes: 0, burstPackets: 0 } }]);
+  const peer = await peerAt(addr);
+  peer.send(offloadHello(addr), MOD_HELLO);
+  await waitFor(() => L.peerStats(addr).offload, 3000, 'offload negotiated');
+  await sleep(100);  // the bucket full again after the learning datagram
+  const s0 = L.peerStats(addr);
+  const superPacket = (sport: number) => encodeFrame(vnetPayload(udpPacket(addr, L.gw, sport, PORT, Buffer.alloc(20_000, sport & 0xff)),
+    { flags: 1, gsoType: GSO_UDP_L4, hdrLen: 28, gsoSize: 1000, csumStart: 20, csumOffset: 6 }), MOD_VNET);
+  // 20 segments of 1,028 bytes pass on the bucket's credit (it goes 12 KB
+  // into debt); a 1,028-byte datagram then waits alone; of the next 20
+  // segments, 5 fit beside it (6 x 1,028 <= 6,250) and 15 are dropped.
+  await peer.write(Buffer.concat([
+    superPacket(4500),
+    encodeFrame(vnetPayload(udpPacket(addr, L.gw, 4501, PORT, Buffer.alloc(1000, 1))), MOD_VNET),
+    superPacket(4502),
+  ]));
+  await waitFor(() => L.peerStats(addr).rx - s0.rx === 3, 3000, 'all read');
+  await waitFor(() => L.peerStats(addr).shapeQueuedOut === 0, 3000, 'the queue drained');
+  const s1 = L.peerStats(addr);
+  assert.equal(s1.drops.rate_limit - (s0.drops.rate_limit ?? 0), 15, 'the segments that did not fit');
+  assert.equal(s1.shapedOut - s0.shapedOut, 1 + 5, 'the datagram and 5 segments waited');
+  assert.equal(s1.ipPacketsOut - s0.ipPacketsOut, 20 + 1 + 5, 'written to the tun');
+  assert.equal(s1.ipBytesOut - s0.ipBytesOut, 26 * 1028);
+  assert.equal(s1.drops.tun_write ?? 0, s0.drops.tun_write ?? 0, 'the kernel took every segment');
+  endPeer(peer);
+  L.router.setLimits([]);
+});

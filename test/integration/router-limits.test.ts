@@ -274,7 +274,8 @@ async function tcpCase(lab: RouterLab, addr: string, offload: boolean): Promise<
   const ns = await deviceAt(lab, addr, offload);
   const server = lab.lab.spawn('iperf3', ['-s', '-B', addr], { ns });
   lab.lab.onCleanup(() => { server.kill(); });
-  await sleep(500);
+  // Listening before the first connect (a fixed wait lost the race on a busy machine).
+  await waitFor(() => sh('ss', ['-Hltn', 'sport = :5201'], { ns }).includes(':5201'), 5000, 'iperf3 listening');
   const run = (reverse: boolean): number => {
     const out = sh('iperf3', ['-c', addr, '-B', lab.gw, '-t', '4', '-J', ...(reverse ? ['-R'] : [])], { ns: lab.ns, timeoutMs: 20000 });
     return Number(JSON.parse(out).end.sum_received.bits_per_second);
