@@ -15,7 +15,9 @@
 // takes one packet; its buffer is allocated at the first packet that waits
 // (never per packet) and is at most 2 x 50 ms of bytes + one 64 KiB frame
 // (a packets-only limit: kPacketsOnlyBuffer). What does not fit is dropped
-// (the caller counts it as rate_limit). Packets leave in the order they came.
+// (the caller counts it as rate_limit; a super-packet the router first
+// splits, and its segments that fit wait: router.cc push_segments).
+// Packets leave in the order they came.
 //
 // Threads: the router's loop thread only. Syscalls: none.
 #pragma once
