@@ -71,7 +71,7 @@ export interface Options {
   neighbourCgroups: boolean;
   /** moat's vassal device (--moat-device): the native runtime (default) or the CLI. */
   moatDevice: 'runtime' | 'cli';
-  /** Pings per path and direction in the RTT section, a multiple of RTT_BLOCK (--rtt-pings; 800, 50 quick). */
+  /** Pings per path and direction in the RTT section, a multiple of RTT_BLOCK (--rtt-pings; 2000, 50 quick). */
   rttPings: number;
 }
 
@@ -136,7 +136,7 @@ export function parseArgs(argv: string[]): Options {
     }
     else throw new Error(`unknown option ${a}`);
   }
-  if (o.rttPings === 0) o.rttPings = o.quick ? 50 : 800;
+  if (o.rttPings === 0) o.rttPings = o.quick ? 50 : 2000;
   if (o.limitsOnly && o.skip.has('limits')) throw new Error('--limits-only and --skip-limits: nothing left to measure');
   if (o.conntrackOnly && o.skip.has('conntrack')) throw new Error('--conntrack-only and --skip-conntrack: nothing left to measure');
   if (o.neighbourOnly && o.skip.has('neighbour')) throw new Error('--neighbour-only and --skip-neighbour: nothing left to measure');

@@ -288,8 +288,8 @@ test('--neighbour-cgroups on|off (default on) and --moat-device runtime|cli (def
   }
 });
 
-test('--rtt-pings: 800 by default (50 quick), a multiple of the block of 25 up to 4000', () => {
-  assert.equal(parseArgs([]).rttPings, 800);
+test('--rtt-pings: 2000 by default (50 quick), a multiple of the block of 25 up to 4000', () => {
+  assert.equal(parseArgs([]).rttPings, 2000);
   assert.equal(parseArgs(['--quick']).rttPings, 50);
   assert.equal(parseArgs(['--rtt-pings', '200']).rttPings, 200);
   for (const bad of [['--rtt-pings', '30'], ['--rtt-pings', '0'], ['--rtt-pings', '4025'], ['--rtt-pings']]) {
