@@ -15,8 +15,10 @@
 // takes one packet; its buffer is allocated at the first packet that waits
 // (never per packet) and is at most 2 x 50 ms of bytes + one 64 KiB frame
 // (a packets-only limit: kPacketsOnlyBuffer). What does not fit is dropped
-// (the caller counts it as rate_limit; a super-packet the router first
-// splits, and its segments that fit wait: router.cc push_segments).
+// (the caller counts it as rate_limit). A super-packet that does not fit,
+// or is larger than the whole queue (over_budget), the router splits and
+// its segments that fit wait (router.cc push_segments): so nothing waits
+// much longer than 50 ms, a lone plain packet excepted.
 // Packets leave in the order they came.
 //
 // Threads: the router's loop thread only. Syscalls: none.
@@ -125,6 +127,12 @@ class Shaper {
       n++;
     }
     return n;
+  }
+
+  // Whether a packet of this cost is more than the queue may hold at all
+  // (push() still takes it into an empty queue: a packet cannot be split there).
+  bool over_budget(size_t cost, uint32_t segs) const {
+    return (budget_bytes_ != 0 && cost > budget_bytes_) || (budget_packets_ != 0 && segs > budget_packets_);
   }
 
   // When the first waiting packet may leave (0: nothing waits).

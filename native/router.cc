@@ -1099,9 +1099,13 @@ struct RouterLoop final : Router::Loop {
   // the queue full, is dropped as rate_limit (false).
   bool shape_pass(Peer* p, Shaper* s, bool in, const uint8_t* payload, size_t n, uint8_t mod2, size_t cost, uint32_t segs) {
     if (s->pass(now, cost, segs)) return true;
+    // A super-packet waits whole only if the queue may hold it: one larger
+    // than the queue's 50 ms (64 KiB is half a second at 1 Mbit/s) waits as
+    // the segments that fit, as one that meets a fuller queue does.
+    const bool split = segs > 1 && mod2 == kModVnet;
     uint32_t waiting = 1;
-    if (!s->push(payload, n, mod2, cost, segs)) {
-      waiting = segs > 1 && mod2 == kModVnet ? push_segments(p, s, payload, n) : 0;
+    if ((split && s->over_budget(cost, segs)) || !s->push(payload, n, mod2, cost, segs)) {
+      waiting = split ? push_segments(p, s, payload, n) : 0;
       if (waiting == 0) {
         drop(p, Drop::RateLimit, segs);
         return false;

@@ -207,33 +207,44 @@ test('a limited offload peer: a super-packet over the limit is dropped as its se
   L.router.setLimits([]);
 });
 
-test('a limited offload peer: a super-packet the queue cannot take whole waits as the segments that fit; only the rest is dropped', async () => {
-  const addr = L.host(6);
-  // 1 Mbit/s: a bucket of 8,192 bytes, a queue of 50 ms = 6,250 bytes.
+/** Frames from a peer at host(n) limited to 1 Mbit/s out (a bucket of
+ *  8,192 bytes, a queue of 50 ms = 6,250 bytes), sent at once: how many of
+ *  its IPv4 packets waited, were dropped as rate_limit, went to the tun. */
+async function throughOneMbit(n: number, frames: (addr: string) => Buffer[]): Promise<{ waited: number; dropped: number; out: number; outBytes: number }> {
+  const addr = L.host(n);
   L.router.setLimits([{ addr: ipToInt(addr), out: { bitsPerSec: 1_000_000, packetsPerSec: 0, burstBytes: 0, burstPackets: 0 } }]);
   const peer = await peerAt(addr);
   peer.send(offloadHello(addr), MOD_HELLO);
   await waitFor(() => L.peerStats(addr).offload, 3000, 'offload negotiated');
   await sleep(100);  // the bucket full again after the learning datagram
   const s0 = L.peerStats(addr);
-  const superPacket = (sport: number) => encodeFrame(vnetPayload(udpPacket(addr, L.gw, sport, PORT, Buffer.alloc(20_000, sport & 0xff)),
-    { flags: 1, gsoType: GSO_UDP_L4, hdrLen: 28, gsoSize: 1000, csumStart: 20, csumOffset: 6 }), MOD_VNET);
-  // 20 segments of 1,028 bytes pass on the bucket's credit (it goes 12 KB
-  // into debt); a 1,028-byte datagram then waits alone; of the next 20
-  // segments, 5 fit beside it (6 x 1,028 <= 6,250) and 15 are dropped.
-  await peer.write(Buffer.concat([
-    superPacket(4500),
-    encodeFrame(vnetPayload(udpPacket(addr, L.gw, 4501, PORT, Buffer.alloc(1000, 1))), MOD_VNET),
-    superPacket(4502),
-  ]));
-  await waitFor(() => L.peerStats(addr).rx - s0.rx === 3, 3000, 'all read');
+  const f = frames(addr);
+  await peer.write(Buffer.concat(f));
+  await waitFor(() => L.peerStats(addr).rx - s0.rx === f.length, 3000, 'all read');
   await waitFor(() => L.peerStats(addr).shapeQueuedOut === 0, 3000, 'the queue drained');
   const s1 = L.peerStats(addr);
-  assert.equal(s1.drops.rate_limit - (s0.drops.rate_limit ?? 0), 15, 'the segments that did not fit');
-  assert.equal(s1.shapedOut - s0.shapedOut, 1 + 5, 'the datagram and 5 segments waited');
-  assert.equal(s1.ipPacketsOut - s0.ipPacketsOut, 20 + 1 + 5, 'written to the tun');
-  assert.equal(s1.ipBytesOut - s0.ipBytesOut, 26 * 1028);
-  assert.equal(s1.drops.tun_write ?? 0, s0.drops.tun_write ?? 0, 'the kernel took every segment');
+  assert.equal(s1.drops.tun_write ?? 0, s0.drops.tun_write ?? 0, 'the kernel took every packet');
   endPeer(peer);
   L.router.setLimits([]);
+  return { waited: s1.shapedOut - s0.shapedOut, dropped: s1.drops.rate_limit - (s0.drops.rate_limit ?? 0), out: s1.ipPacketsOut - s0.ipPacketsOut, outBytes: s1.ipBytesOut - s0.ipBytesOut };
+}
+
+/** A USO super-packet of 20 datagrams of 1,028 bytes (20,560: more than the queue's 6,250). */
+const twentySegments = (addr: string, sport: number): Buffer => encodeFrame(vnetPayload(udpPacket(addr, L.gw, sport, PORT, Buffer.alloc(20_000, sport & 0xff)),
+  { flags: 1, gsoType: GSO_UDP_L4, hdrLen: 28, gsoSize: 1000, csumStart: 20, csumOffset: 6 }), MOD_VNET);
+
+test('a limited offload peer: a super-packet that meets a fuller queue waits as the segments that fit; only the rest is dropped', async () => {
+  // 20 segments pass on the bucket's credit (it goes 12 KB into debt); a
+  // 1,028-byte datagram then waits alone; of the next 20 segments, 5 fit
+  // beside it (6 x 1,028 <= 6,250) and 15 are dropped.
+  const r = await throughOneMbit(6, (addr) => [twentySegments(addr, 4500),
+    encodeFrame(vnetPayload(udpPacket(addr, L.gw, 4501, PORT, Buffer.alloc(1000, 1))), MOD_VNET), twentySegments(addr, 4502)]);
+  assert.deepEqual(r, { waited: 1 + 5, dropped: 15, out: 20 + 1 + 5, outBytes: 26 * 1028 });
+});
+
+test('a limited offload peer: a super-packet larger than the whole queue never waits whole: 50 ms of its segments do', async () => {
+  // The second super-packet meets an empty queue in debt: 6 of its
+  // segments wait (6 x 1,028 <= 6,250), not all 20 (160 ms at 1 Mbit/s).
+  const r = await throughOneMbit(7, (addr) => [twentySegments(addr, 4600), twentySegments(addr, 4601)]);
+  assert.deepEqual(r, { waited: 6, dropped: 14, out: 20 + 6, outBytes: 26 * 1028 });
 });
