@@ -18,6 +18,9 @@ import { FramePeer } from '../helpers/frame-peer';
 const L = new RouterLab();
 const PORT = 7000;
 const GSO_UDP_L4 = 5;
+/** The vnet header of a UDP super-packet (IPv4 + UDP headers, 28 bytes) of
+ *  1,000-byte datagrams, its UDP checksum left to finish (NEEDS_CSUM). */
+const USO_1000 = { flags: 1, gsoType: GSO_UDP_L4, hdrLen: 28, gsoSize: 1000, csumStart: 20, csumOffset: 6 };
 
 // Binds a UDP socket on the gateway (datagrams to it are taken, no ICMP answer).
 const RECEIVER = `
@@ -126,7 +129,7 @@ test('an offload peer: a super-packet counts its segments with their headers; me
   // Out: a USO super-packet of 3,000 bytes of payload in 1,000-byte
   // segments (3 datagrams of 1,028 bytes), and one plain vnet frame.
   const big = udpPacket(addr, L.gw, 4200, PORT, Buffer.alloc(3000, 7));
-  peer.send(vnetPayload(big, { flags: 1, gsoType: GSO_UDP_L4, hdrLen: 28, gsoSize: 1000, csumStart: 20, csumOffset: 6 }), MOD_VNET);
+  peer.send(vnetPayload(big, USO_1000), MOD_VNET);
   peer.send(vnetPayload(udpPacket(addr, L.gw, 4201, PORT, Buffer.alloc(200))), MOD_VNET);
   await waitFor(() => L.peerStats(addr).vnetRx - s0.vnetRx === 2, 3000, 'both written to the tun');
   let s1 = L.peerStats(addr);
@@ -190,7 +193,7 @@ test('a limited offload peer: a super-packet over the limit is dropped as its se
   const s0 = L.peerStats(addr);
   // 40 super-packets of 5 datagrams each: 200 packets at once.
   const big = udpPacket(addr, L.gw, 4400, PORT, Buffer.alloc(5000, 3));
-  const frame = encodeFrame(vnetPayload(big, { flags: 1, gsoType: GSO_UDP_L4, hdrLen: 28, gsoSize: 1000, csumStart: 20, csumOffset: 6 }), MOD_VNET);
+  const frame = encodeFrame(vnetPayload(big, USO_1000), MOD_VNET);
   await peer.write(Buffer.concat(Array(40).fill(frame)));
   await waitFor(() => L.peerStats(addr).rx - s0.rx === 40, 3000, 'all read');
   // The queue's high-water mark: counting the super-packets that ever
@@ -230,8 +233,7 @@ async function throughOneMbit(n: number, frames: (addr: string) => Buffer[]): Pr
 }
 
 /** A USO super-packet of 20 datagrams of 1,028 bytes (20,560: more than the queue's 6,250). */
-const twentySegments = (addr: string, sport: number): Buffer => encodeFrame(vnetPayload(udpPacket(addr, L.gw, sport, PORT, Buffer.alloc(20_000, sport & 0xff)),
-  { flags: 1, gsoType: GSO_UDP_L4, hdrLen: 28, gsoSize: 1000, csumStart: 20, csumOffset: 6 }), MOD_VNET);
+const twentySegments = (addr: string, sport: number): Buffer => encodeFrame(vnetPayload(udpPacket(addr, L.gw, sport, PORT, Buffer.alloc(20_000, sport & 0xff)), USO_1000), MOD_VNET);
 
 test('a limited offload peer: a super-packet that meets a fuller queue waits as the segments that fit; only the rest is dropped', async () => {
   // 20 segments pass on the bucket's credit (it goes 12 KB into debt); a
