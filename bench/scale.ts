@@ -74,9 +74,9 @@ async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: n
   await sleep(1500);  // the router learns every address from the first frames
   const rssIdleKiB = rssKiB(routerPid);
   // With MOAT_SCALE_PERF=1: syscalls and CPU time of the router (all its threads) during the flood.
-  // MOAT_SCALE_PERF=record: a call-graph profile of the router per round, in /tmp/moat-scale-<n>.perf.
+  // MOAT_SCALE_PERF=record: a call-graph profile of the router per round, in /tmp/moat-scale-<kind>-<n>.perf.
   if (process.env.MOAT_SCALE_PERF === 'record') {
-    lab.spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', '-p', String(routerPid), '-o', `/tmp/moat-scale-${n}.perf`, '--', 'sleep', String(seconds)]);
+    lab.spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', '-p', String(routerPid), '-o', `/tmp/moat-scale-${kind.replace(' ', '-')}-${n}.perf`, '--', 'sleep', String(seconds)]);
   }
   const perf = process.env.MOAT_SCALE_PERF === '1'
     ? lab.spawn('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,task-clock,syscalls:sys_enter_read,syscalls:sys_enter_sendto', '-p', String(routerPid)])
