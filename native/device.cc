@@ -478,7 +478,7 @@ struct Device::Loop {
   }
 
   // One packet read from the tun, buf[0..len) (a virtio_net_hdr first with vnet).
-  void from_tun(const uint8_t* buf, size_t len) {
+  void from_tun(uint8_t* buf, size_t len) {
     d.bp_.moved();
     if (sock < 0) {
       d.disconnected_drops_.fetch_add(1, std::memory_order_relaxed);
@@ -498,10 +498,10 @@ struct Device::Loop {
   }
 
   // buf[0..n) = virtio_net_hdr + packet, read from our vnet tun.
-  void from_vnet_tun(const uint8_t* buf, size_t n) {
+  void from_vnet_tun(uint8_t* buf, size_t n) {
     if (n < kVnetHdrLen) return d.count_drop(Drop::Short);
     const virtio_net_hdr h = vnet_read(buf);
-    const uint8_t* pkt = buf + kVnetHdrLen;
+    uint8_t* pkt = buf + kVnetHdrLen;
     const size_t len = n - kVnetHdrLen;
     Drop why;
     if (!ipv4_check(pkt, len, &why)) return d.count_drop(why);
@@ -525,7 +525,10 @@ struct Device::Loop {
       }
       return;
     }
-    if (vnet_plain(h)) {
+    if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE) {
+      // One packet (its checksum perhaps still to finish): finished in place.
+      GsoError e;
+      if (!vnet_plain(h) && !vnet_finish_single(h, pkt, len, &e)) return d.count_drop(Drop::BadVnet);
       send_plain(pkt, len);
     } else {
       GsoError e;

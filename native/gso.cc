@@ -80,6 +80,12 @@ inline int fail(GsoError* err, GsoError e) {
   return -1;
 }
 
+// Sets *err; false.
+inline bool refuse(GsoError* err, GsoError e) {
+  *err = e;
+  return false;
+}
+
 }  // namespace
 
 virtio_net_hdr vnet_read(const uint8_t* p) {
@@ -89,6 +95,23 @@ virtio_net_hdr vnet_read(const uint8_t* p) {
 }
 
 void vnet_write(uint8_t* p, const virtio_net_hdr& h) { memcpy(p, &h, sizeof h); }
+
+// A packet with gso_type NONE that may go out as it is once its checksum is
+// finished: a whole IPv4 header (its checksum verified) and a checksum that
+// starts after it (finishing it inside would corrupt the header just checked).
+static bool single_ok(const virtio_net_hdr& h, const uint8_t* pkt, size_t len, GsoError* err) {
+  *err = GsoError::none;
+  // The kernel refuses NONE|ECN too (virtio_net_hdr_to_skb).
+  if (h.gso_type != VIRTIO_NET_HDR_GSO_NONE) return refuse(err, GsoError::bad_header);
+  const size_t ihl = ipv4_header(pkt, len);
+  if (ihl == 0 || fold(sum_bytes(pkt, ihl, 0)) != 0xffff) return refuse(err, GsoError::bad_ip);
+  if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && h.csum_start < ihl) return refuse(err, GsoError::bad_header);
+  return true;
+}
+
+bool vnet_finish_single(const virtio_net_hdr& h, uint8_t* pkt, size_t len, GsoError* err) {
+  return single_ok(h, pkt, len, err) && vnet_finish_csum(h, pkt, len, err);
+}
 
 bool vnet_finish_csum(const virtio_net_hdr& h, uint8_t* pkt, size_t len, GsoError* err) {
   *err = GsoError::none;
@@ -116,17 +139,12 @@ int gso_split(const virtio_net_hdr& h, const uint8_t* pkt, size_t len,
   const bool ecn = (h.gso_type & VIRTIO_NET_HDR_GSO_ECN) != 0;
 
   if (type == VIRTIO_NET_HDR_GSO_NONE) {
-    // The kernel refuses NONE|ECN too (virtio_net_hdr_to_skb).
-    if (ecn) return fail(err, GsoError::bad_header);
-    const size_t ihl = ipv4_header(pkt, len);
-    if (ihl == 0 || fold(sum_bytes(pkt, ihl, 0)) != 0xffff) return fail(err, GsoError::bad_ip);
+    if (!single_ok(h, pkt, len, err)) return -1;
     if (!(h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) {
       sink(ctx, pkt, len);
       return 1;
     }
-    // The checksum belongs after the IPv4 header: finishing it inside would
-    // corrupt the header that was just checked.
-    if (h.csum_start < ihl || scratch_len < len) return fail(err, GsoError::bad_header);
+    if (scratch_len < len) return fail(err, GsoError::bad_header);
     memcpy(scratch, pkt, len);
     if (!vnet_finish_csum(h, scratch, len, err)) return -1;
     sink(ctx, scratch, len);

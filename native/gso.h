@@ -61,6 +61,13 @@ void vnet_write(uint8_t* p, const virtio_net_hdr& h);
 // bad_header) if the offsets do not fit inside pkt or csum_offset is odd.
 bool vnet_finish_csum(const virtio_net_hdr& h, uint8_t* pkt, size_t len, GsoError* err);
 
+// A packet that is not a super-packet (gso_type NONE, no ECN), made ready to
+// go to a plain peer where it lies: its IPv4 header checked (checksum
+// included) and its L4 checksum finished in place if h asks for it (it must
+// start after the IPv4 header). gso_split's one-segment case without the
+// copies. False with *err (pkt unchanged then).
+bool vnet_finish_single(const virtio_net_hdr& h, uint8_t* pkt, size_t len, GsoError* err);
+
 // Called once per segment: a complete IPv4 packet with correct IP and L4
 // checksums; the bytes are valid only during the call (the caller copies).
 using SegmentSink = void (*)(void* ctx, const uint8_t* pkt, size_t len);

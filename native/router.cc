@@ -586,7 +586,11 @@ struct RouterLoop final : Router::Loop {
       }
       return;
     }
-    if (vnet_plain(h)) {
+    if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE) {
+      // One packet (its checksum perhaps still to finish): readied where
+      // it was read, so deliver() takes it from the arena with no copy.
+      GsoError e;
+      if (!vnet_plain(h) && !vnet_finish_single(h, pkt, len, &e)) return drop(p, Drop::BadVnet);
       if (len > p->send_max) return too_big(p, pkt, len);
       return deliver(p, pkt, len);
     }

@@ -14,6 +14,8 @@
 //   - the split again with a scratch buffer of exactly one full segment (a
 //     heap block of that size) gives the same segments, and one byte less is
 //     refused with bad_header and emits nothing;
+//   - vnet_finish_single agrees with gso_split's one-packet case (verdict
+//     and bytes) and writes nothing when it refuses;
 //   - vnet_finish_csum refuses exactly the offsets outside the packet (or an
 //     odd csum_offset) and
 //     otherwise writes a checksum that verifies against the pseudo-header sum
@@ -199,6 +201,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Segments out;
   GsoError err = GsoError::none;
   const int n = gso_split(h, p, len, big_scratch().data(), big_scratch().size(), collect, &out, &err);
+
+  // vnet_finish_single is gso_split's one-packet case done in place: the
+  // same verdict and bytes for gso_type NONE, bad_header for any other, and
+  // nothing written when it refuses.
+  std::vector<uint8_t> in_place(p, p + len);
+  GsoError single_err = GsoError::none;
+  const bool single = vnet_finish_single(h, in_place.data(), len, &single_err);
+  if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE) {
+    FUZZ_CHECK(single == (n == 1) && single_err == err);
+    if (single) FUZZ_CHECK(in_place == out.segs[0]);
+  } else {
+    FUZZ_CHECK(!single && single_err == GsoError::bad_header);
+  }
+  if (!single) FUZZ_CHECK(std::equal(in_place.begin(), in_place.end(), p));
   if (e.err != GsoError::none) {
     FUZZ_CHECK(n == -1 && err == e.err && out.segs.empty());
     return 0;
