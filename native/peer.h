@@ -203,7 +203,7 @@ struct Peer {
 // (router.cc, write_held_tun); its queue holds tun frames only while held.
 class HoldList {
  public:
-  static constexpr uint32_t kHoldFrames = 16;   // a peer stops waiting at this many datagrams
+  static constexpr uint32_t kHoldFrames = 32;   // a peer stops waiting at this many datagrams
   static constexpr size_t kHoldBytes = 16384;   // or bytes: a write that carries them pays off
   static constexpr size_t kReleaseBatch = 64;   // held peers written per release()
 
