@@ -58,6 +58,7 @@ void LoadSlice::init() {
 void LoadSlice::decide(uint64_t packets) {
   if (packets >= kBusyPackets) busy_ = true;
   else if (packets < kQuietPackets) busy_ = false;
+  busy_tick_.set_busy(busy_);
   if (mode_ != Mode::ByLoad || refused_) return;
   if (!short_ && busy_) {
     if (set_slice(kShortSliceNs)) short_ = true;

@@ -1,6 +1,8 @@
 // sched_slice.h: how the router's loop thread shares its CPU, by its load
-// (LoadSlice): while busy it takes a short scheduler slice and gives the CPU
-// back every 50 us; while quiet it keeps the kernel's default.
+// (LoadSlice): while busy it takes a short scheduler slice, gives the CPU
+// back every 50 us and has a thread of its own wake on its CPU every 0.5 ms
+// (busy_tick.h: a loop waiting for its CPU gets it back between ticks);
+// while quiet it keeps the kernel's default.
 //
 // Why short when busy: on EEVDF kernels (Linux 6.6+) a thread woken by a
 // packet does not preempt the task running on its CPU until that task's
@@ -39,14 +41,10 @@
 
 #include <cstdint>
 
+#include "busy_tick.h"
+#include "thread_slice.h"
+
 namespace moat {
-
-// The slice asked for: the kernel's smallest (0.1 ms).
-constexpr uint64_t kShortSliceNs = 100000;
-
-// Sets the calling thread's slice: kShortSliceNs, or the kernel's default
-// (0). Best effort: true if the kernel took it.
-bool set_slice(uint64_t ns);
 
 // The loop thread's slice and yields by its load, decided once per window.
 class LoadSlice {
@@ -63,9 +61,10 @@ class LoadSlice {
   // Once per loop turn: while busy a yield when one is due; at a window's
   // end, busy or quiet for the next.
   void tick(uint64_t now_ns) {
-    if (busy_ && yields_ && now_ns - last_yield_ >= kYieldNs) {
+    if (busy_ && now_ns - last_yield_ >= kYieldNs) {
       last_yield_ = now_ns;
-      sched_yield();
+      if (yields_) sched_yield();
+      busy_tick_.note_cpu();
     }
     if (now_ns - window_start_ < kWindowNs) return;
     decide(packets_ - at_start_);
@@ -82,6 +81,7 @@ class LoadSlice {
   bool yields_ = true;    // MOAT_BUSY_YIELD=0: never
   bool short_ = false;
   bool refused_ = false;  // the kernel refused once: stop asking
+  BusyTick busy_tick_;    // while busy, the kernel looks at the loop's CPU every 0.5 ms
 };
 
 }  // namespace moat
