@@ -1,4 +1,5 @@
-// busy_tick.h: while the router's loop is busy, a thread of its own wakes
+// busy_tick.h: while the router's loop is busy and waits for its CPU
+// (LoadSlice decides, by its run-queue wait), a thread of its own wakes
 // every kPeriodNs on the CPU where the loop last ran, so that the kernel
 // looks at that CPU between its ticks.
 //
@@ -8,13 +9,16 @@
 // next tick (4 ms at HZ=250; this kernel has no hrtick), unless a task wakes
 // there. Every vassal's packets wait with it: a neighbour's ping under two
 // floods waited 3.8 ms behind a flooding tenant's process (docs/latency.md,
-// "The busy loop waits a tick"). A wake-up on that CPU makes the kernel update the
-// running task's time and, once that task's slice protection has ended,
-// reschedule it; the loop, with its short slice, is then picked. The thread
+// "The busy loop waits a tick"). A wake-up on that CPU makes the kernel
+// update the running task's time and, once that task's slice protection
+// has ended, reschedule it; the loop, with its short slice, is then picked.
+// Only while the loop waits: a loop that sleeps between packets is woken by
+// them and preempts then, and ticks would only cut its turns short (paced
+// floods lost packets at lower rates with them; docs/latency.md). The thread
 // asks for the short slice too, so its wake-up ends the running task's
 // protection (Linux 6.12+; older kernels refuse, and the wake-up still makes
 // the kernel look). Its CPU follows the loop's (sched_setaffinity, only when
-// the loop moved). Cost: 2,000 wake-ups a second, only while busy.
+// the loop moved). Cost: 2,000 wake-ups a second, only while it ticks.
 // MOAT_BUSY_TICK=0 in the environment: no thread; =N: every N us (100-4000),
 // to compare.
 // Threads: set_busy() and note_cpu() from the loop thread; one ticking
@@ -63,7 +67,8 @@ class BusyTick {
   BusyTick& operator=(const BusyTick&) = delete;
 
   // The loop's load changed (LoadSlice's window decided). The thread starts
-  // with the first busy window; no thread to be had: no ticks, nothing else.
+  // with the first saturated window; no thread to be had: no ticks, nothing
+  // else.
   void set_busy(bool busy) {
     if (!enabled_ || busy == s_->busy.load(std::memory_order_relaxed)) return;
     {

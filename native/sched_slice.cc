@@ -1,6 +1,7 @@
 // sched_slice.cc: see sched_slice.h.
 #include "sched_slice.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -53,12 +54,36 @@ void LoadSlice::init() {
   if (mode_ == Mode::Always) short_ = set_slice(kShortSliceNs);
   const char* y = getenv("MOAT_BUSY_YIELD");
   yields_ = !(y && strcmp(y, "0") == 0);
+  schedstat_fd_ = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+}
+
+LoadSlice::~LoadSlice() {
+  if (schedstat_fd_ >= 0) close(schedstat_fd_);
+}
+
+int64_t LoadSlice::run_delay() {
+  if (schedstat_fd_ < 0) return -1;
+  // "on-CPU ns, run-queue wait ns, time slices\n"
+  char buf[96];
+  const ssize_t n = pread(schedstat_fd_, buf, sizeof buf - 1, 0);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char* end = nullptr;
+  strtoull(buf, &end, 10);
+  if (end == buf) return -1;
+  const char* second = end;
+  const unsigned long long v = strtoull(second, &end, 10);
+  return end == second ? -1 : int64_t(v);
 }
 
 void LoadSlice::decide(uint64_t packets) {
   if (packets >= kBusyPackets) busy_ = true;
   else if (packets < kQuietPackets) busy_ = false;
-  busy_tick_.set_busy(busy_);
+  // Tick while busy and waiting for the CPU; without schedstat, while busy.
+  const int64_t delay = run_delay();
+  const bool waiting = delay < 0 || (last_delay_ >= 0 && delay - last_delay_ >= int64_t(kWaitingNs));
+  last_delay_ = delay;
+  busy_tick_.set_busy(busy_ && waiting);
   if (mode_ != Mode::ByLoad || refused_) return;
   if (!short_ && busy_) {
     if (set_slice(kShortSliceNs)) short_ = true;

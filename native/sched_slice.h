@@ -1,8 +1,8 @@
 // sched_slice.h: how the router's loop thread shares its CPU, by its load
-// (LoadSlice): while busy it takes a short scheduler slice, gives the CPU
-// back every 50 us and has a thread of its own wake on its CPU every 0.5 ms
-// (busy_tick.h: a loop waiting for its CPU gets it back between ticks);
-// while quiet it keeps the kernel's default.
+// (LoadSlice): while busy it takes a short scheduler slice and gives the CPU
+// back every 50 us, and while it also waits for its CPU a thread of its own wakes on its CPU
+// every 0.5 ms (busy_tick.h: a loop waiting for its CPU gets it back between
+// ticks); while quiet it keeps the kernel's default.
 //
 // Why short when busy: on EEVDF kernels (Linux 6.6+) a thread woken by a
 // packet does not preempt the task running on its CPU until that task's
@@ -53,6 +53,14 @@ class LoadSlice {
   static constexpr uint64_t kBusyPackets = 1000;    // 10,000 packets/s: busy
   static constexpr uint64_t kQuietPackets = 100;    // under 1,000 packets/s: quiet again
   static constexpr uint64_t kYieldNs = 50000;       // while busy, a yield per 50 us
+  // Busy and waiting for its CPU: 1 ms or more of the window spent runnable
+  // but not running (the kernel's run_delay). Only then does the tick thread
+  // run (busy_tick.h): a loop that gets its CPU when it wakes has nothing to
+  // gain from it, and its turns would only be cut short.
+  static constexpr uint64_t kWaitingNs = 1000000;
+
+  LoadSlice() = default;
+  ~LoadSlice();
 
   // Reads MOAT_SHORT_SLICE and MOAT_BUSY_YIELD; call on the loop thread.
   void init();
@@ -74,14 +82,18 @@ class LoadSlice {
 
  private:
   void decide(uint64_t packets);
+  // ns this thread has spent runnable but not running, or -1 (no schedstat).
+  int64_t run_delay();
 
   enum class Mode { ByLoad, Always, Never } mode_ = Mode::ByLoad;
   uint64_t packets_ = 0, at_start_ = 0, window_start_ = 0, last_yield_ = 0;
+  int64_t last_delay_ = -1;  // run_delay at the window's start
+  int schedstat_fd_ = -1;    // /proc/thread-self/schedstat, opened by init()
   bool busy_ = false;     // the last window moved kBusyPackets (until one under kQuietPackets)
   bool yields_ = true;    // MOAT_BUSY_YIELD=0: never
   bool short_ = false;
   bool refused_ = false;  // the kernel refused once: stop asking
-  BusyTick busy_tick_;    // while busy, the kernel looks at the loop's CPU every 0.5 ms
+  BusyTick busy_tick_;    // while busy and waiting, the kernel looks at the loop's CPU every 0.5 ms
 };
 
 }  // namespace moat

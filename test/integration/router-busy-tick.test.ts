@@ -1,12 +1,14 @@
-// router-busy-tick.test.ts: while the router's loop is busy, a thread of
-// the router (moat-tick) wakes every 0.5 ms on the loop's CPU, so that the
-// kernel looks at that CPU between its ticks; while quiet it sleeps
-// (native/busy_tick.h; docs/latency.md, "The busy loop waits a tick", has
-// the traces and the neighbour's p99 with and without it). Read back from
-// the kernel: the thread exists only once the router is busy, its CPU
-// follows the loop's when the loop moves, it wakes about 2,000 times a
-// second while a flood lasts and not at all once the router is quiet, and
-// MOAT_BUSY_TICK=0 starts none.
+// router-busy-tick.test.ts: while the router's loop is busy and waits for
+// its CPU (behind other processes), a thread of the router (moat-tick)
+// wakes every 0.5 ms on the loop's CPU, so that the kernel looks at that
+// CPU between its ticks; otherwise it sleeps (native/busy_tick.h,
+// native/sched_slice.h; docs/latency.md, "The busy loop waits a tick", has
+// the traces and the neighbour's p99 with and without it). Here a flood
+// keeps the loop busy and a shell loop that never sleeps on each CPU makes
+// it wait. Read back from the kernel: the thread exists only once the
+// router is busy, its CPU follows the loop's when the loop moves, it wakes
+// about 2,000 times a second while the flood lasts and not at all once the
+// router is quiet, and MOAT_BUSY_TICK=0 starts none.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -38,6 +40,8 @@ async function whileFlooded(env: Record<string, string>, secs: number, body: (ro
     }
     sh('ip', ['-n', L.ns, 'link', 'set', L.tun, 'up']);
     const [router] = threadsNamed('moat-router').slice(-1);
+    // Bounded: they end by themselves after secs + 4 s, and are killed by PID with the lab.
+    for (const cpu of ['0', '1']) L.lab.spawn('timeout', [String(secs + 4), 'taskset', '-c', cpu, 'sh', '-c', 'while :; do :; done']);
     // The gateway drops the flood before its UDP stack: the router's work is the test's load.
     sh('nft', ['-f', '-'], { ns: L.ns, input: `table ip btflood {\n chain pre {\n  type filter hook prerouting priority -300;\n  ip saddr ${L.host(2)} udp dport 9001 drop\n }\n}\n` });
     const f = await startFrameFlood(L.lab, flooder, { sock: L.sockPath, addr: L.host(2), gw: L.gw, port: 9001, size: 64, secs });
