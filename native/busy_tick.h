@@ -66,9 +66,9 @@ class BusyTick {
   BusyTick(const BusyTick&) = delete;
   BusyTick& operator=(const BusyTick&) = delete;
 
-  // The loop's load changed (LoadSlice's window decided). The thread starts
-  // with the first saturated window; no thread to be had: no ticks, nothing
-  // else.
+  // LoadSlice's window decided: tick (busy and waiting) or not. The thread
+  // starts with the first window that ticks; no thread to be had: no ticks,
+  // nothing else.
   void set_busy(bool busy) {
     if (!enabled_ || busy == s_->busy.load(std::memory_order_relaxed)) return;
     {

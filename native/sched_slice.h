@@ -1,8 +1,8 @@
 // sched_slice.h: how the router's loop thread shares its CPU, by its load
 // (LoadSlice): while busy it takes a short scheduler slice and gives the CPU
-// back every 50 us, and while it also waits for its CPU a thread of its own wakes on its CPU
-// every 0.5 ms (busy_tick.h: a loop waiting for its CPU gets it back between
-// ticks); while quiet it keeps the kernel's default.
+// back every 50 us, and while it also waits for its CPU a thread of its own
+// wakes on that CPU every 0.5 ms (busy_tick.h: a loop waiting for its CPU
+// gets it back between ticks); while quiet it keeps the kernel's default.
 //
 // Why short when busy: on EEVDF kernels (Linux 6.6+) a thread woken by a
 // packet does not preempt the task running on its CPU until that task's
@@ -56,13 +56,17 @@ class LoadSlice {
   // Busy and waiting for its CPU: 1 ms or more of the window spent runnable
   // but not running (the kernel's run_delay). Only then does the tick thread
   // run (busy_tick.h): a loop that gets its CPU when it wakes has nothing to
-  // gain from it, and its turns would only be cut short.
+  // gain from it, and its turns would only be cut short. (The tick thread's
+  // own wake-ups take about that much from a loop it shares a CPU with, so
+  // once started it may keep ticking while the loop stays busy; measured
+  // with this bar, docs/latency.md.)
   static constexpr uint64_t kWaitingNs = 1000000;
 
   LoadSlice() = default;
   ~LoadSlice();
 
-  // Reads MOAT_SHORT_SLICE and MOAT_BUSY_YIELD; call on the loop thread.
+  // Reads MOAT_SHORT_SLICE and MOAT_BUSY_YIELD and opens the thread's
+  // schedstat; call on the loop thread.
   void init();
   // A packet moved (per packet: a counter, nothing else).
   void moved() { packets_++; }
