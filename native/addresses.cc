@@ -56,7 +56,7 @@ void AddressBook::set_bindings(const Bindings& b) {
 Drop AddressBook::refusal(const Peer& p, uint32_t src, uint64_t now) {
   if (bad_source(src)) return Drop::BadSource;
   if (now - gateway_at_ < kSecond && is_gateway_cached(src)) return Drop::Gateway;
-  if (by_addr_.count(src)) return Drop::Collision;
+  if (by_addr_.contains(src)) return Drop::Collision;
   if (!may_use(p, src)) return Drop::Unbound;
   uint32_t bound;
   if (!bound_address(p, &bound)) {  // a learn: only from the learnable network
@@ -69,11 +69,11 @@ Drop AddressBook::refusal(const Peer& p, uint32_t src, uint64_t now) {
 
 bool AddressBook::bound_free(const Peer& p, uint32_t* a) {
   if (!bound_address(p, a)) return false;
-  return !bad_source(*a) && !by_addr_.count(*a) && may_use(p, *a) && !is_gateway(*a);
+  return !bad_source(*a) && !by_addr_.contains(*a) && may_use(p, *a) && !is_gateway(*a);
 }
 
 void AddressBook::take(Peer* p, uint32_t a) {
-  by_addr_[a] = p;
+  by_addr_.put(a, p);
   const Binding* b = runtime_binding(*p);
   if (!b || b->vassal == 0) return;
   auto old = addr_of_vassal_.find(b->vassal);
@@ -84,8 +84,7 @@ void AddressBook::take(Peer* p, uint32_t a) {
 
 void AddressBook::release(const Peer* p) {
   if (p->addr == 0) return;
-  auto it = by_addr_.find(p->addr);
-  if (it != by_addr_.end() && it->second == p) by_addr_.erase(it);
+  if (by_addr_.find(p->addr) == p) by_addr_.erase(p->addr);
 }
 
 // The binding naming p's runtime (its pid and start time), or null.

@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "addr_table.h"
 #include "drops.h"
 #include "peer.h"
 #include "router.h"
@@ -43,8 +44,7 @@ class AddressBook {
 
   // The peer holding a, or null.
   Peer* holder(uint32_t a) const {
-    auto it = by_addr_.find(a);
-    return it == by_addr_.end() ? nullptr : it->second;
+    return by_addr_.find(a);
   }
 
   // New bindings and learnable network govern from now on; peers keep the
@@ -77,7 +77,7 @@ class AddressBook {
   bool is_gateway(uint32_t a);  // asks the kernel
 
   std::string tun_name_;
-  std::unordered_map<uint32_t, Peer*> by_addr_;
+  AddrTable<Peer> by_addr_;  // flat: holder() runs per packet
   // Bindings: by (pid, start time), by uid (pid -1), and every binding by
   // address (addr 0 excluded).
   std::map<std::pair<uint32_t, uint64_t>, Binding> bind_of_runtime_;
