@@ -19,9 +19,8 @@ bool transient(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == EINTR; }
 
 Peer::Peer(uint32_t id_, int fd_, uint32_t uid_, uint32_t gid_, uint32_t pid_, size_t in_cap_, uint32_t send_max_,
            size_t queue_bytes)
-    : id(id_), fd(fd_), uid(uid_), gid(gid_), pid(pid_), send_max(send_max_),
-      in(new uint8_t[in_cap_]), in_cap(in_cap_),
-      out(new uint8_t[queue_bytes ? queue_bytes : 1]), out_cap(queue_bytes) {}
+    : id(id_), fd(fd_), send_max(send_max_), out(new uint8_t[queue_bytes ? queue_bytes : 1]), out_cap(queue_bytes),
+      in(new uint8_t[in_cap_]), in_cap(in_cap_), uid(uid_), gid(gid_), pid(pid_) {}
 
 // The batch's frames first, then the queue: a partial write keeps the rest
 // queued (the caller waits for EPOLLOUT).

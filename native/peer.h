@@ -50,53 +50,42 @@ struct BatchSlot {
   uint32_t ip_bytes;
 };
 
-struct Peer {
+struct alignas(64) Peer {
   // in_cap: input buffer bytes; queue_bytes: the outbound queue's bound.
   Peer(uint32_t id, int fd, uint32_t uid, uint32_t gid, uint32_t pid, size_t in_cap, uint32_t send_max,
        size_t queue_bytes);
 
+  // Hot: what every packet to or from the peer reads or writes, together in
+  // the first cache lines (the struct is line-aligned). With 1,000 peers
+  // each packet finds its peer's state cold, so each line it touches is a
+  // miss (docs/scale.md).
   uint32_t id = 0;
   int fd = -1;
-  uint32_t uid = 0, gid = 0, pid = 0;
-  uint64_t start = 0;      // the pid's start time at accept (peer_identity.h); 0: gone
   uint32_t addr = 0;       // 0 until learned (0.0.0.0 is never a peer address)
   bool dead = false;       // closed, waiting to be freed at the end of the wakeup
   bool dirty = false;      // has frames to write after this batch
   bool want_out = false;   // EPOLLOUT registered (a write was partial)
-  // Send buffer growth (sndbuf.h, SndbufGrowth): the bytes added (0: not
-  // grown), the size before, and when the buffer last drained after filling.
-  uint32_t sndbuf_extra = 0, sndbuf_base = 0;
-  uint64_t sndbuf_drained_at = 0;
-  Counter sndbuf_grown;  // sndbuf_extra, for stats() from other threads
+  // Offloads negotiated (offload.h): the peer sent a valid hello and got
+  // ours; it then takes kModVnet frames of up to 65535 bytes and may send
+  // them. caps: what its hello said it takes. Written under stats_mu.
+  bool offload = false;
+  bool mergeable = false;  // the last packet routed to it may join a USO run (coalesce.h)
+  // Held (HoldList): frames wait in the queue, not yet written;
+  // held_frames counts their datagrams, held_since is when the first was held.
+  bool held = false;
+  uint16_t caps = 0;
   // Largest packet this peer can read in one frame. uWSGI's device reads into
   // 8192-byte buffers (8188 of payload); set from the router's max_frame at
   // accept (configuration; a later negotiation may raise it per peer). Bigger
   // packets get ICMP fragmentation-needed (DF) or are fragmented.
   uint32_t send_max = 8188;
-  // Offloads negotiated (offload.h): the peer sent a valid hello and got
-  // ours; it then takes kModVnet frames of up to 65535 bytes and may send
-  // them. caps: what its hello said it takes. Written under stats_mu.
-  bool offload = false;
-  uint16_t caps = 0;
   // One hop (handoff.h): the vassal's tun, read and written here (-1: the
-  // socket carries the packets); an fd received and not yet claimed by a
-  // kModHandoff frame. tun_fd is written under stats_mu.
+  // socket carries the packets). Written under stats_mu.
   int tun_fd = -1;
-  int pending_fd = -1;
-  uint32_t tun_next = 1;   // reads to try at once on tun_fd (TunBatch's policy, per peer)
-  bool mergeable = false;  // the last packet routed to it may join a USO run (coalesce.h)
   // This tun batch's frames for the peer (BatchSlot indexes; -1: none).
   int32_t batch_head = -1, batch_tail = -1;
-  // Held (HoldList): frames wait in the queue, not yet written;
-  // held_frames counts their datagrams, held_since is when the first was held.
-  bool held = false;
   uint32_t held_frames = 0;
   uint64_t held_since = 0;
-
-  // Input: bytes read from the socket, not yet a whole frame at the front.
-  std::unique_ptr<uint8_t[]> in;
-  size_t in_cap = 0;
-  size_t in_len = 0;
 
   // Output: queued frames are out[out_head, out_head + out_len).
   std::unique_ptr<uint8_t[]> out;
@@ -104,32 +93,53 @@ struct Peer {
   size_t out_head = 0;
   size_t out_len = 0;
 
+  // Rate limits (limiter.h), null while the direction is unlimited (the
+  // unlimited path only tests the pointer). out: from the peer toward the
+  // tun; in: toward the peer.
+  std::unique_ptr<Shaper> shape_in, shape_out;
+
+  Counter tx, tx_bytes, queued;
+  // Accounting (PeerStats::ip_*): IPv4 packets and bytes as the wire
+  // carries them. in: accepted for the peer (where tx is counted); out:
+  // written to the tun.
+  Counter ip_packets_in, ip_bytes_in;
+  Counter rx, rx_bytes, ip_packets_out, ip_bytes_out;
+
+  // Input: bytes read from the socket, not yet a whole frame at the front.
+  std::unique_ptr<uint8_t[]> in;
+  size_t in_cap = 0;
+  size_t in_len = 0;
+
+  // Cold from here: identity, rarely changed state, the less common counters.
+  uint32_t uid = 0, gid = 0, pid = 0;
+  uint64_t start = 0;      // the pid's start time at accept (peer_identity.h); 0: gone
+  int pending_fd = -1;     // an fd received and not yet claimed by a kModHandoff frame
+  uint32_t tun_next = 1;   // reads to try at once on tun_fd (TunBatch's policy, per peer)
+  // Send buffer growth (sndbuf.h, SndbufGrowth): the bytes added (0: not
+  // grown), the size before, and when the buffer last drained after filling.
+  uint32_t sndbuf_extra = 0, sndbuf_base = 0;
+  uint64_t sndbuf_drained_at = 0;
+  Counter sndbuf_grown;  // sndbuf_extra, for stats() from other threads
+
   // Rate limiting of 'refused' events: per reason, the time of the last event,
   // the drops since, and the last address refused.
   uint64_t refused_at[kDropCount] = {};
   uint64_t refused_count[kDropCount] = {};
   uint32_t refused_addr[kDropCount] = {};
 
-  Counter tx, rx, tx_bytes, rx_bytes, queued;
   // kModVnet frames received / sent, and those that were GSO super-packets.
   Counter vnet_rx, gso_rx, vnet_tx, gso_tx;
   Counter uso_tx;  // kModVnet frames that are runs of datagrams merged here (coalesce.h)
   Counter drops[kDropCount];
 
-  // Rate limits (limiter.h), null while the direction is unlimited (the
-  // unlimited path only tests the pointer). out: from the peer toward the
-  // tun; in: toward the peer. shaping: listed in the loop's shaping list
-  // (packets wait in one of them).
-  std::unique_ptr<Shaper> shape_in, shape_out;
+  // shaping: listed in the loop's shaping list (packets wait in one of the
+  // shapers). Packets that waited in a shaper; bytes (their cost) waiting
+  // now; the most packets (segments) that waited at once, the queue's
+  // high-water mark.
   bool shaping = false;
-  // Packets that waited in a shaper; bytes (their cost) waiting now; the
-  // most packets (segments) that waited at once, the queue's high-water mark.
   Counter shaped_in, shaped_out, shape_queued_in, shape_queued_out;
   Counter shape_peak_in, shape_peak_out;
-  // Accounting (PeerStats::ip_*): IPv4 packets and bytes as the wire
-  // carries them. in: accepted for the peer (where tx is counted); out:
-  // written to the tun.
-  Counter ip_packets_in, ip_bytes_in, ip_packets_out, ip_bytes_out;
+
   void count_in(uint64_t packets, uint64_t bytes) {
     ip_packets_in.add(packets);
     ip_bytes_in.add(bytes);
