@@ -21,7 +21,7 @@
 // the loop moved). Cost: 2,000 wake-ups a second, only while it ticks.
 // MOAT_BUSY_TICK=0 in the environment: no thread; =N: every N us (100-4000),
 // to compare.
-// Threads: set_busy() and note_cpu() from the loop thread; one ticking
+// Threads: set_ticking() and note_cpu() from the loop thread; one ticking
 // thread, detached, sharing its state, so a loop that ends never waits for it.
 // Syscalls (ticking thread): clock_nanosleep, sched_setaffinity,
 // sched_getattr, sched_setattr.
@@ -69,13 +69,13 @@ class BusyTick {
   // LoadSlice's window decided: tick (busy and waiting) or not. The thread
   // starts with the first window that ticks; no thread to be had: no ticks,
   // nothing else.
-  void set_busy(bool busy) {
-    if (!enabled_ || busy == s_->busy.load(std::memory_order_relaxed)) return;
+  void set_ticking(bool ticking) {
+    if (!enabled_ || ticking == s_->ticking.load(std::memory_order_relaxed)) return;
     {
       std::lock_guard<std::mutex> g(s_->mu);
-      s_->busy.store(busy, std::memory_order_relaxed);
+      s_->ticking.store(ticking, std::memory_order_relaxed);
     }
-    if (busy && !started_) {
+    if (ticking && !started_) {
       started_ = true;
       try {
         std::thread(run, s_).detach();
@@ -98,7 +98,7 @@ class BusyTick {
   struct State {
     std::mutex mu;
     std::condition_variable cv;
-    std::atomic<bool> busy{false};
+    std::atomic<bool> ticking{false};
     std::atomic<int> cpu{-1};
     long period_ns = kPeriodNs;  // set before the thread starts
     std::atomic<bool> stop{false};
@@ -110,9 +110,9 @@ class BusyTick {
     int pinned = -1;
     const struct timespec period = {0, s->period_ns};
     while (!s->stop.load(std::memory_order_relaxed)) {
-      if (!s->busy.load(std::memory_order_relaxed)) {
+      if (!s->ticking.load(std::memory_order_relaxed)) {
         std::unique_lock<std::mutex> g(s->mu);
-        s->cv.wait(g, [&] { return s->stop.load(std::memory_order_relaxed) || s->busy.load(std::memory_order_relaxed); });
+        s->cv.wait(g, [&] { return s->stop.load(std::memory_order_relaxed) || s->ticking.load(std::memory_order_relaxed); });
         continue;
       }
       const int cpu = s->cpu.load(std::memory_order_relaxed);

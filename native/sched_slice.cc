@@ -83,7 +83,7 @@ void LoadSlice::decide(uint64_t packets) {
   const int64_t delay = run_delay();
   const bool waiting = delay < 0 || (last_delay_ >= 0 && delay - last_delay_ >= int64_t(kWaitingNs));
   last_delay_ = delay;
-  busy_tick_.set_busy(busy_ && waiting);
+  busy_tick_.set_ticking(busy_ && waiting);
   if (mode_ != Mode::ByLoad || refused_) return;
   if (!short_ && busy_) {
     if (set_slice(kShortSliceNs)) short_ = true;

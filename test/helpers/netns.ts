@@ -28,6 +28,18 @@ export function requireRoot(): void {
   if (!canRunIntegration()) throw new Error('integration tests need root and CAP_NET_ADMIN');
 }
 
+/** fn's result, with env set in process.env while it runs (for what reads
+ *  the environment as it starts: a router's loop thread), restored after. */
+export function withEnv<T>(env: Record<string, string>, fn: () => T): T {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    return fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) { if (v === undefined) delete process.env[k]; else process.env[k] = v; }
+  }
+}
+
 export function uniqueName(prefix: string): string {
   // ip link names are at most 15 characters
   return (prefix + crypto.randomBytes(3).toString('hex')).slice(0, 15);

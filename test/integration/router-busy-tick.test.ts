@@ -13,7 +13,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
-import { Lab, requireRoot, sh, sleep, waitFor } from '../helpers/netns';
+import { Lab, requireRoot, sh, sleep, waitFor, withEnv } from '../helpers/netns';
 import { threadsNamed } from '../helpers/proc';
 import { RouterLab } from '../helpers/native-router';
 import { buildFrameFlood, startFrameFlood } from '../helpers/frame-flood';
@@ -28,16 +28,10 @@ const switchIns = (tid: string) => Number(fs.readFileSync(`/proc/self/task/${tid
 
 /** A router with env set, flooded by a framed peer for secs; body runs while it floods. */
 async function whileFlooded(env: Record<string, string>, secs: number, body: (router: string, ticksBefore: Set<string>, flooded: Promise<void>) => Promise<void>): Promise<void> {
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
   const L = new RouterLab();
   try {
     const ticksBefore = new Set(threadsNamed('moat-tick'));
-    try {
-      L.start('bt', { maxFrame: 8188, queueBytes: 1 << 20 });   // the loop thread reads env as it starts
-    } finally {
-      for (const [k, v] of Object.entries(saved)) { if (v === undefined) delete process.env[k]; else process.env[k] = v; }
-    }
+    withEnv(env, () => L.start('bt', { maxFrame: 8188, queueBytes: 1 << 20 }));   // the loop thread reads env as it starts
     sh('ip', ['-n', L.ns, 'link', 'set', L.tun, 'up']);
     const [router] = threadsNamed('moat-router').slice(-1);
     // Bounded: they end by themselves after secs + 4 s, and are killed by PID with the lab.

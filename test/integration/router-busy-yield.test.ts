@@ -11,7 +11,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
-import { Lab, requireRoot, sh, sleep } from '../helpers/netns';
+import { Lab, requireRoot, sh, sleep, withEnv } from '../helpers/netns';
 import { threadsNamed } from '../helpers/proc';
 import { RouterLab } from '../helpers/native-router';
 import { buildFrameFlood, startFrameFlood } from '../helpers/frame-flood';
@@ -30,15 +30,9 @@ interface Rtt { p50: number; p99: number; got: number; over: number }
 
 /** A router with env set, a device vassal, both loop threads on CPU 0; ping under a flood from CPU 1. */
 async function measure(env: Record<string, string>): Promise<Rtt> {
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
   const L = new RouterLab();
   try {
-    try {
-      L.start('by', { maxFrame: 8188, queueBytes: 1 << 20 });   // the loop thread reads env as it starts
-    } finally {
-      for (const [k, v] of Object.entries(saved)) { if (v === undefined) delete process.env[k]; else process.env[k] = v; }
-    }
+    withEnv(env, () => L.start('by', { maxFrame: 8188, queueBytes: 1 << 20 }));   // the loop thread reads env as it starts
     sh('ip', ['-n', L.ns, 'link', 'set', L.tun, 'up']);
     const addr = L.host(4);
     const ns = await L.deviceVassal(addr, 'byv');

@@ -11,7 +11,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
-import { Lab, requireRoot, uniqueName, waitFor } from '../helpers/netns';
+import { Lab, requireRoot, uniqueName, waitFor, withEnv } from '../helpers/netns';
 import { RouterLab, startNativeRouter } from '../helpers/native-router';
 import { FramePeer } from '../helpers/frame-peer';
 import { threadsNamed } from '../helpers/proc';
@@ -81,15 +81,8 @@ test('with MOAT_SHORT_SLICE=1 the router loop thread has the 0.1 ms slice from t
     t.diagnostic(`kernel ${os.release()} has no settable slice (6.12+)`);
     return;
   }
-  const saved = process.env.MOAT_SHORT_SLICE;
-  process.env.MOAT_SHORT_SLICE = '1';
-  let started;
-  try {
-    started = startNativeRouter(lab, lab.netns('ss'), 'ss');
-    await waitFor(() => threadSlices('moat-router').length === 1, 3000, 'a thread named moat-router');
-  } finally {
-    if (saved === undefined) delete process.env.MOAT_SHORT_SLICE; else process.env.MOAT_SHORT_SLICE = saved;
-  }
+  const started = withEnv({ MOAT_SHORT_SLICE: '1' }, () => startNativeRouter(lab, lab.netns('ss'), 'ss'));
+  await waitFor(() => threadSlices('moat-router').length === 1, 3000, 'a thread named moat-router');
   assert.deepEqual(threadSlices('moat-router'), [100000], 'se.slice of moat-router with MOAT_SHORT_SLICE=1');
   started.router.stop();
 });
