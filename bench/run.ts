@@ -264,9 +264,11 @@ export interface ScaleSection {
   seconds: number;
   /** Rounds completed (on error, those before the failure). */
   rounds: Round[];
-  /** Framed peers (peers.c); ratioOneHop: one-hop peers (tun-peers.c). */
+  /** Framed peers (peers.c); ratioOneHop: one-hop peers (tun-peers.c);
+   *  ratioKernel: the baseline without moat (udp-peers.c). */
   ratio?: number;
   ratioOneHop?: number;
+  ratioKernel?: number;
   target: number;
   rssPerIdlePeerKiB?: number[];
   pathd?: string;
@@ -320,7 +322,7 @@ async function runScale(o: Options): Promise<ScaleSection> {
   if (!moatBuilt() && !pathd) return { ...base, status: 'skipped', reason: 'not built (dist/src/cli.js missing)' };
   try {
     const r = await measureScale({ peers: o.scalePeers, seconds: o.scaleSeconds, rounds: o.scaleRounds });
-    return { ...base, status: 'ok', rounds: r.rounds, ratio: r.ratio, ratioOneHop: r.ratioOneHop, rssPerIdlePeerKiB: r.rssPerIdlePeerKiB, lines: r.lines };
+    return { ...base, status: 'ok', rounds: r.rounds, ratio: r.ratio, ratioOneHop: r.ratioOneHop, ratioKernel: r.ratioKernel, rssPerIdlePeerKiB: r.rssPerIdlePeerKiB, lines: r.lines };
   } catch (e) {
     const reason = (e as Error).message;
     process.stderr.write(`  scale: ERROR ${reason}\n`);

@@ -20,6 +20,10 @@
 // their sockets) and one-hop peers (tun-peers.c, as moat's vassals are by
 // default: each hands the router a tun device of its own, in a namespace
 // made for the round, and the router writes packets to it; docs/one-hop.md).
+// A third kind, the baseline: no router, the kernel's own path (the same
+// generator through a veth pair to N UDP sockets in one process,
+// bench/gen/udp-peers.c), so its N / 1 ratio shows what spreading the
+// same flood over N receivers costs without moat (docs/scale.md).
 // measureScale() is the measurement;
 // run.ts (`npm run bench`) calls it too and prints its lines under its table.
 import fs from 'node:fs';
@@ -32,18 +36,40 @@ import { buildFlood, buildGen, cleanupAll, collect, cpuNs, FLOOD, lastJson, mach
 // the flood's UDP port (limits.ts uses them too).
 export const PEERS = path.join(ROOT, 'bench', 'bin', 'peers');
 export const TUN_PEERS = path.join(ROOT, 'bench', 'bin', 'tun-peers');
+export const UDP_PEERS = path.join(ROOT, 'bench', 'bin', 'udp-peers');
 export const GW = '10.77.0.1';
 export const BASE = '10.77.1.0';
 export const PORT = 9000;
+const PEERS_NET = '10.77.0.0/16';  // GW's network: every peer's address is in it
 
 /** Compiles bench/gen/peers.c into bench/bin/peers (PEERS). */
 export function buildPeers(): void {
   buildGen('peers');
 }
 
-/** The peers a round connects: framed (peers.c) or one hop (tun-peers.c). */
-export type PeerKind = 'framed' | 'one hop';
-export const PEER_KINDS: PeerKind[] = ['framed', 'one hop'];
+/** The peers a round connects: framed (peers.c) or one hop (tun-peers.c);
+ *  or, for the baseline, no router: UDP sockets behind a veth (udp-peers.c). */
+export type PeerKind = 'framed' | 'one hop' | 'kernel';
+export const PEER_KINDS: PeerKind[] = ['framed', 'one hop', 'kernel'];
+
+/** The kernel baseline's namespaces: the generator's, and the receivers'
+ *  behind a veth pair, which takes the peers' whole /16 as its own (a local
+ *  route), so udp-peers.c can bind socket i to BASE + i. */
+export interface KernelPath { gw: string; peers: string }
+
+export function startKernelPath(lab: Lab): KernelPath {
+  const gw = lab.netns('mkg'), peers = lab.netns('mkp');
+  const a = uniqueName('mkv'), b = uniqueName('mkv');
+  sh('ip', ['link', 'add', a, 'netns', gw, 'type', 'veth', 'peer', 'name', b, 'netns', peers]);
+  for (const ns of [gw, peers]) sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'], { ns });
+  sh('ip', ['-n', gw, 'addr', 'add', '10.78.0.1/24', 'dev', a]);
+  sh('ip', ['-n', peers, 'addr', 'add', '10.78.0.2/24', 'dev', b]);
+  sh('ip', ['-n', gw, 'link', 'set', a, 'up']);
+  sh('ip', ['-n', peers, 'link', 'set', b, 'up']);
+  sh('ip', ['-n', gw, 'route', 'add', PEERS_NET, 'via', '10.78.0.2']);
+  sh('ip', ['-n', peers, 'route', 'add', 'local', PEERS_NET, 'dev', 'lo']);
+  return { gw, peers };
+}
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -63,29 +89,40 @@ export interface CpuSplit { router: number; receivers: number; rest: number }
 
 export interface Round { kind?: PeerKind; peers: number; received: number; pps: number; peersHit: number; sent: number; offeredPps: number; rssBeforeKiB: number; rssIdleKiB: number; cpu?: CpuSplit }
 
-async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: number, seconds: number, kind: PeerKind = 'framed'): Promise<Round> {
+/** Where a round runs: moat's router (its gateway netns, socket and pid),
+ *  and the kernel baseline's namespaces. */
+interface Paths { gw: string; sock: string; routerPid: number; kernel: KernelPath }
+
+async function round(lab: Lab, paths: Paths, n: number, seconds: number, kind: PeerKind = 'framed'): Promise<Round> {
   const tag = String(Math.floor(Math.random() * 1e9));
-  const rssBeforeKiB = rssKiB(routerPid);
-  const args = ['--socket', sock, '--count', String(n), '--base', BASE, '--gw', GW, '--port', String(PORT),
+  const kernel = kind === 'kernel';
+  const gw = kernel ? paths.kernel.gw : paths.gw;
+  const routerPid = kernel ? undefined : paths.routerPid;
+  const rssBeforeKiB = routerPid ? rssKiB(routerPid) : NaN;
+  const args = ['--socket', kernel ? '-' : paths.sock, '--count', String(n), '--base', BASE, '--gw', GW, '--port', String(PORT),
     '--tag', tag, '--duration', String(seconds + 20), '--idle', '1'];
-  const peers = kind === 'framed' ? lab.spawn(PEERS, args) : lab.spawn(TUN_PEERS, args, { ns: tunPeersNetns(lab) });
+  const tunNs = kind === 'one hop' ? tunPeersNetns(lab) : undefined;
+  const peers = kind === 'framed' ? lab.spawn(PEERS, args)
+    : kernel ? lab.spawn(UDP_PEERS, args, { ns: paths.kernel.peers })
+    : lab.spawn(TUN_PEERS, args, { ns: tunNs });
   const pc = collect(peers);
   await until(() => { if (peers.exitCode !== null) throw new Error(`peers exited: ${pc.err()}`); return pc.err().includes('"ready"'); }, 60000, 'peers connected');
   await sleep(1500);  // the router learns every address from the first frames
-  const rssIdleKiB = rssKiB(routerPid);
+  const rssIdleKiB = routerPid ? rssKiB(routerPid) : NaN;
   // With MOAT_SCALE_PERF=1: syscalls and CPU time of the router (all its threads) during the flood.
   // MOAT_SCALE_PERF=record: a call-graph profile of the router per round, in /tmp/moat-scale-<kind>-<n>.perf.
-  if (process.env.MOAT_SCALE_PERF === 'record') {
+  if (routerPid && process.env.MOAT_SCALE_PERF === 'record') {
     lab.spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', '-p', String(routerPid), '-o', `/tmp/moat-scale-${kind.replace(' ', '-')}-${n}.perf`, '--', 'sleep', String(seconds)]);
   }
-  const perf = process.env.MOAT_SCALE_PERF === '1'
+  const perf = routerPid && process.env.MOAT_SCALE_PERF === '1'
     ? lab.spawn('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,task-clock,syscalls:sys_enter_read,syscalls:sys_enter_sendto', '-p', String(routerPid)])
     : undefined;
   const perfOut = perf ? collect(perf) : undefined;
-  const cpu0 = { router: cpuNs(routerPid), receivers: cpuNs(peers.pid!), busy: machineBusyNs() };
+  const routerNs = () => (routerPid ? cpuNs(routerPid) : 0);
+  const cpu0 = { router: routerNs(), receivers: cpuNs(peers.pid!), busy: machineBusyNs() };
   const s = await run(lab, gw, FLOOD, ['send', '--dst', BASE, '--dst-count', String(n), '--port', String(PORT), '--size', '64',
     '--duration', String(seconds), '--tag', tag], (seconds + 15) * 1000);
-  const cpu1 = { router: cpuNs(routerPid), receivers: cpuNs(peers.pid!), busy: machineBusyNs() };
+  const cpu1 = { router: routerNs(), receivers: cpuNs(peers.pid!), busy: machineBusyNs() };
   const sj = lastJson(s.stdout);
   if (!sj) throw new Error(`flood send failed: ${s.stderr}`);
   const r = await pc.done;
@@ -100,6 +137,7 @@ async function round(lab: Lab, gw: string, sock: string, routerPid: number, n: n
     process.stderr.write(`  router per received packet (${n} peers): ${per.join(' ')} (task-clock in us)\n`);
   }
   await sleep(500);  // the router closes the peers
+  if (tunNs) await tunsGone(tunNs);
   const received = Number(rj.received);
   return { kind, peers: n, received, pps: Number(rj.pps), peersHit: Number(rj.peers_hit), sent: Number(sj.sent),
     offeredPps: Number(sj.pps), rssBeforeKiB, rssIdleKiB, cpu: cpuSplit(cpu0, cpu1, received) };
@@ -112,6 +150,21 @@ function tunPeersNetns(lab: Lab): string {
   sh('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1',
     'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'], { ns });
   return ns;
+}
+
+/** Waits (at most 120 s) until the one-hop peers' tun devices in ns are
+ *  gone. The kernel unregisters each closed tun on its own, with a wait for
+ *  RCU, so 1,000 of them take seconds of kernel work that would otherwise
+ *  overlap the next rounds and slow them. */
+async function tunsGone(ns: string): Promise<void> {
+  const t0 = Date.now();
+  const tuns = () => sh('ip', ['-o', 'link', 'show', 'type', 'tun'], { ns }).split('\n').filter(Boolean).length;
+  let left = tuns();
+  while (left > 0 && Date.now() - t0 < 120000) {
+    await sleep(250);
+    left = tuns();
+  }
+  process.stderr.write(`  the round's tun devices gone after ${((Date.now() - t0) / 1000).toFixed(1)} s${left ? ` (${left} left)` : ''}\n`);
 }
 
 /** µs per received packet of each part between two samples (ns); undefined if a sample failed. */
@@ -155,6 +208,8 @@ export interface ScaleResult {
   ratio: number;
   /** The same with one-hop peers (NaN when not measured). */
   ratioOneHop: number;
+  /** The same without moat: the kernel's path to UDP sockets (the baseline; NaN when not measured). */
+  ratioKernel: number;
   /** Router RSS growth per idle connected peer, one per N-peer round. */
   rssPerIdlePeerKiB: number[];
   /** The pathd build that was the router (MOAT_SCALE_PATHD), if any. */
@@ -174,7 +229,7 @@ export function checkScaleOptions(o: ScaleOptions): void {
 }
 
 /** Ratio, RSS per idle peer and printed lines from the rounds (no I/O). */
-export function summarize(o: ScaleOptions, results: Round[]): Pick<ScaleResult, 'ratio' | 'ratioOneHop' | 'rssPerIdlePeerKiB' | 'lines'> {
+export function summarize(o: ScaleOptions, results: Round[]): Pick<ScaleResult, 'ratio' | 'ratioOneHop' | 'ratioKernel' | 'rssPerIdlePeerKiB' | 'lines'> {
   const n = o.peers;
   const kindOf = (r: Round): PeerKind => r.kind ?? 'framed';
   const best = (rs: Round[]) => (rs.length ? Math.max(...rs.map((r) => r.pps)) : NaN);
@@ -184,6 +239,7 @@ export function summarize(o: ScaleOptions, results: Round[]): Pick<ScaleResult, 
   };
   const ratio = ratioOf('framed');
   const ratioOneHop = ratioOf('one hop');
+  const ratioKernel = ratioOf('kernel');
   const many = results.filter((r) => r.peers === n && kindOf(r) === 'framed');
   const rssPerIdlePeerKiB = many.map((r) => (r.rssIdleKiB - r.rssBeforeKiB) / n);
   const int = (v: number) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a');
@@ -192,11 +248,12 @@ export function summarize(o: ScaleOptions, results: Round[]): Pick<ScaleResult, 
   const lines = [
     'peers  kind     received pps  offered pps  peers reached  CPU µs per received packet: router  receivers  rest',
     ...results.map((r) => `${String(r.peers).padStart(5)}  ${kindOf(r).padEnd(7)}  ${int(r.pps).padStart(12)}  ${int(r.offeredPps).padStart(11)}  ${String(r.peersHit).padStart(13)}` +
-      `  ${us(r.cpu?.router).padStart(34)}  ${us(r.cpu?.receivers).padStart(9)}  ${us(r.cpu?.rest).padStart(4)}`),
-    `${n} peers / 1 peer${o.rounds > 1 ? ' (best of each)' : ''}: framed ${ratioText(ratio)}, one hop ${ratioText(ratioOneHop)} (target >= ${SCALE_TARGET.toFixed(2)})`,
+      `  ${(kindOf(r) === 'kernel' ? '-' : us(r.cpu?.router)).padStart(34)}  ${us(r.cpu?.receivers).padStart(9)}  ${us(r.cpu?.rest).padStart(4)}`),
+    `${n} peers / 1 peer${o.rounds > 1 ? ' (best of each)' : ''}: framed ${ratioText(ratio)}, one hop ${ratioText(ratioOneHop)} (target >= ${SCALE_TARGET.toFixed(2)})` +
+      (Number.isFinite(ratioKernel) ? `; without moat (the kernel's path to ${n} UDP sockets, the same generator) ${ratioText(ratioKernel)}` : ''),
     `router RSS per idle framed peer: ${rssPerIdlePeerKiB.map((k) => k.toFixed(1)).join(', ')} KiB (RSS with ${n} peers connected and learned minus before, / ${n})`,
   ];
-  return { ratio, ratioOneHop, rssPerIdlePeerKiB, lines };
+  return { ratio, ratioOneHop, ratioKernel, rssPerIdlePeerKiB, lines };
 }
 
 /** A failed scale run, with the rounds that completed before it failed. */
@@ -222,17 +279,21 @@ export async function measureScale(o: ScaleOptions): Promise<ScaleResult> {
   buildFlood();
   buildPeers();
   buildGen('tun-peers');
+  buildGen('udp-peers');
   const lab = trackLab(new Lab());
   const dir = trackDir(fs.mkdtempSync(path.join(os.tmpdir(), 'moat-scale-')));
   const results: Round[] = [];
   try {
     const { gw, sock, pid } = await startScaleRouter(lab, dir, 'router', extraRouterArgs(), pathd);
-    // The pathd build takes no tuns (no handoff): framed peers only.
-    const kinds = pathd ? PEER_KINDS.filter((k) => k === 'framed') : PEER_KINDS;
+    const paths: Paths = { gw, sock, routerPid: pid, kernel: startKernelPath(lab) };
+    // The pathd build takes no tuns (no handoff): framed peers only (and the baseline).
+    // MOAT_SCALE_KINDS: a comma-separated subset of the kinds (to compare builds on one).
+    const only = (process.env.MOAT_SCALE_KINDS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+    const kinds = PEER_KINDS.filter((k) => !(pathd && k === 'one hop') && (only.length === 0 || only.includes(k)));
     for (let k = 0; k < o.rounds; k++) {
       for (const [kind, count] of kinds.flatMap((kd) => [[kd, 1], [kd, n]] as Array<[PeerKind, number]>)) {
         process.stderr.write(`scale: ${count} ${kind} peer(s)\n`);
-        const r = await round(lab, gw, sock, pid, count, seconds, kind);
+        const r = await round(lab, paths, count, seconds, kind);
         process.stderr.write(`  -> ${Math.round(r.pps)} pps received (offered ${Math.round(r.offeredPps)}), ${r.peersHit} peers reached\n`);
         results.push(r);
       }
@@ -259,7 +320,7 @@ async function main(): Promise<void> {
   const r = await measureScale(o);
   const lines = [...r.lines, `load average: ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)`];
   process.stdout.write(lines.join('\n') + '\n');
-  const file = writeResults('scale', { peers: r.peers, seconds: r.seconds, results: r.rounds, ratio: r.ratio, ratioOneHop: r.ratioOneHop, rssPerIdlePeerKiB: r.rssPerIdlePeerKiB, pathd: r.pathd, loadavg: os.loadavg() });
+  const file = writeResults('scale', { peers: r.peers, seconds: r.seconds, results: r.rounds, ratio: r.ratio, ratioOneHop: r.ratioOneHop, ratioKernel: r.ratioKernel, rssPerIdlePeerKiB: r.rssPerIdlePeerKiB, pathd: r.pathd, loadavg: os.loadavg() });
   process.stdout.write(`results: ${path.relative(process.cwd(), file)}\n`);
 }
 

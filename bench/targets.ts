@@ -56,6 +56,9 @@ export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSec
       out.push(`${scale.peers} peers / 1 peer, one hop (moat's vassals): ${scale.ratioOneHop.toFixed(2)} (>= ${SCALE_TARGET.toFixed(2)}): ${yes(scale.ratioOneHop >= SCALE_TARGET)}`);
     }
     out.push(`${scale.peers} peers / 1 peer, framed (uWSGI's vassals, framed devices): ${scale.ratio.toFixed(2)} (>= ${SCALE_TARGET.toFixed(2)}): ${yes(scale.ratio >= SCALE_TARGET)}`);
+    if (scale.ratioKernel !== undefined && Number.isFinite(scale.ratioKernel)) {
+      out.push(`  beside it, without moat (the kernel's path to ${scale.peers} UDP sockets, same generator): ${scale.ratioKernel.toFixed(2)}`);
+    }
   } else out.push('scale: not measured');
   out.push(rules ? rulesTargetLine(rules) : 'rules: not measured');
   if (neighbour) out.push(...neighbourTargetLines(neighbour));

@@ -97,6 +97,14 @@ test('summary: ratio of best N-peer to best 1-peer pps per kind of peer, RSS per
   assert.equal(both.ratioOneHop, 0.95);
   assert.equal(both.lines[4], ' 1000  one hop       570,000      741,000           1000                                 n/a        n/a   n/a');
   assert.deepEqual(both.rssPerIdlePeerKiB, [2]);
+  // The baseline without moat: its own ratio, printed beside moat's; no router column.
+  const kernel = summarize({ peers: 1000, seconds: 3, rounds: 1 }, [...rounds.slice(0, 2),
+    { ...round(1, 800000, NaN, NaN), kind: 'kernel', cpu: { router: 0, receivers: 0.4, rest: 1.5 } }, { ...round(1000, 600000, NaN, NaN), kind: 'kernel' }]);
+  assert.equal(kernel.ratio, 0.75);
+  assert.equal(kernel.ratioKernel, 0.75);
+  assert.match(kernel.lines[3], /^ {4}1  kernel        800,000  .* {34}-       0\.40  1\.50$/);
+  assert.equal(kernel.lines[5], "1000 peers / 1 peer: framed 0.75, one hop n/a (target >= 0.90); without moat (the kernel's path to 1000 UDP sockets, the same generator) 0.75");
+  assert.deepEqual(kernel.rssPerIdlePeerKiB, [2]);
 });
 
 test('CPU split: µs per received packet of router, receivers and the rest of the busy time', () => {

@@ -52,6 +52,12 @@ test('the scale target for each kind of peer: one hop (moat\'s vassals) and fram
   ]);
 });
 
+test('the baseline without moat is printed under the scale targets, as a figure, not a target', () => {
+  const lines = targetLines({}, { ...scale(0.87), ratioOneHop: 0.96, ratioKernel: 0.81 });
+  assert.equal(lines[8], "  beside it, without moat (the kernel's path to 1000 UDP sockets, same generator): 0.81");
+  assert.ok(!/met/.test(lines[8]));
+});
+
 test('a kind that was not measured is said so, not counted as met', () => {
   const lines = targetLines({ moat: kind(220_000, 200_000, 9_000, 0.2) });
   assert.deepEqual(lines, [
