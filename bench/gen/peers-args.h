@@ -32,6 +32,14 @@ static void die(const char *what) {
   exit(2);
 }
 
+/* The result line on stdout: datagrams counted, from the first to the last
+ * (elapsed, pps), and how many peers got at least one. */
+static void peers_report(uint64_t received, double first, double last, int peers_hit) {
+  double el = last - first;
+  printf("{\"received\":%llu,\"elapsed\":%.6f,\"pps\":%.1f,\"peers_hit\":%d}\n", (unsigned long long)received, el,
+         el > 0 ? (double)received / el : 0.0, peers_hit);
+}
+
 /* Parses argv into a; on a bad or missing option prints the usage of prog
  * and returns 0. */
 static int peers_args_parse(int argc, char **argv, const char *prog, int max_peers, struct peers_args *a) {

@@ -137,8 +137,6 @@ int main(int argc, char **argv) {
   }
   int hit = 0;
   for (int i = 0; i < count; i++) hit += c[i].hits > 0;
-  double el = last - first;
-  printf("{\"received\":%llu,\"elapsed\":%.6f,\"pps\":%.1f,\"peers_hit\":%d}\n", (unsigned long long)received, el,
-         el > 0 ? (double)received / el : 0.0, hit);
+  peers_report(received, first, last, hit);
   return 0;
 }
