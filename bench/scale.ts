@@ -153,9 +153,9 @@ function tunPeersNetns(lab: Lab): string {
 }
 
 /** Waits (at most 120 s) until the one-hop peers' tun devices in ns are
- *  gone. The kernel unregisters each closed tun on its own, with a wait for
- *  RCU, so 1,000 of them take seconds of kernel work that would otherwise
- *  overlap the next rounds and slow them. */
+ *  gone. The kernel unregisters each closed tun on its own, with waits for
+ *  RCU: 1,000 of them take about 20 s, which the next rounds would
+ *  otherwise run beside (docs/scale.md). */
 async function tunsGone(ns: string): Promise<void> {
   const t0 = Date.now();
   const tuns = () => sh('ip', ['-o', 'link', 'show', 'type', 'tun'], { ns }).split('\n').filter(Boolean).length;
