@@ -160,7 +160,7 @@ export async function pacedMax(sc: Scenario, dir: Dir, opts: { start: number; ca
   return res;
 }
 
-export interface TcpResult { mbps: number; retransmits?: number; error?: string }
+export interface TcpResult { mbps: number; retransmits?: number; error?: string; /** Every run's Mbit/s, where the figure is the best of several (run.ts's turns). */ runs?: number[] }
 
 export async function tcp(sc: Scenario, dir: Dir, seconds: number): Promise<TcpResult> {
   const { from, to, dst } = ends(sc, dir);

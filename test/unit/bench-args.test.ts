@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { parseArgs, scaleText, wantConntrack, wantLimits, wantNeighbour, wantScale } from '../../bench/run';
+import { parseArgs, scaleText, wantConntrack, wantLimits, wantNeighbour, wantScale, bestTcp, table } from '../../bench/run';
 import { conntrackText, parseConntrackArgs } from '../../bench/conntrack';
 import { checkScaleOptions, cpuSplit, Round, summarize } from '../../bench/scale';
 import { judge, LIMIT_CASES, Burst, LimitScale, LIMITS_SCALE_TARGET, parseLimitsArgs, peerLimitArgs, RateRow, ratesTable, ScaleConfig, scaleLines, scaleRatios } from '../../bench/limits';
@@ -303,4 +303,21 @@ test('--rtt-pings: 2000 by default (50 quick), a multiple of the block of 25 up 
   for (const bad of [['--rtt-pings', '30'], ['--rtt-pings', '0'], ['--rtt-pings', '4025'], ['--rtt-pings']]) {
     assert.throws(() => parseArgs(bad), /--rtt-pings/, bad.join(' '));
   }
+});
+
+test('a kind\'s TCP figure is its best run in turns; every run is kept, a failed one as NaN', () => {
+  const t = bestTcp([{ mbps: 11_000 }, { mbps: NaN, error: 'iperf3 failed' }, { mbps: 12_500, retransmits: 3 }]);
+  assert.equal(t.mbps, 12_500);
+  assert.equal(t.retransmits, 3);
+  assert.equal(t.error, undefined);
+  assert.deepEqual(t.runs, [11_000, NaN, 12_500]);
+  const none = bestTcp([{ mbps: NaN, error: 'refused' }]);
+  assert.ok(Number.isNaN(none.mbps));
+  assert.equal(none.error, 'refused');
+});
+
+test('the table names the TCP runs behind each kind\'s figure', () => {
+  const dirs = { v2g: { tcp: { mbps: 17_000, runs: [16_000, 17_000, NaN] } }, g2v: {} };
+  const out = table({ veth: { status: 'ok', dirs } });
+  assert.match(out, /tcp Mbit\/s is the best of runs in turns with the other kinds: veth vassal->gateway 16,000, 17,000, failed/);
 });
