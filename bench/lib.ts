@@ -143,6 +143,14 @@ export function machineBusyNs(): number {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** rounds rounds in which each of ks takes a turn, the order rotating each
+ *  round, so that every kind samples the same states of the machine. */
+export async function inTurns<K>(ks: K[], rounds: number, turn: (k: K, round: number) => Promise<void>): Promise<void> {
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < ks.length; i++) await turn(ks[(i + r) % ks.length], r);
+  }
+}
+
 /** Waits until pred() is true, polling every 50 ms, at most timeoutMs. */
 export async function until(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const end = Date.now() + timeoutMs;

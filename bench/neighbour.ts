@@ -10,7 +10,7 @@
 // every vassal must still answer a ping, else the path is rebuilt (counted).
 import os from 'node:os';
 import { startUdp, pingFrom, StepResult } from './measure';
-import { alignColumns, percentile, sleep } from './lib';
+import { alignColumns, inTurns, percentile, sleep } from './lib';
 import { GW_ADDR, KIND_LABEL, makeScenario, moatBuilt, Scenario, ScenarioOptions, setUp } from './scenarios';
 
 export type NeighbourKind = 'uwsgi' | 'moat';
@@ -144,25 +144,22 @@ export async function measureNeighbour(o: NeighbourOptions, log: (l: string) => 
       }
     }
     const ks = [...up.keys()];
-    for (let r = 0; r < o.rounds; r++) {
-      for (let i = 0; i < ks.length; i++) {
-        const k = ks[(i + r) % ks.length];
-        const sc = up.get(k)!;
-        const a = acc.get(k)!;
-        if (kinds[k]?.status === 'error') continue;
-        try {
-          log(`  neighbour ${k}: round ${r + 1}/${o.rounds}: ${o.block} pings quiet, ${o.block} under two floods`);
-          const q = await pingFrom(sc.lab, sc.vassals[2].ns, GW_ADDR, o.block);
-          a.quiet.push(...q.times);
-          a.sentQuiet += o.block;
-          await loadedBlock(sc, o, a);
-          await keepAlive(sc, log);
-        } catch (e) {
-          kinds[k] = { status: 'error', reason: (e as Error).message.split('\n')[0], floods: [], restarts: sc.restarts };
-          log(`  neighbour ${k}: ERROR ${kinds[k]!.reason}`);
-        }
+    await inTurns(ks, o.rounds, async (k, r) => {
+      const sc = up.get(k)!;
+      const a = acc.get(k)!;
+      if (kinds[k]?.status === 'error') return;
+      try {
+        log(`  neighbour ${k}: round ${r + 1}/${o.rounds}: ${o.block} pings quiet, ${o.block} under two floods`);
+        const q = await pingFrom(sc.lab, sc.vassals[2].ns, GW_ADDR, o.block);
+        a.quiet.push(...q.times);
+        a.sentQuiet += o.block;
+        await loadedBlock(sc, o, a);
+        await keepAlive(sc, log);
+      } catch (e) {
+        kinds[k] = { status: 'error', reason: (e as Error).message.split('\n')[0], floods: [], restarts: sc.restarts };
+        log(`  neighbour ${k}: ERROR ${kinds[k]!.reason}`);
       }
-    }
+    });
     for (const k of ks) {
       const a = acc.get(k)!;
       const sc = up.get(k)!;

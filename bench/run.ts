@@ -29,7 +29,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { requireRoot } from '../test/helpers/netns';
-import { alignColumns, buildFlood, cleanupAll, writeResults } from './lib';
+import { alignColumns, buildFlood, cleanupAll, inTurns, writeResults } from './lib';
 import { DIR_LABEL, DIRS, Dir, flood, FloodResult, pacedMax, PacedResult, pingTimes, RttResult, rttSummary, tcp, TcpResult } from './measure';
 import { histogramText } from './rtt-histogram';
 import { sectionTargetsText, targetsText } from './targets';
@@ -168,11 +168,11 @@ export interface InTurns { dirs: Partial<Record<Dir, { rtt?: RttResult; tcp?: Tc
 export async function measureInTurns(kinds: Kind[], o: Options): Promise<Map<Kind, InTurns>> {
   const out = new Map<Kind, InTurns>();
   const up = new Map<Kind, Scenario>();
-  const fig = (k: Kind, dir: Dir) => {
+  const entry = (k: Kind): InTurns => {
     if (!out.has(k)) out.set(k, { dirs: {}, restarts: 0 });
-    const t = out.get(k)!;
-    return (t.dirs[dir] ??= {});
+    return out.get(k)!;
   };
+  const fig = (k: Kind, dir: Dir) => (entry(k).dirs[dir] ??= {});
   try {
     for (const k of kinds) {
       if (k === 'moat' && !moatBuilt()) continue;
@@ -193,14 +193,11 @@ export async function measureInTurns(kinds: Kind[], o: Options): Promise<Map<Kin
         process.stderr.write(`  rtt ${dir}: ${ks.join(', ')} in turns of ${RTT_BLOCK} pings\n`);
         const times = new Map<Kind, number[]>(ks.map((k) => [k, []]));
         const errors = new Map<Kind, string>();
-        for (let r = 0; r < rounds; r++) {
-          for (let i = 0; i < ks.length; i++) {
-            const k = ks[(i + r) % ks.length];
-            const got = await pingTimes(up.get(k)!, dir, RTT_BLOCK);
-            times.get(k)!.push(...got.times);
-            if (got.error) errors.set(k, got.error);
-          }
-        }
+        await inTurns(ks, rounds, async (k) => {
+          const got = await pingTimes(up.get(k)!, dir, RTT_BLOCK);
+          times.get(k)!.push(...got.times);
+          if (got.error) errors.set(k, got.error);
+        });
         for (const k of ks) fig(k, dir).rtt = rttSummary(rounds * RTT_BLOCK, times.get(k)!, errors.get(k));
       }
     }
@@ -210,31 +207,32 @@ export async function measureInTurns(kinds: Kind[], o: Options): Promise<Map<Kin
       for (const dir of DIRS) {
         process.stderr.write(`  tcp ${dir}: ${ks.join(', ')} in turns of one ${seconds} s stream, ${turns} each\n`);
         const runs = new Map<Kind, TcpResult[]>(ks.map((k) => [k, []]));
-        for (let r = 0; r < turns; r++) {
-          for (let i = 0; i < ks.length; i++) {
-            const k = ks[(i + r) % ks.length];
-            runs.get(k)!.push(await tcpAlive(up.get(k)!, dir, seconds));
-          }
-        }
+        await inTurns(ks, turns, async (k) => { runs.get(k)!.push(await tcpAlive(up.get(k)!, dir, seconds)); });
         for (const k of ks) fig(k, dir).tcp = bestTcp(runs.get(k)!);
       }
     }
   } finally {
     for (const [k, sc] of up) {
-      fig(k, DIRS[0]);
-      out.get(k)!.restarts = sc.restarts;
+      entry(k).restarts = sc.restarts;
       await sc.teardown().catch(() => undefined);
     }
   }
   return out;
 }
 
+/** true if sc's vassal answers; else its path is rebuilt (counted in sc.restarts) and false. */
+async function aliveOrRebuilt(sc: Scenario, step?: (what: string) => void): Promise<boolean> {
+  if (await sc.alive()) return true;
+  step?.('vassal lost: rebuilding the path');
+  await sc.restart();
+  return false;
+}
+
 /** One TCP run through sc; uWSGI's vassal may die under a stream: the path is rebuilt (counted) and the run tried once more. */
 async function tcpAlive(sc: Scenario, dir: Dir, seconds: number): Promise<TcpResult> {
-  if (!(await sc.alive())) await sc.restart();
+  await aliveOrRebuilt(sc);
   const r = await tcp(sc, dir, seconds);
-  if (!r.error || (await sc.alive())) return r;
-  await sc.restart();
+  if (!r.error || (await aliveOrRebuilt(sc))) return r;
   return tcp(sc, dir, seconds);
 }
 
@@ -256,15 +254,9 @@ async function measureKind(kind: Kind, o: Options, turns?: InTurns): Promise<Kin
   const sc = makeScenario(kind, { mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, moatDevice: o.moatDevice });
   const q = o.quick;
   const step = (what: string) => process.stderr.write(`  ${kind}: ${what}\n`);
-  // uWSGI's vassal may die under a TCP stream or a paced step, not only under
-  // a flood: the path is rebuilt (counted) before the next measure needs it,
-  // and a TCP run that failed with it is run once more.
-  const ensureAlive = async (): Promise<boolean> => {
-    if (await sc.alive()) return true;
-    step('vassal lost: rebuilding the path');
-    await sc.restart();
-    return false;
-  };
+  // uWSGI's vassal may die under a paced step, not only under a flood: the
+  // path is rebuilt (counted) before the next measure needs it.
+  const ensureAlive = () => aliveOrRebuilt(sc, step);
   try {
     await setUp(sc, step);
     for (const dir of DIRS) {

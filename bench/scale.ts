@@ -112,11 +112,11 @@ async function round(lab: Lab, paths: Paths, n: number, seconds: number, kind: P
   // With MOAT_SCALE_PERF=1: syscalls and CPU time of the router (all its threads) during the flood.
   // MOAT_SCALE_PERF=record: a call-graph profile of the router per round, in /tmp/moat-scale-<kind>-<n>.perf;
   // =system: of the whole machine (every process and the kernel's threads), in /tmp/moat-scale-system-<kind>-<n>.perf.
-  if (routerPid && process.env.MOAT_SCALE_PERF === 'record') {
-    lab.spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', '-p', String(routerPid), '-o', `/tmp/moat-scale-${kind.replace(' ', '-')}-${n}.perf`, '--', 'sleep', String(seconds)]);
-  }
-  if (process.env.MOAT_SCALE_PERF === 'system') {
-    lab.spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-a', '-o', `/tmp/moat-scale-system-${kind.replace(' ', '-')}-${n}.perf`, '--', 'sleep', String(seconds)]);
+  const system = process.env.MOAT_SCALE_PERF === 'system';
+  if (system || (routerPid && process.env.MOAT_SCALE_PERF === 'record')) {
+    const what = system ? ['-a'] : ['-g', '-p', String(routerPid)];
+    const file = `/tmp/moat-scale-${system ? 'system-' : ''}${kind.replace(' ', '-')}-${n}.perf`;
+    lab.spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', ...what, '-o', file, '--', 'sleep', String(seconds)]);
   }
   const perf = routerPid && process.env.MOAT_SCALE_PERF === '1'
     ? lab.spawn('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,task-clock,syscalls:sys_enter_read,syscalls:sys_enter_sendto', '-p', String(routerPid)])
