@@ -42,7 +42,7 @@
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
-      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden", "-fvisibility-inlines-hidden"],
       "cflags_cc!": ["-fno-exceptions"]
     },
     {
@@ -67,7 +67,7 @@
         "native/runtime/jail.cc",
         "native/runtime/runtime.cc"
       ],
-      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden", "-fvisibility-inlines-hidden"],
       "cflags_cc!": ["-fno-exceptions"],
       "libraries": ["-lpthread"]
     }
