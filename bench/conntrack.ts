@@ -26,7 +26,7 @@ import { NativeRouter, NativeRule } from '../src/native';
 import { Lab, requireRoot, sh, sleep } from '../test/helpers/netns';
 import { startNativeRouter } from '../test/helpers/native-router';
 import { ipToInt } from '../test/helpers/packets';
-import { releaseLab, trackLab, until } from './lib';
+import { releaseLab, threadsCpuNs, trackLab, until } from './lib';
 
 export const CONNTRACK_TARGET = 0.9;
 
@@ -63,6 +63,8 @@ export interface ConntrackSection {
   ratio: number;                // best stateful / best stateless
   roundRatios: number[];        // each round's stateful / stateless
   medianRoundRatio: number;
+  nsPerPacket: Record<Variant, number[]>;        // the router's CPU per packet, each round
+  medianNsPerPacket: Record<Variant, number>;
   entries: number;              // the stateful router's table once filled
   slots: number; slotBytes: number;
   rssGrowthBytes: number;
@@ -94,14 +96,22 @@ async function startWriter(lab: Lab, r: Rig, sock: string, base: string, o: Conn
   await until(() => r.lines.includes('ready'), 30000, 'conntrack writer ready');
 }
 
-/** Floods r's router for ms; packets/s it wrote to its tun meanwhile. */
-async function round(r: Rig, ms: number): Promise<number> {
+/** The routers' loop threads' CPU so far (ns): only the flooded one is busy in a round. */
+const routersCpuNs = () => threadsCpuNs(process.pid, 'moat-router');
+
+/** Floods r's router for ms: packets/s it wrote to its tun meanwhile, and
+ *  the routers' CPU per packet (ns), which the machine's slow and fast
+ *  phases move less than the rate. */
+async function round(r: Rig, ms: number): Promise<{ pps: number; nsPerPacket: number }> {
   const n = r.lines.filter((l) => l === 'done').length;
   const tx0 = r.router.stats().txPackets;
+  const cpu0 = routersCpuNs();
   const t0 = process.hrtime.bigint();
   r.writer.stdin!.write(`run ${ms}\n`);
   await until(() => r.lines.filter((l) => l === 'done').length > n, ms + 30000, 'writer round done');
-  const pps = (r.router.stats().txPackets - tx0) / (Number(process.hrtime.bigint() - t0) / 1e9);
+  const sent = r.router.stats().txPackets - tx0;
+  const pps = sent / (Number(process.hrtime.bigint() - t0) / 1e9);
+  const nsPerPacket = (routersCpuNs() - cpu0) / Math.max(1, sent);
   // let what the socket still holds drain before the next round
   for (let last = -1; ;) {
     await sleep(100);
@@ -109,7 +119,7 @@ async function round(r: Rig, ms: number): Promise<number> {
     if (tx === last) break;
     last = tx;
   }
-  return pps;
+  return { pps, nsPerPacket };
 }
 
 export async function measureConntrack(o: ConntrackBenchOptions, say: (s: string) => void = () => undefined): Promise<ConntrackSection> {
@@ -140,12 +150,14 @@ export async function measureConntrack(o: ConntrackBenchOptions, say: (s: string
     const rss1 = rssBytes();
     const st = sf.router.stats();
     const pps: Record<Variant, number[]> = { stateful: [], stateless: [] };
+    const nsPerPacket: Record<Variant, number[]> = { stateful: [], stateless: [] };
     for (let r = 0; r < o.rounds; r++) {
       const order: Variant[] = r % 2 === 0 ? ['stateful', 'stateless'] : ['stateless', 'stateful'];
       for (const v of order) {
         const x = await round(rigs[v]!, o.seconds * 1000);
-        pps[v].push(Math.round(x));
-        say(`conntrack: round ${r + 1} ${v}: ${Math.round(x)} pps`);
+        pps[v].push(Math.round(x.pps));
+        nsPerPacket[v].push(x.nsPerPacket);
+        say(`conntrack: round ${r + 1} ${v}: ${Math.round(x.pps)} pps, router ${x.nsPerPacket.toFixed(0)} ns a packet`);
       }
     }
     const end = sf.router.stats();
@@ -153,6 +165,7 @@ export async function measureConntrack(o: ConntrackBenchOptions, say: (s: string
     const roundRatios = pps.stateful.map((x, i) => x / pps.stateless[i]);
     return {
       options: o, pps, best, ratio: best.stateful / best.stateless, roundRatios, medianRoundRatio: median(roundRatios),
+      nsPerPacket, medianNsPerPacket: { stateful: median(nsPerPacket.stateful), stateless: median(nsPerPacket.stateless) },
       entries: st.conntrack.entries, slots: st.conntrack.slots, slotBytes: st.conntrack.slotBytes,
       rssGrowthBytes: rss1 - rss0, bytesPerEntry: st.conntrack.entries ? (rss1 - rss0) / st.conntrack.entries : NaN,
       refused: (end.drops.conntrack_full ?? 0) + (end.drops.conntrack_vassal ?? 0),
@@ -170,6 +183,7 @@ export function conntrackText(s: ConntrackSection): string {
     `  stateless rules: ${k(s.best.stateless)} pps (rounds ${s.pps.stateless.map(k).join(', ')})`,
     `  stateful rules:  ${k(s.best.stateful)} pps (rounds ${s.pps.stateful.map(k).join(', ')})`,
     `  ratio ${s.ratio.toFixed(3)} (best / best; the rounds' own ratios ${s.roundRatios.map((r) => r.toFixed(2)).join(', ')}, median ${s.medianRoundRatio.toFixed(2)}); the bar is ${CONNTRACK_TARGET}: ${s.ratio >= CONNTRACK_TARGET ? 'met' : 'NOT met'}`,
+    `  router CPU per packet (median of rounds): stateless ${s.medianNsPerPacket.stateless.toFixed(0)} ns, stateful ${s.medianNsPerPacket.stateful.toFixed(0)} ns (rounds ${s.nsPerPacket.stateless.map((x) => x.toFixed(0)).join(', ')} and ${s.nsPerPacket.stateful.map((x) => x.toFixed(0)).join(', ')}): stateless / stateful ${(s.medianNsPerPacket.stateless / s.medianNsPerPacket.stateful).toFixed(3)}`,
     `  table: ${k(s.entries)} entries in ${k(s.slots)} slots of ${s.slotBytes} bytes (${mib(s.slots * s.slotBytes)} MiB reserved); refused flows ${s.refused}`,
     `  memory: RSS grew ${mib(s.rssGrowthBytes)} MiB while the table filled: ${s.bytesPerEntry.toFixed(0)} bytes per entry (slots x ${s.slotBytes} B / entries = ${(s.slots * s.slotBytes / Math.max(1, s.entries)).toFixed(0)} B once every page is touched)`,
   ].join('\n');

@@ -133,6 +133,18 @@ export function cpuNs(pid: number): number {
   }
 }
 
+/** CPU time (ns) so far of pid's threads named comm (/proc/PID/task/TID/comm). */
+export function threadsCpuNs(pid: number, comm: string): number {
+  let sum = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() !== comm) continue;
+      sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch { /* the thread ended */ }
+  }
+  return sum;
+}
+
 /** The machine's busy CPU time so far, in ns, all CPUs (/proc/stat: user,
  *  nice, system, irq, softirq, steal; ticks of USER_HZ = 100). */
 export function machineBusyNs(): number {

@@ -257,9 +257,11 @@ test('conntrack bench options: 100,000 flows from 4 peers, 5 rounds of 2 s (2 of
 test('conntrack text: the ratio against the 0.9 bar and the memory per entry', () => {
   const s = {
     options: parseConntrackArgs([]), pps: { stateful: [95, 90], stateless: [100, 100] }, best: { stateful: 95, stateless: 100 }, ratio: 0.95, roundRatios: [0.95, 0.9], medianRoundRatio: 0.9,
+    nsPerPacket: { stateful: [700, 720], stateless: [650, 660] }, medianNsPerPacket: { stateful: 700, stateless: 650 },
     entries: 100000, slots: 524288, slotBytes: 32, rssGrowthBytes: 16 * 1048576, bytesPerEntry: 167.77, refused: 0,
   };
   const t = conntrackText(s);
+  assert.match(t, /stateless 650 ns, stateful 700 ns \(rounds 650, 660 and 700, 720\): stateless \/ stateful 0\.929/);
   assert.match(t, /ratio 0\.950 \(best \/ best; the rounds' own ratios 0\.95, 0\.90, median 0\.90\); the bar is 0\.9: met/);
   assert.match(t, /168 bytes per entry/);
   assert.match(conntrackText({ ...s, ratio: 0.85 }), /NOT met/);
