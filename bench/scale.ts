@@ -91,19 +91,20 @@ export interface Round { kind?: PeerKind; peers: number; received: number; pps: 
 
 /** Where a round runs: moat's router (its gateway netns, socket and pid),
  *  and the kernel baseline's namespaces. */
-interface Paths { gw: string; sock: string; routerPid: number; kernel: KernelPath }
+interface Paths { gw: string; sock: string; routerPid: number; kernel?: KernelPath }
 
 async function round(lab: Lab, paths: Paths, n: number, seconds: number, kind: PeerKind = 'framed'): Promise<Round> {
   const tag = String(Math.floor(Math.random() * 1e9));
   const kernel = kind === 'kernel';
-  const gw = kernel ? paths.kernel.gw : paths.gw;
+  if (kernel && !paths.kernel) throw new Error('scale: a kernel round without the kernel path');
+  const gw = kernel ? paths.kernel!.gw : paths.gw;
   const routerPid = kernel ? undefined : paths.routerPid;
   const rssBeforeKiB = routerPid ? rssKiB(routerPid) : NaN;
   const args = ['--socket', kernel ? '-' : paths.sock, '--count', String(n), '--base', BASE, '--gw', GW, '--port', String(PORT),
     '--tag', tag, '--duration', String(seconds + 20), '--idle', '1'];
   const tunNs = kind === 'one hop' ? tunPeersNetns(lab) : undefined;
   const peers = kind === 'framed' ? lab.spawn(PEERS, args)
-    : kernel ? lab.spawn(UDP_PEERS, args, { ns: paths.kernel.peers })
+    : kernel ? lab.spawn(UDP_PEERS, args, { ns: paths.kernel!.peers })
     : lab.spawn(TUN_PEERS, args, { ns: tunNs });
   const pc = collect(peers);
   await until(() => { if (peers.exitCode !== null) throw new Error(`peers exited: ${pc.err()}`); return pc.err().includes('"ready"'); }, 60000, 'peers connected');
@@ -279,6 +280,10 @@ export async function measureScale(o: ScaleOptions): Promise<ScaleResult> {
   // native core without Node), e.g. to compare two builds of the data path.
   const pathd = process.env.MOAT_SCALE_PATHD || undefined;
   if (pathd && !fs.existsSync(pathd)) throw new ScaleError(`MOAT_SCALE_PATHD: ${pathd} does not exist (bench/profile.sh builds bench/bin/pathd)`, []);
+  // MOAT_SCALE_KINDS: a comma-separated subset of the kinds (to compare builds on one).
+  const only = (process.env.MOAT_SCALE_KINDS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+  const unknown = only.filter((k) => !(PEER_KINDS as string[]).includes(k));
+  if (unknown.length) throw new ScaleError(`MOAT_SCALE_KINDS: ${unknown.join(', ')}: not one of ${PEER_KINDS.join(', ')}`, []);
   requireRoot();
   buildFlood();
   buildPeers();
@@ -289,11 +294,10 @@ export async function measureScale(o: ScaleOptions): Promise<ScaleResult> {
   const results: Round[] = [];
   try {
     const { gw, sock, pid } = await startScaleRouter(lab, dir, 'router', extraRouterArgs(), pathd);
-    const paths: Paths = { gw, sock, routerPid: pid, kernel: startKernelPath(lab) };
     // The pathd build takes no tuns (no handoff): framed peers only (and the baseline).
-    // MOAT_SCALE_KINDS: a comma-separated subset of the kinds (to compare builds on one).
-    const only = (process.env.MOAT_SCALE_KINDS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
     const kinds = PEER_KINDS.filter((k) => !(pathd && k === 'one hop') && (only.length === 0 || only.includes(k)));
+    // The kernel baseline's namespaces only when it is measured.
+    const paths: Paths = { gw, sock, routerPid: pid, kernel: kinds.includes('kernel') ? startKernelPath(lab) : undefined };
     for (let k = 0; k < o.rounds; k++) {
       for (const [kind, count] of kinds.flatMap((kd) => [[kd, 1], [kd, n]] as Array<[PeerKind, number]>)) {
         process.stderr.write(`scale: ${count} ${kind} peer(s)\n`);
