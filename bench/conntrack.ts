@@ -26,7 +26,7 @@ import { NativeRouter, NativeRule } from '../src/native';
 import { Lab, requireRoot, sh, sleep } from '../test/helpers/netns';
 import { startNativeRouter } from '../test/helpers/native-router';
 import { ipToInt } from '../test/helpers/packets';
-import { releaseLab, threadsCpuNs, trackLab, until } from './lib';
+import { cpuNs, releaseLab, trackLab, until } from './lib';
 
 export const CONNTRACK_TARGET = 0.9;
 
@@ -97,7 +97,7 @@ async function startWriter(lab: Lab, r: Rig, sock: string, base: string, o: Conn
 }
 
 /** The routers' loop threads' CPU so far (ns): only the flooded one is busy in a round. */
-const routersCpuNs = () => threadsCpuNs(process.pid, 'moat-router');
+const routersCpuNs = () => cpuNs(process.pid, 'moat-router');
 
 /** Floods r's router for ms: packets/s it wrote to its tun meanwhile, and
  *  the routers' CPU per packet (ns), which the machine's slow and fast

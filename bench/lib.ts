@@ -120,29 +120,21 @@ export async function run(lab: Lab, ns: string | undefined, cmd: string, args: s
   return { ...r, timedOut };
 }
 
-/** CPU time (ns) of every thread of pid so far (/proc/PID/task/TID/schedstat); NaN if gone. */
-export function cpuNs(pid: number): number {
+/** CPU time (ns) so far of every thread of pid, or of those named comm
+ *  (/proc/PID/task/TID/schedstat, .../comm); NaN if pid is gone. */
+export function cpuNs(pid: number, comm?: string): number {
   try {
     let sum = 0;
     for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      try { sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]); } catch { /* the thread ended */ }
+      try {
+        if (comm !== undefined && fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() !== comm) continue;
+        sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch { /* the thread ended */ }
     }
     return sum;
   } catch {
     return NaN;
   }
-}
-
-/** CPU time (ns) so far of pid's threads named comm (/proc/PID/task/TID/comm). */
-export function threadsCpuNs(pid: number, comm: string): number {
-  let sum = 0;
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      if (fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() !== comm) continue;
-      sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch { /* the thread ended */ }
-  }
-  return sum;
 }
 
 /** The machine's busy CPU time so far, in ns, all CPUs (/proc/stat: user,
