@@ -26,7 +26,7 @@ import { NativeRouter, NativeRule } from '../src/native';
 import { Lab, requireRoot, sh, sleep } from '../test/helpers/netns';
 import { startNativeRouter } from '../test/helpers/native-router';
 import { ipToInt } from '../test/helpers/packets';
-import { cpuNs, releaseLab, trackLab, until } from './lib';
+import { cpuNs, median, releaseLab, trackLab, until } from './lib';
 
 export const CONNTRACK_TARGET = 0.9;
 
@@ -71,8 +71,6 @@ export interface ConntrackSection {
   bytesPerEntry: number;
   refused: number;              // conntrack_full + conntrack_vassal drops (should be 0)
 }
-
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN; };
 
 function rules(net: string, stateful: boolean): NativeRule[] {
   const any = { sport: [], dport: [], icmpType: -1, proto: -1 };

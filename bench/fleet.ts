@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { FleetLab } from '../test/helpers/fleet-lab';
 import { requireRoot, sleep } from '../test/helpers/netns';
-import { percentile } from './lib';
+import { median } from './lib';
 
 interface Args { kills: number; ttl: number; idleSeconds: number }
 
@@ -31,7 +31,6 @@ export function parseFleetArgs(argv: string[]): Args {
   return a;
 }
 
-const median = (xs: number[]) => percentile([...xs].sort((x, y) => x - y), 50);
 const s = (ms: number) => (ms / 1000).toFixed(2);
 
 /** etcd's own counter of gRPC messages received, summed over methods. */

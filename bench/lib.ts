@@ -183,3 +183,6 @@ export function percentile(sorted: number[], p: number): number {
   const rank = Math.ceil((p / 100) * sorted.length);
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
+
+/** The median of xs, unsorted: the lower of the two middle values for an even count (a figure measured, never an average of two); NaN for none. */
+export const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 50);

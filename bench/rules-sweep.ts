@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { requireRoot, sh } from '../test/helpers/netns';
-import { buildFlood, cleanupAll, releaseDir, trackDir } from './lib';
+import { buildFlood, cleanupAll, median, releaseDir, trackDir } from './lib';
 import { udpStep } from './measure';
 import { hostInfo, writeResults } from './run';
 import { GW_ADDR, makeScenario, moatBuilt, Scenario, ScenarioOptions, V_ADDR } from './scenarios';
@@ -154,8 +154,6 @@ function parse(argv: string[]): SweepOpts {
   }
   return o;
 }
-
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN; };
 
 /** Floods vassal->gateway `reps` times; the median received rate. */
 async function measure(sc: Scenario, seconds: number, reps: number, p: Point): Promise<void> {

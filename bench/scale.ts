@@ -95,16 +95,16 @@ interface Paths { gw: string; sock: string; routerPid: number; kernel?: KernelPa
 
 async function round(lab: Lab, paths: Paths, n: number, seconds: number, kind: PeerKind = 'framed'): Promise<Round> {
   const tag = String(Math.floor(Math.random() * 1e9));
-  const kernel = kind === 'kernel';
-  if (kernel && !paths.kernel) throw new Error('scale: a kernel round without the kernel path');
-  const gw = kernel ? paths.kernel!.gw : paths.gw;
+  const kernel = kind === 'kernel' ? paths.kernel : undefined;
+  if (kind === 'kernel' && !kernel) throw new Error('scale: a kernel round without the kernel path');
+  const gw = kernel ? kernel.gw : paths.gw;
   const routerPid = kernel ? undefined : paths.routerPid;
   const rssBeforeKiB = routerPid ? rssKiB(routerPid) : NaN;
   const args = ['--socket', kernel ? '-' : paths.sock, '--count', String(n), '--base', BASE, '--gw', GW, '--port', String(PORT),
     '--tag', tag, '--duration', String(seconds + 20), '--idle', '1'];
   const tunNs = kind === 'one hop' ? tunPeersNetns(lab) : undefined;
   const peers = kind === 'framed' ? lab.spawn(PEERS, args)
-    : kernel ? lab.spawn(UDP_PEERS, args, { ns: paths.kernel!.peers })
+    : kernel ? lab.spawn(UDP_PEERS, args, { ns: kernel.peers })
     : lab.spawn(TUN_PEERS, args, { ns: tunNs });
   const pc = collect(peers);
   await until(() => { if (peers.exitCode !== null) throw new Error(`peers exited: ${pc.err()}`); return pc.err().includes('"ready"'); }, 60000, 'peers connected');

@@ -9,6 +9,7 @@ import { conntrackText, parseConntrackArgs } from '../../bench/conntrack';
 import { checkScaleOptions, cpuSplit, Round, summarize } from '../../bench/scale';
 import { judge, LIMIT_CASES, Burst, LimitScale, LIMITS_SCALE_TARGET, parseLimitsArgs, peerLimitArgs, RateRow, ratesTable, ScaleConfig, scaleLines, scaleRatios } from '../../bench/limits';
 import { limitsTargetLines } from '../../bench/targets';
+import { median } from '../../bench/lib';
 import { parsePeerLimits } from '../../src/config/traffic-limits';
 import type { Option } from '../../src/config/types';
 
@@ -322,4 +323,12 @@ test('the table names the TCP runs behind each kind\'s figure', () => {
   const dirs = { v2g: { tcp: { mbps: 17_000, runs: [16_000, 17_000, NaN] } }, g2v: {} };
   const out = table({ veth: { status: 'ok', dirs } });
   assert.match(out, /tcp Mbit\/s is the best of runs in turns with the other kinds: veth vassal->gateway 16,000, 17,000, failed/);
+});
+
+test('median (conntrack, rules sweep, fleet): a measured value, the lower middle one for an even count; the input left unsorted', () => {
+  const xs = [4, 1, 3, 2];
+  assert.equal(median(xs), 2);
+  assert.deepEqual(xs, [4, 1, 3, 2]);
+  assert.equal(median([0.95, 0.78, 1.3, 0.78, 0.91]), 0.91);
+  assert.ok(Number.isNaN(median([])));
 });
