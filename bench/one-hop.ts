@@ -13,31 +13,12 @@
 // handoff is moat with the one hop built (--tuntap-router-handoff, docs/one-hop.md).
 // Usage: node dist/bench/one-hop.js [--rounds N] [--pings N] [--tcp-seconds S] [--busy-us N] [--batch 0|1]
 import fs from 'node:fs';
-import { requireRoot, sh, uniqueName } from '../test/helpers/netns';
-import { alignColumns, buildGen, cleanupAll, collect, sleep, until, writeResults } from './lib';
+import { requireRoot } from '../test/helpers/netns';
+import { alignColumns, cleanupAll, sleep, writeResults } from './lib';
 import { Dir, DIRS, DIR_LABEL, flood, pingTimes, rttSummary, tcp } from './measure';
+import { RelayScenario, relayBinary } from './relay-scenario';
 import { RTT_BLOCK } from './run';
-import { GW_ADDR, makeScenario, moatBuilt, Scenario, setUp, V_ADDR } from './scenarios';
-
-/** The one-hop path: tunrelay in no namespace of its own, a tun in each. */
-class RelayScenario extends Scenario {
-  constructor(private readonly bin: string, private readonly busyUs: number, private readonly batch: boolean) { super('relay'); }
-
-  protected async build(): Promise<void> {
-    const gtun = uniqueName('mbr');
-    const vtun = uniqueName('mbs');
-    const relay = this.lab.spawn(this.bin, [this.gw, gtun, this.vns, vtun, '--busy-us', String(this.busyUs), '--batch', this.batch ? '1' : '0']);
-    const out = collect(relay);
-    out.done.then((r) => this.log.push(`relay exited code=${r.code} signal=${r.signal}: ${out.err().slice(-500)}`));
-    const exists = (ns: string, dev: string) => { try { sh('ip', ['-n', ns, 'link', 'show', dev]); return true; } catch { return false; } };
-    await until(() => exists(this.gw, gtun) && exists(this.vns, vtun), 10000, 'the relay\'s tuns');
-    sh('ip', ['-n', this.gw, 'addr', 'add', `${GW_ADDR}/24`, 'dev', gtun]);
-    sh('ip', ['-n', this.gw, 'link', 'set', gtun, 'up']);
-    sh('ip', ['-n', this.vns, 'addr', 'add', `${V_ADDR}/24`, 'dev', vtun]);
-    sh('ip', ['-n', this.vns, 'link', 'set', vtun, 'up']);
-    sh('ip', ['-n', this.vns, 'route', 'replace', 'default', 'via', GW_ADDR, 'dev', vtun]);
-  }
-}
+import { makeScenario, moatBuilt, Scenario, setUp } from './scenarios';
 
 interface Options { rounds: number; pings: number; tcpSeconds: number; busyUs: number; batch: boolean }
 
@@ -70,7 +51,7 @@ async function main(): Promise<void> {
   requireRoot();
   if (!moatBuilt()) throw new Error('moat is not built (npm run build)');
   const o = parseArgs(process.argv.slice(2));
-  const bin = buildGen('tunrelay');
+  const bin = relayBinary();
   const paths = new Map<Name, Scenario>();
   const log = (s: string) => process.stderr.write(s + '\n');
   try {

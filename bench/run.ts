@@ -38,6 +38,7 @@ import { limitsDefaults, limitsFailed, LimitsSection, limitsText, measureLimits 
 import { measureRules, rulesDefaults, RulesSection, rulesText } from './rules-cost';
 import { CONNTRACK_TARGET, ConntrackSection, conntrackText, measureConntrack, parseConntrackArgs } from './conntrack';
 import { measureNeighbour, NEIGHBOUR_KINDS, neighbourDefaults, NeighbourSection, neighbourText } from './neighbour';
+import { RelayScenario, relayBinary } from './relay-scenario';
 import { Kind, KIND_LABEL, KINDS, makeScenario, moatBuilt, Scenario, setUp } from './scenarios';
 
 // Kept here too: rules-sweep.ts and others import it from run.
@@ -164,15 +165,25 @@ export const RTT_BLOCK = 25;
 /** TCP runs per kind and direction, in turns (1 quick); a kind's figure is its best run. */
 export const TCP_TURNS = 3;
 export interface InTurns { dirs: Partial<Record<Dir, { rtt?: RttResult; tcp?: TcpResult }>>; restarts: number }
+/**
+ * TCP through a bare tun relay (relay-scenario.ts), streamed in the same
+ * turns as the kinds when moat is measured on its default links: the floor
+ * of any router between tun devices, beside which moat's stream is read.
+ */
+export type TcpBound = Partial<Record<Dir, TcpResult>>;
+/** What `tcp` names in the turns: a kind, or the relay. */
+type TcpPath = Kind | 'relay';
 
-export async function measureInTurns(kinds: Kind[], o: Options): Promise<Map<Kind, InTurns>> {
+export async function measureInTurns(kinds: Kind[], o: Options): Promise<{ byKind: Map<Kind, InTurns>; tcpBound?: TcpBound }> {
   const out = new Map<Kind, InTurns>();
+  let tcpBound: TcpBound | undefined;
   const up = new Map<Kind, Scenario>();
   const entry = (k: Kind): InTurns => {
     if (!out.has(k)) out.set(k, { dirs: {}, restarts: 0 });
     return out.get(k)!;
   };
   const fig = (k: Kind, dir: Dir) => (entry(k).dirs[dir] ??= {});
+  let relay: RelayScenario | undefined;
   try {
     for (const k of kinds) {
       if (k === 'moat' && !moatBuilt()) continue;
@@ -204,20 +215,35 @@ export async function measureInTurns(kinds: Kind[], o: Options): Promise<Map<Kin
     if (!o.skip.has('tcp')) {
       const turns = o.quick ? 1 : TCP_TURNS;
       const seconds = o.quick ? 1 : 3;
+      const paths = new Map<TcpPath, Scenario>(up);
+      // The relay carries virtio-net headers with TSO at the default MTU,
+      // as moat's default links do; with other links it is not that floor.
+      if (up.has('moat') && o.offload && !o.mtu) {
+        relay = new RelayScenario(relayBinary());
+        try {
+          await setUp(relay, (what) => process.stderr.write(`  turns relay: ${what}\n`));
+          paths.set('relay', relay);
+        } catch (e) {
+          process.stderr.write(`  turns relay: setup failed, no TCP floor this run: ${(e as Error).message.split('\n')[0]}\n`);
+        }
+      }
+      const ps = [...paths.keys()];
       for (const dir of DIRS) {
-        process.stderr.write(`  tcp ${dir}: ${ks.join(', ')} in turns of one ${seconds} s stream, ${turns} each\n`);
-        const runs = new Map<Kind, TcpResult[]>(ks.map((k) => [k, []]));
-        await inTurns(ks, turns, async (k) => { runs.get(k)!.push(await tcpAlive(up.get(k)!, dir, seconds)); });
+        process.stderr.write(`  tcp ${dir}: ${ps.join(', ')} in turns of one ${seconds} s stream, ${turns} each\n`);
+        const runs = new Map<TcpPath, TcpResult[]>(ps.map((k) => [k, []]));
+        await inTurns(ps, turns, async (k) => { runs.get(k)!.push(await tcpAlive(paths.get(k)!, dir, seconds)); });
         for (const k of ks) fig(k, dir).tcp = bestTcp(runs.get(k)!);
+        if (paths.has('relay')) (tcpBound ??= {})[dir] = bestTcp(runs.get('relay')!);
       }
     }
   } finally {
+    if (relay) await relay.teardown().catch(() => undefined);
     for (const [k, sc] of up) {
       entry(k).restarts = sc.restarts;
       await sc.teardown().catch(() => undefined);
     }
   }
-  return out;
+  return { byKind: out, tcpBound };
 }
 
 /** true if sc's vassal answers; else its path is rebuilt (counted in sc.restarts) and false. */
@@ -447,6 +473,18 @@ export function table(results: Partial<Record<Kind, KindResult>>): string {
   return out.join('\n');
 }
 
+/** The relay's TCP beside moat's, each direction: its runs and moat's fraction of its best. */
+export function tcpBoundText(bound: TcpBound, moat?: KindResult): string {
+  const parts = DIRS.filter((dir) => bound[dir]).map((dir) => {
+    const b = bound[dir]!;
+    const runs = (b.runs ?? [b.mbps]).map((x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'failed')).join(', ');
+    const m = moat?.dirs[dir]?.tcp?.mbps;
+    const of = Number.isFinite(b.mbps) && b.mbps > 0 && m !== undefined && Number.isFinite(m) ? `; moat ${(m / b.mbps).toFixed(2)} of it` : '';
+    return `${DIR_LABEL[dir]} ${runs}${of}`;
+  });
+  return `tcp floor: a bare tun relay (bench/gen/tunrelay.cc: a tun read and a tun write a packet, nothing else) in the same turns, Mbit/s: ${parts.join('; ')}`;
+}
+
 export function hostInfo(): Record<string, unknown> {
   const v = (cmd: string, args: string[]) => { try { return execFileSync(cmd, args, { encoding: 'utf8', timeout: 5000 }).trim().split('\n')[0]; } catch { return null; } };
   return {
@@ -469,10 +507,11 @@ async function main(): Promise<void> {
   if (loadBefore[0] > 0.5) process.stderr.write(`bench: load average ${loadBefore[0].toFixed(2)} before start: other work on this box will lower the figures\n`);
   const results: Partial<Record<Kind, KindResult>> = {};
   let turns = new Map<Kind, InTurns>();
+  let tcpBound: TcpBound | undefined;
   const alone = sectionOnly(o);
   if (!(o.skip.has('rtt') && o.skip.has('tcp')) && !alone) {
     process.stderr.write(`bench: rtt and tcp (${o.only.join(', ')} in turns)\n`);
-    turns = await measureInTurns(o.only, o);
+    ({ byKind: turns, tcpBound } = await measureInTurns(o.only, o));
   }
   for (const k of alone ? [] : o.only) {
     process.stderr.write(`bench: ${k}\n`);
@@ -514,6 +553,7 @@ async function main(): Promise<void> {
   if (!alone) {
     let t = table(results);
     if (o.mtu) t += `\nlink MTU ${o.mtu} (uWSGI: ${Math.min(o.mtu, 8188)}; moat: --tuntap-router-max-frame / --tuntap-device-max-frame ${o.mtu})`;
+    if (tcpBound) t += '\n' + tcpBoundText(tcpBound, results.moat);
     t += `\nmoat offloads: ${o.offload ? 'on' : 'off'} (--offload on|off); busy polling: ${o.busyPollUs === undefined ? 'default (100 µs)' : `${o.busyPollUs} µs`} (--busy-poll US)`;
     parts.push(t);
     const hists = o.only.map((k) => ({ name: KIND_LABEL[k], byDir: { v2g: results[k]?.dirs.v2g?.rtt?.histogram, g2v: results[k]?.dirs.g2v?.rtt?.histogram } }));
@@ -525,11 +565,11 @@ async function main(): Promise<void> {
   if (limits) parts.push(limitsText(limits));
   else if (limitsRun && 'error' in limitsRun) parts.push(`limits: error: ${limitsRun.error.split('\n')[0]}`);
   if (conntrackRun) parts.push('error' in conntrackRun ? `conntrack: error: ${conntrackRun.error.split('\n')[0]}` : conntrackText(conntrackRun));
-  if (!alone && results.moat && o.only.length === KINDS.length) parts.push(targetsText(results, scale, limits, neighbour, rules));
+  if (!alone && results.moat && o.only.length === KINDS.length) parts.push(targetsText(results, scale, limits, neighbour, rules, tcpBound));
   else if (limits || neighbour || rules) parts.push(sectionTargetsText(limits, neighbour, rules));
   const t = parts.join('\n\n');
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, rulesOnly: o.rulesOnly, neighbourRate: o.neighbourRate, neighbourCgroups: o.neighbourCgroups, moatDevice: o.moatDevice, rttPings: o.rttPings }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, rules: rulesRun, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, rulesOnly: o.rulesOnly, neighbourRate: o.neighbourRate, neighbourCgroups: o.neighbourCgroups, moatDevice: o.moatDevice, rttPings: o.rttPings }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, tcpBound, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, rules: rulesRun, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error' ||
     Object.values(neighbour?.kinds ?? {}).some((r) => r?.status === 'error') || (rulesRun !== undefined && 'error' in rulesRun) ||

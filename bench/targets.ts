@@ -5,7 +5,7 @@
 import type { LimitsSection } from './limits';
 import type { Dir } from './measure';
 import { NEIGHBOUR_P99_MS, type NeighbourSection } from './neighbour';
-import type { KindResult, ScaleSection } from './run';
+import type { KindResult, ScaleSection, TcpBound } from './run';
 import { rulesTargetLine, type RulesSection } from './rules-cost';
 import { SCALE_TARGET } from './scale';
 
@@ -23,7 +23,11 @@ function uwsgiSustained(r: Results, dir: Dir): number | undefined {
   return v > 0 ? v : undefined;
 }
 
-export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSection, neighbour?: NeighbourSection, rules?: RulesSection): string[] {
+/**
+ * tcpBound: TCP through a bare tun relay in the same turns (run.ts), printed
+ * beside moat's figure: the floor of the tun interface under moat's path.
+ */
+export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSection, neighbour?: NeighbourSection, rules?: RulesSection, tcpBound?: TcpBound): string[] {
   const out: string[] = [];
   for (const dir of ['v2g', 'g2v'] as Dir[]) {
     const m = r.moat?.dirs[dir];
@@ -39,7 +43,9 @@ export function targetLines(r: Results, scale?: ScaleSection, limits?: LimitsSec
     } else out.push(`64 B flood ${name}: not measured for all three`);
     const tm = m?.tcp?.mbps, tu = u?.tcp?.mbps, tv = v?.tcp?.mbps;
     if (ok(tm) && ok(tu) && ok(tv)) {
-      out.push(`TCP ${name}: ${(tm / tu).toFixed(2)}x uWSGI (>= 5): ${yes(tm >= 5 * tu)}; ${(tm / tv).toFixed(2)} of veth (issue 19: >= ${TCP_OF_VETH}): ${yes(tm >= TCP_OF_VETH * tv)}`);
+      const tb = tcpBound?.[dir]?.mbps;
+      const floor = ok(tb) ? ` (a bare tun relay in the same turns: ${(tb / tv).toFixed(2)} of veth; moat ${(tm / tb).toFixed(2)} of the relay)` : '';
+      out.push(`TCP ${name}: ${(tm / tu).toFixed(2)}x uWSGI (>= 5): ${yes(tm >= 5 * tu)}; ${(tm / tv).toFixed(2)} of veth (issue 19: >= ${TCP_OF_VETH}): ${yes(tm >= TCP_OF_VETH * tv)}${floor}`);
     } else out.push(`TCP ${name}: not measured for all three`);
     const pm = m?.rtt?.p50, pu = u?.rtt?.p50, pv = v?.rtt?.p50;
     if (ok(pm) && ok(pu) && ok(pv)) {
@@ -112,6 +118,6 @@ export function limitsTargetsText(l: LimitsSection): string {
   return ['targets (one run):', ...limitsTargetLines(l).map((x) => '  ' + x)].join('\n');
 }
 
-export function targetsText(r: Results, scale?: ScaleSection, limits?: LimitsSection, neighbour?: NeighbourSection, rules?: RulesSection): string {
-  return ['targets (one run):', ...targetLines(r, scale, limits, neighbour, rules).map((l) => '  ' + l)].join('\n');
+export function targetsText(r: Results, scale?: ScaleSection, limits?: LimitsSection, neighbour?: NeighbourSection, rules?: RulesSection, tcpBound?: TcpBound): string {
+  return ['targets (one run):', ...targetLines(r, scale, limits, neighbour, rules, tcpBound).map((l) => '  ' + l)].join('\n');
 }

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { neighbourTargetLines, sectionTargetsText, targetLines } from '../../bench/targets';
 import { neighbourText, pingStats, type NeighbourSection } from '../../bench/neighbour';
-import type { KindResult, ScaleSection } from '../../bench/run';
+import { tcpBoundText, type KindResult, type ScaleSection } from '../../bench/run';
 import { rulesRatios, rulesText, type RulesSection } from '../../bench/rules-cost';
 
 function kind(flood: number, paced: number, tcp: number, p50: number): KindResult {
@@ -32,6 +32,17 @@ test('every target met: flood against uWSGI\'s best sustained rate (paced or flo
   assert.match(lines[0], /3\.57x uWSGI's best sustained 70,000 \(>= 3\): met; 0\.83 of veth \(issue 19: >= 0\.8\): met/);
   assert.match(lines[2], /moat adds 0\.090 ms over veth, uWSGI 0\.200 ms \(issue 19: moat at most half\): met/);
   assert.match(lines[3], /ping p99 vassal->gateway: moat 0\.280 ms, uWSGI 0\.500.*: met/);
+});
+
+test('TCP beside a bare tun relay: the relay\'s share of veth and moat\'s share of the relay, each direction', () => {
+  const r = { veth: kind(300_000, 300_000, 20_000, 0.05), uwsgi: kind(50_000, 70_000, 800, 0.25), moat: kind(250_000, 200_000, 13_000, 0.14) };
+  const lines = targetLines(r, scale(0.95), undefined, undefined, rules(0.97), { v2g: { mbps: 12_000 }, g2v: { mbps: 14_000, runs: [14_000, 11_000] } });
+  assert.match(lines[1], /0\.65 of veth \(issue 19: >= 0\.7\): NOT met \(a bare tun relay in the same turns: 0\.60 of veth; moat 1\.08 of the relay\)$/);
+  assert.match(lines[5], /0\.65 of veth .*: NOT met \(a bare tun relay in the same turns: 0\.70 of veth; moat 0\.93 of the relay\)$/);
+  assert.doesNotMatch(targetLines(r, scale(0.95))[1], /relay/, 'no relay measured: nothing said of it');
+  const text = tcpBoundText({ v2g: { mbps: 12_000, runs: [11_500, 12_000, NaN] } }, r.moat);
+  assert.match(text, /vassal->gateway 11,500, 12,000, failed; moat 1\.08 of it$/);
+  assert.doesNotMatch(text, /gateway->vassal/, 'a direction without a relay stream is left out');
 });
 
 test('each target that is missed says NOT met', () => {
