@@ -219,8 +219,8 @@ export async function measureInTurns(kinds: Kind[], o: Options): Promise<{ byKin
       // The relay carries virtio-net headers with TSO at the default MTU,
       // as moat's default links do; with other links it is not that floor.
       if (up.has('moat') && o.offload && !o.mtu) {
-        relay = new RelayScenario(relayBinary());
         try {
+          relay = new RelayScenario(relayBinary());
           await setUp(relay, (what) => process.stderr.write(`  turns relay: ${what}\n`));
           paths.set('relay', relay);
         } catch (e) {
