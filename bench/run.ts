@@ -17,7 +17,9 @@
 //                          [--offload on|off]   (moat's virtio-net offloads; default on)
 //                          [--rules-sweep ...]   (runs bench/rules-sweep instead)
 //
-// RTT and TCP are measured first, all kinds up at once and in turns (measureInTurns).
+// RTT and TCP are measured first, all kinds up at once and in turns (measureInTurns);
+// with moat on its default links a bare tun relay streams TCP in the same turns
+// (relay-scenario.ts), printed as the floor under moat's stream.
 // Prints a table (each figure for veth / uWSGI / moat, and moat/uWSGI, moat/veth),
 // then, when moat is measured, the interactive neighbour section (neighbour.ts:
 // a third vassal's ping while two others flood, uWSGI and moat), the scale section (scale.ts: moat's router with
