@@ -468,21 +468,25 @@ export function table(results: Partial<Record<Kind, KindResult>>): string {
   }
   const tcpRuns = (k: Kind, dir: Dir) => results[k]?.dirs[dir]?.tcp?.runs;
   const runsText = DIRS.flatMap((dir) => KINDS.filter((k) => tcpRuns(k, dir)?.length)
-    .map((k) => `${k} ${DIR_LABEL[dir]} ${tcpRuns(k, dir)!.map((x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'failed')).join(', ')}`));
+    .map((k) => `${k} ${DIR_LABEL[dir]} ${tcpRunsText(tcpRuns(k, dir)!)}`));
   if (runsText.length) out.push(`tcp Mbit/s is the best of runs in turns with the other kinds: ${runsText.join('; ')}`);
   out.push('ratios: for rtt lower is better; flood rx pps is what arrived at the receiver under an unpaced sender.');
   out.push('^ = bound by the generator (no loss at the most it could offer), not by the path: the path can do more.');
   return out.join('\n');
 }
 
+/** TCP runs' Mbit/s as printed under the table: whole numbers, 'failed' for a run without one. */
+function tcpRunsText(mbps: number[]): string {
+  return mbps.map((x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'failed')).join(', ');
+}
+
 /** The relay's TCP beside moat's, each direction: its runs and moat's fraction of its best. */
 export function tcpBoundText(bound: TcpBound, moat?: KindResult): string {
   const parts = DIRS.filter((dir) => bound[dir]).map((dir) => {
     const b = bound[dir]!;
-    const runs = (b.runs ?? [b.mbps]).map((x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'failed')).join(', ');
     const m = moat?.dirs[dir]?.tcp?.mbps;
     const of = Number.isFinite(b.mbps) && b.mbps > 0 && m !== undefined && Number.isFinite(m) ? `; moat ${(m / b.mbps).toFixed(2)} of it` : '';
-    return `${DIR_LABEL[dir]} ${runs}${of}`;
+    return `${DIR_LABEL[dir]} ${tcpRunsText(b.runs ?? [b.mbps])}${of}`;
   });
   return `tcp floor: a bare tun relay (bench/gen/tunrelay.cc: a tun read and a tun write a packet, nothing else) in the same turns, Mbit/s: ${parts.join('; ')}`;
 }
