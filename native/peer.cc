@@ -139,8 +139,9 @@ PeerStats Peer::stats() const {
   return s;
 }
 
-bool HoldList::hold(Peer* p, const BatchSlot* slots, bool backlog, uint64_t now) {
-  if (hold_ns_ == 0 || !backlog || p->want_out) return false;
+bool HoldList::hold(Peer* p, const BatchSlot* slots, bool spread, uint64_t now) {
+  if (hold_ns_ == 0 || p->want_out) return false;
+  if (!spread && !(p->held && now - p->held_since < drain_ns_)) return false;
   uint32_t frames = p->held_frames;  // counted by queued() as they were queued
   size_t bytes = p->out_len;
   for (int32_t s = p->batch_head; s >= 0; s = slots[s].next) {

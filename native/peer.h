@@ -202,12 +202,17 @@ struct alignas(64) Peer {
 // wake-up of the peer's reader each) costs several times the rest of the
 // path. While the tun still has a backlog, a peer's few frames wait in its
 // queue (copied there) for later ones, until it has kHoldFrames or
-// kHoldBytes, or the oldest has waited hold_ns, or the tun drains: one write
-// then carries them all. Light traffic is never held: a batch that empties
-// the tun releases everything at once. Frames count by their datagrams (a
-// USO run of 64 is 64): a peer that gets a run a batch already has what
-// holding would gather, and is not held (gathering 16 KB of runs would
-// hand its reader hundreds of datagrams at once).
+// kHoldBytes, or the oldest has waited hold_ns, or the tun drains and it has
+// waited a quarter of that (drain_ns): one write then carries them all.
+// Light traffic is never held: a peer starts holding only at the end of a
+// batch that left a backlog and went to kSpreadPeers peers or more (one
+// vassal's flood does not hold its neighbours' packets). A drained tun is
+// often not the end of the backlog on a shared machine (its sender lost the
+// CPU for a moment); writing every hold then kept the router spinning
+// through a thousand short writes (docs/scale.md). Frames count by their
+// datagrams (a USO run of 64 is 64): a peer that gets a run a batch already
+// has what holding would gather, and is not held (gathering 16 KB of runs
+// would hand its reader hundreds of datagrams at once).
 // A handed-over tun (one hop) takes one packet a write: the router holds it
 // only while its datagrams may merge, and writes its queue as USO runs
 // (router.cc, write_held_tun); its queue holds tun frames only while held.
@@ -216,12 +221,18 @@ class HoldList {
   static constexpr uint32_t kHoldFrames = 32;   // a peer stops waiting at this many datagrams
   static constexpr size_t kHoldBytes = 16384;   // or bytes: a write that carries them pays off
   static constexpr size_t kReleaseBatch = 64;   // held peers written per release()
+  // A batch starts holds only if it was spread over this many peers: with
+  // fewer, holding saves a write or two a batch, and would delay a
+  // neighbour's few packets behind another vassal's flood.
+  static constexpr size_t kSpreadPeers = 8;
 
-  explicit HoldList(uint64_t hold_ns) : hold_ns_(hold_ns) {}
+  explicit HoldList(uint64_t hold_ns) : hold_ns_(hold_ns), drain_ns_(hold_ns / 4) {}
 
-  // At the end of a tun batch that left a backlog: true if p's frames of
-  // this batch were moved into its queue to wait (p is then not written).
-  bool hold(Peer* p, const BatchSlot* slots, bool backlog, uint64_t now);
+  // At the end of a tun batch: true if p's frames of this batch were moved
+  // into its queue to wait (p is then not written). A peer starts holding
+  // only if the batch left a backlog and was spread (kSpreadPeers); one
+  // held already goes on after that until it has waited drain_ns.
+  bool hold(Peer* p, const BatchSlot* slots, bool spread, uint64_t now);
 
   // A frame of segs datagrams was queued for p (behind what waits, or a
   // datagram joined a run there): counted if p is held.
@@ -244,18 +255,23 @@ class HoldList {
 
   bool empty() const { return list_.empty(); }
 
-  // Writes held peers, oldest first, with write(p): all of them when all
-  // (the tun drained), else those held for hold_ns; at most kReleaseBatch
+  // When the oldest hold may be written if the tun stays drained (ns,
+  // monotonic); 0 if none is held. A stale first entry only makes it early.
+  uint64_t drain_due() const { return list_.empty() ? 0 : list_.front().since + drain_ns_; }
+
+  // Writes held peers, oldest first, with write(p): those held for drain_ns
+  // when the tun drained, else those held for hold_ns; at most kReleaseBatch
   // writes per call, so the loop reads the tun between them (a thousand
   // writes in a row would let the tun's queue overflow meanwhile). Peers
   // written since they were held, and dead ones, are skipped.
   template <class Write>
-  void release(uint64_t now, bool all, Write&& write) {
+  void release(uint64_t now, bool drained, Write&& write) {
+    const uint64_t age = drained ? drain_ns_ : hold_ns_;
     size_t writes = 0;
     while (!list_.empty() && writes < kReleaseBatch) {
       const Ref h = list_.front();
       const bool current = h.p->held && h.p->held_since == h.since;
-      if (current && !all && now - h.since < hold_ns_) break;
+      if (current && now - h.since < age) break;
       list_.pop_front();
       if (current && !h.p->dead) {
         write(h.p);
@@ -276,7 +292,8 @@ class HoldList {
     uint64_t since;
   };
   std::deque<Ref> list_;
-  uint64_t hold_ns_;  // 0: never hold
+  uint64_t hold_ns_;   // 0: never hold
+  uint64_t drain_ns_;  // a hold a drained tun writes: a quarter of hold_ns
   Counter frames_, writes_;
 };
 

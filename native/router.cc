@@ -344,7 +344,7 @@ struct RouterLoop final : Router::Loop {
         }
       }
       // Held frames and a tun with nothing to read (level-triggered: no
-      // event): the backlog is gone, write them.
+      // event): the backlog is gone, write those held for drain_ns.
       if (!holds.empty() && !tun_event) release_held(true);
       if (accept_resume_at != 0 && now >= accept_resume_at) resume_accept();
       if (now - last_sweep >= kSecond) sweep_refused();
@@ -724,9 +724,10 @@ struct RouterLoop final : Router::Loop {
   void flush_batch() {
     close_run();
     flushing_batch = true;
+    const bool spread = backlog && dirty.size() >= HoldList::kSpreadPeers;
     for (Peer* p : dirty) {
       p->dirty = false;
-      if (!p->dead && !(holdable(p) && holds.hold(p, slots.data(), backlog, now))) flush(p);
+      if (!p->dead && !(holdable(p) && holds.hold(p, slots.data(), spread, now))) flush(p);
       p->batch_head = p->batch_tail = -1;
     }
     flushing_batch = false;
@@ -736,12 +737,12 @@ struct RouterLoop final : Router::Loop {
     arena_len = 0;
   }
 
-  // Writes held peers: all when the tun drained, else those held long
-  // enough (HoldList::release).
-  void release_held(bool all) {
+  // Writes held peers held long enough: drain_ns when the tun drained, else
+  // hold_ns (HoldList::release).
+  void release_held(bool drained) {
     if (holds.empty()) return;
     flushing_batch = true;  // held tuns' writes go in one submission
-    holds.release(now, all, [this](Peer* p) { flush(p); });
+    holds.release(now, drained, [this](Peer* p) { flush(p); });
     flushing_batch = false;
     submit_tun_writes();
   }
@@ -1503,8 +1504,8 @@ struct RouterLoop final : Router::Loop {
   // packet may leave (rounded up to the next millisecond: the tokens that
   // come meanwhile are kept, up to the burst).
   int wait_ms() const {
-    if (!holds.empty()) return 0;  // held frames: look once more, then write them
-    uint64_t until = accept_resume_at;
+    uint64_t until = holds.drain_due();  // held frames: written then if the tun stays drained
+    if (accept_resume_at != 0 && (until == 0 || accept_resume_at < until)) until = accept_resume_at;
     if (shape_due != 0 && (until == 0 || shape_due < until)) until = shape_due;
     if (until == 0) return 1000;
     const uint64_t t = mono_ns();

@@ -225,6 +225,50 @@ test('offload peers (moat devices that keep their tun): held datagrams leave as 
   await runCase(200, (s) => t.diagnostic(s), { offload: true });
 });
 
+test('a backlog to one flooded peer and a neighbour: nothing is held, the neighbour\'s datagram is not kept waiting', async (t) => {
+  // One vassal's flood is not spread traffic: holding would save a write or
+  // two a batch and keep its neighbours' packets waiting up to the hold.
+  requireRoot();
+  const FLOOD = 1000;
+  const lab = new Lab();
+  try {
+    const hr = await startHoldRouter(lab, 1000, 'mhn');
+    const got = [0, 0];
+    const peers: FramePeer[] = [];
+    for (const i of [0, 1]) {
+      const p = await FramePeer.connect(hr.sock, { keep: false, onFrame: (f) => {
+        if (f.mod2 !== MOD_HELLO && parseIpv4(f.payload).proto === PROTO_UDP) got[i]++;
+      } });
+      lab.onCleanup(() => p.close());
+      p.send(icmpEcho(hr.prefix + (i + 1), hr.gw, 0x4100 + i, 1));
+      peers.push(p);
+    }
+    await waitFor(() => peers.every((p) => p.received >= 1), 10000, 'echo replies to both peers');
+    const before = (await readStats(hr.stats)).moat.hold;
+    // The sender's "flood" goes to peer 0 only (1 peer); "one 1 0" to the neighbour.
+    const sender = await startSender(lab, hr.ns, hr.gw, hr.prefix, 1, FLOOD, PORT);
+    const dropped = await backlog(hr, async () => {
+      await sender.command('flood');
+      await sender.command('one 1 0');
+      await sender.command('flood');
+    });
+    assert.equal(dropped, 0, 'the tun kept the whole backlog');
+    const t0 = Date.now();
+    await waitFor(() => got[1] === 1, 5000, 'the neighbour\'s datagram');
+    const neighbourMs = Date.now() - t0;
+    await waitFor(() => got[0] === 2 * FLOOD, 10000, `the flood (${got[0]} of ${2 * FLOOD})`);
+    const after = (await readStats(hr.stats)).moat.hold;
+    t.diagnostic(`the neighbour's datagram ${neighbourMs} ms after the router went on; held_frames +${after.held_frames - before.held_frames}`);
+    assert.equal(after.held_frames, before.held_frames, 'nothing held: the backlog went to two peers');
+    assert.equal(after.held_writes, before.held_writes, 'no held writes');
+    // Held, it would have waited the hold (1 s) or, the tun drained, a quarter of it.
+    assert.ok(neighbourMs < 200, `the neighbour's datagram came ${neighbourMs} ms after the backlog started to move (held: 250-1000 ms)`);
+    sender.end();
+  } finally {
+    await lab.cleanup();
+  }
+});
+
 test('peers that hang up while their frames are held: closed cleanly, the others get all theirs in order', async (t) => {
   // A longer backlog (20,000 datagrams) so the hang-ups land while it is routed.
   await runCase(1000, (s) => t.diagnostic(s), { closeEven: true, perPeer: 200 });
