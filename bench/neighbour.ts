@@ -14,6 +14,11 @@ import { alignColumns, inTurns, percentile, sleep } from './lib';
 import { GW_ADDR, KIND_LABEL, makeScenario, moatBuilt, Scenario, ScenarioOptions, setUp } from './scenarios';
 
 export type NeighbourKind = 'uwsgi' | 'moat';
+/** Which way the two floods go: to the gateway (the issue's case: the
+ *  neighbour's pings share the way out with them) or from it to the two
+ *  flooded vassals (the neighbour's answers share the router's way in,
+ *  where it holds frames while the tun has a backlog, docs/scale.md). */
+export type FloodDirection = 'v2g' | 'g2v';
 export const NEIGHBOUR_KINDS: NeighbourKind[] = ['uwsgi', 'moat'];
 /** The issue's bar for moat: the neighbour's p99 under two floods, ms. */
 export const NEIGHBOUR_P99_MS = 2;
@@ -31,11 +36,12 @@ export interface NeighbourOptions {
   rate: number | null;
   /** IPv4 packet bytes of the floods. */
   size: number;
+  direction: FloodDirection;
   scenario: ScenarioOptions;
 }
 
 export function neighbourDefaults(quick: boolean, scenario: ScenarioOptions = {}): NeighbourOptions {
-  return { kinds: [...NEIGHBOUR_KINDS], rounds: quick ? 2 : 4, block: quick ? 50 : 100, warmup: 0.3, rate: null, size: 64, scenario };
+  return { kinds: [...NEIGHBOUR_KINDS], rounds: quick ? 2 : 4, block: quick ? 50 : 100, warmup: 0.3, rate: null, size: 64, direction: 'v2g', scenario };
 }
 
 export interface PingStats { sent: number; received: number; p50: number; p90: number; p99: number; max: number }
@@ -66,6 +72,7 @@ export interface NeighbourSection {
   block: number;
   rate: number | null;
   size: number;
+  direction: FloodDirection;
   /** Each vassal in a cgroup of its own (vassal-cgroups.ts), as the emperor runs them. */
   cgroups: boolean;
   kinds: Partial<Record<NeighbourKind, NeighbourKindResult>>;
@@ -85,7 +92,7 @@ export function pingStats(count: number, times: number[]): PingStats {
 
 interface Acc { quiet: number[]; loaded: number[]; sentQuiet: number; sentLoaded: number; floods: StepResult[][]; errors: string[][] }
 
-/** One loaded block on sc: two floods from vassals 0 and 1, the pings from vassal 2. */
+/** One loaded block on sc: two floods from vassals 0 and 1 (or to them, g2v), the pings from vassal 2. */
 async function loadedBlock(sc: Scenario, o: NeighbourOptions, acc: Acc): Promise<void> {
   const [a, b, n] = sc.vassals;
   // Bound: the pings' own time thrice over, plus the warm-up and 2 s; stopped when they are done.
@@ -93,7 +100,8 @@ async function loadedBlock(sc: Scenario, o: NeighbourOptions, acc: Acc): Promise
   const flows: Array<Awaited<ReturnType<typeof startUdp>>> = [];
   try {
     for (const [i, v] of [a, b].entries()) {
-      flows.push(await startUdp(sc.lab, { from: v.ns, to: sc.gw, dst: GW_ADDR, port: FLOOD_PORTS[i], rate: o.rate, seconds, size: o.size, idle: 0.2 }));
+      const way = o.direction === 'v2g' ? { from: v.ns, to: sc.gw, dst: GW_ADDR } : { from: sc.gw, to: v.ns, dst: v.addr };
+      flows.push(await startUdp(sc.lab, { ...way, port: FLOOD_PORTS[i], rate: o.rate, seconds, size: o.size, idle: 0.2 }));
     }
     await sleep(o.warmup * 1000);
     const p = await pingFrom(sc.lab, n.ns, GW_ADDR, o.block);
@@ -174,7 +182,7 @@ export async function measureNeighbour(o: NeighbourOptions, log: (l: string) => 
   } finally {
     for (const sc of up.values()) await sc.teardown().catch(() => undefined);
   }
-  return { rounds: o.rounds, block: o.block, rate: o.rate, size: o.size, cgroups: o.scenario.cgroups ?? false, kinds, loadavgBefore, loadavgAfter: os.loadavg(), seconds: (Date.now() - t0) / 1000 };
+  return { rounds: o.rounds, block: o.block, rate: o.rate, size: o.size, direction: o.direction, cgroups: o.scenario.cgroups ?? false, kinds, loadavgBefore, loadavgAfter: os.loadavg(), seconds: (Date.now() - t0) / 1000 };
 }
 
 // ---- printing ----
@@ -184,7 +192,8 @@ const pps = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ?
 
 export function neighbourText(s: NeighbourSection): string {
   const load = s.rate === null ? 'unpaced' : `paced at ${pps(s.rate)} pps each`;
-  const head = `interactive neighbour (192.168.0.4 pings the gateway every 10 ms while 192.168.0.2 and .3 flood it with ${s.size} B UDP, ${load}; ` +
+  const floods = s.direction === 'v2g' ? 'while 192.168.0.2 and .3 flood it' : 'while the gateway floods 192.168.0.2 and .3';
+  const head = `interactive neighbour (192.168.0.4 pings the gateway every 10 ms ${floods} with ${s.size} B UDP, ${load}; ` +
     `${s.rounds} rounds of ${s.block} pings quiet and ${s.block} under the floods, routers in turns; ` +
     `${s.cgroups ? 'each vassal in a cgroup of its own, as the emperor runs them' : 'vassals in no cgroup of their own (--neighbour-cgroups off)'}; a lost ping counts as late):`;
   const ks = NEIGHBOUR_KINDS.filter((k) => s.kinds[k]);

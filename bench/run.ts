@@ -8,7 +8,7 @@
 //                          [--skip-conntrack | --conntrack-only]   (the conntrack section, conntrack.ts)
 //                          [--skip-rules | --rules-only]   (the 10,000-rule section, rules-cost.ts)
 //                          [--skip-neighbour | --neighbour-only] [--neighbour-rate PPS]
-//                          [--neighbour-cgroups on|off]
+//                          [--neighbour-cgroups on|off] [--neighbour-direction v2g|g2v]
 //                                              (the interactive neighbour section, neighbour.ts)
 //                          [--moat-device runtime|cli]   (moat's vassal device: the native
 //                                              runtime, as the emperor runs it (default), or the CLI)
@@ -39,7 +39,7 @@ import { checkScaleOptions, measureScale, Round, SCALE_TARGET, ScaleError, summa
 import { limitsDefaults, limitsFailed, LimitsSection, limitsText, measureLimits } from './limits';
 import { measureRules, rulesDefaults, RulesSection, rulesText } from './rules-cost';
 import { CONNTRACK_TARGET, ConntrackSection, conntrackText, measureConntrack, parseConntrackArgs } from './conntrack';
-import { measureNeighbour, NEIGHBOUR_KINDS, neighbourDefaults, NeighbourSection, neighbourText } from './neighbour';
+import { FloodDirection, measureNeighbour, NEIGHBOUR_KINDS, neighbourDefaults, NeighbourSection, neighbourText } from './neighbour';
 import { RelayScenario, relayBinary } from './relay-scenario';
 import { Kind, KIND_LABEL, KINDS, makeScenario, moatBuilt, Scenario, setUp } from './scenarios';
 
@@ -72,6 +72,8 @@ export interface Options {
   neighbourRate?: number;
   /** The neighbour section: each vassal in a cgroup of its own, as the emperor runs them (--neighbour-cgroups; default on). */
   neighbourCgroups: boolean;
+  /** The neighbour section's floods: to the gateway (v2g, default) or from it to two vassals (g2v; --neighbour-direction). */
+  neighbourDirection: FloodDirection;
   /** moat's vassal device (--moat-device): the native runtime (default) or the CLI. */
   moatDevice: 'runtime' | 'cli';
   /** Pings per path and direction in the RTT section, a multiple of RTT_BLOCK (--rtt-pings; 2000, 50 quick). */
@@ -79,7 +81,7 @@ export interface Options {
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false, neighbourOnly: false, rulesOnly: false, neighbourCgroups: true, moatDevice: 'runtime', rttPings: 0 };
+  const o: Options = { quick: false, only: [...KINDS], skip: new Set(), offload: true, scalePeers: 1000, scaleSeconds: 3, scaleRounds: 3, limitsOnly: false, conntrackOnly: false, neighbourOnly: false, rulesOnly: false, neighbourCgroups: true, neighbourDirection: 'v2g', moatDevice: 'runtime', rttPings: 0 };
   let scaleSeconds: number | undefined;
   let scaleRounds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -122,6 +124,11 @@ export function parseArgs(argv: string[]): Options {
       const v = argv[++i];
       if (v !== 'on' && v !== 'off') throw new Error('--offload must be on or off');
       o.offload = v === 'on';
+    }
+    else if (a === '--neighbour-direction') {
+      const v = argv[++i];
+      if (v !== 'v2g' && v !== 'g2v') throw new Error('--neighbour-direction must be v2g or g2v');
+      o.neighbourDirection = v;
     }
     else if (a === '--neighbour-cgroups') {
       const v = argv[++i];
@@ -527,6 +534,7 @@ async function main(): Promise<void> {
   if (wantNeighbour(o)) {
     const no = { ...neighbourDefaults(o.quick, { mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, moatDevice: o.moatDevice, cgroups: o.neighbourCgroups }), kinds: NEIGHBOUR_KINDS.filter((k) => o.only.includes(k)) };
     if (o.neighbourRate !== undefined) no.rate = o.neighbourRate;
+    no.direction = o.neighbourDirection;
     process.stderr.write(`bench: interactive neighbour (${no.kinds.join(', ')} in turns)\n`);
     neighbour = await measureNeighbour(no, (l) => process.stderr.write(l + '\n'));
   }
@@ -575,7 +583,7 @@ async function main(): Promise<void> {
   else if (limits || neighbour || rules) parts.push(sectionTargetsText(limits, neighbour, rules));
   const t = parts.join('\n\n');
   process.stdout.write('\n' + t + `\nload average before/after: ${loadBefore[0].toFixed(2)} / ${os.loadavg()[0].toFixed(2)} (${os.cpus().length} cpus)\n`);
-  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, rulesOnly: o.rulesOnly, neighbourRate: o.neighbourRate, neighbourCgroups: o.neighbourCgroups, moatDevice: o.moatDevice, rttPings: o.rttPings }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, tcpBound, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, rules: rulesRun, table: t });
+  const file = writeResults('bench', { started, finished: new Date().toISOString(), options: { quick: o.quick, only: o.only, skip: [...o.skip], mtu: o.mtu, offload: o.offload, busyPollUs: o.busyPollUs, scalePeers: o.scalePeers, scaleSeconds: o.scaleSeconds, scaleRounds: o.scaleRounds, limitsOnly: o.limitsOnly, conntrackOnly: o.conntrackOnly, neighbourOnly: o.neighbourOnly, rulesOnly: o.rulesOnly, neighbourRate: o.neighbourRate, neighbourCgroups: o.neighbourCgroups, neighbourDirection: o.neighbourDirection, moatDevice: o.moatDevice, rttPings: o.rttPings }, host: hostInfo(), loadavgBefore: loadBefore, loadavgAfter: os.loadavg(), packetBytes: 64, results, tcpBound, scale, limits: limitsRun, conntrack: conntrackRun, neighbour, rules: rulesRun, table: t });
   process.stdout.write(`\nresults: ${path.relative(process.cwd(), file)}\n`);
   const failed = Object.values(results).some((r) => r?.status === 'error') || scale?.status === 'error' ||
     Object.values(neighbour?.kinds ?? {}).some((r) => r?.status === 'error') || (rulesRun !== undefined && 'error' in rulesRun) ||

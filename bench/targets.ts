@@ -82,7 +82,8 @@ export function neighbourTargetLines(s: NeighbourSection): string[] {
   const f = (v: number) => (Number.isFinite(v) ? `${v.toFixed(3)} ms` : 'lost');
   if (!m || m.status !== 'ok' || !m.loaded) return [`interactive neighbour: moat ${m ? `${m.status}${m.reason ? ': ' + m.reason : ''}` : 'not measured'}`];
   const pm = m.loaded.p99;
-  const parts = [`interactive neighbour's ping p99 under two floods: moat ${f(pm)} (<= ${NEIGHBOUR_P99_MS} ms): ${yes(pm <= NEIGHBOUR_P99_MS)}`];
+  const floods = s.direction === 'g2v' ? 'two floods from the gateway to other vassals' : 'two floods';
+  const parts = [`interactive neighbour's ping p99 under ${floods}: moat ${f(pm)} (<= ${NEIGHBOUR_P99_MS} ms): ${yes(pm <= NEIGHBOUR_P99_MS)}`];
   if (u && u.status === 'ok' && u.loaded) parts.push(`uWSGI ${f(u.loaded.p99)} (moat at most): ${yes(pm <= u.loaded.p99)}`);
   else parts.push(`uWSGI ${u ? `${u.status}${u.reason ? ': ' + u.reason : ''}` : 'not measured'}`);
   return [parts.join('; ') + ` (p50 moat ${f(m.loaded.p50)}${u?.loaded ? `, uWSGI ${f(u.loaded.p50)}` : ''})`];

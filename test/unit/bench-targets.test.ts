@@ -93,7 +93,7 @@ function neighbour(moatP99: number, uwsgiP99: number): NeighbourSection {
     loaded: { sent: 100, received: 100, p50: 0.5, p90: 1, p99, max: p99 + 1 },
     floods: [{ from: '192.168.0.2', txPps: 600_000, rxPps: 100_000, loss: 0.8, failed: 0 }, { from: '192.168.0.3', txPps: 600_000, rxPps: 90_000, loss: 0.85, failed: 0 }],
   });
-  return { rounds: 4, block: 100, rate: null, size: 64, cgroups: true, kinds: { uwsgi: kind(uwsgiP99), moat: kind(moatP99) }, loadavgBefore: [1, 1, 1], loadavgAfter: [2, 2, 2], seconds: 34 };
+  return { rounds: 4, block: 100, rate: null, size: 64, direction: 'v2g' as const, cgroups: true, kinds: { uwsgi: kind(uwsgiP99), moat: kind(moatP99) }, loadavgBefore: [1, 1, 1], loadavgAfter: [2, 2, 2], seconds: 34 };
 }
 
 test('interactive neighbour: moat\'s p99 under two floods against 2 ms and against uWSGI\'s', () => {
@@ -108,6 +108,9 @@ test('interactive neighbour: moat\'s p99 under two floods against 2 ms and again
   assert.deepEqual(neighbourTargetLines(failed), ['interactive neighbour: moat error: setup: boom']);
   assert.equal(targetLines({}, undefined, undefined, neighbour(1, 1)).length, 9, 'a full run prints it after the scale and rules lines');
   assert.match(sectionTargetsText(undefined, neighbour(1, 1)), /^targets \(one run\):\n  interactive neighbour/);
+  const g2v = { ...neighbour(1, 1), direction: 'g2v' as const };
+  assert.match(neighbourTargetLines(g2v)[0], /^interactive neighbour's ping p99 under two floods from the gateway to other vassals: moat 1\.000 ms/);
+  assert.match(neighbourText(g2v), /pings the gateway every 10 ms while the gateway floods 192\.168\.0\.2 and \.3 with 64 B UDP/);
 });
 
 test('interactive neighbour: lost pings count as infinitely late; the table prints them as lost', () => {
