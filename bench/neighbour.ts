@@ -16,8 +16,8 @@ import { GW_ADDR, KIND_LABEL, makeScenario, moatBuilt, Scenario, ScenarioOptions
 export type NeighbourKind = 'uwsgi' | 'moat';
 /** Which way the two floods go: to the gateway (the issue's case: the
  *  neighbour's pings share the way out with them) or from it to the two
- *  flooded vassals (the neighbour's answers share the router's way in,
- *  where it holds frames while the tun has a backlog, docs/scale.md). */
+ *  flooded vassals (the neighbour's answers share the host tun's queue
+ *  with them, docs/scale.md). */
 export type FloodDirection = 'v2g' | 'g2v';
 export const NEIGHBOUR_KINDS: NeighbourKind[] = ['uwsgi', 'moat'];
 /** The bar for moat: the neighbour's p99 under two floods, ms. */

@@ -1500,9 +1500,10 @@ struct RouterLoop final : Router::Loop {
     epoll_ctl(epfd, EPOLL_CTL_MOD, listener.fd, &e);
   }
 
-  // epoll_wait's timeout: a second, or until accepting resumes or a shaped
-  // packet may leave (rounded up to the next millisecond: the tokens that
-  // come meanwhile are kept, up to the burst).
+  // epoll_wait's timeout: a second, or until accepting resumes, a shaped
+  // packet may leave or a hold may be written if the tun stays drained
+  // (rounded up to the next millisecond: the tokens that come meanwhile are
+  // kept, up to the burst).
   int wait_ms() const {
     uint64_t until = holds.drain_due();  // held frames: written then if the tun stays drained
     if (accept_resume_at != 0 && (until == 0 || accept_resume_at < until)) until = accept_resume_at;
