@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 #include <unordered_map>
 
 #include "addresses.h"
@@ -1505,9 +1506,10 @@ struct RouterLoop final : Router::Loop {
   // (rounded up to the next millisecond: the tokens that come meanwhile are
   // kept, up to the burst).
   int wait_ms() const {
-    uint64_t until = holds.drain_due();  // held frames: written then if the tun stays drained
-    if (accept_resume_at != 0 && (until == 0 || accept_resume_at < until)) until = accept_resume_at;
-    if (shape_due != 0 && (until == 0 || shape_due < until)) until = shape_due;
+    // The soonest of the deadlines set (0: not set).
+    uint64_t until = 0;
+    for (const uint64_t due : {holds.drain_due(), accept_resume_at, shape_due})
+      if (due != 0 && (until == 0 || due < until)) until = due;
     if (until == 0) return 1000;
     const uint64_t t = mono_ns();
     if (t >= until) return 0;
