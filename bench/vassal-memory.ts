@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     const { Router } = addon();
     router = new Router({
       tunName: tun, netns: `/run/netns/${ns}`, socketPath: sock, socketMode: 0o666, socketUid: -1, socketGid: -1,
-      maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, offload: false, handoff: false, holdUs: 0, sndbuf: 0, sndbufBusy: 0, sndbufBudget: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE,
+      maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, offload: false, handoff: false, holdUs: 0, tunQueues: 1, sndbuf: 0, sndbufBusy: 0, sndbufBudget: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE,
     });
     router.start(() => { /* events not needed */ });
     sh('ip', ['-n', ns, 'addr', 'add', `${net16}0.1/16`, 'dev', tun]);

@@ -28,6 +28,9 @@ constexpr Bounds kBusyPollUsBounds{0, 1000};
 // How long the router lets a peer's frames wait to share a write (holdUs,
 // peer.h's HoldList): at most a second.
 constexpr Bounds kHoldUsBounds{0, 1000000};
+// The tun's queues toward the router (tunQueues, router.cc): the kernel
+// allows 256 (MAX_TAP_QUEUES); a reading loop looks at no more than 64.
+constexpr Bounds kTunQueuesBounds{1, 64};
 // A connection's send buffer (sndbuf, sndbuf.h): 0 (the kernel's) to 64 MiB.
 constexpr Bounds kSndbufBounds{0, int64_t(1) << 26};
 // What the router's grown send buffers may add up to (sndbufBudget, sndbuf.h's
@@ -60,6 +63,7 @@ struct FieldBounds {
 constexpr FieldBounds kOptionBounds[] = {
     {"maxFrame", kMaxFrameBounds},       {"queueBytes", kQueueBytesBounds},
     {"busyPollUs", kBusyPollUsBounds},   {"holdUs", kHoldUsBounds},
+    {"tunQueues", kTunQueuesBounds},
     {"sndbuf", kSndbufBounds},           {"reconnectMinMs", kReconnectMsBounds},
     {"sndbufBusy", kSndbufBounds},       {"sndbufBudget", kSndbufBudgetBounds},
     {"reconnectMaxMs", kReconnectMsBounds}, {"socketMode", kSocketModeBounds},

@@ -67,7 +67,12 @@ constexpr size_t kUsoMaxPacket = kTunGsoMaxSize;
 constexpr uint64_t kAcceptReportEvery = 10 * kSecond; // while it keeps failing, one event per 10 s
 
 // epoll tags of the fixed fds; peers are tagged with their Peer*, never this small.
-constexpr uint64_t kTagTun = 1, kTagListen = 2, kTagControl = 3;
+constexpr uint64_t kTagListen = 2, kTagControl = 3;
+// The tun's queues: kTagTunQueue + 2 * index (even, below any pointer).
+constexpr uint64_t kTagTunQueue = 16;
+constexpr uint32_t kMaxTunQueues = 64;
+constexpr bool is_tun_tag(uint64_t tag) { return tag >= kTagTunQueue && tag < kTagTunQueue + 2 * kMaxTunQueues && !(tag & 1); }
+constexpr bool is_peer_tag(uint64_t tag) { return tag >= kTagTunQueue + 2 * kMaxTunQueues; }
 // A handed-off peer's tun: the Peer's pointer (8-byte aligned) with bit 0 set.
 constexpr uint64_t kTagPeerTun = 1;
 
@@ -83,7 +88,18 @@ struct RouterLoop final : Router::Loop {
   Router::Pending* pending;
   int control = -1;
 
-  int tun = -1, epfd = -1;
+  int tun = -1, epfd = -1;  // tun: its first queue, which also takes the writes
+  // The tun's queues toward the router (RouterOptions::tun_queues), each
+  // with its reads-per-call count (TunBatch's policy) and whether epoll
+  // said it has packets this wakeup.
+  struct TunQueue {
+    int fd = -1;
+    unsigned next = 1;
+    bool ready = false;
+    size_t tried = 0, found = 0;  // reads and packets this wakeup
+  };
+  std::vector<TunQueue> tunq;
+  bool tun_gone = false;  // tun_lost() ran
   ListenSocket listener;  // peers connect here
 
   // Shared with stats(): the structure (peer list, rule set) changes under
@@ -211,8 +227,7 @@ struct RouterLoop final : Router::Loop {
     slice.init();  // init runs on the loop thread, whose slice it is
     if (!enter_netns(opts.netns, err)) return false;
     vnet = opts.offload;
-    tun = tun_open(opts.tun_name, vnet, kTunGsoMaxSize, err);
-    if (tun < 0) return false;
+    if (!open_tun(err)) return false;
     if (vnet) {
       // TSO6 is not asked for: IPv6 is not routed. USO needs both USO flags.
       const int f = tun_set_offload(tun, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_USO4 | TUN_F_USO6, err);
@@ -232,11 +247,33 @@ struct RouterLoop final : Router::Loop {
       *err = errno_text("epoll_create1");
       return false;
     }
-    if (!watch(tun, kTagTun, EPOLLIN) || !watch(listener.fd, kTagListen, EPOLLIN) ||
-        !watch(control, kTagControl, EPOLLIN)) {
+    for (size_t q = 0; q < tunq.size(); q++)
+      if (!watch(tunq[q].fd, kTagTunQueue + 2 * q, EPOLLIN)) {
+        *err = errno_text("epoll_ctl");
+        return false;
+      }
+    if (!watch(listener.fd, kTagListen, EPOLLIN) || !watch(control, kTagControl, EPOLLIN)) {
       *err = errno_text("epoll_ctl");
       return false;
     }
+    return true;
+  }
+
+  // The tun with its queues; with more than one, steered by destination
+  // (tun.h). What falls short of the options is a notice, not a failure:
+  // one queue is how the router always worked.
+  bool open_tun(std::string* err) {
+    std::vector<int> fds;
+    std::string note;
+    const unsigned want = std::clamp<uint32_t>(opts.tun_queues, 1, kMaxTunQueues);
+    if (!tun_open_queues(opts.tun_name, vnet, kTunGsoMaxSize, want, &fds, &note, err)) return false;
+    if (!note.empty()) emit_notice(note);
+    std::string why;
+    if (fds.size() > 1 && !tun_steer_by_destination(fds[0], &why))
+      emit_notice("tun device " + opts.tun_name + ": " + why + "; its " + std::to_string(fds.size()) +
+                  " queues are steered by flow hash instead, which may put two vassals' traffic in one queue");
+    for (int fd : fds) tunq.push_back(TunQueue{fd});
+    tun = fds[0];
     return true;
   }
 
@@ -263,7 +300,8 @@ struct RouterLoop final : Router::Loop {
     dirty.clear();
     graveyard.clear();
     listener.close();
-    if (tun >= 0) close(tun);
+    for (TunQueue& q : tunq) close(q.fd);
+    tunq.clear();
     tun = -1;
     if (epfd >= 0) close(epfd);
     epfd = -1;
@@ -321,15 +359,23 @@ struct RouterLoop final : Router::Loop {
       // so one that sends a little (a ping beside floods) waits for a
       // shorter round of the others (on_peer_readable).
       readable_peers = 0;
-      for (int i = 0; i < n; i++)
-        if (evs[i].data.u64 > kTagControl && (evs[i].events & EPOLLIN)) readable_peers++;  // a peer (its pointer)
+      uint32_t tun_events = 0;
+      for (int i = 0; i < n; i++) {
+        const uint64_t tag = evs[i].data.u64;
+        if (is_peer_tag(tag) && (evs[i].events & EPOLLIN)) readable_peers++;
+        if (is_tun_tag(tag)) {
+          tunq[(tag - kTagTunQueue) / 2].ready = true;
+          tun_events |= evs[i].events;
+        }
+      }
       for (int i = 0; i < n; i++) {
         const uint64_t tag = evs[i].data.u64;
         if (tag == kTagControl) {
           continue;
-        } else if (tag == kTagTun) {
+        } else if (is_tun_tag(tag)) {
+          // All ready queues at the first one's event: one batch, one flush.
+          if (!tun_event) on_tun(tun_events);
           tun_event = true;
-          on_tun(evs[i].events);
         } else if (tag == kTagListen) {
           on_accept();
         } else if (tag & kTagPeerTun) {
@@ -361,13 +407,28 @@ struct RouterLoop final : Router::Loop {
 
   // ---- down: tun -> peers -------------------------------------------------
 
+  // Every queue epoll found ready, each read up to an equal share of the
+  // batch: a queue flooded toward one vassal cannot keep the packets in
+  // the others waiting behind it (docs/multiqueue.md). One flush for all.
   void on_tun(uint32_t ev) {
     if (ev & (EPOLLERR | EPOLLHUP)) return tun_lost("tun device " + opts.tun_name + " failed (deleted?)");
     arena_len = 0;
-    backlog = true;
+    backlog = true;  // for flushes while reading: the batch is not over
     size_t packets = 0, bytes = 0;
-    if (tun_batch.wanted()) on_tun_batched(&packets, &bytes);
-    else on_tun_in_place(&packets, &bytes);
+    unsigned ready = 0;
+    for (TunQueue& q : tunq) {
+      ready += q.ready ? 1 : 0;
+      q.tried = q.found = 0;
+    }
+    const size_t share = std::max<size_t>(1, kTunBatch / std::max(1u, ready));
+    bool left = tun_batch.wanted() && on_tun_batched(share, &packets, &bytes);
+    // Super-packets, or batched reads that failed: the queues still ready.
+    for (TunQueue& q : tunq) {
+      if (!q.ready) continue;
+      q.ready = false;
+      if (!tun_gone) left |= on_tun_in_place(q.fd, share - q.tried, &packets, &bytes);
+    }
+    backlog = left && !tun_gone;
     tun_batch.after_wakeup(packets, bytes);  // super-packets: in place next time
     flush_batch();
     now = mono_ns();
@@ -377,26 +438,23 @@ struct RouterLoop final : Router::Loop {
   // Packets are read straight into the batch arena, 4 bytes after the
   // write position, so each frame (header + packet) is built in place and
   // sent from there: no copy into a peer's queue unless a send falls short.
-  void on_tun_in_place(size_t* packets, size_t* bytes) {
-    for (size_t k = 0; k < kTunBatch && arena_len + kFrameHeaderSize + kTunBufSize <= kArenaSize; k++) {
+  // true if the queue may hold more (it gave `limit` packets).
+  bool on_tun_in_place(int fd, size_t limit, size_t* packets, size_t* bytes) {
+    for (size_t k = 0; k < limit && arena_len + kFrameHeaderSize + kTunBufSize <= kArenaSize; k++) {
       uint8_t* buf = arena.get() + arena_len + kFrameHeaderSize;
       tun_read_calls.add(1);
-      const ssize_t n = read(tun, buf, kTunBufSize);
+      const ssize_t n = read(fd, buf, kTunBufSize);
       if (n < 0) {
         if (errno == EINTR) continue;
-        backlog = false;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-        tun_lost(errno_text("read from tun device " + opts.tun_name));
-        break;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) tun_lost(errno_text("read from tun device " + opts.tun_name));
+        return false;
       }
-      if (n == 0) {
-        backlog = false;
-        break;
-      }
+      if (n == 0) return false;
       (*packets)++;
       *bytes += size_t(n);
       route_tun_packet(buf, size_t(n));
     }
+    return true;
   }
 
   // With many peers a packet's peer is cold (docs/scale.md): the first
@@ -417,49 +475,71 @@ struct RouterLoop final : Router::Loop {
     }
   }
 
-  // Reads in batches (the policy is TunBatch's), each packet copied to
-  // where on_tun_in_place would have read it.
-  void on_tun_batched(size_t* packets, size_t* bytes) {
-    size_t k = 0;
-    while (k < kTunBatch) {
-      const unsigned n = tun_batch.next(kTunBatch - k);
+  // Reads in batches, each call reading every ready queue (the policy is
+  // TunBatch's, kept per queue, within its share), each packet copied to
+  // where on_tun_in_place would have read it. A queue is done once a read
+  // found it empty or its share is read (true then: it may hold more); one
+  // that io_uring failed to read stays ready for on_tun_in_place.
+  bool on_tun_batched(size_t share, size_t* packets, size_t* bytes) {
+    int fds[kTunBatch];
+    uint8_t owner[kTunBatch];  // the queue of each read
+    static_assert(kMaxTunQueues <= 256, "a queue index fits owner[]");
+    bool left = false;
+    for (;;) {
+      unsigned n = 0;
+      for (size_t qi = 0; qi < tunq.size(); qi++) {
+        const TunQueue& q = tunq[qi];
+        if (!q.ready) continue;
+        const size_t k = std::min<size_t>(q.next, share - q.tried);
+        for (size_t j = 0; j < k && n < kTunBatch; j++, n++) {
+          fds[n] = q.fd;
+          owner[n] = uint8_t(qi);
+        }
+      }
+      if (n == 0) return left;
       tun_read_calls.add(1);
-      if (tun_batch.read(n) != n) {  // io_uring failed: read() from here on
+      if (tun_batch.read_each(fds, -1, n) != n) {  // io_uring failed: read() from here on
         emit_notice("tun device " + opts.tun_name + ": batched reads (io_uring) failed, reading one packet a call from now on");
-        return on_tun_in_place(packets, bytes);
+        return left;
       }
       prefetch_peers(n);
-      bool drained = false;
-      for (unsigned i = 0; i < n; i++) {
-        const int r = tun_batch.result(i);
-        if (TunBatch::empty(r)) {
-          drained = true;
-          continue;
+      for (unsigned i = 0; i < n;) {
+        TunQueue& q = tunq[owner[i]];
+        const unsigned first = i;
+        bool drained = false;
+        for (; i < n && owner[i] == owner[first]; i++) {
+          const int r = tun_batch.result(i);
+          if (TunBatch::empty(r)) {
+            drained = true;
+            continue;
+          }
+          if (r < 0) {
+            tun_lost(errno_text("read from tun device " + opts.tun_name, -r));
+            return false;
+          }
+          if (arena_len + kFrameHeaderSize + size_t(r) > kArenaSize) flush_batch();
+          uint8_t* buf = arena.get() + arena_len + kFrameHeaderSize;
+          memcpy(buf, tun_batch.slot(i), size_t(r));
+          (*packets)++;
+          *bytes += size_t(r);
+          q.found++;
+          route_tun_packet(buf, size_t(r));
         }
-        if (r < 0) {
-          backlog = false;
-          return tun_lost(errno_text("read from tun device " + opts.tun_name, -r));
+        const unsigned tried = i - first;
+        q.tried += tried;
+        q.next = TunBatch::next_after(q.next, drained, q.found, tun_batch.slots());
+        // A small call whose every read found a packet: epoll
+        // (level-triggered) says at once if more wait, so a lone packet (a
+        // ping's answer) costs one call, not a second that finds nothing
+        // (as read_peer_tun does). No backlog is known: its frames are not held.
+        if (drained) {
+          q.ready = false;
+        } else if (q.tried >= share) {
+          q.ready = false;
+          left = true;
+        } else if (tried < 4) {
+          q.ready = false;
         }
-        if (arena_len + kFrameHeaderSize + size_t(r) > kArenaSize) flush_batch();
-        uint8_t* buf = arena.get() + arena_len + kFrameHeaderSize;
-        memcpy(buf, tun_batch.slot(i), size_t(r));
-        (*packets)++;
-        *bytes += size_t(r);
-        route_tun_packet(buf, size_t(r));
-      }
-      k += n;
-      tun_batch.after_call(drained, *packets);
-      if (drained) {
-        backlog = false;
-        return;
-      }
-      // Every read of a small call found a packet: epoll (level-triggered)
-      // says at once if more wait, so a lone packet (a ping's answer) costs
-      // one call, not a second that finds nothing (as read_peer_tun does).
-      // No backlog is known: its frames are not held.
-      if (n < 4) {
-        backlog = false;
-        return;
       }
     }
   }
@@ -477,7 +557,9 @@ struct RouterLoop final : Router::Loop {
   // EBADFD): nothing can be routed any more. Reported once as fatal (TS stops
   // the router); the tun is no longer watched, so the loop does not spin.
   void tun_lost(const std::string& why) {
-    epoll_ctl(epfd, EPOLL_CTL_DEL, tun, nullptr);
+    if (tun_gone) return;  // once, whichever queue found it
+    tun_gone = true;
+    for (const TunQueue& q : tunq) epoll_ctl(epfd, EPOLL_CTL_DEL, q.fd, nullptr);
     RouterEvent e(RouterEvent::Type::Fatal);
     e.message = why + ": the router cannot route without its tun device";
     emit(std::move(e));

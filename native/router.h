@@ -124,6 +124,11 @@ struct RouterOptions {
   // Spread traffic under a backlog: how long a peer's frames may wait to
   // share one write with later ones (peer.h, HoldList); 0: never held.
   uint32_t hold_us = 0;
+  // Queues of the tun device toward the router (IFF_MULTI_QUEUE), packets
+  // steered to them by destination address and read in turn, so a flood
+  // toward one vassal fills its own queue, not its neighbours'
+  // (docs/multiqueue.md); 1: one queue, as uWSGI's.
+  uint32_t tun_queues = 0;
   // Each peer socket's send buffer (sndbuf.h); 0: the kernel's (a large one
   // stretches how much a peer that stops reading absorbs before its queue
   // fills and drops are counted).

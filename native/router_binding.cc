@@ -254,6 +254,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     opts.offload = o.boolean("offload");
     opts.handoff = o.boolean("handoff");
     opts.hold_us = uint32_t(o.integer("holdUs", kHoldUsBounds));
+    opts.tun_queues = uint32_t(o.integer("tunQueues", kTunQueuesBounds));
     opts.sndbuf = uint32_t(o.integer("sndbuf", kSndbufBounds));
     opts.sndbuf_busy = uint32_t(o.integer("sndbufBusy", kSndbufBounds));
     opts.sndbuf_budget = uint64_t(o.integer("sndbufBudget", kSndbufBudgetBounds));

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <linux/bpf.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -100,43 +102,118 @@ int tun_set_offload(int fd, unsigned flags, std::string* err) {
 
 int tun_open(const std::string& name, std::string* err) { return tun_open(name, false, 0, err); }
 
-int tun_open(const std::string& name, bool vnet, uint32_t gso_max, std::string* err) {
-  if (name.empty() || name.size() >= IFNAMSIZ) {
-    *err = "tun device name must be 1-15 characters";
-    return -1;
-  }
+// One fd of the device: open + TUNSETIFF with flags. -1 with errno kept.
+static int attach_queue(const std::string& name, short flags) {
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) {
-    *err = errno_text("open /dev/net/tun");
-    return -1;
-  }
+  if (fd < 0) return -1;
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
+  ifr.ifr_flags = flags;
   strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-    *err = errno_text(("TUNSETIFF " + name).c_str());
+    const int e = errno;
     close(fd);
+    errno = e;
     return -1;
   }
+  return fd;
+}
+
+int tun_open(const std::string& name, bool vnet, uint32_t gso_max, std::string* err) {
+  std::vector<int> fds;
+  std::string note;
+  if (!tun_open_queues(name, vnet, gso_max, 1, &fds, &note, err)) return -1;
+  return fds[0];
+}
+
+bool tun_open_queues(const std::string& name, bool vnet, uint32_t gso_max, unsigned queues,
+                     std::vector<int>* fds, std::string* note, std::string* err) {
+  fds->clear();
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    *err = "tun device name must be 1-15 characters";
+    return false;
+  }
+  short flags = short(IFF_TUN | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0));
+  int fd = -1;
+  if (queues > 1) {
+    fd = attach_queue(name, short(flags | IFF_MULTI_QUEUE));
+    // A device made before (ip tuntap add, or uWSGI) without multi_queue:
+    // the kernel refuses the flag, and the device works with one queue.
+    if (fd < 0 && errno == EINVAL) {
+      *note = "tun device " + name + " exists without multi_queue: reading it through one queue";
+      queues = 1;
+    } else {
+      flags = short(flags | IFF_MULTI_QUEUE);
+    }
+  }
+  if (fd < 0) fd = attach_queue(name, flags);
+  if (fd < 0) {
+    *err = errno_text(("TUNSETIFF " + name).c_str());
+    return false;
+  }
+  fds->push_back(fd);
   if (vnet) {
     int hdr = 10;  // sizeof(virtio_net_hdr)
     if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0 || tun_set_offload(fd, 0, err) < 0) {
       if (err->empty()) *err = errno_text("TUNSETVNETHDRSZ");
       close(fd);
-      return -1;
+      fds->clear();
+      return false;
     }
     if (gso_max) {
-      set_link_u32(ifr.ifr_name, IFLA_GSO_MAX_SIZE, gso_max);
+      set_link_u32(name.c_str(), IFLA_GSO_MAX_SIZE, gso_max);
       // Segments per super-packet within what a vnet frame may carry (offload.cc).
-      set_link_u32(ifr.ifr_name, IFLA_GSO_MAX_SEGS, uint32_t(kMaxSegments));
+      set_link_u32(name.c_str(), IFLA_GSO_MAX_SEGS, uint32_t(kMaxSegments));
     }
   }
-  if (!link_up(ifr.ifr_name, err)) {
-    close(fd);
-    return -1;
+  // The other queues of a multi-queue device share its header size,
+  // offloads and link: attaching them is all they need.
+  while (fds->size() < queues) {
+    const int q = attach_queue(name, flags);
+    if (q < 0) {
+      *note = errno_text(("tun device " + name + ": queue " + std::to_string(fds->size() + 1) + " of " +
+                          std::to_string(queues)).c_str()) + "; reading it through " + std::to_string(fds->size());
+      break;
+    }
+    fds->push_back(q);
   }
-  return fd;
+  if (!link_up(name.c_str(), err)) {
+    for (int q : *fds) close(q);
+    fds->clear();
+    return false;
+  }
+  return true;
+}
+
+bool tun_steer_by_destination(int fd, std::string* err) {
+  // r6 = the skb; r0 = the 32-bit word at offset 16 of the packet (an IPv4
+  // destination, in host order; a short packet ends the program with 0);
+  // return r0. The kernel takes its low 16 bits modulo the queues.
+  struct bpf_insn prog[3];
+  memset(prog, 0, sizeof prog);
+  prog[0].code = BPF_ALU64 | BPF_MOV | BPF_X;
+  prog[0].dst_reg = 6;
+  prog[0].src_reg = 1;
+  prog[1].code = BPF_LD | BPF_W | BPF_ABS;
+  prog[1].imm = 16;
+  prog[2].code = BPF_JMP | BPF_EXIT;
+  static const char license[] = "GPL";
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+  attr.insn_cnt = 3;
+  attr.insns = uint64_t(reinterpret_cast<uintptr_t>(prog));
+  attr.license = uint64_t(reinterpret_cast<uintptr_t>(license));
+  const int pfd = int(syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof attr));
+  if (pfd < 0) {
+    *err = errno_text("loading the steering program (bpf)");
+    return false;
+  }
+  // The device keeps its own reference to the program.
+  const bool ok = ioctl(fd, TUNSETSTEERINGEBPF, &pfd) == 0;
+  if (!ok) *err = errno_text("TUNSETSTEERINGEBPF");
+  close(pfd);
+  return ok;
 }
 
 std::vector<uint32_t> interface_addresses(const std::string& name) {

@@ -1,7 +1,7 @@
 // tun.h: opening tun devices, and entering a network namespace.
 //
 // Syscalls: open(/dev/net/tun), ioctl(TUNSETIFF, TUNSETVNETHDRSZ,
-// TUNSETOFFLOAD), a NETLINK_ROUTE datagram socket (gso_max_size), ioctl(SIOCGIFFLAGS/
+// TUNSETOFFLOAD, TUNSETSTEERINGEBPF), bpf(BPF_PROG_LOAD), a NETLINK_ROUTE datagram socket (gso_max_size), ioctl(SIOCGIFFLAGS/
 // SIOCSIFFLAGS) on an AF_INET datagram socket to bring the link up,
 // getifaddrs, open(netns file) + setns(CLONE_NEWNET), write/writev.
 #pragma once
@@ -28,6 +28,23 @@ int tun_open(const std::string& name, std::string* err);
 // gso_max (netlink; best effort: a kernel that refuses leaves it, and
 // oversize super-packets are split by the reader instead).
 int tun_open(const std::string& name, bool vnet, uint32_t gso_max, std::string* err);
+
+// As tun_open(name, vnet, gso_max), with `queues` fds of the device
+// (IFF_MULTI_QUEUE when queues > 1), each its own queue of packets toward
+// the reader. Fewer than asked when the device exists without multi_queue
+// or refuses more queues: *note then says so and why. false with *err (and
+// no fd open) when not even one queue opened.
+bool tun_open_queues(const std::string& name, bool vnet, uint32_t gso_max, unsigned queues,
+                     std::vector<int>* fds, std::string* note, std::string* err);
+
+// Makes the multi-queue device of fd queue each packet toward its readers
+// by its IPv4 destination (TUNSETSTEERINGEBPF, a three-instruction socket
+// filter program): one address's packets always share a queue, and
+// addresses whose low 16 bits differ modulo the queues never do. Without
+// it the kernel steers by flow hash, which puts flows to different
+// destinations in one queue as often as not. Needs CAP_BPF (or
+// CAP_SYS_ADMIN) at the call only. false with *err.
+bool tun_steer_by_destination(int fd, std::string* err);
 
 // The virtio_net_hdr of a plain packet (no offload asked for).
 inline constexpr uint8_t kZeroVnetHdr[kVnetHdrLen] = {};

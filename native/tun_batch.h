@@ -104,12 +104,16 @@ class TunBatch {
 
   // The same from another tun (the router reads handed-over vassal tuns
   // through its own ring, into the same slots: one ring for all of them).
-  unsigned read_from(int fd, unsigned n) {
+  unsigned read_from(int fd, unsigned n) { return read_each(nullptr, fd, n); }
+
+  // The same with read i from fds[i] (the queues of a multi-queue tun, in
+  // one call), or from fd when fds is null.
+  unsigned read_each(const int* fds, int fd, unsigned n) {
     if (n == 0 || n > slots_ || !ready()) return 0;
     for (unsigned i = 0; i < n; i++) res_[i] = -EAGAIN;
     const bool ok = submit(n, [&](struct io_uring_sqe* e, unsigned i) {
       e->opcode = IORING_OP_READ;
-      e->fd = fd;
+      e->fd = fds ? fds[i] : fd;
       e->addr = uint64_t(reinterpret_cast<uintptr_t>(slot(i)));
       e->len = uint32_t(slot_size_);
     }, [&](unsigned i, int res) { res_[i] = res; });

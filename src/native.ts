@@ -65,6 +65,7 @@ export interface RouterOptions {
   offload: boolean;         // virtio-net offloads with moat devices that ask (docs/offload.md)
   handoff: boolean;         // take the tun of moat devices that hand it over (docs/one-hop.md)
   holdUs: number;           // spread traffic under a backlog: how long a peer's frames may wait to share a write; 0: never
+  tunQueues: number;        // queues of the tun toward the router, steered by destination (docs/multiqueue.md); 1: one
   sndbuf: number;           // each peer socket's send buffer, bytes; 0: the kernel's (native/sndbuf.h)
   sndbufBusy: number;       // a streaming peer's send buffer, bytes; 0: never grown (native/sndbuf.h, SndbufGrowth)
   sndbufBudget: number;     // the most all growths add up to, bytes as the kernel keeps them
@@ -352,7 +353,7 @@ export interface RemoveTreeLimits {
 }
 
 export type OptionBounds = Readonly<Record<
-  'maxFrame' | 'queueBytes' | 'busyPollUs' | 'holdUs' | 'sndbuf' | 'reconnectMinMs' | 'reconnectMaxMs' | 'socketMode',
+  'maxFrame' | 'queueBytes' | 'busyPollUs' | 'holdUs' | 'tunQueues' | 'sndbuf' | 'reconnectMinMs' | 'reconnectMaxMs' | 'socketMode',
   readonly [number, number]>>;
 
 export type GsoErrorName = 'bad_header' | 'bad_ip' | 'unsupported' | 'too_many';

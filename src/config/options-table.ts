@@ -55,6 +55,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   m('tuntap-router-handoff', 'bool', 'router', 'offer moat devices with offloads to take their tun and read and write it here: one hop instead of two, every packet judged as a frame (docs/one-hop.md); needs tuntap-router-offload', { default: true, native: 'handoff' }),
   m('tuntap-router-hold', 'int', 'router', 'how long a peer\'s frames may wait to share one write while the tun has a backlog (traffic spread over many peers); light traffic is never held; 0 = never (docs/scale.md)',
     { min: 0, max: 1000, default: 50, unit: 'ms', native: 'holdUs' }),
+  m('tuntap-router-queues', 'int', 'router', 'queues of the tun device toward the router, packets steered to them by destination address and read in turn, so a flood toward one vassal fills its own queue and not its neighbours\' (a device made before without multi_queue keeps one); 1 = one queue, as uWSGI (docs/multiqueue.md)',
+    { min: 1, max: 64, default: 8, unit: 'queues', native: 'tunQueues' }),
   m('tuntap-router-sndbuf', 'int', 'router', 'send buffer of each peer socket (0 = the kernel default; without CAP_NET_ADMIN capped by net.core.wmem_max; docs/scale.md)',
     { min: 0, max: SNDBUF_MAX, default: 0, unit: 'bytes', native: 'sndbuf' }),
   m('tuntap-router-sndbuf-busy', 'int', 'router', 'send buffer a peer socket grows to once the peer streams (its buffer filled and drained again), back to its size after 5 s idle; a peer that never reads never grows; 0 = never grow (docs/scale.md)',

@@ -181,6 +181,7 @@ export function routerConfig(options: OptionList | CheckedOptions, accounts: Acc
     offload: opts.bool('tuntap-router-offload'),
     handoff: opts.bool('tuntap-router-handoff'),
     holdMs: opts.int('tuntap-router-hold'),
+    tunQueues: opts.int('tuntap-router-queues'),
     busyPollUs: opts.int('tuntap-router-busy-poll'),
     sndbuf: opts.int('tuntap-router-sndbuf'),
     sndbufBusy: opts.int('tuntap-router-sndbuf-busy'),

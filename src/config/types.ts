@@ -43,6 +43,7 @@ export interface RouterConfig {
   offload: boolean;             // moat: tuntap-router-offload (docs/offload.md)
   handoff: boolean;             // moat: tuntap-router-handoff (docs/one-hop.md)
   holdMs: number;               // moat: tuntap-router-hold (docs/scale.md)
+  tunQueues: number;            // moat: tuntap-router-queues (docs/multiqueue.md)
   busyPollUs: number;           // moat: tuntap-router-busy-poll (docs/busy-poll.md)
   sndbuf: number;               // moat: tuntap-router-sndbuf (0: the kernel's default)
   sndbufBusy: number;           // moat: tuntap-router-sndbuf-busy (a streaming peer's buffer; 0: never grown)

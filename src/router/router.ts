@@ -83,6 +83,7 @@ export class Router extends EventEmitter implements RouterApi {
       offload: c.offload,
       handoff: c.handoff,
       holdUs: c.holdMs * 1000,
+      tunQueues: c.tunQueues,
       busyPollUs: c.busyPollUs,
       sndbuf: c.sndbuf,
       sndbufBusy: c.sndbufBusy,

@@ -150,7 +150,7 @@ export class EmperorLab {
     const ns = this.lab.netns('mtn');
     const cfg: RouterConfig = {
       device: uniqueName('mtn'), socket: path.join(dir, 'r.sock'), socketMode: 0o666, maxFrame: 8188, queueBytes: 1 << 18,
-      offload: false, handoff: false, holdMs: 50, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(),
+      offload: false, handoff: false, holdMs: 50, tunQueues: 8, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(),
       rules: [], ruleFiles: [], bindings: [], peerLimits: [], useCredentials: false, netns: `/run/netns/${ns}`, warnings: [],
     };
     this.router = new Router(cfg, captureLog().log);

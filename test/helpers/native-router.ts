@@ -27,7 +27,7 @@ export function tmpSock(lab: Lab, tag: string): string {
 export function nativeRouterOptions(tun: string, ns: string, sock: string, over: Partial<RouterOptions> = {}): RouterOptions {
   return {
     tunName: tun, netns: `/run/netns/${ns}`, socketPath: sock, socketMode: 0o600, socketUid: -1, socketGid: -1,
-    maxFrame: 8188, queueBytes: 1 << 20, acceptRuleBlocks: false, offload: false, handoff: false, holdUs: 0, sndbuf: 0, sndbufBusy: 0, sndbufBudget: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE, ...over,
+    maxFrame: 8188, queueBytes: 1 << 20, acceptRuleBlocks: false, offload: false, handoff: false, holdUs: 0, tunQueues: 1, sndbuf: 0, sndbufBusy: 0, sndbufBudget: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE, ...over,
   };
 }
 

@@ -35,7 +35,7 @@ after(() => L.cleanup());
 
 test('binding values are type-checked: uid and pid -1..max, a pid with its start time, addr 0 only for a vassal, learn required', () => {
   const R = addon().Router;
-  const base = { tunName: 'x', netns: '', socketPath: '/tmp/x', socketMode: 0o660, socketUid: -1, socketGid: -1, maxFrame: 1500, queueBytes: 65536, acceptRuleBlocks: false, offload: false, handoff: false, holdUs: 0, sndbuf: 0, sndbufBusy: 0, sndbufBudget: 0, busyPollUs: 0, learn: LEARN_ANYWHERE };
+  const base = { tunName: 'x', netns: '', socketPath: '/tmp/x', socketMode: 0o660, socketUid: -1, socketGid: -1, maxFrame: 1500, queueBytes: 65536, acceptRuleBlocks: false, offload: false, handoff: false, holdUs: 0, tunQueues: 1, sndbuf: 0, sndbufBusy: 0, sndbufBudget: 0, busyPollUs: 0, learn: LEARN_ANYWHERE };
   assert.throws(() => new R({ ...base, bindings: [{ uid: -2, addr: 1 }] }), TypeError);
   assert.throws(() => new R({ ...base, bindings: [{ uid: -1, pid: -2, addr: 1 }] }), TypeError);
   assert.throws(() => new R({ ...base, bindings: [{ uid: -1, pid: 5, start: 9, addr: 0 }] }), TypeError);

@@ -29,7 +29,7 @@ test('cron jobs run inside the vassal, on the emperor\'s schedule, never overlap
   const ns = lab.netns('mcr');
   const cfg: RouterConfig = {
     device: uniqueName('mcr'), socket: path.join(dir, 'r.sock'), socketMode: 0o666, maxFrame: 8188, queueBytes: 1 << 18,
-    offload: false, handoff: false, holdMs: 50, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(),
+    offload: false, handoff: false, holdMs: 50, tunQueues: 8, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(),
     rules: [], ruleFiles: [], bindings: [], peerLimits: [], useCredentials: false, netns: `/run/netns/${ns}`, warnings: [],
   };
   const router = new Router(cfg);

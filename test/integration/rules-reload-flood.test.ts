@@ -37,7 +37,7 @@ test('a reload under a flood never judges a packet by a mix of old and new rules
   fs.writeFileSync(rules, ruleSet(2000, 1000));
   const cfg: RouterConfig = {
     device: uniqueName('mrl'), socket: path.join(dir, 'r.sock'), socketMode: 0o660, maxFrame: 1500, queueBytes: 1 << 20,
-    offload: false, handoff: false, holdMs: 50, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(),
+    offload: false, handoff: false, holdMs: 50, tunQueues: 8, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(),
     rules: [], ruleFiles: [rules], bindings: [], peerLimits: [], useCredentials: false, netns: `/run/netns/${ns}`, warnings: [],
   };
   const router = new Router(cfg);

@@ -35,7 +35,7 @@ const host = (n: number): string => net24 + n;
 function routerOptions(): RouterOptions {
   return {
     tunName: tun, netns: `/run/netns/${ns}`, socketPath: sockPath, socketMode: 0o666, socketUid: -1, socketGid: -1,
-    maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, offload: false, handoff: false, holdUs: 0, sndbuf: 0, sndbufBusy: 0, sndbufBudget: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE,
+    maxFrame: 1500, queueBytes: 64 * 1024, acceptRuleBlocks: false, offload: false, handoff: false, holdUs: 0, tunQueues: 1, sndbuf: 0, sndbufBusy: 0, sndbufBudget: 0, busyPollUs: 0, bindings: [], learn: LEARN_ANYWHERE,
   };
 }
 

@@ -59,7 +59,7 @@ test('defaults', () => {
   const c = router('tuntap-router = emperor0 /tmp/t.sock\n');
   assert.deepEqual(c, {
     device: 'emperor0', socket: '/tmp/t.sock', stats: undefined, gateway: undefined, socketMode: 0o660,
-    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, handoff: true, holdMs: 50, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(), rules: [], ruleFiles: [], bindings: [], peerLimits: [],
+    socketOwner: undefined, maxFrame: 8188, queueBytes: 262144, offload: true, handoff: true, holdMs: 50, tunQueues: 8, busyPollUs: 100, sndbuf: 0, sndbufBusy: 524288, sndbufBudget: 67108864, conntrack: conntrackDefaults(), rules: [], ruleFiles: [], bindings: [], peerLimits: [],
     useCredentials: false, metrics: undefined, netns: undefined, warnings: [],
   });
 });

@@ -45,7 +45,7 @@ test('start hands the config to one native Router: its options, the bindings, th
   const s = setup(t, [
     'tuntap-router = mt0 DIR/run/r.sock',
     'tuntap-router-max-frame = 1500', 'tuntap-router-queue-bytes = 65536', 'tuntap-router-socket-mode = 0600',
-    'tuntap-router-hold = 7', 'tuntap-router-busy-poll = 250', 'tuntap-router-sndbuf = 1048576', 'tuntap-router-sndbuf-busy = 2097152', 'tuntap-router-sndbuf-budget = 8388608', 'tuntap-router-offload = false',
+    'tuntap-router-hold = 7', 'tuntap-router-queues = 3', 'tuntap-router-busy-poll = 250', 'tuntap-router-sndbuf = 1048576', 'tuntap-router-sndbuf-busy = 2097152', 'tuntap-router-sndbuf-budget = 8388608', 'tuntap-router-offload = false',
     'tuntap-router-netns = /run/netns/gw1', 'tuntap-router-bind = 1234 10.0.0.9',
     'tuntap-router-firewall-in = deny 10.0.0.1 10.0.0.0/24',
   ]);
@@ -54,7 +54,7 @@ test('start hands the config to one native Router: its options, the bindings, th
   const n = s.native();
   assert.deepEqual(n.options, {
     tunName: 'mt0', netns: '/run/netns/gw1', socketPath: path.join(s.dir, 'run/r.sock'), socketMode: 0o600, socketUid: -1, socketGid: -1,
-    maxFrame: 1500, queueBytes: 65536, offload: false, handoff: true, holdUs: 7000, busyPollUs: 250, sndbuf: 1048576, sndbufBusy: 2097152, sndbufBudget: 8388608, acceptRuleBlocks: false,
+    maxFrame: 1500, queueBytes: 65536, offload: false, handoff: true, holdUs: 7000, tunQueues: 3, busyPollUs: 250, sndbuf: 1048576, sndbufBusy: 2097152, sndbufBudget: 8388608, acceptRuleBlocks: false,
     bindings: [{ uid: 1234, pid: -1, addr: ip('10.0.0.9') }], learn: { net: 0, bits: 0 },
   });
   assert.deepEqual(n.calls, ['setRules', 'setLimits', 'start'], 'rules and limits are in place before the first packet');
@@ -65,12 +65,12 @@ test('start hands the config to one native Router: its options, the bindings, th
   assert.equal(logged(s.lines, 'router started')[0]?.rulesOut, 2);
 });
 
-test('defaults: hold 50 ms, busy poll 100 us, offload on, sndbuf 0 (the kernel\'s), 512 KiB for streaming peers within 64 MiB', async (t) => {
+test('defaults: hold 50 ms, busy poll 100 us, offload on, sndbuf 0 (the kernel\'s), 512 KiB for streaming peers within 64 MiB, 8 tun queues', async (t) => {
   const s = setup(t, ['tuntap-router = mt0 DIR/r.sock']);
   await s.router.start();
   const o = s.native().options;
-  assert.deepEqual([o.holdUs, o.busyPollUs, o.offload, o.sndbuf, o.sndbufBusy, o.sndbufBudget, o.maxFrame, o.queueBytes, o.socketMode, o.netns],
-    [50000, 100, true, 0, 524288, 67108864, 8188, 262144, 0o660, '']);
+  assert.deepEqual([o.holdUs, o.busyPollUs, o.offload, o.sndbuf, o.sndbufBusy, o.sndbufBudget, o.maxFrame, o.queueBytes, o.socketMode, o.netns, o.tunQueues],
+    [50000, 100, true, 0, 524288, 67108864, 8188, 262144, 0o660, '', 8]);
 });
 
 test('setBindings: each owner\'s bindings after the config\'s; the learnable network is its owner\'s (anywhere without one), sent with them', async (t) => {
