@@ -100,6 +100,8 @@ struct RouterLoop final : Router::Loop {
   };
   std::vector<TunQueue> tunq;
   bool tun_gone = false;  // tun_lost() ran
+  std::atomic<uint32_t> queues_open{0};  // for stats(): set once by open_tun
+  std::atomic<bool> steered{false};
   ListenSocket listener;  // peers connect here
 
   // Shared with stats(): the structure (peer list, rule set) changes under
@@ -272,8 +274,10 @@ struct RouterLoop final : Router::Loop {
     if (fds.size() > 1 && !tun_steer_by_destination(fds[0], &why))
       emit_notice("tun device " + opts.tun_name + ": " + why + "; its " + std::to_string(fds.size()) +
                   " queues are steered by flow hash instead, which may put two vassals' traffic in one queue");
+    else if (fds.size() > 1) steered.store(true, std::memory_order_relaxed);
     for (int fd : fds) tunq.push_back(TunQueue{fd});
     tun = fds[0];
+    queues_open.store(uint32_t(fds.size()), std::memory_order_relaxed);
     return true;
   }
 
@@ -1811,6 +1815,8 @@ struct RouterLoop final : Router::Loop {
     s.rx_packets = tun_rx.get();
     s.rx_bytes = tun_rx_bytes.get();
     s.tun_read_calls = tun_read_calls.get();
+    s.tun_queues = queues_open.load(std::memory_order_relaxed);
+    s.tun_steered = steered.load(std::memory_order_relaxed);
     s.tx_packets = tun_tx.get();
     s.tx_bytes = tun_tx_bytes.get();
     s.fragmented = fragmented.get();

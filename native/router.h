@@ -209,6 +209,8 @@ struct RouterEvent {
 struct RouterStats {
   uint64_t rx_packets, rx_bytes;  // read from the tun device
   uint64_t tun_read_calls;        // system calls that read them (batched reads: tun_batch.h)
+  uint32_t tun_queues;            // queues of the tun the router reads (RouterOptions::tun_queues)
+  bool tun_steered;               // more than one, steered by destination (else by flow hash)
   uint64_t tx_packets, tx_bytes;  // written to the tun device
   uint64_t fragmented;            // packets (DF clear) split to fit a peer's frame limit
   uint64_t frag_needed;           // ICMP fragmentation-needed answers written to the tun

@@ -359,6 +359,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     o.Set("rxPackets", double(s.rx_packets));
     o.Set("rxBytes", double(s.rx_bytes));
     o.Set("tunReadCalls", double(s.tun_read_calls));
+    o.Set("tunQueues", double(s.tun_queues));
+    o.Set("tunSteered", s.tun_steered);
     o.Set("txPackets", double(s.tx_packets));
     o.Set("txBytes", double(s.tx_bytes));
     o.Set("fragmented", double(s.fragmented));

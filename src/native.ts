@@ -171,6 +171,7 @@ export interface PeerRuleSet { key: number; addr: number; in: NativeRule[]; out:
 export interface RouterStats {
   rxPackets: number; rxBytes: number;   // read from the tun device
   tunReadCalls: number;                  // system calls that read them (several packets a call when batched: native/tun_batch.h)
+  tunQueues: number; tunSteered: boolean; // the tun's queues read (tunQueues option), steered by destination (else by flow hash)
   txPackets: number; txBytes: number;   // written to the tun device
   fragmented: number;                    // packets (DF clear) split to fit a peer's frame limit
   fragNeeded: number;                    // ICMP fragmentation-needed answers sent (DF set, too big)

@@ -284,7 +284,7 @@ export class Router extends EventEmitter implements RouterApi {
       moat: {
         device: this.config.device,
         socket: this.config.socket,
-        tun: { rx_packets: s.rxPackets, rx_bytes: s.rxBytes, tx_packets: s.txPackets, tx_bytes: s.txBytes, read_calls: s.tunReadCalls },
+        tun: { rx_packets: s.rxPackets, rx_bytes: s.rxBytes, tx_packets: s.txPackets, tx_bytes: s.txBytes, read_calls: s.tunReadCalls, queues: s.tunQueues, steered_by: s.tunQueues > 1 ? (s.tunSteered ? 'destination' : 'flow hash') : 'one queue' },
         offload: { enabled: this.config.offload ?? false, gso_split: s.gsoSplit, gso_segments: s.gsoSegments, uso_tx: s.usoTx, uso_segments: s.usoSegments },
         hold: { ms: this.config.holdMs, held_frames: s.heldFrames, held_writes: s.heldWrites },
         sndbuf: { busy: this.config.sndbufBusy, budget: this.config.sndbufBudget, grown_peers: s.sndbufGrownPeers, grown_bytes: s.sndbufGrownBytes, grows: s.sndbufGrows },

@@ -53,7 +53,7 @@ export function peerStats(over: Partial<PeerStats> = {}): PeerStats {
 
 export function routerStats(over: Partial<RouterStats> = {}): RouterStats {
   return {
-    rxPackets: 0, rxBytes: 0, tunReadCalls: 0, txPackets: 0, txBytes: 0, fragmented: 0, fragNeeded: 0, gsoSplit: 0, gsoSegments: 0,
+    rxPackets: 0, rxBytes: 0, tunReadCalls: 0, tunQueues: 1, tunSteered: false, txPackets: 0, txBytes: 0, fragmented: 0, fragNeeded: 0, gsoSplit: 0, gsoSegments: 0,
     usoTx: 0, usoSegments: 0, heldFrames: 0, heldWrites: 0, sndbufGrownPeers: 0, sndbufGrownBytes: 0, sndbufGrows: 0, busyPolls: 0, busyPollCaught: 0, busyPollNs: 0,
     drops: {}, conntrack: { entries: 0, slots: 0, slotBytes: 32 }, rejects: 0, rejectsLimited: 0, peers: [], hits: { in: [], out: [] }, peerHits: [], ...over,
   };

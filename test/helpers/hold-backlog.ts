@@ -61,13 +61,15 @@ export function tunStats(ns: string, tun: string): { txPackets: number; txDroppe
   return { txPackets: Number(link.stats64?.tx?.packets ?? link.stats?.tx?.packets ?? 0), txDropped: Number(link.stats64?.tx?.dropped ?? link.stats?.tx?.dropped ?? 0) };
 }
 
-/** A moat CLI router in a gateway namespace of lab, with holding at holdMs,
- *  its tun up with gw/16 and room for a whole backlog (txqueuelen 50,000).
+/** A moat CLI router in a gateway namespace of lab, with holding at holdMs
+ *  and o.args, its tun up with gw/16 and room for a whole backlog
+ *  (txqueuelen 50,000, or o.txqueuelen: each of its queues holds that many).
  *  Peers are prefix + 1, prefix + 2, ... pid is the router's own (`ip netns
  *  exec` execs it): the lab never leaves it stopped. */
 export interface HoldRouter { router: MoatProcess; pid: number; sock: string; stats: string; ns: string; tun: string; gw: string; prefix: string }
 
-export async function startHoldRouter(lab: Lab, holdMs: number, tag: string): Promise<HoldRouter> {
+export async function startHoldRouter(lab: Lab, holdMs: number, tag: string,
+  o: { txqueuelen?: number; args?: string[] } = {}): Promise<HoldRouter> {
   const dir = tempDir(lab);
   const sock = path.join(dir, 'tuntap.sock');
   const stats = path.join(dir, 'stats.sock');
@@ -76,7 +78,7 @@ export async function startHoldRouter(lab: Lab, holdMs: number, tag: string): Pr
   const a = 16 + crypto.randomInt(200);
   const gw = `10.${a}.0.1`;
   const prefix = `10.${a}.1.`;
-  const router = startMoat(lab, ['--tuntap-router', `${tun} ${sock}`, '--tuntap-router-stats', stats, '--tuntap-router-hold', String(holdMs)], ns);
+  const router = startMoat(lab, ['--tuntap-router', `${tun} ${sock}`, '--tuntap-router-stats', stats, '--tuntap-router-hold', String(holdMs), ...(o.args ?? [])], ns);
   let pid = 0;
   // Never leave a stopped process behind (cleanups run last-added first).
   lab.onCleanup(() => { if (pid) { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } } });
@@ -86,7 +88,7 @@ export async function startHoldRouter(lab: Lab, holdMs: number, tag: string): Pr
   const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
   if (!cmdline.includes('cli.js') || !cmdline.includes('--tuntap-router')) throw new Error(`pid ${pid} is not the router: ${cmdline}`);
   sh('ip', ['-n', ns, 'addr', 'add', `${gw}/16`, 'dev', tun]);
-  sh('ip', ['-n', ns, 'link', 'set', tun, 'up', 'txqueuelen', '50000']);
+  sh('ip', ['-n', ns, 'link', 'set', tun, 'up', 'txqueuelen', String(o.txqueuelen ?? 50000)]);
   return { router, pid, sock, stats, ns, tun, gw, prefix };
 }
 

@@ -179,7 +179,7 @@ test('stats(): the native counters while running; the stats socket serves uWSGI\
     tx_packets: 5, rx_packets: 6, drops: { spoof: 1 }, queued: 0, offload: false, handoff: false, vnet_rx: 0, gso_rx: 0, vnet_tx: 0, gso_tx: 0, uso_tx: 0, sndbuf_grown: 835584,
     id: 3, shaped_in: 0, shaped_out: 0, shape_queued_in: 0, shape_queued_out: 0, shape_peak_in: 0, shape_peak_out: 0,
   }]);
-  assert.deepEqual(doc.moat.tun, { rx_packets: 10, rx_bytes: 1000, tx_packets: 20, tx_bytes: 2000, read_calls: 0 });
+  assert.deepEqual(doc.moat.tun, { rx_packets: 10, rx_bytes: 1000, tx_packets: 20, tx_bytes: 2000, read_calls: 0, queues: 1, steered_by: 'one queue' });
   assert.deepEqual(doc.moat.hold, { ms: 3, held_frames: 6, held_writes: 2 });
   assert.deepEqual(doc.moat.sndbuf, { busy: 524288, budget: 67108864, grown_peers: 1, grown_bytes: 835584, grows: 4 });
   assert.deepEqual(doc.moat.drops, { no_peer: 3 });
