@@ -30,7 +30,8 @@
 // from any one controlling thread; the data path runs on the router's own
 // thread, which enters Options::netns before opening anything.
 //
-// Syscalls (loop thread): setns, open/ioctl (tun), socket/bind/listen/chmod/
+// Syscalls (loop thread): setns, open/ioctl (tun; TUNSETSTEERINGEBPF and
+// bpf(BPF_PROG_LOAD) at start, tun.h), socket/bind/listen/chmod/
 // chown/lstat/unlink/connect (socket file), epoll_create1/epoll_ctl/
 // epoll_wait, eventfd read/write, accept4, getsockopt(SO_PEERCRED), the
 // peer's start time at accept (peer_identity.h: getsockopt(SO_PEERPIDFD),

@@ -1,7 +1,8 @@
 // tun.h: opening tun devices, and entering a network namespace.
 //
 // Syscalls: open(/dev/net/tun), ioctl(TUNSETIFF, TUNSETVNETHDRSZ,
-// TUNSETOFFLOAD, TUNSETSTEERINGEBPF), bpf(BPF_PROG_LOAD), a NETLINK_ROUTE datagram socket (gso_max_size), ioctl(SIOCGIFFLAGS/
+// TUNSETOFFLOAD, TUNSETSTEERINGEBPF), bpf(BPF_PROG_LOAD), a NETLINK_ROUTE
+// datagram socket (gso_max_size), ioctl(SIOCGIFFLAGS/
 // SIOCSIFFLAGS) on an AF_INET datagram socket to bring the link up,
 // getifaddrs, open(netns file) + setns(CLONE_NEWNET), write/writev.
 #pragma once

@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Lab, sh, uniqueName, waitFor } from './netns';
 import { MoatProcess, startMoat, tempDir, waitForSocket } from './moat';
+import { FramePeer } from './frame-peer';
+import { icmpEcho, MOD_HELLO, parseIpv4, PROTO_UDP } from './packets';
 
 /** The datagram for peer i, sequence seq: i (u16), seq (u32), then filler
  *  that depends on both (a frame mixed up with another's shows), of a length
@@ -144,4 +146,22 @@ export async function startSender(lab: Lab, ns: string, gw: string, prefix: stri
     },
     end: () => { child.stdin!.end(); },
   };
+}
+
+/** n framed peers at prefix + 1 ... prefix + n, each counting the UDP
+ *  datagrams it gets (got[i]); resolves once the router answered each one's
+ *  echo request (it has learned their addresses). */
+export async function countingPeers(lab: Lab, r: HoldRouter, n: number, echoId: number): Promise<number[]> {
+  const got = new Array<number>(n).fill(0);
+  const peers: FramePeer[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = await FramePeer.connect(r.sock, { keep: false, onFrame: (f) => {
+      if (f.mod2 !== MOD_HELLO && parseIpv4(f.payload).proto === PROTO_UDP) got[i]++;
+    } });
+    lab.onCleanup(() => p.close());
+    p.send(icmpEcho(r.prefix + (i + 1), r.gw, echoId + i, 1));
+    peers.push(p);
+  }
+  await waitFor(() => peers.every((p) => p.received >= 1), 10000, 'echo replies to all peers');
+  return got;
 }

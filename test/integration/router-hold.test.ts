@@ -19,7 +19,7 @@ import { readStats } from '../helpers/moat';
 import { icmpEcho, parseIpv4, inetChecksum, MOD_HELLO, MOD_VNET, offloadHello, PROTO_UDP } from '../helpers/packets';
 import { addon } from '../../src/native';
 import { FramePeer } from '../helpers/frame-peer';
-import { backlog, datagram, startHoldRouter, startSender } from '../helpers/hold-backlog';
+import { backlog, countingPeers, datagram, startHoldRouter, startSender } from '../helpers/hold-backlog';
 
 const PEERS = 100;
 const PER_PEER_DEFAULT = 40;
@@ -233,17 +233,7 @@ test('a backlog to one flooded peer and a neighbour: nothing is held, the neighb
   const lab = new Lab();
   try {
     const hr = await startHoldRouter(lab, 1000, 'mhn');
-    const got = [0, 0];
-    const peers: FramePeer[] = [];
-    for (const i of [0, 1]) {
-      const p = await FramePeer.connect(hr.sock, { keep: false, onFrame: (f) => {
-        if (f.mod2 !== MOD_HELLO && parseIpv4(f.payload).proto === PROTO_UDP) got[i]++;
-      } });
-      lab.onCleanup(() => p.close());
-      p.send(icmpEcho(hr.prefix + (i + 1), hr.gw, 0x4100 + i, 1));
-      peers.push(p);
-    }
-    await waitFor(() => peers.every((p) => p.received >= 1), 10000, 'echo replies to both peers');
+    const got = await countingPeers(lab, hr, 2, 0x4100);
     const before = (await readStats(hr.stats)).moat.hold;
     // The sender's "flood" goes to peer 0 only (1 peer); "one 1 0" to the neighbour.
     const sender = await startSender(lab, hr.ns, hr.gw, hr.prefix, 1, FLOOD, PORT);

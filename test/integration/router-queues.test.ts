@@ -10,31 +10,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
 import { readStats, startMoat, tempDir, waitForSocket } from '../helpers/moat';
-import { icmpEcho, parseIpv4, MOD_HELLO, PROTO_UDP } from '../helpers/packets';
+import { icmpEcho } from '../helpers/packets';
 import { FramePeer } from '../helpers/frame-peer';
-import { backlog, HoldRouter, startHoldRouter, startSender } from '../helpers/hold-backlog';
+import { backlog, countingPeers, HoldRouter, startHoldRouter, startSender } from '../helpers/hold-backlog';
 
 const FLOOD = 2000;
 const NEIGHBOUR = 10;
 const QUEUE_LEN = 200;
 const PORT = 9000;
-
-/** Peers at prefix + 1 (flooded) and prefix + 2 (the neighbour), each
- *  counting the UDP datagrams it gets; resolves once both are learned. */
-async function twoPeers(lab: Lab, hr: HoldRouter): Promise<number[]> {
-  const got = [0, 0];
-  const peers: FramePeer[] = [];
-  for (const i of [0, 1]) {
-    const p = await FramePeer.connect(hr.sock, { keep: false, onFrame: (f) => {
-      if (f.mod2 !== MOD_HELLO && parseIpv4(f.payload).proto === PROTO_UDP) got[i]++;
-    } });
-    lab.onCleanup(() => p.close());
-    p.send(icmpEcho(hr.prefix + (i + 1), hr.gw, 0x4200 + i, 1));
-    peers.push(p);
-  }
-  await waitFor(() => peers.every((p) => p.received >= 1), 10000, 'echo replies to both peers');
-  return got;
-}
 
 /** The flood and then the neighbour's datagrams, queued while the router is
  *  stopped; what the tun dropped. */
@@ -57,7 +40,7 @@ test('a flood toward one vassal fills its own queue: the neighbour\'s datagrams 
     assert.equal(tun.queues, 8, 'eight queues by default');
     assert.equal(tun.steered_by, 'destination');
     assert.match(sh('ip', ['-n', hr.ns, '-d', 'link', 'show', hr.tun]), /multi_queue numqueues 8/);
-    const got = await twoPeers(lab, hr);
+    const got = await countingPeers(lab, hr, 2, 0x4200);  // got[0] flooded, got[1] its neighbour
     const dropped = await floodThenNeighbour(lab, hr);
     await waitFor(() => got[1] === NEIGHBOUR, 5000, `the neighbour's datagrams (${got[1]} of ${NEIGHBOUR})`);
     await waitFor(() => got[0] >= QUEUE_LEN - 10, 5000, `the flood's queue (${got[0]})`);
@@ -77,7 +60,7 @@ test('the same with one queue (tuntap-router-queues = 1, as uWSGI): the neighbou
     const tun = (await readStats(hr.stats)).moat.tun;
     assert.deepEqual([tun.queues, tun.steered_by], [1, 'one queue']);
     assert.doesNotMatch(sh('ip', ['-n', hr.ns, '-d', 'link', 'show', hr.tun]), /multi_queue/);
-    const got = await twoPeers(lab, hr);
+    const got = await countingPeers(lab, hr, 2, 0x4200);  // got[0] flooded, got[1] its neighbour
     const dropped = await floodThenNeighbour(lab, hr);
     await waitFor(() => got[0] >= QUEUE_LEN - 10, 5000, `the flood's queue (${got[0]})`);
     await new Promise((r) => setTimeout(r, 300));
