@@ -125,7 +125,9 @@ async function round(lab: Lab, paths: Paths, n: number, seconds: number, kind: P
   const perfOut = perf ? collect(perf) : undefined;
   const routerNs = () => (routerPid ? cpuNs(routerPid) : 0);
   const cpu0 = { router: routerNs(), receivers: cpuNs(peers.pid!), busy: machineBusyNs() };
-  const s = await run(lab, gw, FLOOD, ['send', '--dst', BASE, '--dst-count', String(n), '--port', String(PORT), '--size', '64',
+  // MOAT_SCALE_SHUFFLE=SEED: the peers in a shuffled order instead of address order.
+  const shuffle = process.env.MOAT_SCALE_SHUFFLE ? ['--dst-shuffle', process.env.MOAT_SCALE_SHUFFLE] : [];
+  const s = await run(lab, gw, FLOOD, ['send', '--dst', BASE, '--dst-count', String(n), ...shuffle, '--port', String(PORT), '--size', '64',
     '--duration', String(seconds), '--tag', tag], (seconds + 15) * 1000);
   const cpu1 = { router: routerNs(), receivers: cpuNs(peers.pid!), busy: machineBusyNs() };
   const sj = lastJson(s.stdout);

@@ -14,7 +14,8 @@
  *     section stops its floods when its pings are done).
  *     Prints {"sent":..,"errors":..,"elapsed":..,"pps":..}. With
  *     --dst-count N the socket is not connected and the datagrams go to
- *     --dst, --dst + 1, ... --dst + N - 1 in turn (the 1,000-peer bench).
+ *     --dst, --dst + 1, ... --dst + N - 1 in turn (the 1,000-peer bench);
+ *     --dst-shuffle SEED (not 0) sends them in a fixed shuffled order.
  *
  *   flood recv --bind IP --port P [--duration S] [--idle S] [--tag T]
  *     Counts datagrams with recvmmsg() whose first 4 payload bytes equal the
@@ -71,7 +72,7 @@ static void die(const char *what) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: flood send --dst IP [--dst-count N] --port P [--src IP] [--size B] [--batch N] [--rate PPS] [--count N] [--duration S] [--tag T]\n"
+          "usage: flood send --dst IP [--dst-count N [--dst-shuffle SEED]] --port P [--src IP] [--size B] [--batch N] [--rate PPS] [--count N] [--duration S] [--tag T]\n"
           "       flood recv --bind IP --port P [--duration S] [--idle S] [--tag T]\n");
   exit(1);
 }
@@ -83,6 +84,7 @@ struct opts {
   unsigned long long count;
   uint32_t tag;
   int dst_count;
+  unsigned dst_seed;  /* --dst-shuffle SEED: the destinations' order, 0 = address order */
 };
 
 static void parse(int argc, char **argv, struct opts *o) {
@@ -102,6 +104,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(k, "--idle")) o->idle = atof(v);
     else if (!strcmp(k, "--tag")) o->tag = (uint32_t)strtoul(v, NULL, 10);
     else if (!strcmp(k, "--dst-count")) o->dst_count = atoi(v);
+    else if (!strcmp(k, "--dst-shuffle")) o->dst_seed = (unsigned)strtoul(v, NULL, 10);
     else usage();
   }
   if (o->port <= 0 || o->port > 65535) usage();
@@ -142,6 +145,18 @@ static int do_send(struct opts *o) {
     for (int i = 0; i < o->dst_count; i++) {
       dsts[i] = dst;
       dsts[i].sin_addr.s_addr = htonl(ntohl(dst.sin_addr.s_addr) + (uint32_t)i);
+    }
+    /* A fixed shuffle (Fisher-Yates, seeded): consecutive datagrams go to
+     * peers far apart, as traffic does, where address order sends runs of
+     * neighbouring addresses (and neighbouring state in the router). */
+    if (o->dst_seed) {
+      srand(o->dst_seed);
+      for (int i = o->dst_count - 1; i > 0; i--) {
+        int j = rand() % (i + 1);
+        struct sockaddr_in t = dsts[i];
+        dsts[i] = dsts[j];
+        dsts[j] = t;
+      }
     }
   } else if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) {
     die("connect");
