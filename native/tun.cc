@@ -147,6 +147,12 @@ bool tun_open_queues(const std::string& name, bool vnet, uint32_t gso_max, unsig
     }
   }
   if (fd < 0) fd = attach_queue(name, flags);
+  // One queue asked of a device made multi_queue before: attach one.
+  if (fd < 0 && errno == EINVAL && queues == 1 && !(flags & IFF_MULTI_QUEUE)) {
+    fd = attach_queue(name, short(flags | IFF_MULTI_QUEUE));
+    if (fd >= 0) flags = short(flags | IFF_MULTI_QUEUE);
+    else errno = EINVAL;  // the first refusal is the one to report
+  }
   if (fd < 0) {
     *err = errno_text(("TUNSETIFF " + name).c_str());
     return false;

@@ -5,7 +5,8 @@
 // SIGSTOP, the gateway sends 2,000 datagrams to one peer (its queue holds
 // 200: txqueuelen), then 10 to a neighbour, then the router goes on. With
 // one queue (as uWSGI's) the neighbour's 10 are lost behind the flood; a
-// device made before without multi_queue keeps one queue, and says so.
+// device made before without multi_queue keeps one queue, and says so; one
+// made with multi_queue takes a router asking for one queue.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab, requireRoot, sh, uniqueName, waitFor } from '../helpers/netns';
@@ -72,29 +73,40 @@ test('the same with one queue (tuntap-router-queues = 1, as uWSGI): the neighbou
   }
 });
 
-test('a tun made before without multi_queue: the router reads it through one queue and says so', async () => {
+/** A router (queue options: args) on a tun made before it with
+ *  `ip tuntap add ... extra`; what its stats and output say, once a peer's
+ *  echo request was answered through it. */
+async function onPremadeTun(extra: string[], args: string[]): Promise<{ tun: any; output: string }> {
   requireRoot();
   const lab = new Lab();
   try {
     const ns = lab.netns('mqc');
     const dev = uniqueName('mqct');
-    sh('ip', ['-n', ns, 'tuntap', 'add', 'dev', dev, 'mode', 'tun']);
+    sh('ip', ['-n', ns, 'tuntap', 'add', 'dev', dev, 'mode', 'tun', ...extra]);
     const dir = tempDir(lab);
     const sock = `${dir}/tuntap.sock`;
     const stats = `${dir}/stats.sock`;
-    const router = startMoat(lab, ['--tuntap-router', `${dev} ${sock}`, '--tuntap-router-stats', stats], ns);
+    const router = startMoat(lab, ['--tuntap-router', `${dev} ${sock}`, '--tuntap-router-stats', stats, ...args], ns);
     await waitForSocket(stats, router);
     sh('ip', ['-n', ns, 'addr', 'add', '10.77.0.1/16', 'dev', dev]);
     sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
-    const tun = (await readStats(stats)).moat.tun;
-    assert.deepEqual([tun.queues, tun.steered_by], [1, 'one queue']);
-    assert.match(router.output(), /exists without multi_queue: reading it through one queue/);
-    // It routes: a peer's echo request is answered.
     const p = await FramePeer.connect(sock, { keep: false });
     lab.onCleanup(() => p.close());
     p.send(icmpEcho('10.77.1.1', '10.77.0.1', 0x4300, 1));
     await waitFor(() => p.received >= 1, 10000, 'the echo reply');
+    return { tun: (await readStats(stats)).moat.tun, output: router.output() };
   } finally {
     await lab.cleanup();
   }
+}
+
+test('a tun made before without multi_queue: the router reads it through one queue and says so', async () => {
+  const { tun, output } = await onPremadeTun([], []);
+  assert.deepEqual([tun.queues, tun.steered_by], [1, 'one queue']);
+  assert.match(output, /exists without multi_queue: reading it through one queue/);
+});
+
+test('a tun made before with multi_queue, one queue asked for: the router attaches one', async () => {
+  const { tun } = await onPremadeTun(['multi_queue'], ['--tuntap-router-queues', '1']);
+  assert.deepEqual([tun.queues, tun.steered_by], [1, 'one queue']);
 });
