@@ -5,7 +5,8 @@
 //   up   (peer -> tun, chain "out"): read many frames per read(), check the
 //        frame and the IPv4 header, learn/check the peer's source address,
 //        classify, write the packet to the tun device.
-//   down (tun -> peer, chain "in"): read up to 64 packets per wakeup, check,
+//   down (tun -> peer, chain "in"): read up to 64 packets per wakeup, an
+//        equal share from each of the tun's ready queues (tun_queues), check,
 //        classify, find the peer by destination (hash map), append to its
 //        bounded outbound queue; after the batch one write() per dirty peer.
 //        A packet above the peer's frame limit (Peer::send_max, from
