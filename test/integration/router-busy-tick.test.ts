@@ -54,7 +54,9 @@ test('while the router is busy a tick thread wakes about every 0.5 ms on the CPU
   requireRoot();
   assert.ok(os.cpus().length >= 2, 'two CPUs: the loop is moved from one to the other');
   flooder = buildFrameFlood(lab);
-  await whileFlooded({}, 3, async (router, before, flooded) => {
+  // 5 s: the waits below add up to 5.5 s at most, and the tick follows the
+  // loop only while the flood keeps it busy (3 s ran out once under ASan).
+  await whileFlooded({}, 5, async (router, before, flooded) => {
     sh('taskset', ['-p', '-c', '0', router]);
     let tick = '';
     await waitFor(() => (tick = threadsNamed('moat-tick').find((t) => !before.has(t)) ?? '') !== '', 3000, 'a moat-tick thread once the router is busy');
