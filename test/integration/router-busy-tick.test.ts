@@ -54,8 +54,9 @@ test('while the router is busy a tick thread wakes about every 0.5 ms on the CPU
   requireRoot();
   assert.ok(os.cpus().length >= 2, 'two CPUs: the loop is moved from one to the other');
   flooder = buildFrameFlood(lab);
-  // 5 s: the waits below add up to 5.5 s at most, and the tick follows the
-  // loop only while the flood keeps it busy (3 s ran out once under ASan).
+  // 5 s: the tick follows the loop only while the flood keeps it busy, and
+  // the waits before the move to CPU 1 take 1-2 s, more under ASan (a 3 s
+  // flood ran out once there).
   await whileFlooded({}, 5, async (router, before, flooded) => {
     sh('taskset', ['-p', '-c', '0', router]);
     let tick = '';
